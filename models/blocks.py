@@ -1,0 +1,161 @@
+"""Building blocks of the transfer network and the one registry of decoders.
+
+Every upsampling layer doubles height and width. The names are the project's vocabulary
+(API, CLI, config, reports); see DESIGN.md's table and Odena et al., "Deconvolution and
+Checkerboard Artifacts" (https://distill.pub/2016/deconv-checkerboard/).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+NormLayer = Callable[[int], nn.Module]
+
+
+def instance_norm(channels: int) -> nn.Module:
+    return nn.InstanceNorm2d(channels, affine=True)
+
+
+class ConvLayer(nn.Sequential):
+    """Reflection-padded convolution: borders are mirrored, not zero, so edges stay clean."""
+
+    def __init__(self, in_channels: int, out_channels: int, *, kernel_size: int, stride: int = 1):
+        super().__init__(
+            nn.ReflectionPad2d(kernel_size // 2),
+            nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride),
+        )
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 convs with a skip connection (He et al. 2016, as in Johnson et al. 2016)."""
+
+    def __init__(self, channels: int, *, norm_layer: NormLayer = instance_norm):
+        super().__init__()
+        self.body = nn.Sequential(
+            ConvLayer(channels, channels, kernel_size=3),
+            norm_layer(channels),
+            nn.ReLU(inplace=True),
+            ConvLayer(channels, channels, kernel_size=3),
+            norm_layer(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+# --- the decoder registry -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decoder:
+    name: str
+    layer: str  # what the layer does, for `checkerless decoders` and reports
+    overlap: str  # "uneven", "even" or "none": how kernel footprints overlap in the output
+    build: Callable[[int, int], nn.Module]  # (in_channels, out_channels) -> x2 upsampler
+
+
+DECODERS: dict[str, Decoder] = {}
+
+
+def register_decoder(*, name: str, layer: str, overlap: str) -> Callable:
+    """Adding a decoder is one decorated builder; duplicate names are a programming error."""
+
+    def wrap(build: Callable[[int, int], nn.Module]) -> Callable[[int, int], nn.Module]:
+        if name in DECODERS:
+            raise ValueError(f"decoder {name!r} is already registered")
+        DECODERS[name] = Decoder(name=name, layer=layer, overlap=overlap, build=build)
+        return build
+
+    return wrap
+
+
+@register_decoder(
+    name="deconv",
+    layer="ConvTranspose2d k3 s2 p1 output_padding 1 (Johnson et al.'s original)",
+    overlap="uneven",
+)
+def _deconv(in_channels: int, out_channels: int) -> nn.Module:
+    return nn.ConvTranspose2d(in_channels, out_channels, 3, stride=2, padding=1, output_padding=1)
+
+
+@register_decoder(name="deconv4", layer="ConvTranspose2d k4 s2 p1", overlap="even")
+def _deconv4(in_channels: int, out_channels: int) -> nn.Module:
+    return nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1)
+
+
+class ResizeConv(nn.Sequential):
+    """Upsample, then a stride-1 conv: every output pixel sees the same kernel footprint,
+    so the layer is biased against checkerboards (Odena et al. 2016)."""
+
+    def __init__(self, in_channels: int, out_channels: int, *, mode: str):
+        super().__init__(
+            nn.Upsample(scale_factor=2, mode=mode),
+            ConvLayer(in_channels, out_channels, kernel_size=3),
+        )
+
+
+@register_decoder(
+    name="resize-nearest",
+    layer="nearest x2, reflection pad, conv k3 s1 (the article's fix)",
+    overlap="none",
+)
+def _resize_nearest(in_channels: int, out_channels: int) -> nn.Module:
+    return ResizeConv(in_channels, out_channels, mode="nearest")
+
+
+@register_decoder(
+    name="resize-bilinear", layer="bilinear x2, reflection pad, conv k3 s1", overlap="none"
+)
+def _resize_bilinear(in_channels: int, out_channels: int) -> nn.Module:
+    return ResizeConv(in_channels, out_channels, mode="bilinear")
+
+
+class SubPixelConv(nn.Sequential):
+    """Conv to 4C channels, then PixelShuffle(2) (Shi et al. 2016), with ICNR init
+    (Aitken et al. 2017): the four sub-pixel kernels start equal, so at initialisation the
+    layer is nearest-upsample-then-conv and shows no checkerboard before training."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        conv = nn.Conv2d(in_channels, out_channels * 4, 3)
+        with torch.no_grad():
+            base = nn.Conv2d(in_channels, out_channels, 3)
+            # PixelShuffle reads output channel c from input channels 4c..4c+3.
+            conv.weight.copy_(base.weight.repeat_interleave(4, dim=0))
+            conv.bias.copy_(base.bias.repeat_interleave(4, dim=0))
+        super().__init__(nn.ReflectionPad2d(1), conv, nn.PixelShuffle(2))
+
+
+@register_decoder(
+    name="subpixel", layer="conv k3 to 4C, PixelShuffle(2), ICNR init", overlap="even"
+)
+def _subpixel(in_channels: int, out_channels: int) -> nn.Module:
+    return SubPixelConv(in_channels, out_channels)
+
+
+def parse_decoder(spec: str | Sequence[str], *, stages: int = 2) -> tuple[str, ...]:
+    """One name for every stage, or one per stage (first stage first), as a list or a
+    comma-separated string: "resize-nearest,deconv" is deconv in the last layer only."""
+    names = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else [str(s).strip() for s in spec]
+    if len(names) == 1:
+        names = names * stages
+    if len(names) != stages:
+        raise ValueError(
+            f"decoder needs one name or {stages} (one per upsampling stage), got {len(names)}: "
+            f"{','.join(names)!r}"
+        )
+    unknown = [n for n in names if n not in DECODERS]
+    if unknown:
+        raise ValueError(
+            f"unknown decoder {unknown[0]!r}; valid names: {', '.join(DECODERS)}"
+            " (or one per stage, comma-separated)"
+        )
+    return tuple(names)
+
+
+def decoder_label(names: Sequence[str]) -> str:
+    """The canonical text form: one name when every stage is the same."""
+    return names[0] if len(set(names)) == 1 else ",".join(names)

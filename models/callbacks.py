@@ -1,0 +1,103 @@
+"""Lightning callbacks, one job each."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytorch_lightning as pl
+
+
+class LossHistory(pl.Callback):
+    """Keeps every step's logged losses in memory: the loss curve of the run."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float]] = []
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args) -> None:
+        m = trainer.callback_metrics
+        row = {k.removeprefix("train/"): float(v) for k, v in m.items() if k.startswith("train/")}
+        self.rows.append({"step": trainer.global_step, **row})
+
+
+class StopWhen(pl.Callback):
+    """Stops training cleanly (Lightning finishes the step and returns from fit) once
+    `should_stop()` is true: Ctrl-C in the CLI, a cancel flag in the worker."""
+
+    def __init__(self, should_stop: Callable[[], bool]):
+        self.should_stop = should_stop
+        self.stopped = False
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
+        if self.should_stop():
+            self.stopped = True
+            trainer.should_stop = True
+
+
+class PeriodicCheckpoint(pl.Callback):
+    """Writes `path` every `every` steps and when training ends (finished or stopped), then
+    calls `on_saved(path, step)` (the worker uploads from there). The file is written beside
+    and renamed, so a crash mid-write never leaves a broken checkpoint behind."""
+
+    def __init__(self, path: str | Path, *, every: int, on_saved: Callable[[Path, int], None] | None = None):
+        self.path = Path(path)
+        self.every = every
+        self.on_saved = on_saved
+        self._last_saved = -1
+
+    def save(self, trainer: pl.Trainer) -> None:
+        step = trainer.global_step
+        if step == self._last_saved or step == 0:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        trainer.save_checkpoint(tmp, weights_only=False)  # a full checkpoint: optimizer and loops too
+        os.replace(tmp, self.path)
+        self._last_saved = step
+        if self.on_saved:
+            self.on_saved(self.path, step)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
+        if trainer.global_step % self.every == 0:
+            self.save(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.save(trainer)
+
+
+class LossProgress(pl.Callback):
+    """A rich progress bar over the run's steps (not epochs: the data stream is endless)
+    showing the latest losses, rate and time left."""
+
+    def __init__(self, console=None) -> None:
+        from rich.console import Console
+
+        self.console = console or Console(stderr=True)
+        self.progress = None
+        self.task = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(bar_width=20), MofNCompleteColumn(),
+            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[losses]}"),
+            console=self.console,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task(
+            f"train {pl_module.config.decoder}", total=trainer.max_steps,
+            completed=trainer.global_step, losses="",
+        )
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
+        m = trainer.callback_metrics
+        losses = " ".join(f"{k.removeprefix('train/')} {float(v):.3g}" for k, v in m.items() if k.startswith("train/"))
+        self.progress.update(self.task, completed=trainer.global_step, losses=losses)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.progress:
+            self.progress.stop()
+
+    on_exception = lambda self, trainer, pl_module, exc: self.on_train_end(trainer, pl_module)  # noqa: E731

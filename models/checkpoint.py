@@ -1,0 +1,97 @@
+"""Checkpoints that describe themselves: weights, settings, decoder, style, step, versions.
+
+A checkpoint is Lightning's dict plus a `checkerless` entry; `stylize` and `train --resume`
+need nothing else. Everything in it is plain data, so it loads with weights_only=True.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from models.config import TrainConfig
+from models.transformer_net import TransformerNet
+
+if TYPE_CHECKING:
+    from models.lightning_module import StyleTransferModule
+
+FORMAT = 1
+
+
+class CheckpointError(ValueError):
+    """A file that is not a checkerless checkpoint we can use."""
+
+
+def _version(pkg: str) -> str:
+    try:
+        return version(pkg)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def describe(module: StyleTransferModule) -> dict:
+    return {
+        "format": FORMAT,
+        "config": module.config.to_dict(),
+        "decoder": module.config.decoder,
+        "style_name": module.style_name,
+        "style_png": module.style_png,
+        "content": module.content_label,
+        "step": module.global_step,
+        "versions": {
+            "checkerless": _version("checkerless"),
+            "torch": str(torch.__version__),
+            "pytorch_lightning": _version("pytorch-lightning"),
+            "python": platform.python_version(),
+        },
+    }
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    path: Path
+    config: TrainConfig
+    style_name: str
+    style_png: bytes
+    content: str
+    step: int
+    versions: dict
+
+
+def read_checkpoint(path: str | Path) -> tuple[CheckpointInfo, dict]:
+    """(what the checkpoint says about itself, the raw Lightning dict)."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{p}: no such checkpoint file")
+    try:
+        raw = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle, zip and torch errors all mean "not our checkpoint"
+        raise CheckpointError(f"{p}: not a checkpoint file ({type(e).__name__})") from None
+    meta = raw.get("checkerless") if isinstance(raw, dict) else None
+    if not isinstance(meta, dict) or "config" not in meta:
+        raise CheckpointError(f"{p}: not a checkerless checkpoint (no 'checkerless' entry)")
+    if meta.get("format", 0) > FORMAT:
+        raise CheckpointError(f"{p}: written by a newer checkerless (format {meta['format']})")
+    info = CheckpointInfo(
+        path=p, config=TrainConfig.from_dict(meta["config"]), style_name=meta["style_name"],
+        style_png=meta["style_png"], content=meta.get("content", "builtin"), step=int(meta["step"]),
+        versions=meta.get("versions", {}),
+    )
+    return info, raw
+
+
+def load_network(path: str | Path) -> tuple[TransformerNet, CheckpointInfo]:
+    """The trained network, in eval mode on the CPU, and its description."""
+    info, raw = read_checkpoint(path)
+    net = TransformerNet(decoder=info.config.decoder_stages)
+    state = {k.removeprefix("net."): v for k, v in raw["state_dict"].items() if k.startswith("net.")}
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit the {info.config.decoder} network ({e})") from None
+    return net.eval(), info

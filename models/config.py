@@ -1,0 +1,80 @@
+"""One frozen, validated description of a training run: what the CLI, the API and the
+checkpoint all speak. Bad values raise ValueError with a message that says what to fix."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from models.blocks import decoder_label, parse_decoder
+from models.loss_network import LOSS_NETWORKS
+
+# Measured on vgg19 (DESIGN.md): raw losses at init are ~5e4 (content) and ~1e7 (style);
+# these weights balance them, with TV on the mean absolute difference.
+DEFAULT_WEIGHTS = {"content": 1.0, "style": 1e-2, "tv": 10.0}
+MAX_SIZE = 2048
+MAX_STEPS = 1_000_000
+MAX_BATCH = 256
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    decoder: str = "resize-nearest"  # one name, or one per stage comma-separated
+    size: int = 128  # square crop side in pixels (Johnson: 256)
+    steps: int = 200  # optimiser steps (Johnson: ~40k)
+    batch: int = 4
+    lr: float = 1e-3  # Adam
+    content_weight: float = DEFAULT_WEIGHTS["content"]
+    style_weight: float = DEFAULT_WEIGHTS["style"]
+    tv_weight: float = DEFAULT_WEIGHTS["tv"]
+    style_size: int | None = None  # shorter side of the style image; None: the crop size
+    seed: int = 0
+    loss_network: str = "vgg19"
+    checkpoint_every: int = 100  # steps between checkpoints (and one at the end)
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "decoder", decoder_label(parse_decoder(self.decoder)))
+        _int_range("size", self.size, 16, MAX_SIZE)
+        _int_range("steps", self.steps, 1, MAX_STEPS)
+        _int_range("batch", self.batch, 1, MAX_BATCH)
+        _int_range("seed", self.seed, 0, 2**32 - 1)
+        _int_range("checkpoint_every", self.checkpoint_every, 1, MAX_STEPS)
+        _int_range("log_every", self.log_every, 1, MAX_STEPS)
+        if self.style_size is not None:
+            _int_range("style_size", self.style_size, 16, MAX_SIZE)
+        if not (0 < self.lr <= 1):
+            raise ValueError(f"lr must be in (0, 1], got {self.lr}")
+        for name in ("content_weight", "style_weight", "tv_weight"):
+            v = getattr(self, name)
+            if not (v >= 0 and v < float("inf")):
+                raise ValueError(f"{name} must be a finite number >= 0, got {v}")
+        if self.content_weight == 0 and self.style_weight == 0:
+            raise ValueError("content_weight and style_weight cannot both be 0")
+        if self.loss_network not in LOSS_NETWORKS:
+            raise ValueError(f"unknown loss network {self.loss_network!r}; valid: {', '.join(LOSS_NETWORKS)}")
+
+    @property
+    def decoder_stages(self) -> tuple[str, ...]:
+        return parse_decoder(self.decoder)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
+        return cls(**d)
+
+    def replace(self, **changes) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _int_range(name: str, value: int, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be between {lo} and {hi}, got {value}")

@@ -1,0 +1,175 @@
+"""Content images and the crop stream that feeds training.
+
+Data order is a pure function of (seed, batch index): batch b is the same crops of the same
+images in every run with that seed, whatever the decoder, and a resumed run continues at the
+batch it stopped at. The A/B comparison and exact resume both rest on this.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from models.images import ImageError, open_image, resize_shorter, to_rgb, list_images
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    name: str
+    load: Callable[[], Image.Image]  # -> RGB image; raises ImageError
+
+
+def _skimage(fn: str, index: int | None = None) -> Callable[[], Image.Image]:
+    @functools.cache  # small, shipped images: decode once per process
+    def load() -> Image.Image:
+        import skimage.data
+
+        a = getattr(skimage.data, fn)()
+        return to_rgb(Image.fromarray(a[index] if index is not None else a))
+
+    return load
+
+
+# Photographs that scikit-image ships in its wheel (nothing is downloaded).
+BUILTIN_PHOTOS = {
+    "astronaut": _skimage("astronaut"),
+    "coffee": _skimage("coffee"),
+    "chelsea": _skimage("chelsea"),
+    "rocket": _skimage("rocket"),
+    "camera": _skimage("camera"),
+    "motorcycle": _skimage("stereo_motorcycle", 0),
+}
+# Images with strong texture and colour, usable as a style without a file of one's own.
+BUILTIN_STYLES = {
+    "ihc": _skimage("immunohistochemistry"),
+    "hubble": _skimage("hubble_deep_field"),
+    "colorwheel": _skimage("colorwheel"),
+    "gravel": _skimage("gravel"),
+    "brick": _skimage("brick"),
+}
+
+
+def builtin_photos() -> list[ImageSource]:
+    return [ImageSource(name, load) for name, load in BUILTIN_PHOTOS.items()]
+
+
+def load_style(spec: str | Path) -> tuple[str, Image.Image]:
+    """A style image from a file, or a built-in style by name; returns (name, RGB image)."""
+    path = Path(spec)
+    if path.exists() or str(spec) not in BUILTIN_STYLES:
+        if not path.exists():
+            raise ImageError(f"{spec}: no such file (built-in styles: {', '.join(BUILTIN_STYLES)})")
+        return path.name, open_image(path)
+    return str(spec), BUILTIN_STYLES[str(spec)]()
+
+
+@dataclass
+class ContentSet:
+    sources: list[ImageSource]
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
+
+    @classmethod
+    def from_folder(cls, folder: str | Path) -> ContentSet:
+        """Every readable image under the folder; the rest skipped with their reasons."""
+        root = Path(folder)
+        good, skipped = [], []
+        for p in list_images(root):
+            try:
+                open_image(p)
+            except ImageError as e:
+                skipped.append((str(p.relative_to(root)), str(e)))
+                continue
+            good.append(ImageSource(str(p.relative_to(root)), lambda p=p: open_image(p)))
+        if not good:
+            raise ImageError(f"{root}: no readable images (found {len(skipped)} unreadable file(s))")
+        for name, reason in skipped:
+            log.warning("skipped unreadable content file %s: %s", name, reason)
+        return cls(good, skipped)
+
+    @classmethod
+    def builtin(cls) -> ContentSet:
+        return cls(builtin_photos())
+
+    @classmethod
+    def resolve(cls, folder: str | Path | None) -> ContentSet:
+        return cls.builtin() if folder is None else cls.from_folder(folder)
+
+
+def random_crop(img: Image.Image, size: int, rng: np.random.Generator) -> torch.Tensor:
+    """Scale the shorter side to a random value in [size, min(2*size, native)] (never below
+    the crop), then crop size x size at a random place; (3, size, size) float 0..255."""
+    short = min(img.size)
+    hi = max(size, min(short, 2 * size))
+    img = resize_shorter(img, int(rng.integers(size, hi + 1)))
+    w, h = img.size
+    x, y = int(rng.integers(0, w - size + 1)), int(rng.integers(0, h - size + 1))
+    a = np.asarray(img.crop((x, y, x + size, y + size)), dtype=np.float32)
+    return torch.from_numpy(a.copy()).permute(2, 0, 1)
+
+
+class CropStream(IterableDataset):
+    """An endless stream of batches (B, 3, size, size) starting at batch `start`.
+
+    Sample n = b * batch + j is image perm_e[n mod N] of epoch e = n // N (a permutation
+    seeded by (seed, e)), cropped with a generator seeded by (seed, n). DataLoader workers
+    take batches in turn, and the DataLoader reads them in turn, so the order is unchanged.
+    """
+
+    def __init__(self, content: ContentSet, *, size: int, batch: int, seed: int, start: int = 0):
+        self.content, self.size, self.batch, self.seed, self.start = content, size, batch, seed, start
+        self._perms: dict[int, np.ndarray] = {}
+
+    def image_index(self, n: int) -> int:
+        epoch, pos = divmod(n, len(self.content.sources))
+        if epoch not in self._perms:
+            self._perms = {epoch: np.random.default_rng([self.seed, epoch]).permutation(len(self.content.sources))}
+        return int(self._perms[epoch][pos])
+
+    def sample(self, n: int) -> torch.Tensor:
+        i = self.image_index(n)
+        sources = self.content.sources
+        for k in range(len(sources)):  # a file that broke after the scan: take the next one
+            src = sources[(i + k) % len(sources)]
+            try:
+                img = src.load()
+                break
+            except ImageError as e:
+                log.warning("content image %s became unreadable: %s", src.name, e)
+        else:
+            raise ImageError("no content image can be read any more")
+        return random_crop(img, self.size, np.random.default_rng([self.seed, n]))
+
+    def batch_at(self, b: int) -> torch.Tensor:
+        return torch.stack([self.sample(b * self.batch + j) for j in range(self.batch)])
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        info = get_worker_info()
+        b = self.start + (info.id if info else 0)
+        step = info.num_workers if info else 1
+        while True:
+            yield self.batch_at(b)
+            b += step
+
+
+class ContentDataModule(pl.LightningDataModule):
+    def __init__(self, content: ContentSet, *, size: int, batch: int, seed: int, num_workers: int = 0):
+        super().__init__()
+        self.content, self.size, self.batch, self.seed, self.num_workers = content, size, batch, seed, num_workers
+
+    def train_dataloader(self) -> DataLoader:
+        # Called after a checkpoint is restored, so a resumed run starts at its next batch.
+        start = self.trainer.global_step if self.trainer else 0
+        stream = CropStream(self.content, size=self.size, batch=self.batch, seed=self.seed, start=start)
+        return DataLoader(stream, batch_size=None, num_workers=self.num_workers,
+                          persistent_workers=False, pin_memory=False)

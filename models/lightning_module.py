@@ -1,0 +1,96 @@
+"""The LightningModule: a TransformerNet trained against a frozen loss network."""
+
+from __future__ import annotations
+
+import io
+
+import pytorch_lightning as pl
+import torch
+from PIL import Image
+
+from models.config import TrainConfig
+from models.images import resize_shorter, to_tensor
+from models.loss_network import LossNetwork, build_loss_network
+from models.losses import content_loss, gram_matrix, style_loss, total_variation
+from models.transformer_net import TransformerNet
+
+
+def encode_png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+class StyleTransferModule(pl.LightningModule):
+    """Trains `net` so its outputs keep the content's relu2_2 features and the style's Grams.
+
+    The loss network is injected (tests pass a small one) and is not part of the checkpoint:
+    it is frozen, large, and rebuilt from its name. The style image is: checkpoints carry it,
+    so a resumed run recomputes the same Gram targets from nothing but the checkpoint.
+    """
+
+    def __init__(self, config: TrainConfig, *, style_name: str, style_png: bytes,
+                 content_label: str = "builtin", loss_network: LossNetwork | None = None):
+        super().__init__()
+        self.config = config
+        self.style_name = style_name
+        self.content_label = content_label
+        self.style_png = style_png
+        # Seeded here so the same seed gives the same shared weights whatever the decoder.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self.net = TransformerNet(decoder=config.decoder_stages)
+        loss_network = loss_network or build_loss_network(config.loss_network)
+        if not loss_network.pretrained and config.loss_network != "vgg19-random":
+            raise ValueError("refusing to train against a loss network with random weights")
+        # Kept out of the module tree: no state_dict entries, no optimizer parameters.
+        self.__dict__["loss_net"] = loss_network
+        style = to_tensor(resize_shorter(Image.open(io.BytesIO(style_png)), config.style_size or config.size))
+        self.register_buffer("style_image", style[None], persistent=False)
+        self.target_grams: dict[str, torch.Tensor] = {}
+
+    def on_fit_start(self) -> None:
+        self.loss_net.to(self.device)
+        with torch.no_grad():
+            feats = self.loss_net(self.style_image)
+            self.target_grams = {k: gram_matrix(feats[k]) for k in self.loss_net.style_layers}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def losses(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self.net(content)
+        with torch.no_grad():
+            target = self.loss_net(content)[self.loss_net.content_layer]
+        feats = self.loss_net(out)
+        c = content_loss(feats[self.loss_net.content_layer], target)
+        s = style_loss(feats, self.target_grams)
+        tv = total_variation(out)
+        cfg = self.config
+        total = cfg.content_weight * c + cfg.style_weight * s + cfg.tv_weight * tv
+        return {"loss": total, "content": c, "style": s, "tv": tv}
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        losses = self.losses(batch)
+        if not torch.isfinite(losses["loss"]):
+            raise FloatingPointError(
+                f"loss is {losses['loss'].item()} at step {self.global_step}; lower lr or the loss weights"
+            )
+        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, prog_bar=True,
+                      on_step=True, on_epoch=False, batch_size=batch.shape[0])
+        return losses["loss"]
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.net.parameters(), lr=self.config.lr)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        from models.checkpoint import describe
+
+        checkpoint["checkerless"] = describe(self)
+
+
+def style_png_from_image(img: Image.Image) -> bytes:
+    """The style as it is stored in checkpoints: PNG, capped at 1024 px on the shorter side."""
+    if min(img.size) > 1024:
+        img = resize_shorter(img, 1024)
+    return encode_png(img)

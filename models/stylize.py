@@ -1,0 +1,74 @@
+"""Stylising images with a trained checkpoint: one forward pass per image, at full size."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from models.checkpoint import load_network
+from models.images import ImageError, list_images, load_tensor, save_png
+from models.training import resolve_accelerator
+from models.transformer_net import TransformerNet
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Stylized:
+    source: Path
+    output: Path
+    size: tuple[int, int]  # (width, height)
+
+
+def expand_inputs(inputs: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Files as given (each must exist), folders searched recursively. Returns the image
+    files and, for folders, what was skipped and why; a named file that is bad is an error."""
+    files: list[Path] = []
+    skipped: list[tuple[str, str]] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            for f in list_images(p):
+                try:
+                    load_tensor(f)
+                except ImageError as e:
+                    skipped.append((str(f), str(e)))
+                    continue
+                files.append(f)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise ImageError(f"{p}: no such file or folder")
+    return files, skipped
+
+
+def stylize_tensor(net: TransformerNet, image: torch.Tensor) -> torch.Tensor:
+    """(3, H, W) 0..255 -> (3, H, W) 0..255, on the network's device."""
+    device = next(net.parameters()).device
+    with torch.inference_mode():
+        return net(image[None].to(device))[0].cpu()
+
+
+def stylize_files(checkpoint: str | Path, inputs: Iterable[str | Path], out_dir: str | Path,
+                  *, device: str = "auto") -> tuple[list[Stylized], list[tuple[str, str]]]:
+    net, _ = load_network(checkpoint)
+    net.to("cuda" if resolve_accelerator(device) == "gpu" else "cpu")
+    files, skipped = expand_inputs(inputs)
+    if not files:
+        raise ImageError("no readable images among the inputs")
+    images = [(f, load_tensor(f)) for f in files]  # decode (and fail) before any work
+    out = Path(out_dir)
+    used: set[str] = set()
+    results = []
+    for src, image in images:
+        name, k = f"{src.stem}.png", 2
+        while name in used:
+            name, k = f"{src.stem}-{k}.png", k + 1
+        used.add(name)
+        path = save_png(stylize_tensor(net, image), out / name)
+        results.append(Stylized(src, path, (image.shape[2], image.shape[1])))
+    return results, skipped

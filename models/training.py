@@ -1,0 +1,113 @@
+"""One entry point for a training run, used by the CLI and the worker alike."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+from models.callbacks import LossHistory, LossProgress, PeriodicCheckpoint, StopWhen
+from models.checkpoint import read_checkpoint
+from models.config import TrainConfig
+from models.data import ContentDataModule, ContentSet, load_style
+from models.lightning_module import StyleTransferModule, style_png_from_image
+from models.loss_network import LossNetwork
+
+log = logging.getLogger(__name__)
+CHECKPOINT_NAME = "last.ckpt"
+
+
+@dataclass
+class RunResult:
+    checkpoint: Path
+    step: int
+    steps: int
+    stopped: bool  # stopped before reaching `steps` (Ctrl-C, cancel)
+    seconds: float
+    losses: list[dict[str, float]]  # one row per step of this run
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # unreadable content files
+
+    @property
+    def final(self) -> dict[str, float]:
+        return self.losses[-1] if self.losses else {}
+
+
+def resolve_accelerator(device: str) -> str:
+    if device == "auto":
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "gpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or gpu, not {device!r}")
+    if device in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError("device gpu was asked for, but this machine has no CUDA GPU")
+    return "gpu" if device == "cuda" else device
+
+
+def train(
+    config: TrainConfig | None = None,
+    *,
+    out_dir: str | Path,
+    style: str | Path | None = None,
+    content: str | Path | None = None,
+    resume: str | Path | None = None,
+    steps: int | None = None,
+    device: str = "auto",
+    num_workers: int = 0,
+    progress: bool = True,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_checkpoint: Callable[[Path, int], None] | None = None,
+    callbacks: Sequence[pl.Callback] = (),
+    loss_network: LossNetwork | None = None,
+) -> RunResult:
+    """Train a style (or resume one from a checkpoint) and write `out_dir/last.ckpt`.
+
+    On resume the settings, style and content come from the checkpoint; `steps` may raise
+    the total to train further. Data order and weights continue exactly where they stopped.
+    """
+    out = Path(out_dir)
+    ckpt_path: Path | None = None
+    if resume is not None:
+        info, _ = read_checkpoint(resume)
+        config = info.config if steps is None else info.config.replace(steps=steps)
+        style_name, style_png = info.style_name, info.style_png
+        content = content if content is not None else (None if info.content == "builtin" else info.content)
+        ckpt_path = info.path
+        if info.step >= config.steps:
+            raise ValueError(f"{resume} is already at step {info.step} of {config.steps}; pass more steps to go on")
+    else:
+        if config is None or style is None:
+            raise ValueError("a new run needs a config and a style image")
+        if steps is not None:
+            config = config.replace(steps=steps)
+        style_name, style_img = load_style(style)
+        style_png = style_png_from_image(style_img)
+    content_set = ContentSet.resolve(content)
+    content_label = "builtin" if content is None else str(Path(content).resolve())
+
+    accelerator = resolve_accelerator(device)
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+    module = StyleTransferModule(config, style_name=style_name, style_png=style_png,
+                                 content_label=content_label, loss_network=loss_network)
+    data = ContentDataModule(content_set, size=config.size, batch=config.batch, seed=config.seed,
+                             num_workers=num_workers)
+    history, stopper = LossHistory(), StopWhen(should_stop)
+    saver = PeriodicCheckpoint(out / CHECKPOINT_NAME, every=config.checkpoint_every, on_saved=on_checkpoint)
+    bar = [LossProgress()] if progress else []
+    trainer = pl.Trainer(
+        accelerator=accelerator, devices=1, max_steps=config.steps, max_epochs=-1,
+        logger=pl.loggers.CSVLogger(out, name="", version="logs"),
+        log_every_n_steps=config.log_every, callbacks=[history, stopper, saver, *bar, *callbacks],
+        enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
+        num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=out,
+    )
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
+    return RunResult(
+        checkpoint=saver.path, step=trainer.global_step, steps=config.steps,
+        stopped=trainer.global_step < config.steps, seconds=time.perf_counter() - started,
+        losses=history.rows, skipped=content_set.skipped,
+    )

@@ -1,0 +1,193 @@
+"""The `checkerless` command line.
+
+Every failure a user can cause ends as one line on stderr and a non-zero exit: usage errors
+(exit 2) and bad input (exit 1). Heavy imports (torch) happen inside the commands that need
+them, so `--help` is fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    name="checkerless",
+    help="Train style-transfer networks and measure their checkerboard artifacts.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def _quiet_lightning() -> None:
+    """Lightning's banners and tips are noise at a terminal; real warnings still show."""
+    for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*weights_only.*")
+    warnings.filterwarnings("ignore", message=".*litlogger.*")
+
+
+@app.command()
+def decoders(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List the decoder names: what each upsampling layer does and how its kernels overlap."""
+    from models.blocks import DECODERS
+
+    rows = [{"name": d.name, "layer": d.layer, "overlap": d.overlap} for d in DECODERS.values()]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("name", "layer", "overlap", title="decoders (one name, or one per stage: resize-nearest,deconv)")
+    for r in rows:
+        table.add_row(r["name"], r["layer"], r["overlap"])
+    out.print(table)
+
+
+@app.command()
+def train(
+    style: Annotated[Optional[str], typer.Argument(help="Style image file, or a built-in style: ihc, hubble, colorwheel, gravel, brick.")] = None,
+    content: Annotated[Optional[Path], typer.Option(help="Folder of content images (searched recursively); default: scikit-image's built-in photographs.")] = None,
+    decoder: Annotated[str, typer.Option(help="Decoder name, or one per stage comma-separated (see `checkerless decoders`).")] = "resize-nearest",
+    size: Annotated[int, typer.Option(help="Crop size in pixels.")] = 128,
+    steps: Annotated[Optional[int], typer.Option(help="Optimiser steps [default: 200; with --resume: the checkpoint's].")] = None,
+    batch: Annotated[int, typer.Option(help="Crops per step.")] = 4,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    content_weight: Annotated[float, typer.Option(help="Weight of the relu2_2 content loss.")] = 1.0,
+    style_weight: Annotated[float, typer.Option(help="Weight of the Gram style loss.")] = 1e-2,
+    tv_weight: Annotated[float, typer.Option(help="Weight of the total-variation loss.")] = 10.0,
+    style_size: Annotated[Optional[int], typer.Option(help="Shorter side of the style image [default: the crop size].")] = None,
+    seed: Annotated[int, typer.Option(help="Seed: same seed, same initial shared weights and data order.")] = 0,
+    loss_network: Annotated[str, typer.Option(help="vgg19 (offline, default) or vgg16 (torchvision's weights file).")] = "vgg19",
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 100,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder: last.ckpt, logs/, preview.png.")] = Path("runs/style"),
+    resume: Annotated[Optional[Path], typer.Option(help="Continue from this checkpoint (settings come from it).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
+    workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON, no progress bar.")] = False,
+) -> None:
+    """Train a transfer network on one style. Ctrl-C stops cleanly and keeps a checkpoint."""
+    from models.config import TrainConfig
+    from models.data import BUILTIN_PHOTOS
+    from models.images import save_png
+    from models.stylize import stylize_tensor
+    from models.checkpoint import load_network
+    from models.images import to_tensor, resize_shorter
+    from models.training import train as run_training
+
+    _quiet_lightning()  # after the import: Lightning sets its log level when imported
+
+    if resume is None and style is None:
+        raise typer.BadParameter("give a STYLE image (or --resume a checkpoint)", param_hint="STYLE")
+    if workers < 0:
+        raise typer.BadParameter("must be >= 0", param_hint="--workers")
+    config = None
+    if resume is None:
+        config = TrainConfig(
+            decoder=decoder, size=size, steps=200 if steps is None else steps, batch=batch, lr=lr,
+            content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
+            style_size=style_size, seed=seed, loss_network=loss_network, checkpoint_every=checkpoint_every,
+        )
+    elif steps is not None and steps < 1:
+        raise ValueError(f"steps must be between 1 and 1000000, got {steps}")
+
+    interrupted = []
+    def on_sigint(signum, frame):  # first Ctrl-C: finish the step, checkpoint, stop
+        interrupted.append(True)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        err.print("stopping after this step (Ctrl-C again to abort without a checkpoint)")
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        result = run_training(config, out_dir=out_dir, style=style, content=content, resume=resume,
+                              steps=steps if resume is not None else None, device=device,
+                              num_workers=workers, progress=not as_json,
+                              should_stop=lambda: bool(interrupted))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+    net, info = load_network(result.checkpoint)
+    preview = save_png(stylize_tensor(net, to_tensor(resize_shorter(BUILTIN_PHOTOS["chelsea"](), 256))),
+                       Path(out_dir) / "preview.png")
+    summary = {
+        "checkpoint": str(result.checkpoint), "preview": str(preview), "decoder": info.config.decoder,
+        "step": result.step, "steps": result.steps, "stopped": result.stopped,
+        "seconds": round(result.seconds, 2), "final": result.final,
+        "skipped": [{"file": f, "reason": r} for f, r in result.skipped],
+    }
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    for f, r in result.skipped:
+        err.print(f"[yellow]skipped[/] {r}")
+    state = "stopped at" if result.stopped else "finished"
+    out.print(f"{state} step {result.step}/{result.steps} in {result.seconds:.1f}s; "
+              f"loss {result.final.get('loss', float('nan')):.4g}")
+    out.print(f"checkpoint: {result.checkpoint}\npreview:    {preview}")
+
+
+@app.command()
+def stylize(
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint written by `checkerless train`.")],
+    inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders (searched recursively).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the stylised PNGs.")] = Path("stylized"),
+    device: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Stylise images with a trained network: one PNG per input, same size as the input."""
+    from models.stylize import stylize_files
+
+    results, skipped = stylize_files(checkpoint, inputs, out_dir, device=device)
+    if as_json:
+        print(json.dumps({"outputs": [{"input": str(r.source), "output": str(r.output), "width": r.size[0],
+                                       "height": r.size[1]} for r in results],
+                          "skipped": [{"file": f, "reason": r} for f, r in skipped]}, indent=2))
+        return
+    for f, r in skipped:
+        err.print(f"[yellow]skipped[/] {r}")
+    for r in results:
+        out.print(f"{r.source} -> {r.output} ({r.size[0]}x{r.size[1]})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; turn every user error into one line and an exit code."""
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=argv, prog_name="checkerless", standalone_mode=False)
+        return 0
+    except typer.Exit as e:
+        return e.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("aborted", highlight=False)
+        return 130
+    except typer.TyperException as e:  # usage errors: bad option, missing argument, bad value
+        ctx = getattr(e, "ctx", None)
+        if type(e).__name__ == "NoArgsIsHelpError":  # help was printed; nothing was asked
+            return 0
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        _error(f"{e.format_message()}{hint}")
+        return 2
+    except (ValueError, OSError) as e:  # ImageError, CheckpointError, config errors...
+        _error(str(e))
+        return 1
+
+
+def _error(message: str) -> None:
+    err.print(f"error: {' '.join(message.split())}", highlight=False, markup=False, soft_wrap=True)
+
+def run() -> None:  # console-script entry point
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

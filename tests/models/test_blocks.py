@@ -1,0 +1,81 @@
+import pytest
+import torch
+
+from models import DECODERS, TransformerNet, parse_decoder
+from models.blocks import register_decoder
+
+MIXES = [[name] for name in DECODERS] + [["resize-nearest", "deconv"], ["deconv", "subpixel"]]
+
+
+@pytest.mark.parametrize("decoder", MIXES, ids=lambda d: ",".join(d))
+@pytest.mark.parametrize("hw", [(64, 64), (32, 48), (67, 45), (130, 97), (5, 3)])
+def test_every_decoder_keeps_the_input_size(decoder, hw):
+    net = TransformerNet(decoder=decoder)
+    x = torch.rand(1, 3, *hw) * 255
+    with torch.no_grad():
+        y = net(x)
+    assert y.shape == x.shape
+    assert torch.isfinite(y).all()
+
+
+def test_every_stage_doubles_the_size():
+    for name, d in DECODERS.items():
+        layer = d.build(8, 4)
+        assert layer(torch.rand(1, 8, 7, 9)).shape == (1, 4, 14, 18), name
+
+
+def test_names_and_mixes_parse():
+    assert parse_decoder("deconv") == ("deconv", "deconv")
+    assert parse_decoder("resize-nearest,deconv") == ("resize-nearest", "deconv")
+    assert parse_decoder(["subpixel", "deconv4"]) == ("subpixel", "deconv4")
+    assert TransformerNet(decoder="resize-nearest,deconv").decoder_label == "resize-nearest,deconv"
+    assert TransformerNet(decoder=["deconv", "deconv"]).decoder_label == "deconv"
+
+
+def test_unknown_name_lists_the_valid_ones():
+    with pytest.raises(ValueError) as e:
+        TransformerNet(decoder="transposed")
+    for name in DECODERS:
+        assert name in str(e.value)
+    with pytest.raises(ValueError, match="one per upsampling stage"):
+        parse_decoder("deconv,deconv,deconv")
+
+
+def test_registry_refuses_a_duplicate_name():
+    with pytest.raises(ValueError, match="already registered"):
+        register_decoder(name="deconv", layer="x", overlap="uneven")(lambda i, o: None)
+
+
+def test_layers_are_the_ones_in_the_design_table():
+    deconv = DECODERS["deconv"].build(4, 4)
+    assert (deconv.kernel_size, deconv.stride, deconv.padding, deconv.output_padding) == ((3, 3), (2, 2), (1, 1), (1, 1))
+    deconv4 = DECODERS["deconv4"].build(4, 4)
+    assert (deconv4.kernel_size, deconv4.stride, deconv4.padding) == ((4, 4), (2, 2), (1, 1))
+    assert DECODERS["resize-nearest"].build(4, 4)[0].mode == "nearest"
+    assert DECODERS["resize-bilinear"].build(4, 4)[0].mode == "bilinear"
+
+
+def test_subpixel_icnr_init_is_nearest_upsampling_then_conv():
+    layer = DECODERS["subpixel"].build(6, 3)
+    conv = layer[1]
+    w = conv.weight.view(3, 4, 6, 3, 3)
+    assert torch.equal(w, w[:, :1].expand_as(w))  # the four sub-pixel kernels are equal
+    x = torch.rand(1, 6, 5, 7)
+    y = layer(x)
+    # Each 2x2 output block is constant at init: no sub-pixel pattern before training.
+    assert torch.allclose(y[..., 0::2, 0::2], y[..., 1::2, 1::2])
+    assert torch.allclose(y[..., 0::2, 0::2], y[..., 0::2, 1::2])
+
+
+def test_same_seed_gives_the_same_shared_weights_whatever_the_decoder():
+    nets = []
+    for decoder in ["deconv", "resize-nearest", "subpixel", "resize-nearest,deconv"]:
+        torch.manual_seed(7)
+        nets.append(TransformerNet(decoder=decoder).shared_state_dict())
+    for other in nets[1:]:
+        assert other.keys() == nets[0].keys()
+        for k in nets[0]:
+            assert torch.equal(nets[0][k], other[k]), k
+    torch.manual_seed(8)
+    different = TransformerNet(decoder="deconv").shared_state_dict()
+    assert not torch.equal(different["encoder.0.1.weight"], nets[0]["encoder.0.1.weight"])

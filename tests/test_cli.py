@@ -1,0 +1,104 @@
+"""The CLI as a user runs it: a real process, its exit code, its stdout and stderr."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.conftest import rgb_noise
+
+TINY = ["--size", "32", "--batch", "1", "--device", "cpu"]
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "service.cli", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+def assert_one_line_error(p: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert p.returncode != 0
+    assert "Traceback" not in p.stderr
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, p.stderr
+    assert lines[0].startswith("error: ")
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    p = cli("train", "ihc", "--decoder", "resize-nearest,deconv", "--steps", "2", *TINY, "--out", out, "--json")
+    assert p.returncode == 0, p.stderr
+    summary = json.loads(p.stdout)
+    assert summary["step"] == 2 and summary["decoder"] == "resize-nearest,deconv"
+    assert Path(summary["preview"]).is_file()
+    return Path(summary["checkpoint"])
+
+
+def test_help_for_every_command():
+    for cmd in ([], ["train"], ["stylize"], ["decoders"]):
+        p = cli(*cmd, "--help")
+        assert p.returncode == 0 and "Usage" in p.stdout, cmd
+
+
+def test_decoders_lists_every_name_with_its_overlap():
+    p = cli("decoders", "--json")
+    rows = json.loads(p.stdout)
+    assert {r["name"]: r["overlap"] for r in rows} == {
+        "deconv": "uneven", "deconv4": "even", "resize-nearest": "none", "resize-bilinear": "none", "subpixel": "even"}
+
+
+def test_train_then_stylize_files_and_a_folder(trained, tmp_path, photo_dir):
+    odd = tmp_path / "odd.png"
+    rgb_noise(45, 67).save(odd)
+    p = cli("stylize", trained, odd, photo_dir, "--out", tmp_path / "out", "--json")
+    assert p.returncode == 0, p.stderr
+    outputs = json.loads(p.stdout)["outputs"]
+    assert len(outputs) == 4
+    for o in outputs:
+        with Image.open(o["output"]) as img, Image.open(o["input"]) as src:
+            assert img.format == "PNG" and img.size == src.size
+
+
+def test_train_progress_and_summary_for_people(tmp_path):
+    p = cli("train", "ihc", "--steps", "1", *TINY, "--out", tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "finished step 1/1" in p.stdout and "checkpoint:" in p.stdout
+    assert "loss" in p.stderr  # the progress bar shows the losses
+
+
+def test_resume_with_more_steps(trained, tmp_path):
+    p = cli("train", "--resume", trained, "--steps", "3", "--out", tmp_path, "--json", "--device", "cpu")
+    assert p.returncode == 0, p.stderr
+    s = json.loads(p.stdout)
+    assert s["step"] == 3 and s["decoder"] == "resize-nearest,deconv"
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["train", "missing.png"], ["missing.png", "no such file"]),
+    (["train", "ihc", "--decoder", "transposed"], ["unknown decoder 'transposed'", "resize-nearest"]),
+    (["train", "ihc", "--size", "0"], ["size must be between"]),
+    (["train", "ihc", "--steps", "-5"], ["steps must be between"]),
+    (["train", "ihc", "--steps", "many"], ["--steps"]),
+    (["train", "ihc", "--content", "no-such-folder"], ["no such folder"]),
+    (["train"], ["STYLE"]),
+    (["train", "--resume", "nothing.ckpt"], ["no such checkpoint"]),
+    (["stylize", "nothing.ckpt", "x.png"], ["no such checkpoint"]),
+    (["frobnicate"], ["No such command"]),
+])
+def test_bad_input_is_one_line_and_a_non_zero_exit(args, fragments, tmp_path):
+    assert_one_line_error(cli(*args, cwd=tmp_path), *fragments)
+
+
+def test_a_text_file_named_png(tmp_path, trained):
+    fake = tmp_path / "fake.png"
+    fake.write_text("not really a picture")
+    assert_one_line_error(cli("train", fake, *TINY, cwd=tmp_path), "fake.png", "not an image")
+    assert_one_line_error(cli("stylize", trained, fake, "--out", tmp_path / "o"), "not an image")
+    assert_one_line_error(cli("stylize", fake, fake), "not a checkpoint")
