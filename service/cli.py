@@ -137,6 +137,44 @@ def train(
 
 
 @app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder: one run per decoder, comparison.png.")] = Path("runs/demo"),
+    style: Annotated[str, typer.Option(help="Style image file or built-in style.")] = "ihc",
+    decoders: Annotated[str, typer.Option(help="Decoders to compare, separated by spaces (a per-stage mix uses commas).")] = "deconv resize-nearest",
+    steps: Annotated[int, typer.Option(help="Optimiser steps per variant.")] = 100,
+    size: Annotated[int, typer.Option(help="Crop size in pixels.")] = 128,
+    batch: Annotated[int, typer.Option(help="Crops per step.")] = 4,
+    style_weight: Annotated[float, typer.Option(help="Weight of the Gram style loss.")] = 1e-2,
+    seed: Annotated[int, typer.Option(help="Seed shared by every variant.")] = 0,
+    photo: Annotated[str, typer.Option(help="Built-in photo to stylise: astronaut, coffee, chelsea, rocket, camera, motorcycle.")] = "chelsea",
+    device: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON, no progress bars.")] = False,
+) -> None:
+    """Train a deconv and a resize-nearest network alike on the built-in photos, stylise a
+    photo with both, and measure and draw their checkerboard artifacts side by side."""
+    from models.config import TrainConfig
+    from models.demo import run_demo
+
+    _quiet_lightning()
+    config = TrainConfig(steps=steps, size=size, batch=batch, style_weight=style_weight, seed=seed)
+    result = run_demo(out_dir=out_dir, config=config, style=style, decoders=decoders.split(), photo=photo,
+                      device=device, progress=not as_json)
+    rows = [{"decoder": v.decoder, "period2_db": round(v.scores[2], 2), "period4_db": round(v.scores[4], 2),
+             "final_loss": round(v.final_loss, 1), "seconds": round(v.seconds, 1), "image": str(v.image),
+             "checkpoint": str(v.checkpoint)} for v in result.variants]
+    if as_json:
+        print(json.dumps({"photo": result.photo, "figure": str(result.figure), "variants": rows}, indent=2))
+        return
+    table = Table("decoder", "period 2 (dB)", "period 4 (dB)", "final loss", "train s", "image",
+                  title=f"checkerboard scores of the stylised {result.photo} (higher: more artifact)")
+    for r in rows:
+        table.add_row(r["decoder"], f"{r['period2_db']:+.1f}", f"{r['period4_db']:+.1f}", f"{r['final_loss']:.4g}",
+                      f"{r['seconds']:.0f}", r["image"])
+    out.print(table)
+    out.print(f"side by side, with the pixel-level crop: {result.figure}")
+
+
+@app.command()
 def stylize(
     checkpoint: Annotated[Path, typer.Argument(help="A checkpoint written by `checkerless train`.")],
     inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders (searched recursively).")],

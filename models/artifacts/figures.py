@@ -1,0 +1,60 @@
+"""Pictures of artifacts (matplotlib, no display needed): side by side, at pixel zoom."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: workers and CI have no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+from models.artifacts.score import checkerboard_map, checkerboard_score  # noqa: E402
+
+
+def to_uint8(image) -> np.ndarray:
+    """(3, H, W) float 0..255 tensor or (H, W, 3) uint8 array -> (H, W, 3) uint8."""
+    a = np.asarray(image.detach().cpu().numpy() if hasattr(image, "detach") else image)
+    if a.ndim == 3 and a.shape[0] == 3:
+        a = a.transpose(1, 2, 0)
+    return np.clip(np.round(a), 0, 255).astype(np.uint8)
+
+
+def worst_block(image, *, crop: int = 32) -> tuple[int, int]:
+    """(top, left) of the crop x crop window whose period-2 pattern is strongest."""
+    m = checkerboard_map(image, block=crop // 2)
+    i, j = np.unravel_index(np.argmax(m), m.shape)
+    h, w = to_uint8(image).shape[:2]
+    return min(i * crop // 2, h - crop), min(j * crop // 2, w - crop)
+
+
+def side_by_side(images: dict[str, object], path: str | Path, *, crop: int = 32,
+                 at: tuple[int, int] | None = None, title: str = "") -> Path:
+    """One column per image: the whole image with the crop marked, then the crop at pixel
+    zoom (nearest: every output pixel a square, no smoothing), titled with its scores.
+    The crop is where the first image's checkerboard is strongest, unless `at` says."""
+    names = list(images)
+    arrays = {n: to_uint8(images[n]) for n in names}
+    top, left = at if at is not None else worst_block(images[names[0]], crop=crop)
+    fig, axes = plt.subplots(2, len(names), figsize=(4.2 * len(names), 8.4), squeeze=False)
+    for col, name in enumerate(names):
+        a = arrays[name]
+        s = checkerboard_score(a)
+        axes[0, col].imshow(a, interpolation="nearest")
+        axes[0, col].add_patch(Rectangle((left - 0.5, top - 0.5), crop, crop, fill=False, ec="#00e5ff", lw=1.5))
+        axes[0, col].set_title(f"{name}\nperiod 2: {s[2]:+.1f} dB   period 4: {s[4]:+.1f} dB", fontsize=10)
+        axes[1, col].imshow(a[top:top + crop, left:left + crop], interpolation="nearest")
+        axes[1, col].set_title(f"pixels {left}..{left + crop - 1} x {top}..{top + crop - 1}, unsmoothed", fontsize=9)
+        for ax in axes[:, col]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

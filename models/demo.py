@@ -1,0 +1,66 @@
+"""The main job on the embedded default: train decoder variants alike, stylise one photo with
+each, score the artifacts and draw them side by side at pixel zoom."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.artifacts import checkerboard_score
+from models.artifacts.figures import side_by_side
+from models.checkpoint import load_network
+from models.config import TrainConfig
+from models.data import BUILTIN_PHOTOS
+import numpy as np
+
+from models.images import from_tensor, save_png, to_tensor
+from models.stylize import stylize_tensor
+from models.training import train
+
+
+@dataclass(frozen=True)
+class Variant:
+    decoder: str
+    checkpoint: Path
+    image: Path
+    scores: dict[int, float]
+    seconds: float
+    final_loss: float
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    variants: list[Variant]
+    figure: Path
+    photo: str
+
+
+def run_demo(*, out_dir: str | Path, config: TrainConfig, style: str = "ihc",
+             decoders: Sequence[str] = ("deconv", "resize-nearest"), photo: str = "chelsea",
+             device: str = "auto", progress: bool = True) -> DemoResult:
+    """Train one network per decoder with otherwise identical settings (same seed: same
+    shared initial weights and data order), then compare them on a built-in photo."""
+    if len(set(decoders)) < 2:
+        raise ValueError("a comparison needs at least two different decoders")
+    if photo not in BUILTIN_PHOTOS:
+        raise ValueError(f"unknown photo {photo!r}; built-in: {', '.join(BUILTIN_PHOTOS)}")
+    out = Path(out_dir)
+    content = to_tensor(BUILTIN_PHOTOS[photo]())
+    variants, outputs = [], {}
+    for decoder in decoders:
+        cfg = config.replace(decoder=decoder)
+        run_dir = out / cfg.decoder.replace(",", "+")
+        result = train(cfg, out_dir=run_dir, style=style, device=device, progress=progress)
+        net, _ = load_network(result.checkpoint)
+        styled = stylize_tensor(net, content)
+        outputs[cfg.decoder] = styled
+        variants.append(Variant(
+            decoder=cfg.decoder, checkpoint=result.checkpoint, image=save_png(styled, run_dir / f"{photo}.png"),
+            scores=checkerboard_score(np.asarray(from_tensor(styled))),  # the PNG's pixels, as shown seconds=result.seconds, final_loss=result.final.get("loss", float("nan")),
+        ))
+    figure = side_by_side(
+        outputs, out / "comparison.png",
+        title=f"{photo}, style {style}: {config.steps} steps at {config.size}px, seed {config.seed}, only the decoder differs",
+    )
+    return DemoResult(variants=variants, figure=figure, photo=photo)
