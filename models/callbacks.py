@@ -6,7 +6,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytorch_lightning as pl
+import torch
 
 
 class LossHistory(pl.Callback):
@@ -101,3 +103,38 @@ class LossProgress(pl.Callback):
             self.progress.stop()
 
     on_exception = lambda self, trainer, pl_module, exc: self.on_train_end(trainer, pl_module)  # noqa: E731
+
+
+class ArtifactProbe(pl.Callback):
+    """Scores the network's output on a fixed probe image every `every` steps (and at the
+    start, before any training), so a run has a curve of its artifacts, not only of its
+    losses. Rows are kept in `rows` and sent to the logger as probe/artifact_p2, _p4."""
+
+    def __init__(self, probe: torch.Tensor, *, every: int):
+        self.probe = probe  # (3, H, W) 0..255
+        self.every = every
+        self.rows: list[dict[str, float]] = []
+
+    def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from models.artifacts import checkerboard_score
+        from models.images import from_tensor
+
+        with torch.no_grad():
+            out = pl_module.net(self.probe[None].to(pl_module.device))[0]
+        s = checkerboard_score(np.asarray(from_tensor(out)))  # the pixels a PNG would hold
+        row = {"step": trainer.global_step, "artifact_p2": s[2], "artifact_p4": s[4]}
+        if self.rows and self.rows[-1]["step"] == row["step"]:
+            return
+        self.rows.append(row)
+        if trainer.logger is not None:
+            trainer.logger.log_metrics({f"probe/{k}": v for k, v in row.items() if k != "step"}, step=trainer.global_step)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.measure(trainer, pl_module)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args) -> None:
+        if trainer.global_step % self.every == 0:
+            self.measure(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.measure(trainer, pl_module)

@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from models.artifacts import checkerboard_score
 from models.artifacts.figures import side_by_side
 from models.checkpoint import load_network
 from models.config import TrainConfig
 from models.data import BUILTIN_PHOTOS
-import numpy as np
-
 from models.images import from_tensor, save_png, to_tensor
 from models.stylize import stylize_tensor
 from models.training import train
@@ -57,7 +57,8 @@ def run_demo(*, out_dir: str | Path, config: TrainConfig, style: str = "ihc",
         outputs[cfg.decoder] = styled
         variants.append(Variant(
             decoder=cfg.decoder, checkpoint=result.checkpoint, image=save_png(styled, run_dir / f"{photo}.png"),
-            scores=checkerboard_score(np.asarray(from_tensor(styled))),  # the PNG's pixels, as shown seconds=result.seconds, final_loss=result.final.get("loss", float("nan")),
+            # Scored on the PNG's pixels: what the user sees.
+            scores=checkerboard_score(np.asarray(from_tensor(styled))), seconds=result.seconds, final_loss=result.final.get("loss", float("nan")),
         ))
     figure = side_by_side(
         outputs, out / "comparison.png",

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from models.callbacks import LossHistory, LossProgress, PeriodicCheckpoint, StopWhen
+from models.callbacks import ArtifactProbe, LossHistory, LossProgress, PeriodicCheckpoint, StopWhen
 from models.checkpoint import read_checkpoint
 from models.config import TrainConfig
-from models.data import ContentDataModule, ContentSet, load_style
+from models.data import BUILTIN_PHOTOS, ContentDataModule, ContentSet, load_style
+from models.images import to_tensor
 from models.lightning_module import StyleTransferModule, style_png_from_image
 from models.loss_network import LossNetwork
 
@@ -30,11 +31,17 @@ class RunResult:
     stopped: bool  # stopped before reaching `steps` (Ctrl-C, cancel)
     seconds: float
     losses: list[dict[str, float]]  # one row per step of this run
+    artifacts: list[dict[str, float]]  # probe scores: step, artifact_p2, artifact_p4 (dB)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # unreadable content files
 
     @property
     def final(self) -> dict[str, float]:
         return self.losses[-1] if self.losses else {}
+
+
+def probe_image() -> torch.Tensor:
+    """The fixed image whose stylisation is scored during training: astronaut, 128 px."""
+    return to_tensor(BUILTIN_PHOTOS["astronaut"]().resize((128, 128)))
 
 
 def resolve_accelerator(device: str) -> str:
@@ -61,6 +68,7 @@ def train(
     should_stop: Callable[[], bool] = lambda: False,
     on_checkpoint: Callable[[Path, int], None] | None = None,
     callbacks: Sequence[pl.Callback] = (),
+    probe_every: int = 25,
     loss_network: LossNetwork | None = None,
 ) -> RunResult:
     """Train a style (or resume one from a checkpoint) and write `out_dir/last.ckpt`.
@@ -95,12 +103,13 @@ def train(
     data = ContentDataModule(content_set, size=config.size, batch=config.batch, seed=config.seed,
                              num_workers=num_workers)
     history, stopper = LossHistory(), StopWhen(should_stop)
+    probe = ArtifactProbe(probe_image(), every=probe_every)
     saver = PeriodicCheckpoint(out / CHECKPOINT_NAME, every=config.checkpoint_every, on_saved=on_checkpoint)
     bar = [LossProgress()] if progress else []
     trainer = pl.Trainer(
         accelerator=accelerator, devices=1, max_steps=config.steps, max_epochs=-1,
-        logger=pl.loggers.CSVLogger(out, name="", version="logs"),
-        log_every_n_steps=config.log_every, callbacks=[history, stopper, saver, *bar, *callbacks],
+        logger=pl.loggers.CSVLogger(out, name="logs"),  # logs/version_N: a resumed run adds one
+        log_every_n_steps=config.log_every, callbacks=[history, probe, stopper, saver, *bar, *callbacks],
         enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
         num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=out,
     )
@@ -109,5 +118,5 @@ def train(
     return RunResult(
         checkpoint=saver.path, step=trainer.global_step, steps=config.steps,
         stopped=trainer.global_step < config.steps, seconds=time.perf_counter() - started,
-        losses=history.rows, skipped=content_set.skipped,
+        losses=history.rows, artifacts=probe.rows, skipped=content_set.skipped,
     )

@@ -14,6 +14,7 @@ from models.blocks import DECODERS, ConvLayer, ResidualBlock, decoder_label, ins
 SIZE_MULTIPLE = 4
 # Below this, the 3x3 reflection padding at 1/4 scale has nothing to mirror.
 MIN_INNER_SIZE = 8
+IMAGENET_MEAN_255 = (123.675, 116.28, 103.53)
 
 
 class TransformerNet(nn.Module):
@@ -40,6 +41,10 @@ class TransformerNet(nn.Module):
         )
         self.residuals = nn.Sequential(*(ResidualBlock(128) for _ in range(residual_blocks)))
         self.to_rgb = ConvLayer(32, 3, kernel_size=9)
+        # Departure from Johnson et al.: the output starts at the ImageNet mean colour, not at
+        # black, so short runs spend no steps just brightening the image. Same for every decoder.
+        with torch.no_grad():
+            self.to_rgb[1].bias.copy_(torch.tensor(IMAGENET_MEAN_255))
         self.upsample = nn.Sequential(
             *(
                 nn.Sequential(DECODERS[name].build(c_in, c_out), instance_norm(c_out), nn.ReLU(inplace=True))

@@ -30,6 +30,15 @@ out = Console()
 err = Console(stderr=True)
 
 
+def _add_subcommands() -> None:
+    from service.cli_artifacts import app as artifacts_app
+
+    app.add_typer(artifacts_app, name="artifacts")
+
+
+_add_subcommands()
+
+
 def _quiet_lightning() -> None:
     """Lightning's banners and tips are noise at a terminal; real warnings still show."""
     for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):

@@ -102,3 +102,47 @@ def test_a_text_file_named_png(tmp_path, trained):
     assert_one_line_error(cli("train", fake, *TINY, cwd=tmp_path), "fake.png", "not an image")
     assert_one_line_error(cli("stylize", trained, fake, "--out", tmp_path / "o"), "not an image")
     assert_one_line_error(cli("stylize", fake, fake), "not a checkpoint")
+
+
+def test_demo_compares_two_decoders_trained_alike(tmp_path):
+    p = cli("demo", "--steps", "2", "--size", "32", "--batch", "1", "--device", "cpu", "--photo", "coffee",
+            "--out", tmp_path, "--json")
+    assert p.returncode == 0, p.stderr
+    result = json.loads(p.stdout)
+    assert [v["decoder"] for v in result["variants"]] == ["deconv", "resize-nearest"]
+    for v in result["variants"]:
+        with Image.open(v["image"]) as img:
+            assert img.size == (600, 400)  # skimage's coffee, stylised at full size
+    # Two steps barely change the init: deconv's checkerboard is there, resize-nearest has none.
+    deconv, nearest = result["variants"]
+    assert deconv["period2_db"] > nearest["period2_db"] + 10
+    with Image.open(result["figure"]) as fig:
+        assert fig.size[0] > 600
+
+
+def test_demo_refuses_a_single_decoder(tmp_path):
+    assert_one_line_error(cli("demo", "--decoders", "deconv", "--out", tmp_path), "at least two")
+
+
+def test_ctrl_c_stops_cleanly_with_a_checkpoint_and_resume_goes_on(tmp_path, photo_dir):
+    (photo_dir / "notes.txt").write_text("not an image")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "train", "ihc", "--content", str(photo_dir), "--steps", "500",
+         *TINY, "--checkpoint-every", "1", "--out", str(tmp_path), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    import signal
+    import time
+
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "last.ckpt").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["stopped"] and 1 <= summary["step"] < 500
+    assert summary["skipped"] == [{"file": "notes.txt", "reason": summary["skipped"][0]["reason"]}]
+    p = cli("train", "--resume", summary["checkpoint"], "--steps", str(summary["step"] + 1), "--out", tmp_path / "more",
+            "--json", "--device", "cpu")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["step"] == summary["step"] + 1

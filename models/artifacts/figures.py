@@ -30,18 +30,36 @@ def worst_block(image, *, crop: int = 32) -> tuple[int, int]:
     return min(i * crop // 2, h - crop), min(j * crop // 2, w - crop)
 
 
+def gradient_image(g) -> np.ndarray:
+    """|gradient| (3, H, W), scaled so its 99.5th percentile is white: for looking, not scoring."""
+    a = np.abs(g.detach().cpu().numpy() if hasattr(g, "detach") else np.asarray(g))
+    top = float(np.percentile(a, 99.5)) or 1.0
+    return np.clip(a / top * 255, 0, 255).transpose(1, 2, 0).astype(np.uint8)
+
+
+def stretched(image) -> np.ndarray:
+    """(3, H, W) float -> (H, W, 3) uint8 spanning 0..255: an untrained network's output
+    varies by a few levels only; stretched, its pattern can be seen. For looking, not scoring."""
+    a = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image, dtype=float)
+    a = a - a.mean(axis=(1, 2), keepdims=True)  # per channel: the colour cast is not the pattern
+    lo, hi = np.percentile(a, 0.5), np.percentile(a, 99.5)
+    return np.clip((a - lo) / max(hi - lo, 1e-9) * 255, 0, 255).transpose(1, 2, 0).astype(np.uint8)
+
+
 def side_by_side(images: dict[str, object], path: str | Path, *, crop: int = 32,
-                 at: tuple[int, int] | None = None, title: str = "") -> Path:
+                 at: tuple[int, int] | None = None, title: str = "",
+                 scores: dict[str, dict[int, float]] | None = None) -> Path:
     """One column per image: the whole image with the crop marked, then the crop at pixel
     zoom (nearest: every output pixel a square, no smoothing), titled with its scores.
-    The crop is where the first image's checkerboard is strongest, unless `at` says."""
+    The crop is where the first image's checkerboard is strongest, unless `at` says; scores
+    are the images' own unless given (a picture of a gradient is not the gradient)."""
     names = list(images)
     arrays = {n: to_uint8(images[n]) for n in names}
     top, left = at if at is not None else worst_block(images[names[0]], crop=crop)
     fig, axes = plt.subplots(2, len(names), figsize=(4.2 * len(names), 8.4), squeeze=False)
     for col, name in enumerate(names):
         a = arrays[name]
-        s = checkerboard_score(a)
+        s = scores[name] if scores and name in scores else checkerboard_score(a)
         axes[0, col].imshow(a, interpolation="nearest")
         axes[0, col].add_patch(Rectangle((left - 0.5, top - 0.5), crop, crop, fill=False, ec="#00e5ff", lw=1.5))
         axes[0, col].set_title(f"{name}\nperiod 2: {s[2]:+.1f} dB   period 4: {s[4]:+.1f} dB", fontsize=10)

@@ -43,7 +43,7 @@ def test_a_few_steps_lower_the_loss(tmp_path, vgg19):
         before = module.losses(batch)
         module.net.load_state_dict(load_network(result.checkpoint)[0].state_dict())
         after = module.losses(batch)
-    assert after["loss"] < 0.6 * before["loss"], (before, after)
+    assert after["loss"] < 0.75 * before["loss"], (before, after)
     assert after["style"] < 0.6 * before["style"]
 
 

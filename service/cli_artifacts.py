@@ -1,0 +1,217 @@
+"""`checkerless artifacts ...`: measure checkerboard artifacts from the command line.
+
+A table for people, `--json` for machines, `--plot DIR` for pictures. Nothing here filters
+or smooths a network's output: we measure artifacts, we do not hide them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Measure checkerboard artifacts: scores, spectra, overlap maps, init and gradient tables.",
+                  no_args_is_help=True)
+out = Console()
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+PlotOpt = Annotated[Optional[Path], typer.Option("--plot", help="Write pictures (PNG) into this folder.")]
+SeedsOpt = Annotated[int, typer.Option(help="Number of seeds (0, 1, ...) to average over.", min=1, max=64)]
+SizeOpt = Annotated[int, typer.Option(help="Side of the probe photograph in pixels.", min=16, max=1024)]
+
+
+def _photo(size: int):
+    """scikit-image's astronaut at size x size: the probe photograph of every table."""
+    from models.data import BUILTIN_PHOTOS
+    from models.images import to_tensor
+
+    return to_tensor(BUILTIN_PHOTOS["astronaut"]().resize((size, size)))
+
+
+def _db(v: float) -> str:
+    return f"{v:+.1f}"
+
+
+@app.command()
+def score(
+    images: Annotated[list[Path], typer.Argument(help="Image files (or folders) to score.")],
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Score this network's outputs on the images instead.")] = None,
+    as_json: JsonOpt = False,
+    plot: PlotOpt = None,
+) -> None:
+    """Checkerboard score (dB) at periods 2 and 4 of images, or of a network's output on them."""
+    import numpy as np
+
+    from models.artifacts import checkerboard_score
+    from models.artifacts.spectra import log_spectrum, plot_spectrum
+    from models.images import from_tensor, load_tensor
+    from models.stylize import expand_inputs, stylize_tensor
+
+    files, skipped = expand_inputs(images)
+    if not files:
+        raise ValueError("no readable images among the inputs")
+    net = None
+    if checkpoint is not None:
+        from models.checkpoint import load_network
+
+        net, _ = load_network(checkpoint)
+    rows = []
+    for f in files:
+        image = load_tensor(f)
+        if net is not None:
+            image = stylize_tensor(net, image)
+        pixels = np.asarray(from_tensor(image))  # what a PNG of it holds
+        s = checkerboard_score(pixels)
+        row = {"image": str(f), "period2_db": round(s[2], 2), "period4_db": round(s[4], 2)}
+        if plot is not None:
+            row["spectrum"] = str(plot_spectrum(log_spectrum(pixels), plot / f"{f.stem}-spectrum.png",
+                                                title=f"{f.name}: p2 {s[2]:+.1f} dB, p4 {s[4]:+.1f} dB"))
+        rows.append(row)
+    if as_json:
+        print(json.dumps({"scores": rows, "skipped": [{"file": f, "reason": r} for f, r in skipped]}, indent=2))
+        return
+    table = Table("image", "period 2 (dB)", "period 4 (dB)",
+                  title="checkerboard score" + (f" of {checkpoint}'s outputs" if checkpoint else ""))
+    for r in rows:
+        table.add_row(r["image"], _db(r["period2_db"]), _db(r["period4_db"]))
+    out.print(table)
+
+
+@app.command()
+def spectrum(
+    image: Annotated[Path, typer.Argument(help="The image (A).")],
+    other: Annotated[Optional[Path], typer.Argument(help="A second image of the same size (B): plot A - B.")] = None,
+    plot: Annotated[Path, typer.Option("--plot", help="Folder for the PNG.")] = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """Plot the log-power spectrum of an image, or the difference spectrum of two."""
+    from models.artifacts import checkerboard_score
+    from models.artifacts.spectra import difference_spectrum, log_spectrum, plot_spectrum
+    from models.images import load_tensor
+
+    a = load_tensor(image)
+    if other is None:
+        path = plot_spectrum(log_spectrum(a), plot / f"{image.stem}-spectrum.png", title=f"{image.name}")
+        result = {"image": str(image), "plot": str(path)}
+    else:
+        b = load_tensor(other)
+        if a.shape != b.shape:
+            raise ValueError(f"{image} is {a.shape[2]}x{a.shape[1]} but {other} is {b.shape[2]}x{b.shape[1]}: sizes must match")
+        sa, sb = checkerboard_score(a), checkerboard_score(b)
+        path = plot_spectrum(difference_spectrum(a, b), plot / f"{image.stem}-minus-{other.stem}-spectrum.png",
+                             title=f"{image.name} - {other.name} (dB)", diverging=True)
+        result = {"a": str(image), "b": str(other), "plot": str(path),
+                  "period2_db_difference": round(sa[2] - sb[2], 2), "period4_db_difference": round(sa[4] - sb[4], 2)}
+    print(json.dumps(result, indent=2)) if as_json else out.print(f"spectrum: {path}")
+
+
+@app.command()
+def overlap(
+    decoder: Annotated[str, typer.Argument(help="A decoder name, or one per stage comma-separated (a stack).")],
+    as_json: JsonOpt = False,
+    plot: PlotOpt = None,
+) -> None:
+    """How many kernel contributions each output pixel gets, computed from the layers."""
+    from models.artifacts.overlap import overlap_map, overlap_period, plot_overlap
+
+    counts = overlap_map(decoder)
+    period = overlap_period(counts)
+    tile = counts[: max(period, 1) * 2, : max(period, 1) * 2]
+    result = {"decoder": decoder, "period": period, "flat": period == 1, "min": int(counts.min()),
+              "max": int(counts.max()), "tile": tile.tolist()}
+    if plot is not None:
+        result["plot"] = str(plot_overlap(counts, plot / f"overlap-{decoder.replace(',', '+')}.png", title=decoder))
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    out.print(f"{decoder}: " + ("flat, every output pixel gets " + str(counts.min()) if period == 1
+                               else f"period {period}, {counts.min()} to {counts.max()} contributions per pixel"))
+    for row in tile:
+        out.print(" ".join(f"{v:3d}" for v in row))
+
+
+@app.command()
+def init(
+    decoders: Annotated[Optional[str], typer.Option(help="Decoders or mixes separated by spaces [default: the article's cases and the rest].")] = None,
+    seeds: SeedsOpt = 4,
+    size: SizeOpt = 128,
+    as_json: JsonOpt = False,
+    plot: PlotOpt = None,
+) -> None:
+    """Artifacts before training: initial networks' scores over seeds, and each upsampling layer's response to a constant."""
+    from models.artifacts.init import DEFAULT_MIXES, build, init_table
+
+    mixes = decoders.split() if decoders else list(DEFAULT_MIXES)
+    photo = _photo(size)
+    rows = [r.as_dict() for r in init_table(photo, decoders=mixes, seeds=range(seeds))]
+    if plot is not None:
+        import torch
+
+        from models.artifacts import checkerboard_score
+        from models.artifacts.figures import side_by_side, stretched
+
+        outputs = {}
+        for r in rows:
+            with torch.no_grad():
+                outputs[r["decoder"]] = build(r["decoder"], 0)(photo[None])[0]
+        figure = side_by_side({k: stretched(v) for k, v in outputs.items()}, plot / "init.png",
+                              scores={k: checkerboard_score(v) for k, v in outputs.items()},
+                              title=f"untrained networks (seed 0) on astronaut {size}px, contrast stretched")
+        for r in rows:
+            r["figure"] = str(figure)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("decoder (stage 1,2)", "period 2 dB", "period 4 dB", "constant input: period per stage",
+                  title=f"untrained networks on astronaut {size}px, mean ± std over {seeds} seeds")
+    for r in rows:
+        table.add_row(r["decoder"], f"{r['p2_mean']:+.1f} ± {r['p2_std']:.1f}", f"{r['p4_mean']:+.1f} ± {r['p4_std']:.1f}",
+                      " / ".join("flat" if p == 0 else str(p) for p in r["constant_periods"]))
+    out.print(table)
+
+
+@app.command()
+def gradient(
+    seeds: SeedsOpt = 4,
+    size: SizeOpt = 128,
+    loss_network: Annotated[bool, typer.Option(help="Also probe the VGG19 loss network (max vs avg pooling).")] = True,
+    as_json: JsonOpt = False,
+    plot: PlotOpt = None,
+) -> None:
+    """Artifacts in gradients: the input gradient through strided or pooled layers, scored."""
+    from models.artifacts.gradient import gradient_table, probe_gradients
+
+    photo = _photo(size)
+    nets, style = {}, None
+    if loss_network:
+        from models.data import BUILTIN_STYLES
+        from models.images import to_tensor
+        from models.loss_network import build_loss_network
+
+        nets = {"vgg19 max pool": build_loss_network("vgg19"), "vgg19 avg pool": build_loss_network("vgg19", pooling="avg")}
+        style = to_tensor(BUILTIN_STYLES["ihc"]().resize((size, size)))
+    rows = [r.as_dict() for r in gradient_table(photo, seeds=range(seeds), loss_networks=nets, style=style)]
+    if plot is not None:
+        from models.artifacts.figures import side_by_side, gradient_image
+
+        from models.artifacts import checkerboard_score
+
+        grads = probe_gradients(photo, loss_networks=nets, style=style)
+        figure = side_by_side({k: gradient_image(g) for k, g in grads.items()}, plot / "gradient.png",
+                              title="input gradients (seed 0), shown as |g| scaled to 0..255",
+                              scores={k: checkerboard_score(g) for k, g in grads.items()})
+        for r in rows:
+            r["figure"] = str(figure)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("gradient through", "period 2 dB", "period 4 dB", "seeds",
+                  title=f"checkerboard score of the input gradient at astronaut {size}px")
+    for r in rows:
+        table.add_row(r["probe"], f"{r['p2_mean']:+.1f} ± {r['p2_std']:.1f}", f"{r['p4_mean']:+.1f} ± {r['p4_std']:.1f}",
+                      str(r["seeds"]))
+    out.print(table)
