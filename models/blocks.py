@@ -7,11 +7,13 @@ Checkerboard Artifacts" (https://distill.pub/2016/deconv-checkerboard/).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from models.vocabulary import DECODER_INFO, decoder_label, parse_decoder  # noqa: F401 (re-exported)
 
 NormLayer = Callable[[int], nn.Module]
 
@@ -52,37 +54,46 @@ class ResidualBlock(nn.Module):
 
 @dataclass(frozen=True)
 class Decoder:
-    name: str
-    layer: str  # what the layer does, for `checkerless decoders` and reports
-    overlap: str  # "uneven", "even" or "none": how kernel footprints overlap in the output
+    info: DecoderInfo  # name, what the layer does, its overlap (models/vocabulary.py)
     build: Callable[[int, int], nn.Module]  # (in_channels, out_channels) -> x2 upsampler
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def layer(self) -> str:
+        return self.info.layer
+
+    @property
+    def overlap(self) -> str:
+        return self.info.overlap
 
 
 DECODERS: dict[str, Decoder] = {}
 
 
-def register_decoder(*, name: str, layer: str, overlap: str) -> Callable:
-    """Adding a decoder is one decorated builder; duplicate names are a programming error."""
+def register_decoder(name: str) -> Callable:
+    """A decoder is a row in models/vocabulary.py plus one builder here, registered by name;
+    a name missing from the vocabulary, or registered twice, is a programming error."""
 
     def wrap(build: Callable[[int, int], nn.Module]) -> Callable[[int, int], nn.Module]:
         if name in DECODERS:
             raise ValueError(f"decoder {name!r} is already registered")
-        DECODERS[name] = Decoder(name=name, layer=layer, overlap=overlap, build=build)
+        if name not in DECODER_INFO:
+            raise ValueError(f"decoder {name!r} is not in models/vocabulary.py")
+        DECODERS[name] = Decoder(info=DECODER_INFO[name], build=build)
         return build
 
     return wrap
 
 
-@register_decoder(
-    name="deconv",
-    layer="ConvTranspose2d k3 s2 p1 output_padding 1 (Johnson et al.'s original)",
-    overlap="uneven",
-)
+@register_decoder("deconv")
 def _deconv(in_channels: int, out_channels: int) -> nn.Module:
     return nn.ConvTranspose2d(in_channels, out_channels, 3, stride=2, padding=1, output_padding=1)
 
 
-@register_decoder(name="deconv4", layer="ConvTranspose2d k4 s2 p1", overlap="even")
+@register_decoder("deconv4")
 def _deconv4(in_channels: int, out_channels: int) -> nn.Module:
     return nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1)
 
@@ -98,18 +109,12 @@ class ResizeConv(nn.Sequential):
         )
 
 
-@register_decoder(
-    name="resize-nearest",
-    layer="nearest x2, reflection pad, conv k3 s1 (the article's fix)",
-    overlap="none",
-)
+@register_decoder("resize-nearest")
 def _resize_nearest(in_channels: int, out_channels: int) -> nn.Module:
     return ResizeConv(in_channels, out_channels, mode="nearest")
 
 
-@register_decoder(
-    name="resize-bilinear", layer="bilinear x2, reflection pad, conv k3 s1", overlap="none"
-)
+@register_decoder("resize-bilinear")
 def _resize_bilinear(in_channels: int, out_channels: int) -> nn.Module:
     return ResizeConv(in_channels, out_channels, mode="bilinear")
 
@@ -129,33 +134,6 @@ class SubPixelConv(nn.Sequential):
         super().__init__(nn.ReflectionPad2d(1), conv, nn.PixelShuffle(2))
 
 
-@register_decoder(
-    name="subpixel", layer="conv k3 to 4C, PixelShuffle(2), ICNR init", overlap="even"
-)
+@register_decoder("subpixel")
 def _subpixel(in_channels: int, out_channels: int) -> nn.Module:
     return SubPixelConv(in_channels, out_channels)
-
-
-def parse_decoder(spec: str | Sequence[str], *, stages: int = 2) -> tuple[str, ...]:
-    """One name for every stage, or one per stage (first stage first), as a list or a
-    comma-separated string: "resize-nearest,deconv" is deconv in the last layer only."""
-    names = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else [str(s).strip() for s in spec]
-    if len(names) == 1:
-        names = names * stages
-    if len(names) != stages:
-        raise ValueError(
-            f"decoder needs one name or {stages} (one per upsampling stage), got {len(names)}: "
-            f"{','.join(names)!r}"
-        )
-    unknown = [n for n in names if n not in DECODERS]
-    if unknown:
-        raise ValueError(
-            f"unknown decoder {unknown[0]!r}; valid names: {', '.join(DECODERS)}"
-            " (or one per stage, comma-separated)"
-        )
-    return tuple(names)
-
-
-def decoder_label(names: Sequence[str]) -> str:
-    """The canonical text form: one name when every stage is the same."""
-    return names[0] if len(set(names)) == 1 else ",".join(names)

@@ -1,13 +1,13 @@
 """One frozen, validated description of a training run: what the CLI, the API and the
-checkpoint all speak. Bad values raise ValueError with a message that says what to fix."""
+checkpoint all speak. Bad values raise ValueError with a message that says what to fix.
+No torch here: the API validates job requests with it."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
 
-from models.blocks import decoder_label, parse_decoder
-from models.loss_network import LOSS_NETWORKS
+from models.vocabulary import LOSS_NETWORKS, decoder_label, parse_decoder
 
 # Measured on vgg19 (DESIGN.md): raw losses at init are ~5e4 (content) and ~1e7 (style);
 # these weights balance them, with TV on the mean absolute difference.

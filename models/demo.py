@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from models.artifacts import checkerboard_score
-from models.artifacts.figures import side_by_side
+from models.artifacts.figures import artifact_curves, side_by_side
 from models.checkpoint import load_network
 from models.config import TrainConfig
 from models.data import BUILTIN_PHOTOS
@@ -27,18 +27,20 @@ class Variant:
     scores: dict[int, float]
     seconds: float
     final_loss: float
+    curve: list[dict[str, float]]  # probe scores over training (step, artifact_p2, artifact_p4)
 
 
 @dataclass(frozen=True)
 class DemoResult:
     variants: list[Variant]
     figure: Path
+    curves: Path
     photo: str
 
 
 def run_demo(*, out_dir: str | Path, config: TrainConfig, style: str = "ihc",
              decoders: Sequence[str] = ("deconv", "resize-nearest"), photo: str = "chelsea",
-             device: str = "auto", progress: bool = True) -> DemoResult:
+             device: str = "auto", progress: bool = True, probe_every: int = 10) -> DemoResult:
     """Train one network per decoder with otherwise identical settings (same seed: same
     shared initial weights and data order), then compare them on a built-in photo."""
     if len(set(decoders)) < 2:
@@ -51,17 +53,20 @@ def run_demo(*, out_dir: str | Path, config: TrainConfig, style: str = "ihc",
     for decoder in decoders:
         cfg = config.replace(decoder=decoder)
         run_dir = out / cfg.decoder.replace(",", "+")
-        result = train(cfg, out_dir=run_dir, style=style, device=device, progress=progress)
+        result = train(cfg, out_dir=run_dir, style=style, device=device, progress=progress, probe_every=probe_every)
         net, _ = load_network(result.checkpoint)
         styled = stylize_tensor(net, content)
         outputs[cfg.decoder] = styled
         variants.append(Variant(
             decoder=cfg.decoder, checkpoint=result.checkpoint, image=save_png(styled, run_dir / f"{photo}.png"),
             # Scored on the PNG's pixels: what the user sees.
-            scores=checkerboard_score(np.asarray(from_tensor(styled))), seconds=result.seconds, final_loss=result.final.get("loss", float("nan")),
+            scores=checkerboard_score(np.asarray(from_tensor(styled))), seconds=result.seconds,
+            final_loss=result.final.get("loss", float("nan")), curve=result.artifacts,
         ))
     figure = side_by_side(
         outputs, out / "comparison.png",
         title=f"{photo}, style {style}: {config.steps} steps at {config.size}px, seed {config.seed}, only the decoder differs",
     )
-    return DemoResult(variants=variants, figure=figure, photo=photo)
+    curves = artifact_curves({v.decoder: v.curve for v in variants}, out / "artifact_curves.png",
+                             title=f"artifacts over training (probe: astronaut 128px), seed {config.seed}")
+    return DemoResult(variants=variants, figure=figure, curves=curves, photo=photo)

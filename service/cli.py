@@ -52,9 +52,9 @@ def _quiet_lightning() -> None:
 @app.command()
 def decoders(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """List the decoder names: what each upsampling layer does and how its kernels overlap."""
-    from models.blocks import DECODERS
+    from models.vocabulary import DECODER_INFO
 
-    rows = [{"name": d.name, "layer": d.layer, "overlap": d.overlap} for d in DECODERS.values()]
+    rows = [{"name": d.name, "layer": d.layer, "overlap": d.overlap} for d in DECODER_INFO.values()]
     if as_json:
         print(json.dumps(rows, indent=2))
         return
@@ -170,9 +170,10 @@ def demo(
                       device=device, progress=not as_json)
     rows = [{"decoder": v.decoder, "period2_db": round(v.scores[2], 2), "period4_db": round(v.scores[4], 2),
              "final_loss": round(v.final_loss, 1), "seconds": round(v.seconds, 1), "image": str(v.image),
-             "checkpoint": str(v.checkpoint)} for v in result.variants]
+             "checkpoint": str(v.checkpoint), "curve": v.curve} for v in result.variants]
     if as_json:
-        print(json.dumps({"photo": result.photo, "figure": str(result.figure), "variants": rows}, indent=2))
+        print(json.dumps({"photo": result.photo, "figure": str(result.figure), "curves": str(result.curves),
+                          "variants": rows}, indent=2))
         return
     table = Table("decoder", "period 2 (dB)", "period 4 (dB)", "final loss", "train s", "image",
                   title=f"checkerboard scores of the stylised {result.photo} (higher: more artifact)")
@@ -181,6 +182,7 @@ def demo(
                       f"{r['seconds']:.0f}", r["image"])
     out.print(table)
     out.print(f"side by side, with the pixel-level crop: {result.figure}")
+    out.print(f"artifact scores over training:           {result.curves}")
 
 
 @app.command()

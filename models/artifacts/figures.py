@@ -76,3 +76,27 @@ def side_by_side(images: dict[str, object], path: str | Path, *, crop: int = 32,
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def artifact_curves(curves: dict[str, list[dict[str, float]]], path: str | Path, *, title: str = "") -> Path:
+    """Probe scores (rows of step, artifact_p2, artifact_p4) over training, one line per run."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharex=True)
+    for name, rows in curves.items():
+        steps = [r["step"] for r in rows]
+        for ax, key in zip(axes, ("artifact_p2", "artifact_p4")):
+            ax.plot(steps, [r[key] for r in rows], marker="o", ms=3, label=name)
+    for ax, p in zip(axes, (2, 4)):
+        ax.set_title(f"period {p} score of the probe image", fontsize=10)
+        ax.set_xlabel("step")
+        ax.set_ylabel("dB")
+        ax.axhline(0, color="grey", lw=0.6)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -43,7 +43,7 @@ def test_unknown_name_lists_the_valid_ones():
 
 def test_registry_refuses_a_duplicate_name():
     with pytest.raises(ValueError, match="already registered"):
-        register_decoder(name="deconv", layer="x", overlap="uneven")(lambda i, o: None)
+        register_decoder("deconv")(lambda i, o: None)
 
 
 def test_layers_are_the_ones_in_the_design_table():
@@ -79,3 +79,17 @@ def test_same_seed_gives_the_same_shared_weights_whatever_the_decoder():
     torch.manual_seed(8)
     different = TransformerNet(decoder="deconv").shared_state_dict()
     assert not torch.equal(different["encoder.0.1.weight"], nets[0]["encoder.0.1.weight"])
+
+
+def test_every_name_in_the_vocabulary_has_a_builder_and_no_more():
+    from models.vocabulary import DECODER_INFO
+
+    assert list(DECODERS) == list(DECODER_INFO)
+
+
+def test_config_and_vocabulary_import_without_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, models.config, models.vocabulary; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

@@ -1,0 +1,53 @@
+# syntax=docker/dockerfile:1
+#
+# One image for the API and every worker (docker-compose.yml picks the command).
+#
+# No CUDA base image is needed: the torch wheels on PyPI for Linux x86_64 are CUDA builds
+# that bring the CUDA runtime, cuDNN, NCCL, ... as nvidia-* wheels. The host needs only the
+# NVIDIA driver and the NVIDIA Container Toolkit; Compose's GPU reservation mounts the driver
+# into the worker containers. The same image runs on CPU where no GPU is reserved.
+
+FROM python:3.11-slim
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# An unprivileged user owns the scratch folder; nothing runs as root.
+RUN groupadd --system --gid 10001 checkerless \
+ && useradd --system --uid 10001 --gid checkerless --create-home \
+        --home-dir /home/checkerless --shell /usr/sbin/nologin checkerless
+
+WORKDIR /app
+
+# Dependencies first, in their own layer (torch and its CUDA wheels are several GB), so a
+# code change does not reinstall them: install the project with empty packages, then drop
+# the project itself and keep its dependencies (pinned in pyproject.toml).
+COPY pyproject.toml README.md ./
+RUN mkdir -p models workers service \
+ && touch models/__init__.py workers/__init__.py service/__init__.py \
+ && pip install --no-cache-dir . \
+ && pip uninstall -y checkerless \
+ && rm -rf models workers service build ./*.egg-info
+
+# The code.
+COPY models ./models
+COPY workers ./workers
+COPY service ./service
+RUN pip install --no-cache-dir --no-deps . \
+ && rm -rf build ./*.egg-info \
+ && mkdir -p /data \
+ && chown checkerless:checkerless /data
+
+# /data: scratch and local checkpoints (a volume per service in docker-compose.yml; a new
+# named volume takes this folder's owner). HOME holds matplotlib's and torch's caches.
+ENV CHECKERLESS_DATA_DIR=/data \
+    HOME=/home/checkerless
+
+USER checkerless
+
+EXPOSE 8000
+
+# Default: the API. Workers run `checkerless worker --queues ... --concurrency ...`.
+CMD ["uvicorn", "service.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,57 @@
+"""The service's settings: the only reader of environment variables (prefix CHECKERLESS_).
+`.env.example` lists them; tests build a Settings object directly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHECKERLESS_", env_file=".env", extra="ignore")
+
+    # Where things live. Empty broker_url: the embedded broker (kombu's filesystem transport
+    # under data_dir/broker), which needs no server.
+    broker_url: str = ""
+    store: Literal["local", "s3"] = "local"
+    data_dir: Path = Path("checkerless-data")  # local store, embedded broker, worker scratch
+    s3_bucket: str = "checkerless"
+    s3_endpoint_url: str | None = None
+    s3_public_url: str | None = None  # presigned URLs name this host
+    s3_region: str = "us-east-1"
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+
+    # Limits on what users send.
+    max_upload_bytes: int = Field(50 * 1024 * 1024, gt=0)
+    max_pixels: int = Field(40_000_000, gt=0)
+    max_content_images: int = Field(500, gt=0)
+
+    # Jobs.
+    max_attempts: int = Field(3, ge=1)  # a job whose worker dies this often fails with the reason
+    job_time_limit_s: int = Field(48 * 3600, gt=0)  # the longest job; the broker waits longer
+    checkpoint_every: int = Field(100, ge=1)
+    heartbeat_s: float = Field(2.0, gt=0)  # how often a running job's record is refreshed
+    stale_after_s: float = Field(30.0, gt=0)  # a running job not refreshed for this long is requeued
+    cancel_grace_s: float = Field(20.0, ge=0)  # after the cancel flag, before SIGTERM (and again to SIGKILL)
+    device: str = "auto"
+    vgg16_weights: str | None = None
+
+    # Presigned URLs, and the API address the CLI client talks to.
+    url_expiry_s: int = Field(3600, gt=0)
+    api_url: str = "http://127.0.0.1:8000"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def embedded_broker(self) -> bool:
+        return not self.broker_url or self.broker_url.startswith("filesystem")
+
+    @property
+    def work_dir(self) -> Path:
+        return self.data_dir / "work"

@@ -1,0 +1,62 @@
+"""`checkerless artifacts ...` as a user runs it."""
+
+import json
+
+from PIL import Image
+
+from tests.conftest import rgb_noise
+from tests.test_cli import assert_one_line_error, cli
+
+
+def test_score_images_and_plot_their_spectra(tmp_path):
+    import numpy as np
+    import skimage.data
+
+    photo = tmp_path / "photo.png"
+    Image.fromarray(skimage.data.coffee()).save(photo)
+    board = tmp_path / "board.png"
+    i, j = np.indices((64, 64))
+    Image.fromarray((((i + j) % 2) * 255).astype(np.uint8)).save(board)
+    p = cli("artifacts", "score", photo, board, "--json", "--plot", tmp_path / "plots")
+    assert p.returncode == 0, p.stderr
+    rows = {r["image"].rsplit("/", 1)[1]: r for r in json.loads(p.stdout)["scores"]}
+    assert rows["photo.png"]["period2_db"] < -5 < 20 < rows["board.png"]["period2_db"]
+    assert Image.open(rows["board.png"]["spectrum"]).format == "PNG"
+
+
+def test_overlap_json_and_table():
+    p = cli("artifacts", "overlap", "deconv", "--json")
+    assert json.loads(p.stdout)["tile"][:2] == [[1, 2, 1, 2], [2, 4, 2, 4]]
+    p = cli("artifacts", "overlap", "resize-nearest")
+    assert p.returncode == 0 and "flat" in p.stdout
+
+
+def test_init_and_gradient_tables(tmp_path):
+    p = cli("artifacts", "init", "--decoders", "deconv resize-nearest", "--seeds", "1", "--size", "32", "--json",
+            "--plot", tmp_path)
+    assert p.returncode == 0, p.stderr
+    rows = {r["decoder"]: r for r in json.loads(p.stdout)}
+    assert rows["deconv"]["p2_mean"] > rows["resize-nearest"]["p2_mean"]
+    assert (tmp_path / "init.png").is_file()
+    p = cli("artifacts", "gradient", "--seeds", "1", "--size", "32", "--no-loss-network", "--json")
+    assert p.returncode == 0, p.stderr
+    assert {r["probe"] for r in json.loads(p.stdout)} >= {"conv k3 stride 1", "conv k3 stride 2"}
+
+
+def test_difference_spectrum_of_two_images(tmp_path):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    rgb_noise(40, 40, seed=1).save(a)
+    rgb_noise(40, 40, seed=2).save(b)
+    p = cli("artifacts", "spectrum", a, b, "--plot", tmp_path, "--json")
+    assert p.returncode == 0, p.stderr
+    assert Image.open(json.loads(p.stdout)["plot"]).format == "PNG"
+    small = tmp_path / "small.png"
+    rgb_noise(20, 20).save(small)
+    assert_one_line_error(cli("artifacts", "spectrum", a, small), "sizes must match")
+
+
+def test_bad_arguments_are_one_line(tmp_path):
+    assert_one_line_error(cli("artifacts", "overlap", "foo"), "unknown decoder 'foo'")
+    assert_one_line_error(cli("artifacts", "init", "--seeds", "0"), "--seeds")
+    assert_one_line_error(cli("artifacts", "score", tmp_path / "none.png"), "no such file")
+    assert_one_line_error(cli("artifacts", "init", "--decoders", "deconv bogus", "--seeds", "1"), "unknown decoder")
