@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    import torch
 
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
 MAX_PIXELS = 40_000_000  # our own limit, checked before decoding (a 40 MP photo is fine)
@@ -69,14 +72,22 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
 
 
+# torch is imported inside the tensor helpers: the API validates uploads with this module
+# and must not load PyTorch.
+
+
 def to_tensor(img: Image.Image) -> torch.Tensor:
     """RGB image -> float tensor (3, H, W) in 0..255."""
+    import torch
+
     return torch.from_numpy(np.array(img, dtype=np.float32)).permute(2, 0, 1).contiguous()
 
 
 def from_tensor(t: torch.Tensor) -> Image.Image:
     """Float tensor (3, H, W) in 0..255 -> RGB image. Rounding and clipping to 8 bits is the
     only change: no smoothing, so artifacts stay visible."""
+    import torch
+
     a = t.detach().float().clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(a, mode="RGB")
 

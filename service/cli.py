@@ -32,8 +32,12 @@ err = Console(stderr=True)
 
 def _add_subcommands() -> None:
     from service.cli_artifacts import app as artifacts_app
+    from service.cli_service import jobs_app, serve, worker
 
     app.add_typer(artifacts_app, name="artifacts")
+    app.add_typer(jobs_app, name="jobs")
+    app.command()(serve)
+    app.command()(worker)
 
 
 _add_subcommands()

@@ -549,3 +549,12 @@ class S3Store(ObjectStore):
 
     def describe(self) -> str:
         return f"s3 bucket {self.bucket} at {self._where()}"
+
+
+def open_store(settings) -> ObjectStore:
+    """The store the settings name: a local folder (the embedded default) or an S3 bucket."""
+    if settings.store == "s3":
+        return S3Store(bucket=settings.s3_bucket, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region,
+                       access_key=settings.s3_access_key, secret_key=settings.s3_secret_key,
+                       public_endpoint_url=settings.s3_public_url, create_bucket=True)
+    return LocalStore(settings.data_dir / "store")

@@ -1,0 +1,275 @@
+"""`checkerless serve`, `checkerless worker` and `checkerless jobs ...` (a client of the HTTP API)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+out = Console()
+err = Console(stderr=True)
+jobs_app = typer.Typer(help="Talk to a checkerless API: submit, watch, cancel, stylise.", no_args_is_help=True)
+
+ApiOpt = Annotated[Optional[str], typer.Option("--api", help="API base URL [default: CHECKERLESS_API_URL or http://127.0.0.1:8000].")]
+
+
+def worker(
+    queues: Annotated[str, typer.Option(help="Comma-separated queues: train, stylize.")] = "train,stylize",
+    concurrency: Annotated[int, typer.Option(help="Processes (one per GPU for training).", min=1, max=64)] = 1,
+    hostname: Annotated[Optional[str], typer.Option(help="Worker name [default: checkerless-QUEUES@host].")] = None,
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+) -> None:
+    """Start a Celery worker against the configured broker and store (CHECKERLESS_* settings)."""
+    from service.config import Settings
+    from workers.celery_app import make_celery
+    from workers.messages import QUEUES
+
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    unknown = [q for q in names if q not in QUEUES]
+    if unknown or not names:
+        raise typer.BadParameter(f"unknown queue {unknown[0] if unknown else '(none)'}; valid: {', '.join(QUEUES)}",
+                                 param_hint="--queues")
+    settings = Settings()
+    app = make_celery(settings)
+    app.conf.checkerless_sweep = "train" in names
+    import workers.tasks  # noqa: F401 - registers the tasks and the sweeper
+
+    app.worker_main(["worker", "-Q", ",".join(names), "-c", str(concurrency), "-P", "prefork", "-l", loglevel,
+                     "-n", hostname or f"checkerless-{'-'.join(names)}@%h", "--without-gossip", "--without-mingle"])
+
+
+def _free_port(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Folder for the store, broker and scratch [default: CHECKERLESS_DATA_DIR or ./checkerless-data].")] = None,
+) -> None:
+    """Start the API and workers with nothing to install: a broker in a folder and a local store
+    (unless CHECKERLESS_BROKER_URL / CHECKERLESS_STORE say otherwise)."""
+    import uvicorn
+
+    from service.config import Settings
+    from service.main import create_app
+
+    if data_dir is not None:
+        os.environ["CHECKERLESS_DATA_DIR"] = str(data_dir)
+    settings = Settings()
+    if not _free_port(host, port):
+        raise ValueError(f"port {port} on {host} is in use; pick another with --port")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "CHECKERLESS_DATA_DIR": str(settings.data_dir)}
+    # Two workers: a stylise request must not wait behind hours of training.
+    from workers.child import die_with_parent
+
+    workers = [subprocess.Popen([sys.executable, "-m", "service.cli", "worker", "--queues", q, "--loglevel", "WARNING"],
+                                env=env, start_new_session=True, preexec_fn=lambda: die_with_parent(signal.SIGTERM))
+               for q in ("train", "stylize")]
+    # uvicorn re-raises SIGTERM/SIGINT after its shutdown; make that an exit that runs `finally`.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    url = f"http://{host}:{port}"
+    out.print(f"checkerless serving at [bold]{url}[/]  (API docs: {url}/docs; data in {settings.data_dir.resolve()})")
+    try:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    finally:
+        for w in workers:
+            try:
+                os.killpg(w.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for w in workers:
+            try:
+                w.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(w.pid, signal.SIGKILL)
+
+
+# --- the client -------------------------------------------------------------------------
+
+
+class ApiError(ValueError):
+    pass
+
+
+def _client(api: str | None):
+    import httpx
+
+    from service.config import Settings
+
+    base = (api or Settings().api_url).rstrip("/")
+    return httpx.Client(base_url=base, timeout=120)
+
+
+def _call(client, method: str, path: str, **kw):
+    import httpx
+
+    try:
+        r = client.request(method, path, **kw)
+    except httpx.HTTPError as e:
+        raise ApiError(f"cannot reach the API at {client.base_url} ({type(e).__name__}); is `checkerless serve` running?") from None
+    if r.status_code >= 400:
+        try:
+            detail = r.json().get("detail", r.text)
+        except ValueError:
+            detail = r.text
+        raise ApiError(f"{detail} (HTTP {r.status_code})")
+    return r
+
+
+def _files(paths: list[Path]) -> list[tuple[str, tuple[str, bytes]]]:
+    from models.images import list_images
+
+    found = []
+    for p in paths:
+        if p.is_dir():
+            found += list_images(p)
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise ApiError(f"{p}: no such file or folder")
+    return [("files", (f.name, f.read_bytes())) for f in found]
+
+
+def _watch(client, job_id: str) -> dict:
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=err) as bar:
+        task = None
+        while True:
+            job = _call(client, "GET", f"/v1/jobs/{job_id}").json()
+            info = " ".join(f"{k} {v:.3g}" for k, v in job["losses"].items())
+            if task is None:
+                task = bar.add_task(f"{job['decoder']} {job['state']}", total=job["steps"], info="")
+            bar.update(task, completed=job["step"], description=f"{job['decoder']} {job['state']}", info=info)
+            if job["state"] in ("succeeded", "failed", "cancelled"):
+                return job
+            time.sleep(1)
+
+
+def _print_job(job: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(job, indent=2))
+        return
+    out.print(f"job {job['id']}: {job['state']} at step {job['step']}/{job['steps']} ({job['decoder']}), "
+              f"attempts {job['attempts']}" + (f"; error: {job['error']}" if job.get("error") else ""))
+
+
+@jobs_app.command("submit")
+def submit(
+    style: Annotated[Path, typer.Argument(help="Style image file.")],
+    content: Annotated[Optional[list[Path]], typer.Option(help="Content image, folder or zip (repeatable); default: built-in photos.")] = None,
+    decoder: Annotated[str, typer.Option(help="Decoder name or per-stage mix.")] = "resize-nearest",
+    size: Annotated[int, typer.Option(help="Crop size.")] = 128,
+    steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 200,
+    batch: Annotated[int, typer.Option(help="Crops per step.")] = 4,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    watch: Annotated[bool, typer.Option(help="Show a progress bar until the job ends.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    api: ApiOpt = None,
+) -> None:
+    """Upload a style (and content), submit a training job, optionally watch it."""
+    with _client(api) as client:
+        if not style.is_file():
+            raise ApiError(f"{style}: no such file")
+        style_id = _call(client, "POST", "/v1/styles", files={"file": (style.name, style.read_bytes())}).json()["id"]
+        body = {"style_id": style_id, "decoder": decoder, "size": size, "steps": steps, "batch": batch, "seed": seed}
+        if content:
+            cs = _call(client, "POST", "/v1/content-sets", files=_files(content)).json()
+            for s in cs["skipped"]:
+                err.print(f"[yellow]skipped[/] {s['reason']}")
+            body["content_set_id"] = cs["id"]
+        job = _call(client, "POST", "/v1/jobs", json=body).json()
+        if watch:
+            job = _watch(client, job["id"])
+        _print_job(job, as_json)
+        if job["state"] == "failed":
+            raise typer.Exit(1)
+
+
+@jobs_app.command("list")
+def list_jobs(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False, api: ApiOpt = None) -> None:
+    """List jobs, newest first."""
+    with _client(api) as client:
+        jobs = _call(client, "GET", "/v1/jobs").json()
+    if as_json:
+        print(json.dumps(jobs, indent=2))
+        return
+    table = Table("id", "state", "decoder", "step", "loss", "p2 dB", "created")
+    for j in jobs:
+        table.add_row(j["id"], j["state"], j["decoder"], f"{j['step']}/{j['steps']}",
+                      f"{j['losses'].get('loss', float('nan')):.4g}", f"{j['artifacts'].get('artifact_p2', float('nan')):+.1f}",
+                      j["created_at"][:19])
+    out.print(table)
+
+
+@jobs_app.command("show")
+def show(job_id: str, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False, api: ApiOpt = None) -> None:
+    """One job's state."""
+    with _client(api) as client:
+        _print_job(_call(client, "GET", f"/v1/jobs/{job_id}").json(), as_json)
+
+
+@jobs_app.command("watch")
+def watch_job(job_id: str, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False, api: ApiOpt = None) -> None:
+    """A progress bar until the job ends."""
+    with _client(api) as client:
+        job = _watch(client, job_id)
+    _print_job(job, as_json)
+    if job["state"] == "failed":
+        raise typer.Exit(1)
+
+
+@jobs_app.command("cancel")
+def cancel(job_id: str, api: ApiOpt = None) -> None:
+    """Ask a job to stop (it keeps its last checkpoint)."""
+    with _client(api) as client:
+        _call(client, "POST", f"/v1/jobs/{job_id}/cancel")
+    out.print(f"cancel requested for job {job_id}")
+
+
+@jobs_app.command("delete")
+def delete(job_id: str, api: ApiOpt = None) -> None:
+    """Delete a finished job and its stored files."""
+    with _client(api) as client:
+        _call(client, "DELETE", f"/v1/jobs/{job_id}")
+    out.print(f"deleted job {job_id}")
+
+
+@jobs_app.command("stylize")
+def stylize(
+    job_id: str,
+    images: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the stylised PNGs.")] = Path("stylized"),
+    api: ApiOpt = None,
+) -> None:
+    """Stylise images with a finished job's network and download the PNGs."""
+    files = _files(images)
+    with _client(api) as client:
+        req = _call(client, "POST", f"/v1/jobs/{job_id}/stylize", files=files).json()
+        while req["state"] in ("queued", "running"):
+            time.sleep(0.5)
+            req = _call(client, "GET", f"/v1/stylizations/{req['id']}").json()
+        if req["state"] != "succeeded":
+            raise ApiError(f"stylising failed: {req['error']}")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for (_, (name, _data)), o in zip(files, req["outputs"]):
+            path = out_dir / f"{Path(name).stem}.png"
+            path.write_bytes(_call(client, "GET", o["url"]).content)
+            out.print(f"{name} -> {path} ({o['width']}x{o['height']})")

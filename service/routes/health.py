@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from service.deps import ServicesDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health")
+def health() -> dict:
+    """Alive: the API process answers."""
+    return {"status": "ok"}
+
+
+@router.get("/ready")
+def ready(services: ServicesDep) -> JSONResponse:
+    """Ready: the broker and the object store can be reached (503 with the reason if not)."""
+    checks = {}
+    try:
+        services.store.ping()
+        checks["store"] = "ok"
+    except Exception as e:  # noqa: BLE001 - any failure means not ready; say which
+        checks["store"] = f"unreachable: {e}"
+    try:
+        with services.celery.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=3)
+        checks["broker"] = "ok"
+    except Exception as e:  # noqa: BLE001
+        checks["broker"] = f"unreachable: {e}"
+    ok = all(v == "ok" for v in checks.values())
+    return JSONResponse(status_code=200 if ok else 503, content={"status": "ready" if ok else "not ready", **checks})

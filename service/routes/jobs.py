@@ -1,0 +1,156 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, File, Response, UploadFile
+from fastapi.responses import StreamingResponse
+
+from models.config import TrainConfig
+from service.deps import Services, ServicesDep
+from service.errors import Conflict, Unavailable
+from service.jobs import JobRecord, JobState, Keys, NotFound, StylizeRecord, new_id
+from service.schemas import JobCreate, JobPublic, StylizationPublic
+from service.uploads import check_image
+from workers.messages import STYLIZE_QUEUE, STYLIZE_TASK, TRAIN_QUEUE, TRAIN_TASK
+
+router = APIRouter(tags=["jobs"])
+FILES = {"checkpoint": ("application/octet-stream", Keys.checkpoint),
+         "report": ("application/json", Keys.report), "preview": ("image/png", Keys.preview)}
+
+
+def public(services: Services, record: JobRecord) -> JobPublic:
+    base = f"/v1/jobs/{record.id}"
+    links = {"self": base}
+    links.update({name: f"{base}/{name}" for name in FILES if name in record.outputs})
+    return JobPublic(
+        **record.model_dump(include={"id", "state", "step", "steps", "config", "style_id", "content_set_id", "losses",
+                                     "artifacts", "seconds_per_step", "attempts", "resumed_from_step", "error",
+                                     "created_at", "started_at", "finished_at"}),
+        decoder=record.config["decoder"], links=links,
+        cancel_requested=not record.final and services.jobs.cancel_requested(record.id),
+    )
+
+
+def enqueue(services: Services, task: str, queue: str, item_id: str) -> None:
+    try:
+        services.celery.send_task(task, args=[item_id], queue=queue, retry=True,
+                                  retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5})
+    except Exception as e:  # noqa: BLE001 - any publish failure: the broker is unreachable
+        raise Unavailable(f"the job queue is unreachable ({type(e).__name__}); try again later") from None
+
+
+def submit(services: Services, request: JobCreate, *, experiment_id: str | None = None) -> JobRecord:
+    if not services.jobs.style_exists(request.style_id):
+        raise NotFound(f"no style {request.style_id!r}; upload one with POST /v1/styles")
+    if request.content_set_id is not None:
+        services.jobs.content_set_meta(request.content_set_id)
+    settings = request.model_dump(exclude={"style_id", "content_set_id"}, exclude_none=True)
+    settings.setdefault("checkpoint_every", services.settings.checkpoint_every)
+    config = TrainConfig(**settings)  # the same validation as the CLI
+    record = services.jobs.create(JobRecord(
+        id=new_id(), config=config.to_dict(), style_id=request.style_id, content_set_id=request.content_set_id,
+        steps=config.steps, experiment_id=experiment_id))
+    try:
+        enqueue(services, TRAIN_TASK, TRAIN_QUEUE, record.id)
+    except Unavailable:
+        services.jobs.finish(record, JobState.failed, error="could not be queued: the job queue was unreachable")
+        raise
+    return record
+
+
+@router.post("/jobs", status_code=201, response_model=JobPublic)
+def create_job(request: JobCreate, services: ServicesDep) -> JobPublic:
+    """Submit a training job; it is queued for a worker."""
+    return public(services, submit(services, request))
+
+
+@router.get("/jobs", response_model=list[JobPublic])
+def list_jobs(services: ServicesDep) -> list[JobPublic]:
+    """Every job, newest first."""
+    return [public(services, r) for r in services.jobs.list()]
+
+
+@router.get("/jobs/{job_id}", response_model=JobPublic)
+def get_job(job_id: str, services: ServicesDep) -> JobPublic:
+    """One job: state, step of steps, latest losses and artifact scores, attempts, the reason if it failed."""
+    return public(services, services.jobs.get(job_id))
+
+
+@router.post("/jobs/{job_id}/cancel", status_code=202, response_model=JobPublic)
+def cancel_job(job_id: str, services: ServicesDep) -> JobPublic:
+    """Ask a queued or running job to stop; it keeps its last checkpoint."""
+    record = services.jobs.get(job_id)
+    if record.final:
+        raise Conflict(f"job {job_id} has already {record.state.value}")
+    services.jobs.request_cancel(job_id)
+    return public(services, record)
+
+
+@router.delete("/jobs/{job_id}", status_code=204)
+def delete_job(job_id: str, services: ServicesDep) -> Response:
+    """Delete a finished job and every object it stored."""
+    record = services.jobs.get(job_id)
+    if not record.final:
+        raise Conflict(f"job {job_id} is {record.state.value}; cancel it first")
+    services.jobs.delete(job_id)
+    return Response(status_code=204)
+
+
+@router.get("/jobs/{job_id}/{name}", responses={200: {"content": {"application/octet-stream": {}}}})
+def get_job_file(job_id: str, name: str, services: ServicesDep, presign: bool = False) -> Response:
+    """A job's checkpoint, report or preview: streamed, or with ?presign=true a presigned URL (S3 stores)."""
+    if name not in FILES:
+        raise NotFound(f"no file {name!r}; jobs have: {', '.join(FILES)}")
+    record = services.jobs.get(job_id)
+    media, key_of = FILES[name]
+    if name not in record.outputs and not (name == "checkpoint" and services.store.exists(key_of(job_id))):
+        raise NotFound(f"job {job_id} has no {name} yet (it is {record.state.value})")
+    return _object(services, key_of(job_id), media, presign=presign, filename=f"{job_id}-{name}")
+
+
+def _object(services: Services, key: str, media: str, *, presign: bool, filename: str) -> Response:
+    if presign:
+        url = services.store.presigned_url(key, expires_s=services.settings.url_expiry_s)
+        if url is None:
+            raise Conflict("this server's store is a local folder: there are no presigned URLs; fetch the file itself")
+        return Response(content=f'{{"url": "{url}"}}', media_type="application/json")
+    return StreamingResponse(services.store.iter_chunks(key), media_type=media,
+                             headers={"Content-Length": str(services.store.size(key)),
+                                      "Content-Disposition": f'inline; filename="{filename}"'})
+
+
+@router.post("/jobs/{job_id}/stylize", status_code=202, response_model=StylizationPublic)
+def stylize(job_id: str, services: ServicesDep, files: list[UploadFile] = File(...)) -> StylizationPublic:
+    """Stylise one or more images with a finished job's network (queued; poll the result)."""
+    record = services.jobs.get(job_id)
+    if record.state != JobState.succeeded:
+        raise Conflict(f"job {job_id} is {record.state.value}; only a succeeded job can stylise")
+    images = [check_image(f.file.read(), name=f.filename or f"image {i}", max_pixels=services.settings.max_pixels)
+              for i, f in enumerate(files)]
+    request_id = new_id()
+    inputs = []
+    for i, image in enumerate(images):
+        services.store.put_bytes(Keys.stylize_input(request_id, i), image.png, content_type="image/png")
+        inputs.append(Keys.stylize_input(request_id, i))
+    req = services.jobs.save_stylize(StylizeRecord(id=request_id, job_id=job_id, inputs=inputs))
+    enqueue(services, STYLIZE_TASK, STYLIZE_QUEUE, request_id)
+    return stylization_public(req)
+
+
+def stylization_public(req: StylizeRecord) -> StylizationPublic:
+    outputs = [{"index": i, "width": w, "height": h, "url": f"/v1/stylizations/{req.id}/outputs/{i}"}
+               for i, (w, h) in enumerate(req.sizes)]
+    return StylizationPublic(id=req.id, job_id=req.job_id, state=req.state, error=req.error, outputs=outputs)
+
+
+@router.get("/stylizations/{request_id}", response_model=StylizationPublic)
+def get_stylization(request_id: str, services: ServicesDep) -> StylizationPublic:
+    """A stylisation request: its state and, when done, its output images."""
+    return stylization_public(services.jobs.get_stylize(request_id))
+
+
+@router.get("/stylizations/{request_id}/outputs/{index}", responses={200: {"content": {"image/png": {}}}})
+def get_stylized_image(request_id: str, index: int, services: ServicesDep, presign: bool = False) -> Response:
+    """One stylised image (PNG, the input's size)."""
+    req = services.jobs.get_stylize(request_id)
+    if not 0 <= index < len(req.outputs):
+        raise NotFound(f"stylization {request_id} has no output {index} (it is {req.state.value})")
+    return _object(services, req.outputs[index], "image/png", presign=presign, filename=f"{request_id}-{index}.png")

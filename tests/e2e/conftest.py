@@ -1,0 +1,160 @@
+"""Real parts for end-to-end tests: the machine's Redis (a database of our own), moto's S3
+server over HTTP, a Celery worker process and the API under uvicorn on a free port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+REDIS_DB = 13  # ours alone: flushed before and after, the shared server's other databases untouched
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, *, timeout: float, what: str, interval: float = 0.25):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    client = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB)
+    client.ping()
+    client.flushdb()
+    yield f"redis://127.0.0.1:6379/{REDIS_DB}"
+    client.flushdb()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> str:
+    from moto.server import ThreadedMotoServer
+
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per S3 request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def service_env(redis_url, s3_endpoint, tmp_path_factory) -> dict[str, str]:
+    data = tmp_path_factory.mktemp("data")
+    return {
+        "CHECKERLESS_BROKER_URL": redis_url,
+        "CHECKERLESS_STORE": "s3",
+        "CHECKERLESS_S3_ENDPOINT_URL": s3_endpoint,
+        "CHECKERLESS_S3_PUBLIC_URL": s3_endpoint.replace("127.0.0.1", "localhost"),
+        "CHECKERLESS_S3_BUCKET": f"e2e-{uuid.uuid4().hex[:12]}",
+        "CHECKERLESS_S3_ACCESS_KEY": "test",
+        "CHECKERLESS_S3_SECRET_KEY": "test",
+        "CHECKERLESS_DATA_DIR": str(data),
+        "CHECKERLESS_DEVICE": "cpu",
+        "CHECKERLESS_HEARTBEAT_S": "0.5",
+        "CHECKERLESS_STALE_AFTER_S": "4",
+        "CHECKERLESS_CANCEL_GRACE_S": "5",
+        "CHECKERLESS_MAX_PIXELS": "250000",
+        "CHECKERLESS_MAX_UPLOAD_BYTES": str(2 * 1024 * 1024),
+        "OMP_NUM_THREADS": "1",
+    }
+
+
+class Worker:
+    """A `checkerless worker` process (its own process group, so a test can kill it whole)."""
+
+    def __init__(self, env: dict[str, str], log: Path):
+        self.log = log
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "worker", "--queues", "train,stylize", "--concurrency", "1",
+             "--hostname", f"e2e-{uuid.uuid4().hex[:6]}@%h"],
+            env={**os.environ, **env}, cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
+            start_new_session=True)
+        wait_for(lambda: b" ready." in log.read_bytes() or self.proc.poll() is not None, timeout=90, what="the worker")
+        assert self.proc.poll() is None, log.read_text()[-3000:]
+
+    def kill(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture(scope="module")
+def start_worker(service_env, tmp_path_factory):
+    started: list[Worker] = []
+    logs = tmp_path_factory.mktemp("logs")
+
+    def start() -> Worker:
+        w = Worker(service_env, logs / f"worker-{len(started)}.log")
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        w.stop()
+
+
+@pytest.fixture(scope="module")
+def api(service_env, tmp_path_factory) -> httpx.Client:
+    port = free_port()
+    log = tmp_path_factory.mktemp("api") / "api.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning"],
+        env={**os.environ, **service_env}, cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+
+    def healthy() -> bool:
+        try:
+            return client.get("/v1/health").status_code == 200
+        except httpx.HTTPError:
+            assert proc.poll() is None, log.read_text()
+            return False
+
+    wait_for(healthy, timeout=60, what="the API")
+    yield client
+    client.close()
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def child_processes(job_id: str) -> list[int]:
+    """Pids of training/stylising children working for this job (found by their spec path)."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if "workers.child" in cmd and job_id in cmd:
+                pids.append(int(d.name))
+    return pids

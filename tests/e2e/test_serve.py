@@ -1,0 +1,88 @@
+"""`checkerless serve`: the API and workers with nothing installed (a broker in a folder,
+a local store), driven by the `checkerless jobs` client as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+import skimage.data
+from PIL import Image
+
+from tests.e2e.conftest import ROOT, free_port, wait_for
+
+
+def cli(*args, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "service.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, **(env or {})}, timeout=300)
+
+
+def worker_pids(data_dir) -> list[int]:
+    pids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/environ", "rb") as f:
+                    environ = f.read()
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    cmd = f.read()
+            except OSError:
+                continue
+            if b"worker" in cmd and str(data_dir).encode() in environ:
+                pids.append(int(d))
+    return pids
+
+
+def test_serve_then_submit_watch_and_stylize_with_the_client(tmp_path):
+    port, data = free_port(), tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")}
+    env["OMP_NUM_THREADS"] = "1"
+    server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--data-dir", str(data)],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _ok(url), timeout=60, what="checkerless serve")
+        assert httpx.get(f"{url}/v1/ready").json()["broker"] == "ok"
+        style, photo = tmp_path / "style.png", tmp_path / "photo.png"
+        Image.fromarray(skimage.data.immunohistochemistry()).resize((48, 48)).save(style)
+        Image.fromarray(np.asarray(Image.fromarray(skimage.data.chelsea()).resize((51, 37)))).save(photo)
+
+        p = cli("jobs", "submit", style, "--api", url, "--size", "32", "--steps", "4", "--batch", "1",
+                "--decoder", "deconv", "--watch", "--json")
+        assert p.returncode == 0, p.stderr
+        job = json.loads(p.stdout)
+        assert job["state"] == "succeeded" and job["step"] == 4
+
+        p = cli("jobs", "stylize", job["id"], photo, "--api", url, "--out", tmp_path / "out")
+        assert p.returncode == 0, p.stderr + p.stdout
+        with Image.open(tmp_path / "out" / "photo.png") as out:  # noqa: SIM117
+            assert out.size == (51, 37)
+
+        p = cli("jobs", "list", "--api", url, "--json")
+        assert [j["id"] for j in json.loads(p.stdout)] == [job["id"]]
+        p = cli("jobs", "show", "0" * 32, "--api", url)
+        assert p.returncode == 1 and p.stderr.startswith("error: no job") and "HTTP 404" in p.stderr
+        assert worker_pids(data)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    wait_for(lambda: not worker_pids(data), timeout=40, what="the workers to stop with the server")
+
+
+def test_the_client_says_when_the_api_is_down(tmp_path):
+    p = cli("jobs", "list", "--api", f"http://127.0.0.1:{free_port()}")
+    assert p.returncode == 1 and "cannot reach the API" in p.stderr and "Traceback" not in p.stderr
+
+
+def _ok(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/v1/health").status_code == 200
+    except httpx.HTTPError:
+        time.sleep(0.2)
+        return False

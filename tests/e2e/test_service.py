@@ -1,0 +1,163 @@
+"""Through HTTP, as a user: upload, train, watch, stylise, cancel, survive a dead worker,
+and get a clear 4xx for bad input. Real Redis, moto's S3 server, a real Celery worker."""
+
+from __future__ import annotations
+
+import io
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image
+
+from tests.e2e.conftest import child_processes, wait_for
+
+TINY = {"size": 32, "batch": 1}
+
+
+def png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def photo(name: str, w: int, h: int) -> bytes:
+    return png(np.asarray(Image.fromarray(getattr(skimage.data, name)()).resize((w, h))))
+
+
+@pytest.fixture(scope="module")
+def worker(start_worker):
+    return start_worker()
+
+
+@pytest.fixture(scope="module")
+def style_id(api) -> str:
+    r = api.post("/v1/styles", files={"file": ("ihc.png", photo("immunohistochemistry", 64, 64), "image/png")})
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def submit(api, style_id: str, **settings) -> dict:
+    r = api.post("/v1/jobs", json={"style_id": style_id, **TINY, **settings})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def wait_state(api, job_id: str, states: set[str], timeout: float = 240) -> dict:
+    return wait_for(lambda: (j := api.get(f"/v1/jobs/{job_id}").json())["state"] in states and j,
+                    timeout=timeout, what=f"job {job_id} to be {'/'.join(states)}")
+
+
+def test_ready_says_broker_and_store_are_reachable(api):
+    r = api.get("/v1/ready")
+    assert r.status_code == 200 and r.json() == {"status": "ready", "store": "ok", "broker": "ok"}
+
+
+def test_train_watch_and_stylize(api, worker, style_id):
+    files = [("files", ("astronaut.png", photo("astronaut", 80, 80), "image/png")),
+             ("files", ("coffee.png", photo("coffee", 96, 64), "image/png")),
+             ("files", ("notes.png", b"just some text", "image/png"))]
+    r = api.post("/v1/content-sets", files=files)
+    assert r.status_code == 201, r.text
+    content = r.json()
+    assert content["count"] == 2 and [s["file"] for s in content["skipped"]] == ["notes.png"]
+
+    job = submit(api, style_id, content_set_id=content["id"], decoder="resize-nearest,deconv", steps=16,
+                 checkpoint_every=4)
+    assert job["state"] == "queued" and job["decoder"] == "resize-nearest,deconv"
+    running = wait_state(api, job["id"], {"running", "succeeded"})
+    seen_steps = {running["step"]}
+    while (j := api.get(f"/v1/jobs/{job['id']}").json())["state"] == "running":
+        seen_steps.add(j["step"])
+        time.sleep(0.3)
+    assert j["state"] == "succeeded", j
+    assert j["step"] == 16 and j["attempts"] == 1 and j["losses"]["loss"] > 0
+    assert "artifact_p2" in j["artifacts"]
+    assert len(seen_steps) > 1  # progress was visible on the way
+
+    report = api.get(f"/v1/jobs/{job['id']}/report").json()
+    assert len(report["losses"]) == 16 and report["artifacts"][0]["step"] == 0
+    assert Image.open(io.BytesIO(api.get(f"/v1/jobs/{job['id']}/preview").content)).format == "PNG"
+    url = api.get(f"/v1/jobs/{job['id']}/checkpoint", params={"presign": True}).json()["url"]
+    assert url.startswith("http://localhost:")  # signed for the public host (moto checks no signature)
+    assert len(urllib.request.urlopen(url).read()) == len(api.get(f"/v1/jobs/{job['id']}/checkpoint").content)
+
+    odd = photo("chelsea", 67, 45)
+    r = api.post(f"/v1/jobs/{job['id']}/stylize", files=[("files", ("cat.png", odd, "image/png"))])
+    assert r.status_code == 202, r.text
+    req = wait_for(lambda: (s := api.get(f"/v1/stylizations/{r.json()['id']}").json())["state"]
+                   in ("succeeded", "failed") and s, timeout=120, what="the stylisation")
+    assert req["state"] == "succeeded", req
+    out = Image.open(io.BytesIO(api.get(req["outputs"][0]["url"]).content))
+    assert out.format == "PNG" and out.size == (67, 45)
+
+    assert api.delete(f"/v1/jobs/{job['id']}").status_code == 204
+    assert api.get(f"/v1/jobs/{job['id']}").status_code == 404
+
+
+def test_cancel_a_running_job(api, worker, style_id):
+    job = submit(api, style_id, steps=5000, checkpoint_every=1000)
+    wait_for(lambda: api.get(f"/v1/jobs/{job['id']}").json()["step"] >= 2, timeout=120, what="training to start")
+    assert child_processes(job["id"])
+    asked = time.monotonic()
+    assert api.post(f"/v1/jobs/{job['id']}/cancel").status_code == 202
+    j = wait_state(api, job["id"], {"cancelled"}, timeout=30)
+    assert time.monotonic() - asked < 20 and j["step"] < 5000
+    assert not child_processes(job["id"])
+    assert api.post(f"/v1/jobs/{job['id']}/cancel").status_code == 409  # already over
+
+
+def test_a_killed_worker_resumes_from_its_checkpoint(api, start_worker, worker, style_id):
+    job = submit(api, style_id, steps=60, checkpoint_every=5)
+    wait_for(lambda: api.get(f"/v1/jobs/{job['id']}").json()["step"] >= 12, timeout=180, what="two checkpoints")
+    worker.kill()  # SIGKILL to the worker's whole process group, mid-training
+    wait_for(lambda: not child_processes(job["id"]), timeout=15, what="the training child to die with its worker")
+    stalled = api.get(f"/v1/jobs/{job['id']}").json()
+    assert stalled["state"] == "running" and stalled["step"] < 60
+    start_worker()
+    j = wait_state(api, job["id"], {"succeeded", "failed"}, timeout=300)
+    assert j["state"] == "succeeded", j
+    assert j["attempts"] == 2
+    assert j["resumed_from_step"] is not None and j["resumed_from_step"] >= 5  # not from step 0
+
+
+@pytest.mark.parametrize("field, value, fragment", [
+    ("decoder", "transposed", "unknown decoder 'transposed'"),
+    ("steps", 0, "steps"),
+    ("size", 99999, "size"),
+    ("colour", "blue", "colour"),
+])
+def test_bad_job_settings_are_422_with_what_to_fix(api, style_id, field, value, fragment):
+    r = api.post("/v1/jobs", json={"style_id": style_id, **TINY, field: value})
+    assert r.status_code == 422 and fragment in r.json()["detail"], r.text
+
+
+@pytest.mark.parametrize("name, data, status, fragment", [
+    ("style.png", b"this is text, not an image", 422, "not an image"),
+    ("cut.png", None, 422, "cannot decode"),
+    ("huge.png", "huge", 422, "the limit is 250000"),
+    ("empty.png", b"", 422, "empty"),
+    ("big.bin", b"x" * (3 * 1024 * 1024), 413, "larger than the limit"),
+])
+def test_bad_uploads_are_4xx_with_what_to_fix(api, name, data, status, fragment):
+    if data is None:
+        full = photo("coffee", 64, 64)
+        data = full[: len(full) // 2]
+    elif data == "huge":
+        data = png(np.zeros((600, 600, 3), dtype=np.uint8))
+    r = api.post("/v1/styles", files={"file": (name, data, "image/png")})
+    assert r.status_code == status and fragment in r.json()["detail"], r.text
+
+
+def test_unknown_ids_are_404(api, style_id):
+    assert api.get("/v1/jobs/0123456789abcdef0123456789abcdef").status_code == 404
+    assert api.get("/v1/jobs/../../etc").status_code == 404
+    r = api.post("/v1/jobs", json={"style_id": "f" * 32, **TINY})
+    assert r.status_code == 404 and "no style" in r.json()["detail"]
+
+
+def test_after_bad_input_the_worker_still_trains(api, worker, style_id):
+    job = submit(api, style_id, steps=3)
+    assert wait_state(api, job["id"], {"succeeded", "failed"})["state"] == "succeeded"

@@ -1,0 +1,54 @@
+"""Callbacks of the training child: they talk to the supervising task through files in the
+run folder (the child never touches the store or the broker)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+
+from models.callbacks import ArtifactProbe
+
+PROGRESS = "progress.json"
+CANCEL = "cancel"
+
+
+def write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)  # the supervisor never reads half a file
+
+
+class ProgressFile(pl.Callback):
+    """Writes step, total, latest losses, latest probe scores and speed after every step."""
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / PROGRESS
+        self.start_step = None
+        self.started = time.perf_counter()
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.start_step = trainer.global_step
+        self.started = time.perf_counter()
+        self._write(trainer)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
+        self._write(trainer)
+
+    def _write(self, trainer: pl.Trainer) -> None:
+        done = trainer.global_step - (self.start_step or 0)
+        m = trainer.callback_metrics
+        probe = next((c for c in trainer.callbacks if isinstance(c, ArtifactProbe)), None)
+        write_json(self.path, {
+            "step": trainer.global_step, "steps": trainer.max_steps, "start_step": self.start_step,
+            "losses": {k.removeprefix("train/"): float(v) for k, v in m.items() if k.startswith("train/")},
+            "artifacts": {k: v for k, v in (probe.rows[-1] if probe and probe.rows else {}).items() if k != "step"},
+            "seconds_per_step": (time.perf_counter() - self.started) / done if done else None,
+        })
+
+
+def cancel_requested(folder: Path) -> bool:
+    return (Path(folder) / CANCEL).exists()
