@@ -85,6 +85,12 @@ def checkerboard_score(image: torch.Tensor | np.ndarray) -> dict[int, float]:
     return {p: float(10 * np.log10((power[m].mean() + 1e-20) / base)) for p, m in masks.items()}
 
 
+def checkerboard_scores(batch: torch.Tensor | np.ndarray) -> dict[str, object]:
+    """Scores of every image in a batch (B, C, H, W): per image, and the mean per period."""
+    per_image = [checkerboard_score(image) for image in batch]
+    return {"images": per_image, "mean": {p: float(np.mean([s[p] for s in per_image])) for p in PERIODS}}
+
+
 def checkerboard_map(image: torch.Tensor | np.ndarray, *, block: int = 16) -> np.ndarray:
     """Where the period-2 pattern is: per pixel block, the energy of the block's 2x2-periodic
     component (the mean of each 2x2 phase, minus the block's mean), (H // block, W // block)."""

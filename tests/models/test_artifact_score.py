@@ -42,3 +42,13 @@ def test_the_map_finds_where_the_pattern_is():
     img[32:48, 16:32] += 40 * checkerboard(2, 16)
     m = checkerboard_map(img, block=16)
     assert np.unravel_index(np.argmax(m), m.shape) == (2, 1)
+
+
+def test_a_batch_is_scored_per_image_and_on_average():
+    from models.artifacts import checkerboard_scores
+
+    photo = skimage.data.camera()[:64, :64].astype(float)
+    batch = np.stack([photo[None], (0.9 * photo + 0.1 * checkerboard(2, 64))[None]])
+    s = checkerboard_scores(batch)
+    assert len(s["images"]) == 2 and s["images"][1][2] > s["images"][0][2] + 20
+    assert s["mean"][2] == pytest.approx((s["images"][0][2] + s["images"][1][2]) / 2)
