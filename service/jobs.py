@@ -61,6 +61,9 @@ class JobRecord(BaseModel):
     resumed_from_step: int | None = None  # the checkpoint step the latest attempt started from
     error: str | None = None
     outputs: dict[str, str] = Field(default_factory=dict)  # name -> store key
+    loss_curve: list[dict[str, float]] = Field(default_factory=list)  # step, loss, content, style, tv (<= ~200 rows)
+    artifact_curve: list[dict[str, float]] = Field(default_factory=list)  # step, artifact_p2, artifact_p4
+    panel: list[dict] = Field(default_factory=list)  # the fixed photos stylised at the end: name, key, scores
 
     @property
     def final(self) -> bool:
@@ -77,6 +80,18 @@ class StylizeRecord(BaseModel):
     outputs: list[str] = Field(default_factory=list)
     sizes: list[tuple[int, int]] = Field(default_factory=list)  # (width, height) per input
     error: str | None = None
+
+
+class ExperimentRecord(BaseModel):
+    """Paired jobs that differ only in the decoder (same seed: same shared initial weights
+    and data order; same settings otherwise)."""
+
+    id: str
+    created_at: datetime = Field(default_factory=now)
+    style_id: str
+    content_set_id: str | None = None
+    settings: dict  # the shared settings, without the decoder
+    variants: list[dict]  # {"decoder": label, "job_id": id}
 
 
 class Keys:
@@ -121,6 +136,18 @@ class Keys:
     @staticmethod
     def preview(job_id: str) -> str:
         return f"jobs/{job_id}/preview.png"
+
+    @staticmethod
+    def panel(job_id: str, name: str) -> str:
+        return f"jobs/{job_id}/panel/{name}.png"
+
+    @staticmethod
+    def experiment(experiment_id: str) -> str:
+        return f"experiments/{experiment_id}/experiment.json"
+
+    @staticmethod
+    def experiment_cache(experiment_id: str, name: str) -> str:
+        return f"experiments/{experiment_id}/cache/{name}"
 
     @staticmethod
     def active(job_id: str) -> str:
@@ -210,6 +237,23 @@ class JobStore:
             return json.loads(self.store.get_bytes(Keys.content_meta(_check_id(set_id, "content set"))))
         except ObjectNotFound:
             raise NotFound(f"no content set {set_id!r}") from None
+
+    # experiments
+    def save_experiment(self, record: ExperimentRecord) -> ExperimentRecord:
+        self.store.put_bytes(Keys.experiment(record.id), record.model_dump_json().encode(), content_type="application/json")
+        return record
+
+    def get_experiment(self, experiment_id: str) -> ExperimentRecord:
+        try:
+            return ExperimentRecord.model_validate_json(
+                self.store.get_bytes(Keys.experiment(_check_id(experiment_id, "experiment"))))
+        except ObjectNotFound:
+            raise NotFound(f"no experiment {experiment_id!r}") from None
+
+    def list_experiments(self) -> list[ExperimentRecord]:
+        keys = [k for k in self.store.list("experiments") if k.endswith("/experiment.json")]
+        return sorted((ExperimentRecord.model_validate_json(self.store.get_bytes(k)) for k in keys),
+                      key=lambda r: r.created_at, reverse=True)
 
     # stylisations
     def save_stylize(self, record: StylizeRecord) -> StylizeRecord:

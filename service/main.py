@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
 
 from service import errors
 from service.config import Settings
 from service.deps import Services
 from service.jobs import JobStore
-from service.routes import health, jobs, uploads
+from service.routes import experiments, health, jobs, uploads
 from service.storage import open_store
 from service.uploads import BodyLimit
 from workers.celery_app import make_celery
@@ -22,6 +26,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = Services(settings=settings, store=store, jobs=JobStore(store), celery=make_celery(settings))
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
     errors.install(app)
-    for router in (health.router, uploads.router, jobs.router):
+    for router in (health.router, uploads.router, jobs.router, experiments.router):
         app.include_router(router, prefix="/v1")
+    # The web pages: static files that call the API; nothing to build.
+    app.mount("/ui", StaticFiles(directory=Path(__file__).parent / "web", html=True), name="ui")
+    app.add_api_route("/", lambda: RedirectResponse("/ui/"), include_in_schema=False)
     return app

@@ -35,6 +35,39 @@ class JobCreate(BaseModel):
         return decoder_label(parse_decoder(v))
 
 
+class ExperimentCreate(BaseModel):
+    """Two or more decoder variants trained alike: one job each, differing only in the decoder."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    style_id: str
+    content_set_id: str | None = None
+    variants: list[str | list[str]] = Field(..., description="Decoder names or per-stage mixes; at least two, all different.")
+    size: int = Field(128, ge=16, le=MAX_SIZE)
+    steps: int = Field(200, ge=1, le=MAX_STEPS)
+    batch: int = Field(4, ge=1, le=MAX_BATCH)
+    lr: float = Field(1e-3, gt=0, le=1)
+    content_weight: float = Field(DEFAULT_WEIGHTS["content"], ge=0)
+    style_weight: float = Field(DEFAULT_WEIGHTS["style"], ge=0)
+    tv_weight: float = Field(DEFAULT_WEIGHTS["tv"], ge=0)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    checkpoint_every: int | None = Field(None, ge=1, le=MAX_STEPS)
+
+    @field_validator("variants")
+    @classmethod
+    def distinct_known_variants(cls, v: list) -> list[str]:
+        labels = [decoder_label(parse_decoder(x)) for x in v]
+        if len(labels) < 2:
+            raise ValueError("an experiment needs at least two decoder variants to compare")
+        dupes = sorted({x for x in labels if labels.count(x) > 1})
+        if dupes:
+            raise ValueError(f"variant {dupes[0]!r} appears more than once; each variant must differ")
+        return labels
+
+    def job(self, decoder: str) -> JobCreate:
+        return JobCreate(decoder=decoder, **self.model_dump(exclude={"variants"}))
+
+
 class JobPublic(BaseModel):
     id: str
     state: JobState
@@ -55,6 +88,9 @@ class JobPublic(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     links: dict[str, str]
+    loss_curve: list[dict[str, float]]
+    artifact_curve: list[dict[str, float]]
+    panel: list[dict]
 
 
 class StylePublic(BaseModel):

@@ -49,7 +49,31 @@ def train(spec: dict, folder: Path) -> dict:
         net, _ = load_network(result.checkpoint)
         photo = to_tensor(resize_shorter(BUILTIN_PHOTOS["chelsea"](), 256))
         summary["preview"] = str(save_png(stylize_tensor(net, photo), folder / "preview.png"))
+        summary["panel"] = stylize_panel(net, folder / "panel")
     return summary
+
+
+PANEL = ("chelsea", "astronaut", "coffee")  # the fixed photos every trained network is shown on
+PANEL_SIZE = 192  # shorter side: enough to see the pattern, small enough to load fast
+
+
+def stylize_panel(net, folder: Path) -> list[dict]:
+    """The network's outputs on the panel, scored on the PNG's own pixels."""
+    import numpy as np
+
+    from models.artifacts import checkerboard_score
+    from models.data import BUILTIN_PHOTOS
+    from models.images import from_tensor, resize_shorter, save_png, to_tensor
+    from models.stylize import stylize_tensor
+
+    items = []
+    for name in PANEL:
+        out = stylize_tensor(net, to_tensor(resize_shorter(BUILTIN_PHOTOS[name](), PANEL_SIZE)))
+        path = save_png(out, folder / f"{name}.png")
+        s = checkerboard_score(np.asarray(from_tensor(out)))
+        items.append({"name": name, "path": str(path), "width": out.shape[2], "height": out.shape[1],
+                      "period2_db": s[2], "period4_db": s[4]})
+    return items
 
 
 def stylize(spec: dict, folder: Path) -> dict:

@@ -45,7 +45,7 @@ class ProgressFile(pl.Callback):
         write_json(self.path, {
             "step": trainer.global_step, "steps": trainer.max_steps, "start_step": self.start_step,
             "losses": {k.removeprefix("train/"): float(v) for k, v in m.items() if k.startswith("train/")},
-            "artifacts": {k: v for k, v in (probe.rows[-1] if probe and probe.rows else {}).items() if k != "step"},
+            "artifacts": dict(probe.rows[-1]) if probe and probe.rows else {},  # with its step
             "seconds_per_step": (time.perf_counter() - self.started) / done if done else None,
         })
 

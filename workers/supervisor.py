@@ -108,9 +108,15 @@ def run_train_job(settings: Settings, store: ObjectStore, job_id: str) -> JobSta
         rc = proc.poll()
         progress = _read_json(folder / "progress.json")
         if progress:
+            if progress["losses"] and progress["step"] != record.step and (
+                    progress["step"] % max(1, record.steps // 200) == 0 or progress["step"] == record.steps):
+                record.loss_curve.append({"step": progress["step"], **progress["losses"]})
+            probe = progress["artifacts"]
+            if probe and (not record.artifact_curve or record.artifact_curve[-1]["step"] != probe["step"]):
+                record.artifact_curve.append(probe)
             record.step = progress["step"]
             record.losses = progress["losses"] or record.losses
-            record.artifacts = progress["artifacts"] or record.artifacts
+            record.artifacts = {k: v for k, v in probe.items() if k != "step"} or record.artifacts
             record.seconds_per_step = progress["seconds_per_step"] or record.seconds_per_step
             if spec.get("resume"):
                 record.resumed_from_step = progress["start_step"]
@@ -158,6 +164,11 @@ def run_train_job(settings: Settings, store: ObjectStore, job_id: str) -> JobSta
             record.step = result.get("step", record.step)
             if result.get("artifacts"):
                 record.artifacts = {k: v for k, v in result["artifacts"][-1].items() if k != "step"}
+                record.artifact_curve = result["artifacts"]
+            for item in result.get("panel", []):
+                key = Keys.panel(job_id, item["name"])
+                store.put_file(key, Path(item["path"]), content_type="image/png")
+                record.panel.append({k: v for k, v in item.items() if k != "path"} | {"key": key})
             state = jobs.finish(record, JobState.succeeded).state
         else:
             state = jobs.finish(record, JobState.failed, error=_error_text(folder, rc)).state

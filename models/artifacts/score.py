@@ -17,15 +17,19 @@ period p scores far above 0 at p. The output is not filtered: we measure, never 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # scoring needs no torch: the API scores stored PNGs with NumPy alone
+    import torch
 
 PERIODS = (2, 4)
 
 
 def _as_array(image: torch.Tensor | np.ndarray) -> np.ndarray:
     """(C, H, W) or (H, W) tensor/array, or (H, W, C) uint8 array -> float64 (C, H, W)."""
-    a = image.detach().cpu().double().numpy() if isinstance(image, torch.Tensor) else np.asarray(image, dtype=np.float64)
+    a = image.detach().cpu().double().numpy() if hasattr(image, "detach") else np.asarray(image, dtype=np.float64)
     if a.ndim == 2:
         a = a[None]
     elif a.ndim == 3 and a.shape[-1] in (1, 3, 4) and a.shape[0] not in (1, 3, 4):

@@ -31,3 +31,11 @@ def ready(services: ServicesDep) -> JSONResponse:
         checks["broker"] = f"unreachable: {e}"
     ok = all(v == "ok" for v in checks.values())
     return JSONResponse(status_code=200 if ok else 503, content={"status": "ready" if ok else "not ready", **checks})
+
+
+@router.get("/decoders")
+def decoders() -> list[dict]:
+    """The decoder names: what each upsampling layer does and how its kernels overlap."""
+    from models.vocabulary import DECODER_INFO
+
+    return [{"name": d.name, "layer": d.layer, "overlap": d.overlap} for d in DECODER_INFO.values()]

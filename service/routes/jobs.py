@@ -23,7 +23,8 @@ def public(services: Services, record: JobRecord) -> JobPublic:
     return JobPublic(
         **record.model_dump(include={"id", "state", "step", "steps", "config", "style_id", "content_set_id", "losses",
                                      "artifacts", "seconds_per_step", "attempts", "resumed_from_step", "error",
-                                     "created_at", "started_at", "finished_at"}),
+                                     "created_at", "started_at", "finished_at", "loss_curve", "artifact_curve"}),
+        panel=[{k: v for k, v in p.items() if k != "key"} | {"url": f"{base}/panel/{p['name']}"} for p in record.panel],
         decoder=record.config["decoder"], links=links,
         cancel_requested=not record.final and services.jobs.cancel_requested(record.id),
     )
@@ -117,14 +118,28 @@ def _object(services: Services, key: str, media: str, *, presign: bool, filename
                                       "Content-Disposition": f'inline; filename="{filename}"'})
 
 
+@router.get("/jobs/{job_id}/panel/{name}", responses={200: {"content": {"image/png": {}}}})
+def get_panel_image(job_id: str, name: str, services: ServicesDep) -> Response:
+    """The finished network's output on one photo of the fixed panel (PNG)."""
+    record = services.jobs.get(job_id)
+    item = next((p for p in record.panel if p["name"] == name), None)
+    if item is None:
+        raise NotFound(f"job {job_id} has no panel image {name!r}")
+    return _object(services, item["key"], "image/png", presign=False, filename=f"{job_id}-{name}.png")
+
+
 @router.post("/jobs/{job_id}/stylize", status_code=202, response_model=StylizationPublic)
 def stylize(job_id: str, services: ServicesDep, files: list[UploadFile] = File(...)) -> StylizationPublic:
     """Stylise one or more images with a finished job's network (queued; poll the result)."""
+    images = [check_image(f.file.read(), name=f.filename or f"image {i}", max_pixels=services.settings.max_pixels)
+              for i, f in enumerate(files)]
+    return stylization_public(request_stylize(services, job_id, images))
+
+
+def request_stylize(services: Services, job_id: str, images: list) -> StylizeRecord:
     record = services.jobs.get(job_id)
     if record.state != JobState.succeeded:
         raise Conflict(f"job {job_id} is {record.state.value}; only a succeeded job can stylise")
-    images = [check_image(f.file.read(), name=f.filename or f"image {i}", max_pixels=services.settings.max_pixels)
-              for i, f in enumerate(files)]
     request_id = new_id()
     inputs = []
     for i, image in enumerate(images):
@@ -132,7 +147,7 @@ def stylize(job_id: str, services: ServicesDep, files: list[UploadFile] = File(.
         inputs.append(Keys.stylize_input(request_id, i))
     req = services.jobs.save_stylize(StylizeRecord(id=request_id, job_id=job_id, inputs=inputs))
     enqueue(services, STYLIZE_TASK, STYLIZE_QUEUE, request_id)
-    return stylization_public(req)
+    return req
 
 
 def stylization_public(req: StylizeRecord) -> StylizationPublic:

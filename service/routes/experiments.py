@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, File, Response, UploadFile
+
+from service.compare import DIFF_GAIN, difference_png, spectrum_png
+from service.deps import Services, ServicesDep
+from service.jobs import ExperimentRecord, JobState, NotFound, new_id
+from service.routes.jobs import public, request_stylize, stylization_public, submit
+from service.schemas import ExperimentCreate
+from service.uploads import check_image
+
+router = APIRouter(tags=["experiments"])
+
+
+def _state(states: list[JobState]) -> str:
+    if all(s == JobState.succeeded for s in states):
+        return "succeeded"
+    if any(s in (JobState.queued, JobState.running) for s in states):
+        return "running"
+    return "failed" if any(s == JobState.failed for s in states) else "cancelled"
+
+
+def experiment_public(services: Services, exp: ExperimentRecord) -> dict:
+    jobs = [services.jobs.get(v["job_id"]) for v in exp.variants]
+    variants = [public(services, j).model_dump(mode="json") for j in jobs]
+    for v in variants:
+        curve = v["artifact_curve"]
+        v["scores"] = {"init": curve[0] if curve else None, "final": curve[-1] if curve else None}
+    panel_names = [p["name"] for p in jobs[0].panel] if all(j.panel for j in jobs) else []
+    base = f"/v1/experiments/{exp.id}"
+    comparisons = []
+    if panel_names:
+        for i in range(len(jobs)):
+            for k in range(i + 1, len(jobs)):
+                for name in panel_names:
+                    comparisons.append({
+                        "a": jobs[i].config["decoder"], "b": jobs[k].config["decoder"], "panel": name,
+                        "difference_url": f"{base}/difference/{name}?a={i}&b={k}", "gain": DIFF_GAIN,
+                        "difference_spectrum_url": f"{base}/spectrum/{name}?a={i}&b={k}"})
+    return {"id": exp.id, "created_at": exp.created_at.isoformat(), "state": _state([j.state for j in jobs]),
+            "style_id": exp.style_id, "content_set_id": exp.content_set_id, "settings": exp.settings,
+            "variants": variants, "panel": panel_names,
+            "spectra": {name: [f"{base}/spectrum/{name}?a={i}" for i in range(len(jobs))] for name in panel_names},
+            "comparisons": comparisons}
+
+
+@router.post("/experiments", status_code=201)
+def create_experiment(request: ExperimentCreate, services: ServicesDep) -> dict:
+    """Train two or more decoder variants alike: same seed (so the same shared initial weights
+    and data order), same settings, only the decoder differs."""
+    experiment_id = new_id()
+    jobs = [submit(services, request.job(decoder), experiment_id=experiment_id) for decoder in request.variants]
+    exp = services.jobs.save_experiment(ExperimentRecord(
+        id=experiment_id, style_id=request.style_id, content_set_id=request.content_set_id,
+        settings=request.model_dump(exclude={"variants", "style_id", "content_set_id"}),
+        variants=[{"decoder": j.config["decoder"], "job_id": j.id} for j in jobs]))
+    return experiment_public(services, exp)
+
+
+@router.get("/experiments")
+def list_experiments(services: ServicesDep) -> list[dict]:
+    """Every experiment, newest first (ids, variants, state)."""
+    out = []
+    for exp in services.jobs.list_experiments():
+        states = [services.jobs.get(v["job_id"]).state for v in exp.variants]
+        out.append({"id": exp.id, "created_at": exp.created_at.isoformat(), "state": _state(states),
+                    "variants": [v["decoder"] for v in exp.variants], "settings": exp.settings})
+    return out
+
+
+@router.get("/experiments/{experiment_id}")
+def get_experiment(experiment_id: str, services: ServicesDep) -> dict:
+    """Per variant: state, progress, loss and artifact curves, time per step, scores at init and at
+    the end, outputs on the fixed panel; across variants: difference images and spectra."""
+    return experiment_public(services, services.jobs.get_experiment(experiment_id))
+
+
+def _panel_key(services: Services, exp: ExperimentRecord, index: int, name: str) -> tuple[str, str]:
+    if not 0 <= index < len(exp.variants):
+        raise NotFound(f"experiment {exp.id} has no variant {index}")
+    job = services.jobs.get(exp.variants[index]["job_id"])
+    item = next((p for p in job.panel if p["name"] == name), None)
+    if item is None:
+        raise NotFound(f"variant {job.config['decoder']} has no panel image {name!r} yet ({job.state.value})")
+    return item["key"], job.config["decoder"]
+
+
+@router.get("/experiments/{experiment_id}/difference/{name}", responses={200: {"content": {"image/png": {}}}})
+def difference(experiment_id: str, name: str, services: ServicesDep, a: int = 0, b: int = 1) -> Response:
+    """|A - B| of two variants' outputs on a panel photo, amplified (the gain is in the experiment)."""
+    exp = services.jobs.get_experiment(experiment_id)
+    (ka, _), (kb, _) = _panel_key(services, exp, a, name), _panel_key(services, exp, b, name)
+    return Response(difference_png(services.store, exp.id, ka, kb, f"{name}-{a}-{b}"), media_type="image/png")
+
+
+@router.get("/experiments/{experiment_id}/spectrum/{name}", responses={200: {"content": {"image/png": {}}}})
+def spectrum(experiment_id: str, name: str, services: ServicesDep, a: int = 0, b: int | None = None) -> Response:
+    """The log-power spectrum of variant a's output, or with b the difference spectrum a - b."""
+    exp = services.jobs.get_experiment(experiment_id)
+    ka, da = _panel_key(services, exp, a, name)
+    if b is None:
+        png = spectrum_png(services.store, exp.id, ka, f"{name}-{a}", title=f"{da} on {name}")
+    else:
+        kb, db = _panel_key(services, exp, b, name)
+        png = spectrum_png(services.store, exp.id, ka, f"{name}-{a}-{b}", title=f"{da} - {db} on {name} (dB)", key_b=kb)
+    return Response(png, media_type="image/png")
+
+
+@router.post("/experiments/{experiment_id}/stylize", status_code=202)
+def stylize_all(experiment_id: str, services: ServicesDep, files: list[UploadFile] = File(...)) -> list[dict]:
+    """Stylise your own images with every variant: one stylisation per variant to poll."""
+    exp = services.jobs.get_experiment(experiment_id)
+    images = [check_image(f.file.read(), name=f.filename or f"image {i}", max_pixels=services.settings.max_pixels)
+              for i, f in enumerate(files)]
+    return [{"decoder": v["decoder"], "stylization": stylization_public(request_stylize(services, v["job_id"], images))}
+            for v in exp.variants]

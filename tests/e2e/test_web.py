@@ -1,0 +1,114 @@
+"""The web pages in headless Chromium (Playwright driving Debian's chromium) against a live
+`checkerless serve`: submit an experiment through the page, watch it finish, zoom one view
+and see the other follow, stylise one's own image with every variant. Screenshots are kept
+in test-artifacts/."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image
+
+from tests.e2e.conftest import ROOT, free_port, wait_for
+
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    data, port = tmp_path_factory.mktemp("web-data"), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")} | {"OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--data-dir", str(data)],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{url}/v1/ready").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(up, timeout=90, what="checkerless serve")
+    yield url
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    path = shutil.which("chromium") or "/usr/bin/chromium"
+    assert Path(path).exists(), "Debian's chromium is needed: apt-get install chromium (scripts/test.sh does)"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def test_an_experiment_through_the_page(server, browser, tmp_path):
+    ARTIFACTS.mkdir(exist_ok=True)
+    style, own = tmp_path / "style.png", tmp_path / "own.png"
+    Image.fromarray(skimage.data.immunohistochemistry()).resize((64, 64)).save(style)
+    Image.fromarray(np.asarray(Image.fromarray(skimage.data.rocket()).resize((90, 60)))).save(own)
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{server}/")
+    page.wait_for_selector("#decoders input[value=deconv]")
+    assert page.is_checked("#decoders input[value=deconv]") and page.is_checked("#decoders input[value=resize-nearest]")
+    page.set_input_files("input[name=style]", str(style))
+    page.fill("input[name=size]", "32")
+    page.fill("input[name=steps]", "4")
+    page.fill("input[name=batch]", "1")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/experiment.html?id=*", timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "experiment-training.png"), full_page=True)
+
+    # Both variants' images render once training is over.
+    page.wait_for_function("document.querySelectorAll('#views .viewer img').length === 2 && "
+                           "[...document.querySelectorAll('#views .viewer img')].every(i => i.complete && i.naturalWidth > 0)",
+                           timeout=240_000)
+    assert page.inner_text("#state") == "succeeded"
+    rows = page.locator("#scores tbody tr")
+    assert rows.count() == 2 and "deconv" in rows.nth(0).inner_text()
+    assert "dB" in page.inner_text("#views")  # every picture carries its scores
+
+    # Zoom one view: the other follows, pixel for pixel.
+    viewers = page.locator("#views .viewer")
+    box = viewers.nth(0).bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    for _ in range(6):
+        page.mouse.wheel(0, -200)
+    transforms = page.eval_on_selector_all("#views .viewer img", "imgs => imgs.map(i => i.style.transform)")
+    assert transforms[0] == transforms[1] and "scale(" in transforms[0]
+    assert float(transforms[0].split("scale(")[1].rstrip(")")) > 3
+    rendering = page.eval_on_selector("#views .viewer img", "i => getComputedStyle(i).imageRendering")
+    assert rendering in ("pixelated", "crisp-edges")  # no smoothing when zoomed
+    page.screenshot(path=str(ARTIFACTS / "experiment-zoomed.png"), full_page=True)
+
+    page.click("#modes button[data-mode=diff]")
+    page.wait_for_function("[...document.querySelectorAll('#views .viewer img')].every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_function("[...document.querySelectorAll('#spectra img')].length >= 3 && "
+                           "[...document.querySelectorAll('#spectra img')].every(i => i.complete && i.naturalWidth > 0)")
+
+    # One's own image, through every variant.
+    page.set_input_files("#own", str(own))
+    page.wait_for_function("document.querySelectorAll('#own-views img').length === 2 && "
+                           "[...document.querySelectorAll('#own-views img')].every(i => i.complete && i.naturalWidth === 90)",
+                           timeout=120_000)
+    page.click("#modes button[data-mode=side]")
+    page.screenshot(path=str(ARTIFACTS / "experiment-done.png"), full_page=True)
+    assert not errors, errors
