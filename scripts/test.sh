@@ -9,5 +9,9 @@ if ! .venv/bin/python -c "import redis; redis.Redis(host='127.0.0.1', port=6379,
   redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
   sleep 1
 fi
+# The browser tests drive Debian's chromium through Playwright (which cannot download its own).
+if ! command -v chromium >/dev/null 2>&1; then
+  apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }
+fi
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
 exec .venv/bin/python -m pytest "$@"

@@ -151,7 +151,7 @@ def train(
 
 @app.command()
 def demo(
-    out_dir: Annotated[Path, typer.Option("--out", help="Output folder: one run per decoder, comparison.png.")] = Path("runs/demo"),
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder (--offline: runs and figures; else the server's data).")] = Path("runs/demo"),
     style: Annotated[str, typer.Option(help="Style image file or built-in style.")] = "ihc",
     decoders: Annotated[str, typer.Option(help="Decoders to compare, separated by spaces (a per-stage mix uses commas).")] = "deconv resize-nearest",
     steps: Annotated[int, typer.Option(help="Optimiser steps per variant.")] = 100,
@@ -159,17 +159,25 @@ def demo(
     batch: Annotated[int, typer.Option(help="Crops per step.")] = 4,
     style_weight: Annotated[float, typer.Option(help="Weight of the Gram style loss.")] = 1e-2,
     seed: Annotated[int, typer.Option(help="Seed shared by every variant.")] = 0,
-    photo: Annotated[str, typer.Option(help="Built-in photo to stylise: astronaut, coffee, chelsea, rocket, camera, motorcycle.")] = "chelsea",
-    device: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
+    photo: Annotated[str, typer.Option(help="Built-in photo to score (--offline: to stylise at full size).")] = "chelsea",
+    port: Annotated[int, typer.Option(help="Port of the embedded server.", min=1, max=65535)] = 8000,
+    offline: Annotated[bool, typer.Option(help="No server: train in this process and write figures (comparison.png, artifact_curves.png).")] = False,
+    exit_after: Annotated[bool, typer.Option("--exit", help="Stop the server once the table is printed.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu or gpu (--offline).")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON, no progress bars.")] = False,
 ) -> None:
-    """Train a deconv and a resize-nearest network alike on the built-in photos, stylise a
-    photo with both, and measure and draw their checkerboard artifacts side by side."""
+    """Train deconv vs resize-nearest alike on the built-in photos, print their artifact scores, and serve the comparison page."""
     from models.config import TrainConfig
+
+    config = TrainConfig(steps=steps, size=size, batch=batch, style_weight=style_weight, seed=seed)
+    if not offline:
+        from service.cli_service import demo_through_service
+
+        return demo_through_service(config=config, style=style, variants=decoders.split(), photo=photo, port=port,
+                                    data_dir=out_dir / "server", exit_after=exit_after, as_json=as_json)
     from models.demo import run_demo
 
     _quiet_lightning()
-    config = TrainConfig(steps=steps, size=size, batch=batch, style_weight=style_weight, seed=seed)
     result = run_demo(out_dir=out_dir, config=config, style=style, decoders=decoders.split(), photo=photo,
                       device=device, progress=not as_json)
     rows = [{"decoder": v.decoder, "period2_db": round(v.scores[2], 2), "period4_db": round(v.scores[4], 2),

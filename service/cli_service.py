@@ -273,3 +273,102 @@ def stylize(
             path = out_dir / f"{Path(name).stem}.png"
             path.write_bytes(_call(client, "GET", o["url"]).content)
             out.print(f"{name} -> {path} ({o['width']}x{o['height']})")
+
+
+# --- the demo through the service ---------------------------------------------------------
+
+
+def demo_through_service(*, config, style: str, variants: list[str], photo: str, port: int, data_dir: Path,
+                         exit_after: bool, as_json: bool) -> None:
+    """Start the embedded server, run the experiment through its API (so the page shows it),
+    print the scores, print the page's URL and keep serving until Ctrl-C (or --exit)."""
+    import io
+
+    import httpx
+
+    from models.data import load_style
+
+    if len(set(variants)) < 2:
+        raise ValueError("a comparison needs at least two different decoders")
+    if not _free_port("127.0.0.1", port):
+        raise ValueError(f"port {port} is in use; pick another with --port")
+    name, image = load_style(style)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")}
+    server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=url, timeout=120) as client:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    if client.get("/v1/ready").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise ApiError(f"the embedded server did not start (see `checkerless serve --port {port}`)")
+                time.sleep(0.5)
+            style_id = _call(client, "POST", "/v1/styles", files={"file": (f"{name}.png", buf.getvalue())}).json()["id"]
+            body = {"style_id": style_id, "variants": variants, "size": config.size, "steps": config.steps,
+                    "batch": config.batch, "seed": config.seed, "style_weight": config.style_weight}
+            exp = _call(client, "POST", "/v1/experiments", json=body).json()
+            page = f"{url}/ui/experiment.html?id={exp['id']}"
+            if not as_json:
+                out.print(f"training {' vs '.join(variants)}: watch it live at [bold]{page}[/]")
+            exp = _watch_experiment(client, exp["id"], quiet=as_json)
+        rows = []
+        for v in exp["variants"]:
+            p = next((x for x in v["panel"] if x["name"] == photo), v["panel"][0] if v["panel"] else {})
+            rows.append({"decoder": v["decoder"], "state": v["state"], "photo": p.get("name"),
+                         "period2_db": p.get("period2_db"), "period4_db": p.get("period4_db"),
+                         "init_p2_db": (v["scores"]["init"] or {}).get("artifact_p2"),
+                         "final_p2_db": (v["scores"]["final"] or {}).get("artifact_p2"),
+                         "seconds_per_step": v["seconds_per_step"], "final_loss": v["losses"].get("loss"),
+                         "error": v["error"]})
+        if as_json:
+            print(json.dumps({"experiment": exp["id"], "state": exp["state"], "url": page, "variants": rows}, indent=2))
+        else:
+            table = Table("decoder", f"{photo}: period 2 (dB)", "period 4 (dB)", "probe p2 at init → end", "s/step",
+                          "final loss", title="checkerboard scores (higher: more artifact; photographs score below 0)")
+            for r in rows:
+                f = lambda v, fmt="+.1f": "–" if v is None else format(v, fmt)  # noqa: E731
+                table.add_row(r["decoder"], f(r["period2_db"]), f(r["period4_db"]),
+                              f"{f(r['init_p2_db'])} → {f(r['final_p2_db'])}", f(r["seconds_per_step"], ".2f"),
+                              f(r["final_loss"], ".4g"))
+            out.print(table)
+            out.print(f"the comparison, at pixel zoom: [bold]{page}[/]")
+        if exp["state"] != "succeeded":
+            raise ApiError(f"the experiment {exp['state']}: " + "; ".join(r["error"] or "" for r in rows))
+        if not exit_after:
+            out.print("serving; Ctrl-C to stop")
+            server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+
+
+def _watch_experiment(client, experiment_id: str, *, quiet: bool) -> dict:
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=err, disable=quiet) as bar:
+        tasks = {}
+        while True:
+            exp = _call(client, "GET", f"/v1/experiments/{experiment_id}").json()
+            for v in exp["variants"]:
+                if v["decoder"] not in tasks:
+                    tasks[v["decoder"]] = bar.add_task(v["decoder"], total=v["steps"], info="")
+                p2 = v["artifacts"].get("artifact_p2")
+                bar.update(tasks[v["decoder"]], completed=v["step"],
+                           info=f"{v['state']}" + (f" loss {v['losses']['loss']:.3g}" if v["losses"] else "")
+                           + (f" p2 {p2:+.1f} dB" if p2 is not None else ""))
+            if exp["state"] != "running":
+                return exp
+            time.sleep(1)

@@ -42,7 +42,8 @@ def trained(tmp_path_factory) -> Path:
 
 
 def test_help_for_every_command():
-    for cmd in ([], ["train"], ["stylize"], ["decoders"]):
+    for cmd in ([], ["train"], ["stylize"], ["decoders"], ["demo"], ["serve"], ["worker"], ["jobs"], ["artifacts"],
+                ["artifacts", "score"], ["jobs", "submit"]):
         p = cli(*cmd, "--help")
         assert p.returncode == 0 and "Usage" in p.stdout, cmd
 
@@ -105,7 +106,7 @@ def test_a_text_file_named_png(tmp_path, trained):
 
 
 def test_demo_compares_two_decoders_trained_alike(tmp_path):
-    p = cli("demo", "--steps", "2", "--size", "32", "--batch", "1", "--device", "cpu", "--photo", "coffee",
+    p = cli("demo", "--offline", "--steps", "2", "--size", "32", "--batch", "1", "--device", "cpu", "--photo", "coffee",
             "--out", tmp_path, "--json")
     assert p.returncode == 0, p.stderr
     result = json.loads(p.stdout)

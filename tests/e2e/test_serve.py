@@ -86,3 +86,18 @@ def _ok(url: str) -> bool:
     except httpx.HTTPError:
         time.sleep(0.2)
         return False
+
+
+def test_demo_trains_the_pair_through_the_service_and_prints_the_page(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")}
+    p = cli("demo", "--steps", "2", "--size", "32", "--batch", "1", "--port", port, "--out", tmp_path, "--exit", "--json",
+            env=env)
+    assert p.returncode == 0, p.stderr
+    result = json.loads(p.stdout)
+    assert result["state"] == "succeeded" and result["url"].startswith(f"http://127.0.0.1:{port}/ui/experiment.html?id=")
+    deconv, nearest = result["variants"]
+    assert (deconv["decoder"], nearest["decoder"]) == ("deconv", "resize-nearest")
+    assert deconv["period2_db"] > nearest["period2_db"] + 10  # the checkerboard, measured
+    assert deconv["init_p2_db"] > 0 > nearest["init_p2_db"]
+    wait_for(lambda: not worker_pids(tmp_path / "server"), timeout=40, what="the demo's server to stop")
