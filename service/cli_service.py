@@ -63,8 +63,7 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
     data_dir: Annotated[Optional[Path], typer.Option(help="Folder for the store, broker and scratch [default: CHECKERLESS_DATA_DIR or ./checkerless-data].")] = None,
 ) -> None:
-    """Start the API and workers with nothing to install: a broker in a folder and a local store
-    (unless CHECKERLESS_BROKER_URL / CHECKERLESS_STORE say otherwise)."""
+    """Start the API and workers with nothing to install (a broker in a folder, a local store) unless CHECKERLESS_* say otherwise."""
     import uvicorn
 
     from service.config import Settings

@@ -11,14 +11,13 @@ from models.vocabulary import decoder_label, parse_decoder
 from service.jobs import JobState
 
 
-class JobCreate(BaseModel):
-    """A training job: a style, content (an uploaded set or the built-in photos) and settings."""
+class TrainSettings(BaseModel):
+    """The settings a job and an experiment share (the decoder aside)."""
 
     model_config = ConfigDict(extra="forbid")
 
     style_id: str
     content_set_id: str | None = Field(None, description="An uploaded content set; omit for the built-in photographs.")
-    decoder: str | list[str] = Field("resize-nearest", description="One decoder name, or one per upsampling stage.")
     size: int = Field(128, ge=16, le=MAX_SIZE)
     steps: int = Field(200, ge=1, le=MAX_STEPS)
     batch: int = Field(4, ge=1, le=MAX_BATCH)
@@ -29,29 +28,22 @@ class JobCreate(BaseModel):
     seed: int = Field(0, ge=0, le=2**32 - 1)
     checkpoint_every: int | None = Field(None, ge=1, le=MAX_STEPS, description="Steps between checkpoints.")
 
+
+class JobCreate(TrainSettings):
+    """A training job: a style, content (an uploaded set or the built-in photos) and settings."""
+
+    decoder: str | list[str] = Field("resize-nearest", description="One decoder name, or one per upsampling stage.")
+
     @field_validator("decoder")
     @classmethod
     def known_decoder(cls, v: str | list[str]) -> str:
         return decoder_label(parse_decoder(v))
 
 
-class ExperimentCreate(BaseModel):
+class ExperimentCreate(TrainSettings):
     """Two or more decoder variants trained alike: one job each, differing only in the decoder."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    style_id: str
-    content_set_id: str | None = None
     variants: list[str | list[str]] = Field(..., description="Decoder names or per-stage mixes; at least two, all different.")
-    size: int = Field(128, ge=16, le=MAX_SIZE)
-    steps: int = Field(200, ge=1, le=MAX_STEPS)
-    batch: int = Field(4, ge=1, le=MAX_BATCH)
-    lr: float = Field(1e-3, gt=0, le=1)
-    content_weight: float = Field(DEFAULT_WEIGHTS["content"], ge=0)
-    style_weight: float = Field(DEFAULT_WEIGHTS["style"], ge=0)
-    tv_weight: float = Field(DEFAULT_WEIGHTS["tv"], ge=0)
-    seed: int = Field(0, ge=0, le=2**32 - 1)
-    checkpoint_every: int | None = Field(None, ge=1, le=MAX_STEPS)
 
     @field_validator("variants")
     @classmethod

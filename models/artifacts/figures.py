@@ -14,6 +14,16 @@ from matplotlib.patches import Rectangle  # noqa: E402
 from models.artifacts.score import checkerboard_map, checkerboard_score  # noqa: E402
 
 
+def save_figure(fig, path: str | Path, *, dpi: int = 100) -> Path:
+    """Lay out, write (creating the folder) and close a figure."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def to_uint8(image) -> np.ndarray:
     """(3, H, W) float 0..255 tensor or (H, W, 3) uint8 array -> (H, W, 3) uint8."""
     a = np.asarray(image.detach().cpu().numpy() if hasattr(image, "detach") else image)
@@ -70,12 +80,7 @@ def side_by_side(images: dict[str, object], path: str | Path, *, crop: int = 32,
             ax.set_yticks([])
     if title:
         fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def artifact_curves(curves: dict[str, list[dict[str, float]]], path: str | Path, *, title: str = "") -> Path:
@@ -94,9 +99,4 @@ def artifact_curves(curves: dict[str, list[dict[str, float]]], path: str | Path,
     axes[0].legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

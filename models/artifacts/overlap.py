@@ -52,9 +52,7 @@ def overlap_period(counts: np.ndarray) -> int:
 
 def plot_overlap(counts: np.ndarray, path, *, title: str = ""):
     """The map as a picture with each pixel's count written in it (first 16x16 pixels)."""
-    from pathlib import Path
-
-    from models.artifacts.figures import plt
+    from models.artifacts.figures import plt, save_figure
 
     view = counts[:16, :16]
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
@@ -64,9 +62,4 @@ def plot_overlap(counts: np.ndarray, path, *, title: str = ""):
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(f"{title}: contributions per output pixel", fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -41,7 +41,7 @@ def periodic_points(h: int, w: int) -> dict[int, list[tuple[float, float]]]:
 def plot_spectrum(spectrum: np.ndarray, path: str | Path, *, title: str = "", diverging: bool = False) -> Path:
     """Save a spectrum (from log_spectrum or difference_spectrum) as a PNG with the periodic
     frequencies ringed: red period 2, yellow period 4."""
-    from models.artifacts.figures import plt
+    from models.artifacts.figures import plt, save_figure
 
     h, w = spectrum.shape
     fig, ax = plt.subplots(figsize=(5, 5 * h / w + 0.4))
@@ -62,9 +62,4 @@ def plot_spectrum(spectrum: np.ndarray, path: str | Path, *, title: str = "", di
     fig.colorbar(im, ax=ax, fraction=0.046, label="dB")
     if title:
         ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
