@@ -294,9 +294,13 @@ def demo_through_service(*, config, style: str, variants: list[str], photo: str,
     name, image = load_style(style)
     buf = io.BytesIO()
     image.save(buf, format="PNG")
+    from workers.child import die_with_parent
+
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")}
     server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                              preexec_fn=lambda: die_with_parent(signal.SIGTERM))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `kill` stops the server too (via finally)
     url = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(base_url=url, timeout=120) as client:
