@@ -209,9 +209,18 @@ class JobStore:
         return sorted(records, key=lambda r: r.created_at, reverse=True)
 
     def delete(self, job_id: str) -> int:
+        """The job's record, checkpoint, report, panel, and every stylisation made with it."""
         self.get(job_id)
         self.store.delete(Keys.active(job_id))
-        return self.store.delete_prefix(Keys.job_prefix(job_id))
+        deleted = self.store.delete_prefix(Keys.job_prefix(job_id))
+        for key in [k for k in self.store.list("stylizations") if k.endswith("/request.json")]:
+            try:
+                request = StylizeRecord.model_validate_json(self.store.get_bytes(key))
+            except ObjectNotFound:
+                continue
+            if request.job_id == job_id:
+                deleted += self.store.delete_prefix(Keys.stylize_prefix(request.id))
+        return deleted
 
     def request_cancel(self, job_id: str) -> None:
         self.store.put_bytes(Keys.cancel(_check_id(job_id, "job")), now().isoformat().encode())
@@ -249,6 +258,11 @@ class JobStore:
                 self.store.get_bytes(Keys.experiment(_check_id(experiment_id, "experiment"))))
         except ObjectNotFound:
             raise NotFound(f"no experiment {experiment_id!r}") from None
+
+    def delete_experiment(self, experiment_id: str) -> int:
+        exp = self.get_experiment(experiment_id)
+        deleted = sum(self.delete(v["job_id"]) for v in exp.variants)
+        return deleted + self.store.delete_prefix(f"experiments/{exp.id}")
 
     def list_experiments(self) -> list[ExperimentRecord]:
         keys = [k for k in self.store.list("experiments") if k.endswith("/experiment.json")]

@@ -4,6 +4,7 @@ from fastapi import APIRouter, File, Response, UploadFile
 
 from service.compare import DIFF_GAIN, difference_png, spectrum_png
 from service.deps import Services, ServicesDep
+from service.errors import Conflict
 from service.jobs import ExperimentRecord, JobState, NotFound, new_id
 from service.routes.jobs import public, request_stylize, stylization_public, submit
 from service.schemas import ExperimentCreate
@@ -73,6 +74,17 @@ def get_experiment(experiment_id: str, services: ServicesDep) -> dict:
     """Per variant: state, progress, loss and artifact curves, time per step, scores at init and at
     the end, outputs on the fixed panel; across variants: difference images and spectra."""
     return experiment_public(services, services.jobs.get_experiment(experiment_id))
+
+
+@router.delete("/experiments/{experiment_id}", status_code=204)
+def delete_experiment(experiment_id: str, services: ServicesDep) -> Response:
+    """Delete a finished experiment, its jobs and every object they stored."""
+    exp = services.jobs.get_experiment(experiment_id)
+    running = [v["decoder"] for v in exp.variants if not services.jobs.get(v["job_id"]).final]
+    if running:
+        raise Conflict(f"variant(s) {', '.join(running)} still running; cancel them first")
+    services.jobs.delete_experiment(experiment_id)
+    return Response(status_code=204)
 
 
 def _panel_key(services: Services, exp: ExperimentRecord, index: int, name: str) -> tuple[str, str]:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, File, Response, UploadFile
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from models.config import TrainConfig
 from service.deps import Services, ServicesDep
@@ -91,6 +91,8 @@ def delete_job(job_id: str, services: ServicesDep) -> Response:
     record = services.jobs.get(job_id)
     if not record.final:
         raise Conflict(f"job {job_id} is {record.state.value}; cancel it first")
+    if record.experiment_id:
+        raise Conflict(f"job {job_id} is part of experiment {record.experiment_id}; delete the experiment")
     services.jobs.delete(job_id)
     return Response(status_code=204)
 
@@ -112,7 +114,7 @@ def _object(services: Services, key: str, media: str, *, presign: bool, filename
         url = services.store.presigned_url(key, expires_s=services.settings.url_expiry_s)
         if url is None:
             raise Conflict("this server's store is a local folder: there are no presigned URLs; fetch the file itself")
-        return Response(content=f'{{"url": "{url}"}}', media_type="application/json")
+        return JSONResponse({"url": url})
     return StreamingResponse(services.store.iter_chunks(key), media_type=media,
                              headers={"Content-Length": str(services.store.size(key)),
                                       "Content-Disposition": f'inline; filename="{filename}"'})

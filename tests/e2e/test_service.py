@@ -161,3 +161,65 @@ def test_unknown_ids_are_404(api, style_id):
 def test_after_bad_input_the_worker_still_trains(api, worker, style_id):
     job = submit(api, style_id, steps=3)
     assert wait_state(api, job["id"], {"succeeded", "failed"})["state"] == "succeeded"
+
+
+@pytest.mark.parametrize("variants, fragment", [
+    (["deconv"], "at least two"),
+    (["deconv", "transposed"], "unknown decoder 'transposed'"),
+    (["deconv", "deconv,deconv"], "appears more than once"),
+    ([], "at least two"),
+])
+def test_bad_variant_lists_are_422_with_the_reason(api, style_id, variants, fragment):
+    r = api.post("/v1/experiments", json={"style_id": style_id, "variants": variants, **TINY})
+    assert r.status_code == 422 and fragment in r.json()["detail"], r.text
+
+
+def test_an_experiment_pairs_jobs_that_differ_only_in_the_decoder(api, worker, style_id):
+    import torch
+
+    from models.config import TrainConfig
+    from models.data import ContentSet, CropStream
+    from models.transformer_net import TransformerNet
+
+    r = api.post("/v1/experiments", json={"style_id": style_id, "variants": ["deconv", "resize-nearest,deconv"],
+                                          "steps": 3, "seed": 7, **TINY})
+    assert r.status_code == 201, r.text
+    exp = r.json()
+    jobs = [api.get(f"/v1/jobs/{v['id']}").json() for v in exp["variants"]]
+    configs = [TrainConfig.from_dict(j["config"]) for j in jobs]
+    assert configs[0].decoder == "deconv" and configs[1].decoder == "resize-nearest,deconv"
+    assert configs[0].replace(decoder="resize-nearest") == configs[1].replace(decoder="resize-nearest")
+    # What the worker builds from these configs: the same shared initial weights, the same batches.
+    nets = []
+    for c in configs:
+        torch.manual_seed(c.seed)
+        nets.append(TransformerNet(decoder=c.decoder_stages).shared_state_dict())
+    assert all(torch.equal(nets[0][k], nets[1][k]) for k in nets[0])
+    streams = [iter(CropStream(ContentSet.builtin(), size=c.size, batch=c.batch, seed=c.seed)) for c in configs]
+    assert all(torch.equal(next(streams[0]), next(streams[1])) for _ in range(3))
+
+    done = wait_for(lambda: (e := api.get(f"/v1/experiments/{exp['id']}").json())["state"] != "running" and e,
+                    timeout=300, what="the experiment")
+    assert done["state"] == "succeeded", done
+    assert done["panel"] == ["chelsea", "astronaut", "coffee"]
+    for v in done["variants"]:
+        assert v["scores"]["init"]["step"] == 0 and v["loss_curve"] and v["seconds_per_step"] > 0
+        assert Image.open(io.BytesIO(api.get(v["panel"][0]["url"]).content)).size == (v["panel"][0]["width"], v["panel"][0]["height"])
+    deconv, mixed = done["variants"]
+    assert deconv["scores"]["init"]["artifact_p4"] > mixed["scores"]["init"]["artifact_p4"]  # period 4 needs deconv first
+    comp = done["comparisons"][0]
+    for url in (comp["difference_url"], comp["difference_spectrum_url"], done["spectra"]["chelsea"][0]):
+        r = api.get(url)
+        assert r.status_code == 200 and Image.open(io.BytesIO(r.content)).format == "PNG", url
+
+    r = api.post(f"/v1/experiments/{exp['id']}/stylize", files=[("files", ("cat.png", photo("chelsea", 40, 30), "image/png"))])
+    assert r.status_code == 202 and [x["decoder"] for x in r.json()] == ["deconv", "resize-nearest,deconv"]
+    for x in r.json():
+        s = wait_for(lambda: (s := api.get(f"/v1/stylizations/{x['stylization']['id']}").json())["state"]
+                     in ("succeeded", "failed") and s, timeout=120, what="a stylisation")
+        assert s["state"] == "succeeded" and s["outputs"][0]["width"] == 40
+
+    assert api.delete(f"/v1/jobs/{jobs[0]['id']}").status_code == 409  # part of the experiment
+    assert api.delete(f"/v1/experiments/{exp['id']}").status_code == 204
+    assert api.get(f"/v1/experiments/{exp['id']}").status_code == 404
+    assert api.get(f"/v1/jobs/{jobs[0]['id']}").status_code == 404
