@@ -98,13 +98,20 @@ const Checkerless = (() => {
         }
         const variants = [...f.querySelectorAll("input[name=decoder]:checked")].map(i => i.value);
         if (f.mix.value.trim()) variants.push(f.mix.value.trim());
-        const body = {style_id: styleId, content_set_id: contentId, variants, size: +f.size.value,
-                      steps: +f.steps.value, batch: +f.batch.value, seed: +f.seed.value, style_weight: +f.style_weight.value};
-        const exp = await api("/v1/experiments", {method: "POST", headers: {"content-type": "application/json"}, body: JSON.stringify(body)});
+        const settings = {style_id: styleId, content_set_id: contentId, size: +f.size.value, steps: +f.steps.value,
+                          batch: +f.batch.value, seed: +f.seed.value, style_weight: +f.style_weight.value};
+        const post = (path, body) => api(path, {method: "POST", headers: {"content-type": "application/json"}, body: JSON.stringify(body)});
+        if (variants.length === 1) {  // one decoder: a plain training job, followed in the list below
+          const job = await post("/v1/jobs", {...settings, decoder: variants[0]});
+          status.textContent = `job ${job.id.slice(0, 8)} queued`; status.className = "muted";
+          await refresh();
+          return;
+        }
+        const exp = await post("/v1/experiments", {...settings, variants});
         location.href = `experiment.html?id=${exp.id}`;
       } catch (err) { status.textContent = err.message; status.className = "error"; }
     });
-    const refresh = async () => {
+    async function refresh() {
       const [exps, jobs] = await Promise.all([api("/v1/experiments"), api("/v1/jobs")]);
       $("#experiments tbody").innerHTML = exps.map(x => `<tr><td><a href="experiment.html?id=${x.id}" style="color:var(--accent)">${x.id.slice(0, 8)}</a></td>
         <td>${x.variants.map(esc).join(" vs ")}</td><td class="state-${x.state}">${x.state}</td><td>${x.created_at.slice(0, 19)}</td></tr>`).join("");
@@ -112,7 +119,7 @@ const Checkerless = (() => {
         <td class="state-${j.state}">${j.state}${j.error ? `: ${esc(j.error)}` : ""}</td>
         <td><div class="bar"><div style="width:${100 * j.step / j.steps}%"></div></div>${j.step}/${j.steps}</td>
         <td>${j.losses.loss?.toExponential(3) ?? "–"}</td><td>${fmt(j.artifacts.artifact_p2)}</td><td>${j.seconds_per_step?.toFixed(2) ?? "–"}</td></tr>`).join("");
-    };
+    }
     await refresh(); setInterval(refresh, 2000);
   }
 

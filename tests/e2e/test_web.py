@@ -99,6 +99,13 @@ def test_an_experiment_through_the_page(server, browser, tmp_path):
     assert rendering in ("pixelated", "crisp-edges")  # no smoothing when zoomed
     page.screenshot(path=str(ARTIFACTS / "experiment-zoomed.png"), full_page=True)
 
+    page.click("#modes button[data-mode=swipe]")
+    page.wait_for_function("document.querySelectorAll('#swipe-viewer img').length === 2")
+    page.fill("#swipe", "20")
+    page.dispatch_event("#swipe", "input")
+    assert "80%" in page.eval_on_selector("#swipe-top", "e => e.style.clipPath")
+    swipe = page.eval_on_selector_all("#swipe-viewer img", "imgs => imgs.map(i => i.style.transform)")
+    assert swipe[0] == swipe[1] == transforms[0]  # the swipe view keeps the zoom
     page.click("#modes button[data-mode=diff]")
     page.wait_for_function("[...document.querySelectorAll('#views .viewer img')].every(i => i.complete && i.naturalWidth > 0)")
     page.wait_for_function("[...document.querySelectorAll('#spectra img')].length >= 3 && "
@@ -112,3 +119,20 @@ def test_an_experiment_through_the_page(server, browser, tmp_path):
     page.click("#modes button[data-mode=side]")
     page.screenshot(path=str(ARTIFACTS / "experiment-done.png"), full_page=True)
     assert not errors, errors
+
+
+def test_a_single_job_from_the_form_shows_live_progress(server, browser, tmp_path):
+    style = tmp_path / "style.png"
+    Image.fromarray(skimage.data.immunohistochemistry()).resize((48, 48)).save(style)
+    page = browser.new_page()
+    page.goto(f"{server}/ui/")
+    page.wait_for_selector("#decoders input[value=deconv]")
+    page.uncheck("#decoders input[value=resize-nearest]")
+    page.set_input_files("input[name=style]", str(style))
+    for name, value in (("size", "32"), ("steps", "3"), ("batch", "1")):
+        page.fill(f"input[name={name}]", value)
+    page.click("button[type=submit]")
+    page.wait_for_function("document.querySelector('#form-status').textContent.includes('queued')")
+    page.wait_for_function("[...document.querySelectorAll('#jobs tbody tr')].some(r => r.innerText.includes('succeeded')"
+                           " && r.innerText.includes('3/3'))", timeout=120_000)
+    assert page.url.endswith("/ui/")
