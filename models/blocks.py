@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from models.vocabulary import DECODER_INFO, decoder_label, parse_decoder  # noqa: F401 (re-exported)
+from models.vocabulary import DECODER_INFO, DecoderInfo, decoder_label, parse_decoder  # noqa: F401 (re-exported)
 
 NormLayer = Callable[[int], nn.Module]
 
