@@ -198,6 +198,39 @@ def demo(
 
 
 @app.command()
+def bench(
+    decoders: Annotated[str, typer.Option(help="Decoders or mixes separated by spaces; the first is the baseline.")] = "resize-nearest deconv deconv4 resize-bilinear subpixel",
+    size: Annotated[int, typer.Option(help="Image side in pixels.", min=16, max=2048)] = 128,
+    batch: Annotated[int, typer.Option(help="Images per batch.", min=1, max=256)] = 4,
+    steps: Annotated[int, typer.Option(help="Timed repetitions (the median is reported).", min=1, max=1000)] = 5,
+    warmup: Annotated[int, typer.Option(help="Untimed repetitions first.", min=0, max=100)] = 2,
+    device: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Time inference and training steps per decoder, as ratios to a baseline measured in the same run."""
+    import torch
+
+    from models.bench import bench as run_bench
+    from models.training import resolve_accelerator
+    from models.vocabulary import decoder_label, parse_decoder
+
+    names = [decoder_label(parse_decoder(d)) for d in decoders.split()]
+    accelerator = resolve_accelerator(device)
+    rows = run_bench(names, size=size, batch=batch, steps=steps, warmup=warmup,
+                     device="cuda" if accelerator == "gpu" else "cpu")
+    where = torch.cuda.get_device_name(0) if accelerator == "gpu" else f"CPU, {torch.get_num_threads()} threads"
+    if as_json:
+        print(json.dumps({"device": where, "size": size, "batch": batch, "rows": [r.as_dict() for r in rows]}, indent=2))
+        return
+    table = Table("decoder", "params", "inference ms", "x baseline", "train step ms", "x baseline", "peak MiB",
+                  title=f"{where}; batch {batch} at {size}px; median of {steps}; baseline {rows[0].decoder}")
+    for r in rows:
+        table.add_row(r.decoder, f"{r.params:,}", f"{r.infer_ms:.1f}", f"{r.infer_ratio:.2f}", f"{r.step_ms:.1f}",
+                      f"{r.step_ratio:.2f}", "n/a (CPU)" if r.peak_mib is None else f"{r.peak_mib:.0f}")
+    out.print(table)
+
+
+@app.command()
 def stylize(
     checkpoint: Annotated[Path, typer.Argument(help="A checkpoint written by `checkerless train`.")],
     inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders (searched recursively).")],

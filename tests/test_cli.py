@@ -42,7 +42,7 @@ def trained(tmp_path_factory) -> Path:
 
 
 def test_help_for_every_command():
-    for cmd in ([], ["train"], ["stylize"], ["decoders"], ["demo"], ["serve"], ["worker"], ["jobs"], ["artifacts"],
+    for cmd in ([], ["train"], ["stylize"], ["decoders"], ["demo"], ["serve"], ["worker"], ["jobs"], ["artifacts"], ["bench"],
                 ["artifacts", "score"], ["jobs", "submit"]):
         p = cli(*cmd, "--help")
         assert p.returncode == 0 and "Usage" in p.stdout, cmd
@@ -147,3 +147,16 @@ def test_ctrl_c_stops_cleanly_with_a_checkpoint_and_resume_goes_on(tmp_path, pho
             "--json", "--device", "cpu")
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["step"] == summary["step"] + 1
+
+
+def test_bench_reports_ratios_against_the_baseline_measured_in_the_same_run():
+    p = cli("bench", "--decoders", "resize-nearest deconv", "--size", "32", "--batch", "1", "--steps", "1",
+            "--warmup", "0", "--device", "cpu", "--json")
+    assert p.returncode == 0, p.stderr
+    result = json.loads(p.stdout)
+    base, other = result["rows"]
+    assert base["decoder"] == "resize-nearest" and base["infer_ratio"] == 1.0 and base["step_ratio"] == 1.0
+    assert other["decoder"] == "deconv" and other["step_ms"] > 0
+    assert other["step_ratio"] == pytest.approx(other["step_ms"] / base["step_ms"])
+    assert base["peak_mib"] is None and result["device"].startswith("CPU")
+    assert_one_line_error(cli("bench", "--decoders", "deconv nope"), "unknown decoder 'nope'")
