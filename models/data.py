@@ -67,11 +67,11 @@ def builtin_photos() -> list[ImageSource]:
 def load_style(spec: str | Path) -> tuple[str, Image.Image]:
     """A style image from a file, or a built-in style by name; returns (name, RGB image)."""
     path = Path(spec)
-    if path.exists() or str(spec) not in BUILTIN_STYLES:
-        if not path.exists():
-            raise ImageError(f"{spec}: no such file (built-in styles: {', '.join(BUILTIN_STYLES)})")
+    if path.exists():  # a file wins over a built-in of the same name
         return path.name, open_image(path)
-    return str(spec), BUILTIN_STYLES[str(spec)]()
+    if str(spec) in BUILTIN_STYLES:
+        return str(spec), BUILTIN_STYLES[str(spec)]()
+    raise ImageError(f"{spec}: no such file (built-in styles: {', '.join(BUILTIN_STYLES)})")
 
 
 @dataclass

@@ -24,26 +24,26 @@ class Stylized:
     size: tuple[int, int]  # (width, height)
 
 
-def expand_inputs(inputs: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Files as given (each must exist), folders searched recursively. Returns the image
-    files and, for folders, what was skipped and why; a named file that is bad is an error."""
-    files: list[Path] = []
+def load_inputs(inputs: Iterable[str | Path]) -> tuple[list[tuple[Path, torch.Tensor]], list[tuple[str, str]]]:
+    """Decode every input once: files as given (a bad one is an error), folders searched
+    recursively (what cannot be read there is skipped, with the reason)."""
+    images: list[tuple[Path, torch.Tensor]] = []
     skipped: list[tuple[str, str]] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
             for f in list_images(p):
                 try:
-                    load_tensor(f)
+                    images.append((f, load_tensor(f)))
                 except ImageError as e:
                     skipped.append((str(f), str(e)))
-                    continue
-                files.append(f)
         elif p.is_file():
-            files.append(p)
+            images.append((p, load_tensor(p)))
         else:
             raise ImageError(f"{p}: no such file or folder")
-    return files, skipped
+    if not images:
+        raise ImageError("no readable images among the inputs")
+    return images, skipped
 
 
 def stylize_tensor(net: TransformerNet, image: torch.Tensor) -> torch.Tensor:
@@ -57,10 +57,7 @@ def stylize_files(checkpoint: str | Path, inputs: Iterable[str | Path], out_dir:
                   *, device: str = "auto") -> tuple[list[Stylized], list[tuple[str, str]]]:
     net, _ = load_network(checkpoint)
     net.to("cuda" if resolve_accelerator(device) == "gpu" else "cpu")
-    files, skipped = expand_inputs(inputs)
-    if not files:
-        raise ImageError("no readable images among the inputs")
-    images = [(f, load_tensor(f)) for f in files]  # decode (and fail) before any work
+    images, skipped = load_inputs(inputs)  # decode (and fail) before any work
     out = Path(out_dir)
     used: set[str] = set()
     results = []

@@ -48,20 +48,17 @@ def score(
 
     from models.artifacts import checkerboard_score
     from models.artifacts.spectra import log_spectrum, plot_spectrum
-    from models.images import from_tensor, load_tensor
-    from models.stylize import expand_inputs, stylize_tensor
+    from models.images import from_tensor
+    from models.stylize import load_inputs, stylize_tensor
 
-    files, skipped = expand_inputs(images)
-    if not files:
-        raise ValueError("no readable images among the inputs")
+    loaded, skipped = load_inputs(images)
     net = None
     if checkpoint is not None:
         from models.checkpoint import load_network
 
         net, _ = load_network(checkpoint)
     rows = []
-    for f in files:
-        image = load_tensor(f)
+    for f, image in loaded:
         if net is not None:
             image = stylize_tensor(net, image)
         pixels = np.asarray(from_tensor(image))  # what a PNG of it holds

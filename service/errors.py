@@ -19,6 +19,12 @@ class Unavailable(Exception):
     """A part we depend on (broker, store) cannot be reached."""
 
 
+# Domain errors and their HTTP status; the message is the exception's own.
+STATUS: dict[type[Exception], int] = {
+    NotFound: 404, ImageError: 422, ValueError: 422, Conflict: 409, Unavailable: 503, StoreUnavailable: 503,
+}
+
+
 def _json(status: int, detail: str, **extra) -> JSONResponse:
     return JSONResponse(status_code=status, content={"detail": detail, **extra})
 
@@ -34,26 +40,13 @@ def install(app: FastAPI) -> None:
         detail = "; ".join(f"{_field(e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in errors)
         return _json(422, detail, errors=[{"field": _field(e["loc"]), "message": e["msg"]} for e in errors])
 
-    @app.exception_handler(NotFound)
-    async def not_found(_: Request, exc: NotFound) -> JSONResponse:
-        return _json(404, str(exc))
+    for error, status in STATUS.items():
+        app.add_exception_handler(error, _handler(status))
 
-    @app.exception_handler(ImageError)
-    async def bad_image(_: Request, exc: ImageError) -> JSONResponse:
-        return _json(422, str(exc))
 
-    @app.exception_handler(ValueError)
-    async def bad_value(_: Request, exc: ValueError) -> JSONResponse:
-        return _json(422, str(exc))
+def _handler(status: int):
+    async def handle(_: Request, exc: Exception) -> JSONResponse:
+        detail = f"the object store is unavailable: {exc}" if isinstance(exc, StoreUnavailable) else str(exc)
+        return _json(status, detail)
 
-    @app.exception_handler(Conflict)
-    async def conflict(_: Request, exc: Conflict) -> JSONResponse:
-        return _json(409, str(exc))
-
-    @app.exception_handler(Unavailable)
-    async def unavailable(_: Request, exc: Unavailable) -> JSONResponse:
-        return _json(503, str(exc))
-
-    @app.exception_handler(StoreUnavailable)
-    async def store_down(_: Request, exc: StoreUnavailable) -> JSONResponse:
-        return _json(503, f"the object store is unavailable: {exc}")
+    return handle

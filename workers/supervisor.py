@@ -30,9 +30,9 @@ POLL_S = 0.5
 def _spawn(kind: str, spec: dict, folder: Path) -> subprocess.Popen:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "spec.json").write_text(json.dumps(spec))
-    logf = open(folder / "child.log", "ab")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen([sys.executable, "-m", "workers.child", kind, str(folder / "spec.json")],
-                            stdout=logf, stderr=subprocess.STDOUT, start_new_session=True, cwd=os.getcwd())
+    with open(folder / "child.log", "ab") as log_file:  # the child keeps its own copy; ours closes here
+        return subprocess.Popen([sys.executable, "-m", "workers.child", kind, str(folder / "spec.json")],
+                                stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, cwd=os.getcwd())
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
