@@ -50,4 +50,4 @@ USER checkerless
 EXPOSE 8000
 
 # Default: the API. Workers run `checkerless worker --queues ... --concurrency ...`.
-CMD ["uvicorn", "service.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["uvicorn", "service.api.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"]

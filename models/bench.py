@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from models.loss_network import LossNetwork, build_loss_network
-from models.losses import content_loss, gram_matrix, style_loss, total_variation
+from models.losses import gram_matrix, perceptual_loss
 from models.transformer_net import TransformerNet
 
 
@@ -69,10 +69,7 @@ def bench(decoders: Sequence[str], *, size: int = 128, batch: int = 4, steps: in
                 net(content)
 
         def train_step() -> None:
-            out = net(content)
-            feats = loss_net(out)
-            loss = (content_loss(feats[loss_net.content_layer], target) + 1e-2 * style_loss(feats, grams)
-                    + 10 * total_variation(out))
+            loss = perceptual_loss(loss_net, net(content), content_target=target, style_grams=grams)["loss"]
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

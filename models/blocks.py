@@ -1,8 +1,8 @@
 """Building blocks of the transfer network and the one registry of decoders.
 
 Every upsampling layer doubles height and width. The names are the project's vocabulary
-(API, CLI, config, reports); see DESIGN.md's table and Odena et al., "Deconvolution and
-Checkerboard Artifacts" (https://distill.pub/2016/deconv-checkerboard/).
+(API, CLI, config, reports); see the table in README.md ("Decoders") and Odena et al.,
+"Deconvolution and Checkerboard Artifacts" (https://distill.pub/2016/deconv-checkerboard/).
 """
 
 from __future__ import annotations

@@ -9,12 +9,24 @@ from dataclasses import dataclass
 
 from models.vocabulary import LOSS_NETWORKS, decoder_label, parse_decoder
 
-# Measured on vgg19 (DESIGN.md): raw losses at init are ~5e4 (content) and ~1e7 (style);
-# these weights balance them, with TV on the mean absolute difference.
+# Measured on vgg19 (docs/artifacts.md): raw losses at init are ~5e4 (content) and ~1e7
+# (style); these weights balance them, with TV on the mean absolute difference.
 DEFAULT_WEIGHTS = {"content": 1.0, "style": 1e-2, "tv": 10.0}
 MAX_SIZE = 2048
 MAX_STEPS = 1_000_000
 MAX_BATCH = 256
+# The one table of limits: the API schema, the CLI and the web form read it (and the defaults
+# from TrainConfig's fields), so a limit is written here only.
+LIMITS: dict[str, tuple[int, int]] = {
+    "size": (16, MAX_SIZE),
+    "steps": (1, MAX_STEPS),
+    "batch": (1, MAX_BATCH),
+    "seed": (0, 2**32 - 1),
+    "checkpoint_every": (1, MAX_STEPS),
+    "log_every": (1, MAX_STEPS),
+    "style_size": (16, MAX_SIZE),
+}
+MAX_LR = 1.0
 
 
 @dataclass(frozen=True)
@@ -35,16 +47,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "decoder", decoder_label(parse_decoder(self.decoder)))
-        _int_range("size", self.size, 16, MAX_SIZE)
-        _int_range("steps", self.steps, 1, MAX_STEPS)
-        _int_range("batch", self.batch, 1, MAX_BATCH)
-        _int_range("seed", self.seed, 0, 2**32 - 1)
-        _int_range("checkpoint_every", self.checkpoint_every, 1, MAX_STEPS)
-        _int_range("log_every", self.log_every, 1, MAX_STEPS)
-        if self.style_size is not None:
-            _int_range("style_size", self.style_size, 16, MAX_SIZE)
-        if not (0 < self.lr <= 1):
-            raise ValueError(f"lr must be in (0, 1], got {self.lr}")
+        for name, (lo, hi) in LIMITS.items():
+            if name != "style_size" or self.style_size is not None:
+                _int_range(name, getattr(self, name), lo, hi)
+        if not (0 < self.lr <= MAX_LR):
+            raise ValueError(f"lr must be in (0, {MAX_LR:g}], got {self.lr}")
         for name in ("content_weight", "style_weight", "tv_weight"):
             v = getattr(self, name)
             if not (v >= 0 and v < float("inf")):
@@ -78,3 +85,6 @@ def _int_range(name: str, value: int, lo: int, hi: int) -> None:
         raise ValueError(f"{name} must be a whole number, got {value!r}")
     if not lo <= value <= hi:
         raise ValueError(f"{name} must be between {lo} and {hi}, got {value}")
+
+
+DEFAULTS = TrainConfig()  # what an unset setting means, everywhere

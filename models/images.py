@@ -1,7 +1,8 @@
 """Reading and writing images: every mode Pillow reads becomes 8-bit RGB, or a clear error.
 
-The rules (DESIGN.md, "Uploads"): an allow-list of formats, the pixel count checked from the
-header before decoding, and every decoder failure turned into `ImageError` with the reason.
+The rules: an allow-list of formats, the pixel count checked from the header before
+decoding (Pillow's own bomb check is not enough for our limit), and every decoder failure
+turned into `ImageError` with the reason.
 """
 
 from __future__ import annotations

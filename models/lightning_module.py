@@ -11,7 +11,7 @@ from PIL import Image
 from models.config import TrainConfig
 from models.images import resize_shorter, to_tensor
 from models.loss_network import LossNetwork, build_loss_network
-from models.losses import content_loss, gram_matrix, style_loss, total_variation
+from models.losses import LossWeights, gram_matrix, perceptual_loss
 from models.transformer_net import TransformerNet
 
 
@@ -62,13 +62,9 @@ class StyleTransferModule(pl.LightningModule):
         out = self.net(content)
         with torch.no_grad():
             target = self.loss_net(content)[self.loss_net.content_layer]
-        feats = self.loss_net(out)
-        c = content_loss(feats[self.loss_net.content_layer], target)
-        s = style_loss(feats, self.target_grams)
-        tv = total_variation(out)
         cfg = self.config
-        total = cfg.content_weight * c + cfg.style_weight * s + cfg.tv_weight * tv
-        return {"loss": total, "content": c, "style": s, "tv": tv}
+        return perceptual_loss(self.loss_net, out, content_target=target, style_grams=self.target_grams,
+                               weights=LossWeights(cfg.content_weight, cfg.style_weight, cfg.tv_weight))
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         losses = self.losses(batch)

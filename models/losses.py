@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+
+from models.config import DEFAULT_WEIGHTS
+
+if TYPE_CHECKING:
+    from models.loss_network import LossNetwork
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
@@ -33,3 +40,22 @@ def total_variation(images: torch.Tensor) -> torch.Tensor:
     dh = (images[..., 1:, :] - images[..., :-1, :]).abs().mean()
     dw = (images[..., :, 1:] - images[..., :, :-1]).abs().mean()
     return dh + dw
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    content: float = DEFAULT_WEIGHTS["content"]
+    style: float = DEFAULT_WEIGHTS["style"]
+    tv: float = DEFAULT_WEIGHTS["tv"]
+
+
+def perceptual_loss(loss_net: LossNetwork, output: torch.Tensor, *, content_target: torch.Tensor,
+                    style_grams: Mapping[str, torch.Tensor], weights: LossWeights = LossWeights()) -> dict[str, torch.Tensor]:
+    """The training objective (Johnson et al.): content at the loss network's content layer,
+    Gram style at its style layers, and total variation of `output`; the weighted sum is
+    "loss". The one definition used by training, the benchmark and the gradient probe."""
+    feats = loss_net(output)
+    c = content_loss(feats[loss_net.content_layer], content_target)
+    s = style_loss(feats, style_grams)
+    tv = total_variation(output)
+    return {"loss": weights.content * c + weights.style * s + weights.tv * tv, "content": c, "style": s, "tv": tv}

@@ -1,79 +1,50 @@
 """The child process that does the heavy work: torch is imported here and nowhere else in
-a worker. `python -m workers.child train|stylize SPEC.json`.
-
-It reports through files in its folder (progress.json, result.json, error.txt) and exits
-0 on success, 3 for an error in the job's input (not worth retrying), 4 for anything else.
+a worker. `python -m workers.child train|stylize SPEC.json`; the files it reads and writes
+and its exit codes are the protocol in service/core/protocol.py.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
-import signal
 import sys
 import traceback
 from pathlib import Path
 
-USER_ERROR, OTHER_ERROR = 3, 4
-
-
-def die_with_parent(sig: int = signal.SIGKILL) -> None:
-    """Linux: get `sig` when the parent dies, so no orphan keeps running (or keeps the GPU)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, sig)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+from service.core import protocol
 
 
 def train(spec: dict, folder: Path) -> dict:
+    from models.checkpoint import load_network, read_checkpoint
     from models.config import TrainConfig
-    from models.checkpoint import load_network
-    from models.data import BUILTIN_PHOTOS
-    from models.images import resize_shorter, save_png, to_tensor
-    from models.stylize import stylize_tensor
+    from models.preview import save_preview, stylize_panel
     from models.training import train as run_training
-    from workers.progress import ProgressFile, cancel_requested
+    from workers.progress import ProgressFile, stop_requested
 
-    run_dir = folder / "run"
-    result = run_training(
-        None if spec.get("resume") else TrainConfig.from_dict(spec["config"]),
-        out_dir=run_dir, style=spec["style"], content=spec.get("content"), resume=spec.get("resume"),
-        steps=spec["config"]["steps"] if spec.get("resume") else None, device=spec.get("device", "auto"),
-        progress=False, should_stop=lambda: cancel_requested(folder), callbacks=[ProgressFile(folder)],
-        probe_every=spec.get("probe_every", 25),
-    )
-    summary = {"step": result.step, "steps": result.steps, "stopped": result.stopped, "seconds": result.seconds,
-               "losses": result.losses, "artifacts": result.artifacts, "final": result.final,
-               "skipped": [{"file": f, "reason": r} for f, r in result.skipped], "checkpoint": str(result.checkpoint)}
-    if not result.stopped:
-        net, _ = load_network(result.checkpoint)
-        photo = to_tensor(resize_shorter(BUILTIN_PHOTOS["chelsea"](), 256))
-        summary["preview"] = str(save_png(stylize_tensor(net, photo), folder / "preview.png"))
+    resume, steps = spec.get("resume"), spec["config"]["steps"]
+    if resume and read_checkpoint(resume)[0].step >= steps:
+        # An earlier attempt finished training but not its bookkeeping: only the outputs are left.
+        info, _ = read_checkpoint(resume)
+        summary = {"step": info.step, "steps": steps, "stopped": False, "checkpoint": resume,
+                   "losses": [], "artifacts": [], "final": {}, "skipped": [], "seconds": 0.0}
+        checkpoint = Path(resume)
+    else:
+        result = run_training(
+            None if resume else TrainConfig.from_dict(spec["config"]),
+            out_dir=folder / protocol.RUN, style=spec["style"], content=spec.get("content"), resume=resume,
+            steps=steps if resume else None, device=spec.get("device", "auto"),
+            progress=False, should_stop=lambda: stop_requested(folder), callbacks=[ProgressFile(folder)],
+            probe_every=spec.get("probe_every", 25),
+        )
+        summary = {"step": result.step, "steps": result.steps, "stopped": result.stopped, "seconds": result.seconds,
+                   "losses": result.losses, "artifacts": result.artifacts, "final": result.final,
+                   "skipped": [{"file": f, "reason": r} for f, r in result.skipped],
+                   "checkpoint": str(result.checkpoint)}
+        checkpoint = result.checkpoint
+    if not summary["stopped"]:
+        net, _ = load_network(checkpoint)
+        summary["preview"] = str(save_preview(net, folder / "preview.png"))
         summary["panel"] = stylize_panel(net, folder / "panel")
     return summary
-
-
-PANEL = ("chelsea", "astronaut", "coffee")  # the fixed photos every trained network is shown on
-PANEL_SIZE = 192  # shorter side: enough to see the pattern, small enough to load fast
-
-
-def stylize_panel(net, folder: Path) -> list[dict]:
-    """The network's outputs on the panel, scored on the PNG's own pixels."""
-    import numpy as np
-
-    from models.artifacts import checkerboard_score
-    from models.data import BUILTIN_PHOTOS
-    from models.images import from_tensor, resize_shorter, save_png, to_tensor
-    from models.stylize import stylize_tensor
-
-    items = []
-    for name in PANEL:
-        out = stylize_tensor(net, to_tensor(resize_shorter(BUILTIN_PHOTOS[name](), PANEL_SIZE)))
-        path = save_png(out, folder / f"{name}.png")
-        s = checkerboard_score(np.asarray(from_tensor(out)))
-        items.append({"name": name, "path": str(path), "width": out.shape[2], "height": out.shape[1],
-                      "period2_db": s[2], "period4_db": s[4]})
-    return items
 
 
 def stylize(spec: dict, folder: Path) -> dict:
@@ -91,21 +62,21 @@ def stylize(spec: dict, folder: Path) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    die_with_parent()
+    protocol.die_with_parent()
     kind, spec_path = argv
     folder = Path(spec_path).parent
     try:
         spec = json.loads(Path(spec_path).read_text())
         result = {"train": train, "stylize": stylize}[kind](spec, folder)
-        (folder / "result.json").write_text(json.dumps(result))
-        return 0
+        (folder / protocol.RESULT).write_text(json.dumps(result))
+        return protocol.EXIT_OK
     except ValueError as e:  # bad image, checkpoint or settings: the job's own input
-        (folder / "error.txt").write_text(" ".join(str(e).split()))
-        return USER_ERROR
+        (folder / protocol.ERROR).write_text(" ".join(str(e).split()))
+        return protocol.EXIT_USER_ERROR
     except Exception as e:  # noqa: BLE001 - report anything, with its trace in the log
         traceback.print_exc()
-        (folder / "error.txt").write_text(f"{type(e).__name__}: {' '.join(str(e).split())}"[:2000])
-        return OTHER_ERROR
+        (folder / protocol.ERROR).write_text(f"{type(e).__name__}: {' '.join(str(e).split())}"[:2000])
+        return protocol.EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -11,9 +11,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 
 from models.callbacks import ArtifactProbe
-
-PROGRESS = "progress.json"
-CANCEL = "cancel"
+from service.core.protocol import PROGRESS, STOP
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -50,5 +48,5 @@ class ProgressFile(pl.Callback):
         })
 
 
-def cancel_requested(folder: Path) -> bool:
-    return (Path(folder) / CANCEL).exists()
+def stop_requested(folder: Path) -> bool:
+    return (Path(folder) / STOP).exists()

@@ -1,9 +1,18 @@
 """What a Celery task does: supervise one child process and keep the job record true.
 
-The task process never imports torch. It prepares a scratch folder (style, content,
-the last stored checkpoint), starts `python -m workers.child` in its own session, and
-polls it: progress into the record, new checkpoints into the store, cancel as a flag file
-the training callback honours, then SIGTERM to the process group, then SIGKILL.
+The task process never imports torch. It begins an attempt (a compare-and-set on the job
+record, so two deliveries of one job never both run it), prepares a scratch folder, starts
+`python -m workers.child` in its own session and polls it:
+- every heartbeat: the child's progress into the record, which also renews the attempt's
+  lease and tells of a cancel; a supervisor that cannot renew for `lease_s` (the store is
+  down) stops its child, so a sweeper that requeues the job never makes two run at once;
+- new checkpoints go to the store from a thread of their own, never on the heartbeat's path;
+- a stop (cancel, time limit, the worker asked to shut down) is the STOP file, then SIGTERM,
+  then SIGKILL to the child's process group;
+- whatever happens in here, the child is stopped before the task returns (try/finally).
+A child killed by a signal (the OOM killer) or stopped because its worker is shutting down
+is requeued and resumes from its last checkpoint; the attempt limit ends a job that dies
+every time, with each attempt's reason kept in its history.
 """
 
 from __future__ import annotations
@@ -15,42 +24,59 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
-from datetime import timedelta
+from collections.abc import Callable
 from pathlib import Path
 
-from service.config import Settings
-from service.jobs import JobRecord, JobState, JobStore, Keys, NotFound, StylizeRecord, now
-from service.storage import ObjectNotFound, ObjectStore
+from service.core import protocol
+from service.core.errors import LostLease, NotFound
+from service.core.jobs import JobStore, Start
+from service.core.keys import Keys
+from service.core.records import JobRecord, JobState
+from service.core.settings import Settings
+from service.core.storage import ObjectNotFound, ObjectStore, StoreError
 
 log = logging.getLogger(__name__)
 POLL_S = 0.5
 
 
-def _spawn(kind: str, spec: dict, folder: Path) -> subprocess.Popen:
+# --- the child process ----------------------------------------------------------------------
+
+
+def spawn(kind: str, spec: dict, folder: Path) -> subprocess.Popen:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "spec.json").write_text(json.dumps(spec))
-    with open(folder / "child.log", "ab") as log_file:  # the child keeps its own copy; ours closes here
-        return subprocess.Popen([sys.executable, "-m", "workers.child", kind, str(folder / "spec.json")],
-                                stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, cwd=os.getcwd())
+    (folder / protocol.SPEC).write_text(json.dumps(spec))
+    with open(folder / protocol.LOG, "ab") as log_file:  # the child keeps its own copy; ours closes here
+        return subprocess.Popen([sys.executable, "-m", "workers.child", kind, str(folder / protocol.SPEC)],
+                                stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, cwd=folder)
 
 
-def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+def signal_group(proc: subprocess.Popen, sig: int) -> None:
     try:
         os.killpg(proc.pid, sig)
     except ProcessLookupError:
         pass
 
 
-def _read_json(path: Path) -> dict | None:
+def stop_now(proc: subprocess.Popen) -> None:
+    """SIGKILL to the child's whole group, and reap it: nothing of the job outlives this."""
+    signal_group(proc, signal.SIGKILL)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        log.error("child %d did not die after SIGKILL", proc.pid)
+
+
+def read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
 
 
-def _error_text(folder: Path, rc: int) -> str:
-    text = (folder / "error.txt").read_text().strip() if (folder / "error.txt").exists() else ""
+def error_text(folder: Path, rc: int) -> str:
+    text = (folder / protocol.ERROR).read_text().strip() if (folder / protocol.ERROR).exists() else ""
     if text:
         return text
     if rc < 0:
@@ -58,31 +84,128 @@ def _error_text(folder: Path, rc: int) -> str:
     return f"the training process exited with code {rc}; see the worker log"
 
 
-def _stale(record: JobRecord, settings: Settings) -> bool:
-    return record.heartbeat_at is None or now() - record.heartbeat_at > timedelta(seconds=settings.stale_after_s)
+def draining(settings: Settings) -> bool:
+    """Our Celery worker was asked to stop (see workers/tasks.py): its pool processes are our
+    parent's children, so the marker is named by our parent's pid."""
+    return drain_marker(settings, os.getppid()).exists()
 
 
-def run_train_job(settings: Settings, store: ObjectStore, job_id: str) -> JobState | None:
-    jobs = JobStore(store)
-    try:
-        record = jobs.get(job_id)
-    except NotFound:
-        log.info("job %s was deleted before it ran", job_id)
-        return None
-    if record.final:
-        return record.state
-    if record.state == JobState.running and not _stale(record, settings):
-        log.info("job %s is running elsewhere (fresh heartbeat); not running it twice", job_id)
-        return None
-    if jobs.cancel_requested(job_id):
-        return jobs.finish(record, JobState.cancelled).state
-    record.attempts += 1
-    if record.attempts > settings.max_attempts:
-        return jobs.finish(record, JobState.failed, error=(
-            f"gave up after {settings.max_attempts} attempts: each ended without finishing (its worker or "
-            f"training process died), the last at step {record.step}")).state
+def drain_marker(settings: Settings, worker_pid: int) -> Path:
+    return settings.work_dir / f"drain-{worker_pid}"
 
-    folder = settings.work_dir / job_id / f"attempt-{record.attempts}"
+
+# --- checkpoints, off the heartbeat's path -----------------------------------------------------
+
+
+class CheckpointUploader:
+    """Uploads the newest checkpoint the child wrote, in a thread of its own; a newer one
+    replaces one still waiting. Each is hard-linked first, so the child may write the next."""
+
+    def __init__(self, store: ObjectStore, key: str, folder: Path):
+        self.store, self.key, self.folder = store, key, folder
+        self._pending: Path | None = None
+        self._busy = False
+        self._seen: int | None = None
+        self._count = 0
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="checkpoint-upload", daemon=True)
+        self._thread.start()
+
+    def offer(self, ckpt: Path) -> None:
+        try:
+            mtime = ckpt.stat().st_mtime_ns
+        except FileNotFoundError:
+            return
+        if mtime == self._seen:
+            return
+        self._seen, self._count = mtime, self._count + 1
+        staged = self.folder / f"upload-{self._count}.ckpt"
+        try:
+            os.link(ckpt, staged)
+        except FileNotFoundError:  # replaced between stat and link: the next poll sees the new one
+            self._seen = None
+            return
+        with self._cond:
+            if self._pending is not None:
+                self._pending.unlink(missing_ok=True)
+            self._pending = staged
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None and not self._closed:
+                    self._cond.wait()
+                if self._pending is None:
+                    return
+                path, self._pending, self._busy = self._pending, None, True
+            try:
+                self.store.put_file(self.key, path)
+                path.unlink(missing_ok=True)
+            except (StoreError, OSError) as e:
+                log.warning("checkpoint upload failed (%s); will retry", e)
+                time.sleep(1)
+                with self._cond:
+                    if self._pending is None and not self._closed:
+                        self._pending = path  # nothing newer arrived: retry this one
+                    else:
+                        path.unlink(missing_ok=True)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def idle(self) -> bool:
+        """Every checkpoint offered so far is stored."""
+        with self._cond:
+            return self._pending is None and not self._busy
+
+    def close(self, *, discard: bool = False) -> None:
+        with self._cond:
+            if discard and self._pending is not None:
+                self._pending.unlink(missing_ok=True)
+                self._pending = None
+            self._closed = True
+            self._cond.notify_all()
+
+
+class Lease:
+    """Heartbeats in a thread of their own: `renew()` every `every_s` seconds. The supervisor
+    reads `age()` (seconds since the last successful renewal) and `lost` (the record says the
+    attempt is no longer ours), and never waits on a store call that hangs."""
+
+    def __init__(self, renew: Callable[[], object], every_s: float, name: str):
+        self._renew, self.every_s = renew, every_s
+        self.record: object | None = None
+        self.lost: LostLease | None = None
+        self._renewed = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self.record = self._renew()
+                self._renewed = time.monotonic()
+            except LostLease as e:
+                self.lost = e
+                return
+            except (StoreError, NotFound) as e:
+                log.warning("heartbeat failed (%s)", e)
+
+    def age(self) -> float:
+        return time.monotonic() - self._renewed
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+# --- training -------------------------------------------------------------------------------
+
+
+def _prepare(store: ObjectStore, record: JobRecord, settings: Settings, folder: Path) -> dict:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     spec = {"config": record.config, "device": settings.device,
@@ -91,144 +214,243 @@ def run_train_job(settings: Settings, store: ObjectStore, job_id: str) -> JobSta
         for key in store.list(Keys.content_prefix(record.content_set_id)):
             store.download(key, folder / "content" / key.rsplit("/", 1)[1])
         spec["content"] = str(folder / "content")
-    if store.exists(Keys.checkpoint(job_id)):
-        spec["resume"] = str(store.download(Keys.checkpoint(job_id), folder / "resume.ckpt"))
+    if store.exists(Keys.checkpoint(record.id)):
+        spec["resume"] = str(store.download(Keys.checkpoint(record.id), folder / "resume.ckpt"))
+    return spec
 
-    record.state, record.error = JobState.running, None
-    record.started_at = record.started_at or now()
-    record.heartbeat_at = now()
-    jobs.save(record)
-    proc = _spawn("train", spec, folder)
-    log.info("job %s attempt %d: child pid %d", job_id, record.attempts, proc.pid)
 
-    ckpt, uploaded_mtime = folder / "run" / "last.ckpt", None
-    started, cancel_at, termed, killed = time.monotonic(), None, False, False
-    last_beat = time.monotonic()
+def _retry(what: str, fn: Callable[[], JobRecord], *, for_s: float) -> JobRecord | None:
+    """A final write, retried while the store is unreachable; None if it never got through
+    (the job then looks dead to the sweeper, which requeues it: no outcome is lost)."""
+    deadline = time.monotonic() + for_s
     while True:
-        rc = proc.poll()
-        progress = _read_json(folder / "progress.json")
-        if progress:
-            if progress["losses"] and progress["step"] != record.step and (
-                    progress["step"] % max(1, record.steps // 200) == 0 or progress["step"] == record.steps):
-                record.loss_curve.append({"step": progress["step"], **progress["losses"]})
-            probe = progress["artifacts"]
-            if probe and (not record.artifact_curve or record.artifact_curve[-1]["step"] != probe["step"]):
-                record.artifact_curve.append(probe)
-            record.step = progress["step"]
-            record.losses = progress["losses"] or record.losses
-            record.artifacts = {k: v for k, v in probe.items() if k != "step"} or record.artifacts
-            record.seconds_per_step = progress["seconds_per_step"] or record.seconds_per_step
-            if spec.get("resume"):
-                record.resumed_from_step = progress["start_step"]
-        if ckpt.exists() and ckpt.stat().st_mtime_ns != uploaded_mtime:
-            mtime = ckpt.stat().st_mtime_ns
-            store.put_file(Keys.checkpoint(job_id), ckpt)
-            uploaded_mtime = mtime
-        if rc is not None:
-            break
-        t = time.monotonic()
-        if t - last_beat >= settings.heartbeat_s:
-            record.heartbeat_at = now()
-            jobs.save(record)
-            last_beat = t
-            if cancel_at is None and jobs.cancel_requested(job_id):
-                (folder / "cancel").touch()  # the training callback stops after this step
-                cancel_at = t
-        if t - started > settings.job_time_limit_s and cancel_at is None:
-            record.error = f"stopped at the time limit of {settings.job_time_limit_s} s"
-            (folder / "cancel").touch()
-            cancel_at = t
-        if cancel_at is not None and not termed and t - cancel_at > settings.cancel_grace_s:
-            _signal_group(proc, signal.SIGTERM)
-            termed = True
-        if termed and not killed and t - cancel_at > 2 * settings.cancel_grace_s:
-            _signal_group(proc, signal.SIGKILL)
-            killed = True
-        time.sleep(POLL_S)
-    _signal_group(proc, signal.SIGKILL)  # nothing of the job may outlive it
+        try:
+            return fn()
+        except StoreError as e:
+            if time.monotonic() > deadline:
+                log.error("could not record %s: %s", what, e)
+                return None
+            time.sleep(1)
 
+
+def run_train_job(settings: Settings, store: ObjectStore, job_id: str, *, worker: str,
+                  requeue: Callable[[str], None]) -> JobState | None:
+    jobs = JobStore(store)
+    decision, record = jobs.start_attempt(job_id, worker=worker, max_attempts=settings.max_attempts,
+                                          stale_after_s=settings.stale_after_s)
+    if decision != Start.run:
+        log.info("job %s: %s", job_id, decision.value)
+        return record.state if record is not None else None
+    attempt = record.attempts
+    folder = settings.work_dir / job_id / f"attempt-{attempt}"
     try:
-        if cancel_at is not None and record.error is None:
-            state = jobs.finish(record, JobState.cancelled).state
-        elif cancel_at is not None:
-            state = jobs.finish(record, JobState.failed, error=record.error).state
-        elif rc == 0:
-            result = _read_json(folder / "result.json") or {}
-            report = {"job": record.model_dump(mode="json"), **{k: result.get(k) for k in
-                      ("losses", "artifacts", "final", "seconds", "skipped")}}
-            store.put_bytes(Keys.report(job_id), json.dumps(report).encode(), content_type="application/json")
-            record.outputs = {"checkpoint": Keys.checkpoint(job_id), "report": Keys.report(job_id)}
-            if result.get("preview"):
-                store.put_file(Keys.preview(job_id), Path(result["preview"]), content_type="image/png")
-                record.outputs["preview"] = Keys.preview(job_id)
-            record.step = result.get("step", record.step)
-            if result.get("artifacts"):
-                record.artifacts = {k: v for k, v in result["artifacts"][-1].items() if k != "step"}
-                record.artifact_curve = result["artifacts"]
-            for item in result.get("panel", []):
-                key = Keys.panel(job_id, item["name"])
-                store.put_file(key, Path(item["path"]), content_type="image/png")
-                record.panel.append({k: v for k, v in item.items() if k != "path"} | {"key": key})
-            state = jobs.finish(record, JobState.succeeded).state
-        else:
-            state = jobs.finish(record, JobState.failed, error=_error_text(folder, rc)).state
+        return _supervise(settings, store, jobs, record, folder, requeue)
+    except LostLease as e:
+        log.warning("job %s attempt %d: %s; stopped", job_id, attempt, e)
+        return None
     finally:
         shutil.rmtree(settings.work_dir / job_id, ignore_errors=True)
-    log.info("job %s %s", job_id, state.value)
+
+
+def _supervise(settings: Settings, store: ObjectStore, jobs: JobStore, record: JobRecord, folder: Path,
+               requeue: Callable[[str], None]) -> JobState | None:
+    job_id, attempt = record.id, record.attempts
+    spec = _prepare(store, record, settings, folder)
+    proc = spawn("train", spec, folder)
+    uploader = CheckpointUploader(store, Keys.checkpoint(job_id), folder)
+    log.info("job %s attempt %d: child pid %d", job_id, attempt, proc.pid)
+    ckpt = folder / protocol.RUN / protocol.CHECKPOINT
+    lease = Lease(lambda: jobs.heartbeat(job_id, attempt, read_json(folder / protocol.PROGRESS)),
+                  settings.heartbeat_s, name=f"heartbeat-{job_id[:8]}")
+    stop_reason: str | None = None  # cancel, drain, time limit
+    stop_at = termed = rc = None
+    started = time.monotonic()
+    ended = False
+    try:
+        # Until the child has ended and its last checkpoint is stored, heartbeats go on.
+        while not (rc is not None and uploader.idle()):
+            rc = proc.poll() if rc is None else rc
+            uploader.offer(ckpt)
+            if lease.lost is not None:
+                raise lease.lost
+            if lease.age() > settings.lease_s:
+                log.error("job %s: no heartbeat for %.0f s; stopping the child so no other worker runs it "
+                          "alongside; the sweeper requeues it", job_id, lease.age())
+                return None  # finally stops the child
+            t = time.monotonic()
+            if rc is None:
+                if stop_reason is None and getattr(lease.record, "cancel_requested_at", None) is not None:
+                    stop_reason = "cancel"
+                if stop_reason is None and draining(settings):
+                    stop_reason = "drain"
+                if stop_reason is None and t - started > settings.job_time_limit_s:
+                    stop_reason = "time limit"
+                if stop_reason is not None and stop_at is None:
+                    (folder / protocol.STOP).touch()  # the training callback stops after this step, with a checkpoint
+                    stop_at = t
+                if stop_at is not None and termed is None and t - stop_at > settings.cancel_grace_s:
+                    signal_group(proc, signal.SIGTERM)
+                    termed = t
+                if termed is not None and t - stop_at > 2 * settings.cancel_grace_s:
+                    signal_group(proc, signal.SIGKILL)
+            time.sleep(POLL_S)
+        ended = True
+    finally:
+        lease.stop()
+        stop_now(proc)
+        # After losing the lease, nothing more is uploaded: a late upload could overwrite the
+        # checkpoint of the attempt that took over.
+        uploader.close(discard=not ended)
+    progress = read_json(folder / protocol.PROGRESS)
+    # The child has ended and its last checkpoint is stored. If the store fails now, the
+    # writes below give up within the lease and the sweeper requeues the job from that checkpoint.
+    end = lambda state, reason=None, result=None: _retry(  # noqa: E731
+        f"job {job_id} {state.value}", lambda: jobs.end_attempt(job_id, attempt, state, reason=reason, result=result),
+        for_s=settings.lease_s)
+    if progress:
+        record = _retry("progress", lambda: jobs.heartbeat(job_id, attempt, progress), for_s=settings.lease_s)
+        if record is None:
+            return None
+    if stop_reason == "cancel":
+        final = end(JobState.cancelled)
+    elif stop_reason == "time limit":
+        final = end(JobState.failed, f"stopped at the time limit of {settings.job_time_limit_s} s")
+    elif stop_reason == "drain" or (rc is not None and rc < 0):
+        reason = ("its worker was asked to stop; requeued to resume from its last checkpoint"
+                  if stop_reason == "drain" else error_text(folder, rc))
+        final = end(JobState.queued, reason)
+        if final is not None:
+            requeue(job_id)
+    elif rc == protocol.EXIT_OK:
+        final = _finish_succeeded(store, jobs, job_id, attempt, folder, settings)
+    else:
+        final = end(JobState.failed, error_text(folder, rc))
+    state = final.state if final is not None else None
+    log.info("job %s attempt %d: %s", job_id, attempt, state.value if state else "left for the sweeper")
     return state
+
+
+def _finish_succeeded(store: ObjectStore, jobs: JobStore, job_id: str, attempt: int, folder: Path,
+                      settings: Settings) -> JobRecord | None:
+    result = read_json(folder / protocol.RESULT) or {}
+
+    def upload() -> None:
+        if result.get("preview"):
+            store.put_file(Keys.preview(job_id), Path(result["preview"]), content_type="image/png")
+        for item in result.get("panel", []):
+            store.put_file(Keys.panel(job_id, item["name"]), Path(item["path"]), content_type="image/png")
+
+    def apply(r: JobRecord) -> None:
+        r.outputs = {"checkpoint": Keys.checkpoint(job_id), "report": Keys.report(job_id)}
+        if result.get("preview"):
+            r.outputs["preview"] = Keys.preview(job_id)
+        r.step = result.get("step", r.step)
+        if result.get("artifacts"):
+            r.artifacts = {k: v for k, v in result["artifacts"][-1].items() if k != "step"}
+            r.artifact_curve = result["artifacts"]
+        r.panel = [{k: v for k, v in item.items() if k != "path"} | {"key": Keys.panel(job_id, item["name"])}
+                   for item in result.get("panel", [])]
+
+    def finish() -> JobRecord:
+        upload()
+        current = jobs.get(job_id)
+        apply(current)
+        report = {"job": current.model_dump(mode="json"),
+                  **{k: result.get(k) for k in ("losses", "artifacts", "final", "seconds", "skipped")}}
+        store.put_bytes(Keys.report(job_id), json.dumps(report).encode(), content_type="application/json")
+        return jobs.end_attempt(job_id, attempt, JobState.succeeded, result=apply)
+
+    return _retry(f"job {job_id} succeeded", finish, for_s=settings.lease_s)
+
+
+# --- stylising --------------------------------------------------------------------------------
 
 
 def run_stylize(settings: Settings, store: ObjectStore, request_id: str) -> JobState | None:
     jobs = JobStore(store)
-    try:
-        record: StylizeRecord = jobs.get_stylize(request_id)
-    except NotFound:
-        return None
-    if record.state != JobState.queued:
-        return record.state
+    decision, record = jobs.start_stylize(request_id, max_attempts=settings.max_attempts,
+                                          stale_after_s=settings.stale_after_s)
+    if decision != Start.run:
+        log.info("stylization %s: %s", request_id, decision.value)
+        return record.state if record is not None else None
+    attempt = record.attempts
     folder = settings.work_dir / f"stylize-{request_id}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
+
+    def fail(reason: str) -> JobState | None:
+        done = _retry("stylization failed", lambda: jobs.update_stylize(
+            request_id, lambda r: r.move(JobState.failed, error=reason)), for_s=settings.lease_s)
+        return done.state if done else None
+
+    proc = None
     try:
         try:
             checkpoint = store.download(Keys.checkpoint(record.job_id), folder / "net.ckpt")
         except ObjectNotFound:
-            record.state, record.error = JobState.failed, "the job has no trained network any more"
-            return jobs.save_stylize(record).state
+            return fail("the job has no trained network any more")
         inputs = [str(store.download(k, folder / k.rsplit("/", 1)[1])) for k in record.inputs]
-        record.state = JobState.running
-        jobs.save_stylize(record)
-        proc = _spawn("stylize", {"checkpoint": str(checkpoint), "inputs": inputs}, folder)
-        rc = proc.wait(timeout=settings.job_time_limit_s)
-        if rc == 0:
-            result = _read_json(folder / "result.json") or {"outputs": []}
-            for i, out in enumerate(result["outputs"]):
-                store.put_file(Keys.stylize_output(request_id, i), Path(out["path"]), content_type="image/png")
-                record.outputs.append(Keys.stylize_output(request_id, i))
-                record.sizes.append((out["width"], out["height"]))
-            record.state = JobState.succeeded
-        else:
-            record.state, record.error = JobState.failed, _error_text(folder, rc)
-        record.finished_at = now()
-        return jobs.save_stylize(record).state
+        proc = spawn("stylize", {"checkpoint": str(checkpoint), "inputs": inputs}, folder)
+        lease = Lease(lambda: jobs.stylize_heartbeat(request_id, attempt), settings.heartbeat_s,
+                      name=f"heartbeat-{request_id[:8]}")
+        started = time.monotonic()
+        try:
+            while (rc := proc.poll()) is None:
+                if lease.lost is not None:
+                    raise lease.lost
+                if lease.age() > settings.lease_s:
+                    return None  # finally stops the child; the sweeper requeues it once the store answers
+                if time.monotonic() - started > settings.stylize_time_limit_s:
+                    stop_now(proc)
+                    return fail(f"stopped at the time limit of {settings.stylize_time_limit_s} s")
+                time.sleep(POLL_S / 5)
+        finally:
+            lease.stop()
+        if rc != protocol.EXIT_OK:
+            return fail(error_text(folder, rc))
+        result = read_json(folder / protocol.RESULT) or {"outputs": []}
+        keys, sizes = [], []
+        for i, out in enumerate(result["outputs"]):
+            store.put_file(Keys.stylize_output(request_id, i), Path(out["path"]), content_type="image/png")
+            keys.append(Keys.stylize_output(request_id, i))
+            sizes.append((out["width"], out["height"]))
+
+        def succeed(r) -> None:
+            if r.state != JobState.running or r.attempts != attempt:
+                raise LostLease(f"stylization {request_id} is {r.state.value}")
+            r.outputs, r.sizes = keys, sizes
+            r.move(JobState.succeeded)
+
+        done = _retry("stylization succeeded", lambda: jobs.update_stylize(request_id, succeed),
+                      for_s=settings.lease_s)
+        return done.state if done else None
+    except (LostLease, NotFound) as e:
+        log.warning("stylization %s: %s", request_id, e)
+        return None
     finally:
+        if proc is not None:
+            stop_now(proc)
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def requeue_stale_jobs(settings: Settings, store: ObjectStore, send) -> list[str]:
-    """Running jobs whose heartbeat stopped (their worker died) go back on the queue; the
-    attempt count in the record stops a job that kills its worker every time."""
+# --- the sweeper --------------------------------------------------------------------------------
+
+
+def sweep(settings: Settings, store: ObjectStore, *, send_train: Callable[[str], None] | None = None,
+          send_stylize: Callable[[str], None] | None = None) -> list[str]:
+    """Running jobs and stylisations whose heartbeat stopped (their worker died, or lost the
+    store) go back on the queue; the attempt count stops one that kills its worker every time."""
     jobs, requeued = JobStore(store), []
-    for job_id in jobs.active_ids():
-        try:
-            record = jobs.get(job_id)
-        except NotFound:
-            continue
-        recently = record.requeued_at and now() - record.requeued_at < timedelta(seconds=settings.stale_after_s)
-        if record.state == JobState.running and _stale(record, settings) and not recently:
-            record.requeued_at = now()  # the next sweep gives the new attempt time to start
-            jobs.save(record)
-            send(job_id)
-            requeued.append(job_id)
-            log.warning("job %s: no heartbeat for %.0f s; requeued", job_id, settings.stale_after_s)
+    if send_train is not None:
+        for job_id in jobs.active_ids("jobs"):
+            if jobs.requeue_if_stale(job_id, stale_after_s=settings.stale_after_s):
+                send_train(job_id)
+                requeued.append(job_id)
+                log.warning("job %s: no heartbeat for %.0f s; requeued", job_id, settings.stale_after_s)
+    if send_stylize is not None:
+        for request_id in jobs.active_ids("stylizations"):
+            if jobs.requeue_stylize_if_stale(request_id, stale_after_s=settings.stale_after_s,
+                                             max_attempts=settings.max_attempts):
+                send_stylize(request_id)
+                requeued.append(request_id)
     return requeued

@@ -1,29 +1,35 @@
-"""Celery tasks: thin wrappers that take an id and hand it to the supervisor."""
+"""Celery tasks: thin wrappers that take an id and hand it to the supervisor; and the worker's
+own signal handlers: the sweeper (requeue work whose worker died) and the drain marker that
+asks running supervisors to checkpoint and requeue when the worker is told to stop."""
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 
 from celery import current_app, shared_task
 from celery.signals import worker_ready, worker_shutting_down
 
-from service.config import Settings
-from service.storage import open_store
-from workers.messages import STYLIZE_TASK, TRAIN_TASK
-from workers.supervisor import requeue_stale_jobs, run_stylize, run_train_job
+from service.core.queue import STYLIZE_QUEUE, STYLIZE_TASK, TRAIN_QUEUE, TRAIN_TASK, JobQueue
+from service.core.settings import Settings
+from service.core.storage import open_store
+from workers.supervisor import drain_marker, run_stylize, run_train_job, sweep
 
 log = logging.getLogger(__name__)
 
 
-def _settings() -> Settings:
-    return getattr(current_app.conf, "checkerless_settings", None) or Settings()
+def _settings(app=None) -> Settings:
+    return getattr((app or current_app).conf, "checkerless_settings", None) or Settings()
 
 
-@shared_task(name=TRAIN_TASK, acks_late=True, reject_on_worker_lost=True)
-def train_job(job_id: str) -> str | None:
+@shared_task(name=TRAIN_TASK, acks_late=True, reject_on_worker_lost=True, bind=True)
+def train_job(self, job_id: str) -> str | None:
     settings = _settings()
-    state = run_train_job(settings, open_store(settings), job_id)
+    queue = JobQueue(self.app)
+    state = run_train_job(settings, open_store(settings), job_id, worker=self.request.hostname or socket.gethostname(),
+                          requeue=lambda i: queue.send(TRAIN_TASK, i))
     return state.value if state else None
 
 
@@ -39,25 +45,37 @@ _stop = threading.Event()
 
 @worker_ready.connect
 def start_sweeper(sender=None, **_) -> None:
-    """In the worker's main process: requeue running jobs whose worker died (their heartbeat
+    """In the worker's main process: requeue running work whose worker died (its heartbeat
     stopped), so a job resumes from its last checkpoint instead of waiting for the broker's
     visibility timeout (set above the longest job, hours away)."""
     app = getattr(sender, "app", None) or current_app
-    settings = getattr(app.conf, "checkerless_settings", None) or Settings()
-    if not getattr(app.conf, "checkerless_sweep", False):  # set by `checkerless worker` for train workers
+    settings = _settings(app)
+    drain_marker(settings, os.getpid()).unlink(missing_ok=True)  # a marker left by an earlier process of this pid
+    queues = getattr(app.conf, "checkerless_queues", [])
+    queue = JobQueue(app)
+    send_train = (lambda i: queue.send(TRAIN_TASK, i)) if TRAIN_QUEUE in queues else None
+    send_stylize = (lambda i: queue.send(STYLIZE_TASK, i)) if STYLIZE_QUEUE in queues else None
+    if send_train is None and send_stylize is None:
         return
 
     def loop() -> None:
         store = open_store(settings)
         while not _stop.wait(max(1.0, settings.stale_after_s / 3)):
             try:
-                requeue_stale_jobs(settings, store, lambda job_id: app.send_task(TRAIN_TASK, args=[job_id]))
-            except Exception:  # noqa: BLE001 - a store hiccup must not kill the sweeper
-                log.exception("sweeping stale jobs failed; will try again")
+                sweep(settings, store, send_train=send_train, send_stylize=send_stylize)
+            except Exception:  # noqa: BLE001 - a store or broker hiccup must not kill the sweeper
+                log.exception("sweeping stale work failed; will try again")
 
     threading.Thread(target=loop, name="checkerless-sweeper", daemon=True).start()
 
 
 @worker_shutting_down.connect
-def stop_sweeper(**_) -> None:
+def drain(**_) -> None:
+    """SIGTERM (as `docker compose stop` sends): Celery waits for running tasks; the marker
+    tells their supervisors to stop training at the next step, keep the checkpoint and
+    requeue the job, so it resumes on another worker within the stop grace period."""
     _stop.set()
+    settings = _settings()
+    marker = drain_marker(settings, os.getpid())
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()

@@ -18,7 +18,7 @@ from torch import nn
 
 from models.artifacts.score import checkerboard_score
 from models.loss_network import LossNetwork
-from models.losses import content_loss, gram_matrix, style_loss
+from models.losses import LossWeights, gram_matrix, perceptual_loss
 
 
 @dataclass(frozen=True)
@@ -70,9 +70,9 @@ def vgg_loss_gradient(loss_net: LossNetwork, image: torch.Tensor, style: torch.T
         target = loss_net(image[None])[loss_net.content_layer]
     g = torch.Generator().manual_seed(0)
     x = (image + 8 * torch.randn(image.shape, generator=g))[None].requires_grad_(True)
-    feats = loss_net(x)
-    loss = content_loss(feats[loss_net.content_layer], target) + 1e-2 * style_loss(feats, target_grams)
-    loss.backward()
+    # TV weighs nothing here: the probe is about the gradient through the loss network.
+    loss = perceptual_loss(loss_net, x, content_target=target, style_grams=target_grams, weights=LossWeights(tv=0))
+    loss["loss"].backward()
     return x.grad[0]
 
 

@@ -45,20 +45,6 @@ def redis_url() -> str:
     client.flushdb()
 
 
-@pytest.fixture(scope="session")
-def s3_endpoint() -> str:
-    from moto.server import ThreadedMotoServer
-
-    import logging
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per S3 request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture(scope="module")
 def service_env(redis_url, s3_endpoint, tmp_path_factory) -> dict[str, str]:
     data = tmp_path_factory.mktemp("data")
@@ -94,6 +80,10 @@ class Worker:
         wait_for(lambda: b" ready." in log.read_bytes() or self.proc.poll() is not None, timeout=90, what="the worker")
         assert self.proc.poll() is None, log.read_text()[-3000:]
 
+    def terminate(self) -> None:
+        """SIGTERM to the worker's main process alone, as `docker compose stop` sends it."""
+        self.proc.send_signal(signal.SIGTERM)
+
     def kill(self) -> None:
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=30)
@@ -112,11 +102,17 @@ def start_worker(service_env, tmp_path_factory):
     started: list[Worker] = []
     logs = tmp_path_factory.mktemp("logs")
 
-    def start() -> Worker:
-        w = Worker(service_env, logs / f"worker-{len(started)}.log")
+    def start(**env: str) -> Worker:
+        """A worker; keyword arguments override its environment (CHECKERLESS_...)."""
+        w = Worker({**service_env, **env}, logs / f"worker-{len(started)}.log")
         started.append(w)
         return w
 
+    def stop_all() -> None:
+        for w in started:
+            w.stop()
+
+    start.stop_all = stop_all
     yield start
     for w in started:
         w.stop()
@@ -127,7 +123,7 @@ def api(service_env, tmp_path_factory) -> httpx.Client:
     port = free_port()
     log = tmp_path_factory.mktemp("api") / "api.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory", "--host", "127.0.0.1",
+        [sys.executable, "-m", "uvicorn", "service.api.main:create_app", "--factory", "--host", "127.0.0.1",
          "--port", str(port), "--log-level", "warning"],
         env={**os.environ, **service_env}, cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)

@@ -40,11 +40,13 @@ def worker_pids(data_dir) -> list[int]:
 
 
 def test_serve_then_submit_watch_and_stylize_with_the_client(tmp_path):
-    port, data = free_port(), tmp_path / "data"
+    """Started in an empty folder, `serve` writes only under --data-dir (broker, store, scratch)."""
+    port, data, empty = free_port(), tmp_path / "data", tmp_path / "here"
+    empty.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")}
     env["OMP_NUM_THREADS"] = "1"
     server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--data-dir", str(data)],
-                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                              cwd=empty, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: _ok(url), timeout=60, what="checkerless serve")
@@ -72,7 +74,9 @@ def test_serve_then_submit_watch_and_stylize_with_the_client(tmp_path):
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
-    wait_for(lambda: not worker_pids(data), timeout=40, what="the workers to stop with the server")
+    wait_for(lambda: not worker_pids(data), timeout=70, what="the workers to stop with the server")
+    assert list(empty.iterdir()) == []
+    assert {p.name for p in data.iterdir()} <= {"broker", "store", "work"}
 
 
 def test_the_client_says_when_the_api_is_down(tmp_path):

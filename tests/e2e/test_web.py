@@ -70,6 +70,11 @@ def test_an_experiment_through_the_page(server, browser, tmp_path):
     page.wait_for_selector("#decoders input[value=deconv]")
     assert page.is_checked("#decoders input[value=deconv]") and page.is_checked("#decoders input[value=resize-nearest]")
     page.set_input_files("input[name=style]", str(style))
+    # The form's defaults and limits are the training config's, read from the API's schema.
+    from models.config import DEFAULTS, LIMITS
+
+    assert page.input_value("input[name=steps]") == str(DEFAULTS.steps)
+    assert page.get_attribute("input[name=size]", "max") == str(LIMITS["size"][1])
     page.fill("input[name=size]", "32")
     page.fill("input[name=steps]", "4")
     page.fill("input[name=batch]", "1")

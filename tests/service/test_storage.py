@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from moto.server import ThreadedMotoServer
 
-from service.storage import (
+from service.core.storage import (
     LocalStore,
     ObjectNotFound,
     ObjectStore,

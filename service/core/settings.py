@@ -1,5 +1,6 @@
 """The service's settings: the only reader of environment variables (prefix CHECKERLESS_).
-`.env.example` lists them; tests build a Settings object directly."""
+`.env.example` lists them; tests build a Settings object directly. Every file the embedded
+mode writes (store, broker, worker scratch) lies under `data_dir`."""
 
 from __future__ import annotations
 
@@ -33,10 +34,11 @@ class Settings(BaseSettings):
     # Jobs.
     max_attempts: int = Field(3, ge=1)  # a job whose worker dies this often fails with the reason
     job_time_limit_s: int = Field(48 * 3600, gt=0)  # the longest job; the broker waits longer
-    checkpoint_every: int = Field(100, ge=1)
+    checkpoint_every: int | None = Field(None, ge=1)  # operator's default; None: the training config's
     heartbeat_s: float = Field(2.0, gt=0)  # how often a running job's record is refreshed
     stale_after_s: float = Field(30.0, gt=0)  # a running job not refreshed for this long is requeued
     cancel_grace_s: float = Field(20.0, ge=0)  # after the cancel flag, before SIGTERM (and again to SIGKILL)
+    stylize_time_limit_s: int = Field(600, gt=0)  # a stylisation still running after this fails
     device: str = "auto"
     vgg16_weights: str | None = None
 
@@ -55,3 +57,13 @@ class Settings(BaseSettings):
     @property
     def work_dir(self) -> Path:
         return self.data_dir / "work"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.data_dir / "broker"
+
+    @property
+    def lease_s(self) -> float:
+        """A supervisor that could not renew its job's heartbeat for this long stops its child:
+        half the stale timeout, so it has stopped before a sweeper may requeue the job."""
+        return self.stale_after_s / 2

@@ -1,4 +1,4 @@
-"""Builds the HTTP app; nothing else. `uvicorn service.main:create_app --factory`."""
+"""Builds the HTTP app; nothing else. `uvicorn service.api.main:create_app --factory`."""
 
 from __future__ import annotations
 
@@ -8,22 +8,24 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from service import errors
-from service.config import Settings
-from service.deps import Services
-from service.jobs import JobStore
-from service.routes import experiments, health, jobs, uploads
-from service.storage import open_store
-from service.uploads import BodyLimit
-from workers.celery_app import make_celery
+from service.api import errors
+from service.api.deps import Services
+from service.api.routes import experiments, health, jobs, uploads
+from service.api.uploads import BodyLimit
+from service.core.jobs import JobStore
+from service.core.queue import JobQueue, make_celery
+from service.core.settings import Settings
+from service.core.storage import ObjectStore, open_store
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, store: ObjectStore | None = None,
+               queue: JobQueue | None = None) -> FastAPI:
     settings = settings or Settings()
-    store = open_store(settings)
+    store = store or open_store(settings)
     app = FastAPI(title="checkerless", version="0.1.0",
                   description="Train style-transfer networks, stylise images, measure checkerboard artifacts.")
-    app.state.services = Services(settings=settings, store=store, jobs=JobStore(store), celery=make_celery(settings))
+    app.state.services = Services(settings=settings, store=store, jobs=JobStore(store),
+                                  queue=queue or JobQueue(make_celery(settings)))
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
     errors.install(app)
     for router in (health.router, uploads.router, jobs.router, experiments.router):

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, File, Response, UploadFile
 
-from service.compare import DIFF_GAIN, difference_png, spectrum_png
-from service.deps import Services, ServicesDep
-from service.errors import Conflict
-from service.jobs import ExperimentRecord, JobState, NotFound, new_id
-from service.routes.jobs import public, request_stylize, stylization_public, submit
-from service.schemas import ExperimentCreate
-from service.uploads import check_image
+from service.api.compare import DIFF_GAIN, difference_png, spectrum_png
+from service.api.deps import Services, ServicesDep
+from service.api.routes.jobs import public, stylization_public
+from service.api.schemas import ExperimentCreate
+from service.api.uploads import check_image
+from service.core.errors import NotFound
+from service.core.records import ExperimentRecord, JobState
+from service.core.submit import create_experiment as create_jobs, request_stylize
 
 router = APIRouter(tags=["experiments"])
 
@@ -49,12 +50,8 @@ def experiment_public(services: Services, exp: ExperimentRecord) -> dict:
 def create_experiment(request: ExperimentCreate, services: ServicesDep) -> dict:
     """Train two or more decoder variants alike: same seed (so the same shared initial weights
     and data order), same settings, only the decoder differs."""
-    experiment_id = new_id()
-    jobs = [submit(services, request.job(decoder), experiment_id=experiment_id) for decoder in request.variants]
-    exp = services.jobs.save_experiment(ExperimentRecord(
-        id=experiment_id, style_id=request.style_id, content_set_id=request.content_set_id,
-        settings=request.model_dump(exclude={"variants", "style_id", "content_set_id"}),
-        variants=[{"decoder": j.config["decoder"], "job_id": j.id} for j in jobs]))
+    exp = create_jobs(services.jobs, services.queue, style_id=request.style_id, content_set_id=request.content_set_id,
+                      shared=request.train_settings(services.settings.checkpoint_every), variants=request.variants)
     return experiment_public(services, exp)
 
 
@@ -79,10 +76,6 @@ def get_experiment(experiment_id: str, services: ServicesDep) -> dict:
 @router.delete("/experiments/{experiment_id}", status_code=204)
 def delete_experiment(experiment_id: str, services: ServicesDep) -> Response:
     """Delete a finished experiment, its jobs and every object they stored."""
-    exp = services.jobs.get_experiment(experiment_id)
-    running = [v["decoder"] for v in exp.variants if not services.jobs.get(v["job_id"]).final]
-    if running:
-        raise Conflict(f"variant(s) {', '.join(running)} still running; cancel them first")
     services.jobs.delete_experiment(experiment_id)
     return Response(status_code=204)
 
@@ -124,5 +117,7 @@ def stylize_all(experiment_id: str, services: ServicesDep, files: list[UploadFil
     exp = services.jobs.get_experiment(experiment_id)
     images = [check_image(f.file.read(), name=f.filename or f"image {i}", max_pixels=services.settings.max_pixels)
               for i, f in enumerate(files)]
-    return [{"decoder": v["decoder"], "stylization": stylization_public(request_stylize(services, v["job_id"], images))}
+    pngs = [i.png for i in images]
+    return [{"decoder": v["decoder"],
+             "stylization": stylization_public(request_stylize(services.jobs, services.queue, v["job_id"], pngs))}
             for v in exp.variants]

@@ -11,8 +11,8 @@ import numpy as np
 from PIL import Image
 
 from models.artifacts.spectra import difference_spectrum, log_spectrum, plot_spectrum
-from service.jobs import Keys
-from service.storage import ObjectStore
+from service.core.keys import Keys
+from service.core.storage import ObjectStore
 
 DIFF_GAIN = 4  # |A - B| x 4: small differences become visible; the factor is printed on the page
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from celery import Celery
 from fastapi import Depends, Request
 
-from service.config import Settings
-from service.jobs import JobStore
-from service.storage import ObjectStore
+from service.core.jobs import JobStore
+from service.core.queue import JobQueue
+from service.core.settings import Settings
+from service.core.storage import ObjectStore
 
 
 @dataclass
@@ -18,7 +18,7 @@ class Services:
     settings: Settings
     store: ObjectStore
     jobs: JobStore
-    celery: Celery
+    queue: JobQueue
 
 
 def get_services(request: Request) -> Services:

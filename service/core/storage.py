@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import abc
 import builtins
+import fcntl
+import hashlib
 import os
 import re
 import shutil
@@ -35,6 +37,7 @@ __all__ = [
     "S3Store",
     "StoreError",
     "StoreUnavailable",
+    "VersionConflict",
     "check_key",
 ]
 
@@ -60,6 +63,14 @@ class ObjectNotFound(StoreError):
 
 class StoreUnavailable(StoreError):
     """The store cannot be reached (server down, wrong endpoint, missing bucket or folder)."""
+
+
+class VersionConflict(StoreError):
+    """A conditional write lost: the object changed (or appeared) since it was read."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"object {key!r} changed since it was read")
+        self.key = key
 
 
 def check_key(key: str) -> str:
@@ -145,6 +156,17 @@ class ObjectStore(abc.ABC):
     @abc.abstractmethod
     def get_bytes(self, key: str) -> bytes:
         """The object's bytes; ObjectNotFound if missing."""
+
+    @abc.abstractmethod
+    def get_versioned(self, key: str) -> tuple[bytes, str]:
+        """The object's bytes and its version (an ETag: the MD5 of the bytes, as S3 gives it)."""
+
+    @abc.abstractmethod
+    def put_if(self, key: str, data: bytes, *, version: str | None,
+               content_type: str = DEFAULT_CONTENT_TYPE) -> str:
+        """Write only if the object is still at `version` (None: only if it does not exist);
+        else raise VersionConflict. Returns the new version. The compare-and-set that keeps
+        concurrent writers of one record from losing each other's changes."""
 
     @abc.abstractmethod
     def download(self, key: str, path: Path) -> Path:
@@ -237,6 +259,36 @@ class LocalStore(ObjectStore):
         except (FileNotFoundError, IsADirectoryError) as e:  # deleted meanwhile
             raise ObjectNotFound(key) from e
 
+    def get_versioned(self, key: str) -> tuple[bytes, str]:
+        data = self.get_bytes(key)
+        return data, _md5(data)
+
+    @contextmanager
+    def _locked(self, key: str) -> Iterator[None]:
+        # One lock file per key, in a folder whose '~' keeps it out of every listing.
+        folder = self.root / ".locks~"
+        folder.mkdir(exist_ok=True)
+        with open(folder / check_key(key).replace("/", "~"), "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def put_if(self, key: str, data: bytes, *, version: str | None,
+               content_type: str = DEFAULT_CONTENT_TYPE) -> str:
+        with self._locked(key):
+            path = self._path(key)
+            try:
+                current = _md5(path.read_bytes())
+            except (FileNotFoundError, NotADirectoryError):
+                current = None
+            if current != version:
+                raise VersionConflict(key)
+            with self._writing(key) as dest:
+                _write_atomically(dest, bytes(data))
+        return _md5(data)
+
     def download(self, key: str, path: Path) -> Path:
         path = Path(path)
         try:
@@ -312,6 +364,10 @@ class LocalStore(ObjectStore):
         return f"local folder {self.root}"
 
 
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
 def _file_chunks(f: IO[bytes], chunk_size: int) -> Iterator[bytes]:
     with f:
         while chunk := f.read(chunk_size):
@@ -319,6 +375,8 @@ def _file_chunks(f: IO[bytes], chunk_size: int) -> Iterator[bytes]:
 
 
 _NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+# S3's answers to a conditional write that lost (412), or raced another one (409).
+_CONFLICT_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
 
 
 def _code(e: botocore.exceptions.ClientError) -> str:
@@ -443,6 +501,30 @@ class S3Store(ObjectStore):
             body = self._client.get_object(Bucket=self.bucket, Key=key)["Body"]
             with body:
                 return body.read()
+
+    def get_versioned(self, key: str) -> tuple[bytes, str]:
+        check_key(key)
+        with self._errors(key):
+            response = self._client.get_object(Bucket=self.bucket, Key=key)
+            with response["Body"] as body:
+                return body.read(), response["ETag"].strip('"')
+
+    def put_if(self, key: str, data: bytes, *, version: str | None,
+               content_type: str = DEFAULT_CONTENT_TYPE) -> str:
+        check_key(key)
+        condition = {"IfNoneMatch": "*"} if version is None else {"IfMatch": f'"{version}"'}
+        try:
+            with self._errors(key):
+                response = self._client.put_object(Bucket=self.bucket, Key=key, Body=bytes(data),
+                                                   ContentType=content_type, **condition)
+        except StoreError as e:
+            cause = e.__cause__
+            if isinstance(cause, botocore.exceptions.ClientError) and _code(cause) in _CONFLICT_CODES:
+                raise VersionConflict(key) from cause
+            if isinstance(cause, botocore.exceptions.ClientError) and _code(cause) in _NOT_FOUND_CODES:
+                raise VersionConflict(key) from cause  # If-Match on an object deleted meanwhile
+            raise
+        return response["ETag"].strip('"')
 
     def download(self, key: str, path: Path) -> Path:
         check_key(key)

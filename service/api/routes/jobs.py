@@ -3,13 +3,13 @@ from __future__ import annotations
 from fastapi import APIRouter, File, Response, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from models.config import TrainConfig
-from service.deps import Services, ServicesDep
-from service.errors import Conflict, Unavailable
-from service.jobs import JobRecord, JobState, Keys, NotFound, StylizeRecord, new_id
-from service.schemas import JobCreate, JobPublic, StylizationPublic
-from service.uploads import check_image
-from workers.messages import STYLIZE_QUEUE, STYLIZE_TASK, TRAIN_QUEUE, TRAIN_TASK
+from service.api.deps import Services, ServicesDep
+from service.api.schemas import JobCreate, JobPublic, StylizationPublic
+from service.api.uploads import check_image
+from service.core.errors import Conflict, NotFound
+from service.core.keys import Keys
+from service.core.records import JobRecord, StylizeRecord
+from service.core.submit import request_stylize, submit_job
 
 router = APIRouter(tags=["jobs"])
 FILES = {"checkpoint": ("application/octet-stream", Keys.checkpoint),
@@ -22,45 +22,21 @@ def public(services: Services, record: JobRecord) -> JobPublic:
     links.update({name: f"{base}/{name}" for name in FILES if name in record.outputs})
     return JobPublic(
         **record.model_dump(include={"id", "state", "step", "steps", "config", "style_id", "content_set_id", "losses",
-                                     "artifacts", "seconds_per_step", "attempts", "resumed_from_step", "error",
-                                     "created_at", "started_at", "finished_at", "loss_curve", "artifact_curve"}),
+                                     "artifacts", "seconds_per_step", "attempts", "history", "resumed_from_step",
+                                     "error", "created_at", "started_at", "finished_at", "loss_curve",
+                                     "artifact_curve"}),
         panel=[{k: v for k, v in p.items() if k != "key"} | {"url": f"{base}/panel/{p['name']}"} for p in record.panel],
         decoder=record.config["decoder"], links=links,
-        cancel_requested=not record.final and services.jobs.cancel_requested(record.id),
+        cancel_requested=not record.final and record.cancel_requested_at is not None,
     )
-
-
-def enqueue(services: Services, task: str, queue: str, item_id: str) -> None:
-    try:
-        services.celery.send_task(task, args=[item_id], queue=queue, retry=True,
-                                  retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5})
-    except Exception as e:  # noqa: BLE001 - any publish failure: the broker is unreachable
-        raise Unavailable(f"the job queue is unreachable ({type(e).__name__}); try again later") from None
-
-
-def submit(services: Services, request: JobCreate, *, experiment_id: str | None = None) -> JobRecord:
-    if not services.jobs.style_exists(request.style_id):
-        raise NotFound(f"no style {request.style_id!r}; upload one with POST /v1/styles")
-    if request.content_set_id is not None:
-        services.jobs.content_set_meta(request.content_set_id)
-    settings = request.model_dump(exclude={"style_id", "content_set_id"}, exclude_none=True)
-    settings.setdefault("checkpoint_every", services.settings.checkpoint_every)
-    config = TrainConfig(**settings)  # the same validation as the CLI
-    record = services.jobs.create(JobRecord(
-        id=new_id(), config=config.to_dict(), style_id=request.style_id, content_set_id=request.content_set_id,
-        steps=config.steps, experiment_id=experiment_id))
-    try:
-        enqueue(services, TRAIN_TASK, TRAIN_QUEUE, record.id)
-    except Unavailable:
-        services.jobs.finish(record, JobState.failed, error="could not be queued: the job queue was unreachable")
-        raise
-    return record
 
 
 @router.post("/jobs", status_code=201, response_model=JobPublic)
 def create_job(request: JobCreate, services: ServicesDep) -> JobPublic:
     """Submit a training job; it is queued for a worker."""
-    return public(services, submit(services, request))
+    settings = {**request.train_settings(services.settings.checkpoint_every), "decoder": request.decoder}
+    return public(services, submit_job(services.jobs, services.queue, style_id=request.style_id,
+                                       content_set_id=request.content_set_id, settings=settings))
 
 
 @router.get("/jobs", response_model=list[JobPublic])
@@ -78,11 +54,7 @@ def get_job(job_id: str, services: ServicesDep) -> JobPublic:
 @router.post("/jobs/{job_id}/cancel", status_code=202, response_model=JobPublic)
 def cancel_job(job_id: str, services: ServicesDep) -> JobPublic:
     """Ask a queued or running job to stop; it keeps its last checkpoint."""
-    record = services.jobs.get(job_id)
-    if record.final:
-        raise Conflict(f"job {job_id} has already {record.state.value}")
-    services.jobs.request_cancel(job_id)
-    return public(services, record)
+    return public(services, services.jobs.request_cancel(job_id))
 
 
 @router.delete("/jobs/{job_id}", status_code=204)
@@ -135,21 +107,7 @@ def stylize(job_id: str, services: ServicesDep, files: list[UploadFile] = File(.
     """Stylise one or more images with a finished job's network (queued; poll the result)."""
     images = [check_image(f.file.read(), name=f.filename or f"image {i}", max_pixels=services.settings.max_pixels)
               for i, f in enumerate(files)]
-    return stylization_public(request_stylize(services, job_id, images))
-
-
-def request_stylize(services: Services, job_id: str, images: list) -> StylizeRecord:
-    record = services.jobs.get(job_id)
-    if record.state != JobState.succeeded:
-        raise Conflict(f"job {job_id} is {record.state.value}; only a succeeded job can stylise")
-    request_id = new_id()
-    inputs = []
-    for i, image in enumerate(images):
-        services.store.put_bytes(Keys.stylize_input(request_id, i), image.png, content_type="image/png")
-        inputs.append(Keys.stylize_input(request_id, i))
-    req = services.jobs.save_stylize(StylizeRecord(id=request_id, job_id=job_id, inputs=inputs))
-    enqueue(services, STYLIZE_TASK, STYLIZE_QUEUE, request_id)
-    return req
+    return stylization_public(request_stylize(services.jobs, services.queue, job_id, [i.png for i in images]))
 
 
 def stylization_public(req: StylizeRecord) -> StylizationPublic:

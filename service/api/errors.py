@@ -7,17 +7,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from models.images import ImageError
-from service.jobs import NotFound
-from service.storage import StoreUnavailable
-
-
-class Conflict(Exception):
-    """The request is valid but not in this state (e.g. stylising with an unfinished job)."""
-
-
-class Unavailable(Exception):
-    """A part we depend on (broker, store) cannot be reached."""
-
+from service.core.errors import Conflict, NotFound, Unavailable
+from service.core.storage import StoreUnavailable
 
 # Domain errors and their HTTP status; the message is the exception's own.
 STATUS: dict[type[Exception], int] = {

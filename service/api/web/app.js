@@ -79,8 +79,21 @@ const Checkerless = (() => {
   }
 
   // ---- the index page: submit, and lists with live progress --------------------------------
+  // The form's defaults and limits are the API's own (one place: the training config).
+  async function settingsFromSchema(form) {
+    const schema = (await api("/openapi.json")).components.schemas.JobCreate.properties;
+    for (const input of form.querySelectorAll("input[data-setting]")) {
+      const field = schema[input.name];
+      input.value = field.default;
+      if (field.minimum !== undefined) input.min = field.minimum;
+      if (field.exclusiveMinimum !== undefined) input.min = field.exclusiveMinimum;
+      if (field.maximum !== undefined) input.max = field.maximum;
+    }
+  }
+
   async function index() {
     const decoders = await api("/v1/decoders");
+    await settingsFromSchema($("#experiment-form"));
     $("#decoders").innerHTML = decoders.map(d => `<label style="flex-direction:row;gap:6px;color:var(--ink)">
       <input type="checkbox" name="decoder" value="${esc(d.name)}" ${["deconv", "resize-nearest"].includes(d.name) ? "checked" : ""}>
       ${esc(d.name)} <span class="muted">(${esc(d.overlap)} overlap)</span></label>`).join("");

@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from service.deps import ServicesDep
+from service.api.deps import ServicesDep
 
 router = APIRouter(tags=["health"])
 
@@ -24,8 +24,7 @@ def ready(services: ServicesDep) -> JSONResponse:
     except Exception as e:  # noqa: BLE001 - any failure means not ready; say which
         checks["store"] = f"unreachable: {e}"
     try:
-        with services.celery.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=3)
+        services.queue.ping()
         checks["broker"] = "ok"
     except Exception as e:  # noqa: BLE001
         checks["broker"] = f"unreachable: {e}"

@@ -1,4 +1,4 @@
-"""Request and response shapes of the HTTP API (stored shapes live in service/jobs.py)."""
+"""Request and response shapes of the HTTP API (stored shapes live in service/core/records.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from models.config import DEFAULT_WEIGHTS, MAX_BATCH, MAX_SIZE, MAX_STEPS
+from models.config import DEFAULTS, LIMITS, MAX_LR
 from models.vocabulary import decoder_label, parse_decoder
-from service.jobs import JobState
+from service.core.records import JobState
 
 
 class TrainSettings(BaseModel):
@@ -18,21 +18,29 @@ class TrainSettings(BaseModel):
 
     style_id: str
     content_set_id: str | None = Field(None, description="An uploaded content set; omit for the built-in photographs.")
-    size: int = Field(128, ge=16, le=MAX_SIZE)
-    steps: int = Field(200, ge=1, le=MAX_STEPS)
-    batch: int = Field(4, ge=1, le=MAX_BATCH)
-    lr: float = Field(1e-3, gt=0, le=1)
-    content_weight: float = Field(DEFAULT_WEIGHTS["content"], ge=0)
-    style_weight: float = Field(DEFAULT_WEIGHTS["style"], ge=0)
-    tv_weight: float = Field(DEFAULT_WEIGHTS["tv"], ge=0)
-    seed: int = Field(0, ge=0, le=2**32 - 1)
-    checkpoint_every: int | None = Field(None, ge=1, le=MAX_STEPS, description="Steps between checkpoints.")
+    size: int = Field(DEFAULTS.size, ge=LIMITS["size"][0], le=LIMITS["size"][1], description="Crop size in pixels.")
+    steps: int = Field(DEFAULTS.steps, ge=LIMITS["steps"][0], le=LIMITS["steps"][1], description="Optimiser steps.")
+    batch: int = Field(DEFAULTS.batch, ge=LIMITS["batch"][0], le=LIMITS["batch"][1], description="Crops per step.")
+    lr: float = Field(DEFAULTS.lr, gt=0, le=MAX_LR, description="Adam learning rate.")
+    content_weight: float = Field(DEFAULTS.content_weight, ge=0)
+    style_weight: float = Field(DEFAULTS.style_weight, ge=0)
+    tv_weight: float = Field(DEFAULTS.tv_weight, ge=0)
+    seed: int = Field(DEFAULTS.seed, ge=LIMITS["seed"][0], le=LIMITS["seed"][1])
+    checkpoint_every: int | None = Field(None, ge=LIMITS["checkpoint_every"][0], le=LIMITS["checkpoint_every"][1],
+                                         description="Steps between checkpoints [default: the server's].")
+
+    def train_settings(self, default_checkpoint_every: int | None) -> dict:
+        """The TrainConfig fields of this request (the decoder and variants aside)."""
+        settings = self.model_dump(exclude={"style_id", "content_set_id", "variants", "decoder"}, exclude_none=True)
+        if "checkpoint_every" not in settings and default_checkpoint_every is not None:
+            settings["checkpoint_every"] = default_checkpoint_every
+        return settings
 
 
 class JobCreate(TrainSettings):
     """A training job: a style, content (an uploaded set or the built-in photos) and settings."""
 
-    decoder: str | list[str] = Field("resize-nearest", description="One decoder name, or one per upsampling stage.")
+    decoder: str | list[str] = Field(DEFAULTS.decoder, description="One decoder name, or one per upsampling stage.")
 
     @field_validator("decoder")
     @classmethod
@@ -56,8 +64,16 @@ class ExperimentCreate(TrainSettings):
             raise ValueError(f"variant {dupes[0]!r} appears more than once; each variant must differ")
         return labels
 
-    def job(self, decoder: str) -> JobCreate:
-        return JobCreate(decoder=decoder, **self.model_dump(exclude={"variants"}))
+
+class AttemptPublic(BaseModel):
+    number: int
+    worker: str
+    started_at: datetime
+    ended_at: datetime | None
+    start_step: int
+    end_step: int | None
+    outcome: str | None
+    reason: str | None
 
 
 class JobPublic(BaseModel):
@@ -74,6 +90,7 @@ class JobPublic(BaseModel):
     artifacts: dict[str, float]
     seconds_per_step: float | None
     attempts: int
+    history: list[AttemptPublic]
     resumed_from_step: int | None
     error: str | None
     created_at: datetime

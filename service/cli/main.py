@@ -19,6 +19,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from models.config import DEFAULTS, LIMITS  # torch-free: the defaults and limits, written once
+
 app = typer.Typer(
     name="checkerless",
     help="Train style-transfer networks and measure their checkerboard artifacts.",
@@ -31,8 +33,8 @@ err = Console(stderr=True)
 
 
 def _add_subcommands() -> None:
-    from service.cli_artifacts import app as artifacts_app
-    from service.cli_service import jobs_app, serve, worker
+    from service.cli.artifacts import app as artifacts_app
+    from service.cli.serve import jobs_app, serve, worker
 
     app.add_typer(artifacts_app, name="artifacts")
     app.add_typer(jobs_app, name="jobs")
@@ -72,18 +74,18 @@ def decoders(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")
 def train(
     style: Annotated[Optional[str], typer.Argument(help="Style image file, or a built-in style: ihc, hubble, colorwheel, gravel, brick.")] = None,
     content: Annotated[Optional[Path], typer.Option(help="Folder of content images (searched recursively); default: scikit-image's built-in photographs.")] = None,
-    decoder: Annotated[str, typer.Option(help="Decoder name, or one per stage comma-separated (see `checkerless decoders`).")] = "resize-nearest",
-    size: Annotated[int, typer.Option(help="Crop size in pixels.")] = 128,
-    steps: Annotated[Optional[int], typer.Option(help="Optimiser steps [default: 200; with --resume: the checkpoint's].")] = None,
-    batch: Annotated[int, typer.Option(help="Crops per step.")] = 4,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
-    content_weight: Annotated[float, typer.Option(help="Weight of the relu2_2 content loss.")] = 1.0,
-    style_weight: Annotated[float, typer.Option(help="Weight of the Gram style loss.")] = 1e-2,
-    tv_weight: Annotated[float, typer.Option(help="Weight of the total-variation loss.")] = 10.0,
-    style_size: Annotated[Optional[int], typer.Option(help="Shorter side of the style image [default: the crop size].")] = None,
-    seed: Annotated[int, typer.Option(help="Seed: same seed, same initial shared weights and data order.")] = 0,
-    loss_network: Annotated[str, typer.Option(help="vgg19 (offline, default) or vgg16 (torchvision's weights file).")] = "vgg19",
-    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 100,
+    decoder: Annotated[str, typer.Option(help="Decoder name, or one per stage comma-separated (see `checkerless decoders`).")] = DEFAULTS.decoder,
+    size: Annotated[int, typer.Option(help="Crop size in pixels.")] = DEFAULTS.size,
+    steps: Annotated[Optional[int], typer.Option(help=f"Optimiser steps (default: {DEFAULTS.steps}; with --resume: the checkpoint's).")] = None,
+    batch: Annotated[int, typer.Option(help="Crops per step.")] = DEFAULTS.batch,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = DEFAULTS.lr,
+    content_weight: Annotated[float, typer.Option(help="Weight of the relu2_2 content loss.")] = DEFAULTS.content_weight,
+    style_weight: Annotated[float, typer.Option(help="Weight of the Gram style loss.")] = DEFAULTS.style_weight,
+    tv_weight: Annotated[float, typer.Option(help="Weight of the total-variation loss.")] = DEFAULTS.tv_weight,
+    style_size: Annotated[Optional[int], typer.Option(help="Shorter side of the style image (default: the crop size).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed: same seed, same initial shared weights and data order.")] = DEFAULTS.seed,
+    loss_network: Annotated[str, typer.Option(help="vgg19 (offline, default) or vgg16 (torchvision's weights file).")] = DEFAULTS.loss_network,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = DEFAULTS.checkpoint_every,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder: last.ckpt, logs/, preview.png.")] = Path("runs/style"),
     resume: Annotated[Optional[Path], typer.Option(help="Continue from this checkpoint (settings come from it).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
@@ -91,12 +93,9 @@ def train(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON, no progress bar.")] = False,
 ) -> None:
     """Train a transfer network on one style. Ctrl-C stops cleanly and keeps a checkpoint."""
-    from models.config import TrainConfig
-    from models.data import BUILTIN_PHOTOS
-    from models.images import save_png
-    from models.stylize import stylize_tensor
     from models.checkpoint import load_network
-    from models.images import to_tensor, resize_shorter
+    from models.config import TrainConfig
+    from models.preview import save_preview
     from models.training import train as run_training
 
     _quiet_lightning()  # after the import: Lightning sets its log level when imported
@@ -108,7 +107,7 @@ def train(
     config = None
     if resume is None:
         config = TrainConfig(
-            decoder=decoder, size=size, steps=200 if steps is None else steps, batch=batch, lr=lr,
+            decoder=decoder, size=size, steps=DEFAULTS.steps if steps is None else steps, batch=batch, lr=lr,
             content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
             style_size=style_size, seed=seed, loss_network=loss_network, checkpoint_every=checkpoint_every,
         )
@@ -130,8 +129,7 @@ def train(
         signal.signal(signal.SIGINT, previous)
 
     net, info = load_network(result.checkpoint)
-    preview = save_png(stylize_tensor(net, to_tensor(resize_shorter(BUILTIN_PHOTOS["chelsea"](), 256))),
-                       Path(out_dir) / "preview.png")
+    preview = save_preview(net, Path(out_dir) / "preview.png")
     summary = {
         "checkpoint": str(result.checkpoint), "preview": str(preview), "decoder": info.config.decoder,
         "step": result.step, "steps": result.steps, "stopped": result.stopped,
@@ -155,10 +153,10 @@ def demo(
     style: Annotated[str, typer.Option(help="Style image file or built-in style.")] = "ihc",
     decoders: Annotated[str, typer.Option(help="Decoders to compare, separated by spaces (a per-stage mix uses commas).")] = "deconv resize-nearest",
     steps: Annotated[int, typer.Option(help="Optimiser steps per variant.")] = 100,
-    size: Annotated[int, typer.Option(help="Crop size in pixels.")] = 128,
-    batch: Annotated[int, typer.Option(help="Crops per step.")] = 4,
-    style_weight: Annotated[float, typer.Option(help="Weight of the Gram style loss.")] = 1e-2,
-    seed: Annotated[int, typer.Option(help="Seed shared by every variant.")] = 0,
+    size: Annotated[int, typer.Option(help="Crop size in pixels.")] = DEFAULTS.size,
+    batch: Annotated[int, typer.Option(help="Crops per step.")] = DEFAULTS.batch,
+    style_weight: Annotated[float, typer.Option(help="Weight of the Gram style loss.")] = DEFAULTS.style_weight,
+    seed: Annotated[int, typer.Option(help="Seed shared by every variant.")] = DEFAULTS.seed,
     photo: Annotated[str, typer.Option(help="Built-in photo to score (--offline: to stylise at full size).")] = "chelsea",
     port: Annotated[int, typer.Option(help="Port of the embedded server.", min=1, max=65535)] = 8000,
     offline: Annotated[bool, typer.Option(help="No server: train in this process and write figures (comparison.png, artifact_curves.png).")] = False,
@@ -171,7 +169,7 @@ def demo(
 
     config = TrainConfig(steps=steps, size=size, batch=batch, style_weight=style_weight, seed=seed)
     if not offline:
-        from service.cli_service import demo_through_service
+        from service.cli.serve import demo_through_service
 
         return demo_through_service(config=config, style=style, variants=decoders.split(), photo=photo, port=port,
                                     data_dir=out_dir / "server", exit_after=exit_after, as_json=as_json)
@@ -200,8 +198,8 @@ def demo(
 @app.command()
 def bench(
     decoders: Annotated[str, typer.Option(help="Decoders or mixes separated by spaces; the first is the baseline.")] = "resize-nearest deconv deconv4 resize-bilinear subpixel",
-    size: Annotated[int, typer.Option(help="Image side in pixels.", min=16, max=2048)] = 128,
-    batch: Annotated[int, typer.Option(help="Images per batch.", min=1, max=256)] = 4,
+    size: Annotated[int, typer.Option(help="Image side in pixels.", min=LIMITS["size"][0], max=LIMITS["size"][1])] = DEFAULTS.size,
+    batch: Annotated[int, typer.Option(help="Images per batch.", min=LIMITS["batch"][0], max=LIMITS["batch"][1])] = DEFAULTS.batch,
     steps: Annotated[int, typer.Option(help="Timed repetitions (the median is reported).", min=1, max=1000)] = 5,
     warmup: Annotated[int, typer.Option(help="Untimed repetitions first.", min=0, max=100)] = 2,
     device: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",

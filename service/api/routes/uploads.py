@@ -5,10 +5,10 @@ import json
 from fastapi import APIRouter, File, UploadFile
 
 from models.images import ImageError
-from service.deps import ServicesDep
-from service.jobs import Keys, new_id
-from service.schemas import ContentSetPublic, StylePublic
-from service.uploads import check_image, expand_zip
+from service.api.deps import ServicesDep
+from service.api.schemas import ContentSetPublic, StylePublic
+from service.api.uploads import check_image, expand_zip
+from service.core.keys import Keys, new_id
 
 router = APIRouter(tags=["uploads"])
 

@@ -17,6 +17,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from models.config import DEFAULTS
+
 out = Console()
 err = Console(stderr=True)
 jobs_app = typer.Typer(help="Talk to a checkerless API: submit, watch, cancel, stylise.", no_args_is_help=True)
@@ -31,19 +33,16 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
 ) -> None:
     """Start a Celery worker against the configured broker and store (CHECKERLESS_* settings)."""
-    from service.config import Settings
-    from workers.celery_app import make_celery
-    from workers.messages import QUEUES
+    from service.core.queue import QUEUES
+    from service.core.settings import Settings
+    from workers.celery_app import make_worker_app
 
     names = [q.strip() for q in queues.split(",") if q.strip()]
     unknown = [q for q in names if q not in QUEUES]
     if unknown or not names:
         raise typer.BadParameter(f"unknown queue {unknown[0] if unknown else '(none)'}; valid: {', '.join(QUEUES)}",
                                  param_hint="--queues")
-    settings = Settings()
-    app = make_celery(settings)
-    app.conf.checkerless_sweep = "train" in names
-    import workers.tasks  # noqa: F401 - registers the tasks and the sweeper
+    app = make_worker_app(Settings(), names)
 
     app.worker_main(["worker", "-Q", ",".join(names), "-c", str(concurrency), "-P", "prefork", "-l", loglevel,
                      "-n", hostname or f"checkerless-{'-'.join(names)}@%h", "--without-gossip", "--without-mingle"])
@@ -66,8 +65,8 @@ def serve(
     """Start the API and workers with nothing to install (a broker in a folder, a local store) unless CHECKERLESS_* say otherwise."""
     import uvicorn
 
-    from service.config import Settings
-    from service.main import create_app
+    from service.api.main import create_app
+    from service.core.settings import Settings
 
     if data_dir is not None:
         os.environ["CHECKERLESS_DATA_DIR"] = str(data_dir)
@@ -75,9 +74,9 @@ def serve(
     if not _free_port(host, port):
         raise ValueError(f"port {port} on {host} is in use; pick another with --port")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "CHECKERLESS_DATA_DIR": str(settings.data_dir)}
+    env = {**os.environ, "CHECKERLESS_DATA_DIR": str(settings.data_dir.resolve())}
     # Two workers: a stylise request must not wait behind hours of training.
-    from workers.child import die_with_parent
+    from service.core.protocol import die_with_parent
 
     workers = [subprocess.Popen([sys.executable, "-m", "service.cli", "worker", "--queues", q, "--loglevel", "WARNING"],
                                 env=env, start_new_session=True, preexec_fn=lambda: die_with_parent(signal.SIGTERM))
@@ -89,14 +88,13 @@ def serve(
     try:
         uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
     finally:
+        # SIGTERM to each worker's main process only (as `docker compose stop` does): a warm
+        # shutdown, in which a running job checkpoints and goes back on the queue.
+        for w in workers:
+            w.send_signal(signal.SIGTERM)
         for w in workers:
             try:
-                os.killpg(w.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for w in workers:
-            try:
-                w.wait(timeout=30)
+                w.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 os.killpg(w.pid, signal.SIGKILL)
 
@@ -111,7 +109,7 @@ class ApiError(ValueError):
 def _client(api: str | None):
     import httpx
 
-    from service.config import Settings
+    from service.core.settings import Settings
 
     base = (api or Settings().api_url).rstrip("/")
     return httpx.Client(base_url=base, timeout=120)
@@ -167,18 +165,23 @@ def _print_job(job: dict, as_json: bool) -> None:
         print(json.dumps(job, indent=2))
         return
     out.print(f"job {job['id']}: {job['state']} at step {job['step']}/{job['steps']} ({job['decoder']}), "
-              f"attempts {job['attempts']}" + (f"; error: {job['error']}" if job.get("error") else ""))
+              f"attempts {job['attempts']}" + (f"; error: {job['error']}" if job.get("error") else ""),
+              highlight=False)
+    for a in job.get("history", []) if len(job.get("history", [])) > 1 or job.get("error") else []:
+        ended = f"{a['outcome']} at step {a['end_step']}" if a["outcome"] else "running"
+        out.print(f"  attempt {a['number']} on {a['worker']}: from step {a['start_step']}, {ended}"
+                  + (f" ({a['reason']})" if a["reason"] else ""), highlight=False, markup=False)
 
 
 @jobs_app.command("submit")
 def submit(
     style: Annotated[Path, typer.Argument(help="Style image file.")],
     content: Annotated[Optional[list[Path]], typer.Option(help="Content image, folder or zip (repeatable); default: built-in photos.")] = None,
-    decoder: Annotated[str, typer.Option(help="Decoder name or per-stage mix.")] = "resize-nearest",
-    size: Annotated[int, typer.Option(help="Crop size.")] = 128,
-    steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 200,
-    batch: Annotated[int, typer.Option(help="Crops per step.")] = 4,
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    decoder: Annotated[str, typer.Option(help="Decoder name or per-stage mix.")] = DEFAULTS.decoder,
+    size: Annotated[int, typer.Option(help="Crop size.")] = DEFAULTS.size,
+    steps: Annotated[int, typer.Option(help="Optimiser steps.")] = DEFAULTS.steps,
+    batch: Annotated[int, typer.Option(help="Crops per step.")] = DEFAULTS.batch,
+    seed: Annotated[int, typer.Option(help="Seed.")] = DEFAULTS.seed,
     watch: Annotated[bool, typer.Option(help="Show a progress bar until the job ends.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     api: ApiOpt = None,
@@ -294,7 +297,7 @@ def demo_through_service(*, config, style: str, variants: list[str], photo: str,
     name, image = load_style(style)
     buf = io.BytesIO()
     image.save(buf, format="PNG")
-    from workers.child import die_with_parent
+    from service.core.protocol import die_with_parent
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")}
     server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)],

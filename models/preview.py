@@ -1,0 +1,35 @@
+"""What a trained network is shown on: the preview (one photo) and the fixed panel (three
+photos, scored for artifacts on the PNG's own pixels). The CLI and the worker both use these."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from models.artifacts import checkerboard_score
+from models.data import BUILTIN_PHOTOS
+from models.images import from_tensor, resize_shorter, save_png, to_tensor
+from models.stylize import stylize_tensor
+from models.transformer_net import TransformerNet
+
+PREVIEW_PHOTO, PREVIEW_SIZE = "chelsea", 256
+PANEL = ("chelsea", "astronaut", "coffee")  # the fixed photos every trained network is shown on
+PANEL_SIZE = 192  # shorter side: enough to see the pattern, small enough to load fast
+
+
+def save_preview(net: TransformerNet, path: str | Path) -> Path:
+    photo = to_tensor(resize_shorter(BUILTIN_PHOTOS[PREVIEW_PHOTO](), PREVIEW_SIZE))
+    return save_png(stylize_tensor(net, photo), path)
+
+
+def stylize_panel(net: TransformerNet, folder: str | Path) -> list[dict]:
+    """The network's outputs on the panel: name, path, size and period-2/4 scores (dB)."""
+    items = []
+    for name in PANEL:
+        out = stylize_tensor(net, to_tensor(resize_shorter(BUILTIN_PHOTOS[name](), PANEL_SIZE)))
+        path = save_png(out, Path(folder) / f"{name}.png")
+        s = checkerboard_score(np.asarray(from_tensor(out)))
+        items.append({"name": name, "path": str(path), "width": out.shape[2], "height": out.shape[1],
+                      "period2_db": s[2], "period4_db": s[4]})
+    return items

@@ -1,0 +1,24 @@
+"""Domain errors; the API maps them to HTTP statuses in one table (service/api/errors.py)."""
+
+from __future__ import annotations
+
+
+class NotFound(LookupError):
+    """No such job, style, content set, experiment or stylisation; the message names it."""
+
+
+class Conflict(Exception):
+    """The request is valid but not in this state (e.g. stylising with an unfinished job)."""
+
+
+class Unavailable(Exception):
+    """A part we depend on (broker, store) cannot be reached."""
+
+
+class InvalidTransition(Conflict):
+    """A record was asked to move to a state its state machine does not allow from here."""
+
+
+class LostLease(Exception):
+    """A supervisor's attempt is no longer the job's current one (requeued, cancelled,
+    deleted): it must stop its child and write nothing more."""

@@ -1,0 +1,131 @@
+"""The stored shapes of jobs, stylisations and experiments, and the one state machine they
+follow. Records are JSON objects in the store, the source of truth (not Celery's results);
+service/core/jobs.py is the only code that writes them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import Enum
+
+from pydantic import BaseModel, Field
+
+from service.core.errors import InvalidTransition
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class JobState(str, Enum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+FINAL_STATES = frozenset({JobState.succeeded, JobState.failed, JobState.cancelled})
+
+# Where each state may go. running -> queued is a requeue (dead worker, killed child, a
+# worker asked to stop); running -> running is progress and heartbeats. Final is final.
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.queued: frozenset({JobState.running, JobState.cancelled, JobState.failed}),
+    JobState.running: frozenset({JobState.running, JobState.queued, JobState.succeeded, JobState.failed,
+                                 JobState.cancelled}),
+    JobState.succeeded: frozenset(),
+    JobState.failed: frozenset(),
+    JobState.cancelled: frozenset(),
+}
+
+
+class Attempt(BaseModel):
+    """One try at running a job: when, by which worker, from which step, and how it ended."""
+
+    number: int
+    worker: str
+    started_at: datetime = Field(default_factory=now)
+    ended_at: datetime | None = None
+    start_step: int = 0
+    end_step: int | None = None
+    outcome: str | None = None  # succeeded, failed, cancelled, requeued
+    reason: str | None = None
+
+
+class _Record(BaseModel):
+    id: str
+    state: JobState = JobState.queued
+    version: int = 0  # bumped by every write: two writes of one record never look alike
+    created_at: datetime = Field(default_factory=now)
+    finished_at: datetime | None = None
+    heartbeat_at: datetime | None = None  # refreshed by the worker running it
+    error: str | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
+
+    def move(self, state: JobState, *, error: str | None = None) -> None:
+        """Change state by the state machine's rules (InvalidTransition otherwise)."""
+        if state not in TRANSITIONS[self.state]:
+            raise InvalidTransition(f"{type(self).__name__.removesuffix('Record').lower()} {self.id} is "
+                                    f"{self.state.value}; it cannot become {state.value}")
+        self.state = state
+        if state in FINAL_STATES:
+            self.finished_at, self.error = now(), error
+        elif error is not None:
+            self.error = error
+
+    def stale(self, after_s: float) -> bool:
+        return self.heartbeat_at is None or (now() - self.heartbeat_at).total_seconds() > after_s
+
+
+class JobRecord(_Record):
+    started_at: datetime | None = None
+    requeued_at: datetime | None = None  # when it last went back on the queue
+    cancel_requested_at: datetime | None = None
+    config: dict  # models.config.TrainConfig as a dict
+    style_id: str
+    content_set_id: str | None = None  # None: the built-in photographs
+    experiment_id: str | None = None
+    step: int = 0
+    steps: int
+    losses: dict[str, float] = Field(default_factory=dict)  # latest
+    artifacts: dict[str, float] = Field(default_factory=dict)  # latest probe scores (dB)
+    seconds_per_step: float | None = None
+    attempts: int = 0  # started attempts; history holds each one
+    history: list[Attempt] = Field(default_factory=list)
+    resumed_from_step: int | None = None  # the checkpoint step the latest attempt started from
+    outputs: dict[str, str] = Field(default_factory=dict)  # name -> store key
+    loss_curve: list[dict[str, float]] = Field(default_factory=list)  # step, loss, content, style, tv (<= ~200 rows)
+    artifact_curve: list[dict[str, float]] = Field(default_factory=list)  # step, artifact_p2, artifact_p4
+    panel: list[dict] = Field(default_factory=list)  # the fixed photos stylised at the end: name, key, scores
+
+    @property
+    def attempt(self) -> Attempt | None:
+        return self.history[-1] if self.history else None
+
+    def end_attempt(self, outcome: str, reason: str | None = None) -> None:
+        if self.attempt is not None and self.attempt.ended_at is None:
+            self.attempt.ended_at, self.attempt.end_step = now(), self.step
+            self.attempt.outcome, self.attempt.reason = outcome, reason
+
+
+class StylizeRecord(_Record):
+    job_id: str
+    attempts: int = 0
+    inputs: list[str]  # store keys
+    outputs: list[str] = Field(default_factory=list)
+    sizes: list[tuple[int, int]] = Field(default_factory=list)  # (width, height) per input
+
+
+class ExperimentRecord(BaseModel):
+    """Paired jobs that differ only in the decoder (same seed: same shared initial weights
+    and data order; same settings otherwise)."""
+
+    id: str
+    version: int = 0
+    created_at: datetime = Field(default_factory=now)
+    style_id: str
+    content_set_id: str | None = None
+    settings: dict  # the shared settings, without the decoder
+    variants: list[dict]  # {"decoder": label, "job_id": id}

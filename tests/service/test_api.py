@@ -1,0 +1,161 @@
+"""The routes through FastAPI's TestClient on the local store, with the machine's Redis as the
+broker (a database of our own; no worker consumes it): validation, 404s, the error mapping,
+and experiments that are created whole or not at all."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from models.config import DEFAULTS, LIMITS
+from service.api.main import create_app
+from service.core.errors import Unavailable
+from service.core.queue import JobQueue, make_celery
+from service.core.settings import Settings
+
+REDIS_DB = 14  # ours alone: flushed before and after
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    client = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB)
+    client.flushdb()
+    yield Settings(data_dir=tmp_path / "data", broker_url=f"redis://127.0.0.1:6379/{REDIS_DB}", max_upload_bytes=200_000)
+    client.flushdb()
+
+
+class FailsAfter(JobQueue):
+    """The real queue, whose broker becomes unreachable after `n` messages."""
+
+    def __init__(self, app, n: int):
+        super().__init__(app)
+        self.left = n
+
+    def send(self, task: str, item_id: str) -> None:
+        if self.left == 0:
+            raise Unavailable("the job queue is unreachable (ConnectionError); try again later")
+        self.left -= 1
+        super().send(task, item_id)
+
+
+def client_for(settings: Settings, queue: JobQueue | None = None) -> TestClient:
+    return TestClient(create_app(settings, queue=queue))
+
+
+@pytest.fixture
+def api(settings) -> TestClient:
+    with client_for(settings) as c:
+        yield c
+
+
+def png(w: int = 32, h: int = 32) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def style_id(api) -> str:
+    r = api.post("/v1/styles", files={"file": ("s.png", png(), "image/png")})
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ({"decoder": "transposed"}, "unknown decoder 'transposed'"),
+    ({"steps": 0}, "steps"),
+    ({"size": LIMITS["size"][1] + 1}, "size"),
+    ({"batch": 0}, "batch"),
+    ({"lr": 0}, "lr"),
+    ({"colour": "blue"}, "colour"),
+])
+def test_bad_job_settings_are_422_naming_the_field(api, style_id, body, fragment):
+    r = api.post("/v1/jobs", json={"style_id": style_id, **body})
+    assert r.status_code == 422 and fragment in r.json()["detail"], r.text
+
+
+def test_unknown_or_malformed_ids_are_404(api, style_id):
+    for path in ("/v1/jobs/" + "0" * 32, "/v1/jobs/nothex", "/v1/experiments/" + "f" * 32,
+                 "/v1/stylizations/" + "a" * 32, "/v1/jobs/" + "0" * 32 + "/checkpoint"):
+        r = api.get(path)
+        assert r.status_code == 404 and r.json()["detail"].startswith("no "), path
+    r = api.post("/v1/jobs", json={"style_id": "f" * 32})
+    assert r.status_code == 404 and "no style" in r.json()["detail"]
+    r = api.post("/v1/jobs", json={"style_id": style_id, "content_set_id": "e" * 32})
+    assert r.status_code == 404 and "no content set" in r.json()["detail"]
+
+
+def test_a_queued_job_is_cancelled_at_once_and_conflicts_are_409(api, style_id):
+    job = api.post("/v1/jobs", json={"style_id": style_id, "steps": 3}).json()
+    assert job["state"] == "queued" and job["config"]["checkpoint_every"] == DEFAULTS.checkpoint_every
+    r = api.post(f"/v1/jobs/{job['id']}/stylize", files=[("files", ("a.png", png(), "image/png"))])
+    assert r.status_code == 409 and "only a succeeded job can stylise" in r.json()["detail"]
+    r = api.post(f"/v1/jobs/{job['id']}/cancel")
+    assert r.status_code == 202 and r.json()["state"] == "cancelled"
+    r = api.post(f"/v1/jobs/{job['id']}/cancel")
+    assert r.status_code == 409 and "already cancelled" in r.json()["detail"]
+    r = api.get(f"/v1/jobs/{job['id']}/report")
+    assert r.status_code == 404 and "has no report" in r.json()["detail"]
+    assert api.delete(f"/v1/jobs/{job['id']}").status_code == 204
+    assert api.get(f"/v1/jobs/{job['id']}").status_code == 404
+
+
+def test_bad_images_are_422_and_big_bodies_413(api):
+    r = api.post("/v1/styles", files={"file": ("s.png", b"not an image", "image/png")})
+    assert r.status_code == 422 and "not an image" in r.json()["detail"]
+    r = api.post("/v1/styles", files={"file": ("s.png", b"x" * 300_000, "image/png")})
+    assert r.status_code == 413 and "larger than the limit" in r.json()["detail"]
+
+
+def test_an_unreachable_broker_is_503_and_the_job_says_why(settings, style_id, api):
+    dead = settings.model_copy(update={"broker_url": "redis://127.0.0.1:1/0"})
+    with TestClient(create_app(dead, store=api.app.state.services.store)) as c:
+        r = c.post("/v1/jobs", json={"style_id": style_id, "steps": 3})
+        assert r.status_code == 503 and "job queue is unreachable" in r.json()["detail"]
+        (job,) = c.get("/v1/jobs").json()
+        assert job["state"] == "failed" and "could not be queued" in job["error"]
+
+
+def test_an_experiment_is_created_whole_or_not_at_all(settings, style_id, api):
+    store = api.app.state.services.store
+    with TestClient(create_app(settings, store=store, queue=FailsAfter(make_celery(settings), 1))) as c:
+        r = c.post("/v1/experiments", json={"style_id": style_id, "variants": ["deconv", "resize-nearest"], "steps": 3})
+        assert r.status_code == 503 and "unreachable" in r.json()["detail"]
+        assert c.get("/v1/jobs").json() == [] and c.get("/v1/experiments").json() == []
+        assert store.list("jobs") == [] and store.list("experiments") == [] and store.list("active") == []
+    # With the broker up, the same request makes both jobs, paired.
+    r = api.post("/v1/experiments", json={"style_id": style_id, "variants": ["deconv", "resize-nearest"], "steps": 3})
+    assert r.status_code == 201, r.text
+    variants = r.json()["variants"]
+    assert [v["decoder"] for v in variants] == ["deconv", "resize-nearest"]
+    assert variants[0]["config"] | {"decoder": "x"} == variants[1]["config"] | {"decoder": "x"}
+    # On the queue: both, and the message sent before the broker failed, for a job taken back:
+    # the worker that receives it finds nothing to run.
+    messages = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).lrange("train", 0, -1)
+    queued = [json.loads(json.loads(m)["headers"]["argsrepr"].replace("'", '"'))[0] for m in messages]
+    assert len(queued) == 3 and {v["id"] for v in variants} < set(queued)
+    (orphan,) = set(queued) - {v["id"] for v in variants}
+    assert api.get(f"/v1/jobs/{orphan}").status_code == 404
+
+
+def test_the_schema_carries_the_training_configs_defaults_and_limits(api):
+    """The web form fills itself from this (service/api/web/app.js): one place for each default."""
+    fields = api.get("/openapi.json").json()["components"]["schemas"]["JobCreate"]["properties"]
+    for name in ("size", "steps", "batch", "seed", "style_weight", "lr", "decoder"):
+        assert fields[name]["default"] == getattr(DEFAULTS, name), name
+    assert (fields["size"]["minimum"], fields["size"]["maximum"]) == LIMITS["size"]
+    assert (fields["steps"]["minimum"], fields["steps"]["maximum"]) == LIMITS["steps"]
+
+
+def test_presigned_urls_on_a_local_store_are_409(api, style_id):
+    job = api.post("/v1/jobs", json={"style_id": style_id, "steps": 3}).json()
+    api.app.state.services.store.put_bytes(f"jobs/{job['id']}/checkpoint/last.ckpt", b"ckpt")
+    r = api.get(f"/v1/jobs/{job['id']}/checkpoint", params={"presign": True})
+    assert r.status_code == 409 and "no presigned URLs" in r.json()["detail"]
+    assert api.get(f"/v1/jobs/{job['id']}/checkpoint").content == b"ckpt"

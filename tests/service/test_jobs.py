@@ -1,0 +1,230 @@
+"""The job core: the state machine, and concurrent writers that must not lose each other's
+updates (worker progress, API cancel, the stale-job sweeper), on the local store and on S3
+(moto's server over HTTP)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from service.core.errors import Conflict, InvalidTransition, LostLease
+from service.core.jobs import JobStore, Start
+from service.core.keys import new_id
+from service.core.records import JobRecord, JobState, now
+from service.core.storage import LocalStore, S3Store
+
+
+@pytest.fixture(params=["local", "s3"])
+def jobs(request, tmp_path) -> JobStore:
+    if request.param == "local":
+        return JobStore(LocalStore(tmp_path / "store"))
+    endpoint = request.getfixturevalue("s3_endpoint")
+    return JobStore(S3Store(bucket=f"jobs-{uuid.uuid4().hex[:12]}", endpoint_url=endpoint, access_key="test",
+                            secret_key="test", create_bucket=True))
+
+
+def new_job(jobs: JobStore, **fields) -> JobRecord:
+    return jobs.create(JobRecord(id=new_id(), config={"decoder": "deconv", "steps": 30}, style_id=new_id(), steps=30,
+                                 **fields))
+
+
+def start(jobs: JobStore, job_id: str, **kw) -> tuple[Start, JobRecord]:
+    return jobs.start_attempt(job_id, worker=kw.pop("worker", "w1"), max_attempts=kw.pop("max_attempts", 3),
+                              stale_after_s=kw.pop("stale_after_s", 5))
+
+
+def progress(step: int) -> dict:
+    return {"step": step, "steps": 30, "start_step": 0, "losses": {"loss": 100.0 - step}, "artifacts": {},
+            "seconds_per_step": 0.1}
+
+
+def test_final_states_are_final(jobs):
+    job = new_job(jobs)
+    jobs.request_cancel(job.id)
+    assert jobs.get(job.id).state == JobState.cancelled and job.id not in jobs.active_ids()
+    with pytest.raises(Conflict, match="already cancelled"):
+        jobs.request_cancel(job.id)
+    record = jobs.get(job.id)
+    with pytest.raises(InvalidTransition, match="cannot become running"):
+        record.move(JobState.running)
+
+
+def test_only_one_of_two_deliveries_starts_a_job(jobs):
+    job = new_job(jobs)
+    decisions = []
+    barrier = threading.Barrier(2)
+
+    def deliver(worker: str) -> None:
+        barrier.wait()
+        decisions.append(start(jobs, job.id, worker=worker)[0])
+
+    threads = [threading.Thread(target=deliver, args=(w,)) for w in ("w1", "w2")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(decisions) == sorted([Start.run, Start.running_elsewhere])
+    record = jobs.get(job.id)
+    assert record.attempts == 1 and len(record.history) == 1
+
+
+def test_cancel_racing_progress_loses_neither(jobs):
+    job = new_job(jobs)
+    assert start(jobs, job.id)[0] == Start.run
+    go = threading.Event()
+
+    def worker() -> None:
+        go.wait()
+        for step in range(1, 31):
+            jobs.heartbeat(job.id, 1, progress(step))
+
+    def api() -> None:
+        go.wait()
+        jobs.request_cancel(job.id)
+
+    threads = [threading.Thread(target=worker), threading.Thread(target=api)]
+    for t in threads:
+        t.start()
+    go.set()
+    for t in threads:
+        t.join()
+    record = jobs.get(job.id)
+    assert record.cancel_requested_at is not None  # the API's write survived
+    assert record.step == 30 and record.losses == {"loss": 70.0}  # and so did every progress write
+    assert record.state == JobState.running and record.version >= 32
+
+
+def test_sweeper_racing_a_heartbeat_never_leaves_two_owners(jobs):
+    for _ in range(5):
+        job = new_job(jobs)
+        start(jobs, job.id)
+        jobs.update(job.id, lambda r: setattr(r, "heartbeat_at", now() - timedelta(minutes=1)))  # looks dead
+        results: dict[str, object] = {}
+        barrier = threading.Barrier(2)
+
+        def beat() -> None:
+            barrier.wait()
+            try:
+                jobs.heartbeat(job.id, 1, progress(5))
+                results["beat"] = "renewed"
+            except LostLease:
+                results["beat"] = "lost"
+
+        def sweep() -> None:
+            barrier.wait()
+            results["sweep"] = jobs.requeue_if_stale(job.id, stale_after_s=5)
+
+        threads = [threading.Thread(target=beat), threading.Thread(target=sweep)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        record = jobs.get(job.id)
+        # Exactly one wins: the heartbeat renewed the lease and the sweeper left the job alone,
+        # or the sweeper requeued it and the old supervisor learns it lost the job.
+        assert (results["beat"], results["sweep"]) in {("renewed", False), ("lost", True)}
+        assert record.state == (JobState.queued if results["sweep"] else JobState.running)
+
+
+def test_cancel_racing_the_sweeper_keeps_both(jobs):
+    job = new_job(jobs)
+    start(jobs, job.id)
+    jobs.update(job.id, lambda r: setattr(r, "heartbeat_at", now() - timedelta(minutes=1)))
+    barrier = threading.Barrier(2)
+    threads = [threading.Thread(target=lambda: (barrier.wait(), jobs.request_cancel(job.id))),
+               threading.Thread(target=lambda: (barrier.wait(), jobs.requeue_if_stale(job.id, stale_after_s=5)))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    record = jobs.get(job.id)
+    assert record.cancel_requested_at is not None and record.history[0].outcome == "requeued"
+    # Cancel first: flagged, then requeued with its flag. Sweeper first: a queued job is cancelled at once.
+    assert record.state in (JobState.queued, JobState.cancelled)
+    # Either way the next delivery honours the cancel instead of training.
+    assert start(jobs, job.id)[0] == Start.over and jobs.get(job.id).state == JobState.cancelled
+
+
+def test_a_job_that_dies_every_time_fails_with_the_last_reason(jobs):
+    job = new_job(jobs)
+    for attempt in (1, 2, 3):
+        assert start(jobs, job.id)[0] == Start.run
+        jobs.heartbeat(job.id, attempt, progress(7))
+        jobs.end_attempt(job.id, attempt, JobState.queued, reason="the training process was killed by signal 9")
+    decision, record = start(jobs, job.id)
+    assert decision == Start.over and record.state == JobState.failed
+    assert "gave up after 3 attempts" in record.error and "killed by signal 9" in record.error
+    assert [a.reason for a in record.history] == ["the training process was killed by signal 9"] * 3
+    assert job.id not in jobs.active_ids()
+
+
+def test_a_job_running_elsewhere_is_not_run_twice(jobs):
+    job = new_job(jobs)
+    start(jobs, job.id)
+    decision, record = start(jobs, job.id, worker="w2")
+    assert decision == Start.running_elsewhere and record.attempts == 1
+
+
+def test_a_dead_workers_job_is_taken_over_by_the_next_delivery(jobs):
+    job = new_job(jobs)
+    start(jobs, job.id)
+    jobs.update(job.id, lambda r: setattr(r, "heartbeat_at", now() - timedelta(minutes=1)))
+    decision, record = start(jobs, job.id, worker="w2")
+    assert decision == Start.run and record.attempts == 2
+    assert record.history[0].outcome == "requeued" and record.history[1].worker == "w2"
+    with pytest.raises(LostLease):  # the first supervisor, if it still lives, may write nothing
+        jobs.heartbeat(job.id, 1, progress(3))
+
+
+def test_the_sweeper_requeues_only_stale_running_jobs_once(jobs):
+    stale, fresh = new_job(jobs), new_job(jobs)
+    start(jobs, stale.id)
+    start(jobs, fresh.id)
+    jobs.update(stale.id, lambda r: setattr(r, "heartbeat_at", now() - timedelta(minutes=1)))
+    assert jobs.requeue_if_stale(stale.id, stale_after_s=5) is True
+    assert jobs.requeue_if_stale(stale.id, stale_after_s=5) is False  # queued now: not again
+    assert jobs.requeue_if_stale(fresh.id, stale_after_s=5) is False
+
+
+def test_a_job_deleted_before_it_ran_is_gone(jobs):
+    job = new_job(jobs)
+    jobs.request_cancel(job.id)
+    jobs.delete(job.id)
+    assert start(jobs, job.id) == (Start.gone, None)
+
+
+def test_only_one_of_two_deliveries_starts_a_stylisation(jobs):
+    from service.core.records import StylizeRecord
+
+    request = jobs.create_stylize(StylizeRecord(id=new_id(), job_id=new_id(), inputs=[]))
+    decisions = []
+    barrier = threading.Barrier(2)
+
+    def deliver() -> None:
+        barrier.wait()
+        decisions.append(jobs.start_stylize(request.id, max_attempts=3, stale_after_s=5)[0])
+
+    threads = [threading.Thread(target=deliver) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(decisions) == sorted([Start.run, Start.running_elsewhere])
+    assert jobs.get_stylize(request.id).attempts == 1
+
+
+def test_a_stylisation_whose_worker_died_is_requeued_then_failed_at_the_limit(jobs):
+    from service.core.records import StylizeRecord
+
+    request = jobs.create_stylize(StylizeRecord(id=new_id(), job_id=new_id(), inputs=[]))
+    for attempt in (1, 2):
+        assert jobs.start_stylize(request.id, max_attempts=2, stale_after_s=5)[0] == Start.run
+        jobs.update_stylize(request.id, lambda r: setattr(r, "heartbeat_at", now() - timedelta(minutes=1)))
+        requeued = jobs.requeue_stylize_if_stale(request.id, stale_after_s=5, max_attempts=2)
+        assert requeued is (attempt == 1)  # the second death is the last
+    record = jobs.get_stylize(request.id)
+    assert record.state == JobState.failed and "gave up after 2 attempts" in record.error
+    assert request.id not in jobs.active_ids("stylizations")
