@@ -236,6 +236,9 @@ def _retry(what: str, fn: Callable[[], JobRecord], *, for_s: float) -> JobRecord
 def run_train_job(settings: Settings, store: ObjectStore, job_id: str, *, worker: str,
                   requeue: Callable[[str], None]) -> JobState | None:
     jobs = JobStore(store)
+    if draining(settings):  # our worker is shutting down: leave the job to another one
+        requeue(job_id)
+        return None
     decision, record = jobs.start_attempt(job_id, worker=worker, max_attempts=settings.max_attempts,
                                           stale_after_s=settings.stale_after_s)
     if decision != Start.run:
@@ -304,8 +307,8 @@ def _supervise(settings: Settings, store: ObjectStore, jobs: JobStore, record: J
     progress = read_json(folder / protocol.PROGRESS)
     # The child has ended and its last checkpoint is stored. If the store fails now, the
     # writes below give up within the lease and the sweeper requeues the job from that checkpoint.
-    end = lambda state, reason=None, result=None: _retry(  # noqa: E731
-        f"job {job_id} {state.value}", lambda: jobs.end_attempt(job_id, attempt, state, reason=reason, result=result),
+    end = lambda state, reason=None, counted=True: _retry(  # noqa: E731
+        f"job {job_id} {state.value}", lambda: jobs.end_attempt(job_id, attempt, state, reason=reason, counted=counted),
         for_s=settings.lease_s)
     if progress:
         record = _retry("progress", lambda: jobs.heartbeat(job_id, attempt, progress), for_s=settings.lease_s)
@@ -316,9 +319,10 @@ def _supervise(settings: Settings, store: ObjectStore, jobs: JobStore, record: J
     elif stop_reason == "time limit":
         final = end(JobState.failed, f"stopped at the time limit of {settings.job_time_limit_s} s")
     elif stop_reason == "drain" or (rc is not None and rc < 0):
+        drained = stop_reason == "drain"
         reason = ("its worker was asked to stop; requeued to resume from its last checkpoint"
-                  if stop_reason == "drain" else error_text(folder, rc))
-        final = end(JobState.queued, reason)
+                  if drained else error_text(folder, rc))
+        final = end(JobState.queued, reason, counted=not drained)
         if final is not None:
             requeue(job_id)
     elif rc == protocol.EXIT_OK:

@@ -74,6 +74,7 @@ class AttemptPublic(BaseModel):
     end_step: int | None
     outcome: str | None
     reason: str | None
+    counted: bool  # against the attempt limit (not when the worker was merely asked to stop)
 
 
 class JobPublic(BaseModel):

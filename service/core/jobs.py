@@ -159,7 +159,7 @@ class JobStore:
                 decision[0] = Start.over
                 r.move(JobState.cancelled)
                 return
-            if r.attempts >= max_attempts:
+            if r.counted_attempts >= max_attempts:
                 decision[0] = Start.over
                 last = r.attempt.reason if r.attempt and r.attempt.reason else "each ended without finishing"
                 r.move(JobState.failed, error=f"gave up after {max_attempts} attempts, the last at step {r.step}: {last}")
@@ -198,14 +198,15 @@ class JobStore:
             raise LostLease(f"job {job_id} was deleted") from None
 
     def end_attempt(self, job_id: str, attempt: int, state: JobState, *, reason: str | None = None,
-                    result: Callable[[JobRecord], None] | None = None) -> JobRecord:
-        """The attempt is over: final (succeeded, failed, cancelled) or back on the queue."""
+                    result: Callable[[JobRecord], None] | None = None, counted: bool = True) -> JobRecord:
+        """The attempt is over: final (succeeded, failed, cancelled) or back on the queue
+        (`counted=False`: not against the attempt limit, as when its worker shuts down)."""
         def change(r: JobRecord) -> None:
             self._guard(r, attempt)
             if result is not None:
                 result(r)
             outcome = "requeued" if state == JobState.queued else state.value
-            r.end_attempt(outcome, reason)
+            r.end_attempt(outcome, reason, counted=counted)
             if state == JobState.queued:
                 r.requeued_at = now()
             r.move(state, error=reason if state == JobState.failed else None)

@@ -49,6 +49,7 @@ class Attempt(BaseModel):
     end_step: int | None = None
     outcome: str | None = None  # succeeded, failed, cancelled, requeued
     reason: str | None = None
+    counted: bool = True  # against the attempt limit; not when its worker was merely asked to stop
 
 
 class _Record(BaseModel):
@@ -104,10 +105,16 @@ class JobRecord(_Record):
     def attempt(self) -> Attempt | None:
         return self.history[-1] if self.history else None
 
-    def end_attempt(self, outcome: str, reason: str | None = None) -> None:
+    @property
+    def counted_attempts(self) -> int:
+        """Attempts that count against the limit: a job stopped for its worker's shutdown
+        did nothing wrong."""
+        return sum(a.counted for a in self.history)
+
+    def end_attempt(self, outcome: str, reason: str | None = None, *, counted: bool = True) -> None:
         if self.attempt is not None and self.attempt.ended_at is None:
             self.attempt.ended_at, self.attempt.end_step = now(), self.step
-            self.attempt.outcome, self.attempt.reason = outcome, reason
+            self.attempt.outcome, self.attempt.reason, self.attempt.counted = outcome, reason, counted
 
 
 class StylizeRecord(_Record):

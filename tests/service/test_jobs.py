@@ -228,3 +228,12 @@ def test_a_stylisation_whose_worker_died_is_requeued_then_failed_at_the_limit(jo
     record = jobs.get_stylize(request.id)
     assert record.state == JobState.failed and "gave up after 2 attempts" in record.error
     assert request.id not in jobs.active_ids("stylizations")
+
+
+def test_stops_for_a_worker_shutdown_do_not_count_against_the_attempt_limit(jobs):
+    job = new_job(jobs)
+    for attempt in range(1, 6):
+        assert start(jobs, job.id)[0] == Start.run
+        jobs.end_attempt(job.id, attempt, JobState.queued, reason="its worker was asked to stop", counted=False)
+    decision, record = start(jobs, job.id)
+    assert decision == Start.run and record.attempts == 6 and record.counted_attempts == 1
