@@ -258,7 +258,13 @@ def run_train_job(settings: Settings, store: ObjectStore, job_id: str, *, worker
 def _supervise(settings: Settings, store: ObjectStore, jobs: JobStore, record: JobRecord, folder: Path,
                requeue: Callable[[str], None]) -> JobState | None:
     job_id, attempt = record.id, record.attempts
-    spec = _prepare(store, record, settings, folder)
+    try:
+        spec = _prepare(store, record, settings, folder)
+    except ObjectNotFound as e:  # its style or content set was deleted: retrying cannot help
+        reason = f"an input of the job is gone from the store ({e.key})"
+        gone = _retry(f"job {job_id} failed", lambda: jobs.end_attempt(job_id, attempt, JobState.failed, reason=reason),
+                      for_s=settings.lease_s)
+        return gone.state if gone is not None else None
     proc = spawn("train", spec, folder)
     uploader = CheckpointUploader(store, Keys.checkpoint(job_id), folder)
     log.info("job %s attempt %d: child pid %d", job_id, attempt, proc.pid)
