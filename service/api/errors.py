@@ -7,12 +7,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from models.images import ImageError
-from service.core.errors import Conflict, NotFound, Unavailable
+from service.core.errors import Conflict, NotFound, TooLarge, Unavailable
 from service.core.storage import StoreUnavailable
 
 # Domain errors and their HTTP status; the message is the exception's own.
 STATUS: dict[type[Exception], int] = {
-    NotFound: 404, ImageError: 422, ValueError: 422, Conflict: 409, Unavailable: 503, StoreUnavailable: 503,
+    NotFound: 404, ImageError: 422, ValueError: 422, Conflict: 409, TooLarge: 413, Unavailable: 503,
+    StoreUnavailable: 503,
 }
 
 

@@ -7,11 +7,15 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models.images import ImageError, open_image
+from service.core.errors import TooLarge
 
 
 class BodyLimit:
@@ -28,19 +32,25 @@ class BodyLimit:
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             return await self._reject(send)
         seen = 0
-        started = False
+        started = over = False
 
         async def counted() -> Message:
-            nonlocal seen
+            nonlocal seen, over
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    over = True
                     raise _TooLarge
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if over:  # the body parser caught _TooLarge and answers 400 of its own: say 413 instead
+                if not started and message["type"] == "http.response.start":
+                    started = True
+                    await self._reject(send)
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
@@ -82,22 +92,68 @@ def check_image(data: bytes, *, name: str, max_pixels: int) -> CheckedImage:
     return CheckedImage(name, buf.getvalue(), img.width, img.height)
 
 
-def expand_zip(data: bytes, *, max_total_bytes: int, max_files: int) -> list[tuple[str, bytes]]:
-    """The files of a zip, refusing a zip bomb (declared sizes checked before reading)."""
+# Only these; bzip2 and LZMA members are refused by name (they let a few hundred bytes claim
+# gigabytes, and nobody needs them for images).
+ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
+_METHOD_NAMES = {zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "lzma"}
+_CHUNK = 1 << 16
+
+
+class UnpackBudget:
+    """What the archives of one request may unpack to: bytes per member, bytes and files in all."""
+
+    def __init__(self, *, total_bytes: int, member_bytes: int, files: int):
+        self.left, self.member_bytes, self.total_bytes = total_bytes, member_bytes, total_bytes
+        self.files, self.max_files = files, files
+
+    def take_files(self, n: int) -> None:
+        self.files -= n
+        if self.files < 0:
+            raise ImageError(f"the upload holds more than {self.max_files} images; that is the limit")
+
+
+def is_zip(f: BinaryIO) -> bool:
+    head = f.read(4)
+    f.seek(0)
+    return head == b"PK\x03\x04"
+
+
+def iter_zip(f: BinaryIO, *, budget: UnpackBudget) -> Iterator[tuple[str, bytes | ImageError]]:
+    """The members of a zip, one at a time: (name, bytes), or (name, the reason it is refused).
+    Each member is read through a counter, so a header that lies about its size gains nothing;
+    going over the request's budget refuses the whole request (TooLarge)."""
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
+        archive = zipfile.ZipFile(f)
+    except (zipfile.BadZipFile, OSError):
         raise ImageError("the zip file is damaged or not a zip") from None
     members = [m for m in archive.infolist() if not m.is_dir() and not m.filename.startswith("__MACOSX/")
                and not m.filename.rsplit("/", 1)[-1].startswith(".")]
-    if len(members) > max_files:
-        raise ImageError(f"the zip holds {len(members)} files; the limit is {max_files}")
-    if sum(m.file_size for m in members) > max_total_bytes:
-        raise ImageError(f"the zip unpacks to more than {max_total_bytes} bytes")
-    out = []
-    for m in members:
-        try:
-            out.append((m.filename, archive.read(m)))
-        except (zipfile.BadZipFile, OSError, ValueError):
-            out.append((m.filename, b""))  # a damaged member: check_image reports it, the rest go on
-    return out
+    budget.take_files(len(members))
+    with archive:
+        for m in members:
+            if m.compress_type not in ZIP_METHODS:
+                method = _METHOD_NAMES.get(m.compress_type, f"method {m.compress_type}")
+                yield m.filename, ImageError(f"{m.filename}: compressed with {method}; only stored and deflate "
+                                             "members are accepted")
+                continue
+            yield m.filename, _read_counted(archive, m, budget)
+
+
+def _read_counted(archive: zipfile.ZipFile, member: zipfile.ZipInfo, budget: UnpackBudget) -> bytes | ImageError:
+    limit = min(budget.member_bytes, budget.left)
+    out, size = io.BytesIO(), 0
+    try:
+        with archive.open(member) as src:
+            while chunk := src.read(_CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    if limit == budget.left:
+                        raise TooLarge(f"the archives in this request unpack to more than {budget.total_bytes} bytes")
+                    budget.left -= size
+                    return ImageError(f"{member.filename}: unpacks to more than {budget.member_bytes} bytes")
+                out.write(chunk)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error) as e:
+        budget.left -= size
+        return ImageError(f"{member.filename}: damaged in the zip ({e})")
+    budget.left -= size
+    return out.getvalue()

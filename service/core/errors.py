@@ -11,6 +11,10 @@ class Conflict(Exception):
     """The request is valid but not in this state (e.g. stylising with an unfinished job)."""
 
 
+class TooLarge(Exception):
+    """What a request would unpack to is over a limit (its body alone may be small)."""
+
+
 class Unavailable(Exception):
     """A part we depend on (broker, store) cannot be reached."""
 

@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(50 * 1024 * 1024, gt=0)
     max_pixels: int = Field(40_000_000, gt=0)
     max_content_images: int = Field(500, gt=0)
+    # What archives may unpack to: each member, and all members of one request together.
+    # Counted as they decompress, whatever their headers declare.
+    max_member_bytes: int = Field(48 * 1024 * 1024, gt=0)
+    max_unpacked_bytes: int = Field(256 * 1024 * 1024, gt=0)
 
     # Jobs.
     max_attempts: int = Field(3, ge=1)  # a job whose worker dies this often fails with the reason

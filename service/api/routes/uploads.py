@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 from fastapi import APIRouter, File, UploadFile
 
 from models.images import ImageError
 from service.api.deps import ServicesDep
 from service.api.schemas import ContentSetPublic, StylePublic
-from service.api.uploads import check_image, expand_zip
+from service.api.uploads import UnpackBudget, check_image, is_zip, iter_zip
 from service.core.keys import Keys, new_id
 
 router = APIRouter(tags=["uploads"])
@@ -24,29 +25,40 @@ def upload_style(services: ServicesDep, file: UploadFile = File(...)) -> StylePu
 
 @router.post("/content-sets", status_code=201, response_model=ContentSetPublic)
 def upload_content_set(services: ServicesDep, files: list[UploadFile] = File(...)) -> ContentSetPublic:
-    """Upload content images: several files, or zip files of images. Unreadable files are
-    skipped and listed; a set with no readable image is refused."""
+    """Upload content images: several files, or zip files of images (stored or deflate members).
+    Unreadable files are skipped and listed; a set with no readable image is refused."""
     settings = services.settings
-    named: list[tuple[str, bytes]] = []
-    for f in files:
-        data, name = f.file.read(), f.filename or "file"
-        if data[:4] == b"PK\x03\x04":
-            named += expand_zip(data, max_total_bytes=4 * settings.max_upload_bytes, max_files=settings.max_content_images)
-        else:
-            named.append((name, data))
-    if len(named) > settings.max_content_images:
-        raise ImageError(f"{len(named)} images; the limit is {settings.max_content_images}")
-    good, skipped = [], []
-    for name, data in named:
-        try:
-            good.append(check_image(data, name=name, max_pixels=settings.max_pixels))
-        except ImageError as e:
-            skipped.append({"file": name, "reason": str(e)})
-    if not good:
-        raise ImageError(f"no readable image among {len(named)} file(s): {skipped[0]['reason'] if skipped else 'none sent'}")
-    set_id = new_id()
-    for i, image in enumerate(good):
-        services.store.put_bytes(Keys.content_image(set_id, i), image.png, content_type="image/png")
-    meta = {"count": len(good), "names": [g.name for g in good], "skipped": skipped}
+    budget = UnpackBudget(total_bytes=settings.max_unpacked_bytes, member_bytes=settings.max_member_bytes,
+                          files=settings.max_content_images)
+    set_id, names, skipped = new_id(), [], []
+    try:
+        for name, data in _members(files, budget):  # one at a time: checked, stored, let go
+            try:
+                if isinstance(data, ImageError):
+                    raise data
+                image = check_image(data, name=name, max_pixels=settings.max_pixels)
+            except ImageError as e:
+                skipped.append({"file": name, "reason": str(e)})
+                continue
+            services.store.put_bytes(Keys.content_image(set_id, len(names)), image.png, content_type="image/png")
+            names.append(image.name)
+        if not names:
+            raise ImageError(f"no readable image among {len(skipped)} file(s): "
+                             f"{skipped[0]['reason'] if skipped else 'none sent'}")
+    except BaseException:
+        services.store.delete_prefix(Keys.content_prefix(set_id))  # nothing half-made is kept
+        raise
+    meta = {"count": len(names), "names": names, "skipped": skipped}
     services.store.put_bytes(Keys.content_meta(set_id), json.dumps(meta).encode(), content_type="application/json")
-    return ContentSetPublic(id=set_id, count=len(good), skipped=skipped)
+    return ContentSetPublic(id=set_id, count=len(names), skipped=skipped)
+
+
+def _members(files: list[UploadFile], budget: UnpackBudget) -> Iterator[tuple[str, bytes | ImageError]]:
+    """Every image sent: plain files as they are, zips member by member. Uploads arrive
+    spooled to disk by the form parser; a zip is read from there, never whole into memory."""
+    for f in files:
+        if is_zip(f.file):
+            yield from iter_zip(f.file, budget=budget)
+        else:
+            budget.take_files(1)
+            yield f.filename or "file", f.file.read()
