@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 
 from service.api import errors
 from service.api.deps import Services
+from service.api.idempotency import Idempotency
 from service.api.routes import experiments, health, jobs, uploads
 from service.api.uploads import BodyLimit
 from service.core.jobs import JobStore
@@ -26,6 +27,8 @@ def create_app(settings: Settings | None = None, *, store: ObjectStore | None = 
                   description="Train style-transfer networks, stylise images, measure checkerboard artifacts.")
     app.state.services = Services(settings=settings, store=store, jobs=JobStore(store),
                                   queue=queue or JobQueue(make_celery(settings)))
+    # Outermost last: the body limit applies before a body is spooled for an Idempotency-Key.
+    app.add_middleware(Idempotency, store=store, keep_s=settings.idempotency_keep_s)
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
     errors.install(app)
     for router in (health.router, uploads.router, jobs.router, experiments.router):

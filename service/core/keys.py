@@ -73,6 +73,11 @@ class Keys:
         return f"experiments/{experiment_id}/cache/{name}"
 
     @staticmethod
+    def idempotency(key_digest: str) -> str:
+        """The first answer to requests with one Idempotency-Key (its SHA-256, hex)."""
+        return f"idempotency/{key_digest}.json"
+
+    @staticmethod
     def active(kind: str, item_id: str) -> str:
         """A marker per unfinished job or stylisation: what the sweepers look at."""
         return f"active/{kind}/{item_id}"

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     device: str = "auto"
     vgg16_weights: str | None = None
 
+    idempotency_keep_s: int = Field(24 * 3600, gt=0)  # how long an Idempotency-Key's answer is kept
+
     # Presigned URLs, and the API address the CLI client talks to.
     url_expiry_s: int = Field(3600, gt=0)
     api_url: str = "http://127.0.0.1:8000"

@@ -223,3 +223,21 @@ def test_an_experiment_pairs_jobs_that_differ_only_in_the_decoder(api, worker, s
     assert api.delete(f"/v1/experiments/{exp['id']}").status_code == 204
     assert api.get(f"/v1/experiments/{exp['id']}").status_code == 404
     assert api.get(f"/v1/jobs/{jobs[0]['id']}").status_code == 404
+
+
+def test_fifty_concurrent_submits_with_one_idempotency_key_make_one_job(api, style_id):
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = {"style_id": style_id, **TINY, "steps": 2, "seed": 424242}
+    before = {j["id"] for j in api.get("/v1/jobs").json()}
+
+    def submit_once(_: int) -> tuple[int, str]:
+        r = api.post("/v1/jobs", json=body, headers={"Idempotency-Key": "fifty-at-once"})
+        return r.status_code, r.json()["id"]
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        answers = list(pool.map(submit_once, range(50)))
+    assert {status for status, _ in answers} == {201}
+    assert len({job_id for _, job_id in answers}) == 1
+    new = [j for j in api.get("/v1/jobs").json() if j["id"] not in before]
+    assert [j["id"] for j in new] == [answers[0][1]]

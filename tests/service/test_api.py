@@ -159,3 +159,24 @@ def test_presigned_urls_on_a_local_store_are_409(api, style_id):
     r = api.get(f"/v1/jobs/{job['id']}/checkpoint", params={"presign": True})
     assert r.status_code == 409 and "no presigned URLs" in r.json()["detail"]
     assert api.get(f"/v1/jobs/{job['id']}/checkpoint").content == b"ckpt"
+
+
+def test_an_idempotency_key_makes_a_retried_request_create_once(api, style_id):
+    body = {"style_id": style_id, "steps": 3}
+    first = api.post("/v1/jobs", json=body, headers={"Idempotency-Key": "order-1"})
+    again = api.post("/v1/jobs", json=body, headers={"Idempotency-Key": "order-1"})
+    assert first.status_code == again.status_code == 201
+    assert again.json()["id"] == first.json()["id"] and again.headers["idempotent-replayed"] == "true"
+    assert len(api.get("/v1/jobs").json()) == 1
+    other = api.post("/v1/jobs", json={**body, "steps": 4}, headers={"Idempotency-Key": "order-1"})
+    assert other.status_code == 409 and "used with another request" in other.json()["detail"]
+    fresh = api.post("/v1/jobs", json=body, headers={"Idempotency-Key": "order-2"})
+    assert fresh.status_code == 201 and fresh.json()["id"] != first.json()["id"]
+    too_long = api.post("/v1/jobs", json=body, headers={"Idempotency-Key": "k" * 256})
+    assert too_long.status_code == 400 and "Idempotency-Key" in too_long.json()["detail"]
+    # Uploads too: the same file twice under one key is one style.
+    files = {"file": ("s.png", png(), "image/png")}
+    a = api.post("/v1/styles", files=files, headers={"Idempotency-Key": "style-1"})
+    b = api.post("/v1/styles", files=files, headers={"Idempotency-Key": "style-1"})
+    assert a.status_code == 201 and a.json() == b.json()
+    assert len(api.app.state.services.store.list("styles")) == 2  # style_id's and this one
