@@ -449,7 +449,8 @@ def run_stylize(settings: Settings, store: ObjectStore, request_id: str) -> JobS
 def sweep(settings: Settings, store: ObjectStore, *, send_train: Callable[[str], None] | None = None,
           send_stylize: Callable[[str], None] | None = None) -> list[str]:
     """Running jobs and stylisations whose heartbeat stopped (their worker died, or lost the
-    store) go back on the queue; the attempt count stops one that kills its worker every time."""
+    store) go back on the queue; the attempt count stops one that kills its worker every time.
+    Stylise workers also delete stylisations past their keeping time."""
     jobs, requeued = JobStore(store), []
     if send_train is not None:
         for job_id in jobs.active_ids("jobs"):
@@ -458,6 +459,7 @@ def sweep(settings: Settings, store: ObjectStore, *, send_train: Callable[[str],
                 requeued.append(job_id)
                 log.warning("job %s: no heartbeat for %.0f s; requeued", job_id, settings.stale_after_s)
     if send_stylize is not None:
+        jobs.delete_old_stylizations(older_than_s=settings.stylization_keep_s)
         for request_id in jobs.active_ids("stylizations"):
             if jobs.requeue_stylize_if_stale(request_id, stale_after_s=settings.stale_after_s,
                                              max_attempts=settings.max_attempts):

@@ -105,14 +105,17 @@ class JobPublic(BaseModel):
 
 class StylePublic(BaseModel):
     id: str
-    width: int
-    height: int
+    width: int | None  # None: stored before styles had descriptions
+    height: int | None
+    name: str | None = None
+    created_at: datetime | None = None
 
 
 class ContentSetPublic(BaseModel):
     id: str
     count: int
     skipped: list[dict[str, str]]
+    created_at: datetime | None = None
 
 
 class StylizationPublic(BaseModel):

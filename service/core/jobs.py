@@ -245,6 +245,44 @@ class JobStore:
         except ObjectNotFound:
             raise NotFound(f"no content set {set_id!r}") from None
 
+    def list_styles(self) -> list[dict]:
+        """Every style's description (id, width, height, name, created_at), newest first."""
+        metas = []
+        for key in [k for k in self.store.list("styles") if k.endswith("/style.png")]:
+            style_id = key.split("/")[1]
+            try:
+                metas.append(json.loads(self.store.get_bytes(Keys.style_meta(style_id))))
+            except ObjectNotFound:  # stored before styles had descriptions
+                metas.append({"id": style_id, "width": None, "height": None, "name": None, "created_at": None})
+        return sorted(metas, key=lambda m: m["created_at"] or "", reverse=True)
+
+    def list_content_sets(self) -> list[dict]:
+        metas = []
+        for key in [k for k in self.store.list("contents") if k.endswith("/meta.json")]:
+            try:
+                metas.append({"id": key.split("/")[1], **json.loads(self.store.get_bytes(key))})
+            except ObjectNotFound:
+                continue
+        return sorted(metas, key=lambda m: m.get("created_at") or "", reverse=True)
+
+    def _refuse_if_used(self, what: str, item_id: str, uses: Callable[[JobRecord], bool]) -> None:
+        users = [j.id for j in self.list() if uses(j) and not j.final]
+        if users:
+            raise Conflict(f"{what} {item_id} is used by unfinished job(s) {', '.join(users)}; "
+                           "cancel them or wait for them to end")
+
+    def delete_style(self, style_id: str) -> int:
+        """A style no unfinished job uses (finished networks keep theirs: checkpoints carry it)."""
+        if not self.style_exists(style_id):
+            raise NotFound(f"no style {style_id!r}")
+        self._refuse_if_used("style", style_id, lambda j: j.style_id == style_id)
+        return self.store.delete_prefix(Keys.style_prefix(style_id))
+
+    def delete_content_set(self, set_id: str) -> int:
+        self.content_set_meta(set_id)
+        self._refuse_if_used("content set", set_id, lambda j: j.content_set_id == set_id)
+        return self.store.delete_prefix(Keys.content_set_prefix(set_id))
+
     # --- experiments ----------------------------------------------------------------------
 
     def create_experiment(self, record: ExperimentRecord) -> ExperimentRecord:
@@ -294,6 +332,15 @@ class JobStore:
 
     def list_stylizations(self) -> list[StylizeRecord]:
         return self._list("stylizations", "request.json", StylizeRecord)
+
+    def delete_old_stylizations(self, *, older_than_s: float) -> list[str]:
+        """Retention: finished stylisations (inputs, outputs, record) older than this go."""
+        gone = []
+        for r in self.list_stylizations():
+            if r.final and r.finished_at and (now() - r.finished_at).total_seconds() > older_than_s:
+                self.store.delete_prefix(Keys.stylize_prefix(r.id))
+                gone.append(r.id)
+        return gone
 
     def start_stylize(self, request_id: str, *, max_attempts: int, stale_after_s: float) -> tuple[Start, StylizeRecord | None]:
         decision = [Start.run]

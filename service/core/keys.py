@@ -25,6 +25,18 @@ class Keys:
         return f"styles/{style_id}/style.png"
 
     @staticmethod
+    def style_meta(style_id: str) -> str:
+        return f"styles/{style_id}/meta.json"
+
+    @staticmethod
+    def style_prefix(style_id: str) -> str:
+        return f"styles/{style_id}"
+
+    @staticmethod
+    def content_set_prefix(set_id: str) -> str:
+        return f"contents/{set_id}"
+
+    @staticmethod
     def content_prefix(set_id: str) -> str:
         return f"contents/{set_id}/images"
 

@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     device: str = "auto"
     vgg16_weights: str | None = None
 
+    stylization_keep_s: int = Field(7 * 24 * 3600, gt=0)  # finished stylisations are deleted after this
     idempotency_keep_s: int = Field(24 * 3600, gt=0)  # how long an Idempotency-Key's answer is kept
 
     # Presigned URLs, and the API address the CLI client talks to.

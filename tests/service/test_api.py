@@ -179,4 +179,26 @@ def test_an_idempotency_key_makes_a_retried_request_create_once(api, style_id):
     a = api.post("/v1/styles", files=files, headers={"Idempotency-Key": "style-1"})
     b = api.post("/v1/styles", files=files, headers={"Idempotency-Key": "style-1"})
     assert a.status_code == 201 and a.json() == b.json()
-    assert len(api.app.state.services.store.list("styles")) == 2  # style_id's and this one
+    assert len(api.get("/v1/styles").json()) == 2  # style_id's and this one
+
+
+def test_styles_and_content_sets_are_listed_and_deleted_unless_a_job_uses_them(api, style_id):
+    (style,) = api.get("/v1/styles").json()
+    assert style["id"] == style_id and (style["width"], style["height"], style["name"]) == (32, 32, "s.png")
+    content = api.post("/v1/content-sets", files=[("files", ("a.png", png(), "image/png"))]).json()
+    assert [c["id"] for c in api.get("/v1/content-sets").json()] == [content["id"]]
+    assert api.get("/v1/content-sets").json()[0]["count"] == 1
+
+    job = api.post("/v1/jobs", json={"style_id": style_id, "content_set_id": content["id"], "steps": 3}).json()
+    for path in (f"/v1/styles/{style_id}", f"/v1/content-sets/{content['id']}"):
+        r = api.delete(path)
+        assert r.status_code == 409 and job["id"] in r.json()["detail"], r.text
+    api.post(f"/v1/jobs/{job['id']}/cancel")  # the job is over: its inputs may go
+    assert api.delete(f"/v1/styles/{style_id}").status_code == 204
+    assert api.delete(f"/v1/content-sets/{content['id']}").status_code == 204
+    assert api.get("/v1/styles").json() == [] and api.get("/v1/content-sets").json() == []
+    assert api.get(f"/v1/jobs/{job['id']}").status_code == 200
+    r = api.post("/v1/jobs", json={"style_id": style_id, "steps": 3})
+    assert r.status_code == 404 and "no style" in r.json()["detail"]
+    assert api.delete(f"/v1/styles/{style_id}").status_code == 404
+    assert api.delete("/v1/content-sets/nothex").status_code == 404

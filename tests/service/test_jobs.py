@@ -237,3 +237,18 @@ def test_stops_for_a_worker_shutdown_do_not_count_against_the_attempt_limit(jobs
         jobs.end_attempt(job.id, attempt, JobState.queued, reason="its worker was asked to stop", counted=False)
     decision, record = start(jobs, job.id)
     assert decision == Start.run and record.attempts == 6 and record.counted_attempts == 1
+
+
+def test_finished_stylisations_past_their_keeping_time_are_deleted(jobs):
+    from service.core.records import StylizeRecord
+
+    old, recent, running = (jobs.create_stylize(StylizeRecord(id=new_id(), job_id=new_id(), inputs=[]))
+                            for _ in range(3))
+    jobs.store.put_bytes(f"stylizations/{old.id}/output-000.png", b"png")
+    for r in (old, recent):
+        jobs.update_stylize(r.id, lambda x: (x.move(JobState.running), x.move(JobState.succeeded)))
+    jobs.update_stylize(old.id, lambda x: setattr(x, "finished_at", now() - timedelta(days=8)))
+    jobs.update_stylize(running.id, lambda x: x.move(JobState.running))
+    assert jobs.delete_old_stylizations(older_than_s=7 * 24 * 3600) == [old.id]
+    assert jobs.store.list(f"stylizations/{old.id}") == []
+    assert {r.id for r in jobs.list_stylizations()} == {recent.id, running.id}

@@ -3,13 +3,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-from fastapi import APIRouter, File, UploadFile
+from fastapi import APIRouter, File, Response, UploadFile
 
 from models.images import ImageError
 from service.api.deps import ServicesDep
 from service.api.schemas import ContentSetPublic, StylePublic
 from service.api.uploads import UnpackBudget, check_image, is_zip, iter_zip
 from service.core.keys import Keys, new_id
+from service.core.records import now
 
 router = APIRouter(tags=["uploads"])
 
@@ -18,9 +19,23 @@ router = APIRouter(tags=["uploads"])
 def upload_style(services: ServicesDep, file: UploadFile = File(...)) -> StylePublic:
     """Upload a style image (PNG, JPEG, WebP, BMP, TIFF or GIF)."""
     image = check_image(file.file.read(), name=file.filename or "style", max_pixels=services.settings.max_pixels)
-    style_id = new_id()
-    services.store.put_bytes(Keys.style(style_id), image.png, content_type="image/png")
-    return StylePublic(id=style_id, width=image.width, height=image.height)
+    style = StylePublic(id=new_id(), width=image.width, height=image.height, name=image.name, created_at=now())
+    services.store.put_bytes(Keys.style(style.id), image.png, content_type="image/png")
+    services.store.put_bytes(Keys.style_meta(style.id), style.model_dump_json().encode(), content_type="application/json")
+    return style
+
+
+@router.get("/styles", response_model=list[StylePublic])
+def list_styles(services: ServicesDep) -> list[dict]:
+    """Every uploaded style, newest first."""
+    return services.jobs.list_styles()
+
+
+@router.delete("/styles/{style_id}", status_code=204)
+def delete_style(style_id: str, services: ServicesDep) -> Response:
+    """Delete a style; refused (409) while an unfinished job uses it. Trained networks keep theirs."""
+    services.jobs.delete_style(style_id)
+    return Response(status_code=204)
 
 
 @router.post("/content-sets", status_code=201, response_model=ContentSetPublic)
@@ -48,9 +63,23 @@ def upload_content_set(services: ServicesDep, files: list[UploadFile] = File(...
     except BaseException:
         services.store.delete_prefix(Keys.content_prefix(set_id))  # nothing half-made is kept
         raise
-    meta = {"count": len(names), "names": names, "skipped": skipped}
+    created = now()
+    meta = {"count": len(names), "names": names, "skipped": skipped, "created_at": created.isoformat()}
     services.store.put_bytes(Keys.content_meta(set_id), json.dumps(meta).encode(), content_type="application/json")
-    return ContentSetPublic(id=set_id, count=len(names), skipped=skipped)
+    return ContentSetPublic(id=set_id, count=len(names), skipped=skipped, created_at=created)
+
+
+@router.get("/content-sets", response_model=list[ContentSetPublic])
+def list_content_sets(services: ServicesDep) -> list[dict]:
+    """Every uploaded content set, newest first: its image count and what was skipped."""
+    return services.jobs.list_content_sets()
+
+
+@router.delete("/content-sets/{set_id}", status_code=204)
+def delete_content_set(set_id: str, services: ServicesDep) -> Response:
+    """Delete a content set; refused (409) while an unfinished job uses it."""
+    services.jobs.delete_content_set(set_id)
+    return Response(status_code=204)
 
 
 def _members(files: list[UploadFile], budget: UnpackBudget) -> Iterator[tuple[str, bytes | ImageError]]:
