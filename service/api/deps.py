@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from service.core.auth import ApiKey, KeyStore
+from service.core.errors import Unauthorized
 from service.core.jobs import JobStore
 from service.core.queue import JobQueue
 from service.core.settings import Settings
@@ -19,6 +22,7 @@ class Services:
     store: ObjectStore
     jobs: JobStore
     queue: JobQueue
+    keys: KeyStore
 
 
 def get_services(request: Request) -> Services:
@@ -26,3 +30,22 @@ def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+# The key travels in a header, never in a URL or a cookie (so no cross-site request can act).
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key (checkerless keys create).")
+_bearer = HTTPBearer(auto_error=False, description="The same key as a bearer token.")
+
+
+def current_key(services: ServicesDep, api_key: Annotated[str | None, Security(_api_key)] = None,
+                bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None) -> ApiKey:
+    token = api_key or (bearer.credentials if bearer else None)
+    if not token:
+        raise Unauthorized("this request needs an API key: send it in the X-API-Key header "
+                           "(or Authorization: Bearer); `checkerless keys create` makes one")
+    key = services.keys.lookup(token)
+    if key is None:
+        raise Unauthorized("this API key is unknown or revoked")
+    return key
+
+
+CurrentKey = Annotated[ApiKey, Depends(current_key)]

@@ -7,12 +7,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from models.images import ImageError
-from service.core.errors import Conflict, NotFound, TooLarge, Unavailable
+from service.core.errors import Conflict, NotFound, TooLarge, Unauthorized, Unavailable
 from service.core.storage import StoreUnavailable
 
 # Domain errors and their HTTP status; the message is the exception's own.
 STATUS: dict[type[Exception], int] = {
-    NotFound: 404, ImageError: 422, ValueError: 422, Conflict: 409, TooLarge: 413, Unavailable: 503,
+    Unauthorized: 401, NotFound: 404, ImageError: 422, ValueError: 422, Conflict: 409, TooLarge: 413, Unavailable: 503,
     StoreUnavailable: 503,
 }
 
@@ -39,6 +39,9 @@ def install(app: FastAPI) -> None:
 def _handler(status: int):
     async def handle(_: Request, exc: Exception) -> JSONResponse:
         detail = f"the object store is unavailable: {exc}" if isinstance(exc, StoreUnavailable) else str(exc)
-        return _json(status, detail)
+        response = _json(status, detail)
+        if status == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
 
     return handle

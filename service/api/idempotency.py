@@ -54,7 +54,10 @@ class Idempotency:
                 if not message.get("more_body", False):
                     break
             hashed.close()
-            record_key = Keys.idempotency(hashlib.sha256(key).hexdigest())
+            # Keys are per caller: the same key from another API key is another request.
+            headers = dict(scope.get("headers") or [])
+            caller = headers.get(b"x-api-key") or headers.get(b"authorization") or b""
+            record_key = Keys.idempotency(hashlib.sha256(caller + b"\n" + key).hexdigest())
             request_hash = digest.hexdigest()
             mine = await asyncio.to_thread(self._claim, record_key, request_hash)
             if mine is not None:  # an earlier request with this key: its answer, or a conflict

@@ -13,6 +13,7 @@ from service.api.deps import Services
 from service.api.idempotency import Idempotency
 from service.api.routes import experiments, health, jobs, uploads
 from service.api.uploads import BodyLimit
+from service.core.auth import KeyStore
 from service.core.jobs import JobStore
 from service.core.queue import JobQueue, make_celery
 from service.core.settings import Settings
@@ -26,7 +27,7 @@ def create_app(settings: Settings | None = None, *, store: ObjectStore | None = 
     app = FastAPI(title="checkerless", version="0.1.0",
                   description="Train style-transfer networks, stylise images, measure checkerboard artifacts.")
     app.state.services = Services(settings=settings, store=store, jobs=JobStore(store),
-                                  queue=queue or JobQueue(make_celery(settings)))
+                                  queue=queue or JobQueue(make_celery(settings)), keys=KeyStore(store))
     # Outermost last: the body limit applies before a body is spooled for an Idempotency-Key.
     app.add_middleware(Idempotency, store=store, keep_s=settings.idempotency_keep_s)
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)

@@ -34,10 +34,12 @@ err = Console(stderr=True)
 
 def _add_subcommands() -> None:
     from service.cli.artifacts import app as artifacts_app
+    from service.cli.keys import keys_app
     from service.cli.serve import jobs_app, serve, worker
 
     app.add_typer(artifacts_app, name="artifacts")
     app.add_typer(jobs_app, name="jobs")
+    app.add_typer(keys_app, name="keys")
     app.command()(serve)
     app.command()(worker)
 

@@ -24,6 +24,7 @@ err = Console(stderr=True)
 jobs_app = typer.Typer(help="Talk to a checkerless API: submit, watch, cancel, stylise.", no_args_is_help=True)
 
 ApiOpt = Annotated[Optional[str], typer.Option("--api", help="API base URL [default: CHECKERLESS_API_URL or http://127.0.0.1:8000].")]
+KeyOpt = Annotated[Optional[str], typer.Option("--key", help="API key [default: CHECKERLESS_API_KEY, or the local key in CHECKERLESS_DATA_DIR].")]
 
 
 def worker(
@@ -74,6 +75,12 @@ def serve(
     if not _free_port(host, port):
         raise ValueError(f"port {port} on {host} is in use; pick another with --port")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = create_app(settings)
+    if settings.store == "local":  # the embedded default: a key the CLI and the demo find by themselves
+        app.state.services.keys.ensure_local(settings.local_key_file)
+        key_note = f"; API key in {settings.local_key_file.resolve()}"
+    else:
+        key_note = "; keys: `checkerless keys create`"
     env = {**os.environ, "CHECKERLESS_DATA_DIR": str(settings.data_dir.resolve())}
     # Two workers: a stylise request must not wait behind hours of training.
     from service.core.protocol import die_with_parent
@@ -84,9 +91,10 @@ def serve(
     # uvicorn re-raises SIGTERM/SIGINT after its shutdown; make that an exit that runs `finally`.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     url = f"http://{host}:{port}"
-    out.print(f"checkerless serving at [bold]{url}[/]  (API docs: {url}/docs; data in {settings.data_dir.resolve()})")
+    out.print(f"checkerless serving at [bold]{url}[/]  (API docs: {url}/docs; data in {settings.data_dir.resolve()}"
+              f"{key_note})")
     try:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+        uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
         # SIGTERM to each worker's main process only (as `docker compose stop` does): a warm
         # shutdown, in which a running job checkpoints and goes back on the queue.
@@ -106,13 +114,17 @@ class ApiError(ValueError):
     pass
 
 
-def _client(api: str | None):
+def _client(api: str | None, key: str | None = None):
     import httpx
 
+    from service.core.auth import read_local_key
     from service.core.settings import Settings
 
-    base = (api or Settings().api_url).rstrip("/")
-    return httpx.Client(base_url=base, timeout=120)
+    settings = Settings()
+    base = (api or settings.api_url).rstrip("/")
+    # The key: --key, else CHECKERLESS_API_KEY, else the local key `serve` made in its data folder.
+    token = key or settings.api_key or read_local_key(settings.local_key_file)
+    return httpx.Client(base_url=base, timeout=120, headers={"X-API-Key": token} if token else {})
 
 
 def _call(client, method: str, path: str, **kw):
@@ -185,9 +197,10 @@ def submit(
     watch: Annotated[bool, typer.Option(help="Show a progress bar until the job ends.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     api: ApiOpt = None,
+    key: KeyOpt = None,
 ) -> None:
     """Upload a style (and content), submit a training job, optionally watch it."""
-    with _client(api) as client:
+    with _client(api, key) as client:
         if not style.is_file():
             raise ApiError(f"{style}: no such file")
         style_id = _call(client, "POST", "/v1/styles", files={"file": (style.name, style.read_bytes())}).json()["id"]
@@ -206,9 +219,9 @@ def submit(
 
 
 @jobs_app.command("list")
-def list_jobs(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False, api: ApiOpt = None) -> None:
+def list_jobs(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False, api: ApiOpt = None, key: KeyOpt = None) -> None:
     """List jobs, newest first."""
-    with _client(api) as client:
+    with _client(api, key) as client:
         jobs = _call(client, "GET", "/v1/jobs").json()
     if as_json:
         print(json.dumps(jobs, indent=2))
@@ -222,16 +235,16 @@ def list_jobs(as_json: Annotated[bool, typer.Option("--json", help="Print JSON."
 
 
 @jobs_app.command("show")
-def show(job_id: str, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False, api: ApiOpt = None) -> None:
+def show(job_id: str, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False, api: ApiOpt = None, key: KeyOpt = None) -> None:
     """One job's state."""
-    with _client(api) as client:
+    with _client(api, key) as client:
         _print_job(_call(client, "GET", f"/v1/jobs/{job_id}").json(), as_json)
 
 
 @jobs_app.command("watch")
-def watch_job(job_id: str, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False, api: ApiOpt = None) -> None:
+def watch_job(job_id: str, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False, api: ApiOpt = None, key: KeyOpt = None) -> None:
     """A progress bar until the job ends."""
-    with _client(api) as client:
+    with _client(api, key) as client:
         job = _watch(client, job_id)
     _print_job(job, as_json)
     if job["state"] == "failed":
@@ -239,17 +252,17 @@ def watch_job(job_id: str, as_json: Annotated[bool, typer.Option("--json", help=
 
 
 @jobs_app.command("cancel")
-def cancel(job_id: str, api: ApiOpt = None) -> None:
+def cancel(job_id: str, api: ApiOpt = None, key: KeyOpt = None) -> None:
     """Ask a job to stop (it keeps its last checkpoint)."""
-    with _client(api) as client:
+    with _client(api, key) as client:
         _call(client, "POST", f"/v1/jobs/{job_id}/cancel")
     out.print(f"cancel requested for job {job_id}")
 
 
 @jobs_app.command("delete")
-def delete(job_id: str, api: ApiOpt = None) -> None:
+def delete(job_id: str, api: ApiOpt = None, key: KeyOpt = None) -> None:
     """Delete a finished job and its stored files."""
-    with _client(api) as client:
+    with _client(api, key) as client:
         _call(client, "DELETE", f"/v1/jobs/{job_id}")
     out.print(f"deleted job {job_id}")
 
@@ -260,10 +273,11 @@ def stylize(
     images: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the stylised PNGs.")] = Path("stylized"),
     api: ApiOpt = None,
+    key: KeyOpt = None,
 ) -> None:
     """Stylise images with a finished job's network and download the PNGs."""
     files = _files(images)
-    with _client(api) as client:
+    with _client(api, key) as client:
         req = _call(client, "POST", f"/v1/jobs/{job_id}/stylize", files=files).json()
         while req["state"] in ("queued", "running"):
             time.sleep(0.5)
@@ -306,6 +320,10 @@ def demo_through_service(*, config, style: str, variants: list[str], photo: str,
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `kill` stops the server too (via finally)
     url = f"http://127.0.0.1:{port}"
     try:
+        from service.core.auth import read_local_key
+        from service.core.settings import Settings
+
+        key_file = Settings(data_dir=data_dir).local_key_file
         with httpx.Client(base_url=url, timeout=120) as client:
             deadline = time.monotonic() + 120
             while True:
@@ -317,13 +335,16 @@ def demo_through_service(*, config, style: str, variants: list[str], photo: str,
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise ApiError(f"the embedded server did not start (see `checkerless serve --port {port}`)")
                 time.sleep(0.5)
+            key = read_local_key(key_file)  # made by the server on its first start
+            client.headers["X-API-Key"] = key or ""
             style_id = _call(client, "POST", "/v1/styles", files={"file": (f"{name}.png", buf.getvalue())}).json()["id"]
             body = {"style_id": style_id, "variants": variants, "size": config.size, "steps": config.steps,
                     "batch": config.batch, "seed": config.seed, "style_weight": config.style_weight}
             exp = _call(client, "POST", "/v1/experiments", json=body).json()
             page = f"{url}/ui/experiment.html?id={exp['id']}"
             if not as_json:
-                out.print(f"training {' vs '.join(variants)}: watch it live at [bold]{page}[/]")
+                out.print(f"training {' vs '.join(variants)}: watch it live at [bold]{page}[/] "
+                          f"(the page asks once for the API key in {key_file.resolve()})")
             exp = _watch_experiment(client, exp["id"], quiet=as_json)
         rows = []
         for v in exp["variants"]:

@@ -7,6 +7,10 @@ class NotFound(LookupError):
     """No such job, style, content set, experiment or stylisation; the message names it."""
 
 
+class Unauthorized(Exception):
+    """No API key, or one that is unknown or revoked."""
+
+
 class Conflict(Exception):
     """The request is valid but not in this state (e.g. stylising with an unfinished job)."""
 

@@ -91,15 +91,17 @@ class JobStore:
         self.store.put_bytes(Keys.active(JOBS, record.id), b"")
         return record
 
-    def get(self, job_id: str) -> JobRecord:
-        return self._read(Keys.job(check_id(job_id, "job")), JobRecord, f"job {job_id!r}")[0]
+    def get(self, job_id: str, scope: str | None = None) -> JobRecord:
+        """A job; with `scope` (an owner's id), only that owner's: another's is as missing."""
+        return _visible(self._read(Keys.job(check_id(job_id, "job")), JobRecord, f"job {job_id!r}")[0], scope,
+                        f"no job {job_id!r}")
 
     def update(self, job_id: str, change: Callable[[JobRecord], None]) -> JobRecord:
         return self._update(Keys.job(check_id(job_id, "job")), JobRecord, change, f"job {job_id!r}")
 
-    def list(self) -> list[JobRecord]:
-        """Every job, newest first."""
-        return self._list("jobs", "job.json", JobRecord)
+    def list(self, scope: str | None = None) -> list[JobRecord]:
+        """Every job (of the owner `scope`, if given), newest first."""
+        return [r for r in self._list("jobs", "job.json", JobRecord) if scope is None or r.owner == scope]
 
     def delete(self, job_id: str) -> int:
         """The job's record, checkpoint, report, panel, and every stylisation made with it."""
@@ -119,10 +121,11 @@ class JobStore:
         if record.final:
             self.store.delete(Keys.active(kind, record.id))
 
-    def request_cancel(self, job_id: str) -> JobRecord:
+    def request_cancel(self, job_id: str, scope: str | None = None) -> JobRecord:
         """A queued job is cancelled at once; a running one is flagged, and its supervisor
         stops it at its next heartbeat."""
         def change(r: JobRecord) -> None:
+            _visible(r, scope, f"no job {job_id!r}")
             if r.final:
                 raise Conflict(f"job {job_id} has already {r.state.value}")
             r.cancel_requested_at = r.cancel_requested_at or now()
@@ -236,32 +239,51 @@ class JobStore:
 
     # --- styles and content sets ----------------------------------------------------------
 
-    def style_exists(self, style_id: str) -> bool:
-        return self.store.exists(Keys.style(check_id(style_id, "style")))
-
-    def content_set_meta(self, set_id: str) -> dict:
+    def style_meta(self, style_id: str, scope: str | None = None) -> dict:
+        """A style's description; NotFound if there is none (or it is another owner's)."""
+        key = Keys.style_meta(check_id(style_id, "style"))
         try:
-            return json.loads(self.store.get_bytes(Keys.content_meta(check_id(set_id, "content set"))))
+            meta = json.loads(self.store.get_bytes(key))
+        except ObjectNotFound:
+            if not self.store.exists(Keys.style(style_id)):
+                raise NotFound(f"no style {style_id!r}") from None
+            meta = {"id": style_id, "owner": "", "width": None, "height": None, "name": None, "created_at": None}
+        if scope is not None and meta.get("owner", "") != scope:
+            raise NotFound(f"no style {style_id!r}")
+        return meta
+
+    def style_exists(self, style_id: str, scope: str | None = None) -> bool:
+        try:
+            self.style_meta(style_id, scope)
+            return True
+        except NotFound:
+            return False
+
+    def content_set_meta(self, set_id: str, scope: str | None = None) -> dict:
+        try:
+            meta = json.loads(self.store.get_bytes(Keys.content_meta(check_id(set_id, "content set"))))
         except ObjectNotFound:
             raise NotFound(f"no content set {set_id!r}") from None
+        if scope is not None and meta.get("owner", "") != scope:
+            raise NotFound(f"no content set {set_id!r}")
+        return meta
 
-    def list_styles(self) -> list[dict]:
+    def list_styles(self, scope: str | None = None) -> list[dict]:
         """Every style's description (id, width, height, name, created_at), newest first."""
         metas = []
         for key in [k for k in self.store.list("styles") if k.endswith("/style.png")]:
-            style_id = key.split("/")[1]
             try:
-                metas.append(json.loads(self.store.get_bytes(Keys.style_meta(style_id))))
-            except ObjectNotFound:  # stored before styles had descriptions
-                metas.append({"id": style_id, "width": None, "height": None, "name": None, "created_at": None})
+                metas.append(self.style_meta(key.split("/")[1], scope))
+            except NotFound:  # another owner's, or deleted meanwhile
+                continue
         return sorted(metas, key=lambda m: m["created_at"] or "", reverse=True)
 
-    def list_content_sets(self) -> list[dict]:
+    def list_content_sets(self, scope: str | None = None) -> list[dict]:
         metas = []
         for key in [k for k in self.store.list("contents") if k.endswith("/meta.json")]:
             try:
-                metas.append({"id": key.split("/")[1], **json.loads(self.store.get_bytes(key))})
-            except ObjectNotFound:
+                metas.append({"id": key.split("/")[1], **self.content_set_meta(key.split("/")[1], scope)})
+            except NotFound:
                 continue
         return sorted(metas, key=lambda m: m.get("created_at") or "", reverse=True)
 
@@ -271,15 +293,14 @@ class JobStore:
             raise Conflict(f"{what} {item_id} is used by unfinished job(s) {', '.join(users)}; "
                            "cancel them or wait for them to end")
 
-    def delete_style(self, style_id: str) -> int:
+    def delete_style(self, style_id: str, scope: str | None = None) -> int:
         """A style no unfinished job uses (finished networks keep theirs: checkpoints carry it)."""
-        if not self.style_exists(style_id):
-            raise NotFound(f"no style {style_id!r}")
+        self.style_meta(style_id, scope)
         self._refuse_if_used("style", style_id, lambda j: j.style_id == style_id)
         return self.store.delete_prefix(Keys.style_prefix(style_id))
 
-    def delete_content_set(self, set_id: str) -> int:
-        self.content_set_meta(set_id)
+    def delete_content_set(self, set_id: str, scope: str | None = None) -> int:
+        self.content_set_meta(set_id, scope)
         self._refuse_if_used("content set", set_id, lambda j: j.content_set_id == set_id)
         return self.store.delete_prefix(Keys.content_set_prefix(set_id))
 
@@ -289,12 +310,13 @@ class JobStore:
         self._create(Keys.experiment(record.id), record)
         return record
 
-    def get_experiment(self, experiment_id: str) -> ExperimentRecord:
+    def get_experiment(self, experiment_id: str, scope: str | None = None) -> ExperimentRecord:
         key = Keys.experiment(check_id(experiment_id, "experiment"))
-        return self._read(key, ExperimentRecord, f"experiment {experiment_id!r}")[0]
+        return _visible(self._read(key, ExperimentRecord, f"experiment {experiment_id!r}")[0], scope,
+                        f"no experiment {experiment_id!r}")
 
-    def delete_experiment(self, experiment_id: str) -> int:
-        exp = self.get_experiment(experiment_id)
+    def delete_experiment(self, experiment_id: str, scope: str | None = None) -> int:
+        exp = self.get_experiment(experiment_id, scope)
         running = [v["decoder"] for v in exp.variants if not self._final_or_gone(v["job_id"])]
         if running:
             raise Conflict(f"variant(s) {', '.join(running)} still running; cancel them first")
@@ -310,8 +332,9 @@ class JobStore:
         except NotFound:
             return True
 
-    def list_experiments(self) -> list[ExperimentRecord]:
-        return self._list("experiments", "experiment.json", ExperimentRecord)
+    def list_experiments(self, scope: str | None = None) -> list[ExperimentRecord]:
+        return [e for e in self._list("experiments", "experiment.json", ExperimentRecord)
+                if scope is None or e.owner == scope]
 
     # --- stylisations ---------------------------------------------------------------------
 
@@ -320,9 +343,10 @@ class JobStore:
         self.store.put_bytes(Keys.active(STYLIZATIONS, record.id), b"")
         return record
 
-    def get_stylize(self, request_id: str) -> StylizeRecord:
+    def get_stylize(self, request_id: str, scope: str | None = None) -> StylizeRecord:
         key = Keys.stylize(check_id(request_id, "stylization"))
-        return self._read(key, StylizeRecord, f"stylization {request_id!r}")[0]
+        return _visible(self._read(key, StylizeRecord, f"stylization {request_id!r}")[0], scope,
+                        f"no stylization {request_id!r}")
 
     def update_stylize(self, request_id: str, change: Callable[[StylizeRecord], None]) -> StylizeRecord:
         record = self._update(Keys.stylize(check_id(request_id, "stylization")), StylizeRecord, change,
@@ -400,6 +424,13 @@ class JobStore:
         except NotFound:
             return False
         return requeued[0]
+
+
+def _visible(record: R, scope: str | None, missing: str) -> R:
+    """Another owner's record is as missing as one that never was: a 404, never a 403."""
+    if scope is not None and record.owner != scope:
+        raise NotFound(missing)
+    return record
 
 
 def apply_progress(r: JobRecord, progress: dict) -> None:

@@ -85,6 +85,14 @@ class Keys:
         return f"experiments/{experiment_id}/cache/{name}"
 
     @staticmethod
+    def api_key(token_digest: str) -> str:
+        return f"keys/{token_digest}.json"
+
+    @staticmethod
+    def api_key_prefix() -> str:
+        return "keys"
+
+    @staticmethod
     def idempotency(key_digest: str) -> str:
         """The first answer to requests with one Idempotency-Key (its SHA-256, hex)."""
         return f"idempotency/{key_digest}.json"

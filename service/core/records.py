@@ -54,6 +54,7 @@ class Attempt(BaseModel):
 
 class _Record(BaseModel):
     id: str
+    owner: str = ""  # the API key owner's id ("": made before owners; only an admin sees it)
     state: JobState = JobState.queued
     version: int = 0  # bumped by every write: two writes of one record never look alike
     created_at: datetime = Field(default_factory=now)
@@ -130,6 +131,7 @@ class ExperimentRecord(BaseModel):
     and data order; same settings otherwise)."""
 
     id: str
+    owner: str = ""
     version: int = 0
     created_at: datetime = Field(default_factory=now)
     style_id: str

@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     # Presigned URLs, and the API address the CLI client talks to.
     url_expiry_s: int = Field(3600, gt=0)
     api_url: str = "http://127.0.0.1:8000"
+    api_key: str | None = None  # the CLI client's key; unset: the data folder's local key
 
     @property
     def resolved_broker_url(self) -> str:
@@ -64,6 +65,11 @@ class Settings(BaseSettings):
     @property
     def work_dir(self) -> Path:
         return self.data_dir / "work"
+
+    @property
+    def local_key_file(self) -> Path:
+        """The embedded default's API key, made by `serve` on first start (service/core/auth.py)."""
+        return self.data_dir / "local-key"
 
     @property
     def broker_dir(self) -> Path:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 
 from models.config import TrainConfig
+from service.core.auth import ApiKey as Owner
 from service.core.errors import Conflict, NotFound, Unavailable
 from service.core.jobs import JobStore
 from service.core.keys import Keys, new_id
@@ -16,21 +17,22 @@ from service.core.records import ExperimentRecord, JobRecord, JobState, StylizeR
 log = logging.getLogger(__name__)
 
 
-def _job_record(jobs: JobStore, *, style_id: str, content_set_id: str | None, settings: dict,
+def _job_record(jobs: JobStore, owner: Owner, *, style_id: str, content_set_id: str | None, settings: dict,
                 experiment_id: str | None = None) -> JobRecord:
-    if not jobs.style_exists(style_id):
+    if not jobs.style_exists(style_id, owner.scope):
         raise NotFound(f"no style {style_id!r}; upload one with POST /v1/styles")
     if content_set_id is not None:
-        jobs.content_set_meta(content_set_id)
+        jobs.content_set_meta(content_set_id, owner.scope)
     config = TrainConfig.from_dict(settings)  # the same validation as the CLI
-    return JobRecord(id=new_id(), config=config.to_dict(), style_id=style_id, content_set_id=content_set_id,
-                     steps=config.steps, experiment_id=experiment_id)
+    return JobRecord(id=new_id(), owner=owner.owner, config=config.to_dict(), style_id=style_id,
+                     content_set_id=content_set_id, steps=config.steps, experiment_id=experiment_id)
 
 
-def submit_job(jobs: JobStore, queue: JobQueue, *, style_id: str, content_set_id: str | None,
+def submit_job(jobs: JobStore, queue: JobQueue, owner: Owner, *, style_id: str, content_set_id: str | None,
                settings: dict) -> JobRecord:
     """A training job, queued. `settings` are TrainConfig fields."""
-    record = jobs.create(_job_record(jobs, style_id=style_id, content_set_id=content_set_id, settings=settings))
+    record = jobs.create(_job_record(jobs, owner, style_id=style_id, content_set_id=content_set_id,
+                                     settings=settings))
     try:
         queue.send(TRAIN_TASK, record.id)
     except Unavailable:
@@ -39,11 +41,11 @@ def submit_job(jobs: JobStore, queue: JobQueue, *, style_id: str, content_set_id
     return record
 
 
-def create_experiment(jobs: JobStore, queue: JobQueue, *, style_id: str, content_set_id: str | None,
+def create_experiment(jobs: JobStore, queue: JobQueue, owner: Owner, *, style_id: str, content_set_id: str | None,
                       shared: dict, variants: list[str]) -> ExperimentRecord:
     """One job per decoder variant with the same settings and seed, or nothing at all."""
     experiment_id = new_id()
-    records = [_job_record(jobs, style_id=style_id, content_set_id=content_set_id,
+    records = [_job_record(jobs, owner, style_id=style_id, content_set_id=content_set_id,
                            settings={**shared, "decoder": decoder}, experiment_id=experiment_id)
                for decoder in variants]  # every config validated before anything is written
     created: list[str] = []
@@ -54,7 +56,7 @@ def create_experiment(jobs: JobStore, queue: JobQueue, *, style_id: str, content
         for record in records:
             queue.send(TRAIN_TASK, record.id)
         return jobs.create_experiment(ExperimentRecord(
-            id=experiment_id, style_id=style_id, content_set_id=content_set_id, settings=shared,
+            id=experiment_id, owner=owner.owner, style_id=style_id, content_set_id=content_set_id, settings=shared,
             variants=[{"decoder": r.config["decoder"], "job_id": r.id} for r in records]))
     except BaseException:
         for job_id in created:  # a worker that already received one finds it gone
@@ -71,9 +73,9 @@ def _take_back(jobs: JobStore, job_id: str) -> None:
         log.exception("could not take back job %s of a failed experiment", job_id)
 
 
-def request_stylize(jobs: JobStore, queue: JobQueue, job_id: str, pngs: list[bytes]) -> StylizeRecord:
+def request_stylize(jobs: JobStore, queue: JobQueue, owner: Owner, job_id: str, pngs: list[bytes]) -> StylizeRecord:
     """Stylise images (already checked and re-encoded as PNG) with a finished job's network."""
-    record = jobs.get(job_id)
+    record = jobs.get(job_id, owner.scope)
     if record.state != JobState.succeeded:
         raise Conflict(f"job {job_id} is {record.state.value}; only a succeeded job can stylise")
     request_id = new_id()
@@ -81,7 +83,7 @@ def request_stylize(jobs: JobStore, queue: JobQueue, job_id: str, pngs: list[byt
     for i, png in enumerate(pngs):
         jobs.store.put_bytes(Keys.stylize_input(request_id, i), png, content_type="image/png")
         inputs.append(Keys.stylize_input(request_id, i))
-    request = jobs.create_stylize(StylizeRecord(id=request_id, job_id=job_id, inputs=inputs))
+    request = jobs.create_stylize(StylizeRecord(id=request_id, owner=owner.owner, job_id=job_id, inputs=inputs))
     try:
         queue.send(STYLIZE_TASK, request_id)
     except Unavailable:

@@ -126,7 +126,8 @@ def api(service_env, tmp_path_factory) -> httpx.Client:
         [sys.executable, "-m", "uvicorn", "service.api.main:create_app", "--factory", "--host", "127.0.0.1",
          "--port", str(port), "--log-level", "warning"],
         env={**os.environ, **service_env}, cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60,
+                          headers={"X-API-Key": api_key(service_env)})
 
     def healthy() -> bool:
         try:
@@ -140,6 +141,17 @@ def api(service_env, tmp_path_factory) -> httpx.Client:
     client.close()
     proc.terminate()
     proc.wait(timeout=30)
+
+
+def api_key(env: dict[str, str], **key) -> str:
+    """A new API key in the store these settings name (a new owner's unless `owner` is given)."""
+    from service.core.auth import KeyStore
+    from service.core.settings import Settings
+    from service.core.storage import open_store
+
+    settings = Settings(**{k.removeprefix("CHECKERLESS_").lower(): v for k, v in env.items()
+                           if k.startswith("CHECKERLESS_")})
+    return KeyStore(open_store(settings)).create(name="e2e", **key)[1]
 
 
 def child_processes(job_id: str) -> list[int]:

@@ -55,20 +55,25 @@ def test_serve_then_submit_watch_and_stylize_with_the_client(tmp_path):
         Image.fromarray(skimage.data.immunohistochemistry()).resize((48, 48)).save(style)
         Image.fromarray(np.asarray(Image.fromarray(skimage.data.chelsea()).resize((51, 37)))).save(photo)
 
+        # No key: refused. The client finds the local key `serve` made in its data folder.
+        p = cli("jobs", "list", "--api", url, env={"CHECKERLESS_DATA_DIR": str(tmp_path / "elsewhere")})
+        assert p.returncode == 1 and "needs an API key" in p.stderr and "HTTP 401" in p.stderr, p.stderr
+        mine = {"CHECKERLESS_DATA_DIR": str(data)}
+        assert (data / "local-key").stat().st_mode & 0o077 == 0  # readable by its user alone
         p = cli("jobs", "submit", style, "--api", url, "--size", "32", "--steps", "4", "--batch", "1",
-                "--decoder", "deconv", "--watch", "--json")
+                "--decoder", "deconv", "--watch", "--json", env=mine)
         assert p.returncode == 0, p.stderr
         job = json.loads(p.stdout)
         assert job["state"] == "succeeded" and job["step"] == 4
 
-        p = cli("jobs", "stylize", job["id"], photo, "--api", url, "--out", tmp_path / "out")
+        p = cli("jobs", "stylize", job["id"], photo, "--api", url, "--out", tmp_path / "out", env=mine)
         assert p.returncode == 0, p.stderr + p.stdout
         with Image.open(tmp_path / "out" / "photo.png") as out:  # noqa: SIM117
             assert out.size == (51, 37)
 
-        p = cli("jobs", "list", "--api", url, "--json")
+        p = cli("jobs", "list", "--api", url, "--json", env=mine)
         assert [j["id"] for j in json.loads(p.stdout)] == [job["id"]]
-        p = cli("jobs", "show", "0" * 32, "--api", url)
+        p = cli("jobs", "show", "0" * 32, "--api", url, env=mine)
         assert p.returncode == 1 and p.stderr.startswith("error: no job") and "HTTP 404" in p.stderr
         assert worker_pids(data)
     finally:
@@ -76,7 +81,7 @@ def test_serve_then_submit_watch_and_stylize_with_the_client(tmp_path):
         server.wait(timeout=60)
     wait_for(lambda: not worker_pids(data), timeout=70, what="the workers to stop with the server")
     assert list(empty.iterdir()) == []
-    assert {p.name for p in data.iterdir()} <= {"broker", "store", "work"}
+    assert {p.name for p in data.iterdir()} <= {"broker", "store", "work", "local-key"}
 
 
 def test_the_client_says_when_the_api_is_down(tmp_path):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.e2e.conftest import ROOT, free_port, wait_for
+from tests.e2e.conftest import ROOT, api_key, free_port, wait_for
 from tests.zips import bomb, zip_of
 
 MB = 1024 * 1024
@@ -33,7 +33,8 @@ def api(tmp_path):
     env["CHECKERLESS_DATA_DIR"] = str(tmp_path / "data")
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "service.api.main:create_app", "--factory",
                              "--port", str(port), "--log-level", "warning"], cwd=ROOT, env=env)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120,
+                          headers={"X-API-Key": api_key({"CHECKERLESS_DATA_DIR": env["CHECKERLESS_DATA_DIR"]})})
 
     def up() -> bool:
         try:

@@ -40,7 +40,7 @@ def server(tmp_path_factory):
             return False
 
     wait_for(up, timeout=90, what="checkerless serve")
-    yield url
+    yield url, (data / "local-key").read_text().strip()  # the page asks for the key once per tab
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=60)
 
@@ -58,6 +58,7 @@ def browser():
 
 
 def test_an_experiment_through_the_page(server, browser, tmp_path):
+    server, key = server
     ARTIFACTS.mkdir(exist_ok=True)
     style, own = tmp_path / "style.png", tmp_path / "own.png"
     Image.fromarray(skimage.data.immunohistochemistry()).resize((64, 64)).save(style)
@@ -66,6 +67,8 @@ def test_an_experiment_through_the_page(server, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    asked: list[str] = []
+    page.on("dialog", lambda d: (asked.append(d.message), d.accept(key)))
     page.goto(f"{server}/")
     page.wait_for_selector("#decoders input[value=deconv]")
     assert page.is_checked("#decoders input[value=deconv]") and page.is_checked("#decoders input[value=resize-nearest]")
@@ -124,13 +127,17 @@ def test_an_experiment_through_the_page(server, browser, tmp_path):
     page.click("#modes button[data-mode=side]")
     page.screenshot(path=str(ARTIFACTS / "experiment-done.png"), full_page=True)
     assert not errors, errors
+    assert len(asked) == 1 and "API key" in asked[0]  # asked once, kept for the tab across pages
 
 
 def test_a_single_job_from_the_form_shows_live_progress(server, browser, tmp_path):
+    server, key = server
     style = tmp_path / "style.png"
     Image.fromarray(skimage.data.immunohistochemistry()).resize((48, 48)).save(style)
     page = browser.new_page()
+    page.on("dialog", lambda d: d.accept(key))  # a new tab asks for the key again
     page.goto(f"{server}/ui/")
+
     page.wait_for_selector("#decoders input[value=deconv]")
     page.uncheck("#decoders input[value=resize-nearest]")
     page.set_input_files("input[name=style]", str(style))

@@ -44,8 +44,13 @@ class FailsAfter(JobQueue):
         super().send(task, item_id)
 
 
-def client_for(settings: Settings, queue: JobQueue | None = None) -> TestClient:
-    return TestClient(create_app(settings, queue=queue))
+def client_for(settings: Settings, queue: JobQueue | None = None, *, store=None, token: str | None = None,
+               **key) -> TestClient:
+    """A client of a fresh app, holding an API key (a new owner's unless `token` is given)."""
+    app = create_app(settings, queue=queue, store=store)
+    if token is None:
+        _, token = app.state.services.keys.create(name="test", **key)
+    return TestClient(app, headers={"X-API-Key": token})
 
 
 @pytest.fixture
@@ -115,7 +120,7 @@ def test_bad_images_are_422_and_big_bodies_413(api):
 
 def test_an_unreachable_broker_is_503_and_the_job_says_why(settings, style_id, api):
     dead = settings.model_copy(update={"broker_url": "redis://127.0.0.1:1/0"})
-    with TestClient(create_app(dead, store=api.app.state.services.store)) as c:
+    with client_for(dead, store=api.app.state.services.store, token=api.headers["X-API-Key"]) as c:
         r = c.post("/v1/jobs", json={"style_id": style_id, "steps": 3})
         assert r.status_code == 503 and "job queue is unreachable" in r.json()["detail"]
         (job,) = c.get("/v1/jobs").json()
@@ -124,7 +129,7 @@ def test_an_unreachable_broker_is_503_and_the_job_says_why(settings, style_id, a
 
 def test_an_experiment_is_created_whole_or_not_at_all(settings, style_id, api):
     store = api.app.state.services.store
-    with TestClient(create_app(settings, store=store, queue=FailsAfter(make_celery(settings), 1))) as c:
+    with client_for(settings, FailsAfter(make_celery(settings), 1), store=store, token=api.headers["X-API-Key"]) as c:
         r = c.post("/v1/experiments", json={"style_id": style_id, "variants": ["deconv", "resize-nearest"], "steps": 3})
         assert r.status_code == 503 and "unreachable" in r.json()["detail"]
         assert c.get("/v1/jobs").json() == [] and c.get("/v1/experiments").json() == []

@@ -26,7 +26,9 @@ def png(seed: int = 0, size: int = 40) -> bytes:
 def api(tmp_path):
     settings = Settings(data_dir=tmp_path / "data", max_upload_bytes=4 * 1024 * 1024, max_content_images=6,
                         max_member_bytes=8 * 1024 * 1024, max_unpacked_bytes=20 * 1024 * 1024)
-    with TestClient(create_app(settings)) as client:
+    app = create_app(settings)
+    _, token = app.state.services.keys.create(name="test")
+    with TestClient(app, headers={"X-API-Key": token}) as client:
         yield client
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, File, Response, UploadFile
 
 from service.api.compare import DIFF_GAIN, difference_png, spectrum_png
-from service.api.deps import Services, ServicesDep
+from service.api.deps import CurrentKey, Services, ServicesDep
 from service.api.routes.jobs import public, stylization_public
 from service.api.schemas import ExperimentCreate
 from service.api.uploads import check_image
@@ -47,19 +47,19 @@ def experiment_public(services: Services, exp: ExperimentRecord) -> dict:
 
 
 @router.post("/experiments", status_code=201)
-def create_experiment(request: ExperimentCreate, services: ServicesDep) -> dict:
+def create_experiment(request: ExperimentCreate, services: ServicesDep, key: CurrentKey) -> dict:
     """Train two or more decoder variants alike: same seed (so the same shared initial weights
     and data order), same settings, only the decoder differs."""
-    exp = create_jobs(services.jobs, services.queue, style_id=request.style_id, content_set_id=request.content_set_id,
+    exp = create_jobs(services.jobs, services.queue, key, style_id=request.style_id, content_set_id=request.content_set_id,
                       shared=request.train_settings(services.settings.checkpoint_every), variants=request.variants)
     return experiment_public(services, exp)
 
 
 @router.get("/experiments")
-def list_experiments(services: ServicesDep) -> list[dict]:
+def list_experiments(services: ServicesDep, key: CurrentKey) -> list[dict]:
     """Every experiment, newest first (ids, variants, state)."""
     out = []
-    for exp in services.jobs.list_experiments():
+    for exp in services.jobs.list_experiments(key.scope):
         states = [services.jobs.get(v["job_id"]).state for v in exp.variants]
         out.append({"id": exp.id, "created_at": exp.created_at.isoformat(), "state": _state(states),
                     "variants": [v["decoder"] for v in exp.variants], "settings": exp.settings})
@@ -67,16 +67,16 @@ def list_experiments(services: ServicesDep) -> list[dict]:
 
 
 @router.get("/experiments/{experiment_id}")
-def get_experiment(experiment_id: str, services: ServicesDep) -> dict:
+def get_experiment(experiment_id: str, services: ServicesDep, key: CurrentKey) -> dict:
     """Per variant: state, progress, loss and artifact curves, time per step, scores at init and at
     the end, outputs on the fixed panel; across variants: difference images and spectra."""
-    return experiment_public(services, services.jobs.get_experiment(experiment_id))
+    return experiment_public(services, services.jobs.get_experiment(experiment_id, key.scope))
 
 
 @router.delete("/experiments/{experiment_id}", status_code=204)
-def delete_experiment(experiment_id: str, services: ServicesDep) -> Response:
+def delete_experiment(experiment_id: str, services: ServicesDep, key: CurrentKey) -> Response:
     """Delete a finished experiment, its jobs and every object they stored."""
-    services.jobs.delete_experiment(experiment_id)
+    services.jobs.delete_experiment(experiment_id, key.scope)
     return Response(status_code=204)
 
 
@@ -91,17 +91,18 @@ def _panel_key(services: Services, exp: ExperimentRecord, index: int, name: str)
 
 
 @router.get("/experiments/{experiment_id}/difference/{name}", responses={200: {"content": {"image/png": {}}}})
-def difference(experiment_id: str, name: str, services: ServicesDep, a: int = 0, b: int = 1) -> Response:
+def difference(experiment_id: str, name: str, services: ServicesDep, key: CurrentKey, a: int = 0, b: int = 1) -> Response:
     """|A - B| of two variants' outputs on a panel photo, amplified (the gain is in the experiment)."""
-    exp = services.jobs.get_experiment(experiment_id)
+    exp = services.jobs.get_experiment(experiment_id, key.scope)
     (ka, _), (kb, _) = _panel_key(services, exp, a, name), _panel_key(services, exp, b, name)
     return Response(difference_png(services.store, exp.id, ka, kb, f"{name}-{a}-{b}"), media_type="image/png")
 
 
 @router.get("/experiments/{experiment_id}/spectrum/{name}", responses={200: {"content": {"image/png": {}}}})
-def spectrum(experiment_id: str, name: str, services: ServicesDep, a: int = 0, b: int | None = None) -> Response:
+def spectrum(experiment_id: str, name: str, services: ServicesDep, key: CurrentKey, a: int = 0,
+             b: int | None = None) -> Response:
     """The log-power spectrum of variant a's output, or with b the difference spectrum a - b."""
-    exp = services.jobs.get_experiment(experiment_id)
+    exp = services.jobs.get_experiment(experiment_id, key.scope)
     ka, da = _panel_key(services, exp, a, name)
     if b is None:
         png = spectrum_png(services.store, exp.id, ka, f"{name}-{a}", title=f"{da} on {name}")
@@ -112,12 +113,13 @@ def spectrum(experiment_id: str, name: str, services: ServicesDep, a: int = 0, b
 
 
 @router.post("/experiments/{experiment_id}/stylize", status_code=202)
-def stylize_all(experiment_id: str, services: ServicesDep, files: list[UploadFile] = File(...)) -> list[dict]:
+def stylize_all(experiment_id: str, services: ServicesDep, key: CurrentKey,
+                files: list[UploadFile] = File(...)) -> list[dict]:
     """Stylise your own images with every variant: one stylisation per variant to poll."""
-    exp = services.jobs.get_experiment(experiment_id)
+    exp = services.jobs.get_experiment(experiment_id, key.scope)
     images = [check_image(f.file.read(), name=f.filename or f"image {i}", max_pixels=services.settings.max_pixels)
               for i, f in enumerate(files)]
     pngs = [i.png for i in images]
     return [{"decoder": v["decoder"],
-             "stylization": stylization_public(request_stylize(services.jobs, services.queue, v["job_id"], pngs))}
+             "stylization": stylization_public(request_stylize(services.jobs, services.queue, key, v["job_id"], pngs))}
             for v in exp.variants]

@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, File, Response, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from service.api.deps import Services, ServicesDep
+from service.api.deps import CurrentKey, Services, ServicesDep
 from service.api.schemas import JobCreate, JobPublic, StylizationPublic
 from service.api.uploads import check_image
 from service.core.errors import Conflict, NotFound
@@ -32,35 +32,35 @@ def public(services: Services, record: JobRecord) -> JobPublic:
 
 
 @router.post("/jobs", status_code=201, response_model=JobPublic)
-def create_job(request: JobCreate, services: ServicesDep) -> JobPublic:
+def create_job(request: JobCreate, services: ServicesDep, key: CurrentKey) -> JobPublic:
     """Submit a training job; it is queued for a worker."""
     settings = {**request.train_settings(services.settings.checkpoint_every), "decoder": request.decoder}
-    return public(services, submit_job(services.jobs, services.queue, style_id=request.style_id,
+    return public(services, submit_job(services.jobs, services.queue, key, style_id=request.style_id,
                                        content_set_id=request.content_set_id, settings=settings))
 
 
 @router.get("/jobs", response_model=list[JobPublic])
-def list_jobs(services: ServicesDep) -> list[JobPublic]:
-    """Every job, newest first."""
-    return [public(services, r) for r in services.jobs.list()]
+def list_jobs(services: ServicesDep, key: CurrentKey) -> list[JobPublic]:
+    """Your jobs (an admin key: everyone's), newest first."""
+    return [public(services, r) for r in services.jobs.list(key.scope)]
 
 
 @router.get("/jobs/{job_id}", response_model=JobPublic)
-def get_job(job_id: str, services: ServicesDep) -> JobPublic:
+def get_job(job_id: str, services: ServicesDep, key: CurrentKey) -> JobPublic:
     """One job: state, step of steps, latest losses and artifact scores, attempts, the reason if it failed."""
-    return public(services, services.jobs.get(job_id))
+    return public(services, services.jobs.get(job_id, key.scope))
 
 
 @router.post("/jobs/{job_id}/cancel", status_code=202, response_model=JobPublic)
-def cancel_job(job_id: str, services: ServicesDep) -> JobPublic:
+def cancel_job(job_id: str, services: ServicesDep, key: CurrentKey) -> JobPublic:
     """Ask a queued or running job to stop; it keeps its last checkpoint."""
-    return public(services, services.jobs.request_cancel(job_id))
+    return public(services, services.jobs.request_cancel(job_id, key.scope))
 
 
 @router.delete("/jobs/{job_id}", status_code=204)
-def delete_job(job_id: str, services: ServicesDep) -> Response:
+def delete_job(job_id: str, services: ServicesDep, key: CurrentKey) -> Response:
     """Delete a finished job and every object it stored."""
-    record = services.jobs.get(job_id)
+    record = services.jobs.get(job_id, key.scope)
     if not record.final:
         raise Conflict(f"job {job_id} is {record.state.value}; cancel it first")
     if record.experiment_id:
@@ -70,11 +70,11 @@ def delete_job(job_id: str, services: ServicesDep) -> Response:
 
 
 @router.get("/jobs/{job_id}/{name}", responses={200: {"content": {"application/octet-stream": {}}}})
-def get_job_file(job_id: str, name: str, services: ServicesDep, presign: bool = False) -> Response:
+def get_job_file(job_id: str, name: str, services: ServicesDep, key: CurrentKey, presign: bool = False) -> Response:
     """A job's checkpoint, report or preview: streamed, or with ?presign=true a presigned URL (S3 stores)."""
     if name not in FILES:
         raise NotFound(f"no file {name!r}; jobs have: {', '.join(FILES)}")
-    record = services.jobs.get(job_id)
+    record = services.jobs.get(job_id, key.scope)
     media, key_of = FILES[name]
     if name not in record.outputs and not (name == "checkpoint" and services.store.exists(key_of(job_id))):
         raise NotFound(f"job {job_id} has no {name} yet (it is {record.state.value})")
@@ -93,9 +93,9 @@ def _object(services: Services, key: str, media: str, *, presign: bool, filename
 
 
 @router.get("/jobs/{job_id}/panel/{name}", responses={200: {"content": {"image/png": {}}}})
-def get_panel_image(job_id: str, name: str, services: ServicesDep) -> Response:
+def get_panel_image(job_id: str, name: str, services: ServicesDep, key: CurrentKey) -> Response:
     """The finished network's output on one photo of the fixed panel (PNG)."""
-    record = services.jobs.get(job_id)
+    record = services.jobs.get(job_id, key.scope)
     item = next((p for p in record.panel if p["name"] == name), None)
     if item is None:
         raise NotFound(f"job {job_id} has no panel image {name!r}")
@@ -103,11 +103,11 @@ def get_panel_image(job_id: str, name: str, services: ServicesDep) -> Response:
 
 
 @router.post("/jobs/{job_id}/stylize", status_code=202, response_model=StylizationPublic)
-def stylize(job_id: str, services: ServicesDep, files: list[UploadFile] = File(...)) -> StylizationPublic:
+def stylize(job_id: str, services: ServicesDep, key: CurrentKey, files: list[UploadFile] = File(...)) -> StylizationPublic:
     """Stylise one or more images with a finished job's network (queued; poll the result)."""
     images = [check_image(f.file.read(), name=f.filename or f"image {i}", max_pixels=services.settings.max_pixels)
               for i, f in enumerate(files)]
-    return stylization_public(request_stylize(services.jobs, services.queue, job_id, [i.png for i in images]))
+    return stylization_public(request_stylize(services.jobs, services.queue, key, job_id, [i.png for i in images]))
 
 
 def stylization_public(req: StylizeRecord) -> StylizationPublic:
@@ -117,15 +117,16 @@ def stylization_public(req: StylizeRecord) -> StylizationPublic:
 
 
 @router.get("/stylizations/{request_id}", response_model=StylizationPublic)
-def get_stylization(request_id: str, services: ServicesDep) -> StylizationPublic:
+def get_stylization(request_id: str, services: ServicesDep, key: CurrentKey) -> StylizationPublic:
     """A stylisation request: its state and, when done, its output images."""
-    return stylization_public(services.jobs.get_stylize(request_id))
+    return stylization_public(services.jobs.get_stylize(request_id, key.scope))
 
 
 @router.get("/stylizations/{request_id}/outputs/{index}", responses={200: {"content": {"image/png": {}}}})
-def get_stylized_image(request_id: str, index: int, services: ServicesDep, presign: bool = False) -> Response:
+def get_stylized_image(request_id: str, index: int, services: ServicesDep, key: CurrentKey,
+                       presign: bool = False) -> Response:
     """One stylised image (PNG, the input's size)."""
-    req = services.jobs.get_stylize(request_id)
+    req = services.jobs.get_stylize(request_id, key.scope)
     if not 0 <= index < len(req.outputs):
         raise NotFound(f"stylization {request_id} has no output {index} (it is {req.state.value})")
     return _object(services, req.outputs[index], "image/png", presign=presign, filename=f"{request_id}-{index}.png")

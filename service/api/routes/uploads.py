@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from fastapi import APIRouter, File, Response, UploadFile
 
 from models.images import ImageError
-from service.api.deps import ServicesDep
+from service.api.deps import CurrentKey, ServicesDep
 from service.api.schemas import ContentSetPublic, StylePublic
 from service.api.uploads import UnpackBudget, check_image, is_zip, iter_zip
 from service.core.keys import Keys, new_id
@@ -16,30 +16,31 @@ router = APIRouter(tags=["uploads"])
 
 
 @router.post("/styles", status_code=201, response_model=StylePublic)
-def upload_style(services: ServicesDep, file: UploadFile = File(...)) -> StylePublic:
+def upload_style(services: ServicesDep, key: CurrentKey, file: UploadFile = File(...)) -> StylePublic:
     """Upload a style image (PNG, JPEG, WebP, BMP, TIFF or GIF)."""
     image = check_image(file.file.read(), name=file.filename or "style", max_pixels=services.settings.max_pixels)
     style = StylePublic(id=new_id(), width=image.width, height=image.height, name=image.name, created_at=now())
     services.store.put_bytes(Keys.style(style.id), image.png, content_type="image/png")
-    services.store.put_bytes(Keys.style_meta(style.id), style.model_dump_json().encode(), content_type="application/json")
+    meta = {**style.model_dump(mode="json"), "owner": key.owner}
+    services.store.put_bytes(Keys.style_meta(style.id), json.dumps(meta).encode(), content_type="application/json")
     return style
 
 
 @router.get("/styles", response_model=list[StylePublic])
-def list_styles(services: ServicesDep) -> list[dict]:
-    """Every uploaded style, newest first."""
-    return services.jobs.list_styles()
+def list_styles(services: ServicesDep, key: CurrentKey) -> list[dict]:
+    """Your uploaded styles, newest first."""
+    return services.jobs.list_styles(key.scope)
 
 
 @router.delete("/styles/{style_id}", status_code=204)
-def delete_style(style_id: str, services: ServicesDep) -> Response:
+def delete_style(style_id: str, services: ServicesDep, key: CurrentKey) -> Response:
     """Delete a style; refused (409) while an unfinished job uses it. Trained networks keep theirs."""
-    services.jobs.delete_style(style_id)
+    services.jobs.delete_style(style_id, key.scope)
     return Response(status_code=204)
 
 
 @router.post("/content-sets", status_code=201, response_model=ContentSetPublic)
-def upload_content_set(services: ServicesDep, files: list[UploadFile] = File(...)) -> ContentSetPublic:
+def upload_content_set(services: ServicesDep, key: CurrentKey, files: list[UploadFile] = File(...)) -> ContentSetPublic:
     """Upload content images: several files, or zip files of images (stored or deflate members).
     Unreadable files are skipped and listed; a set with no readable image is refused."""
     settings = services.settings
@@ -64,21 +65,22 @@ def upload_content_set(services: ServicesDep, files: list[UploadFile] = File(...
         services.store.delete_prefix(Keys.content_prefix(set_id))  # nothing half-made is kept
         raise
     created = now()
-    meta = {"count": len(names), "names": names, "skipped": skipped, "created_at": created.isoformat()}
+    meta = {"count": len(names), "names": names, "skipped": skipped, "created_at": created.isoformat(),
+            "owner": key.owner}
     services.store.put_bytes(Keys.content_meta(set_id), json.dumps(meta).encode(), content_type="application/json")
     return ContentSetPublic(id=set_id, count=len(names), skipped=skipped, created_at=created)
 
 
 @router.get("/content-sets", response_model=list[ContentSetPublic])
-def list_content_sets(services: ServicesDep) -> list[dict]:
-    """Every uploaded content set, newest first: its image count and what was skipped."""
-    return services.jobs.list_content_sets()
+def list_content_sets(services: ServicesDep, key: CurrentKey) -> list[dict]:
+    """Your uploaded content sets, newest first: their image counts and what was skipped."""
+    return services.jobs.list_content_sets(key.scope)
 
 
 @router.delete("/content-sets/{set_id}", status_code=204)
-def delete_content_set(set_id: str, services: ServicesDep) -> Response:
+def delete_content_set(set_id: str, services: ServicesDep, key: CurrentKey) -> Response:
     """Delete a content set; refused (409) while an unfinished job uses it."""
-    services.jobs.delete_content_set(set_id)
+    services.jobs.delete_content_set(set_id, key.scope)
     return Response(status_code=204)
 
 

@@ -4,11 +4,42 @@ const Checkerless = (() => {
   const fmt = (v, d = 1) => (v === null || v === undefined || Number.isNaN(v)) ? "–" : (v > 0 ? "+" : "") + v.toFixed(d);
   const esc = s => String(s).replace(/[&<>"]/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c]));
 
+  // The API key travels in a header, never in a URL or a cookie; the page asks once and keeps
+  // it for this tab (sessionStorage). Images are fetched with it too and shown from blob URLs.
+  const KEY = "checkerless-api-key";
+  function apiKey(again = false) {
+    let key = again ? null : sessionStorage.getItem(KEY);
+    if (!key) {
+      key = (prompt("API key (from `checkerless keys create`; with `checkerless serve`, the file local-key in its data folder):") || "").trim();
+      sessionStorage.setItem(KEY, key);
+    }
+    return key;
+  }
+
+  async function authFetch(path, opts = {}) {
+    const send = key => fetch(path, {...opts, headers: {...(opts.headers || {}), "X-API-Key": key}});
+    let r = await send(apiKey());
+    if (r.status === 401) r = await send(apiKey(true));  // unknown or revoked: ask once more
+    return r;
+  }
+
   async function api(path, opts = {}) {
-    const r = await fetch(path, opts);
+    const r = path.startsWith("/v1/") ? await authFetch(path, opts) : await fetch(path, opts);
     const body = r.headers.get("content-type")?.includes("json") ? await r.json() : await r.text();
     if (!r.ok) throw new Error(body.detail || body || r.statusText);
     return body;
+  }
+
+  const blobs = new Map();  // API image URL -> blob URL, fetched once
+  function showImages(root) {
+    for (const img of root.querySelectorAll("img[data-src]")) {
+      const url = img.dataset.src;
+      if (!blobs.has(url)) blobs.set(url, authFetch(url).then(async r => {
+        if (!r.ok) throw new Error(`${url}: ${r.status}`);
+        return URL.createObjectURL(await r.blob());
+      }));
+      blobs.get(url).then(src => { img.src = src; }, err => { img.alt = err.message; });
+    }
   }
 
   // ---- synchronised pixel viewers: one view state, every image follows -----------------
@@ -54,7 +85,7 @@ const Checkerless = (() => {
   }
 
   function viewerHTML(src, caption) {
-    return `<div class="viewer"><img src="${esc(src)}" alt="${esc(caption)}" draggable="false"><span class="caption">${esc(caption)}</span></div>`;
+    return `<div class="viewer"><img data-src="${esc(src)}" alt="${esc(caption)}" draggable="false"><span class="caption">${esc(caption)}</span></div>`;
   }
 
   // ---- small SVG line charts ----------------------------------------------------------------
@@ -168,8 +199,8 @@ const Checkerless = (() => {
       if (mode === "side") {
         views.innerHTML = exp.variants.map((v, i) => viewerHTML(img(i), cap(i))).join("");
       } else if (mode === "swipe") {
-        views.innerHTML = `<div class="viewer" id="swipe-viewer"><div class="layer"><img src="${esc(img(1))}" draggable="false"></div>
-          <div class="layer" id="swipe-top"><img src="${esc(img(0))}" draggable="false"></div>
+        views.innerHTML = `<div class="viewer" id="swipe-viewer"><div class="layer"><img data-src="${esc(img(1))}" draggable="false"></div>
+          <div class="layer" id="swipe-top"><img data-src="${esc(img(0))}" draggable="false"></div>
           <span class="caption">left: ${esc(exp.variants[0].decoder)} · right: ${esc(exp.variants[1].decoder)}</span></div>`;
         const setClip = () => { $("#swipe-top").style.clipPath = `inset(0 ${100 - $("#swipe").value}% 0 0)`; };
         $("#swipe").oninput = setClip; setClip();
@@ -178,6 +209,7 @@ const Checkerless = (() => {
           viewerHTML(c.difference_url, `|${c.a} − ${c.b}| × ${c.gain}`)).join("");
       }
       views.querySelectorAll(".viewer").forEach(v => group.attach(v));
+      showImages(views);
       const first = views.querySelector("img");
       const ready = () => { if (!fitted) { group.fit(); fitted = true; } else group.apply(); };
       if (first.complete && first.naturalWidth) ready(); else first.addEventListener("load", ready, {once: true});
@@ -186,9 +218,10 @@ const Checkerless = (() => {
     function renderSpectra() {
       if (!exp.panel.length) { $("#spectra").innerHTML = `<p class="muted">After training.</p>`; return; }
       const diffs = exp.comparisons.filter(c => c.panel === panel);
-      $("#spectra").innerHTML = exp.spectra[panel].map((u, i) => `<figure><img src="${esc(u)}" alt="spectrum ${esc(exp.variants[i].decoder)}">
+      $("#spectra").innerHTML = exp.spectra[panel].map((u, i) => `<figure><img data-src="${esc(u)}" alt="spectrum ${esc(exp.variants[i].decoder)}">
           <figcaption>${esc(exp.variants[i].decoder)}</figcaption></figure>`).join("") +
-        diffs.map(c => `<figure><img src="${esc(c.difference_spectrum_url)}" alt="difference spectrum"><figcaption>${esc(c.a)} − ${esc(c.b)} (dB)</figcaption></figure>`).join("");
+        diffs.map(c => `<figure><img data-src="${esc(c.difference_spectrum_url)}" alt="difference spectrum"><figcaption>${esc(c.a)} − ${esc(c.b)} (dB)</figcaption></figure>`).join("");
+      showImages($("#spectra"));
     }
 
     function renderCurves() {
@@ -253,6 +286,7 @@ const Checkerless = (() => {
         own.reset();
         $("#own-views").innerHTML = done.map(d => viewerHTML(d.url, d.decoder)).join("");
         $("#own-views").querySelectorAll(".viewer").forEach(v => own.attach(v));
+        showImages($("#own-views"));
         const first = $("#own-views img");
         first.addEventListener("load", () => own.fit(), {once: true});
         status.textContent = `${file.name}: done`;
