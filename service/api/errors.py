@@ -36,8 +36,14 @@ def install(app: FastAPI) -> None:
         app.add_exception_handler(error, _handler(status))
 
 
+REFUSED = {ImageError: "bad_image", TooLarge: "unpacked_too_large"}  # upload refusals, for /metrics
+
+
 def _handler(status: int):
-    async def handle(_: Request, exc: Exception) -> JSONResponse:
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        reason = next((r for kind, r in REFUSED.items() if isinstance(exc, kind)), None)
+        if reason is not None:
+            request.app.state.metrics.refused.labels(reason).inc()
         detail = f"the object store is unavailable: {exc}" if isinstance(exc, StoreUnavailable) else str(exc)
         response = _json(status, detail)
         if status == 401:

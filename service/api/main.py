@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from service.api import errors
 from service.api.deps import Services
 from service.api.idempotency import Idempotency
+from service.api.metrics import Metrics
 from service.api.routes import experiments, health, jobs, uploads
 from service.api.uploads import BodyLimit
 from service.core.auth import KeyStore
@@ -26,11 +27,15 @@ def create_app(settings: Settings | None = None, *, store: ObjectStore | None = 
     store = store or open_store(settings)
     app = FastAPI(title="checkerless", version="0.1.0",
                   description="Train style-transfer networks, stylise images, measure checkerboard artifacts.")
-    app.state.services = Services(settings=settings, store=store, jobs=JobStore(store),
-                                  queue=queue or JobQueue(make_celery(settings)), keys=KeyStore(store))
+    services = Services(settings=settings, store=store, jobs=JobStore(store),
+                        queue=queue or JobQueue(make_celery(settings)), keys=KeyStore(store))
+    app.state.services = services
+    app.state.metrics = metrics = Metrics(services.jobs, services.queue)
+    app.add_route("/metrics", metrics.endpoint, include_in_schema=False)
     # Outermost last: the body limit applies before a body is spooled for an Idempotency-Key.
     app.add_middleware(Idempotency, store=store, keep_s=settings.idempotency_keep_s)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes,
+                       on_reject=lambda: metrics.refused.labels("body_too_large").inc())
     errors.install(app)
     for router in (health.router, uploads.router, jobs.router, experiments.router):
         app.include_router(router, prefix="/v1")

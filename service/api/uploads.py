@@ -22,8 +22,8 @@ class BodyLimit:
     """ASGI middleware: 413 as soon as a request body passes `max_bytes` (by Content-Length,
     or by counting while it streams when there is none)."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, *, max_bytes: int, on_reject=lambda: None):
+        self.app, self.max_bytes, self.on_reject = app, max_bytes, on_reject
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -61,6 +61,7 @@ class BodyLimit:
                 await self._reject(send)
 
     async def _reject(self, send: Send) -> None:
+        self.on_reject()
         body = json.dumps({"detail": f"request body is larger than the limit of {self.max_bytes} bytes"}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})

@@ -77,3 +77,9 @@ class JobQueue:
     def ping(self) -> None:
         with self.app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=3)
+
+    def depths(self) -> dict[str, int]:
+        """Messages waiting in each queue (declared as the workers declare them: idempotent)."""
+        with self.app.connection_for_read() as conn:
+            conn.ensure_connection(max_retries=1, timeout=3)
+            return {q.name: q(conn.default_channel).queue_declare().message_count for q in self.app.conf.task_queues}

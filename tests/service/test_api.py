@@ -207,3 +207,26 @@ def test_styles_and_content_sets_are_listed_and_deleted_unless_a_job_uses_them(a
     assert r.status_code == 404 and "no style" in r.json()["detail"]
     assert api.delete(f"/v1/styles/{style_id}").status_code == 404
     assert api.delete("/v1/content-sets/nothex").status_code == 404
+
+
+def metric(api, line_start: str) -> float:
+    text = api.get("/metrics").text
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_start + " ")]
+    assert len(values) == 1, (line_start, text)
+    return values[0]
+
+
+def test_metrics_are_scraped_from_the_records_the_broker_and_the_api(api, style_id):
+    assert api.get("/metrics").headers["content-type"].startswith("text/plain")
+    jobs = [api.post("/v1/jobs", json={"style_id": style_id, "steps": 3}).json() for _ in range(3)]
+    api.post(f"/v1/jobs/{jobs[0]['id']}/cancel")
+    assert metric(api, 'checkerless_jobs{state="queued"}') == 2
+    assert metric(api, 'checkerless_jobs{state="cancelled"}') == 1
+    assert metric(api, 'checkerless_queue_depth{queue="train"}') == 3  # no worker consumes this broker
+    assert metric(api, 'checkerless_stylize_seconds_count') == 0
+    api.post("/v1/styles", files={"file": ("s.png", b"not an image", "image/png")})
+    api.post("/v1/styles", files={"file": ("s.png", b"x" * 300_000, "image/png")})
+    api.post("/v1/content-sets", files=[("files", ("a.png", png(), "image/png")), ("files", ("b.txt", b"hi", "text/plain"))])
+    assert metric(api, 'checkerless_uploads_refused_total{reason="bad_image"}') == 1
+    assert metric(api, 'checkerless_uploads_refused_total{reason="body_too_large"}') == 1
+    assert metric(api, 'checkerless_uploads_refused_total{reason="skipped_file"}') == 1

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-from fastapi import APIRouter, File, Response, UploadFile
+from fastapi import APIRouter, File, Request, Response, UploadFile
 
 from models.images import ImageError
 from service.api.deps import CurrentKey, ServicesDep
@@ -40,7 +40,8 @@ def delete_style(style_id: str, services: ServicesDep, key: CurrentKey) -> Respo
 
 
 @router.post("/content-sets", status_code=201, response_model=ContentSetPublic)
-def upload_content_set(services: ServicesDep, key: CurrentKey, files: list[UploadFile] = File(...)) -> ContentSetPublic:
+def upload_content_set(request: Request, services: ServicesDep, key: CurrentKey,
+                       files: list[UploadFile] = File(...)) -> ContentSetPublic:
     """Upload content images: several files, or zip files of images (stored or deflate members).
     Unreadable files are skipped and listed; a set with no readable image is refused."""
     settings = services.settings
@@ -64,6 +65,9 @@ def upload_content_set(services: ServicesDep, key: CurrentKey, files: list[Uploa
     except BaseException:
         services.store.delete_prefix(Keys.content_prefix(set_id))  # nothing half-made is kept
         raise
+    finally:
+        if skipped:
+            request.app.state.metrics.refused.labels("skipped_file").inc(len(skipped))
     created = now()
     meta = {"count": len(names), "names": names, "skipped": skipped, "created_at": created.isoformat(),
             "owner": key.owner}
