@@ -19,6 +19,14 @@ class TooLarge(Exception):
     """What a request would unpack to is over a limit (its body alone may be small)."""
 
 
+class QuotaExceeded(Exception):
+    """An owner's limit is reached; the message says which, `retry_after_s` when to try again."""
+
+    def __init__(self, message: str, *, retry_after_s: int):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class Unavailable(Exception):
     """A part we depend on (broker, store) cannot be reached."""
 

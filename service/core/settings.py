@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     max_member_bytes: int = Field(48 * 1024 * 1024, gt=0)
     max_unpacked_bytes: int = Field(256 * 1024 * 1024, gt=0)
 
+    # Each owner's limits (an admin key has none): unfinished jobs at once, and training work
+    # (steps x batch x crop pixels, summed over the jobs submitted in the last quota_window_s).
+    quota_active_jobs: int = Field(8, ge=1)
+    quota_training_pixels: int = Field(200 * 4 * 256 * 256 * 100, ge=1)  # about a hundred 200-step jobs at 256 px
+    quota_window_s: int = Field(24 * 3600, gt=0)
+
     # Jobs.
     max_attempts: int = Field(3, ge=1)  # a job whose worker dies this often fails with the reason
     job_time_limit_s: int = Field(48 * 3600, gt=0)  # the longest job; the broker waits longer

@@ -5,14 +5,16 @@ fails, what was written is taken back, so no job is left that nothing will ever 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from models.config import TrainConfig
 from service.core.auth import ApiKey as Owner
-from service.core.errors import Conflict, NotFound, Unavailable
+from service.core.errors import Conflict, NotFound, QuotaExceeded, Unavailable
 from service.core.jobs import JobStore
 from service.core.keys import Keys, new_id
 from service.core.queue import STYLIZE_TASK, TRAIN_TASK, JobQueue
-from service.core.records import ExperimentRecord, JobRecord, JobState, StylizeRecord
+from service.core.records import ExperimentRecord, JobRecord, JobState, StylizeRecord, now
+from service.core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +30,43 @@ def _job_record(jobs: JobStore, owner: Owner, *, style_id: str, content_set_id: 
                      content_set_id=content_set_id, steps=config.steps, experiment_id=experiment_id)
 
 
+def training_pixels(config: dict) -> int:
+    """A job's training work in the quota's unit: steps x batch x crop pixels."""
+    return config["steps"] * config["batch"] * config["size"] ** 2
+
+
+def check_quota(jobs: JobStore, owner: Owner, limits: Settings, new: list[JobRecord]) -> None:
+    """QuotaExceeded (a 429 with Retry-After) if these jobs would take the owner over a limit."""
+    if owner.admin:
+        return
+    mine = jobs.list(owner.owner)
+    active = [r for r in mine if not r.final]
+    if len(active) + len(new) > limits.quota_active_jobs:
+        raise QuotaExceeded(f"quota: at most {limits.quota_active_jobs} unfinished jobs at once; you have "
+                            f"{len(active)} (and asked for {len(new)} more); wait for one to end or cancel one",
+                            retry_after_s=60)
+    since = now() - timedelta(seconds=limits.quota_window_s)
+    recent = sorted((r for r in mine if r.created_at > since), key=lambda r: r.created_at)
+    used, asked = sum(training_pixels(r.config) for r in recent), sum(training_pixels(r.config) for r in new)
+    if used + asked > limits.quota_training_pixels:
+        # Room comes back as the oldest jobs leave the window.
+        freed, retry = 0, limits.quota_window_s
+        for r in recent:
+            freed += training_pixels(r.config)
+            if used - freed + asked <= limits.quota_training_pixels:
+                retry = int((r.created_at - since).total_seconds()) + 1
+                break
+        raise QuotaExceeded(f"quota: training work is limited to {limits.quota_training_pixels:.3g} pixel-steps "
+                            f"(steps x batch x size^2) per {limits.quota_window_s} s; you have used {used:.3g} and "
+                            f"this asks for {asked:.3g}", retry_after_s=max(1, retry))
+
+
 def submit_job(jobs: JobStore, queue: JobQueue, owner: Owner, *, style_id: str, content_set_id: str | None,
-               settings: dict) -> JobRecord:
+               settings: dict, limits: Settings) -> JobRecord:
     """A training job, queued. `settings` are TrainConfig fields."""
-    record = jobs.create(_job_record(jobs, owner, style_id=style_id, content_set_id=content_set_id,
-                                     settings=settings))
+    record = _job_record(jobs, owner, style_id=style_id, content_set_id=content_set_id, settings=settings)
+    check_quota(jobs, owner, limits, [record])
+    record = jobs.create(record)
     try:
         queue.send(TRAIN_TASK, record.id)
     except Unavailable:
@@ -42,12 +76,13 @@ def submit_job(jobs: JobStore, queue: JobQueue, owner: Owner, *, style_id: str, 
 
 
 def create_experiment(jobs: JobStore, queue: JobQueue, owner: Owner, *, style_id: str, content_set_id: str | None,
-                      shared: dict, variants: list[str]) -> ExperimentRecord:
+                      shared: dict, variants: list[str], limits: Settings) -> ExperimentRecord:
     """One job per decoder variant with the same settings and seed, or nothing at all."""
     experiment_id = new_id()
     records = [_job_record(jobs, owner, style_id=style_id, content_set_id=content_set_id,
                            settings={**shared, "decoder": decoder}, experiment_id=experiment_id)
                for decoder in variants]  # every config validated before anything is written
+    check_quota(jobs, owner, limits, records)
     created: list[str] = []
     try:
         for record in records:

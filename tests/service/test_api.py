@@ -230,3 +230,29 @@ def test_metrics_are_scraped_from_the_records_the_broker_and_the_api(api, style_
     assert metric(api, 'checkerless_uploads_refused_total{reason="bad_image"}') == 1
     assert metric(api, 'checkerless_uploads_refused_total{reason="body_too_large"}') == 1
     assert metric(api, 'checkerless_uploads_refused_total{reason="skipped_file"}') == 1
+
+
+def test_quotas_are_429_with_retry_after_and_say_which_limit(settings, style_id, api):
+    store, token = api.app.state.services.store, api.headers["X-API-Key"]
+    tight = settings.model_copy(update={"quota_active_jobs": 2, "quota_training_pixels": 3 * 1 * 32 * 32 * 3})
+    with client_for(tight, store=store, token=token) as c:
+        small = {"style_id": style_id, "steps": 3, "batch": 1, "size": 32}  # 3 x 1 x 32^2 pixel-steps each
+        first = c.post("/v1/jobs", json=small).json()
+        assert c.post("/v1/jobs", json=small).status_code == 201
+        r = c.post("/v1/jobs", json=small)
+        assert r.status_code == 429 and "at most 2 unfinished jobs" in r.json()["detail"] and r.headers["retry-after"]
+        r = c.post("/v1/experiments", json={**small, "variants": ["deconv", "subpixel"]})
+        assert r.status_code == 429 and "unfinished jobs" in r.json()["detail"]
+        c.post(f"/v1/jobs/{first['id']}/cancel")  # one ends: room for one more job, but not for more work
+        assert c.post("/v1/jobs", json=small).status_code == 201
+        c.post(f"/v1/jobs/{first['id']}/cancel")
+        for j in c.get("/v1/jobs").json():
+            c.post(f"/v1/jobs/{j['id']}/cancel")
+        r = c.post("/v1/jobs", json=small)
+        assert r.status_code == 429 and "training work is limited" in r.json()["detail"], r.text
+        retry = int(r.headers["retry-after"])
+        assert 0 < retry <= tight.quota_window_s
+        assert len(c.get("/v1/jobs").json()) == 3  # nothing was made by the refused requests
+    admin_token = api.app.state.services.keys.create(name="ops", admin=True)[1]
+    with client_for(tight, store=store, token=admin_token) as c:
+        assert c.post("/v1/jobs", json={"style_id": style_id, "steps": 3}).status_code == 201  # no limits

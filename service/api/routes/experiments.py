@@ -51,7 +51,8 @@ def create_experiment(request: ExperimentCreate, services: ServicesDep, key: Cur
     """Train two or more decoder variants alike: same seed (so the same shared initial weights
     and data order), same settings, only the decoder differs."""
     exp = create_jobs(services.jobs, services.queue, key, style_id=request.style_id, content_set_id=request.content_set_id,
-                      shared=request.train_settings(services.settings.checkpoint_every), variants=request.variants)
+                      shared=request.train_settings(services.settings.checkpoint_every), variants=request.variants,
+                      limits=services.settings)
     return experiment_public(services, exp)
 
 

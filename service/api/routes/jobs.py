@@ -36,7 +36,8 @@ def create_job(request: JobCreate, services: ServicesDep, key: CurrentKey) -> Jo
     """Submit a training job; it is queued for a worker."""
     settings = {**request.train_settings(services.settings.checkpoint_every), "decoder": request.decoder}
     return public(services, submit_job(services.jobs, services.queue, key, style_id=request.style_id,
-                                       content_set_id=request.content_set_id, settings=settings))
+                                       content_set_id=request.content_set_id, settings=settings,
+                                       limits=services.settings))
 
 
 @router.get("/jobs", response_model=list[JobPublic])
