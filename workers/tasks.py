@@ -12,6 +12,7 @@ import threading
 from celery import current_app, shared_task
 from celery.signals import worker_ready, worker_shutting_down
 
+from service.core import webhooks
 from service.core.queue import STYLIZE_QUEUE, STYLIZE_TASK, TRAIN_QUEUE, TRAIN_TASK, JobQueue
 from service.core.settings import Settings
 from service.core.storage import open_store
@@ -67,6 +68,17 @@ def start_sweeper(sender=None, **_) -> None:
                 log.exception("sweeping stale work failed; will try again")
 
     threading.Thread(target=loop, name="checkerless-sweeper", daemon=True).start()
+
+    def deliver() -> None:  # webhooks: every worker sends, a compare-and-set gives each event to one
+        store = open_store(settings)
+        while not _stop.wait(1.0):
+            try:
+                webhooks.deliver_due(store, allow_private=settings.webhook_allow_private,
+                                     attempts=settings.webhook_attempts, retry_base_s=settings.webhook_retry_base_s)
+            except Exception:  # noqa: BLE001 - a store hiccup must not stop deliveries
+                log.exception("delivering webhooks failed; will try again")
+
+    threading.Thread(target=deliver, name="checkerless-webhooks", daemon=True).start()
 
 
 @worker_shutting_down.connect

@@ -12,7 +12,7 @@ from service.api import errors
 from service.api.deps import Services
 from service.api.idempotency import Idempotency
 from service.api.metrics import Metrics
-from service.api.routes import experiments, health, jobs, uploads
+from service.api.routes import experiments, health, jobs, uploads, webhooks
 from service.api.uploads import BodyLimit
 from service.core.auth import KeyStore
 from service.core.jobs import JobStore
@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None, *, store: ObjectStore | None = 
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes,
                        on_reject=lambda: metrics.refused.labels("body_too_large").inc())
     errors.install(app)
-    for router in (health.router, uploads.router, jobs.router, experiments.router):
+    for router in (health.router, uploads.router, jobs.router, experiments.router, webhooks.router):
         app.include_router(router, prefix="/v1")
     # The web pages: static files that call the API; nothing to build.
     app.mount("/ui", StaticFiles(directory=Path(__file__).parent / "web", html=True), name="ui")

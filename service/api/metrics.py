@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service.core.jobs import JobStore
+from service.core.keys import Keys
 from service.core.queue import JobQueue
 from service.core.records import JobState
 
@@ -44,6 +45,13 @@ class RecordCollector(Collector):
         buckets = [(str(b) if b != float("inf") else "+Inf", sum(x <= b for x in latencies)) for b in STYLIZE_BUCKETS]
         yield HistogramMetricFamily("checkerless_stylize_seconds", "Stylisations kept in the store: request to "
                                     "result, in seconds.", buckets=buckets, sum_value=sum(latencies))
+
+        hooks = GaugeMetricFamily("checkerless_webhooks", "Webhook deliveries waiting (pending) and given up "
+                                  "(failed).", labels=["state"])
+        store = self.jobs.store
+        hooks.add_metric(["pending"], len(store.list(Keys.webhook_outbox_prefix())))
+        hooks.add_metric(["failed"], len(store.list(Keys.webhook_failed_prefix())))
+        yield hooks
 
         depth = GaugeMetricFamily("checkerless_queue_depth", "Messages waiting in each queue.", labels=["queue"])
         try:

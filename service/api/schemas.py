@@ -28,10 +28,13 @@ class TrainSettings(BaseModel):
     seed: int = Field(DEFAULTS.seed, ge=LIMITS["seed"][0], le=LIMITS["seed"][1])
     checkpoint_every: int | None = Field(None, ge=LIMITS["checkpoint_every"][0], le=LIMITS["checkpoint_every"][1],
                                          description="Steps between checkpoints [default: the server's].")
+    webhook_url: str | None = Field(None, max_length=2000, description="Each state change of the job (of each job "
+                                    "of an experiment) is POSTed here, signed; see GET /v1/webhook-secret.")
 
     def train_settings(self, default_checkpoint_every: int | None) -> dict:
         """The TrainConfig fields of this request (the decoder and variants aside)."""
-        settings = self.model_dump(exclude={"style_id", "content_set_id", "variants", "decoder"}, exclude_none=True)
+        settings = self.model_dump(exclude={"style_id", "content_set_id", "variants", "decoder", "webhook_url"},
+                                   exclude_none=True)
         if "checkpoint_every" not in settings and default_checkpoint_every is not None:
             settings["checkpoint_every"] = default_checkpoint_every
         return settings

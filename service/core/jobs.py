@@ -19,6 +19,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
+from service.core import webhooks
 from service.core.errors import Conflict, LostLease, NotFound
 from service.core.keys import Keys, check_id
 from service.core.records import Attempt, ExperimentRecord, JobRecord, JobState, StylizeRecord, now
@@ -89,7 +90,15 @@ class JobStore:
     def create(self, record: JobRecord) -> JobRecord:
         self._create(Keys.job(record.id), record)
         self.store.put_bytes(Keys.active(JOBS, record.id), b"")
+        self._announce(record)
         return record
+
+    def _announce(self, r: JobRecord) -> None:
+        """A state change, to the job's webhook if it has one (through the outbox)."""
+        if r.webhook_url:
+            webhooks.enqueue(self.store, url=r.webhook_url, owner=r.owner, event={
+                "type": "job.state", "job_id": r.id, "experiment_id": r.experiment_id, "state": r.state.value,
+                "step": r.step, "steps": r.steps, "attempts": r.attempts, "error": r.error})
 
     def get(self, job_id: str, scope: str | None = None) -> JobRecord:
         """A job; with `scope` (an owner's id), only that owner's: another's is as missing."""
@@ -97,7 +106,16 @@ class JobStore:
                         f"no job {job_id!r}")
 
     def update(self, job_id: str, change: Callable[[JobRecord], None]) -> JobRecord:
-        return self._update(Keys.job(check_id(job_id, "job")), JobRecord, change, f"job {job_id!r}")
+        before: list[JobState] = []
+
+        def noting(r: JobRecord) -> None:
+            before[:] = [r.state]
+            change(r)
+
+        record = self._update(Keys.job(check_id(job_id, "job")), JobRecord, noting, f"job {job_id!r}")
+        if before and record.state != before[0]:
+            self._announce(record)
+        return record
 
     def list(self, scope: str | None = None) -> list[JobRecord]:
         """Every job (of the owner `scope`, if given), newest first."""

@@ -93,6 +93,27 @@ class Keys:
         return "keys"
 
     @staticmethod
+    def webhook_secret(owner: str) -> str:
+        return f"owners/{owner}/webhook-secret.json"
+
+    @staticmethod
+    def webhook_outbox_prefix() -> str:
+        return "webhooks/outbox"
+
+    @staticmethod
+    def webhook_outbox(created_ns: int, delivery_id: str) -> str:
+        """Named by creation time first, so a listing sends events in the order they happened."""
+        return f"webhooks/outbox/{created_ns:020d}-{delivery_id}.json"
+
+    @staticmethod
+    def webhook_failed_prefix() -> str:
+        return "webhooks/failed"
+
+    @staticmethod
+    def webhook_failed(delivery_id: str) -> str:
+        return f"webhooks/failed/{delivery_id}.json"
+
+    @staticmethod
     def idempotency(key_digest: str) -> str:
         """The first answer to requests with one Idempotency-Key (its SHA-256, hex)."""
         return f"idempotency/{key_digest}.json"

@@ -89,6 +89,7 @@ class JobRecord(_Record):
     style_id: str
     content_set_id: str | None = None  # None: the built-in photographs
     experiment_id: str | None = None
+    webhook_url: str | None = None  # state changes are POSTed here (service/core/webhooks.py)
     step: int = 0
     steps: int
     losses: dict[str, float] = Field(default_factory=dict)  # latest

@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     device: str = "auto"
     vgg16_weights: str | None = None
 
+    # Webhooks (service/core/webhooks.py).
+    webhook_allow_private: bool = False  # allow URLs to private, loopback and link-local addresses
+    webhook_attempts: int = Field(8, ge=1)  # deliveries tried before one is given up
+    webhook_retry_base_s: float = Field(2.0, gt=0)  # the first retry's wait; it doubles each time
+
     stylization_keep_s: int = Field(7 * 24 * 3600, gt=0)  # finished stylisations are deleted after this
     idempotency_keep_s: int = Field(24 * 3600, gt=0)  # how long an Idempotency-Key's answer is kept
 

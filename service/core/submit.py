@@ -8,6 +8,7 @@ import logging
 from datetime import timedelta
 
 from models.config import TrainConfig
+from service.core import webhooks
 from service.core.auth import ApiKey as Owner
 from service.core.errors import Conflict, NotFound, QuotaExceeded, Unavailable
 from service.core.jobs import JobStore
@@ -20,14 +21,15 @@ log = logging.getLogger(__name__)
 
 
 def _job_record(jobs: JobStore, owner: Owner, *, style_id: str, content_set_id: str | None, settings: dict,
-                experiment_id: str | None = None) -> JobRecord:
+                experiment_id: str | None = None, webhook_url: str | None = None) -> JobRecord:
     if not jobs.style_exists(style_id, owner.scope):
         raise NotFound(f"no style {style_id!r}; upload one with POST /v1/styles")
     if content_set_id is not None:
         jobs.content_set_meta(content_set_id, owner.scope)
     config = TrainConfig.from_dict(settings)  # the same validation as the CLI
     return JobRecord(id=new_id(), owner=owner.owner, config=config.to_dict(), style_id=style_id,
-                     content_set_id=content_set_id, steps=config.steps, experiment_id=experiment_id)
+                     content_set_id=content_set_id, steps=config.steps, experiment_id=experiment_id,
+                     webhook_url=webhook_url)
 
 
 def training_pixels(config: dict) -> int:
@@ -62,9 +64,12 @@ def check_quota(jobs: JobStore, owner: Owner, limits: Settings, new: list[JobRec
 
 
 def submit_job(jobs: JobStore, queue: JobQueue, owner: Owner, *, style_id: str, content_set_id: str | None,
-               settings: dict, limits: Settings) -> JobRecord:
+               settings: dict, limits: Settings, webhook_url: str | None = None) -> JobRecord:
     """A training job, queued. `settings` are TrainConfig fields."""
-    record = _job_record(jobs, owner, style_id=style_id, content_set_id=content_set_id, settings=settings)
+    if webhook_url:
+        webhooks.check_url(webhook_url, allow_private=limits.webhook_allow_private)
+    record = _job_record(jobs, owner, style_id=style_id, content_set_id=content_set_id, settings=settings,
+                         webhook_url=webhook_url)
     check_quota(jobs, owner, limits, [record])
     record = jobs.create(record)
     try:
@@ -76,11 +81,15 @@ def submit_job(jobs: JobStore, queue: JobQueue, owner: Owner, *, style_id: str, 
 
 
 def create_experiment(jobs: JobStore, queue: JobQueue, owner: Owner, *, style_id: str, content_set_id: str | None,
-                      shared: dict, variants: list[str], limits: Settings) -> ExperimentRecord:
+                      shared: dict, variants: list[str], limits: Settings,
+                      webhook_url: str | None = None) -> ExperimentRecord:
     """One job per decoder variant with the same settings and seed, or nothing at all."""
     experiment_id = new_id()
+    if webhook_url:
+        webhooks.check_url(webhook_url, allow_private=limits.webhook_allow_private)
     records = [_job_record(jobs, owner, style_id=style_id, content_set_id=content_set_id,
-                           settings={**shared, "decoder": decoder}, experiment_id=experiment_id)
+                           settings={**shared, "decoder": decoder}, experiment_id=experiment_id,
+                           webhook_url=webhook_url)
                for decoder in variants]  # every config validated before anything is written
     check_quota(jobs, owner, limits, records)
     created: list[str] = []

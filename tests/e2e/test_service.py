@@ -241,3 +241,23 @@ def test_fifty_concurrent_submits_with_one_idempotency_key_make_one_job(api, sty
     assert len({job_id for _, job_id in answers}) == 1
     new = [j for j in api.get("/v1/jobs").json() if j["id"] not in before]
     assert [j["id"] for j in new] == [answers[0][1]]
+
+
+def test_a_job_with_a_webhook_tells_its_receiver_each_state_signed(api, worker, style_id):
+    import json
+
+    from service.core.webhooks import DELIVERY, SIGNATURE, verify
+    from tests.webhook_receiver import Receiver
+
+    receiver = Receiver()
+    try:
+        job = submit(api, style_id, steps=2, webhook_url=receiver.url)
+        assert wait_state(api, job["id"], {"succeeded", "failed"})["state"] == "succeeded"
+        wait_for(lambda: len(receiver.received) >= 3, timeout=30, what="three webhook deliveries")
+        secret = api.get("/v1/webhook-secret").json()["secret"]
+        events = [json.loads(r["body"]) for r in receiver.received]
+        assert [e["state"] for e in events] == ["queued", "running", "succeeded"]
+        for r in receiver.received:
+            assert verify(secret, r["headers"][SIGNATURE], r["body"]) and r["headers"][DELIVERY]
+    finally:
+        receiver.close()

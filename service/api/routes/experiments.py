@@ -52,7 +52,7 @@ def create_experiment(request: ExperimentCreate, services: ServicesDep, key: Cur
     and data order), same settings, only the decoder differs."""
     exp = create_jobs(services.jobs, services.queue, key, style_id=request.style_id, content_set_id=request.content_set_id,
                       shared=request.train_settings(services.settings.checkpoint_every), variants=request.variants,
-                      limits=services.settings)
+                      limits=services.settings, webhook_url=request.webhook_url)
     return experiment_public(services, exp)
 
 

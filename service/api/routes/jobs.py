@@ -37,7 +37,7 @@ def create_job(request: JobCreate, services: ServicesDep, key: CurrentKey) -> Jo
     settings = {**request.train_settings(services.settings.checkpoint_every), "decoder": request.decoder}
     return public(services, submit_job(services.jobs, services.queue, key, style_id=request.style_id,
                                        content_set_id=request.content_set_id, settings=settings,
-                                       limits=services.settings))
+                                       limits=services.settings, webhook_url=request.webhook_url))
 
 
 @router.get("/jobs", response_model=list[JobPublic])

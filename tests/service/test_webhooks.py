@@ -1,0 +1,100 @@
+"""Webhooks: refused URLs (no server-side request forgery), signed deliveries to a local
+receiver, retries with backoff, one id per event, and giving up. Local store; the API through
+TestClient."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.api.main import create_app
+from service.core import webhooks
+from service.core.auth import KeyStore
+from service.core.jobs import JobStore
+from service.core.keys import new_id
+from service.core.records import JobRecord, JobState
+from service.core.settings import Settings
+from service.core.storage import LocalStore
+from tests.webhook_receiver import Receiver
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.mark.parametrize("url, fragment", [
+    ("http://127.0.0.1:9/x", "127.0.0.1, which is not a public address"),
+    ("http://localhost/x", "not a public address"),
+    ("http://10.1.2.3/x", "not a public address"),
+    ("http://169.254.169.254/latest/meta-data", "not a public address"),  # cloud metadata
+    ("http://[::1]/x", "not a public address"),
+    ("http://0.0.0.0/x", "not a public address"),
+    ("ftp://example.com/x", "http or https"),
+    ("not a url", "http or https"),
+])
+def test_webhook_urls_to_private_addresses_are_refused(tmp_path, url, fragment):
+    app = create_app(Settings(data_dir=tmp_path / "data"))
+    _, token = app.state.services.keys.create(name="t")
+    with TestClient(app, headers={"X-API-Key": token}) as api:
+        from tests.service.test_api import png
+
+        style = api.post("/v1/styles", files={"file": ("s.png", png(), "image/png")}).json()["id"]
+        r = api.post("/v1/jobs", json={"style_id": style, "webhook_url": url})
+        assert r.status_code == 422 and fragment in r.json()["detail"], r.text
+        assert api.get("/v1/jobs").json() == []
+    assert webhooks.check_url("http://93.184.216.34/hook", allow_private=False)  # a public address passes
+
+
+def deliver(store, **kw):
+    return webhooks.deliver_due(store, allow_private=True, attempts=kw.get("attempts", 3), retry_base_s=0.2)
+
+
+def test_state_changes_are_delivered_signed_retried_and_given_up(tmp_path, receiver):
+    store = LocalStore(tmp_path / "store")
+    jobs, keys = JobStore(store), KeyStore(store)
+    key, _ = keys.create(name="alice")
+    receiver.statuses = [500]  # the first delivery fails once
+    job = jobs.create(JobRecord(id=new_id(), owner=key.owner, config={"steps": 2}, style_id=new_id(), steps=2,
+                                webhook_url=receiver.url))
+    jobs.start_attempt(job.id, worker="w", max_attempts=3, stale_after_s=5)
+    jobs.end_attempt(job.id, 1, JobState.succeeded)
+    assert deliver(store) == {"delivered": 2, "retry": 1, "failed": 0}  # queued: 500, running, succeeded
+    time.sleep(0.3)  # past the first backoff (0.2 s)
+    assert deliver(store) == {"delivered": 1, "retry": 0, "failed": 0}
+    assert store.list("webhooks/outbox") == []
+
+    secret = webhooks.owner_secret(store, key.owner)
+    events = [json.loads(r["body"]) for r in receiver.received]
+    for r in receiver.received:
+        assert webhooks.verify(secret, r["headers"][webhooks.SIGNATURE], r["body"])
+        assert not webhooks.verify("another secret", r["headers"][webhooks.SIGNATURE], r["body"])
+        assert r["headers"][webhooks.DELIVERY] == json.loads(r["body"])["id"]
+    # the retried event came twice, with one id: a receiver drops the duplicate by it
+    assert [e["state"] for e in events] == ["queued", "running", "succeeded", "queued"]
+    assert events[0]["id"] == events[3]["id"] and len({e["id"] for e in events}) == 3
+    assert all(e["job_id"] == job.id and e["type"] == "job.state" for e in events)
+
+    # A receiver that is always down: given up after the attempts, kept under webhooks/failed.
+    receiver.statuses = [503] * 10
+    jobs.request_cancel(jobs.create(JobRecord(id=new_id(), owner=key.owner, config={"steps": 1}, style_id=new_id(),
+                                              steps=1, webhook_url=receiver.url)).id)
+    for _ in range(6):
+        deliver(store, attempts=2)
+        time.sleep(0.25)
+    failed = [json.loads(store.get_bytes(k)) for k in store.list("webhooks/failed")]
+    assert len(failed) == 2 and all(f["attempts"] == 2 and f["last_error"] == "HTTP 503" for f in failed)
+    assert store.list("webhooks/outbox") == []
+
+
+def test_an_old_or_forged_signature_is_refused():
+    body = b'{"a": 1}'
+    old = webhooks.sign("s", int(time.time()) - 3600, body)
+    assert not webhooks.verify("s", old, body)
+    assert not webhooks.verify("s", "t=1,v1=00", body) and not webhooks.verify("s", "garbage", body)
+    assert webhooks.verify("s", webhooks.sign("s", int(time.time()), body), body)
