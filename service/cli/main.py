@@ -35,6 +35,7 @@ err = Console(stderr=True)
 def _add_subcommands() -> None:
     from service.cli.artifacts import app as artifacts_app
     from service.cli.keys import keys_app
+    from service.cli.loadtest import loadtest
     from service.cli.serve import jobs_app, serve, worker
 
     app.add_typer(artifacts_app, name="artifacts")
@@ -42,6 +43,7 @@ def _add_subcommands() -> None:
     app.add_typer(keys_app, name="keys")
     app.command()(serve)
     app.command()(worker)
+    app.command()(loadtest)
 
 
 _add_subcommands()

@@ -82,6 +82,14 @@ def test_train_watch_and_stylize(api, worker, style_id):
     assert Image.open(io.BytesIO(api.get(f"/v1/jobs/{job['id']}/preview").content)).format == "PNG"
     url = api.get(f"/v1/jobs/{job['id']}/checkpoint", params={"presign": True}).json()["url"]
     assert url.startswith("http://localhost:")  # signed for the public host (moto checks no signature)
+    # moto checks neither signatures nor expiry: check the expiry the URL carries, by time.
+    from datetime import datetime, timezone
+    from urllib.parse import parse_qs, urlsplit
+
+    query = parse_qs(urlsplit(url).query)
+    signed_at = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    assert abs((datetime.now(timezone.utc) - signed_at).total_seconds()) < 120
+    assert int(query["X-Amz-Expires"][0]) == 3600  # CHECKERLESS_URL_EXPIRY_S's default
     assert len(urllib.request.urlopen(url).read()) == len(api.get(f"/v1/jobs/{job['id']}/checkpoint").content)
 
     odd = photo("chelsea", 67, 45)

@@ -1,0 +1,153 @@
+"""`checkerless loadtest`: a bounded load test on loopback. It starts its own embedded server
+(a fresh data folder, limits raised for the test), then measures, with many concurrent
+clients: job submissions (each must be recorded exactly once, and every job must reach a final
+state: the test cancels them, so the trainer's speed does not bound it), job lists, and
+stylisation requests (with how many finished within the time limit). Prints requests/s and
+p50/p99 latencies as a table (or JSON)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+out = Console()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _png(w: int, h: int, seed: int) -> bytes:
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _burst(fn, n: int, concurrency: int) -> tuple[list, dict]:
+    latencies: list[float] = []
+
+    def timed(i: int):
+        t = time.perf_counter()
+        result = fn(i)
+        latencies.append(time.perf_counter() - t)
+        return result
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        results = list(pool.map(timed, range(n)))
+    wall = time.perf_counter() - started
+    q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
+    return results, {"requests": n, "concurrency": concurrency, "seconds": round(wall, 2),
+                     "requests_per_s": round(n / wall, 1), "p50_ms": round(1000 * q[49], 1),
+                     "p99_ms": round(1000 * q[98], 1)}
+
+
+def loadtest(
+    submits: Annotated[int, typer.Option(help="Concurrent job submissions.", min=1, max=2000)] = 200,
+    lists: Annotated[int, typer.Option(help="Concurrent job lists.", min=1, max=2000)] = 100,
+    stylizations: Annotated[int, typer.Option(help="Concurrent stylisation requests.", min=1, max=500)] = 50,
+    timeout: Annotated[int, typer.Option(help="Seconds the whole test may take at most.", min=30, max=3600)] = 600,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Load-test an embedded server on loopback: submissions, lists and stylisations."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    data = Path(tempfile.mkdtemp(prefix="checkerless-load-"))
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")} | {
+        "CHECKERLESS_QUOTA_ACTIVE_JOBS": str(submits + 10), "OMP_NUM_THREADS": "1"}
+    server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--data-dir", str(data)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        limits = httpx.Limits(max_connections=max(submits, lists, stylizations))
+        with httpx.Client(base_url=url, timeout=120, limits=limits) as client:
+            while True:
+                try:
+                    if client.get("/v1/ready").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise ValueError("the embedded server did not start")
+                time.sleep(0.5)
+            client.headers["X-API-Key"] = (data / "local-key").read_text().strip()
+            style = client.post("/v1/styles", files={"file": ("s.png", _png(32, 32, 0))}).json()["id"]
+            tiny = {"style_id": style, "steps": 1, "size": 16, "batch": 1}
+            # One trained network to stylise with.
+            trained = client.post("/v1/jobs", json=tiny).json()["id"]
+            while (state := client.get(f"/v1/jobs/{trained}").json()["state"]) not in ("succeeded", "failed", "cancelled"):
+                if time.monotonic() > deadline:
+                    raise ValueError("the first job did not finish in time")
+                time.sleep(0.5)
+            if state != "succeeded":
+                raise ValueError(f"the first job {state}")
+            rows = {}
+
+            ids, rows["submit jobs"] = _burst(lambda i: client.post("/v1/jobs", json={**tiny, "seed": i}).json()["id"],
+                                              submits, submits)
+            listed = {j["id"] for j in client.get("/v1/jobs").json()}
+            exactly_once = len(set(ids)) == submits and set(ids) <= listed and len(listed) == submits + 1
+            _, rows["list jobs"] = _burst(lambda i: client.get("/v1/jobs").status_code, lists, lists)
+            for job_id in ids:  # every job to a final state: queued ones end at once
+                client.post(f"/v1/jobs/{job_id}/cancel")
+            while any(j["state"] in ("queued", "running") for j in client.get("/v1/jobs").json()):
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(1)
+            final = sum(j["state"] in ("succeeded", "failed", "cancelled") for j in client.get("/v1/jobs").json())
+
+            photo = _png(64, 48, 1)
+            requests, rows["request stylisations"] = _burst(
+                lambda i: client.post(f"/v1/jobs/{trained}/stylize", files=[("files", ("p.png", photo))]).json()["id"],
+                stylizations, stylizations)
+            started = time.perf_counter()
+            pending = set(requests)
+            while pending and time.monotonic() < deadline:
+                pending = {r for r in pending if client.get(f"/v1/stylizations/{r}").json()["state"] in ("queued", "running")}
+                time.sleep(1)
+            finished = stylizations - len(pending)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+        shutil.rmtree(data, ignore_errors=True)
+    summary = {"rows": rows, "jobs_recorded_exactly_once": exactly_once, "jobs_final": f"{final}/{submits + 1}",
+               "stylisations_finished": f"{finished}/{stylizations} in {time.perf_counter() - started:.0f} s"}
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    table = Table("requests", "count", "concurrent", "req/s", "p50 ms", "p99 ms", title=f"loopback load test ({url})")
+    for name, r in rows.items():
+        table.add_row(name, str(r["requests"]), str(r["concurrency"]), f"{r['requests_per_s']:.1f}",
+                      f"{r['p50_ms']:.0f}", f"{r['p99_ms']:.0f}")
+    out.print(table)
+    out.print(f"jobs recorded exactly once: {exactly_once}; jobs in a final state: {summary['jobs_final']}; "
+              f"stylisations finished: {summary['stylisations_finished']}")
+    if not exactly_once:
+        raise typer.Exit(1)

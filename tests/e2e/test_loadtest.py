@@ -1,0 +1,27 @@
+"""`checkerless loadtest`, small: every submission recorded once, every job final, every
+stylisation finished, and the table's numbers there."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.e2e.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_small_load_test_runs_and_reports(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")}
+    p = subprocess.run([sys.executable, "-m", "service.cli", "loadtest", "--submits", "12", "--lists", "6",
+                        "--stylizations", "2", "--timeout", "400", "--json"],
+                       capture_output=True, text=True, cwd=tmp_path, env=env, timeout=500)
+    assert p.returncode == 0, p.stderr[-3000:]
+    result = json.loads(p.stdout)
+    assert result["jobs_recorded_exactly_once"] is True and result["jobs_final"] == "13/13"
+    assert result["stylisations_finished"].startswith("2/2")
+    assert set(result["rows"]) == {"submit jobs", "list jobs", "request stylisations"}
+    assert all(r["requests_per_s"] > 0 and r["p99_ms"] >= r["p50_ms"] > 0 for r in result["rows"].values())
+    assert list(tmp_path.iterdir()) == []  # its server's data lived in a temporary folder, now gone
