@@ -305,6 +305,14 @@ class JobStore:
                 continue
         return sorted(metas, key=lambda m: m.get("created_at") or "", reverse=True)
 
+    def storage_used(self, owner: str) -> int:
+        """Bytes an owner's styles, content sets, jobs (checkpoints, outputs) and stylisations take."""
+        total = sum(self.store.usage(Keys.style_prefix(m["id"])) for m in self.list_styles(owner))
+        total += sum(self.store.usage(Keys.content_set_prefix(m["id"])) for m in self.list_content_sets(owner))
+        total += sum(self.store.usage(Keys.job_prefix(r.id)) for r in self.list(owner))
+        return total + sum(self.store.usage(Keys.stylize_prefix(r.id)) for r in self.list_stylizations()
+                           if r.owner == owner)
+
     def _refuse_if_used(self, what: str, item_id: str, uses: Callable[[JobRecord], bool]) -> None:
         users = [j.id for j in self.list() if uses(j) and not j.final]
         if users:

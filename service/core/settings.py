@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     quota_active_jobs: int = Field(8, ge=1)
     quota_training_pixels: int = Field(200 * 4 * 256 * 256 * 100, ge=1)  # about a hundred 200-step jobs at 256 px
     quota_window_s: int = Field(24 * 3600, gt=0)
+    quota_storage_bytes: int = Field(10 * 1024**3, ge=1)  # what an owner's uploads and outputs may take
 
     # Jobs.
     max_attempts: int = Field(3, ge=1)  # a job whose worker dies this often fails with the reason

@@ -193,6 +193,10 @@ class ObjectStore(abc.ABC):
         """Sorted keys of all objects under the folder `prefix` ('runs/a' lists 'runs/a/...', not 'runs/ab')."""
 
     @abc.abstractmethod
+    def usage(self, prefix: str) -> int:
+        """Bytes stored under the folder `prefix`, all objects together."""
+
+    @abc.abstractmethod
     def delete(self, key: str) -> None:
         """Delete the object at `key`; no error if there is none."""
 
@@ -329,6 +333,15 @@ class LocalStore(ObjectStore):
                 if _KEY_CHARS.fullmatch(name):  # skips temp files ('~') of writes in progress
                     keys.append(key)
         return sorted(keys)
+
+    def usage(self, prefix: str) -> int:
+        total = 0
+        for key in self.list(prefix):
+            try:
+                total += (self.root / key).stat().st_size
+            except FileNotFoundError:  # deleted meanwhile
+                pass
+        return total
 
     def delete(self, key: str) -> None:
         path = self._path(key)
@@ -578,6 +591,13 @@ class S3Store(ObjectStore):
     def list(self, prefix: str) -> builtins.list[str]:
         prefix = _check_prefix(prefix)
         return sorted(key for page in self._pages(prefix) for key in page)
+
+    def usage(self, prefix: str) -> int:
+        prefix = _check_prefix(prefix)
+        paginator = self._client.get_paginator("list_objects_v2")
+        with self._errors():
+            return sum(obj["Size"] for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix)
+                       for obj in page.get("Contents", []))
 
     def delete(self, key: str) -> None:
         check_key(key)

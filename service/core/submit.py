@@ -37,10 +37,22 @@ def training_pixels(config: dict) -> int:
     return config["steps"] * config["batch"] * config["size"] ** 2
 
 
+def check_storage(jobs: JobStore, owner: Owner, limits: Settings) -> None:
+    """QuotaExceeded once the owner's stored bytes reach the limit (the request that crosses it
+    is let through: sizes are known only once stored)."""
+    if owner.admin:
+        return
+    used = jobs.storage_used(owner.owner)
+    if used >= limits.quota_storage_bytes:
+        raise QuotaExceeded(f"quota: storage is limited to {limits.quota_storage_bytes} bytes and you use {used}; "
+                            "delete jobs, styles or content sets you no longer need", retry_after_s=3600)
+
+
 def check_quota(jobs: JobStore, owner: Owner, limits: Settings, new: list[JobRecord]) -> None:
     """QuotaExceeded (a 429 with Retry-After) if these jobs would take the owner over a limit."""
     if owner.admin:
         return
+    check_storage(jobs, owner, limits)
     mine = jobs.list(owner.owner)
     active = [r for r in mine if not r.final]
     if len(active) + len(new) > limits.quota_active_jobs:
@@ -117,9 +129,11 @@ def _take_back(jobs: JobStore, job_id: str) -> None:
         log.exception("could not take back job %s of a failed experiment", job_id)
 
 
-def request_stylize(jobs: JobStore, queue: JobQueue, owner: Owner, job_id: str, pngs: list[bytes]) -> StylizeRecord:
+def request_stylize(jobs: JobStore, queue: JobQueue, owner: Owner, job_id: str, pngs: list[bytes],
+                    limits: Settings) -> StylizeRecord:
     """Stylise images (already checked and re-encoded as PNG) with a finished job's network."""
     record = jobs.get(job_id, owner.scope)
+    check_storage(jobs, owner, limits)
     if record.state != JobState.succeeded:
         raise Conflict(f"job {job_id} is {record.state.value}; only a succeeded job can stylise")
     request_id = new_id()

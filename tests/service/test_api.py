@@ -256,3 +256,17 @@ def test_quotas_are_429_with_retry_after_and_say_which_limit(settings, style_id,
     admin_token = api.app.state.services.keys.create(name="ops", admin=True)[1]
     with client_for(tight, store=store, token=admin_token) as c:
         assert c.post("/v1/jobs", json={"style_id": style_id, "steps": 3}).status_code == 201  # no limits
+
+
+def test_a_full_storage_quota_refuses_new_uploads_and_jobs(settings, style_id, api):
+    store, token = api.app.state.services.store, api.headers["X-API-Key"]
+    used = api.app.state.services.jobs.storage_used(api.app.state.services.keys.lookup(token).owner)
+    assert used > 0  # the style uploaded by the fixture
+    full = settings.model_copy(update={"quota_storage_bytes": used})
+    with client_for(full, store=store, token=token) as c:
+        for r in (c.post("/v1/styles", files={"file": ("s.png", png(), "image/png")}),
+                  c.post("/v1/content-sets", files=[("files", ("a.png", png(), "image/png"))]),
+                  c.post("/v1/jobs", json={"style_id": style_id, "steps": 3})):
+            assert r.status_code == 429 and "storage is limited" in r.json()["detail"] and r.headers["retry-after"]
+        assert c.delete(f"/v1/styles/{style_id}").status_code == 204  # deleting makes room
+        assert c.post("/v1/styles", files={"file": ("s.png", png(), "image/png")}).status_code == 201

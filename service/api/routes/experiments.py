@@ -122,5 +122,6 @@ def stylize_all(experiment_id: str, services: ServicesDep, key: CurrentKey,
               for i, f in enumerate(files)]
     pngs = [i.png for i in images]
     return [{"decoder": v["decoder"],
-             "stylization": stylization_public(request_stylize(services.jobs, services.queue, key, v["job_id"], pngs))}
+             "stylization": stylization_public(request_stylize(services.jobs, services.queue, key, v["job_id"], pngs,
+                                                                   services.settings))}
             for v in exp.variants]

@@ -108,7 +108,8 @@ def stylize(job_id: str, services: ServicesDep, key: CurrentKey, files: list[Upl
     """Stylise one or more images with a finished job's network (queued; poll the result)."""
     images = [check_image(f.file.read(), name=f.filename or f"image {i}", max_pixels=services.settings.max_pixels)
               for i, f in enumerate(files)]
-    return stylization_public(request_stylize(services.jobs, services.queue, key, job_id, [i.png for i in images]))
+    return stylization_public(request_stylize(services.jobs, services.queue, key, job_id, [i.png for i in images],
+                                              services.settings))
 
 
 def stylization_public(req: StylizeRecord) -> StylizationPublic:

@@ -11,6 +11,7 @@ from service.api.schemas import ContentSetPublic, StylePublic
 from service.api.uploads import UnpackBudget, check_image, is_zip, iter_zip
 from service.core.keys import Keys, new_id
 from service.core.records import now
+from service.core.submit import check_storage
 
 router = APIRouter(tags=["uploads"])
 
@@ -18,6 +19,7 @@ router = APIRouter(tags=["uploads"])
 @router.post("/styles", status_code=201, response_model=StylePublic)
 def upload_style(services: ServicesDep, key: CurrentKey, file: UploadFile = File(...)) -> StylePublic:
     """Upload a style image (PNG, JPEG, WebP, BMP, TIFF or GIF)."""
+    check_storage(services.jobs, key, services.settings)
     image = check_image(file.file.read(), name=file.filename or "style", max_pixels=services.settings.max_pixels)
     style = StylePublic(id=new_id(), width=image.width, height=image.height, name=image.name, created_at=now())
     services.store.put_bytes(Keys.style(style.id), image.png, content_type="image/png")
@@ -45,6 +47,7 @@ def upload_content_set(request: Request, services: ServicesDep, key: CurrentKey,
     """Upload content images: several files, or zip files of images (stored or deflate members).
     Unreadable files are skipped and listed; a set with no readable image is refused."""
     settings = services.settings
+    check_storage(services.jobs, key, settings)
     budget = UnpackBudget(total_bytes=settings.max_unpacked_bytes, member_bytes=settings.max_member_bytes,
                           files=settings.max_content_images)
     set_id, names, skipped = new_id(), [], []
