@@ -6,7 +6,7 @@ refused) is counted in the API process. One registry per app."""
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
@@ -15,6 +15,7 @@ from service.core.jobs import JobStore
 from service.core.keys import Keys
 from service.core.queue import JobQueue
 from service.core.records import JobState
+from service.core.webhooks import delivery_totals
 
 STYLIZE_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, float("inf"))
 
@@ -52,6 +53,14 @@ class RecordCollector(Collector):
         hooks.add_metric(["pending"], len(store.list(Keys.webhook_outbox_prefix())))
         hooks.add_metric(["failed"], len(store.list(Keys.webhook_failed_prefix())))
         yield hooks
+
+        results = CounterMetricFamily("checkerless_webhook_deliveries", "Webhook delivery attempts by result: "
+                                      "delivered, retry (failed, will be tried again), failed (given up).",
+                                      labels=["result"])
+        totals = delivery_totals(store)
+        for result in ("delivered", "retry", "failed"):
+            results.add_metric([result], totals.get(result, 0))
+        yield results
 
         depth = GaugeMetricFamily("checkerless_queue_depth", "Messages waiting in each queue.", labels=["queue"])
         try:

@@ -106,6 +106,10 @@ class Keys:
         return f"webhooks/outbox/{created_ns:020d}-{delivery_id}.json"
 
     @staticmethod
+    def webhook_stats() -> str:
+        return "webhooks/stats.json"
+
+    @staticmethod
     def webhook_failed_prefix() -> str:
         return "webhooks/failed"
 

@@ -144,4 +144,32 @@ def deliver_due(store: ObjectStore, *, allow_private: bool, attempts: int, retry
             d["next_at"] = time.time() + retry_base_s * 2 ** (d["attempts"] - 1)
             store.put_bytes(key, json.dumps(d).encode(), content_type="application/json")
             results["retry"] += 1
+    if any(results.values()):
+        _count(store, results)
     return results
+
+
+def _count(store: ObjectStore, results: dict[str, int]) -> None:
+    """Running totals of delivery results, for /metrics (a compare-and-set: senders race)."""
+    key = Keys.webhook_stats()
+    for _ in range(20):
+        try:
+            data, version = store.get_versioned(key)
+            totals = json.loads(data)
+        except ObjectNotFound:
+            version, totals = None, {}
+        for result, n in results.items():
+            totals[result] = totals.get(result, 0) + n
+        try:
+            store.put_if(key, json.dumps(totals).encode(), version=version, content_type="application/json")
+            return
+        except VersionConflict:
+            continue
+    log.warning("could not count webhook results %s", results)
+
+
+def delivery_totals(store: ObjectStore) -> dict[str, int]:
+    try:
+        return json.loads(store.get_bytes(Keys.webhook_stats()))
+    except ObjectNotFound:
+        return {}

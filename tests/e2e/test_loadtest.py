@@ -8,8 +8,6 @@ import sys
 
 import pytest
 
-from tests.e2e.conftest import ROOT
-
 pytestmark = pytest.mark.slow
 
 

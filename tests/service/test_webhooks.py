@@ -90,6 +90,14 @@ def test_state_changes_are_delivered_signed_retried_and_given_up(tmp_path, recei
     failed = [json.loads(store.get_bytes(k)) for k in store.list("webhooks/failed")]
     assert len(failed) == 2 and all(f["attempts"] == 2 and f["last_error"] == "HTTP 503" for f in failed)
     assert store.list("webhooks/outbox") == []
+    assert webhooks.delivery_totals(store) == {"delivered": 3, "retry": 3, "failed": 2}
+    # ... and /metrics says so
+    app = create_app(Settings(data_dir=tmp_path), store=store)
+    with TestClient(app) as api:
+        scraped = api.get("/metrics").text
+    assert 'checkerless_webhook_deliveries_total{result="delivered"} 3.0' in scraped
+    assert 'checkerless_webhook_deliveries_total{result="failed"} 2.0' in scraped
+    assert 'checkerless_webhooks{state="failed"} 2.0' in scraped
 
 
 def test_an_old_or_forged_signature_is_refused():
