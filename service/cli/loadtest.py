@@ -83,7 +83,8 @@ def loadtest(
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        limits = httpx.Limits(max_connections=max(submits, lists, stylizations))
+        # Idle connections are dropped before uvicorn's keep-alive timeout (5 s) closes them under us.
+        limits = httpx.Limits(max_connections=max(submits, lists, stylizations), keepalive_expiry=2)
         with httpx.Client(base_url=url, timeout=120, limits=limits) as client:
             while True:
                 try:
