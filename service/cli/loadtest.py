@@ -74,6 +74,8 @@ def loadtest(
     """Load-test an embedded server on loopback: submissions, lists and stylisations."""
     import httpx
 
+    from service.cli.serve import wait_ready
+
     deadline = time.monotonic() + timeout
     data = Path(tempfile.mkdtemp(prefix="checkerless-load-"))
     port = _free_port()
@@ -86,15 +88,8 @@ def loadtest(
         # Idle connections are dropped before uvicorn's keep-alive timeout (5 s) closes them under us.
         limits = httpx.Limits(max_connections=max(submits, lists, stylizations), keepalive_expiry=2)
         with httpx.Client(base_url=url, timeout=120, limits=limits) as client:
-            while True:
-                try:
-                    if client.get("/v1/ready").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise ValueError("the embedded server did not start")
-                time.sleep(0.5)
+            if not wait_ready(client, server, deadline=deadline):
+                raise ValueError("the embedded server did not start")
             client.headers["X-API-Key"] = (data / "local-key").read_text().strip()
             style = client.post("/v1/styles", files={"file": ("s.png", _png(32, 32, 0))}).json()["id"]
             tiny = {"style_id": style, "steps": 1, "size": 16, "batch": 1}

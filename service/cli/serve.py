@@ -294,6 +294,21 @@ def stylize(
 # --- the demo through the service ---------------------------------------------------------
 
 
+def wait_ready(client, server: subprocess.Popen, *, deadline: float) -> bool:
+    """Until the embedded server answers /v1/ready; False if it died or the deadline passed."""
+    import httpx
+
+    while True:
+        try:
+            if client.get("/v1/ready").status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+
+
 def demo_through_service(*, config, style: str, variants: list[str], photo: str, port: int, data_dir: Path,
                          exit_after: bool, as_json: bool) -> None:
     """Start the embedded server, run the experiment through its API (so the page shows it),
@@ -325,16 +340,8 @@ def demo_through_service(*, config, style: str, variants: list[str], photo: str,
 
         key_file = Settings(data_dir=data_dir).local_key_file
         with httpx.Client(base_url=url, timeout=120) as client:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if client.get("/v1/ready").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise ApiError(f"the embedded server did not start (see `checkerless serve --port {port}`)")
-                time.sleep(0.5)
+            if not wait_ready(client, server, deadline=time.monotonic() + 120):
+                raise ApiError(f"the embedded server did not start (see `checkerless serve --port {port}`)")
             key = read_local_key(key_file)  # made by the server on its first start
             client.headers["X-API-Key"] = key or ""
             style_id = _call(client, "POST", "/v1/styles", files={"file": (f"{name}.png", buf.getvalue())}).json()["id"]
