@@ -1,6 +1,7 @@
-"""The child process that does the heavy work: torch is imported here and nowhere else in
-a worker. `python -m workers.child train|stylize SPEC.json`; the files it reads and writes
-and its exit codes are the protocol in service/core/protocol.py.
+"""The training child process: torch is imported here (and in the warm stylise server,
+workers/stylize_server.py) and nowhere else in a worker. `python -m workers.child train
+SPEC.json`; the files it reads and writes and its exit codes are the protocol in
+service/core/protocol.py.
 """
 
 from __future__ import annotations
@@ -47,27 +48,13 @@ def train(spec: dict, folder: Path) -> dict:
     return summary
 
 
-def stylize(spec: dict, folder: Path) -> dict:
-    from models.checkpoint import load_network
-    from models.images import load_tensor, save_png
-    from models.stylize import stylize_tensor
-
-    net, _ = load_network(spec["checkpoint"])
-    outputs = []
-    for i, path in enumerate(spec["inputs"]):
-        image = load_tensor(path)
-        outputs.append({"path": str(save_png(stylize_tensor(net, image), folder / f"output-{i:03d}.png")),
-                        "width": image.shape[2], "height": image.shape[1]})
-    return {"outputs": outputs}
-
-
 def main(argv: list[str]) -> int:
     protocol.die_with_parent()
     kind, spec_path = argv
     folder = Path(spec_path).parent
     try:
         spec = json.loads(Path(spec_path).read_text())
-        result = {"train": train, "stylize": stylize}[kind](spec, folder)
+        result = {"train": train}[kind](spec, folder)
         (folder / protocol.RESULT).write_text(json.dumps(result))
         return protocol.EXIT_OK
     except ValueError as e:  # bad image, checkpoint or settings: the job's own input

@@ -13,6 +13,9 @@ record, so two deliveries of one job never both run it), prepares a scratch fold
 A child killed by a signal (the OOM killer) or stopped because its worker is shutting down
 is requeued and resumes from its last checkpoint; the attempt limit ends a job that dies
 every time, with each attempt's reason kept in its history.
+
+Stylisations run in the worker's warm stylise server instead of a child per request
+(workers/warm_stylize.py owns it; `run_stylize` below keeps the record true around it).
 """
 
 from __future__ import annotations
@@ -33,9 +36,10 @@ from service.core import protocol
 from service.core.errors import LostLease, NotFound
 from service.core.jobs import JobStore, Start
 from service.core.keys import Keys
-from service.core.records import JobRecord, JobState
+from service.core.records import JobRecord, JobState, StylizeRecord
 from service.core.settings import Settings
 from service.core.storage import ObjectNotFound, ObjectStore, StoreError
+from workers.warm_stylize import warm_stylizer
 
 log = logging.getLogger(__name__)
 POLL_S = 0.5
@@ -86,8 +90,9 @@ def error_text(folder: Path, rc: int) -> str:
 
 def draining(settings: Settings) -> bool:
     """Our Celery worker was asked to stop (see workers/tasks.py): its pool processes are our
-    parent's children, so the marker is named by our parent's pid."""
-    return drain_marker(settings, os.getppid()).exists()
+    parent's children, so the marker is named by our parent's pid (or by ours, in a worker
+    that runs its tasks as threads)."""
+    return drain_marker(settings, os.getppid()).exists() or drain_marker(settings, os.getpid()).exists()
 
 
 def drain_marker(settings: Settings, worker_pid: int) -> Path:
@@ -376,7 +381,12 @@ def _finish_succeeded(store: ObjectStore, jobs: JobStore, job_id: str, attempt: 
 # --- stylising --------------------------------------------------------------------------------
 
 
-def run_stylize(settings: Settings, store: ObjectStore, request_id: str) -> JobState | None:
+def run_stylize(settings: Settings, store: ObjectStore, request_id: str, *,
+                requeue: Callable[[str], None]) -> JobState | None:
+    """One stylisation request, served by this worker process's warm stylise server
+    (workers/warm_stylize.py). The request's own faults (a bad image or checkpoint) fail it;
+    a server that dies under it (a crash, a kill, the OOM killer) sends it back to the queue,
+    up to the attempt limit; past the time limit the server is killed and the request fails."""
     jobs = JobStore(store)
     decision, record = jobs.start_stylize(request_id, max_attempts=settings.max_attempts,
                                           stale_after_s=settings.stale_after_s)
@@ -387,59 +397,80 @@ def run_stylize(settings: Settings, store: ObjectStore, request_id: str) -> JobS
     folder = settings.work_dir / f"stylize-{request_id}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
+    warm = warm_stylizer(settings)
 
-    def fail(reason: str) -> JobState | None:
-        done = _retry("stylization failed", lambda: jobs.update_stylize(
-            request_id, lambda r: r.move(JobState.failed, error=reason)), for_s=settings.lease_s)
+    def end(change: Callable[[StylizeRecord], None], what: str) -> JobState | None:
+        def at_our_attempt(r: StylizeRecord) -> None:
+            if r.state != JobState.running or r.attempts != attempt:
+                raise LostLease(f"stylization {request_id} is {r.state.value}")
+            change(r)
+
+        done = _retry(f"stylization {what}", lambda: jobs.update_stylize(request_id, at_our_attempt),
+                      for_s=settings.lease_s)
         return done.state if done else None
 
-    proc = None
+    def fail(reason: str) -> JobState | None:
+        return end(lambda r: r.move(JobState.failed, error=reason), "failed")
+
+    def retry(reason: str) -> JobState | None:
+        def change(r: StylizeRecord) -> None:
+            if r.attempts >= settings.max_attempts:
+                r.move(JobState.failed, error=f"gave up after {r.attempts} attempts: {reason}")
+            else:
+                r.move(JobState.queued, error=f"attempt {r.attempts}: {reason}; queued again")
+
+        state = end(change, "requeued")
+        if state == JobState.queued:
+            try:
+                requeue(request_id)
+            except Exception as e:  # noqa: BLE001 - the known limit: queued with no message (docs/reliability.md)
+                log.error("stylization %s: could not be sent again (%s)", request_id, e)
+        return state
+
+    ticket = None
     try:
         try:
-            checkpoint = store.download(Keys.checkpoint(record.job_id), folder / "net.ckpt")
+            checkpoint, digest = warm.checkpoints.fetch(store, Keys.checkpoint(record.job_id), folder / "net.ckpt")
         except ObjectNotFound:
             return fail("the job has no trained network any more")
         inputs = [str(store.download(k, folder / k.rsplit("/", 1)[1])) for k in record.inputs]
-        proc = spawn("stylize", {"checkpoint": str(checkpoint), "inputs": inputs}, folder)
         lease = Lease(lambda: jobs.stylize_heartbeat(request_id, attempt), settings.heartbeat_s,
                       name=f"heartbeat-{request_id[:8]}")
         started = time.monotonic()
         try:
-            while (rc := proc.poll()) is None:
+            ticket = warm.submit(request_id, checkpoint=checkpoint, digest=digest, inputs=inputs, out_dir=folder)
+            while not ticket.wait(POLL_S / 10):
                 if lease.lost is not None:
                     raise lease.lost
                 if lease.age() > settings.lease_s:
-                    return None  # finally stops the child; the sweeper requeues it once the store answers
+                    return None  # finally drops the answer; the sweeper requeues it once the store answers
                 if time.monotonic() - started > settings.stylize_time_limit_s:
-                    stop_now(proc)
+                    warm.kill(ticket, f"a request ran past the time limit of {settings.stylize_time_limit_s} s")
                     return fail(f"stopped at the time limit of {settings.stylize_time_limit_s} s")
-                time.sleep(POLL_S / 5)
         finally:
             lease.stop()
-        if rc != protocol.EXIT_OK:
-            return fail(error_text(folder, rc))
-        result = read_json(folder / protocol.RESULT) or {"outputs": []}
+        if ticket.died is not None:
+            return retry(ticket.died.reason)
+        answer = ticket.answer or {}
+        if not answer.get("ok"):
+            return fail(answer.get("error") or "the stylise server gave no reason")
         keys, sizes = [], []
-        for i, out in enumerate(result["outputs"]):
+        for i, out in enumerate(answer["outputs"]):
             store.put_file(Keys.stylize_output(request_id, i), Path(out["path"]), content_type="image/png")
             keys.append(Keys.stylize_output(request_id, i))
             sizes.append((out["width"], out["height"]))
 
-        def succeed(r) -> None:
-            if r.state != JobState.running or r.attempts != attempt:
-                raise LostLease(f"stylization {request_id} is {r.state.value}")
+        def succeed(r: StylizeRecord) -> None:
             r.outputs, r.sizes = keys, sizes
             r.move(JobState.succeeded)
 
-        done = _retry("stylization succeeded", lambda: jobs.update_stylize(request_id, succeed),
-                      for_s=settings.lease_s)
-        return done.state if done else None
+        return end(succeed, "succeeded")
     except (LostLease, NotFound) as e:
         log.warning("stylization %s: %s", request_id, e)
         return None
     finally:
-        if proc is not None:
-            stop_now(proc)
+        if ticket is not None and not ticket.wait(0):
+            warm.abandon(ticket)  # the server may still answer: what it writes is dropped
         shutil.rmtree(folder, ignore_errors=True)
 
 

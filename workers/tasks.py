@@ -15,7 +15,7 @@ from celery.signals import worker_ready, worker_shutting_down
 from service.core import webhooks
 from service.core.queue import STYLIZE_QUEUE, STYLIZE_TASK, TRAIN_QUEUE, TRAIN_TASK, JobQueue
 from service.core.settings import Settings
-from service.core.storage import open_store
+from service.core.storage import ObjectStore, open_store
 from workers.supervisor import drain_marker, run_stylize, run_train_job, sweep
 
 log = logging.getLogger(__name__)
@@ -34,11 +34,24 @@ def train_job(self, job_id: str) -> str | None:
     return state.value if state else None
 
 
-@shared_task(name=STYLIZE_TASK, acks_late=True, reject_on_worker_lost=True)
-def stylize_job(request_id: str) -> str | None:
+@shared_task(name=STYLIZE_TASK, acks_late=True, reject_on_worker_lost=True, bind=True)
+def stylize_job(self, request_id: str) -> str | None:
     settings = _settings()
-    state = run_stylize(settings, open_store(settings), request_id)
+    queue = JobQueue(self.app)
+    state = run_stylize(settings, _store(settings), request_id, requeue=lambda i: queue.send(STYLIZE_TASK, i))
     return state.value if state else None
+
+
+_cached_store: tuple[Settings, ObjectStore] | None = None
+
+
+def _store(settings: Settings) -> ObjectStore:
+    """One store client per process: making an S3 client (and checking its bucket) costs more
+    than a small stylisation's round trips. boto3's clients are thread-safe."""
+    global _cached_store
+    if _cached_store is None or _cached_store[0] is not settings:
+        _cached_store = (settings, open_store(settings))
+    return _cached_store[1]
 
 
 _stop = threading.Event()

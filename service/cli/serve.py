@@ -29,9 +29,10 @@ KeyOpt = Annotated[Optional[str], typer.Option("--key", help="API key [default: 
 
 def worker(
     queues: Annotated[str, typer.Option(help="Comma-separated queues: train, stylize.")] = "train,stylize",
-    concurrency: Annotated[int, typer.Option(help="Processes (one per GPU for training).", min=1, max=64)] = 1,
+    concurrency: Annotated[int, typer.Option(help="Tasks at once: processes (one per GPU for training), or, for a stylise-only worker, requests its one warm stylise server is handed together.", min=1, max=64)] = 1,
     hostname: Annotated[Optional[str], typer.Option(help="Worker name [default: checkerless-QUEUES@host].")] = None,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    pool: Annotated[str, typer.Option(help="Celery pool: auto (threads for a stylise-only worker, else prefork), prefork or threads.")] = "auto",
 ) -> None:
     """Start a Celery worker against the configured broker and store (CHECKERLESS_* settings)."""
     from service.core.queue import QUEUES
@@ -43,9 +44,17 @@ def worker(
     if unknown or not names:
         raise typer.BadParameter(f"unknown queue {unknown[0] if unknown else '(none)'}; valid: {', '.join(QUEUES)}",
                                  param_hint="--queues")
+    if pool not in ("auto", "prefork", "threads"):
+        raise typer.BadParameter(f"unknown pool {pool}; valid: auto, prefork, threads", param_hint="--pool")
+    # Each task process owns a warm stylise server (workers/warm_stylize.py). A stylise task only
+    # waits on that server, so a stylise-only worker runs its tasks as threads of one process:
+    # one server, one copy of each network, and requests that arrive together reach it together.
+    # Training keeps a process per task (prefork).
+    if pool == "auto":
+        pool = "threads" if names == ["stylize"] else "prefork"
     app = make_worker_app(Settings(), names)
 
-    app.worker_main(["worker", "-Q", ",".join(names), "-c", str(concurrency), "-P", "prefork", "-l", loglevel,
+    app.worker_main(["worker", "-Q", ",".join(names), "-c", str(concurrency), "-P", pool, "-l", loglevel,
                      "-n", hostname or f"checkerless-{'-'.join(names)}@%h", "--without-gossip", "--without-mingle"])
 
 
@@ -85,9 +94,11 @@ def serve(
     # Two workers: a stylise request must not wait behind hours of training.
     from service.core.protocol import die_with_parent
 
-    workers = [subprocess.Popen([sys.executable, "-m", "service.cli", "worker", "--queues", q, "--loglevel", "WARNING"],
+    # The stylise worker takes up to 4 requests at once: its warm server serves them together.
+    workers = [subprocess.Popen([sys.executable, "-m", "service.cli", "worker", "--queues", q, "--concurrency", c,
+                                 "--loglevel", "WARNING"],
                                 env=env, start_new_session=True, preexec_fn=lambda: die_with_parent(signal.SIGTERM))
-               for q in ("train", "stylize")]
+               for q, c in (("train", "1"), ("stylize", "4"))]
     # uvicorn re-raises SIGTERM/SIGINT after its shutdown; make that an exit that runs `finally`.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     url = f"http://{host}:{port}"

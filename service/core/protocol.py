@@ -1,4 +1,5 @@
-"""The supervisor <-> child protocol: `python -m workers.child train|stylize FOLDER/spec.json`.
+"""The supervisor <-> child protocol: `python -m workers.child train FOLDER/spec.json`; and the
+warm stylise server's messages (below).
 
 The supervisor writes the spec; the child writes progress and its result into the same
 folder and exits with one of the codes below. The supervisor asks the child to stop by
@@ -25,6 +26,22 @@ EXIT_USER_ERROR = 3  # the job's own input is bad (image, checkpoint, settings):
 EXIT_ERROR = 4  # any other exception in the child: not retried (it would fail again)
 # A child killed by a signal (rc < 0: the OOM killer, a kill) is retried from its last
 # checkpoint, up to the attempt limit.
+
+# --- the warm stylise server: `python -m workers.stylize_server FOLDER/spec.json FD_IN FD_OUT` ---
+# One long-lived process per worker process (workers/warm_stylize.py owns it). The spec holds
+# the device, the memory budget for loaded networks and the idle timeout. Messages are JSON
+# objects, one per multiprocessing.connection frame, over two pipes (FD_IN: owner -> server,
+# FD_OUT: server -> owner); stdout and stderr are the server's log (LOG in its folder).
+#   server -> owner, once: {"op": "ready", "pid", "device"}
+#   owner -> server: {"op": "stylize", "id", "checkpoint": path, "digest": sha256 of the file,
+#                     "inputs": [paths], "out_dir": path}
+#   server -> owner, per request: {"op": "done", "id", "ok": true, "outputs": [{"path", "width",
+#                     "height"}], "cache": "hit"|"miss", "batch", "batch_size", "seconds", "stats"}
+#                  or {"op": "done", "id", "ok": false, "error": one line, "user_error": bool}
+# The owner closing FD_IN means "no more requests": the server answers what it has read, then
+# exits. An idle server exits by itself after the spec's idle_s.
+SERVER_READY, SERVER_STYLIZE, SERVER_DONE = "ready", "stylize", "done"
+SERVER_STATUS = "stylize-server-{pid}.json"  # in the work folder, named by the owning process's pid
 
 
 def die_with_parent(sig: int = signal.SIGKILL) -> None:

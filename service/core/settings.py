@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     stale_after_s: float = Field(30.0, gt=0)  # a running job not refreshed for this long is requeued
     cancel_grace_s: float = Field(20.0, ge=0)  # after the cancel flag, before SIGTERM (and again to SIGKILL)
     stylize_time_limit_s: int = Field(600, gt=0)  # a stylisation still running after this fails
+    # The warm stylise server (workers/warm_stylize.py): one long-lived process per worker process.
+    stylize_cache_bytes: int = Field(1024**3, ge=1)  # loaded networks kept (parameter bytes); least recently used go first
+    stylize_server_max_rss_bytes: int = Field(4 * 1024**3, ge=1)  # past this the server is restarted between requests
+    stylize_server_idle_s: float = Field(1800.0, ge=0)  # an idle server exits after this, freeing memory; 0: never
+    stylize_checkpoint_cache_bytes: int = Field(2 * 1024**3, ge=0)  # downloaded checkpoints kept on the worker's disk
     device: str = "auto"
     vgg16_weights: str | None = None
 

@@ -71,10 +71,10 @@ def service_env(redis_url, s3_endpoint, tmp_path_factory) -> dict[str, str]:
 class Worker:
     """A `checkerless worker` process (its own process group, so a test can kill it whole)."""
 
-    def __init__(self, env: dict[str, str], log: Path):
+    def __init__(self, env: dict[str, str], log: Path, *, queues: str = "train,stylize", concurrency: int = 1):
         self.log = log
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "worker", "--queues", "train,stylize", "--concurrency", "1",
+            [sys.executable, "-m", "service.cli", "worker", "--queues", queues, "--concurrency", str(concurrency),
              "--hostname", f"e2e-{uuid.uuid4().hex[:6]}@%h"],
             env={**os.environ, **env}, cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
             start_new_session=True)
@@ -103,9 +103,9 @@ def start_worker(service_env, tmp_path_factory):
     started: list[Worker] = []
     logs = tmp_path_factory.mktemp("logs")
 
-    def start(**env: str) -> Worker:
-        """A worker; keyword arguments override its environment (CHECKERLESS_...)."""
-        w = Worker({**service_env, **env}, logs / f"worker-{len(started)}.log")
+    def start(*, queues: str = "train,stylize", concurrency: int = 1, **env: str) -> Worker:
+        """A worker; keyword arguments in capitals override its environment (CHECKERLESS_...)."""
+        w = Worker({**service_env, **env}, logs / f"worker-{len(started)}.log", queues=queues, concurrency=concurrency)
         started.append(w)
         return w
 

@@ -1,0 +1,248 @@
+"""The warm stylise server and its owner, with real server processes (torch in them, never in
+this test's worker side): reuse, batching, the LRU of networks, restarts (a kill, the RSS
+limit, the time limit), and the local checkpoint cache."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from service.core.settings import Settings
+from service.core.storage import LocalStore, ObjectNotFound
+from workers.warm_stylize import CheckpointCache, WarmStylizer, sha256_file
+
+def make_checkpoint(path: Path, *, decoder: str = "deconv", seed: int = 0) -> Path:
+    """A real checkerless checkpoint of an untrained network (models/checkpoint.py's format)."""
+    import torch
+
+    from models.config import TrainConfig
+    from models.transformer_net import TransformerNet
+
+    torch.manual_seed(seed)
+    config = TrainConfig(decoder=decoder)
+    net = TransformerNet(decoder=config.decoder_stages)
+    torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
+                "checkerless": {"format": 1, "config": config.to_dict(), "decoder": config.decoder,
+                                "style_name": "test", "style_png": b"\x89PNG", "content": "builtin", "step": 0,
+                                "versions": {}}}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> list[tuple[Path, str]]:
+    folder = tmp_path_factory.mktemp("ckpt")
+    return [(p, sha256_file(p)) for p in (make_checkpoint(folder / "a.ckpt", seed=0),
+                                          make_checkpoint(folder / "b.ckpt", seed=1))]
+
+
+def settings_for(tmp_path: Path, **overrides) -> Settings:
+    return Settings(data_dir=tmp_path, device="cpu", **overrides)
+
+
+def request(warm: WarmStylizer, tmp_path: Path, name: str, checkpoint: tuple[Path, str], size=(24, 16)):
+    folder = tmp_path / name
+    folder.mkdir()
+    image = folder / "in.png"
+    w, h = size
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)).save(image)
+    return warm.submit(name, checkpoint=checkpoint[0], digest=checkpoint[1], inputs=[str(image)], out_dir=folder)
+
+
+def done(ticket, timeout: float = 120) -> dict:
+    assert ticket.wait(timeout), "no answer from the stylise server"
+    assert ticket.died is None, ticket.died
+    assert ticket.answer["ok"], ticket.answer
+    out = ticket.answer["outputs"][0]
+    assert Image.open(out["path"]).size == (out["width"], out["height"])
+    return ticket.answer
+
+
+def test_a_second_request_reuses_the_server_and_its_network(tmp_path, checkpoints):
+    warm = WarmStylizer(settings_for(tmp_path))
+    try:
+        first = done(request(warm, tmp_path, "r1", checkpoints[0]))
+        second = done(request(warm, tmp_path, "r2", checkpoints[0], size=(40, 30)))
+        assert first["cache"] == "miss" and second["cache"] == "hit"
+        assert first["stats"]["pid"] == second["stats"]["pid"] and warm.starts == 1
+        assert second["outputs"][0]["width"] == 40 and second["outputs"][0]["height"] == 30
+        status = warm.status()
+        assert [r["cache"] for r in status["recent"]] == ["miss", "hit"]
+        assert status["stats"]["hits"] == 1 and status["stats"]["misses"] == 1
+    finally:
+        warm.close()
+
+
+def test_requests_waiting_together_are_served_as_one_batch(tmp_path, checkpoints):
+    warm = WarmStylizer(settings_for(tmp_path))
+    try:
+        # Sent while the fresh server still imports torch: all three wait in its inbox.
+        tickets = [request(warm, tmp_path, f"r{i}", checkpoints[i % 2]) for i in range(3)]
+        answers = [done(t) for t in tickets]
+        assert {a["batch"] for a in answers} == {1} and {a["batch_size"] for a in answers} == {3}
+        # Grouped by network: one load each; the two requests of network a ran back to back.
+        assert [a["cache"] for a in answers] == ["miss", "miss", "hit"]
+        assert [a["stats"]["requests"] for a in answers] == [1, 3, 2]
+        assert max(a["stats"]["misses"] for a in answers) == 2
+    finally:
+        warm.close()
+
+
+def test_the_lru_evicts_when_the_budget_holds_one_network(tmp_path, checkpoints):
+    warm = WarmStylizer(settings_for(tmp_path, stylize_cache_bytes=10_000_000))  # one network is ~6.7 MB
+    try:
+        answers = [done(request(warm, tmp_path, f"r{i}", checkpoints[i % 2])) for i in range(4)]
+        assert [a["cache"] for a in answers] == ["miss"] * 4
+        stats = answers[-1]["stats"]
+        assert stats["evictions"] == 3 and len(stats["loaded"]) == 1 and stats["bytes"] <= 10_000_000
+        assert stats["loaded"][0]["digest"] == checkpoints[1][1]
+        assert len({a["stats"]["pid"] for a in answers}) == 1  # one server all along
+    finally:
+        warm.close()
+
+
+def test_a_killed_server_fails_what_it_held_and_the_next_request_gets_a_new_one(tmp_path, checkpoints):
+    warm = WarmStylizer(settings_for(tmp_path))
+    try:
+        ticket = request(warm, tmp_path, "r1", checkpoints[0])
+        os.kill(ticket.server.pid, signal.SIGKILL)  # mid-request: it is still importing torch
+        assert ticket.wait(30) and ticket.died is not None
+        assert "killed by signal 9" in ticket.died.reason and not ticket.died.killed_by_us
+        again = done(request(warm, tmp_path, "r2", checkpoints[0]))
+        assert again["stats"]["pid"] != ticket.server.pid and warm.starts == 2
+        assert warm.status()["restarts"]["died"] == 1
+    finally:
+        warm.close()
+
+
+def test_a_server_past_its_rss_limit_is_restarted_between_requests(tmp_path, checkpoints):
+    warm = WarmStylizer(settings_for(tmp_path, stylize_server_max_rss_bytes=1))
+    try:
+        first = done(request(warm, tmp_path, "r1", checkpoints[0]))
+        second = done(request(warm, tmp_path, "r2", checkpoints[0]))
+        assert first["stats"]["pid"] != second["stats"]["pid"]
+        assert second["cache"] == "miss"  # a fresh server starts empty
+        assert warm.status()["restarts"]["rss"] >= 1 and warm.starts == 2
+    finally:
+        warm.close()
+
+
+def test_kill_stops_the_server_and_says_why(tmp_path, checkpoints):
+    warm = WarmStylizer(settings_for(tmp_path))
+    try:
+        ticket = request(warm, tmp_path, "r1", checkpoints[0])
+        warm.kill(ticket, "a request ran past the time limit of 1 s")
+        assert ticket.died is not None and ticket.died.killed_by_us
+        assert "time limit" in ticket.died.reason
+        assert warm.status()["restarts"]["killed"] == 1
+        done(request(warm, tmp_path, "r2", checkpoints[0]))
+    finally:
+        warm.close()
+
+
+def test_a_bad_input_fails_its_request_and_the_server_goes_on(tmp_path, checkpoints):
+    warm = WarmStylizer(settings_for(tmp_path))
+    try:
+        folder = tmp_path / "bad"
+        folder.mkdir()
+        (folder / "in.png").write_bytes(b"not an image")
+        bad = warm.submit("bad", checkpoint=checkpoints[0][0], digest=checkpoints[0][1],
+                          inputs=[str(folder / "in.png")], out_dir=folder)
+        assert bad.wait(120) and bad.died is None
+        assert not bad.answer["ok"] and bad.answer["user_error"] and "in.png" in bad.answer["error"]
+        good = done(request(warm, tmp_path, "good", checkpoints[0]))
+        assert good["stats"]["pid"] == bad.server.pid
+    finally:
+        warm.close()
+
+
+def test_an_idle_server_exits_and_the_next_request_starts_one(tmp_path, checkpoints):
+    warm = WarmStylizer(settings_for(tmp_path, stylize_server_idle_s=1))
+    try:
+        first = done(request(warm, tmp_path, "r1", checkpoints[0]))
+        deadline = time.monotonic() + 30
+        while warm.server is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert warm.server is None and warm.status()["restarts"]["idle"] == 1
+        second = done(request(warm, tmp_path, "r2", checkpoints[0]))
+        assert second["stats"]["pid"] != first["stats"]["pid"]
+    finally:
+        warm.close()
+
+
+def test_concurrent_submissions_from_threads_all_get_their_own_answer(tmp_path, checkpoints):
+    warm = WarmStylizer(settings_for(tmp_path))
+    answers: dict[str, dict] = {}
+    try:
+        done(request(warm, tmp_path, "warm-up", checkpoints[0]))
+
+        def one(i: int) -> None:
+            answers[f"t{i}"] = done(request(warm, tmp_path, f"t{i}", checkpoints[i % 2], size=(16 + i, 16)))
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert sorted(answers) == [f"t{i}" for i in range(6)]
+        assert all(answers[f"t{i}"]["outputs"][0]["width"] == 16 + i for i in range(6))
+        assert warm.starts == 1
+    finally:
+        warm.close()
+
+
+# --- the checkpoint cache (no server) -------------------------------------------------------------
+
+
+def test_checkpoints_are_downloaded_once_per_stored_version(tmp_path):
+    store = LocalStore(tmp_path / "store")
+    cache = CheckpointCache(tmp_path / "cache", budget_bytes=10_000)
+    store.put_bytes("jobs/a/checkpoint/last.ckpt", b"one" * 100)
+    path, digest = cache.fetch(store, "jobs/a/checkpoint/last.ckpt", tmp_path / "r1" / "net.ckpt")
+    assert path.read_bytes() == b"one" * 100 and cache.misses == 1
+    _, again = cache.fetch(store, "jobs/a/checkpoint/last.ckpt", tmp_path / "r2" / "net.ckpt")
+    assert again == digest and cache.hits == 1 and cache.misses == 1
+    store.put_bytes("jobs/a/checkpoint/last.ckpt", b"two" * 100)  # a new version of the object
+    path, changed = cache.fetch(store, "jobs/a/checkpoint/last.ckpt", tmp_path / "r3" / "net.ckpt")
+    assert changed != digest and path.read_bytes() == b"two" * 100 and cache.misses == 2
+    with pytest.raises(ObjectNotFound):
+        cache.fetch(store, "jobs/gone/checkpoint/last.ckpt", tmp_path / "r4" / "net.ckpt")
+
+
+def test_the_checkpoint_cache_keeps_to_its_budget_and_requests_keep_their_copy(tmp_path):
+    store = LocalStore(tmp_path / "store")
+    cache = CheckpointCache(tmp_path / "cache", budget_bytes=2500)
+    held = []
+    for i in range(4):
+        store.put_bytes(f"jobs/{i}/checkpoint/last.ckpt", bytes([i]) * 1000)
+        held.append(cache.fetch(store, f"jobs/{i}/checkpoint/last.ckpt", tmp_path / f"r{i}" / "net.ckpt")[0])
+        time.sleep(0.01)
+    assert sum(p.stat().st_size for p in (tmp_path / "cache").glob("*.ckpt")) <= 2500
+    assert all(p.read_bytes() == bytes([i]) * 1000 for i, p in enumerate(held))  # evicted or not
+
+
+def test_the_s3_version_is_its_etag(s3_endpoint, tmp_path):
+    import uuid
+
+    from service.core.storage import S3Store
+    from workers.warm_stylize import store_version
+
+    store = S3Store(bucket=f"warm-{uuid.uuid4().hex[:10]}", endpoint_url=s3_endpoint, access_key="test",
+                    secret_key="test", create_bucket=True)
+    store.put_bytes("k/one", b"abc")
+    first = store_version(store, "k/one")
+    assert first == store.get_versioned("k/one")[1]
+    store.put_bytes("k/one", b"abcd")
+    assert store_version(store, "k/one") != first
+    with pytest.raises(ObjectNotFound):
+        store_version(store, "k/none")
+    cache = CheckpointCache(tmp_path / "cache", budget_bytes=10_000)
+    cache.fetch(store, "k/one", tmp_path / "a")
+    cache.fetch(store, "k/one", tmp_path / "b")
+    assert (cache.hits, cache.misses) == (1, 1)

@@ -1,0 +1,179 @@
+"""The warm stylise server: a long-lived process that keeps recently used networks loaded.
+
+`python -m workers.stylize_server FOLDER/spec.json FD_IN FD_OUT`, started and supervised by
+workers/warm_stylize.py (the worker never imports torch; this process does). The messages are
+in service/core/protocol.py. The loop:
+- wait for a request (an idle server exits after `idle_s`, freeing its memory);
+- drain the inbox: every request already waiting is served in this round (a batch);
+- group the batch by network (the checkpoint's sha256), in order of first arrival, so each
+  network is looked up once per round and its requests run back to back;
+- each network comes from an LRU bounded by `cache_bytes` (parameter and buffer bytes); the
+  network in use is always kept, so one larger than the budget still runs, alone;
+- each image goes through models.stylize.stylize_tensor(net, image), on CUDA where there is one;
+- each request is answered as soon as its own images are written.
+The owner closing our inbox means no more requests: what was read is answered, then we exit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from collections import OrderedDict
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from service.core import protocol
+
+
+class NetworkCache:
+    """Loaded networks by checkpoint digest, least recently used evicted past the budget."""
+
+    def __init__(self, budget_bytes: int, device: str):
+        self.budget, self.device = budget_bytes, device
+        self._nets: OrderedDict[str, tuple[object, int]] = OrderedDict()
+        self.hits = self.misses = self.evictions = 0
+
+    @staticmethod
+    def size_of(net) -> int:
+        return sum(t.numel() * t.element_size() for t in [*net.parameters(), *net.buffers()])
+
+    def get(self, digest: str, checkpoint: str) -> tuple[object, bool]:
+        """(the network, whether it was already loaded)."""
+        if digest in self._nets:
+            self._nets.move_to_end(digest)
+            self.hits += 1
+            return self._nets[digest][0], True
+        from models.checkpoint import load_network
+
+        net, _ = load_network(checkpoint)  # CheckpointError (a ValueError): the job's own input
+        net = net.to(self.device)
+        size = self.size_of(net)
+        while self._nets and self.bytes + size > self.budget:
+            self._nets.popitem(last=False)
+            self.evictions += 1
+        if self.evictions and self.device == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+        self._nets[digest] = (net, size)
+        self.misses += 1
+        return net, False
+
+    @property
+    def bytes(self) -> int:
+        return sum(size for _, size in self._nets.values())
+
+    def stats(self) -> dict:
+        return {"hits": self.hits, "misses": self.misses, "evictions": self.evictions, "bytes": self.bytes,
+                "budget": self.budget, "loaded": [{"digest": d, "bytes": s} for d, (_, s) in self._nets.items()]}
+
+
+def one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())[:2000]
+
+
+class Server:
+    def __init__(self, spec: dict, inbox: Connection, outbox: Connection):
+        from models.training import resolve_accelerator
+
+        self.inbox, self.outbox = inbox, outbox
+        self.device = "cuda" if resolve_accelerator(spec.get("device", "auto")) == "gpu" else "cpu"
+        self.cache = NetworkCache(int(spec["cache_bytes"]), self.device)
+        self.idle_s = float(spec.get("idle_s") or 0)
+        self.batches = self.requests = 0
+
+    def send(self, message: dict) -> None:
+        self.outbox.send_bytes(json.dumps(message).encode())
+
+    def serve(self) -> str:
+        """Until the owner closes our inbox, or no request came for idle_s. Returns why it ended."""
+        self.send({"op": protocol.SERVER_READY, "pid": os.getpid(), "device": self.device})
+        closed = False
+        while not closed:
+            if self.idle_s and not self.inbox.poll(self.idle_s):
+                return f"idle for {self.idle_s:.0f} s"
+            batch = []
+            try:
+                batch.append(json.loads(self.inbox.recv_bytes()))
+                while self.inbox.poll(0):  # everything already waiting joins this round
+                    batch.append(json.loads(self.inbox.recv_bytes()))
+            except EOFError:
+                closed = True
+            if batch:
+                self.run_batch(batch)
+        return "its owner closed the inbox"
+
+    def run_batch(self, batch: list[dict]) -> None:
+        self.batches += 1
+        groups: OrderedDict[str, list[dict]] = OrderedDict()
+        for request in batch:
+            groups.setdefault(request["digest"], []).append(request)
+        for digest, requests in groups.items():
+            try:
+                net, hit = self.cache.get(digest, requests[0]["checkpoint"])
+            except Exception as e:  # noqa: BLE001 - the checkpoint's own fault, or loading failed: said per request
+                if not isinstance(e, ValueError):
+                    traceback.print_exc()
+                for request in requests:
+                    self.answer_error(request, e)
+                continue
+            for request in requests:
+                self.run_one(request, net, "hit" if hit else "miss", len(batch))
+                hit = True  # the rest of the group found it loaded
+
+    def run_one(self, request: dict, net, cache: str, batch_size: int) -> None:
+        from models.images import from_tensor, load_tensor
+        from models.stylize import stylize_tensor
+
+        started = time.perf_counter()
+        self.requests += 1
+        try:
+            out_dir, outputs = Path(request["out_dir"]), []
+            for i, path in enumerate(request["inputs"]):
+                image = load_tensor(path)  # ImageError (a ValueError): the request's own input
+                result = stylize_tensor(net, image)
+                if not out_dir.is_dir():  # abandoned by its supervisor meanwhile: write nothing
+                    raise FileNotFoundError(f"{out_dir} is gone (the request was abandoned)")
+                target = out_dir / f"output-{i:03d}.png"
+                # zlib level 1: a third of the default's time for ~10% more bytes; lossless either way.
+                from_tensor(result).save(target, format="PNG", compress_level=1)
+                outputs.append({"path": str(target), "width": image.shape[2], "height": image.shape[1]})
+        except Exception as e:  # noqa: BLE001 - one request's failure is its own; the server goes on
+            if not isinstance(e, ValueError):
+                traceback.print_exc()
+            self.answer_error(request, e)
+            if self.device == "cuda":
+                import torch
+
+                torch.cuda.empty_cache()  # after an out-of-memory error, give the next request room
+            return
+        self.send({"op": protocol.SERVER_DONE, "id": request["id"], "ok": True, "outputs": outputs, "cache": cache,
+                   "batch": self.batches, "batch_size": batch_size,
+                   "seconds": round(time.perf_counter() - started, 4), "stats": self.stats()})
+
+    def answer_error(self, request: dict, e: BaseException) -> None:
+        user = isinstance(e, ValueError)
+        error = one_line(e) if user else f"{type(e).__name__}: {one_line(e)}"
+        self.send({"op": protocol.SERVER_DONE, "id": request["id"], "ok": False, "error": error, "user_error": user,
+                   "stats": self.stats()})
+
+    def stats(self) -> dict:
+        return {"pid": os.getpid(), "device": self.device, "batches": self.batches, "requests": self.requests,
+                **self.cache.stats()}
+
+
+def main(argv: list[str]) -> int:
+    protocol.die_with_parent()
+    spec_path, fd_in, fd_out = argv
+    inbox, outbox = Connection(int(fd_in), writable=False), Connection(int(fd_out), readable=False)
+    spec = json.loads(Path(spec_path).read_text())
+    why = Server(spec, inbox, outbox).serve()
+    print(f"stylise server {os.getpid()} exits: {why}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
