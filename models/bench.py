@@ -82,3 +82,186 @@ def bench(decoders: Sequence[str], *, size: int = 128, batch: int = 4, steps: in
         raw.append((net.decoder_label, sum(p.numel() for p in net.parameters()), infer_ms, step_ms, peak))
     base_infer, base_step = raw[0][2], raw[0][3]
     return [BenchRow(d, n, i, s, i / base_infer, s / base_step, m) for d, n, i, s, m in raw]
+
+
+# --- against the pytorch/examples recipe (models/reference.py) -------------------------------
+
+
+@dataclass(frozen=True)
+class ReferenceRow:
+    task: str  # "train 128px x4" or "infer 512px"
+    variant: str
+    ms: float  # median over alternated repetitions
+    speedup: float  # the reference's median / this median (>1: faster than the reference)
+    gflop: float  # per image: forward+backward for a training step, forward for inference
+    gflops: float  # achieved GFLOP/s
+    peak_mib: float | None  # CUDA: peak allocated; CPU: peak RSS above the bench's start
+    startup_s: float  # the first two calls (compilation, if any), not in the median
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class _PeakRSS:
+    """Samples this process's resident memory every 2 ms in a thread (Linux /proc)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak = self.rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def rss() -> int:
+        try:
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * 4096
+        except OSError:
+            return 0
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.002):
+            self.peak = max(self.peak, self.rss())
+
+    def __enter__(self) -> _PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def count_flops(fn) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def cpu_peak_gflops() -> tuple[float | None, str]:
+    """fp32 peak of this machine's cores: cores x clock x FMA pipes x 2 x lanes, with the
+    lanes from the vector flags (AMD before family 26 runs AVX-512 on 256-bit pipes)."""
+    import os
+
+    try:
+        info = open("/proc/cpuinfo").read()
+    except OSError:
+        return None, "unknown (no /proc/cpuinfo)"
+    field = lambda name: next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith(name)), "")  # noqa: E731
+    flags, mhz = field("flags").split(), float(field("cpu MHz") or 0)
+    amd_256 = field("vendor_id") == "AuthenticAMD" and int(field("cpu family") or 0) < 26
+    bits = 512 if "avx512f" in flags and not amd_256 else 256 if "avx2" in flags else 128
+    cores = len(os.sched_getaffinity(0))
+    peak = cores * mhz / 1000 * 2 * 2 * bits / 32
+    return peak, f"{cores} cores x {mhz / 1000:.2f} GHz x 2 FMA pipes x 2 x {bits // 32} fp32 lanes"
+
+
+REF = "reference"  # the pytorch/examples recipe, models/reference.py
+
+
+def bench_reference(*, size: int = 128, batch: int = 4, infer_sizes: Sequence[int] = (256, 512, 1024),
+                    repeats: int = 5, device: str = "cpu", compiled: bool = True,
+                    loss_network: LossNetwork | None = None, seed: int = 0) -> list[ReferenceRow]:
+    """Our training step and inference against the pytorch/examples recipe, alternated in one run.
+
+    Training variants: the reference; ours eager as it was (the content target through the whole
+    loss network); ours eager; ours compiled. Inference: the reference's network, ours eager,
+    ours compiled (dynamic sizes: one compilation serves every size)."""
+    from models.config import TrainConfig
+    from models.lightning_module import StyleTransferModule, encode_png
+    from models.reference import ReferenceNet, ReferenceStep
+
+    dev = torch.device("cuda" if device in ("gpu", "cuda") else device)
+    g = torch.Generator().manual_seed(seed)
+    content = (torch.rand(batch, 3, size, size, generator=g) * 255).to(dev)
+    style = torch.rand(1, 3, size, size, generator=g) * 255
+    loss_net = loss_network or build_loss_network("vgg19")
+
+    from PIL import Image
+
+    style_png = encode_png(Image.fromarray(style[0].permute(1, 2, 0).byte().numpy()))
+
+    class FullContentPass(StyleTransferModule):  # the step before the content target was cut short
+        def losses(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
+            out = self.net(content)
+            with torch.no_grad():
+                target = self.loss_net(content)[self.loss_net.content_layer]
+            return perceptual_loss(self.loss_net, out, content_target=target, style_grams=self.target_grams)
+
+    def our_step(cls, use_compile: bool):
+        torch.manual_seed(seed)
+        module = cls(TrainConfig(size=size, batch=batch), style_name="bench", style_png=style_png,
+                     loss_network=loss_net, compiled=use_compile).to(dev)
+        module.on_fit_start()
+        opt = module.configure_optimizers()
+
+        def step() -> None:
+            loss = module._step_losses(content)["loss"]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return step
+
+    torch.manual_seed(seed)
+    ref = ReferenceStep(style, device=dev)
+    train_variants = {REF: lambda: ref.step(content),
+                      "ours, full-VGG content": our_step(FullContentPass, False),
+                      "ours": our_step(StyleTransferModule, False)}
+    if compiled:
+        train_variants["ours, compiled"] = our_step(StyleTransferModule, True)
+    flops = {REF: count_flops(lambda: ref.step(content)),
+             "ours": count_flops(our_step(StyleTransferModule, False)),
+             "ours, full-VGG content": count_flops(our_step(FullContentPass, False))}
+    rows = _alternate(f"train {size}px x{batch}", train_variants, flops, per=batch, repeats=repeats, device=dev)
+
+    torch.manual_seed(seed)
+    ref_net, our_net = ReferenceNet().to(dev).eval(), TransformerNet().to(dev).eval()
+    infer_compiled = torch.compile(our_net, dynamic=True) if compiled else None
+    for s in infer_sizes:
+        image = (torch.rand(1, 3, s, s, generator=g) * 255).to(dev)
+
+        def infer(net):
+            def run() -> None:
+                with torch.inference_mode():
+                    net(image)
+            return run
+        variants = {REF: infer(ref_net), "ours": infer(our_net)}
+        if infer_compiled is not None:
+            variants["ours, compiled"] = infer(infer_compiled)
+        counted = {REF: count_flops(infer(ref_net)), "ours": count_flops(infer(our_net))}
+        rows += _alternate(f"infer {s}px", variants, counted, per=1, repeats=repeats, device=dev)
+    return rows
+
+
+def _alternate(task: str, variants: dict, flops: dict, *, per: int, repeats: int, device: torch.device) -> list[ReferenceRow]:
+    start_rss = _PeakRSS.rss()
+    startup, peaks = {}, {}
+    for name, fn in variants.items():  # the first two calls: compilation, allocator warm-up
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        t = time.perf_counter()
+        with _PeakRSS() as rss:
+            fn()
+            fn()
+            _sync(device)
+        startup[name] = time.perf_counter() - t
+        peaks[name] = (torch.cuda.max_memory_allocated(device) if device.type == "cuda" else rss.peak - start_rss) / 2**20
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, fn in variants.items():
+            _sync(device)
+            t = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append((time.perf_counter() - t) * 1000)
+    medians = {name: statistics.median(ts) for name, ts in times.items()}
+    base = next(iter(medians.values()))
+    rows = []
+    for name, ms in medians.items():
+        f = flops.get(name, flops.get("ours", 0)) / per
+        rows.append(ReferenceRow(task, name, ms, base / ms, f / 1e9, f * per / (ms / 1000) / 1e9,
+                                 max(peaks[name], 0.0), startup[name]))
+    return rows

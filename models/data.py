@@ -163,13 +163,15 @@ class CropStream(IterableDataset):
 
 
 class ContentDataModule(pl.LightningDataModule):
-    def __init__(self, content: ContentSet, *, size: int, batch: int, seed: int, num_workers: int = 0):
+    def __init__(self, content: ContentSet, *, size: int, batch: int, seed: int, num_workers: int = 0,
+                 pin_memory: bool = False):
         super().__init__()
         self.content, self.size, self.batch, self.seed, self.num_workers = content, size, batch, seed, num_workers
+        self.pin_memory = pin_memory
 
     def train_dataloader(self) -> DataLoader:
         # Called after a checkpoint is restored, so a resumed run starts at its next batch.
         start = self.trainer.global_step if self.trainer else 0
         stream = CropStream(self.content, size=self.size, batch=self.batch, seed=self.seed, start=start)
-        return DataLoader(stream, batch_size=None, num_workers=self.num_workers,
-                          persistent_workers=False, pin_memory=False)
+        return DataLoader(stream, batch_size=None, num_workers=self.num_workers, persistent_workers=False,
+                          pin_memory=self.pin_memory, prefetch_factor=4 if self.num_workers else None)

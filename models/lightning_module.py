@@ -30,8 +30,9 @@ class StyleTransferModule(pl.LightningModule):
     """
 
     def __init__(self, config: TrainConfig, *, style_name: str, style_png: bytes,
-                 content_label: str = "builtin", loss_network: LossNetwork | None = None):
+                 content_label: str = "builtin", loss_network: LossNetwork | None = None, compiled: bool = False):
         super().__init__()
+        self.compiled = compiled
         self.config = config
         self.style_name = style_name
         self.content_label = content_label
@@ -48,26 +49,29 @@ class StyleTransferModule(pl.LightningModule):
         style = to_tensor(resize_shorter(Image.open(io.BytesIO(style_png)), config.style_size or config.size))
         self.register_buffer("style_image", style[None], persistent=False)
         self.target_grams: dict[str, torch.Tensor] = {}
+        self._step_losses = self.losses
 
     def on_fit_start(self) -> None:
         self.loss_net.to(self.device)
-        with torch.no_grad():
+        with torch.no_grad():  # the style's Grams: once per run, not per step
             feats = self.loss_net(self.style_image)
             self.target_grams = {k: gram_matrix(feats[k]) for k in self.loss_net.style_layers}
+        # Compiled, the step's elementwise work (instance norms, ReLUs, Grams, the losses)
+        # is fused; the same arithmetic, so the same losses within float rounding.
+        self._step_losses = torch.compile(self.losses) if self.compiled else self.losses
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
     def losses(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.net(content)
-        with torch.no_grad():
-            target = self.loss_net(content)[self.loss_net.content_layer]
+        target = self.loss_net.content_target(content)
         cfg = self.config
         return perceptual_loss(self.loss_net, out, content_target=target, style_grams=self.target_grams,
                                weights=LossWeights(cfg.content_weight, cfg.style_weight, cfg.tv_weight))
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        losses = self.losses(batch)
+        losses = self._step_losses(batch)
         if not torch.isfinite(losses["loss"]):
             raise FloatingPointError(
                 f"loss is {losses['loss'].item()} at step {self.global_step}; lower lr or the loss weights"
@@ -77,7 +81,8 @@ class StyleTransferModule(pl.LightningModule):
         return losses["loss"]
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.net.parameters(), lr=self.config.lr)
+        # Fused Adam (one kernel for every parameter) where the device has it.
+        return torch.optim.Adam(self.net.parameters(), lr=self.config.lr, fused=self.device.type == "cuda")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         from models.checkpoint import describe

@@ -16,10 +16,14 @@ if TYPE_CHECKING:
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> (B, C, C), divided by C*H*W so the scale does not grow with size."""
+    """(B, C, H, W) -> (B, C, C), divided by C*H*W so the scale does not grow with size.
+
+    Always in fp32, also under bf16 autocast: a Gram sums H*W products, and bf16's 8-bit
+    mantissa would lose the style loss's small differences in that sum."""
     b, c, h, w = features.shape
-    f = features.reshape(b, c, h * w)
-    return f @ f.transpose(1, 2) / (c * h * w)
+    with torch.autocast(features.device.type, enabled=False):
+        f = features.float().reshape(b, c, h * w)
+        return f @ f.transpose(1, 2) / (c * h * w)
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

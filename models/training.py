@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,33 @@ def resolve_accelerator(device: str) -> str:
     return "gpu" if device == "cuda" else device
 
 
+# Measured with `checkerless bench --reference` (docs/performance.md): on a 2-core CPU the
+# compiled step is faster once warm, but compiling costs tens of seconds at a job's start, so
+# `auto` compiles only runs long enough to win it back.
+COMPILE_AUTO_MIN_STEPS = 300
+
+
+@dataclass(frozen=True)
+class Speed:
+    """How a run executes, never what it computes: the same losses within float rounding."""
+
+    compiled: bool  # torch.compile of the loss step
+    precision: str  # Lightning's: "32-true", or "bf16-mixed" on a GPU (Grams stay fp32)
+    benchmark: bool  # cudnn.benchmark: fixed crop sizes, so the fastest kernels are kept
+    num_workers: int  # DataLoader processes decoding and cropping off the training process
+    pin_memory: bool
+
+    @classmethod
+    def plan(cls, accelerator: str, *, steps_left: int, compile: str = "auto", num_workers: int | None = None) -> Speed:
+        if compile not in ("auto", "on", "off"):
+            raise ValueError(f"compile must be auto, on or off, not {compile!r}")
+        gpu = accelerator == "gpu"
+        compiled = compile == "on" or (compile == "auto" and (gpu or steps_left >= COMPILE_AUTO_MIN_STEPS))
+        workers = num_workers if num_workers is not None else (min(4, os.cpu_count() or 1) if gpu else 0)
+        return cls(compiled=compiled, precision="bf16-mixed" if gpu else "32-true", benchmark=gpu,
+                   num_workers=workers, pin_memory=gpu)
+
+
 def train(
     config: TrainConfig | None = None,
     *,
@@ -63,7 +91,8 @@ def train(
     resume: str | Path | None = None,
     steps: int | None = None,
     device: str = "auto",
-    num_workers: int = 0,
+    num_workers: int | None = None,
+    compile: str = "auto",
     progress: bool = True,
     should_stop: Callable[[], bool] = lambda: False,
     on_checkpoint: Callable[[Path, int], None] | None = None,
@@ -78,8 +107,10 @@ def train(
     """
     out = Path(out_dir)
     ckpt_path: Path | None = None
+    start_step = 0
     if resume is not None:
         info, _ = read_checkpoint(resume)
+        start_step = info.step
         config = info.config if steps is None else info.config.replace(steps=steps)
         style_name, style_png = info.style_name, info.style_png
         content = content if content is not None else (None if info.content == "builtin" else info.content)
@@ -97,17 +128,19 @@ def train(
     content_label = "builtin" if content is None else str(Path(content).resolve())
 
     accelerator = resolve_accelerator(device)
+    speed = Speed.plan(accelerator, steps_left=config.steps - start_step, compile=compile, num_workers=num_workers)
     pl.seed_everything(config.seed, workers=True, verbose=False)
     module = StyleTransferModule(config, style_name=style_name, style_png=style_png,
-                                 content_label=content_label, loss_network=loss_network)
+                                 content_label=content_label, loss_network=loss_network, compiled=speed.compiled)
     data = ContentDataModule(content_set, size=config.size, batch=config.batch, seed=config.seed,
-                             num_workers=num_workers)
+                             num_workers=speed.num_workers, pin_memory=speed.pin_memory)
     history, stopper = LossHistory(), StopWhen(should_stop)
     probe = ArtifactProbe(probe_image(), every=probe_every)
     saver = PeriodicCheckpoint(out / CHECKPOINT_NAME, every=config.checkpoint_every, on_saved=on_checkpoint)
     bar = [LossProgress()] if progress else []
     trainer = pl.Trainer(
         accelerator=accelerator, devices=1, max_steps=config.steps, max_epochs=-1,
+        precision=speed.precision, benchmark=speed.benchmark,
         logger=pl.loggers.CSVLogger(out, name="logs"),  # logs/version_N: a resumed run adds one
         log_every_n_steps=config.log_every, callbacks=[history, probe, stopper, saver, *bar, *callbacks],
         enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,

@@ -93,7 +93,8 @@ def train(
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder: last.ckpt, logs/, preview.png.")] = Path("runs/style"),
     resume: Annotated[Optional[Path], typer.Option(help="Continue from this checkpoint (settings come from it).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
-    workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 0,
+    workers: Annotated[Optional[int], typer.Option(help="DataLoader worker processes (default: 0 on the CPU, up to 4 with a GPU).")] = None,
+    compile: Annotated[str, typer.Option(help="torch.compile the training step: on, off, or auto (on with a GPU, and on the CPU for runs long enough to win back the compile time).")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON, no progress bar.")] = False,
 ) -> None:
     """Train a transfer network on one style. Ctrl-C stops cleanly and keeps a checkpoint."""
@@ -106,7 +107,7 @@ def train(
 
     if resume is None and style is None:
         raise typer.BadParameter("give a STYLE image (or --resume a checkpoint)", param_hint="STYLE")
-    if workers < 0:
+    if workers is not None and workers < 0:
         raise typer.BadParameter("must be >= 0", param_hint="--workers")
     config = None
     if resume is None:
@@ -127,7 +128,7 @@ def train(
     try:
         result = run_training(config, out_dir=out_dir, style=style, content=content, resume=resume,
                               steps=steps if resume is not None else None, device=device,
-                              num_workers=workers, progress=not as_json,
+                              num_workers=workers, compile=compile, progress=not as_json,
                               should_stop=lambda: bool(interrupted))
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -207,6 +208,8 @@ def bench(
     steps: Annotated[int, typer.Option(help="Timed repetitions (the median is reported).", min=1, max=1000)] = 5,
     warmup: Annotated[int, typer.Option(help="Untimed repetitions first.", min=0, max=100)] = 2,
     device: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
+    reference: Annotated[bool, typer.Option("--reference", help="Instead: our training step and inference against the pytorch/examples recipe (docs/performance.md).")] = False,
+    compiled: Annotated[bool, typer.Option("--compile/--no-compile", help="With --reference: include the compiled variants.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Time inference and training steps per decoder, as ratios to a baseline measured in the same run."""
@@ -216,6 +219,9 @@ def bench(
     from models.training import resolve_accelerator
     from models.vocabulary import decoder_label, parse_decoder
 
+    if reference:
+        return _bench_reference(size=size, batch=batch, repeats=steps, accelerator=resolve_accelerator(device),
+                                compiled=compiled, as_json=as_json)
     names = [decoder_label(parse_decoder(d)) for d in decoders.split()]
     accelerator = resolve_accelerator(device)
     rows = run_bench(names, size=size, batch=batch, steps=steps, warmup=warmup,
@@ -230,6 +236,31 @@ def bench(
         table.add_row(r.decoder, f"{r.params:,}", f"{r.infer_ms:.1f}", f"{r.infer_ratio:.2f}", f"{r.step_ms:.1f}",
                       f"{r.step_ratio:.2f}", "n/a (CPU)" if r.peak_mib is None else f"{r.peak_mib:.0f}")
     out.print(table)
+
+
+def _bench_reference(*, size: int, batch: int, repeats: int, accelerator: str, compiled: bool, as_json: bool) -> None:
+    import torch
+
+    from models.bench import bench_reference, cpu_peak_gflops
+
+    gpu = accelerator == "gpu"
+    rows = bench_reference(size=size, batch=batch, repeats=repeats, device="cuda" if gpu else "cpu", compiled=compiled)
+    peak, how = (None, "") if gpu else cpu_peak_gflops()
+    where = torch.cuda.get_device_name(0) if gpu else f"CPU, {torch.get_num_threads()} threads; fp32 peak {peak:.0f} GFLOP/s ({how})"
+    if as_json:
+        print(json.dumps({"device": where, "peak_gflops": peak, "rows": [r.as_dict() for r in rows]}, indent=2))
+        return
+    table = Table("task", "variant", "median ms", "x reference", "GFLOP/img", "TFLOP/s" if gpu else "GFLOP/s",
+                  *([] if gpu else ["of peak"]), "peak MiB", "first 2 calls s",
+                  title=f"{where}; median of {repeats}, alternated", title_justify="left")
+    for r in rows:
+        rate = f"{r.gflops / 1000:.1f}" if gpu else f"{r.gflops:.0f}"
+        table.add_row(r.task, r.variant, f"{r.ms:.1f}", f"{r.speedup:.2f}", f"{r.gflop:.1f}", rate,
+                      *([] if gpu else [f"{r.gflops / peak:.0%}" if peak else "?"]),
+                      "" if r.peak_mib is None else f"{r.peak_mib:.0f}", f"{r.startup_s:.1f}")
+    out.print(table)
+    if not gpu:
+        out.print("peak MiB on the CPU: the process's peak resident memory above the bench's start (approximate).")
 
 
 @app.command()

@@ -133,3 +133,44 @@ def test_not_a_checkpoint(tmp_path):
     torch.save({"state_dict": {}}, p)
     with pytest.raises(CheckpointError, match="not a checkerless checkpoint"):
         read_checkpoint(p)
+
+
+def test_content_target_stops_at_its_layer_with_the_same_values(vgg19):
+    x = torch.rand(2, 3, 32, 32) * 255
+    with torch.no_grad():
+        full = vgg19(x)[vgg19.content_layer]
+    assert torch.equal(vgg19.content_target(x), full)
+    assert not vgg19.content_target(x).requires_grad
+
+
+@pytest.mark.slow
+def test_compiled_training_gives_the_same_losses_as_eager(tmp_path, vgg19):
+    """The tuned path changes speed only: same data, same weights, same losses (float rounding)."""
+    cfg = TrainConfig(**TINY, steps=4, seed=3)
+    plain = train(cfg, out_dir=tmp_path / "eager", style="ihc", progress=False, loss_network=vgg19, compile="off")
+    tuned = train(cfg, out_dir=tmp_path / "compiled", style="ihc", progress=False, loss_network=vgg19, compile="on")
+    assert [r["step"] for r in tuned.losses] == [r["step"] for r in plain.losses]
+    for a, b in zip(plain.losses, tuned.losses):
+        for k in ("loss", "content", "style"):
+            assert b[k] == pytest.approx(a[k], rel=1e-3), (k, a, b)
+        # The TV term is ~1e-5 of the loss: Adam's normalised steps carry the fused kernels'
+        # rounding into it a little more, still far below any real change.
+        assert b["tv"] == pytest.approx(a["tv"], rel=2e-2), (a, b)
+    # Adam moves near-zero-gradient weights by ~lr whatever the gradient's size, so compare
+    # what the networks do: their stylisations of a photo.
+    photo = torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(0)) * 255
+    with torch.no_grad():
+        a, b = (load_network(r.checkpoint)[0](photo) for r in (plain, tuned))
+    assert (a - b).abs().mean().item() < 0.1, (a - b).abs().max()
+
+
+def test_speed_plan_compiles_only_where_it_pays():
+    from models.training import COMPILE_AUTO_MIN_STEPS, Speed
+
+    assert not Speed.plan("cpu", steps_left=COMPILE_AUTO_MIN_STEPS - 1).compiled
+    assert Speed.plan("cpu", steps_left=COMPILE_AUTO_MIN_STEPS).compiled
+    assert Speed.plan("cpu", steps_left=10, compile="on").compiled
+    gpu = Speed.plan("gpu", steps_left=10)
+    assert gpu.compiled and gpu.precision == "bf16-mixed" and gpu.pin_memory and gpu.benchmark
+    with pytest.raises(ValueError, match="auto, on or off"):
+        Speed.plan("cpu", steps_left=10, compile="yes")
