@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Query, Request, Response, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from service.api.schemas import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
 from service.core.auth import ApiKey, KeyStore
 from service.core.errors import Unauthorized
 from service.core.jobs import JobStore
@@ -49,3 +50,35 @@ def current_key(services: ServicesDep, api_key: Annotated[str | None, Security(_
 
 
 CurrentKey = Annotated[ApiKey, Depends(current_key)]
+
+
+@dataclass
+class Page:
+    """Which page of a list a request asks for."""
+
+    limit: int
+    cursor: str | None
+
+
+def page(limit: Annotated[int, Query(ge=1, le=LIST_LIMIT_MAX, description="Items on this page.")] = LIST_LIMIT_DEFAULT,
+         cursor: Annotated[str | None, Query(description="Where this page starts: the X-Next-Cursor of the page "
+                                                         "before (opaque); none for the first page.")] = None) -> Page:
+    return Page(limit=limit, cursor=cursor)
+
+
+PageDep = Annotated[Page, Depends(page)]
+# A paged list's response headers, for the OpenAPI schema (`responses=` of its route).
+PAGED = {200: {"headers": {
+    "X-Next-Cursor": {"description": "The next page's cursor; absent on the last page.", "schema": {"type": "string"}},
+    "Link": {"description": 'The next page\'s address: <url>; rel="next"; absent on the last page.',
+             "schema": {"type": "string"}}}}}
+
+
+def link_next(request: Request, response: Response, cursor: str | None) -> None:
+    """The next page's cursor in X-Next-Cursor, and its address in Link (rel="next"); neither
+    on the last page. The body stays a JSON list."""
+    if cursor is None:
+        return
+    url = request.url.include_query_params(cursor=cursor)
+    response.headers["X-Next-Cursor"] = cursor
+    response.headers["Link"] = f'<{url.path}?{url.query}>; rel="next"'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -18,7 +19,9 @@ from service.core.auth import KeyStore
 from service.core.jobs import JobStore
 from service.core.queue import JobQueue, make_celery
 from service.core.settings import Settings
-from service.core.storage import ObjectStore, open_store
+from service.core.storage import ObjectStore, StoreError, open_store
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None, *, store: ObjectStore | None = None,
@@ -30,6 +33,10 @@ def create_app(settings: Settings | None = None, *, store: ObjectStore | None = 
     services = Services(settings=settings, store=store, jobs=JobStore(store),
                         queue=queue or JobQueue(make_celery(settings)), keys=KeyStore(store))
     app.state.services = services
+    try:  # records stored before the list index had one: indexed once (else at the first list)
+        services.jobs.ensure_index()
+    except StoreError as e:
+        log.warning("the list index is not checked yet (the first list will): %s", e)
     app.state.metrics = metrics = Metrics(services.jobs, services.queue)
     app.add_route("/metrics", metrics.endpoint, include_in_schema=False)
     # Outermost last: the body limit applies before a body is spooled for an Idempotency-Key.

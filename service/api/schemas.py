@@ -10,6 +10,11 @@ from models.config import DEFAULTS, LIMITS, MAX_LR
 from models.vocabulary import decoder_label, parse_decoder
 from service.core.records import JobState
 
+# Lists (GET /v1/jobs, GET /v1/experiments) come a page at a time: `limit` items (this many
+# unless asked, at most LIST_LIMIT_MAX), the next page's cursor in X-Next-Cursor and Link.
+LIST_LIMIT_DEFAULT = 100
+LIST_LIMIT_MAX = 1000
+
 
 class TrainSettings(BaseModel):
     """The settings a job and an experiment share (the decoder aside)."""

@@ -229,20 +229,44 @@ def submit(
             raise typer.Exit(1)
 
 
+def list_pages(client, path: str, *, limit: int | None = None, cursor: str | None = None,
+               every: bool = False) -> tuple[list, str | None]:
+    """A paged list (GET /v1/jobs, /v1/experiments): one page, or with `every` each page in
+    turn; and the cursor of the page after the last one read (None: there is none)."""
+    items: list = []
+    while True:
+        params = {k: v for k, v in (("limit", limit), ("cursor", cursor)) if v is not None}
+        r = _call(client, "GET", path, params=params)
+        items += r.json()
+        cursor = r.headers.get("X-Next-Cursor")
+        if cursor is None or not every:
+            return items, cursor
+
+
 @jobs_app.command("list")
-def list_jobs(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False, api: ApiOpt = None, key: KeyOpt = None) -> None:
-    """List jobs, newest first."""
+def list_jobs(
+    limit: Annotated[Optional[int], typer.Option(help="Jobs per page (the server's default: 100; at most 1000).", min=1)] = None,
+    cursor: Annotated[Optional[str], typer.Option(help="Start at this page: the cursor printed after the page before.")] = None,
+    every: Annotated[bool, typer.Option("--all", help="Every page, one after another.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    api: ApiOpt = None,
+    key: KeyOpt = None,
+) -> None:
+    """List jobs, newest first, a page at a time (the next page's cursor is printed on stderr)."""
     with _client(api, key) as client:
-        jobs = _call(client, "GET", "/v1/jobs").json()
+        jobs, after = list_pages(client, "/v1/jobs", limit=limit, cursor=cursor, every=every)
     if as_json:
         print(json.dumps(jobs, indent=2))
-        return
-    table = Table("id", "state", "decoder", "step", "loss", "p2 dB", "created")
-    for j in jobs:
-        table.add_row(j["id"], j["state"], j["decoder"], f"{j['step']}/{j['steps']}",
-                      f"{j['losses'].get('loss', float('nan')):.4g}", f"{j['artifacts'].get('artifact_p2', float('nan')):+.1f}",
-                      j["created_at"][:19])
-    out.print(table)
+    else:
+        table = Table("id", "state", "decoder", "step", "loss", "p2 dB", "created")
+        for j in jobs:
+            table.add_row(j["id"], j["state"], j["decoder"], f"{j['step']}/{j['steps']}",
+                          f"{j['losses'].get('loss', float('nan')):.4g}",
+                          f"{j['artifacts'].get('artifact_p2', float('nan')):+.1f}", j["created_at"][:19])
+        out.print(table)
+    if after is not None:  # on stderr, one line (never wrapped), so --json output stays one JSON list
+        print(f"more: checkerless jobs list --cursor {after}" + (f" --limit {limit}" if limit else ""),
+              file=sys.stderr, flush=True)
 
 
 @jobs_app.command("show")

@@ -7,6 +7,10 @@ class NotFound(LookupError):
     """No such job, style, content set, experiment or stylisation; the message names it."""
 
 
+class BadRequest(Exception):
+    """A request the schema cannot refuse but we must, e.g. a list cursor this server never gave."""
+
+
 class Unauthorized(Exception):
     """No API key, or one that is unknown or revoked."""
 

@@ -13,7 +13,8 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from enum import Enum
 from typing import TypeVar
 
@@ -28,6 +29,9 @@ from service.core.storage import ObjectNotFound, ObjectStore, VersionConflict
 log = logging.getLogger(__name__)
 R = TypeVar("R", bound=BaseModel)
 JOBS, STYLIZATIONS = "jobs", "stylizations"  # the kinds of active markers
+EXPERIMENTS = "experiments"  # with JOBS, the kinds of the list index
+READERS = 16  # records of one page read at once (S3 answers each GET in milliseconds)
+WALK_PAGE = 1000  # index entries per listing when every record is wanted
 CURVE_POINTS = 200  # the loss curve in a record keeps about this many rows
 
 
@@ -47,6 +51,7 @@ class Start(str, Enum):
 class JobStore:
     def __init__(self, store: ObjectStore):
         self.store = store
+        self._index_ready = False
 
     # --- the compare-and-set loop ---------------------------------------------------------
 
@@ -74,20 +79,99 @@ class JobStore:
         raise Conflict(f"{what} is being changed by too many writers at once; try again")
 
     def _list(self, prefix: str, name: str, model: type[R]) -> list[R]:
-        records = []
-        for key in [k for k in self.store.list(prefix) if k.endswith(f"/{name}")]:
-            try:
-                records.append(model.model_validate_json(self.store.get_bytes(key)))
-            except ObjectNotFound:  # deleted meanwhile
-                continue
+        """Every record under `prefix`, newest first: every key listed, every record read."""
+        records = self._read_many([k for k in self.store.list(prefix) if k.endswith(f"/{name}")], model)
         return sorted(records, key=lambda r: r.created_at, reverse=True)
+
+    def _read_many(self, keys: list[str], model: type[R]) -> list[R]:
+        """These records, in this order, a few at a time; one deleted meanwhile is left out."""
+        def read(key: str) -> R | None:
+            try:
+                return model.model_validate_json(self.store.get_bytes(key))
+            except ObjectNotFound:
+                return None
+
+        if len(keys) <= 1:
+            found = [read(k) for k in keys]
+        else:
+            with ThreadPoolExecutor(max_workers=min(READERS, len(keys))) as pool:
+                found = list(pool.map(read, keys))
+        return [r for r in found if r is not None]
 
     def _create(self, key: str, record: BaseModel) -> None:
         self.store.put_if(key, record.model_dump_json().encode(), version=None, content_type="application/json")
 
+    # --- the list index -------------------------------------------------------------------
+    # One empty marker per job and experiment (service/core/keys.py, Keys.index_*), named so
+    # that key order is newest first: a page of a list is one short listing of the index and
+    # then only that page's records. Entries are written before the record and removed after
+    # it, so a record is never missing from the index; an entry whose record is gone (deleted
+    # meanwhile, or a create or delete that stopped halfway) is skipped.
+
+    def _index(self, kind: str, record: JobRecord | ExperimentRecord) -> None:
+        for entry in Keys.index_entries(kind, record.created_at, record.id, record.owner):
+            self.store.put_bytes(entry, b"")
+
+    def _unindex(self, kind: str, record: JobRecord | ExperimentRecord) -> None:
+        for entry in Keys.index_entries(kind, record.created_at, record.id, record.owner):
+            self.store.delete(entry)
+
+    def _page(self, kind: str, record_key: Callable[[str], str], model: type[R], scope: str | None, limit: int,
+              cursor: str | None) -> tuple[list[R], str | None]:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        self.ensure_index()
+        after = Keys.index_after(kind, scope, cursor) if cursor is not None else None
+        entries = self.store.list_page(Keys.index_prefix(kind, scope), after=after, limit=limit + 1)
+        more, entries = len(entries) > limit, entries[:limit]
+        records = self._read_many([record_key(Keys.index_item_id(e)) for e in entries], model)
+        return ([r for r in records if scope is None or r.owner == scope],
+                Keys.index_cursor(entries[-1]) if more else None)
+
+    def _walk(self, kind: str, record_key: Callable[[str], str], model: type[R], scope: str | None) -> Iterator[R]:
+        cursor: str | None = None
+        while True:
+            records, cursor = self._page(kind, record_key, model, scope, WALK_PAGE, cursor)
+            yield from records
+            if cursor is None:
+                return
+
+    def ensure_index(self) -> None:
+        """Index the records written before there was an index, once (when the index's version
+        marker is missing); then nothing but one existence check per process."""
+        if self._index_ready:
+            return
+        if not self.store.exists(Keys.index_version()):
+            counts = self.rebuild_index()
+            log.info("list index rebuilt: %s entries added", counts)
+        self._index_ready = True
+
+    def rebuild_index(self) -> dict[str, int]:
+        """Every job's and experiment's index entries, written where missing (every record is
+        read: a one-shot migration); then the version marker. Safe to run again, and
+        beside the API's own writes (an entry for a record deleted meanwhile is skipped)."""
+        added = {}
+        for kind, prefix, name, model in ((JOBS, "jobs", "job.json", JobRecord),
+                                          (EXPERIMENTS, "experiments", "experiment.json", ExperimentRecord)):
+            have = set(self.store.list(Keys.index_root(kind)))
+            missing = []
+            for record in self._list(prefix, name, model):
+                try:
+                    missing += [e for e in Keys.index_entries(kind, record.created_at, record.id, record.owner)
+                                if e not in have]
+                except NotFound:  # an id (or owner) we could not have made: not listable
+                    log.warning("not indexed: %s %r of owner %r", kind, record.id, record.owner)
+            for entry in missing:
+                self.store.put_bytes(entry, b"")
+            added[kind] = len(missing)
+        self.store.put_bytes(Keys.index_version(), b"1\n", content_type="text/plain")
+        self._index_ready = True
+        return added
+
     # --- jobs -----------------------------------------------------------------------------
 
     def create(self, record: JobRecord) -> JobRecord:
+        self._index(JOBS, record)
         self._create(Keys.job(record.id), record)
         self.store.put_bytes(Keys.active(JOBS, record.id), b"")
         self._announce(record)
@@ -117,15 +201,26 @@ class JobStore:
             self._announce(record)
         return record
 
-    def list(self, scope: str | None = None) -> list[JobRecord]:
-        """Every job (of the owner `scope`, if given), newest first."""
-        return [r for r in self._list("jobs", "job.json", JobRecord) if scope is None or r.owner == scope]
+    def list(self, scope: str | None = None, *, limit: int, cursor: str | None = None) -> tuple[list[JobRecord], str | None]:
+        """One page of jobs (of the owner `scope`, if given), newest first, and the cursor of the
+        next page (None: this is the last). Reads `limit` index entries and their records only."""
+        return self._page(JOBS, Keys.job, JobRecord, scope, limit, cursor)
+
+    def all_jobs(self, scope: str | None = None) -> Iterator[JobRecord]:
+        """Every job (of the owner `scope`, if given), newest first, page by page: for what needs
+        them all (quotas, storage used, metrics). Reads every record it yields."""
+        return self._walk(JOBS, Keys.job, JobRecord, scope)
+
+    def get_many(self, job_ids: list[str]) -> dict[str, JobRecord]:
+        """These jobs, read a few at a time; a missing one is left out."""
+        return {r.id: r for r in self._read_many([Keys.job(check_id(i, "job")) for i in job_ids], JobRecord)}
 
     def delete(self, job_id: str) -> int:
         """The job's record, checkpoint, report, panel, and every stylisation made with it."""
-        self.get(job_id)
+        record = self.get(job_id)
         self.store.delete(Keys.active(JOBS, job_id))
         deleted = self.store.delete_prefix(Keys.job_prefix(job_id))
+        self._unindex(JOBS, record)
         for request in self.list_stylizations():
             if request.job_id == job_id:
                 self.store.delete(Keys.active(STYLIZATIONS, request.id))
@@ -309,12 +404,12 @@ class JobStore:
         """Bytes an owner's styles, content sets, jobs (checkpoints, outputs) and stylisations take."""
         total = sum(self.store.usage(Keys.style_prefix(m["id"])) for m in self.list_styles(owner))
         total += sum(self.store.usage(Keys.content_set_prefix(m["id"])) for m in self.list_content_sets(owner))
-        total += sum(self.store.usage(Keys.job_prefix(r.id)) for r in self.list(owner))
+        total += sum(self.store.usage(Keys.job_prefix(r.id)) for r in self.all_jobs(owner))
         return total + sum(self.store.usage(Keys.stylize_prefix(r.id)) for r in self.list_stylizations()
                            if r.owner == owner)
 
     def _refuse_if_used(self, what: str, item_id: str, uses: Callable[[JobRecord], bool]) -> None:
-        users = [j.id for j in self.list() if uses(j) and not j.final]
+        users = [j.id for j in self.all_jobs() if uses(j) and not j.final]
         if users:
             raise Conflict(f"{what} {item_id} is used by unfinished job(s) {', '.join(users)}; "
                            "cancel them or wait for them to end")
@@ -333,6 +428,7 @@ class JobStore:
     # --- experiments ----------------------------------------------------------------------
 
     def create_experiment(self, record: ExperimentRecord) -> ExperimentRecord:
+        self._index(EXPERIMENTS, record)
         self._create(Keys.experiment(record.id), record)
         return record
 
@@ -347,7 +443,9 @@ class JobStore:
         if running:
             raise Conflict(f"variant(s) {', '.join(running)} still running; cancel them first")
         deleted = sum(self.delete(v["job_id"]) for v in exp.variants if self._exists(v["job_id"]))
-        return deleted + self.store.delete_prefix(Keys.experiment_prefix(exp.id))
+        deleted += self.store.delete_prefix(Keys.experiment_prefix(exp.id))
+        self._unindex(EXPERIMENTS, exp)
+        return deleted
 
     def _exists(self, job_id: str) -> bool:
         return self.store.exists(Keys.job(job_id))
@@ -358,9 +456,10 @@ class JobStore:
         except NotFound:
             return True
 
-    def list_experiments(self, scope: str | None = None) -> list[ExperimentRecord]:
-        return [e for e in self._list("experiments", "experiment.json", ExperimentRecord)
-                if scope is None or e.owner == scope]
+    def list_experiments(self, scope: str | None = None, *, limit: int,
+                         cursor: str | None = None) -> tuple[list[ExperimentRecord], str | None]:
+        """One page of experiments, newest first, and the next page's cursor (as `list`)."""
+        return self._page(EXPERIMENTS, Keys.experiment, ExperimentRecord, scope, limit, cursor)
 
     # --- stylisations ---------------------------------------------------------------------
 

@@ -3,9 +3,11 @@ never from user text."""
 
 from __future__ import annotations
 
+import re
 import uuid
+from datetime import datetime, timedelta, timezone
 
-from service.core.errors import NotFound
+from service.core.errors import BadRequest, NotFound
 
 
 def new_id() -> str:
@@ -146,3 +148,73 @@ class Keys:
     @staticmethod
     def stylize_output(request_id: str, index: int) -> str:
         return f"stylizations/{request_id}/output-{index:03d}.png"
+
+    # --- the list index (service/core/jobs.py, JobStore.list): one empty marker per job or
+    # experiment, everyone's under index/<kind>/all and each owner's under
+    # index/<kind>/owner/<owner>, named by sort_key so that key order is newest first, in
+    # folders named by the sort key's leading digits (_index_path): a local store's walk to
+    # the first page lists a few small folders, not one folder of every entry.
+
+    @staticmethod
+    def index_version() -> str:
+        """Written once the index holds every record (JobStore.rebuild_index)."""
+        return "index/version"
+
+    @staticmethod
+    def index_root(kind: str) -> str:
+        """All entries of a kind: everyone's and each owner's."""
+        if kind not in INDEX_KINDS:
+            raise ValueError(f"no index of {kind!r}")
+        return f"index/{kind}"
+
+    @staticmethod
+    def index_prefix(kind: str, owner: str | None = None) -> str:
+        """Everyone's entries of a kind (owner None), or one owner's."""
+        root = Keys.index_root(kind)
+        return f"{root}/all" if owner is None else f"{root}/owner/{check_id(owner, 'owner')}"
+
+    @staticmethod
+    def index_entries(kind: str, created_at: datetime, item_id: str, owner: str) -> list[str]:
+        """A record's entries: everyone's, and its owner's (records made before owners have none)."""
+        path = _index_path(sort_key(created_at, item_id))
+        return [f"{Keys.index_prefix(kind)}/{path}"] + ([f"{Keys.index_prefix(kind, owner)}/{path}"] if owner else [])
+
+    @staticmethod
+    def index_after(kind: str, owner: str | None, cursor: str) -> str:
+        """The entry a page continues after: BadRequest unless `cursor` is a sort key (one that
+        index_cursor gave), so no cursor can name a key outside the index it pages through."""
+        if not _SORT_KEY.fullmatch(str(cursor)):
+            raise BadRequest(f"cursor {str(cursor)[:80]!r} is not one this server gave: pass the X-Next-Cursor of the "
+                             "previous page, or no cursor for the first page")
+        return f"{Keys.index_prefix(kind, owner)}/{_index_path(cursor)}"
+
+    @staticmethod
+    def index_cursor(entry: str) -> str:
+        """The cursor of the page that follows an entry: its sort key."""
+        return entry.rsplit("/", 1)[1]
+
+    @staticmethod
+    def index_item_id(entry: str) -> str:
+        return entry.rsplit("-", 1)[1]
+
+
+INDEX_KINDS = ("jobs", "experiments")
+_SORT_DIGITS = 17  # microseconds since 1970, enough until the year 5138
+_SORT_KEY = re.compile(rf"[0-9]{{{_SORT_DIGITS}}}-[0-9a-f]{{32}}")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _index_path(key: str) -> str:
+    """A sort key in folders of its leading digits: 10^12 us (11.6 days), then 10^9 us
+    (17 minutes), then 10^5 us (0.1 s). Prefixes of the key, so key order is kept."""
+    return f"{key[:5]}/{key[5:8]}/{key[8:12]}/{key}"
+
+
+def sort_key(created_at: datetime, item_id: str) -> str:
+    """Newest first in key order: the creation time in microseconds, inverted and zero-padded,
+    then the id (records made in the same microsecond: by id)."""
+    if created_at.tzinfo is None:  # written without a zone: ours are UTC
+        created_at = created_at.replace(tzinfo=timezone.utc)
+    top = 10**_SORT_DIGITS - 1
+    us = min(max((created_at - _EPOCH) // timedelta(microseconds=1), 0), top)
+    return f"{top - us:0{_SORT_DIGITS}d}-{check_id(item_id, 'record')}"

@@ -13,6 +13,7 @@ write odd names into a bucket.
 from __future__ import annotations
 
 import abc
+import bisect
 import builtins
 import fcntl
 import hashlib
@@ -98,6 +99,12 @@ def _check_prefix(prefix: str) -> str:
     if isinstance(prefix, str) and prefix.endswith("/"):
         prefix = prefix[:-1]
     return check_key(prefix) + "/"
+
+
+def _check_page(prefix: str, after: str | None, limit: int) -> tuple[str, str | None, int]:
+    if not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limit must be a positive number of keys, got {limit!r}")
+    return _check_prefix(prefix), None if after is None else check_key(after), limit
 
 
 def _check_expiry(expires_s: int) -> int:
@@ -191,6 +198,12 @@ class ObjectStore(abc.ABC):
     @abc.abstractmethod
     def list(self, prefix: str) -> builtins.list[str]:
         """Sorted keys of all objects under the folder `prefix` ('runs/a' lists 'runs/a/...', not 'runs/ab')."""
+
+    @abc.abstractmethod
+    def list_page(self, prefix: str, *, after: str | None = None, limit: int) -> builtins.list[str]:
+        """At most `limit` keys under the folder `prefix`, in sorted order, each greater than
+        `after` (a key; None: from the first). Reads only about that many keys' worth of
+        listing on S3 (StartAfter and MaxKeys), however many the folder holds."""
 
     @abc.abstractmethod
     def usage(self, prefix: str) -> int:
@@ -334,6 +347,36 @@ class LocalStore(ObjectStore):
                     keys.append(key)
         return sorted(keys)
 
+    def list_page(self, prefix: str, *, after: str | None = None, limit: int) -> builtins.list[str]:
+        prefix, after, limit = _check_page(prefix, after, limit)
+        keys: builtins.list[str] = []
+        self._walk_after(self.root / prefix, prefix, after, limit, keys)
+        return keys
+
+    def _walk_after(self, folder: Path, rel: str, after: str | None, limit: int, keys: builtins.list[str]) -> None:
+        """Depth first in key order: a folder 'a' sorts as 'a/', as its keys do ('a.b' < 'a/c')."""
+        try:
+            entries = [(e.name + "/" if e.is_dir(follow_symlinks=False) else e.name)
+                       for e in os.scandir(folder) if _KEY_CHARS.fullmatch(e.name)]  # no temp files ('~')
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        if after is not None and not after.startswith(rel):
+            if after > rel:  # the whole folder sorts before `after`
+                return
+            after = None  # the whole folder sorts after it
+        entries.sort()
+        if after is not None:  # skip what sorts before `after`'s own entry in this folder
+            entries = entries[bisect.bisect_left(entries, after[len(rel):].split("/", 1)[0]):]
+        for name in entries:
+            key = rel + name
+            if name.endswith("/"):
+                if after is None or after < key or after.startswith(key):  # else all of it is <= after
+                    self._walk_after(folder / name[:-1], key, after, limit, keys)
+            elif after is None or key > after:
+                keys.append(key)
+            if len(keys) >= limit:
+                return
+
     def usage(self, prefix: str) -> int:
         total = 0
         for key in self.list(prefix):
@@ -347,6 +390,15 @@ class LocalStore(ObjectStore):
         path = self._path(key)
         if path.is_file():
             path.unlink(missing_ok=True)
+            # The folders it leaves empty go too (S3 has none to leave), so walks do not
+            # wade through them; a writer that loses its folder meanwhile makes it again.
+            for folder in path.parents:
+                if folder == self.root:
+                    break
+                try:
+                    folder.rmdir()
+                except OSError:  # not empty (or gone): so are the ones above
+                    break
 
     def delete_prefix(self, prefix: str) -> int:
         keys = self.list(prefix)
@@ -591,6 +643,20 @@ class S3Store(ObjectStore):
     def list(self, prefix: str) -> builtins.list[str]:
         prefix = _check_prefix(prefix)
         return sorted(key for page in self._pages(prefix) for key in page)
+
+    def list_page(self, prefix: str, *, after: str | None = None, limit: int) -> builtins.list[str]:
+        prefix, after, limit = _check_page(prefix, after, limit)
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        if after is not None:
+            kwargs["StartAfter"] = after
+        # The paginator follows continuation tokens (a server may answer fewer than MaxKeys,
+        # and at most 1000) and stops at MaxItems.
+        paginator = self._client.get_paginator("list_objects_v2")
+        config = {"MaxItems": limit, "PageSize": min(limit, 1000)}
+        with self._errors():
+            keys = [obj["Key"] for page in paginator.paginate(**kwargs, PaginationConfig=config)
+                    for obj in page.get("Contents", [])]
+        return keys[:limit]
 
     def usage(self, prefix: str) -> int:
         prefix = _check_prefix(prefix)

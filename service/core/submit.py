@@ -53,7 +53,7 @@ def check_quota(jobs: JobStore, owner: Owner, limits: Settings, new: list[JobRec
     if owner.admin:
         return
     check_storage(jobs, owner, limits)
-    mine = jobs.list(owner.owner)
+    mine = list(jobs.all_jobs(owner.owner))  # every record of the owner's: counted, not paged
     active = [r for r in mine if not r.final]
     if len(active) + len(new) > limits.quota_active_jobs:
         raise QuotaExceeded(f"quota: at most {limits.quota_active_jobs} unfinished jobs at once; you have "

@@ -270,3 +270,94 @@ def test_a_full_storage_quota_refuses_new_uploads_and_jobs(settings, style_id, a
             assert r.status_code == 429 and "storage is limited" in r.json()["detail"] and r.headers["retry-after"]
         assert c.delete(f"/v1/styles/{style_id}").status_code == 204  # deleting makes room
         assert c.post("/v1/styles", files={"file": ("s.png", png(), "image/png")}).status_code == 201
+
+
+def _record_jobs(services, owner: str, n: int) -> list[str]:
+    """Jobs written straight through the job core (no queue, no quota): ids, newest first."""
+    from datetime import timedelta
+
+    from service.core.keys import new_id
+    from service.core.records import JobRecord, now
+
+    base = now()
+    return [services.jobs.create(JobRecord(id=new_id(), owner=owner, config={"decoder": "deconv", "steps": 3},
+                                           style_id=new_id(), steps=3, created_at=base - timedelta(seconds=i))).id
+            for i in range(n)]
+
+
+def _follow(c: TestClient, url: str) -> list[list[str]]:
+    """The ids of each page, following Link rel="next" to the last page."""
+    pages = []
+    while True:
+        r = c.get(url)
+        assert r.status_code == 200, r.text
+        pages.append([x["id"] for x in r.json()])
+        if "x-next-cursor" not in r.headers:
+            assert "link" not in r.headers
+            return pages
+        link = r.headers["link"]
+        assert link.endswith('>; rel="next"') and f"cursor={r.headers['x-next-cursor']}" in link
+        url = link[1:link.index(">")]
+
+
+def test_jobs_and_experiments_are_listed_a_page_at_a_time(settings, api):
+    from service.cli.serve import list_pages
+    from service.core.keys import new_id
+    from service.core.records import ExperimentRecord
+
+    services, token = api.app.state.services, api.headers["X-API-Key"]
+    owner = services.keys.lookup(token).owner
+    ids = _record_jobs(services, owner, 7)
+    pages = _follow(api, "/v1/jobs?limit=3")
+    assert [len(p) for p in pages] == [3, 3, 1] and [i for p in pages for i in p] == ids
+    assert _follow(api, "/v1/jobs") == [ids]  # the default page holds them all: no cursor
+    assert _follow(api, "/v1/jobs?limit=7") == [ids]
+    # The CLI's client: one page and its cursor, or every page.
+    first, cursor = list_pages(api, "/v1/jobs", limit=3)
+    assert [j["id"] for j in first] == ids[:3] and cursor == api.get("/v1/jobs?limit=3").headers["x-next-cursor"]
+    every, cursor = list_pages(api, "/v1/jobs", limit=3, every=True)
+    assert [j["id"] for j in every] == ids and cursor is None
+
+    for limit, fragment in ((0, "greater than or equal to 1"), (1001, "less than or equal to 1000"), ("x", "integer")):
+        r = api.get("/v1/jobs", params={"limit": limit})
+        assert r.status_code == 422 and r.json()["detail"].startswith("limit: ") and fragment in r.json()["detail"], r.text
+    for cursor in ("bogus", "../../keys", "0" * 17 + "-" + "a" * 31):
+        for path in ("/v1/jobs", "/v1/experiments"):
+            r = api.get(path, params={"cursor": cursor})
+            assert r.status_code == 400 and "cursor" in r.json()["detail"] and "not one this server gave" in r.json()["detail"]
+
+    # Another owner sees none of them on any page; an admin sees them (and its own none).
+    with client_for(settings, store=services.store) as other:
+        assert _follow(other, "/v1/jobs?limit=2") == [[]]
+        cursor = api.get("/v1/jobs?limit=2").headers["x-next-cursor"]  # A's cursor, in B's hands
+        assert other.get("/v1/jobs", params={"cursor": cursor}).json() == []
+    admin = services.keys.create(name="ops", admin=True)[1]
+    with client_for(settings, store=services.store, token=admin) as c:
+        assert [i for p in _follow(c, "/v1/jobs?limit=4") for i in p] == ids
+
+    exps = []
+    for i in range(3):
+        exp = ExperimentRecord(id=new_id(), owner=owner, style_id=new_id(), settings={},
+                               variants=[{"decoder": "deconv", "job_id": ids[2 * i]},
+                                         {"decoder": "subpixel", "job_id": ids[2 * i + 1]}])
+        exps.insert(0, services.jobs.create_experiment(exp).id)
+    pages = _follow(api, "/v1/experiments?limit=2")
+    assert [len(p) for p in pages] == [2, 1] and [i for p in pages for i in p] == exps
+    assert api.get("/v1/experiments?limit=1").json()[0] | {"created_at": None} == {
+        "id": exps[0], "created_at": None, "state": "running", "variants": ["deconv", "subpixel"], "settings": {}}
+
+
+def test_the_app_indexes_records_written_before_the_index_when_it_starts(settings):
+    from service.core.keys import Keys, new_id
+    from service.core.records import JobRecord
+    from service.core.storage import LocalStore
+
+    store = LocalStore(settings.data_dir / "store")
+    owner = new_id()
+    old = JobRecord(id=new_id(), owner=owner, config={"decoder": "deconv", "steps": 3}, style_id=new_id(), steps=3)
+    store.put_bytes(Keys.job(old.id), old.model_dump_json().encode())  # as an older version wrote it
+    app = create_app(settings, store=store)
+    assert store.exists(Keys.index_version())
+    _, token = app.state.services.keys.create(name="old", owner=owner)
+    with TestClient(app, headers={"X-API-Key": token}) as c:
+        assert [j["id"] for j in c.get("/v1/jobs").json()] == [old.id]

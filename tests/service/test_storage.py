@@ -129,6 +129,44 @@ def test_list_under_prefix(store: ObjectStore) -> None:
     assert store.list("nothing/here") == []
 
 
+def test_list_page_is_the_sorted_listing_a_slice_at_a_time(store: ObjectStore) -> None:
+    # Names where a folder's keys ('a/...') sort between files beside it ('a-b', 'a.b' < 'a/' < 'a0').
+    keys = ["p/a-b", "p/a.b", "p/a/c.d/e", "p/a/c/d", "p/a/c-d", "p/a/c0", "p/a0", "p/b/x/y/z", "p/bb", "p/0",
+            "p/a.b.c/d"]
+    for key in keys + ["pq/no", "o/no"]:
+        store.put_bytes(key, b"")
+    listed = store.list("p")
+    assert listed == sorted(keys)
+    assert store.list_page("p", limit=100) == listed
+    assert store.list_page("p/", limit=3) == listed[:3]
+    for i, after in enumerate(listed):
+        for limit in (1, 2, 100):
+            assert store.list_page("p", after=after, limit=limit) == listed[i + 1 : i + 1 + limit], (after, limit)
+    # `after` need not be a key: where it would sort is what counts, inside the prefix or not.
+    assert store.list_page("p", after="p/a/c", limit=100) == [k for k in listed if k > "p/a/c"]  # a folder
+    assert store.list_page("p", after="a", limit=100) == listed
+    assert store.list_page("p", after="p0", limit=100) == []
+    assert store.list_page("nothing/here", limit=5) == []
+    with pytest.raises(ValueError):
+        store.list_page("p", limit=0)
+    with pytest.raises(ValueError):
+        store.list_page("p", after="../x", limit=5)
+    with pytest.raises(ValueError):
+        store.list_page("", limit=5)
+
+
+def test_a_local_delete_takes_the_folders_it_empties(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    store.put_bytes("i/a/b/1", b"")
+    store.put_bytes("i/a/c/2", b"")
+    store.delete("i/a/b/1")
+    assert not (tmp_path / "store/i/a/b").exists() and (tmp_path / "store/i/a/c/2").is_file()
+    store.delete("i/a/c/2")
+    assert not (tmp_path / "store/i").exists() and (tmp_path / "store").is_dir()
+    store.put_bytes("i/a/b/1", b"again")  # the folders come back with the next write
+    assert store.list_page("i", limit=5) == ["i/a/b/1"]
+
+
 def test_delete_and_delete_prefix(store: ObjectStore) -> None:
     for key in ["runs/a/1", "runs/a/2", "runs/a/sub/3", "runs/ab/4", "runs/b/5"]:
         store.put_bytes(key, b"x")
@@ -151,6 +189,10 @@ def test_delete_prefix_many(store: ObjectStore) -> None:
         list(pool.map(lambda i: store.put_bytes(f"many/{i:05d}", b""), range(n)))
     keys = store.list("many")
     assert len(keys) == n and keys == sorted(keys)
+    # A page longer than S3's 1000 keys a response, and one that starts part way.
+    assert store.list_page("many", limit=1001) == keys[:1001]
+    assert store.list_page("many", after=keys[3], limit=1002) == keys[4:]
+    assert store.list_page("many", after=keys[999], limit=2) == keys[1000:1002]
     assert store.delete_prefix("many") == n
     assert store.list("many") == []
 

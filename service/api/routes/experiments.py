@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, File, Response, UploadFile
+from fastapi import APIRouter, File, Request, Response, UploadFile
 
 from service.api.compare import DIFF_GAIN, difference_png, spectrum_png
-from service.api.deps import CurrentKey, Services, ServicesDep
+from service.api.deps import PAGED, CurrentKey, PageDep, Services, ServicesDep, link_next
 from service.api.routes.jobs import public, stylization_public
 from service.api.schemas import ExperimentCreate
 from service.api.uploads import check_image
@@ -56,14 +56,20 @@ def create_experiment(request: ExperimentCreate, services: ServicesDep, key: Cur
     return experiment_public(services, exp)
 
 
-@router.get("/experiments")
-def list_experiments(services: ServicesDep, key: CurrentKey) -> list[dict]:
-    """Every experiment, newest first (ids, variants, state)."""
+@router.get("/experiments", responses=PAGED)
+def list_experiments(services: ServicesDep, key: CurrentKey, page: PageDep, request: Request,
+                     response: Response) -> list[dict]:
+    """Your experiments (an admin key: everyone's), newest first, a page at a time (ids, variants, state)."""
+    experiments, cursor = services.jobs.list_experiments(key.scope, limit=page.limit, cursor=page.cursor)
+    jobs = services.jobs.get_many([v["job_id"] for exp in experiments for v in exp.variants])
     out = []
-    for exp in services.jobs.list_experiments(key.scope):
-        states = [services.jobs.get(v["job_id"]).state for v in exp.variants]
-        out.append({"id": exp.id, "created_at": exp.created_at.isoformat(), "state": _state(states),
+    for exp in experiments:
+        if any(v["job_id"] not in jobs for v in exp.variants):  # being deleted
+            continue
+        out.append({"id": exp.id, "created_at": exp.created_at.isoformat(),
+                    "state": _state([jobs[v["job_id"]].state for v in exp.variants]),
                     "variants": [v["decoder"] for v in exp.variants], "settings": exp.settings})
+    link_next(request, response, cursor)
     return out
 
 

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, File, Response, UploadFile
+from fastapi import APIRouter, File, Request, Response, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from service.api.deps import CurrentKey, Services, ServicesDep
+from service.api.deps import PAGED, CurrentKey, PageDep, Services, ServicesDep, link_next
 from service.api.schemas import JobCreate, JobPublic, StylizationPublic
 from service.api.uploads import check_image
 from service.core.errors import Conflict, NotFound
@@ -40,10 +40,13 @@ def create_job(request: JobCreate, services: ServicesDep, key: CurrentKey) -> Jo
                                        limits=services.settings, webhook_url=request.webhook_url))
 
 
-@router.get("/jobs", response_model=list[JobPublic])
-def list_jobs(services: ServicesDep, key: CurrentKey) -> list[JobPublic]:
-    """Your jobs (an admin key: everyone's), newest first."""
-    return [public(services, r) for r in services.jobs.list(key.scope)]
+@router.get("/jobs", response_model=list[JobPublic], responses=PAGED)
+def list_jobs(services: ServicesDep, key: CurrentKey, page: PageDep, request: Request,
+              response: Response) -> list[JobPublic]:
+    """Your jobs (an admin key: everyone's), newest first, a page at a time."""
+    records, cursor = services.jobs.list(key.scope, limit=page.limit, cursor=page.cursor)
+    link_next(request, response, cursor)
+    return [public(services, r) for r in records]
 
 
 @router.get("/jobs/{job_id}", response_model=JobPublic)
