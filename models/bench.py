@@ -265,3 +265,66 @@ def _alternate(task: str, variants: dict, flops: dict, *, per: int, repeats: int
         rows.append(ReferenceRow(task, name, ms, base / ms, f / 1e9, f * per / (ms / 1000) / 1e9,
                                  max(peaks[name], 0.0), startup[name]))
     return rows
+
+
+# --- tiled stylising (models/tiling.py) --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TilingRow:
+    size: str  # "WxH"
+    mode: str  # "whole" or "tiles of N px"
+    seconds: float
+    peak_mib: float  # CUDA: peak allocated; CPU: peak RSS above the start of this run
+    psnr_db: float | None  # tiled against whole, where both ran (seams included)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of two 0..255 images after rounding to 8 bits."""
+    import math
+
+    a, b = a.clamp(0, 255).round(), b.clamp(0, 255).round()
+    mse = ((a - b) ** 2).mean().item()
+    return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
+
+
+def bench_tiling(sizes: Sequence[tuple[int, int]] = ((1024, 1024), (4096, 3072)), *, tile: int = 512,
+                 whole_up_to: int = 2048 * 2048, device: str = "cpu", seed: int = 0) -> list[TilingRow]:
+    """Time and peak memory of stylising one image whole and in tiles; whole only up to
+    `whole_up_to` pixels (a 4096x3072 image whole needs many GiB)."""
+    from models.tiling import stylize_tiled
+
+    dev = torch.device("cuda" if device in ("gpu", "cuda") else device)
+    torch.manual_seed(seed)
+    net = TransformerNet().to(dev).eval()
+    rows = []
+    for w, h in sizes:
+        image = (torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(seed)) * 255).to(dev)
+        results = {}
+        runs = [("tiles", lambda: stylize_tiled(net, image, tile))]
+        if w * h <= whole_up_to:
+            runs.append(("whole", lambda: _whole(net, image)))
+        for mode, fn in runs:
+            if dev.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(dev)
+            start = _PeakRSS.rss()
+            t = time.perf_counter()
+            with _PeakRSS() as rss:
+                results[mode] = fn()
+                _sync(dev)
+            seconds = time.perf_counter() - t
+            peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else rss.peak - start
+            rows.append(TilingRow(f"{w}x{h}", mode if mode == "whole" else f"tiles of {tile} px", seconds,
+                                  peak / 2**20, None))
+        if "whole" in results:
+            rows[-2] = TilingRow(**{**rows[-2].as_dict(), "psnr_db": psnr(results["tiles"], results["whole"])})
+        del results
+    return rows
+
+
+def _whole(net: TransformerNet, image: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        return net(image)

@@ -27,6 +27,9 @@ LIMITS: dict[str, tuple[int, int]] = {
     "style_size": (16, MAX_SIZE),
 }
 MAX_LR = 1.0
+# Stylising: an image whose untiled pass would take more than this is run in tiles
+# (models/tiling.py); the CLI's --memory-budget and the worker's setting default to it.
+STYLIZE_MEMORY_BUDGET_GIB = 2.0
 
 
 @dataclass(frozen=True)

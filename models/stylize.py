@@ -1,4 +1,5 @@
-"""Stylising images with a trained checkpoint: one forward pass per image, at full size."""
+"""Stylising images with a trained checkpoint: one forward pass per image, at full size
+(in tiles, with whole-image statistics, when the image would not fit a memory budget)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 
 from models.checkpoint import load_network
 from models.images import ImageError, list_images, load_tensor, save_png
+from models.tiling import DEFAULT_MEMORY_BUDGET, check_tile, choose_tile, stylize_tiled
 from models.training import resolve_accelerator
 from models.transformer_net import TransformerNet
 
@@ -46,15 +48,24 @@ def load_inputs(inputs: Iterable[str | Path]) -> tuple[list[tuple[Path, torch.Te
     return images, skipped
 
 
-def stylize_tensor(net: TransformerNet, image: torch.Tensor) -> torch.Tensor:
-    """(3, H, W) 0..255 -> (3, H, W) 0..255, on the network's device."""
+def stylize_tensor(net: TransformerNet, image: torch.Tensor, *, tile: int | None = None,
+                   memory_budget: int = DEFAULT_MEMORY_BUDGET) -> torch.Tensor:
+    """(3, H, W) 0..255 -> (3, H, W) 0..255, on the network's device; tiled when `tile` is
+    given or the whole image would need more than `memory_budget` bytes (models/tiling.py)."""
     device = next(net.parameters()).device
+    x = image[None].to(device)
+    tile = choose_tile(x.shape[2], x.shape[3], tile=tile, memory_budget=memory_budget)
+    if tile is not None:
+        return stylize_tiled(net, x, tile)[0].cpu()
     with torch.inference_mode():
-        return net(image[None].to(device))[0].cpu()
+        return net(x)[0].cpu()
 
 
 def stylize_files(checkpoint: str | Path, inputs: Iterable[str | Path], out_dir: str | Path,
-                  *, device: str = "auto") -> tuple[list[Stylized], list[tuple[str, str]]]:
+                  *, device: str = "auto", tile: int | None = None,
+                  memory_budget: int = DEFAULT_MEMORY_BUDGET) -> tuple[list[Stylized], list[tuple[str, str]]]:
+    if tile is not None:
+        check_tile(tile)
     net, _ = load_network(checkpoint)
     net.to("cuda" if resolve_accelerator(device) == "gpu" else "cpu")
     images, skipped = load_inputs(inputs)  # decode (and fail) before any work
@@ -66,6 +77,6 @@ def stylize_files(checkpoint: str | Path, inputs: Iterable[str | Path], out_dir:
         while name in used:
             name, k = f"{src.stem}-{k}.png", k + 1
         used.add(name)
-        path = save_png(stylize_tensor(net, image), out / name)
+        path = save_png(stylize_tensor(net, image, tile=tile, memory_budget=memory_budget), out / name)
         results.append(Stylized(src, path, (image.shape[2], image.shape[1])))
     return results, skipped

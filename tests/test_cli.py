@@ -67,6 +67,25 @@ def test_train_then_stylize_files_and_a_folder(trained, tmp_path, photo_dir):
             assert img.format == "PNG" and img.size == src.size
 
 
+def test_stylize_in_tiles_matches_the_whole_image(trained, tmp_path):
+    """--tile forces tiles; a memory budget too small for the image tiles it by itself."""
+    import numpy as np
+
+    photo = tmp_path / "photo.png"
+    rgb_noise(150, 130).save(photo)
+    runs = {name: cli("stylize", trained, photo, "--out", tmp_path / name, *extra, "--json")
+            for name, extra in (("whole", []), ("tiled", ["--tile", "64"]), ("budget", ["--memory-budget", "0.01"]))}
+    pixels = {}
+    for name, p in runs.items():
+        assert p.returncode == 0, p.stderr
+        with Image.open(json.loads(p.stdout)["outputs"][0]["output"]) as img:
+            assert img.size == Image.open(photo).size
+            pixels[name] = np.asarray(img, dtype=np.int16)
+    assert np.abs(pixels["tiled"] - pixels["whole"]).max() <= 1
+    assert np.abs(pixels["budget"] - pixels["whole"]).max() <= 1
+    assert_one_line_error(cli("stylize", trained, photo, "--tile", "30"), "multiple of 4")
+
+
 def test_train_progress_and_summary_for_people(tmp_path):
     p = cli("train", "ihc", "--steps", "1", *TINY, "--out", tmp_path)
     assert p.returncode == 0, p.stderr

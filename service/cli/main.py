@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from models.config import DEFAULTS, LIMITS  # torch-free: the defaults and limits, written once
+from models.config import DEFAULTS, LIMITS, STYLIZE_MEMORY_BUDGET_GIB  # torch-free: the defaults and limits, written once
 
 app = typer.Typer(
     name="checkerless",
@@ -210,6 +210,8 @@ def bench(
     device: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
     reference: Annotated[bool, typer.Option("--reference", help="Instead: our training step and inference against the pytorch/examples recipe (docs/performance.md).")] = False,
     compiled: Annotated[bool, typer.Option("--compile/--no-compile", help="With --reference: include the compiled variants.")] = True,
+    tiling: Annotated[Optional[str], typer.Option("--tiling", help="Instead: stylise images of these sizes (e.g. '1024x1024 4096x3072') whole and in tiles; time, peak memory, PSNR.")] = None,
+    tile: Annotated[int, typer.Option(help="With --tiling: the tile size in pixels.")] = 512,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Time inference and training steps per decoder, as ratios to a baseline measured in the same run."""
@@ -219,6 +221,8 @@ def bench(
     from models.training import resolve_accelerator
     from models.vocabulary import decoder_label, parse_decoder
 
+    if tiling:
+        return _bench_tiling(tiling, tile=tile, accelerator=resolve_accelerator(device), as_json=as_json)
     if reference:
         return _bench_reference(size=size, batch=batch, repeats=steps, accelerator=resolve_accelerator(device),
                                 compiled=compiled, as_json=as_json)
@@ -236,6 +240,34 @@ def bench(
         table.add_row(r.decoder, f"{r.params:,}", f"{r.infer_ms:.1f}", f"{r.infer_ratio:.2f}", f"{r.step_ms:.1f}",
                       f"{r.step_ratio:.2f}", "n/a (CPU)" if r.peak_mib is None else f"{r.peak_mib:.0f}")
     out.print(table)
+
+
+def _bench_tiling(sizes: str, *, tile: int, accelerator: str, as_json: bool) -> None:
+    import torch
+
+    from models.bench import bench_tiling
+    from models.tiling import check_tile
+
+    try:
+        parsed = [tuple(int(v) for v in s.lower().split("x")) for s in sizes.split()]
+    except ValueError:
+        raise typer.BadParameter(f"sizes are WIDTHxHEIGHT, e.g. 4096x3072; got {sizes!r}", param_hint="--tiling") from None
+    if any(len(p) != 2 or min(p) < 16 for p in parsed):
+        raise typer.BadParameter(f"sizes are WIDTHxHEIGHT, each at least 16; got {sizes!r}", param_hint="--tiling")
+    check_tile(tile)
+    gpu = accelerator == "gpu"
+    rows = bench_tiling(parsed, tile=tile, device="cuda" if gpu else "cpu")
+    where = torch.cuda.get_device_name(0) if gpu else f"CPU, {torch.get_num_threads()} threads"
+    if as_json:
+        print(json.dumps({"device": where, "rows": [r.as_dict() for r in rows]}, indent=2))
+        return
+    table = Table("image", "mode", "seconds", "peak MiB", "PSNR vs whole", title=f"{where}; default network, resize-nearest",
+                  title_justify="left")
+    for r in rows:
+        table.add_row(r.size, r.mode, f"{r.seconds:.1f}", f"{r.peak_mib:.0f}", "" if r.psnr_db is None else f"{r.psnr_db:.1f} dB")
+    out.print(table)
+    if not gpu:
+        out.print("peak MiB on the CPU: the process's peak resident memory above the start of each run.")
 
 
 def _bench_reference(*, size: int, batch: int, repeats: int, accelerator: str, compiled: bool, as_json: bool) -> None:
@@ -269,12 +301,15 @@ def stylize(
     inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders (searched recursively).")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the stylised PNGs.")] = Path("stylized"),
     device: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
+    tile: Annotated[Optional[int], typer.Option(help="Stylise in tiles of this many pixels (a multiple of 4, at least 64), with whole-image statistics. Default: only images too large for --memory-budget.")] = None,
+    memory_budget: Annotated[float, typer.Option(help="GiB an untiled image may take; larger ones are tiled.", min=0.01)] = STYLIZE_MEMORY_BUDGET_GIB,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Stylise images with a trained network: one PNG per input, same size as the input."""
     from models.stylize import stylize_files
 
-    results, skipped = stylize_files(checkpoint, inputs, out_dir, device=device)
+    results, skipped = stylize_files(checkpoint, inputs, out_dir, device=device, tile=tile,
+                                     memory_budget=int(memory_budget * 2**30))
     if as_json:
         print(json.dumps({"outputs": [{"input": str(r.source), "output": str(r.output), "width": r.size[0],
                                        "height": r.size[1]} for r in results],
