@@ -17,6 +17,13 @@ MIN_INNER_SIZE = 8
 IMAGENET_MEAN_255 = (123.675, 116.28, 103.53)
 
 
+def inner_size(n: int, multiple: int = SIZE_MULTIPLE, minimum: int = MIN_INNER_SIZE) -> int:
+    """A side of the image inside the network: n rounded up to a multiple, and at least the
+    minimum. (Arguments, not globals, for torch.jit.script. Floor division of non-negative
+    numbers only: ONNX's integer Div truncates, so -(-n // 4) would export the wrong size.)"""
+    return max(minimum, (n + multiple - 1) // multiple * multiple)
+
+
 class TransformerNet(nn.Module):
     """conv 9x9/32, stride-2 convs to 64 and 128, five residual blocks, two x2 upsampling
     stages to 64 and 32, conv 9x9 to RGB; instance norm, reflection padding.
@@ -52,16 +59,17 @@ class TransformerNet(nn.Module):
             )
         )
 
+    __jit_unused_properties__ = ["decoder_label"]  # plain Python: torch.jit.script skips it
+
     @property
     def decoder_label(self) -> str:
         return decoder_label(self.decoder)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, 3, H, W)
         h, w = x.shape[-2:]
-        ph = max(MIN_INNER_SIZE, -(-h // SIZE_MULTIPLE) * SIZE_MULTIPLE) - h
-        pw = max(MIN_INNER_SIZE, -(-w // SIZE_MULTIPLE) * SIZE_MULTIPLE) - w
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        # Padded even when nothing is missing (a zero pad changes no value): with no branch on
+        # the size, an exported graph (models/export.py) computes the padding for every size.
+        x = F.pad(x, (0, inner_size(w) - w, 0, inner_size(h) - h), mode="replicate")
         y = self.to_rgb(self.upsample(self.residuals(self.encoder(x))))
         return y[..., :h, :w]
 

@@ -34,6 +34,7 @@ err = Console(stderr=True)
 
 def _add_subcommands() -> None:
     from service.cli.artifacts import app as artifacts_app
+    from service.cli.export import export
     from service.cli.keys import keys_app
     from service.cli.loadtest import loadtest
     from service.cli.serve import jobs_app, serve, worker
@@ -44,6 +45,7 @@ def _add_subcommands() -> None:
     app.command()(serve)
     app.command()(worker)
     app.command()(loadtest)
+    app.command()(export)
 
 
 _add_subcommands()
@@ -212,6 +214,7 @@ def bench(
     compiled: Annotated[bool, typer.Option("--compile/--no-compile", help="With --reference: include the compiled variants.")] = True,
     tiling: Annotated[Optional[str], typer.Option("--tiling", help="Instead: stylise images of these sizes (e.g. '1024x1024 4096x3072') whole and in tiles; time, peak memory, PSNR.")] = None,
     tile: Annotated[int, typer.Option(help="With --tiling: the tile size in pixels.")] = 512,
+    infer_sizes: Annotated[str, typer.Option(help="With --reference: the inference image sides, separated by spaces.")] = "256 512 1024",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Time inference and training steps per decoder, as ratios to a baseline measured in the same run."""
@@ -224,8 +227,12 @@ def bench(
     if tiling:
         return _bench_tiling(tiling, tile=tile, accelerator=resolve_accelerator(device), as_json=as_json)
     if reference:
+        try:
+            sides = [int(v) for v in infer_sizes.split()]
+        except ValueError:
+            raise typer.BadParameter(f"whole numbers separated by spaces, got {infer_sizes!r}", param_hint="--infer-sizes") from None
         return _bench_reference(size=size, batch=batch, repeats=steps, accelerator=resolve_accelerator(device),
-                                compiled=compiled, as_json=as_json)
+                                compiled=compiled, infer_sizes=sides, as_json=as_json)
     names = [decoder_label(parse_decoder(d)) for d in decoders.split()]
     accelerator = resolve_accelerator(device)
     rows = run_bench(names, size=size, batch=batch, steps=steps, warmup=warmup,
@@ -270,13 +277,15 @@ def _bench_tiling(sizes: str, *, tile: int, accelerator: str, as_json: bool) -> 
         out.print("peak MiB on the CPU: the process's peak resident memory above the start of each run.")
 
 
-def _bench_reference(*, size: int, batch: int, repeats: int, accelerator: str, compiled: bool, as_json: bool) -> None:
+def _bench_reference(*, size: int, batch: int, repeats: int, accelerator: str, compiled: bool, infer_sizes: list[int],
+                     as_json: bool) -> None:
     import torch
 
     from models.bench import bench_reference, cpu_peak_gflops
 
     gpu = accelerator == "gpu"
-    rows = bench_reference(size=size, batch=batch, repeats=repeats, device="cuda" if gpu else "cpu", compiled=compiled)
+    rows = bench_reference(size=size, batch=batch, repeats=repeats, device="cuda" if gpu else "cpu", compiled=compiled,
+                           infer_sizes=infer_sizes)
     peak, how = (None, "") if gpu else cpu_peak_gflops()
     where = torch.cuda.get_device_name(0) if gpu else f"CPU, {torch.get_num_threads()} threads; fp32 peak {peak:.0f} GFLOP/s ({how})"
     if as_json:

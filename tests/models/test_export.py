@@ -1,0 +1,124 @@
+"""Exported networks (ONNX under onnxruntime, TorchScript under torch.jit.load) compute what
+the eager network computes, for every decoder, at sizes other than the exporter's example,
+odd ones included."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from models.blocks import DECODERS
+from models.export import (
+    EXAMPLE_SIZE,
+    FORMATS,
+    SUFFIXES,
+    ExportError,
+    export_network,
+    exported_format,
+    load_exported,
+    max_8bit_difference,
+    read_metadata,
+)
+from models.transformer_net import TransformerNet
+from models.vocabulary import decoder_label, parse_decoder
+
+# Every registered decoder, and a per-stage mix.
+VARIANTS = [*DECODERS, "resize-nearest,deconv"]
+# A multiple of 4, an odd size (padded inside the network), and one under the network's minimum
+# inner size of 8 (padded to 8): none of them is the exporter's example.
+SIZES = [(40, 52), (37, 45), (3, 5)]
+
+
+def photo(height: int, width: int) -> torch.Tensor:
+    """scikit-image's astronaut at height x width, (3, H, W) RGB 0..255."""
+    import skimage.data
+
+    img = Image.fromarray(skimage.data.astronaut()).resize((width, height), Image.Resampling.BILINEAR)
+    return torch.from_numpy(np.asarray(img, dtype=np.float32)).permute(2, 0, 1).contiguous()
+
+
+def small_net(decoder: str) -> TransformerNet:
+    """Seeded, untrained. One residual block instead of five keeps ONNX export at ~2 s a
+    decoder; the decoders, the padding and the crop are what differ between exports."""
+    torch.manual_seed(0)
+    return TransformerNet(decoder=decoder, residual_blocks=1)
+
+
+# ONNX export takes ~2 CPU-seconds a network (torch.export, then the translation): the ONNX
+# half of the matrix is marked slow; `-m "not slow"` still exports ONNX in the tests below.
+@pytest.mark.parametrize("decoder, fmt", [
+    pytest.param(d, f, marks=[pytest.mark.slow] if f == "onnx" else [], id=f"{d}-{f}")
+    for d in VARIANTS for f in FORMATS
+])
+def test_export_matches_eager_at_other_sizes(decoder, fmt, tmp_path):
+    assert EXAMPLE_SIZE not in SIZES
+    net = small_net(decoder)
+    path = export_network(net, tmp_path / f"net{SUFFIXES[fmt]}", fmt)
+    assert exported_format(path) == fmt
+    images = [photo(h, w) for h, w in SIZES]
+    assert max_8bit_difference(path, net, images) <= 1
+    batch = torch.stack([photo(37, 45), photo(37, 45).flip(-1)])  # the batch is dynamic too
+    assert max_8bit_difference(path, net, [batch]) <= 1
+    assert read_metadata(path)["checkerless.decoder"] == decoder_label(parse_decoder(decoder))
+
+
+def test_the_exported_output_has_the_input_size_and_values(tmp_path):
+    net = small_net("deconv")
+    path = export_network(net, tmp_path / "net.onnx", "onnx")
+    run = load_exported(path)
+    sizes = [(1, 1), (4, 4), (8, 9), (61, 30)]
+    for h, w in sizes:
+        assert run(photo(h, w)[None]).shape == (1, 3, h, w)
+    assert max_8bit_difference(path, net, [photo(h, w) for h, w in sizes]) <= 1
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_metadata_says_what_the_file_holds(fmt, tmp_path):
+    path = export_network(small_net("subpixel"), tmp_path / f"net{SUFFIXES[fmt]}", fmt, extra={"style": "brick"})
+    meta = read_metadata(path)
+    assert meta["checkerless.decoder"] == "subpixel"
+    assert meta["checkerless.input"].startswith("RGB float32 0..255, NCHW")
+    assert meta["checkerless.version"] and meta["checkerless.style"] == "brick"
+    if fmt == "onnx":
+        import onnx
+
+        model = onnx.load(str(path))
+        dims = [[d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+                for v in (*model.graph.input, *model.graph.output)]
+        assert dims == [["batch", 3, "height", "width"]] * 2
+
+
+def test_padding_nothing_changes_nothing():
+    """forward always pads (a zero pad at multiples of 4) so that exports have no branch on
+    the size: the eager output is the same as without the pad."""
+    net = small_net("deconv").eval()
+    x = photo(40, 52)[None]
+    with torch.no_grad():
+        assert torch.equal(net(x), net.to_rgb(net.upsample(net.residuals(net.encoder(x)))))
+
+
+def test_export_leaves_the_network_as_it_was(tmp_path):
+    net = small_net("resize-nearest").train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    export_network(net, tmp_path / "net.pt", "torchscript")
+    assert net.training
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_bad_paths_and_files(tmp_path):
+    net = small_net("deconv")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(OSError):
+        export_network(net, blocker / "net.pt", "torchscript")
+    with pytest.raises(IsADirectoryError):
+        export_network(net, tmp_path, "torchscript")
+    with pytest.raises(ExportError, match="unknown export format"):
+        export_network(net, tmp_path / "net.x", "tflite")
+    assert list(tmp_path.iterdir()) == [blocker]  # no temporary file left behind
+    with pytest.raises(ExportError, match="not an ONNX model"):
+        load_exported(blocker)
+    with pytest.raises(ExportError, match="no such file"):
+        load_exported(tmp_path / "missing.onnx")

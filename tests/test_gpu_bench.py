@@ -1,0 +1,22 @@
+"""scripts/gpu-bench.sh, in its dry mode: every step of the GPU benchmark, on the CPU, tiny."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_gpu_bench_script_runs_dry_on_the_cpu(tmp_path):
+    p = subprocess.run(["bash", "scripts/gpu-bench.sh", "--dry-run"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=900, env={**os.environ, "OUT": str(tmp_path)})
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    reference = (tmp_path / "reference.txt").read_text()
+    assert "reference" in reference and "infer 64px" in reference and "train 32px x2" in reference
+    assert "tiles of 64 px" in (tmp_path / "tiling.txt").read_text()
+    for fmt in ("onnx", "torchscript"):
+        assert (tmp_path / f"net.{fmt}").stat().st_size > 100_000
+    assert "device: cpu" in (tmp_path / "device.txt").read_text()
