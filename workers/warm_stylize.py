@@ -59,7 +59,7 @@ class Ticket:
         self.answer: dict | None = None
         self.died: ServerDied | None = None
         self.abandoned = False
-        self.sent_at = time.monotonic()
+        self.sent_at = time.time()
         self._done = threading.Event()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -286,7 +286,9 @@ class WarmStylizer:
             self.recent.append({"id": ticket.request_id, "server_pid": ticket.server.pid,
                                 "ok": bool(answer.get("ok")), "cache": answer.get("cache"), "batch": answer.get("batch"),
                                 "batch_size": answer.get("batch_size"), "seconds": answer.get("seconds"),
-                                "error": str(ticket.died) if ticket.died else answer.get("error")})
+                                "spent": answer.get("spent"),
+                                "error": str(ticket.died) if ticket.died else answer.get("error"),
+                                "sent_at": ticket.sent_at, "answered_at": time.time()})
             server = ticket.server
             if server is self.server and server.open:
                 rss = server.rss()

@@ -89,7 +89,9 @@ def check_image(data: bytes, *, name: str, max_pixels: int) -> CheckedImage:
     except ImageError as e:
         raise ImageError(str(e).replace("upload", name, 1)) from None
     buf = io.BytesIO()
-    img.save(buf, format="PNG")
+    # zlib level 1: a quarter of the default level's time (100 ms for a 512 px photo on a
+    # small CPU, most of a stylise request's time in the API) for ~10% more bytes; lossless either way.
+    img.save(buf, format="PNG", compress_level=1)
     return CheckedImage(name, buf.getvalue(), img.width, img.height)
 
 

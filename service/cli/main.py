@@ -38,6 +38,7 @@ def _add_subcommands() -> None:
     from service.cli.keys import keys_app
     from service.cli.loadtest import loadtest
     from service.cli.serve import jobs_app, serve, worker
+    from service.cli.stylebench import stylebench
 
     app.add_typer(artifacts_app, name="artifacts")
     app.add_typer(jobs_app, name="jobs")
@@ -45,6 +46,7 @@ def _add_subcommands() -> None:
     app.command()(serve)
     app.command()(worker)
     app.command()(loadtest)
+    app.command(name="stylize-bench")(stylebench)
     app.command()(export)
 
 

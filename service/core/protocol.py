@@ -36,7 +36,8 @@ EXIT_ERROR = 4  # any other exception in the child: not retried (it would fail a
 #   owner -> server: {"op": "stylize", "id", "checkpoint": path, "digest": sha256 of the file,
 #                     "inputs": [paths], "out_dir": path}
 #   server -> owner, per request: {"op": "done", "id", "ok": true, "outputs": [{"path", "width",
-#                     "height"}], "cache": "hit"|"miss", "batch", "batch_size", "seconds", "stats"}
+#                     "height"}], "cache": "hit"|"miss", "batch", "batch_size", "seconds",
+#                     "spent": {"decode", "forward", "encode"} in seconds, "stats"}
 #                  or {"op": "done", "id", "ok": false, "error": one line, "user_error": bool}
 # The owner closing FD_IN means "no more requests": the server answers what it has read, then
 # exits. An idle server exits by itself after the spec's idle_s.

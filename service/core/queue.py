@@ -32,10 +32,12 @@ def broker_options(settings: Settings) -> dict:
         folder = settings.broker_dir
         for sub in ("in", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
-        # in and out are the same folder: one queue store shared by every process.
+        # in and out are the same folder: one queue store shared by every process. Workers look
+        # for messages every polling_interval (kombu's default, 1 s, was most of a small
+        # stylisation's wait); a look is one listing of a small folder.
         return {"data_folder_in": str(folder / "in"), "data_folder_out": str(folder / "in"),
                 "processed_folder": str(folder / "processed"), "store_processed": False,
-                "control_folder": str(folder / "control")}
+                "control_folder": str(folder / "control"), "polling_interval": 0.02}
     return {"visibility_timeout": settings.job_time_limit_s + 3600}
 
 
