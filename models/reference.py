@@ -118,3 +118,39 @@ class ReferenceStep:
         loss.backward()
         self.opt.step()
         return loss.item()
+
+
+def train_reference(*, steps: int, size: int = 128, batch: int = 4, style: str = "brick", seed: int = 0,
+                    device: str = "cpu") -> float:
+    """A whole run the recipe's way: the built-in photos resized and centre-cropped, batched,
+    `steps` optimiser steps; returns the last loss. `checkerless bench --end-to-end` times it
+    as a process beside `checkerless train`."""
+    from itertools import cycle
+
+    import numpy as np
+
+    from models.data import builtin_photos, load_style
+    from models.images import resize_shorter, to_tensor
+
+    torch.manual_seed(seed)
+
+    def crop(img):
+        img = resize_shorter(img, size)
+        w, h = img.size
+        x, y = (w - size) // 2, (h - size) // 2
+        return torch.from_numpy(np.asarray(img.crop((x, y, x + size, y + size)), dtype=np.float32).copy()).permute(2, 0, 1)
+
+    photos = cycle(src.load() for src in builtin_photos())
+    style_image = to_tensor(resize_shorter(load_style(style)[1], size))[None]
+    runner = ReferenceStep(style_image, device=device)
+    loss = float("nan")
+    for _ in range(steps):
+        loss = runner.step(torch.stack([crop(next(photos)) for _ in range(batch)]).to(device))
+    return loss
+
+
+if __name__ == "__main__":  # python -m models.reference STEPS [SIZE BATCH]
+    import sys
+
+    args = [int(a) for a in sys.argv[1:]]
+    print(train_reference(steps=args[0], **dict(zip(("size", "batch"), args[1:]))))

@@ -179,3 +179,13 @@ def test_bench_reports_ratios_against_the_baseline_measured_in_the_same_run():
     assert other["step_ratio"] == pytest.approx(other["step_ms"] / base["step_ms"])
     assert base["peak_mib"] is None and result["device"].startswith("CPU")
     assert_one_line_error(cli("bench", "--decoders", "deconv nope"), "unknown decoder 'nope'")
+
+
+@pytest.mark.slow
+def test_bench_end_to_end_times_whole_training_processes():
+    p = cli("bench", "--end-to-end", "--size", "32", "--batch", "1", "--steps", "1", "--json")
+    assert p.returncode == 0, p.stderr
+    rows = {r["variant"]: r for r in json.loads(p.stdout)["rows"]}
+    assert set(rows) == {"reference", "train --compile off", "train --compile on"}
+    assert rows["reference"]["speedup"] == 1.0
+    assert all(r["short_s"] > 0 and r["long_s"] > 0 for r in rows.values())

@@ -217,6 +217,7 @@ def bench(
     tiling: Annotated[Optional[str], typer.Option("--tiling", help="Instead: stylise images of these sizes (e.g. '1024x1024 4096x3072') whole and in tiles; time, peak memory, PSNR.")] = None,
     tile: Annotated[int, typer.Option(help="With --tiling: the tile size in pixels.")] = 512,
     infer_sizes: Annotated[str, typer.Option(help="With --reference: the inference image sides, separated by spaces.")] = "256 512 1024",
+    end_to_end: Annotated[bool, typer.Option("--end-to-end", help="Instead: `checkerless train` as whole processes against the recipe; the marginal time per step between --steps and 3x --steps runs.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Time inference and training steps per decoder, as ratios to a baseline measured in the same run."""
@@ -226,6 +227,8 @@ def bench(
     from models.training import resolve_accelerator
     from models.vocabulary import decoder_label, parse_decoder
 
+    if end_to_end:
+        return _bench_end_to_end(size=size, batch=batch, short=steps, as_json=as_json)
     if tiling:
         return _bench_tiling(tiling, tile=tile, accelerator=resolve_accelerator(device), as_json=as_json)
     if reference:
@@ -248,6 +251,22 @@ def bench(
     for r in rows:
         table.add_row(r.decoder, f"{r.params:,}", f"{r.infer_ms:.1f}", f"{r.infer_ratio:.2f}", f"{r.step_ms:.1f}",
                       f"{r.step_ratio:.2f}", "n/a (CPU)" if r.peak_mib is None else f"{r.peak_mib:.0f}")
+    out.print(table)
+
+
+def _bench_end_to_end(*, size: int, batch: int, short: int, as_json: bool) -> None:
+    from service.cli.train_bench import end_to_end
+
+    rows = end_to_end(short=short, long=3 * short, size=size, batch=batch)
+    if as_json:
+        print(json.dumps({"size": size, "batch": batch, "rows": [r.as_dict() for r in rows]}, indent=2))
+        return
+    table = Table("variant", f"{short} steps s", f"{3 * short} steps s", "s per step", "start-up s", "x reference",
+                  title=f"whole processes on the CPU, {size} px, batch {batch}; median of 2, alternated",
+                  title_justify="left")
+    for r in rows:
+        table.add_row(r.variant, f"{r.short_s:.1f}", f"{r.long_s:.1f}", f"{r.step_s:.3f}", f"{r.startup_s:.1f}",
+                      f"{r.speedup:.2f}")
     out.print(table)
 
 
