@@ -45,7 +45,22 @@ def train(spec: dict, folder: Path) -> dict:
         net, _ = load_network(checkpoint)
         summary["preview"] = str(save_preview(net, folder / "preview.png"))
         summary["panel"] = stylize_panel(net, folder / "panel")
+        summary["exports"] = _export(net, spec.get("exports", ()), folder)
     return summary
+
+
+def _export(net, formats, folder: Path) -> dict[str, str]:
+    """The trained network as files for other runtimes; one that cannot be written is logged
+    and left out, and the job still succeeds (its checkpoint is what matters)."""
+    from models.export import SUFFIXES, export_network
+
+    done = {}
+    for fmt in formats:
+        try:
+            done[fmt] = str(export_network(net, folder / f"net{SUFFIXES[fmt]}", fmt))
+        except Exception as e:  # noqa: BLE001 - an export is an extra; the network is trained
+            print(f"export to {fmt} failed: {e}", file=sys.stderr)
+    return done
 
 
 def main(argv: list[str]) -> int:

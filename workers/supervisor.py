@@ -213,7 +213,7 @@ class Lease:
 def _prepare(store: ObjectStore, record: JobRecord, settings: Settings, folder: Path) -> dict:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    spec = {"config": record.config, "device": settings.device,
+    spec = {"config": record.config, "device": settings.device, "exports": list(settings.export_formats),
             "style": str(store.download(Keys.style(record.style_id), folder / "style.png"))}
     if record.content_set_id:
         for key in store.list(Keys.content_prefix(record.content_set_id)):
@@ -354,11 +354,14 @@ def _finish_succeeded(store: ObjectStore, jobs: JobStore, job_id: str, attempt: 
             store.put_file(Keys.preview(job_id), Path(result["preview"]), content_type="image/png")
         for item in result.get("panel", []):
             store.put_file(Keys.panel(job_id, item["name"]), Path(item["path"]), content_type="image/png")
+        for fmt, path in result.get("exports", {}).items():
+            store.put_file(Keys.export(job_id, fmt), Path(path), content_type="application/octet-stream")
 
     def apply(r: JobRecord) -> None:
         r.outputs = {"checkpoint": Keys.checkpoint(job_id), "report": Keys.report(job_id)}
         if result.get("preview"):
             r.outputs["preview"] = Keys.preview(job_id)
+        r.outputs.update({fmt: Keys.export(job_id, fmt) for fmt in result.get("exports", {})})
         r.step = result.get("step", r.step)
         if result.get("artifacts"):
             r.artifacts = {k: v for k, v in result["artifacts"][-1].items() if k != "step"}

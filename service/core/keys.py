@@ -10,6 +10,9 @@ from datetime import datetime, timedelta, timezone
 from service.core.errors import BadRequest, NotFound
 
 
+EXPORT_SUFFIXES = {"onnx": "onnx", "torchscript": "pt"}  # as models/export.py names the files
+
+
 def new_id() -> str:
     return uuid.uuid4().hex
 
@@ -61,6 +64,10 @@ class Keys:
     @staticmethod
     def checkpoint(job_id: str) -> str:
         return f"jobs/{job_id}/checkpoint/last.ckpt"
+
+    @staticmethod
+    def export(job_id: str, fmt: str) -> str:
+        return f"jobs/{job_id}/export/net.{EXPORT_SUFFIXES[fmt]}"
 
     @staticmethod
     def report(job_id: str) -> str:

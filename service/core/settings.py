@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     stylize_server_max_rss_bytes: int = Field(4 * 1024**3, ge=1)  # past this the server is restarted between requests
     stylize_server_idle_s: float = Field(1800.0, ge=0)  # an idle server exits after this, freeing memory; 0: never
     stylize_checkpoint_cache_bytes: int = Field(2 * 1024**3, ge=0)  # downloaded checkpoints kept on the worker's disk
+    # A finished job's network, exported for other runtimes (models/export.py; ONNX takes a few
+    # seconds on a CPU, TorchScript well under one). Empty: none.
+    export_formats: list[Literal["onnx", "torchscript"]] = ["onnx", "torchscript"]
     device: str = "auto"
     vgg16_weights: str | None = None
 

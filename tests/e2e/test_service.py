@@ -55,7 +55,7 @@ def test_ready_says_broker_and_store_are_reachable(api):
     assert r.status_code == 200 and r.json() == {"status": "ready", "store": "ok", "broker": "ok"}
 
 
-def test_train_watch_and_stylize(api, worker, style_id):
+def test_train_watch_and_stylize(api, worker, style_id, tmp_path):
     files = [("files", ("astronaut.png", photo("astronaut", 80, 80), "image/png")),
              ("files", ("coffee.png", photo("coffee", 96, 64), "image/png")),
              ("files", ("notes.png", b"just some text", "image/png"))]
@@ -91,6 +91,28 @@ def test_train_watch_and_stylize(api, worker, style_id):
     assert abs((datetime.now(timezone.utc) - signed_at).total_seconds()) < 120
     assert int(query["X-Amz-Expires"][0]) == 3600  # CHECKERLESS_URL_EXPIRY_S's default
     assert len(urllib.request.urlopen(url).read()) == len(api.get(f"/v1/jobs/{job['id']}/checkpoint").content)
+
+    # The network, exported at the job's end, runs elsewhere and gives the checkpoint's pixels.
+    import numpy as np
+    import onnxruntime
+    import torch
+
+    from models.checkpoint import load_network
+
+    assert {"onnx", "torchscript"} <= set(j["links"])
+    ckpt = tmp_path / "net.ckpt"
+    ckpt.write_bytes(api.get(f"/v1/jobs/{job['id']}/checkpoint").content)
+    net, _ = load_network(ckpt)
+    image = torch.rand(1, 3, 45, 67, generator=torch.Generator().manual_seed(0)) * 255
+    with torch.no_grad():
+        expected = net(image).clamp(0, 255).round().numpy()
+    session = onnxruntime.InferenceSession(api.get(f"/v1/jobs/{job['id']}/onnx").content)
+    got = session.run(None, {session.get_inputs()[0].name: image.numpy()})[0]
+    assert np.abs(np.clip(got, 0, 255).round() - expected).max() <= 1
+    (tmp_path / "net.pt").write_bytes(api.get(f"/v1/jobs/{job['id']}/torchscript").content)
+    with torch.no_grad():
+        scripted = torch.jit.load(str(tmp_path / "net.pt"))(image).clamp(0, 255).round().numpy()
+    assert np.abs(scripted - expected).max() <= 1
 
     odd = photo("chelsea", 67, 45)
     r = api.post(f"/v1/jobs/{job['id']}/stylize", files=[("files", ("cat.png", odd, "image/png"))])

@@ -13,7 +13,10 @@ from service.core.submit import request_stylize, submit_job
 
 router = APIRouter(tags=["jobs"])
 FILES = {"checkpoint": ("application/octet-stream", Keys.checkpoint),
-         "report": ("application/json", Keys.report), "preview": ("image/png", Keys.preview)}
+         "report": ("application/json", Keys.report), "preview": ("image/png", Keys.preview),
+         # the trained network exported at the job's end (CHECKERLESS_EXPORT_FORMATS)
+         "onnx": ("application/octet-stream", lambda job_id: Keys.export(job_id, "onnx")),
+         "torchscript": ("application/octet-stream", lambda job_id: Keys.export(job_id, "torchscript"))}
 
 
 def public(services: Services, record: JobRecord) -> JobPublic:
@@ -75,14 +78,16 @@ def delete_job(job_id: str, services: ServicesDep, key: CurrentKey) -> Response:
 
 @router.get("/jobs/{job_id}/{name}", responses={200: {"content": {"application/octet-stream": {}}}})
 def get_job_file(job_id: str, name: str, services: ServicesDep, key: CurrentKey, presign: bool = False) -> Response:
-    """A job's checkpoint, report or preview: streamed, or with ?presign=true a presigned URL (S3 stores)."""
+    """A job's checkpoint, report, preview, or its network exported as onnx or torchscript:
+    streamed, or with ?presign=true a presigned URL (S3 stores)."""
     if name not in FILES:
         raise NotFound(f"no file {name!r}; jobs have: {', '.join(FILES)}")
     record = services.jobs.get(job_id, key.scope)
     media, key_of = FILES[name]
     if name not in record.outputs and not (name == "checkpoint" and services.store.exists(key_of(job_id))):
         raise NotFound(f"job {job_id} has no {name} yet (it is {record.state.value})")
-    return _object(services, key_of(job_id), media, presign=presign, filename=f"{job_id}-{name}")
+    return _object(services, key_of(job_id), media, presign=presign,
+                   filename=f"{job_id}-{key_of(job_id).rsplit('/', 1)[1]}")
 
 
 def _object(services: Services, key: str, media: str, *, presign: bool, filename: str) -> Response:
