@@ -17,6 +17,7 @@ from service.core.queue import STYLIZE_QUEUE, STYLIZE_TASK, TRAIN_QUEUE, TRAIN_T
 from service.core.settings import Settings
 from service.core.storage import ObjectStore, open_store
 from workers.supervisor import drain_marker, run_stylize, run_train_job, sweep
+from workers.warm_stylize import warm_stylizer
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,10 @@ def start_sweeper(sender=None, **_) -> None:
     app = getattr(sender, "app", None) or current_app
     settings = _settings(app)
     drain_marker(settings, os.getpid()).unlink(missing_ok=True)  # a marker left by an earlier process of this pid
+    if getattr(app.conf, "checkerless_prestart_stylize", False):
+        # Tasks run as threads of this process (service/cli/serve.py): its stylise server can
+        # start now, so the first request does not wait for torch to import.
+        warm_stylizer(settings).prestart()
     queues = getattr(app.conf, "checkerless_queues", [])
     queue = JobQueue(app)
     send_train = (lambda i: queue.send(TRAIN_TASK, i)) if TRAIN_QUEUE in queues else None

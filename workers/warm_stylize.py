@@ -241,6 +241,7 @@ class WarmStylizer:
         self.last_stats: dict = {}
         self.recent: deque[dict] = deque(maxlen=self.RECENT)
         self._lock = threading.RLock()
+        _remove_leftovers(settings.work_dir)
 
     def submit(self, request_id: str, *, checkpoint: Path, digest: str, inputs: list[str], out_dir: Path) -> Ticket:
         message = {"checkpoint": str(checkpoint), "digest": digest, "inputs": inputs, "out_dir": str(out_dir)}
@@ -252,9 +253,20 @@ class WarmStylizer:
             self._write_status()
             return ticket
 
+    def prestart(self) -> None:
+        """Start the server now rather than on the first request (its torch import is most of
+        a cold request's time). A stylise-only worker calls this when it is ready."""
+        with self._lock:
+            if self.server is None or not self.server.open:
+                self._start()
+                self._write_status()
+
     def _start(self) -> ServerProcess:
         self.starts += 1
         folder = self.folder / f"server-{self.starts}"
+        for older in self.folder.glob("server-*"):  # the last one's log stays, if it crashed
+            if older.name != f"server-{self.starts - 1}":
+                shutil.rmtree(older, ignore_errors=True)
         server = ServerProcess(self.settings, folder, self.starts)
         server.on_answer, server.on_exit = self._answered, self._exited
         old, self.server = self.server, server
@@ -346,6 +358,25 @@ class WarmStylizer:
             os.replace(tmp, self.status_path)
         except OSError as e:
             log.warning("could not write %s (%s)", self.status_path, e)
+
+
+def _remove_leftovers(work_dir: Path) -> None:
+    """The status files and server folders of owners that are gone (an earlier worker)."""
+    for path in work_dir.glob("stylize-server-*"):
+        pid = path.name.removeprefix("stylize-server-").removesuffix(".json")
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # alive: another worker process's
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 _owner: WarmStylizer | None = None

@@ -53,6 +53,7 @@ def worker(
     if pool == "auto":
         pool = "threads" if names == ["stylize"] else "prefork"
     app = make_worker_app(Settings(), names)
+    app.conf.checkerless_prestart_stylize = pool == "threads" and "stylize" in names  # workers/tasks.py
 
     app.worker_main(["worker", "-Q", ",".join(names), "-c", str(concurrency), "-P", pool, "-l", loglevel,
                      "-n", hostname or f"checkerless-{'-'.join(names)}@%h", "--without-gossip", "--without-mingle"])

@@ -1,6 +1,7 @@
 """The warm stylise server through the real service (Redis, moto's S3, real workers): a second
 stylisation reuses the server and its loaded network; requests that arrive together are one
-batch; a server killed mid-request is replaced and the request retried; the LRU evicts when its
+batch; a server killed mid-request is replaced and the request retried; SIGTERM to the worker
+lets the request in flight finish, and the server ends with its worker; the LRU evicts when its
 budget holds one network. What the server did is read from the status file its owner writes
 (work/stylize-server-<pid>.json), and the attempts from the stylisation's record."""
 
@@ -143,8 +144,35 @@ def test_killing_the_server_mid_request_retries_it_on_a_new_server(api, service_
     assert owner()["restarts"]["died"] >= 2
 
 
+def running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return not any(line.startswith("State:") and "Z" in line for line in f)  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+def test_sigterm_lets_the_request_in_flight_finish_and_the_server_goes_with_its_worker(api, service_env, stylizer,
+                                                                                      jobs):
+    def owner() -> dict:
+        return next(s for s in statuses(service_env) if s["owner_pid"] == stylizer.proc.pid)
+
+    if owner()["server"]:  # a cold server: the request is surely in flight when the worker is told to stop
+        os.kill(owner()["server"]["pid"], signal.SIGKILL)
+        wait_for(lambda: owner()["server"] is None, timeout=30, what="the owner to notice its server died")
+    request_id = stylize(api, jobs[1])
+    server = wait_for(lambda: (s := owner()["server"]) and request_id in s["in_flight"] and s["pid"], timeout=60,
+                      what="the request to reach a server")
+    stylizer.terminate()  # SIGTERM to the worker's main process: Celery's warm shutdown waits for the task
+    assert stylizer.proc.wait(timeout=120) == 0
+    done = api.get(f"/v1/stylizations/{request_id}").json()
+    assert done["state"] == "succeeded" and record(service_env, request_id).attempts == 1, done
+    assert answered(service_env, request_id)["server_pid"] == server
+    wait_for(lambda: not running(server), timeout=15, what="the stylise server to end with its worker")
+
+
 def test_the_lru_evicts_when_its_budget_holds_one_network(api, service_env, start_worker, stylizer, jobs):
-    stylizer.stop()  # the queue to a worker whose budget holds one network (~6.7 MB each)
+    stylizer.stop()  # (stopped already) the queue to a worker whose budget holds one network (~6.7 MB each)
     small = start_worker(queues="stylize", concurrency=1, CHECKERLESS_STYLIZE_CACHE_BYTES="10000000")
     ids = []
     for i in range(4):  # a, b, a, b
