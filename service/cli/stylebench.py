@@ -50,7 +50,7 @@ def _ms(seconds: float) -> float:
 def stylebench(
     size: Annotated[int, typer.Option(help="Width and height of the image, in pixels.", min=16, max=4096)] = 512,
     repeats: Annotated[int, typer.Option("-n", "--repeats", help="Timed warm requests and bare forwards (medians reported).", min=1, max=200)] = 10,
-    poll: Annotated[float, typer.Option(help="Seconds between the client's polls of the stylisation.", min=0.001, max=2)] = 0.01,
+    poll: Annotated[float, typer.Option(help="Seconds between the client's polls of the stylisation.", min=0.001, max=2)] = 0.05,
     timeout: Annotated[int, typer.Option(help="Seconds the whole benchmark may take at most.", min=30, max=3600)] = 600,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
