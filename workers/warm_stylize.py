@@ -1,22 +1,26 @@
 """The worker's side of the warm stylise server (workers/stylize_server.py): it starts the
-server, hands it requests, and restarts it when it dies, leaks, or must be stopped.
+server, hands it requests, and replaces it when it dies, leaks, or must be stopped. It never
+imports torch.
 
 One `WarmStylizer` per worker process (`warm_stylizer(settings)`), shared by the threads that
-run stylise tasks there (a stylise-only worker runs them in threads, so requests that arrive
-together reach one server together; a prefork worker runs one at a time). It never imports torch.
+run stylise tasks there: a stylise-only worker runs its tasks as threads of one process, so
+requests that arrive together reach one server together and each network is loaded once; a
+prefork worker (training and stylising) has one per pool process, used one request at a time.
 - A request is a `Ticket`; the server's answer, or its death, resolves it. A reader thread per
   server process hands the answers out by request id.
-- A server that dies (a crash, SIGKILL, the OOM killer) resolves its tickets with
+- A server that dies (a crash, SIGKILL, the OOM killer) resolves the tickets it held with
   `ServerDied` and the reason; the next request starts a fresh one.
 - After each answer the server's RSS is read from /proc; past `stylize_server_max_rss_bytes`
-  the server is retired: it gets no new requests, answers those it has, and exits; the next
-  request starts a fresh one.
+  the server is retired: it gets no new requests, answers those it has, and exits.
 - `kill(ticket)` (a request past its time limit): SIGKILL to the server; the other requests
-  it was serving die with it (their supervisors requeue them).
+  it held die with it (their supervisors queue them again).
+- A server started ahead (`prestart`, a stylise-only worker when it is ready) is replaced at
+  once when it is retired or killed; otherwise the next request starts the next server.
 - Downloaded checkpoints are kept on local disk (`CheckpointCache`), found by the store's
   version of the object, so a repeat request does not download again.
 - `stylize-server-<pid>.json` in the work folder says what the server is doing: its pid,
-  restarts and why, cache counters, and the last requests (which server, hit or miss, batch).
+  restarts and why, cache counters, and the last requests (which server, hit or miss, batch,
+  and the server's decode, forward and encode times).
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ import threading
 import time
 import uuid
 from collections import deque
+from concurrent.futures import Future
+from queue import SimpleQueue
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -84,6 +90,42 @@ def _server_error(folder: Path, rc: int | None) -> str:
     return f"the stylise server exited with code {rc}{tail}"
 
 
+class _Spawner:
+    """Starts processes from one thread that lives as long as this process: the server asks for
+    SIGKILL when its parent dies (PR_SET_PDEATHSIG), and Linux means the thread that started it,
+    so a short-lived caller (a reader thread, a test's thread) must not be that thread."""
+
+    def __init__(self):
+        self.pid = os.getpid()
+        self._jobs: SimpleQueue = SimpleQueue()
+        threading.Thread(target=self._run, name="stylize-spawner", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            future, args, kwargs = self._jobs.get()
+            try:
+                future.set_result(subprocess.Popen(*args, **kwargs))
+            except BaseException as e:  # noqa: BLE001 - handed to the caller
+                future.set_exception(e)
+
+    def popen(self, *args, **kwargs) -> subprocess.Popen:
+        future: Future = Future()
+        self._jobs.put((future, args, kwargs))
+        return future.result()
+
+
+_spawner: _Spawner | None = None
+_spawner_lock = threading.Lock()
+
+
+def _popen(*args, **kwargs) -> subprocess.Popen:
+    global _spawner
+    with _spawner_lock:
+        if _spawner is None or _spawner.pid != os.getpid():  # threads do not survive a fork
+            _spawner = _Spawner()
+    return _spawner.popen(*args, **kwargs)
+
+
 class ServerProcess:
     """One server process: its two pipes, the reader thread, the requests it holds."""
 
@@ -98,7 +140,7 @@ class ServerProcess:
         from_server_r, from_server_w = os.pipe()
         try:
             with open(folder / protocol.LOG, "ab") as log_file:
-                self.proc = subprocess.Popen(
+                self.proc = _popen(
                     [sys.executable, "-m", "workers.stylize_server", str(folder / protocol.SPEC),
                      str(to_server_r), str(from_server_w)],
                     pass_fds=(to_server_r, from_server_w), stdin=subprocess.DEVNULL, stdout=log_file,
@@ -157,8 +199,9 @@ class ServerProcess:
                 with self._lock:
                     ticket = self.pending.pop(message.get("id"), None)
                 if ticket is not None:
+                    ticket.answer = message
+                    self.on_answer(ticket)  # noted (and the RSS checked) before its supervisor goes on
                     ticket.resolve(answer=message)
-                    self.on_answer(ticket)
         except (EOFError, OSError, ValueError):
             pass
         try:
@@ -180,8 +223,9 @@ class ServerProcess:
                         self.pid, reason, len(pending))
         self.on_exit(self, rc)
         for ticket in pending:
-            ticket.resolve(died=ServerDied(reason, killed_by_us=self.killed_for is not None))
+            ticket.died = ServerDied(reason, killed_by_us=self.killed_for is not None)
             self.on_answer(ticket)
+            ticket.resolve(died=ticket.died)
 
     @property
     def open(self) -> bool:
@@ -236,6 +280,7 @@ class WarmStylizer:
         self.status_path = settings.work_dir / protocol.SERVER_STATUS.format(pid=os.getpid())
         self.checkpoints = CheckpointCache(settings.work_dir / "checkpoints", settings.stylize_checkpoint_cache_bytes)
         self.server: ServerProcess | None = None
+        self.eager = False  # start a replacement at once when we retire or kill one (prestart)
         self.starts = 0
         self.restarts = {"died": 0, "idle": 0, "rss": 0, "killed": 0}  # servers ended, by why
         self.last_stats: dict = {}
@@ -257,6 +302,7 @@ class WarmStylizer:
         """Start the server now rather than on the first request (its torch import is most of
         a cold request's time). A stylise-only worker calls this when it is ready."""
         with self._lock:
+            self.eager = True
             if self.server is None or not self.server.open:
                 self._start()
                 self._write_status()
@@ -310,6 +356,8 @@ class WarmStylizer:
                     self.restarts["rss"] += 1
                     self.server = None
                     server.retire()
+                    if self.eager:
+                        self._start()
             self._write_status()
 
     def kill(self, ticket: Ticket, why: str) -> None:
@@ -320,6 +368,8 @@ class WarmStylizer:
                 self.server = None
             self.restarts["killed"] += 1
             server.kill(why)
+            if self.eager and self.server is None:
+                self._start()
             self._write_status()
         ticket.wait(30)
 

@@ -133,6 +133,33 @@ def test_a_server_past_its_rss_limit_is_restarted_between_requests(tmp_path, che
         warm.close()
 
 
+def test_a_prestarted_server_past_its_rss_limit_is_replaced_at_once(tmp_path, checkpoints):
+    warm = WarmStylizer(settings_for(tmp_path, stylize_server_max_rss_bytes=1))
+    try:
+        warm.prestart()
+        first_pid = warm.server.pid
+        first = done(request(warm, tmp_path, "r1", checkpoints[0]))
+        assert first["stats"]["pid"] == first_pid and warm.starts == 2  # the replacement is starting already
+        assert warm.server is not None and warm.server.pid != first_pid
+    finally:
+        warm.close()
+
+
+def test_a_server_started_from_a_thread_outlives_that_thread(tmp_path, checkpoints):
+    warm = WarmStylizer(settings_for(tmp_path))
+    answers = []
+    try:
+        t = threading.Thread(target=lambda: answers.append(done(request(warm, tmp_path, "r1", checkpoints[0]))))
+        t.start()
+        t.join(120)
+        time.sleep(1)  # had the thread been its parent for PR_SET_PDEATHSIG, SIGKILL would have come by now
+        again = done(request(warm, tmp_path, "r2", checkpoints[0]))
+        assert again["stats"]["pid"] == answers[0]["stats"]["pid"] and again["cache"] == "hit"
+        assert warm.starts == 1 and warm.status()["restarts"]["died"] == 0
+    finally:
+        warm.close()
+
+
 def test_kill_stops_the_server_and_says_why(tmp_path, checkpoints):
     warm = WarmStylizer(settings_for(tmp_path))
     try:
