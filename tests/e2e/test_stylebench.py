@@ -19,9 +19,10 @@ def test_a_small_stylize_bench_runs_and_reports(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     result = json.loads(p.stdout)
     bare, cold, warm = result["rows"]
-    assert bare["ratio"] == 1.0 and bare["ms"] > 0
-    assert cold["ms"] > 0 and warm["ms"] > 0 and warm["ratio"] == pytest.approx(warm["ms"] / bare["ms"], rel=0.01)
+    assert bare["ratio"] == 1.0 and bare["ms"] > 0, result
+    # (the ratios come from the unrounded times: a 64 px forward is a few ms, rounded to 0.1)
+    assert cold["ms"] > 0 and warm["ms"] > 0 and warm["ratio"] == pytest.approx(warm["ms"] / bare["ms"], rel=0.05), result
     parts = result["warm_breakdown_ms"]
-    assert parts["total"] == warm["ms"]
-    assert parts["stylise server: handed -> answered"] > 0 and parts["    forward"] > 0  # every stretch was seen
+    assert parts["total"] == warm["ms"], result
+    assert parts.get("stylise server: handed -> answered", 0) > 0 and parts.get("    forward", 0) > 0, result
     assert list(tmp_path.iterdir()) == []  # its server's data lived in a temporary folder, now gone
