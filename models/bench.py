@@ -142,7 +142,8 @@ def count_flops(fn) -> int:
 
 
 def cpu_peak_gflops() -> tuple[float | None, str]:
-    """fp32 peak of this machine's cores: cores x clock x FMA pipes x 2 x lanes, with the
+    """Nominal fp32 peak of this machine's cores: cores x clock x FMA pipes x 2 x lanes (the
+    clock /proc/cpuinfo reports; boost clocks run above it), with the
     lanes from the vector flags (AMD before family 26 runs AVX-512 on 256-bit pipes)."""
     import os
 
@@ -220,6 +221,7 @@ def bench_reference(*, size: int = 128, batch: int = 4, infer_sizes: Sequence[in
     torch.manual_seed(seed)
     ref_net, our_net = ReferenceNet().to(dev).eval(), TransformerNet().to(dev).eval()
     infer_compiled = torch.compile(our_net, dynamic=True) if compiled else None
+    onnx_run = _onnx_runner(our_net) if dev.type == "cpu" else None  # the stylise server's path on a CPU
     for s in infer_sizes:
         image = (torch.rand(1, 3, s, s, generator=g) * 255).to(dev)
 
@@ -231,9 +233,21 @@ def bench_reference(*, size: int = 128, batch: int = 4, infer_sizes: Sequence[in
         variants = {REF: infer(ref_net), "ours": infer(our_net)}
         if infer_compiled is not None:
             variants["ours, compiled"] = infer(infer_compiled)
+        if onnx_run is not None:
+            variants["ours, onnxruntime"] = (lambda image: lambda: onnx_run(image))(image)
         counted = {REF: count_flops(infer(ref_net)), "ours": count_flops(infer(our_net))}
         rows += _alternate(f"infer {s}px", variants, counted, per=1, repeats=repeats, device=dev)
     return rows
+
+
+def _onnx_runner(net: TransformerNet):
+    """The network exported to ONNX and run by onnxruntime (models/export.py)."""
+    import tempfile
+
+    from models.export import export_onnx, load_exported
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return load_exported(export_onnx(net, f"{tmp}/net.onnx"))  # the session holds the model
 
 
 def _alternate(task: str, variants: dict, flops: dict, *, per: int, repeats: int, device: torch.device) -> list[ReferenceRow]:
