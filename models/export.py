@@ -34,9 +34,10 @@ import torch
 
 from models.checkpoint import _version
 from models.transformer_net import TransformerNet
+from models.vocabulary import EXPORT_SUFFIXES
 
 FORMATS = ("onnx", "torchscript")
-SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
+SUFFIXES = EXPORT_SUFFIXES
 OPSET = 20  # torch 2.14's own opset for the exporter (no version conversion); onnxruntime >= 1.17
 INPUT_NAME, OUTPUT_NAME = "image", "stylized"
 INPUT_CONVENTION = "RGB float32 0..255, NCHW (batch, 3, height, width); any batch, height and width"

@@ -51,3 +51,8 @@ def parse_decoder(spec: str | Sequence[str], *, stages: int = 2) -> tuple[str, .
 def decoder_label(names: Sequence[str]) -> str:
     """The canonical text form: one name when every stage is the same."""
     return names[0] if len(set(names)) == 1 else ",".join(names)
+
+
+# The export formats and their file suffixes (models/export.py writes them; the store keys
+# and the API name them): here, torch-free, so the job core reads the same table.
+EXPORT_SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}

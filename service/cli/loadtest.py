@@ -9,16 +9,9 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import shutil
-import signal
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -26,14 +19,6 @@ from rich.console import Console
 from rich.table import Table
 
 out = Console()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _png(w: int, h: int, seed: int) -> bytes:
@@ -74,20 +59,14 @@ def loadtest(
     """Load-test an embedded server on loopback: submissions, lists and stylisations."""
     import httpx
 
-    from service.cli.serve import list_pages, wait_ready
+    from service.cli.serve import embedded_server, list_pages, wait_ready
 
     def every_job(client) -> list[dict]:
         return list_pages(client, "/v1/jobs", limit=1000, every=True)[0]
 
     deadline = time.monotonic() + timeout
-    data = Path(tempfile.mkdtemp(prefix="checkerless-load-"))
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")} | {
-        "CHECKERLESS_QUOTA_ACTIVE_JOBS": str(submits + 10), "OMP_NUM_THREADS": "1"}
-    server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--data-dir", str(data)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
+    env = {"CHECKERLESS_QUOTA_ACTIVE_JOBS": str(submits + 10), "OMP_NUM_THREADS": "1"}
+    with embedded_server(prefix="checkerless-load-", env=env) as (url, data, server):
         # Idle connections are dropped before uvicorn's keep-alive timeout (5 s) closes them under us.
         limits = httpx.Limits(max_connections=max(submits, lists, stylizations), keepalive_expiry=2)
         with httpx.Client(base_url=url, timeout=120, limits=limits) as client:
@@ -129,13 +108,6 @@ def loadtest(
                 pending = {r for r in pending if client.get(f"/v1/stylizations/{r}").json()["state"] in ("queued", "running")}
                 time.sleep(1)
             finished = stylizations - len(pending)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-        shutil.rmtree(data, ignore_errors=True)
     summary = {"rows": rows, "jobs_recorded_exactly_once": exactly_once, "jobs_final": f"{final}/{submits + 1}",
                "stylisations_finished": f"{finished}/{stylizations} in {time.perf_counter() - started:.0f} s"}
     if as_json:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -328,6 +332,29 @@ def stylize(
 
 
 # --- the demo through the service ---------------------------------------------------------
+
+
+@contextmanager
+def embedded_server(*, prefix: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, Path, subprocess.Popen]]:
+    """A `checkerless serve` of its own, on a free loopback port, in a temporary data folder,
+    with none of this shell's CHECKERLESS_* settings (plus `env`): (its URL, the folder, the
+    process). Stopped and the folder removed on the way out (the load test and stylize-bench)."""
+    data = Path(tempfile.mkdtemp(prefix=prefix))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")} | (env or {})
+    server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--data-dir", str(data)],
+                              env=clean, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        yield f"http://127.0.0.1:{port}", data, server
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+        shutil.rmtree(data, ignore_errors=True)
 
 
 def wait_ready(client, server: subprocess.Popen, *, deadline: float) -> bool:

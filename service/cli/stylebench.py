@@ -13,13 +13,7 @@ server's own timing (its status file in the data folder)."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -62,16 +56,9 @@ def stylebench(
     from models.images import load_tensor
     from models.stylize import stylize_tensor
     from models.training import resolve_accelerator
-    from service.cli.loadtest import _free_port
-    from service.cli.serve import wait_ready
+    from service.cli.serve import embedded_server, wait_ready
 
     deadline = time.monotonic() + timeout
-    data = Path(tempfile.mkdtemp(prefix="checkerless-stylebench-"))
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")}
-    server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--data-dir", str(data)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
     photo = _photo_png(size)
     device = "cuda" if resolve_accelerator("auto") == "gpu" else "cpu"
 
@@ -84,7 +71,7 @@ def stylebench(
                 raise ValueError(f"timed out waiting for {what}")
             time.sleep(interval)
 
-    try:
+    with embedded_server(prefix="checkerless-stylebench-") as (url, data, server):
         with httpx.Client(base_url=url, timeout=120) as client:
             if not wait_ready(client, server, deadline=deadline):
                 raise ValueError("the embedded server did not start")
@@ -140,13 +127,6 @@ def stylebench(
                 torch.cuda.empty_cache()
             records = _records(data, [w["id"] for w in [cold, *warm]])
             notes = _server_notes(data)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-        shutil.rmtree(data, ignore_errors=True)
 
     bare = statistics.median(forwards)
     warm_total = statistics.median(w["total"] for w in warm)

@@ -7,10 +7,8 @@ import re
 import uuid
 from datetime import datetime, timedelta, timezone
 
+from models.vocabulary import EXPORT_SUFFIXES
 from service.core.errors import BadRequest, NotFound
-
-
-EXPORT_SUFFIXES = {"onnx": "onnx", "torchscript": "pt"}  # as models/export.py names the files
 
 
 def new_id() -> str:
@@ -67,7 +65,7 @@ class Keys:
 
     @staticmethod
     def export(job_id: str, fmt: str) -> str:
-        return f"jobs/{job_id}/export/net.{EXPORT_SUFFIXES[fmt]}"
+        return f"jobs/{job_id}/export/net{EXPORT_SUFFIXES[fmt]}"
 
     @staticmethod
     def report(job_id: str) -> str:
