@@ -52,6 +52,21 @@ class Keys:
         return f"contents/{set_id}/meta.json"
 
     @staticmethod
+    def content_manifest(set_id: str) -> str:
+        """The validated, ordered image list (service/core/manifest.py)."""
+        return f"contents/{set_id}/manifest.json"
+
+    @staticmethod
+    def content_archive(set_id: str) -> str:
+        """An uploaded archive as it arrived, until a worker has validated and unpacked it."""
+        return f"contents/{set_id}/upload/archive"
+
+    @staticmethod
+    def content_member(set_id: str, index: int, suffix: str) -> str:
+        """An archive member unpacked by the validating worker, its bytes unchanged."""
+        return f"contents/{set_id}/images/{index:07d}{suffix}"
+
+    @staticmethod
     def job_prefix(job_id: str) -> str:
         return f"jobs/{job_id}"
 
