@@ -53,7 +53,7 @@ class Keys:
 
     @staticmethod
     def content_manifest(set_id: str) -> str:
-        """The validated, ordered image list (service/core/manifest.py)."""
+        """The validated, ordered image list (service/core/content_sets.py)."""
         return f"contents/{set_id}/manifest.json"
 
     @staticmethod

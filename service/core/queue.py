@@ -19,10 +19,12 @@ from service.core.settings import Settings
 
 TRAIN_QUEUE = "train"
 STYLIZE_QUEUE = "stylize"
+DATA_QUEUE = "data"  # content sets read and checked image by image: CPU work, no GPU
 TRAIN_TASK = "checkerless.train"
 STYLIZE_TASK = "checkerless.stylize"
-QUEUES = (TRAIN_QUEUE, STYLIZE_QUEUE)
-ROUTES = {TRAIN_TASK: TRAIN_QUEUE, STYLIZE_TASK: STYLIZE_QUEUE}
+VALIDATE_TASK = "checkerless.validate_content_set"
+QUEUES = (TRAIN_QUEUE, STYLIZE_QUEUE, DATA_QUEUE)
+ROUTES = {TRAIN_TASK: TRAIN_QUEUE, STYLIZE_TASK: STYLIZE_QUEUE, VALIDATE_TASK: DATA_QUEUE}
 
 
 def broker_options(settings: Settings) -> dict:
