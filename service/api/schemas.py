@@ -8,12 +8,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models.config import DEFAULTS, LIMITS, MAX_LR
 from models.vocabulary import decoder_label, parse_decoder
+from service.core.content_sets import ContentSetRecord, ContentSetState, ContentSource, Progress
 from service.core.records import JobState
 
 # Lists (GET /v1/jobs, GET /v1/experiments) come a page at a time: `limit` items (this many
 # unless asked, at most LIST_LIMIT_MAX), the next page's cursor in X-Next-Cursor and Link.
 LIST_LIMIT_DEFAULT = 100
 LIST_LIMIT_MAX = 1000
+SKIPPED_SHOWN = 20  # a content set's skipped images shown in its answer; all are in its manifest
 
 
 class TrainSettings(BaseModel):
@@ -120,10 +122,35 @@ class StylePublic(BaseModel):
 
 
 class ContentSetPublic(BaseModel):
+    """A content set as its record says (service/core/content_sets.py): jobs may train on it once
+    `state` is ready; while validating, `progress` counts what its worker has read."""
+
     id: str
+    name: str | None = None
+    source: ContentSource
+    bucket: str | None = None
+    prefix: str | None = None
+    state: ContentSetState
+    error: str | None = None
+    progress: Progress
     count: int
-    skipped: list[dict[str, str]]
+    skipped: list[dict[str, str]] = Field(description=f"The first {SKIPPED_SHOWN} images left out (name, reason).")
     created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @classmethod
+    def of(cls, record: ContentSetRecord) -> ContentSetPublic:
+        return cls.model_validate({**record.model_dump(), "skipped": record.skipped[:SKIPPED_SHOWN]})
+
+
+class RegisterPrefix(BaseModel):
+    """An S3 prefix an operator already holds images under, read in place (nothing is copied)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prefix: str = Field(min_length=1, max_length=1024, description="Key prefix, e.g. 'datasets/coco/train2017/'.")
+    bucket: str | None = Field(None, min_length=3, max_length=63, description="Default: the service's bucket.")
+    name: str | None = Field(None, max_length=200)
 
 
 class StylizationPublic(BaseModel):

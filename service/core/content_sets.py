@@ -52,6 +52,19 @@ class ContentSetRecord(BaseModel):
     skipped: list[dict[str, str]] = Field(default_factory=list)  # name, reason (first ones; all in the manifest)
     created_at: datetime = Field(default_factory=now)
     updated_at: datetime = Field(default_factory=now)
+    version: int = 0  # bumped by every write (JobStore.update_content_set), as job records' is
+
+    @property
+    def final(self) -> bool:
+        return self.state != ContentSetState.validating
+
+    def describe_not_ready(self) -> str:
+        """Why a job cannot train on this set yet (or ever), for a 409."""
+        if self.state == ContentSetState.failed:
+            return f"content set {self.id} failed: {self.error or 'no reason recorded'}"
+        total = f" of {self.progress.total_bytes} bytes" if self.progress.total_bytes else ""
+        return (f"content set {self.id} is validating ({self.progress.members} members read, "
+                f"{self.progress.bytes_read}{total} bytes); try again once it is ready")
 
 
 class ManifestImage(BaseModel):

@@ -21,6 +21,7 @@ from typing import TypeVar
 from pydantic import BaseModel
 
 from service.core import webhooks
+from service.core.content_sets import ContentSetRecord, ContentSetState, Manifest
 from service.core.errors import Conflict, LostLease, NotFound
 from service.core.keys import Keys, check_id
 from service.core.records import Attempt, ExperimentRecord, JobRecord, JobState, StylizeRecord, now
@@ -372,14 +373,51 @@ class JobStore:
         except NotFound:
             return False
 
-    def content_set_meta(self, set_id: str, scope: str | None = None) -> dict:
+    # Content sets: a ContentSetRecord at Keys.content_meta, changed only by compare-and-set
+    # (the API creates and deletes it, the validating worker moves its progress and state).
+    # A set uploaded before records had states has a plain dict there: it reads as ready.
+
+    def _content_set_key(self, set_id: str) -> str:
+        return Keys.content_meta(check_id(set_id, "content set"))
+
+    def create_content_set(self, record: ContentSetRecord) -> ContentSetRecord:
+        self._create(self._content_set_key(record.id), record)
+        return record
+
+    def get_content_set(self, set_id: str, scope: str | None = None) -> ContentSetRecord:
+        """A content set's record; with `scope`, only that owner's (another's is as missing)."""
         try:
-            meta = json.loads(self.store.get_bytes(Keys.content_meta(check_id(set_id, "content set"))))
+            data = self.store.get_bytes(self._content_set_key(set_id))
         except ObjectNotFound:
             raise NotFound(f"no content set {set_id!r}") from None
-        if scope is not None and meta.get("owner", "") != scope:
-            raise NotFound(f"no content set {set_id!r}")
-        return meta
+        return _visible(_content_set(set_id, data), scope, f"no content set {set_id!r}")
+
+    def update_content_set(self, set_id: str, change: Callable[[ContentSetRecord], None]) -> ContentSetRecord:
+        """Apply `change` to the set's record as a compare-and-set (raise Skip in it to leave the
+        record as it is). NotFound once the set is deleted: a worker validating it must then
+        stop and remove what it wrote under Keys.content_set_prefix."""
+        def changed(r: ContentSetRecord) -> None:
+            change(r)
+            r.updated_at = now()
+
+        return self._update(self._content_set_key(set_id), ContentSetRecord, changed, f"content set {set_id!r}")
+
+    def ready_content_set(self, set_id: str, scope: str | None = None) -> ContentSetRecord:
+        """A set jobs may train on: Conflict (409) while it is validating or once it failed."""
+        record = self.get_content_set(set_id, scope)
+        if record.state != ContentSetState.ready:
+            raise Conflict(record.describe_not_ready())
+        return record
+
+    def put_manifest(self, set_id: str, manifest: Manifest) -> None:
+        self.store.put_bytes(Keys.content_manifest(check_id(set_id, "content set")),
+                             manifest.model_dump_json().encode(), content_type="application/json")
+
+    def get_manifest(self, set_id: str) -> Manifest:
+        try:
+            return Manifest.model_validate_json(self.store.get_bytes(Keys.content_manifest(check_id(set_id, "content set"))))
+        except ObjectNotFound:
+            raise NotFound(f"content set {set_id!r} has no manifest") from None
 
     def list_styles(self, scope: str | None = None) -> list[dict]:
         """Every style's description (id, width, height, name, created_at), newest first."""
@@ -391,19 +429,23 @@ class JobStore:
                 continue
         return sorted(metas, key=lambda m: m["created_at"] or "", reverse=True)
 
-    def list_content_sets(self, scope: str | None = None) -> list[dict]:
-        metas = []
-        for key in [k for k in self.store.list("contents") if k.endswith("/meta.json")]:
+    def list_content_sets(self, scope: str | None = None) -> list[ContentSetRecord]:
+        """Every content set's record (of the owner `scope`, if given), newest first."""
+        keys = [k for k in self.store.list("contents") if k.endswith("/meta.json")]
+        sets = []
+        for key in keys:
             try:
-                metas.append({"id": key.split("/")[1], **self.content_set_meta(key.split("/")[1], scope)})
-            except NotFound:
+                record = _content_set(key.split("/")[1], self.store.get_bytes(key))
+            except ObjectNotFound:  # deleted meanwhile
                 continue
-        return sorted(metas, key=lambda m: m.get("created_at") or "", reverse=True)
+            if scope is None or record.owner == scope:
+                sets.append(record)
+        return sorted(sets, key=lambda r: r.created_at, reverse=True)
 
     def storage_used(self, owner: str) -> int:
         """Bytes an owner's styles, content sets, jobs (checkpoints, outputs) and stylisations take."""
         total = sum(self.store.usage(Keys.style_prefix(m["id"])) for m in self.list_styles(owner))
-        total += sum(self.store.usage(Keys.content_set_prefix(m["id"])) for m in self.list_content_sets(owner))
+        total += sum(self.store.usage(Keys.content_set_prefix(r.id)) for r in self.list_content_sets(owner))
         total += sum(self.store.usage(Keys.job_prefix(r.id)) for r in self.all_jobs(owner))
         return total + sum(self.store.usage(Keys.stylize_prefix(r.id)) for r in self.list_stylizations()
                            if r.owner == owner)
@@ -421,7 +463,9 @@ class JobStore:
         return self.store.delete_prefix(Keys.style_prefix(style_id))
 
     def delete_content_set(self, set_id: str, scope: str | None = None) -> int:
-        self.content_set_meta(set_id, scope)
+        """Our record, manifest, archive and unpacked members; a registered prefix's objects are
+        the operator's and stay. A set still validating may go: its worker finds it gone."""
+        self.get_content_set(set_id, scope)
         self._refuse_if_used("content set", set_id, lambda j: j.content_set_id == set_id)
         return self.store.delete_prefix(Keys.content_set_prefix(set_id))
 
@@ -556,6 +600,16 @@ def _visible(record: R, scope: str | None, missing: str) -> R:
     if scope is not None and record.owner != scope:
         raise NotFound(missing)
     return record
+
+
+def _content_set(set_id: str, data: bytes) -> ContentSetRecord:
+    """A stored set record; legacy sets (a dict of count, names, skipped) read as ready."""
+    raw = json.loads(data)
+    raw["id"] = set_id
+    if "state" not in raw:  # made before states: images it listed under content_prefix
+        raw["skipped"] = [{"name": s.get("file", s.get("name", "")), "reason": s.get("reason", "")}
+                          for s in raw.get("skipped", [])]
+    return ContentSetRecord.model_validate(raw)
 
 
 def apply_progress(r: JobRecord, progress: dict) -> None:

@@ -25,7 +25,7 @@ def _job_record(jobs: JobStore, owner: Owner, *, style_id: str, content_set_id: 
     if not jobs.style_exists(style_id, owner.scope):
         raise NotFound(f"no style {style_id!r}; upload one with POST /v1/styles")
     if content_set_id is not None:
-        jobs.content_set_meta(content_set_id, owner.scope)
+        jobs.ready_content_set(content_set_id, owner.scope)  # 409 while validating, or if it failed
     config = TrainConfig.from_dict(settings)  # the same validation as the CLI
     return JobRecord(id=new_id(), owner=owner.owner, config=config.to_dict(), style_id=style_id,
                      content_set_id=content_set_id, steps=config.steps, experiment_id=experiment_id,

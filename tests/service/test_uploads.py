@@ -48,7 +48,7 @@ def test_a_zip_of_images_is_unpacked_and_its_bad_members_listed(api):
     assert r.status_code == 201, r.text
     body = r.json()
     assert body["count"] == 3
-    reasons = {s["file"]: s["reason"] for s in body["skipped"]}
+    reasons = {s["name"]: s["reason"] for s in body["skipped"]}
     assert set(reasons) == {"notes.txt", "sneaky.png"}
     assert "compressed with bzip2; only stored and deflate" in reasons["sneaky.png"]
 
@@ -57,7 +57,7 @@ def test_a_member_whose_header_lies_about_its_size_is_refused_without_unpacking_
     r = upload(api, ("lie.zip", bomb(300, claimed_size=1000)), ("ok.png", png()))
     assert r.status_code == 201, r.text
     (skipped,) = r.json()["skipped"]
-    assert skipped["file"] == "bomb.png" and "damaged in the zip" in skipped["reason"]
+    assert skipped["name"] == "bomb.png" and "damaged in the zip" in skipped["reason"]
 
 
 def test_a_member_over_the_member_limit_is_refused(api):

@@ -3,12 +3,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-from fastapi import APIRouter, File, Request, Response, UploadFile
+from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 
 from models.images import ImageError
 from service.api.deps import CurrentKey, ServicesDep
 from service.api.schemas import ContentSetPublic, StylePublic
 from service.api.uploads import UnpackBudget, check_image, is_zip, iter_zip
+from service.core.content_sets import (ContentSetRecord, ContentSetState, ContentSource, Manifest, ManifestImage,
+                                        Progress, Skipped)
 from service.core.keys import Keys, new_id
 from service.core.records import now
 from service.core.submit import check_storage
@@ -43,14 +45,15 @@ def delete_style(style_id: str, services: ServicesDep, key: CurrentKey) -> Respo
 
 @router.post("/content-sets", status_code=201, response_model=ContentSetPublic)
 def upload_content_set(request: Request, services: ServicesDep, key: CurrentKey,
-                       files: list[UploadFile] = File(...)) -> ContentSetPublic:
+                       files: list[UploadFile] = File(...),
+                       name_: str | None = Query(None, alias="name", max_length=200)) -> ContentSetPublic:
     """Upload content images: several files, or zip files of images (stored or deflate members).
     Unreadable files are skipped and listed; a set with no readable image is refused."""
     settings = services.settings
     check_storage(services.jobs, key, settings)
     budget = UnpackBudget(total_bytes=settings.max_unpacked_bytes, member_bytes=settings.max_member_bytes,
                           files=settings.max_content_images)
-    set_id, names, skipped = new_id(), [], []
+    set_id, images, skipped = new_id(), [], []
     try:
         for name, data in _members(files, budget):  # one at a time: checked, stored, let go
             try:
@@ -58,30 +61,40 @@ def upload_content_set(request: Request, services: ServicesDep, key: CurrentKey,
                     raise data
                 image = check_image(data, name=name, max_pixels=settings.max_pixels)
             except ImageError as e:
-                skipped.append({"file": name, "reason": str(e)})
+                skipped.append(Skipped(name=name, reason=str(e)))
                 continue
-            services.store.put_bytes(Keys.content_image(set_id, len(names)), image.png, content_type="image/png")
-            names.append(image.name)
-        if not names:
+            stored = Keys.content_image(set_id, len(images))
+            services.store.put_bytes(stored, image.png, content_type="image/png")
+            images.append(ManifestImage(name=image.name, key=stored, bytes=len(image.png), width=image.width,
+                                        height=image.height))
+        if not images:
             raise ImageError(f"no readable image among {len(skipped)} file(s): "
-                             f"{skipped[0]['reason'] if skipped else 'none sent'}")
+                             f"{skipped[0].reason if skipped else 'none sent'}")
+        # Checked as they arrived: ready at once, with the manifest every ready set has.
+        services.jobs.put_manifest(set_id, Manifest(images=images, skipped=skipped))
+        record = services.jobs.create_content_set(ContentSetRecord(
+            id=set_id, owner=key.owner, name=name_ or None, source=ContentSource.images, state=ContentSetState.ready,
+            count=len(images), skipped=[s.model_dump() for s in skipped],
+            progress=Progress(members=len(images) + len(skipped), bytes_read=sum(i.bytes for i in images))))
     except BaseException:
-        services.store.delete_prefix(Keys.content_prefix(set_id))  # nothing half-made is kept
+        services.store.delete_prefix(Keys.content_set_prefix(set_id))  # nothing half-made is kept
         raise
     finally:
         if skipped:
             request.app.state.metrics.refused.labels("skipped_file").inc(len(skipped))
-    created = now()
-    meta = {"count": len(names), "names": names, "skipped": skipped, "created_at": created.isoformat(),
-            "owner": key.owner}
-    services.store.put_bytes(Keys.content_meta(set_id), json.dumps(meta).encode(), content_type="application/json")
-    return ContentSetPublic(id=set_id, count=len(names), skipped=skipped, created_at=created)
+    return ContentSetPublic.of(record)
 
 
 @router.get("/content-sets", response_model=list[ContentSetPublic])
-def list_content_sets(services: ServicesDep, key: CurrentKey) -> list[dict]:
-    """Your uploaded content sets, newest first: their image counts and what was skipped."""
-    return services.jobs.list_content_sets(key.scope)
+def list_content_sets(services: ServicesDep, key: CurrentKey) -> list[ContentSetPublic]:
+    """Your content sets, newest first: state, validation progress, image count, what was skipped."""
+    return [ContentSetPublic.of(r) for r in services.jobs.list_content_sets(key.scope)]
+
+
+@router.get("/content-sets/{set_id}", response_model=ContentSetPublic)
+def get_content_set(set_id: str, services: ServicesDep, key: CurrentKey) -> ContentSetPublic:
+    """One content set; poll it while it is validating."""
+    return ContentSetPublic.of(services.jobs.get_content_set(set_id, key.scope))
 
 
 @router.delete("/content-sets/{set_id}", status_code=204)
