@@ -10,6 +10,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.core.storage import S3_MIN_PART_BYTES
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CHECKERLESS_", env_file=".env", extra="ignore")
@@ -34,6 +36,10 @@ class Settings(BaseSettings):
     # Counted as they decompress, whatever their headers declare.
     max_member_bytes: int = Field(48 * 1024 * 1024, gt=0)
     max_unpacked_bytes: int = Field(256 * 1024 * 1024, gt=0)
+    # Archives streamed to the store (POST /v1/content-sets/archive), unpacked by a worker: the
+    # largest accepted, and the parts of S3's multipart upload (what the API holds at once).
+    max_archive_bytes: int = Field(20 * 1024**3, gt=0)
+    upload_part_bytes: int = Field(16 * 1024**2, ge=S3_MIN_PART_BYTES)
 
     # Each owner's limits (an admin key has none): unfinished jobs at once, and training work
     # (steps x batch x crop pixels, summed over the jobs submitted in the last quota_window_s).
@@ -55,10 +61,16 @@ class Settings(BaseSettings):
     stylize_server_max_rss_bytes: int = Field(4 * 1024**3, ge=1)  # past this the server is restarted between requests
     stylize_server_idle_s: float = Field(1800.0, ge=0)  # an idle server exits after this, freeing memory; 0: never
     stylize_checkpoint_cache_bytes: int = Field(2 * 1024**3, ge=0)  # downloaded checkpoints kept on the worker's disk
+    # Content images streamed from the store for training (workers/content_cache.py): one cache
+    # folder per worker shared by its jobs; least recently used images go past this many bytes.
+    content_cache_bytes: int = Field(20 * 1024**3, ge=0)
     # A finished job's network, exported for other runtimes (models/export.py; ONNX takes a few
     # seconds on a CPU, TorchScript well under one). Empty: none.
     export_formats: list[Literal["onnx", "torchscript"]] = ["onnx", "torchscript"]
     device: str = "auto"
+    # GPUs a train worker runs jobs on, one job per GPU (workers/gpus.py); None: those named by
+    # CUDA_VISIBLE_DEVICES, else every GPU `nvidia-smi -L` lists (none when device is "cpu").
+    gpus: int | None = Field(None, ge=0)
     vgg16_weights: str | None = None
 
     # Webhooks (service/core/webhooks.py).

@@ -17,11 +17,13 @@ import bisect
 import builtins
 import fcntl
 import hashlib
+import itertools
+import logging
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -42,10 +44,12 @@ __all__ = [
     "check_key",
 ]
 
+log = logging.getLogger(__name__)
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 DEFAULT_CHUNK_SIZE = 1 << 20
 _COPY_BUFFER = 1 << 20
 _KEY_CHARS = re.compile(r"[A-Za-z0-9._/-]+")
+S3_MIN_PART_BYTES = 5 * 1024**2  # S3's smallest part of a multipart upload (but the last)
 # S3 allows presigned URLs to live at most 7 days.
 _MAX_PRESIGN_S = 7 * 24 * 3600
 
@@ -161,6 +165,12 @@ class ObjectStore(abc.ABC):
         """Store the file at `path` at `key`, streaming it (never read whole into memory)."""
 
     @abc.abstractmethod
+    def put_stream(self, key: str, chunks: Iterable[bytes], *, content_type: str = DEFAULT_CONTENT_TYPE) -> int:
+        """Store the bytes `chunks` yields at `key` as they come (at most a part held in memory);
+        return how many there were. If `chunks` (or the store) raises, nothing is kept, neither
+        an object nor a partial upload, and the exception goes on."""
+
+    @abc.abstractmethod
     def get_bytes(self, key: str) -> bytes:
         """The object's bytes; ObjectNotFound if missing."""
 
@@ -269,6 +279,24 @@ class LocalStore(ObjectStore):
     def put_file(self, key: str, path: Path, *, content_type: str = DEFAULT_CONTENT_TYPE) -> None:
         with open(path, "rb") as src, self._writing(key) as dest:
             _write_atomically(dest, src)
+
+    def put_stream(self, key: str, chunks: Iterable[bytes], *, content_type: str = DEFAULT_CONTENT_TYPE) -> int:
+        with self._writing(key) as dest:
+            f, tmp = _temp_beside(dest)  # renamed into place only once every chunk is written
+            size = 0
+            try:
+                with f:
+                    for chunk in chunks:
+                        f.write(chunk)
+                        size += len(chunk)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, dest)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+        return size
 
     def get_bytes(self, key: str) -> bytes:
         try:
@@ -433,6 +461,18 @@ def _md5(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
+def _parts(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
+    """The chunks regrouped into parts of `size` bytes (the last one shorter)."""
+    buf = bytearray()
+    for chunk in chunks:
+        buf += chunk
+        while len(buf) >= size:
+            yield bytes(buf[:size])
+            del buf[:size]
+    if buf:
+        yield bytes(buf)
+
+
 def _file_chunks(f: IO[bytes], chunk_size: int) -> Iterator[bytes]:
     with f:
         while chunk := f.read(chunk_size):
@@ -464,8 +504,12 @@ class S3Store(ObjectStore):
         connect_timeout: float = 5,
         read_timeout: float = 60,
         max_attempts: int = 5,
+        part_bytes: int = S3_MIN_PART_BYTES,
     ) -> None:
+        if part_bytes < S3_MIN_PART_BYTES:
+            raise ValueError(f"part_bytes must be at least {S3_MIN_PART_BYTES} (S3's smallest part), got {part_bytes}")
         self.bucket = bucket
+        self.part_bytes = part_bytes  # put_stream's parts: what it holds in memory at once
         self.endpoint_url = endpoint_url
         self.public_endpoint_url = public_endpoint_url or endpoint_url
         self.region = region
@@ -559,6 +603,40 @@ class S3Store(ObjectStore):
             self._client.upload_file(
                 str(path), self.bucket, key, ExtraArgs={"ContentType": content_type}
             )
+
+    def put_stream(self, key: str, chunks: Iterable[bytes], *, content_type: str = DEFAULT_CONTENT_TYPE) -> int:
+        check_key(key)
+        parts = _parts(chunks, self.part_bytes)
+        upload_id = None
+        try:
+            with self._errors(key):
+                first, second = next(parts, b""), next(parts, None)
+                if second is None:  # one part or none: a plain put
+                    self._client.put_object(Bucket=self.bucket, Key=key, Body=first, ContentType=content_type)
+                    return len(first)
+                upload_id = self._client.create_multipart_upload(Bucket=self.bucket, Key=key,
+                                                                 ContentType=content_type)["UploadId"]
+                done, size = [], 0
+                for number, part in enumerate(itertools.chain((first, second), parts), start=1):
+                    etag = self._client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id,
+                                                    PartNumber=number, Body=part)["ETag"]
+                    done.append({"PartNumber": number, "ETag": etag})
+                    size += len(part)
+                self._client.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id,
+                                                       MultipartUpload={"Parts": done})
+                return size
+        except BaseException:
+            if upload_id is not None:
+                self._abort(key, upload_id)
+            raise
+
+    def _abort(self, key: str, upload_id: str) -> None:
+        """Take back a multipart upload: its parts are dropped and no object appears."""
+        try:
+            self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+            # the bucket's lifecycle rule for incomplete uploads is the backstop
+            log.warning("could not abort the multipart upload of %r (%s): %s", key, upload_id, e)
 
     def get_bytes(self, key: str) -> bytes:
         check_key(key)
@@ -724,5 +802,6 @@ def open_store(settings) -> ObjectStore:
     if settings.store == "s3":
         return S3Store(bucket=settings.s3_bucket, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region,
                        access_key=settings.s3_access_key, secret_key=settings.s3_secret_key,
-                       public_endpoint_url=settings.s3_public_url, create_bucket=True)
+                       public_endpoint_url=settings.s3_public_url, create_bucket=True,
+                       part_bytes=settings.upload_part_bytes)
     return LocalStore(settings.data_dir / "store")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import time
 import urllib.request
@@ -16,6 +17,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from service.core.storage import (
+    S3_MIN_PART_BYTES,
     LocalStore,
     ObjectNotFound,
     ObjectStore,
@@ -231,6 +233,7 @@ def test_store_methods_refuse_bad_keys(store: ObjectStore, key: str, tmp_path: P
     calls = [
         lambda: store.put_bytes(key, b"x"),
         lambda: store.put_file(key, src),
+        lambda: store.put_stream(key, [b"x"]),
         lambda: store.get_bytes(key),
         lambda: store.download(key, tmp_path / "d"),
         lambda: store.iter_chunks(key),
@@ -354,3 +357,45 @@ def test_local_writes_leave_no_temp_files(tmp_path: Path) -> None:
     # A half-written temp file (as during a write) is not listed as an object.
     (tmp_path / "s" / "a" / ".b.bin.xyz.part~").write_bytes(b"partial")
     assert store.list("a") == ["a/b.bin", "a/c.bin"]
+
+
+def _chunks(data: bytes, size: int = 64 * 1024) -> Iterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+def _open_uploads(store: ObjectStore) -> list:
+    if not isinstance(store, S3Store):
+        return []
+    return store._client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", [])
+
+
+@pytest.mark.parametrize("size", [0, 1000, 2 * S3_MIN_PART_BYTES + 12345])  # none, one part, three parts
+def test_put_stream_stores_what_the_chunks_hold(store: ObjectStore, size: int) -> None:
+    data = random.Random(size).randbytes(size)
+    assert store.put_stream("up/archive", _chunks(data)) == size
+    assert store.get_bytes("up/archive") == data
+    assert _open_uploads(store) == []
+
+
+def test_put_stream_that_fails_keeps_nothing(store: ObjectStore, tmp_path: Path) -> None:
+    store.put_bytes("up/archive", b"the object before")
+
+    def failing() -> Iterator[bytes]:
+        yield from _chunks(random.Random(1).randbytes(2 * S3_MIN_PART_BYTES + 1))  # two parts uploaded
+        raise RuntimeError("the client went away")
+
+    with pytest.raises(RuntimeError, match="went away"):
+        store.put_stream("up/archive", failing())
+    with pytest.raises(RuntimeError, match="went away"):
+        store.put_stream("up/new", failing())
+    assert store.get_bytes("up/archive") == b"the object before"  # the old object is untouched
+    assert not store.exists("up/new")
+    assert _open_uploads(store) == []  # the multipart upload was aborted: no parts left billed
+    if isinstance(store, LocalStore):
+        assert [p.name for p in (store.root / "up").iterdir()] == ["archive"]  # no temp file left
+
+
+def test_s3_part_size_is_at_least_s3s_smallest(s3_endpoint: str) -> None:
+    with pytest.raises(ValueError, match="at least"):
+        make_s3_store(s3_endpoint, part_bytes=S3_MIN_PART_BYTES - 1)
