@@ -7,12 +7,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from models.images import ImageError
-from service.core.errors import BadRequest, Conflict, NotFound, QuotaExceeded, TooLarge, Unauthorized, Unavailable
+from service.core.errors import (BadRequest, Conflict, Forbidden, NotFound, QuotaExceeded, TooLarge, Unauthorized, Unavailable,
+                                 UnsupportedMedia)
 from service.core.storage import StoreUnavailable
 
 # Domain errors and their HTTP status; the message is the exception's own.
 STATUS: dict[type[Exception], int] = {
-    BadRequest: 400, Unauthorized: 401, NotFound: 404, ImageError: 422, ValueError: 422, Conflict: 409, TooLarge: 413, QuotaExceeded: 429, Unavailable: 503,
+    BadRequest: 400, Unauthorized: 401, Forbidden: 403, NotFound: 404, UnsupportedMedia: 415, ImageError: 422, ValueError: 422, Conflict: 409, TooLarge: 413, QuotaExceeded: 429, Unavailable: 503,
     StoreUnavailable: 503,
 }
 

@@ -13,7 +13,7 @@ from service.api import errors
 from service.api.deps import Services
 from service.api.idempotency import Idempotency
 from service.api.metrics import Metrics
-from service.api.routes import experiments, health, jobs, uploads, webhooks
+from service.api.routes import content_sets, experiments, health, jobs, uploads, webhooks
 from service.api.uploads import BodyLimit
 from service.core.auth import KeyStore
 from service.core.jobs import JobStore
@@ -22,6 +22,8 @@ from service.core.settings import Settings
 from service.core.storage import ObjectStore, StoreError, open_store
 
 log = logging.getLogger(__name__)
+# Bodies written to the store as they arrive, under a limit of their own (max_archive_bytes).
+STREAMED_PATHS = frozenset({"/v1/content-sets/archive"})
 
 
 def create_app(settings: Settings | None = None, *, store: ObjectStore | None = None,
@@ -41,10 +43,10 @@ def create_app(settings: Settings | None = None, *, store: ObjectStore | None = 
     app.add_route("/metrics", metrics.endpoint, include_in_schema=False)
     # Outermost last: the body limit applies before a body is spooled for an Idempotency-Key.
     app.add_middleware(Idempotency, store=store, keep_s=settings.idempotency_keep_s)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes,
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes, streamed=STREAMED_PATHS,
                        on_reject=lambda: metrics.refused.labels("body_too_large").inc())
     errors.install(app)
-    for router in (health.router, uploads.router, jobs.router, experiments.router, webhooks.router):
+    for router in (health.router, uploads.router, content_sets.router, jobs.router, experiments.router, webhooks.router):
         app.include_router(router, prefix="/v1")
     # The web pages: static files that call the API; nothing to build.
     app.mount("/ui", StaticFiles(directory=Path(__file__).parent / "web", html=True), name="ui")

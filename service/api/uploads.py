@@ -20,13 +20,14 @@ from service.core.errors import TooLarge
 
 class BodyLimit:
     """ASGI middleware: 413 as soon as a request body passes `max_bytes` (by Content-Length,
-    or by counting while it streams when there is none)."""
+    or by counting while it streams when there is none). Bodies to the `streamed` paths pass:
+    their routes write them to the store as they come, under a limit of their own."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int, on_reject=lambda: None):
-        self.app, self.max_bytes, self.on_reject = app, max_bytes, on_reject
+    def __init__(self, app: ASGIApp, *, max_bytes: int, streamed: frozenset[str] = frozenset(), on_reject=lambda: None):
+        self.app, self.max_bytes, self.streamed, self.on_reject = app, max_bytes, streamed, on_reject
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in self.streamed:
             return await self.app(scope, receive, send)
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:

@@ -17,6 +17,23 @@ from pydantic import BaseModel, Field
 from service.core.records import now
 
 
+# What an uploaded archive may be, told by its first bytes (the name it had is not trusted).
+ARCHIVE_KINDS = "a tar, a tar.gz (gzip) or a zip"
+ARCHIVE_SNIFF_BYTES = 262  # a tar's 'ustar' magic ends at offset 262
+
+
+def archive_kind(head: bytes) -> str | None:
+    """'zip', 'gzip' or 'tar' from an archive's first ARCHIVE_SNIFF_BYTES bytes (fewer if it is
+    shorter), else None. A gzip is taken to hold a tar: the validating worker finds out."""
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):  # a zip's first member, or an empty zip's end record
+        return "zip"
+    if head[:2] == b"\x1f\x8b":
+        return "gzip"
+    if head[257:262] == b"ustar":
+        return "tar"
+    return None
+
+
 class ContentSetState(str, Enum):
     validating = "validating"  # stored (or registered); a worker is reading every image
     ready = "ready"  # the manifest is written: jobs may train on it

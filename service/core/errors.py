@@ -15,6 +15,14 @@ class Unauthorized(Exception):
     """No API key, or one that is unknown or revoked."""
 
 
+class Forbidden(Exception):
+    """The key is known but may not do this (an operator's action), or the store may not read it."""
+
+
+class UnsupportedMedia(Exception):
+    """A body of a kind this route does not take (e.g. an archive that is no tar, tar.gz or zip)."""
+
+
 class Conflict(Exception):
     """The request is valid but not in this state (e.g. stylising with an unfinished job)."""
 

@@ -38,6 +38,8 @@ __all__ = [
     "ObjectNotFound",
     "ObjectStore",
     "S3Store",
+    "AccessDenied",
+    "BucketNotFound",
     "StoreError",
     "StoreUnavailable",
     "VersionConflict",
@@ -68,6 +70,14 @@ class ObjectNotFound(StoreError):
 
 class StoreUnavailable(StoreError):
     """The store cannot be reached (server down, wrong endpoint, missing bucket or folder)."""
+
+
+class BucketNotFound(StoreError):
+    """A bucket named by an operator (not the store's own) does not exist."""
+
+
+class AccessDenied(StoreError):
+    """The store's credentials may not read what was asked."""
 
 
 class VersionConflict(StoreError):
@@ -629,6 +639,24 @@ class S3Store(ObjectStore):
             if upload_id is not None:
                 self._abort(key, upload_id)
             raise
+
+    def first_key(self, prefix: str, *, bucket: str | None = None) -> str | None:
+        """The first key under `prefix` (any text S3 takes) in `bucket` (None: this store's), or
+        None if there is none: one listing of one key, to check a prefix exists and is readable.
+        BucketNotFound, AccessDenied say why not."""
+        bucket = bucket or self.bucket
+        with self._errors():
+            try:
+                page = self._client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
+            except botocore.exceptions.ClientError as e:
+                if _code(e) in ("NoSuchBucket", "404"):
+                    raise BucketNotFound(f"bucket {bucket!r} does not exist at {self._where()}") from e
+                if _code(e) in ("AccessDenied", "403", "Forbidden", "AllAccessDisabled"):
+                    raise AccessDenied(f"the service's credentials may not list {prefix!r} in bucket {bucket!r} "
+                                       f"at {self._where()}") from e
+                raise
+        contents = page.get("Contents") or []
+        return contents[0]["Key"] if contents else None
 
     def _abort(self, key: str, upload_id: str) -> None:
         """Take back a multipart upload: its parts are dropped and no object appears."""

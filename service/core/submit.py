@@ -10,12 +10,14 @@ from datetime import timedelta
 from models.config import TrainConfig
 from service.core import webhooks
 from service.core.auth import ApiKey as Owner
-from service.core.errors import Conflict, NotFound, QuotaExceeded, Unavailable
+from service.core.content_sets import ContentSetRecord, ContentSetState, ContentSource
+from service.core.errors import BadRequest, Conflict, Forbidden, NotFound, QuotaExceeded, Unavailable
 from service.core.jobs import JobStore
 from service.core.keys import Keys, new_id
-from service.core.queue import STYLIZE_TASK, TRAIN_TASK, JobQueue
+from service.core.queue import STYLIZE_TASK, TRAIN_TASK, VALIDATE_TASK, JobQueue
 from service.core.records import ExperimentRecord, JobRecord, JobState, StylizeRecord, now
 from service.core.settings import Settings
+from service.core.storage import AccessDenied, BucketNotFound, S3Store
 
 log = logging.getLogger(__name__)
 
@@ -148,3 +150,48 @@ def request_stylize(jobs: JobStore, queue: JobQueue, owner: Owner, job_id: str, 
         jobs.update_stylize(request_id, lambda r: r.move(JobState.failed, error="could not be queued"))
         raise
     return request
+
+
+def validate_content_set(jobs: JobStore, queue: JobQueue, record: ContentSetRecord) -> ContentSetRecord:
+    """A content set to validate (an archive stored, or a prefix registered): its record is
+    written, then its id sent to the data queue; if sending fails the set is failed with the
+    reason and its archive taken back (a failed set keeps nothing but its record)."""
+    jobs.create_content_set(record)
+    try:
+        queue.send(VALIDATE_TASK, record.id)
+    except Unavailable as e:
+        jobs.store.delete(Keys.content_archive(record.id))
+
+        def fail(r: ContentSetRecord) -> None:
+            r.state, r.error = ContentSetState.failed, f"could not be queued for validation: {e}"
+
+        jobs.update_content_set(record.id, fail)
+        raise
+    return record
+
+
+def register_prefix(jobs: JobStore, queue: JobQueue, owner: Owner, *, prefix: str, bucket: str | None,
+                    name: str | None) -> ContentSetRecord:
+    """An operator's S3 prefix as a content set, read in place by the validating worker (nothing
+    is copied). Checked at once: an S3 store, an admin key, a bucket that exists and a prefix
+    with at least one object the service's credentials may list."""
+    if not owner.admin:
+        raise Forbidden("registering an S3 prefix needs an admin key (`checkerless keys create --admin`)")
+    store = jobs.store
+    if not isinstance(store, S3Store):
+        raise BadRequest(f"registering a prefix needs an S3 store; this service stores in a {store.describe()} "
+                         "(set CHECKERLESS_STORE=s3), or upload an archive instead")
+    prefix = prefix.lstrip("/")
+    prefix = prefix if prefix.endswith("/") else prefix + "/"  # a folder: 'a/b' must not take 'a/bc/...'
+    try:
+        first = store.first_key(prefix, bucket=bucket)
+    except BucketNotFound as e:
+        raise BadRequest(str(e)) from None
+    except AccessDenied as e:
+        raise Forbidden(str(e)) from None
+    where = f"s3://{bucket or store.bucket}/{prefix}"
+    if first is None:
+        raise BadRequest(f"no object under {where}: check the bucket and the prefix")
+    return validate_content_set(jobs, queue, ContentSetRecord(
+        id=new_id(), owner=owner.owner, name=name or where, source=ContentSource.prefix, bucket=bucket,
+        prefix=prefix, state=ContentSetState.validating))

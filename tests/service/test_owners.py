@@ -21,7 +21,8 @@ from service.core.settings import Settings
 
 REDIS_DB = 14
 OPEN = {("/v1/health", "get"), ("/v1/ready", "get"), ("/v1/decoders", "get")}
-CREATE = {("/v1/styles", "post"), ("/v1/content-sets", "post"), ("/v1/jobs", "post"), ("/v1/experiments", "post")}
+CREATE = {("/v1/styles", "post"), ("/v1/content-sets", "post"), ("/v1/content-sets/archive", "post"),
+          ("/v1/content-sets/register", "post"), ("/v1/jobs", "post"), ("/v1/experiments", "post")}
 LISTS = {("/v1/jobs", "get"), ("/v1/experiments", "get"), ("/v1/styles", "get"), ("/v1/content-sets", "get"),
          ("/v1/webhook-secret", "get")}  # the caller's own
 

@@ -85,25 +85,6 @@ def upload_content_set(request: Request, services: ServicesDep, key: CurrentKey,
     return ContentSetPublic.of(record)
 
 
-@router.get("/content-sets", response_model=list[ContentSetPublic])
-def list_content_sets(services: ServicesDep, key: CurrentKey) -> list[ContentSetPublic]:
-    """Your content sets, newest first: state, validation progress, image count, what was skipped."""
-    return [ContentSetPublic.of(r) for r in services.jobs.list_content_sets(key.scope)]
-
-
-@router.get("/content-sets/{set_id}", response_model=ContentSetPublic)
-def get_content_set(set_id: str, services: ServicesDep, key: CurrentKey) -> ContentSetPublic:
-    """One content set; poll it while it is validating."""
-    return ContentSetPublic.of(services.jobs.get_content_set(set_id, key.scope))
-
-
-@router.delete("/content-sets/{set_id}", status_code=204)
-def delete_content_set(set_id: str, services: ServicesDep, key: CurrentKey) -> Response:
-    """Delete a content set; refused (409) while an unfinished job uses it."""
-    services.jobs.delete_content_set(set_id, key.scope)
-    return Response(status_code=204)
-
-
 def _members(files: list[UploadFile], budget: UnpackBudget) -> Iterator[tuple[str, bytes | ImageError]]:
     """Every image sent: plain files as they are, zips member by member. Uploads arrive
     spooled to disk by the form parser; a zip is read from there, never whole into memory."""
