@@ -106,28 +106,41 @@ class LossProgress(pl.Callback):
 
 
 class ArtifactProbe(pl.Callback):
-    """Scores the network's output on a fixed probe image every `every` steps (and at the
-    start, before any training), so a run has a curve of its artifacts, not only of its
-    losses. Rows are kept in `rows` and sent to the logger as probe/artifact_p2, _p4."""
+    """Measures the network on a fixed batch of photos (models/preview.py probe_batch: the
+    panel at 128 px) at the start, before any training, every `every` steps and at the end,
+    so a run has curves of its artifacts and of its quality, not only of its losses. One
+    forward of the batch, no grad; then the loss network over the outputs for the style and
+    content distances (models/quality.py, averaged over the batch) and the period-2/4
+    checkerboard scores of one photo's output, `photos[scored]` (dB, on the pixels a PNG holds).
 
-    def __init__(self, probe: torch.Tensor, *, every: int):
-        self.probe = probe  # (3, H, W) 0..255
+    Rows {step, artifact_p2, artifact_p4, style_distance, content_distance} are kept in `rows`
+    and sent to the logger as probe/<name>. Rows of runs from before the distances were probed
+    lack those two keys; readers take them as missing. Under DDP only rank 0 measures."""
+
+    def __init__(self, photos: torch.Tensor, *, every: int, scored: int = 0):
+        self.photos = photos  # (N, 3, H, W) 0..255
         self.every = every
+        self.scored = scored
         self.rows: list[dict[str, float]] = []
 
     def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         from models.artifacts import checkerboard_score
         from models.images import from_tensor
+        from models.quality import distances
 
-        with torch.no_grad():
-            out = pl_module.net(self.probe[None].to(pl_module.device))[0]
-        s = checkerboard_score(np.asarray(from_tensor(out)))  # the pixels a PNG would hold
-        row = {"step": trainer.global_step, "artifact_p2": s[2], "artifact_p4": s[4]}
-        if self.rows and self.rows[-1]["step"] == row["step"]:
+        step = trainer.global_step
+        if not trainer.is_global_zero or (self.rows and self.rows[-1]["step"] == step):
             return
+        photos = self.photos.to(pl_module.device)
+        with torch.no_grad():
+            out = pl_module.net(photos)
+        d = distances(pl_module.loss_net, out, photos, pl_module.target_grams)
+        s = checkerboard_score(np.asarray(from_tensor(out[self.scored])))  # the pixels a PNG would hold
+        row = {"step": step, "artifact_p2": s[2], "artifact_p4": s[4],
+               **{k: float(v.mean()) for k, v in d.items()}}
         self.rows.append(row)
         if trainer.logger is not None:
-            trainer.logger.log_metrics({f"probe/{k}": v for k, v in row.items() if k != "step"}, step=trainer.global_step)
+            trainer.logger.log_metrics({f"probe/{k}": v for k, v in row.items() if k != "step"}, step=step)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.measure(trainer, pl_module)

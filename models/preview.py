@@ -1,11 +1,14 @@
 """What a trained network is shown on: the preview (one photo) and the fixed panel (three
-photos, scored for artifacts on the PNG's own pixels). The CLI and the worker both use these."""
+photos, scored for artifacts on the PNG's own pixels), and the same panel small, as the batch
+probed during training (models/callbacks.py ArtifactProbe). The CLI and the worker use these."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import torch
+from PIL import ImageOps
 
 from models.artifacts import checkerboard_score
 from models.data import BUILTIN_PHOTOS
@@ -16,11 +19,21 @@ from models.transformer_net import TransformerNet
 PREVIEW_PHOTO, PREVIEW_SIZE = "chelsea", 256
 PANEL = ("chelsea", "astronaut", "coffee")  # the fixed photos every trained network is shown on
 PANEL_SIZE = 192  # shorter side: enough to see the pattern, small enough to load fast
+# During training the panel is probed at 128 px square, one batch, one forward; the artifact
+# scores are of astronaut's output alone, the probe image of runs before the panel was probed,
+# so their curves compare.
+PROBE_SIZE, PROBE_SCORED = 128, "astronaut"
 
 
 def save_preview(net: TransformerNet, path: str | Path) -> Path:
     photo = to_tensor(resize_shorter(BUILTIN_PHOTOS[PREVIEW_PHOTO](), PREVIEW_SIZE))
     return save_png(stylize_tensor(net, photo), path)
+
+
+def probe_batch(size: int = PROBE_SIZE) -> torch.Tensor:
+    """The panel photos as one batch (len(PANEL), 3, size, size), 0..255: each scaled to cover
+    the square and centre-cropped (astronaut is square: only scaled)."""
+    return torch.stack([to_tensor(ImageOps.fit(BUILTIN_PHOTOS[name](), (size, size))) for name in PANEL])
 
 
 def stylize_panel(net: TransformerNet, folder: str | Path) -> list[dict]:

@@ -15,8 +15,7 @@ import torch
 from models.callbacks import ArtifactProbe, LossHistory, LossProgress, PeriodicCheckpoint, StopWhen
 from models.checkpoint import read_checkpoint
 from models.config import TrainConfig
-from models.data import BUILTIN_PHOTOS, ContentDataModule, ContentSet, load_style
-from models.images import to_tensor
+from models.data import ContentDataModule, ContentSet, load_style
 from models.lightning_module import StyleTransferModule, style_png_from_image
 from models.loss_network import LossNetwork
 
@@ -32,17 +31,12 @@ class RunResult:
     stopped: bool  # stopped before reaching `steps` (Ctrl-C, cancel)
     seconds: float
     losses: list[dict[str, float]]  # one row per step of this run
-    artifacts: list[dict[str, float]]  # probe scores: step, artifact_p2, artifact_p4 (dB)
+    artifacts: list[dict[str, float]]  # probe rows: step, artifact_p2, artifact_p4 (dB), style_distance, content_distance
     skipped: list[tuple[str, str]] = field(default_factory=list)  # unreadable content files
 
     @property
     def final(self) -> dict[str, float]:
         return self.losses[-1] if self.losses else {}
-
-
-def probe_image() -> torch.Tensor:
-    """The fixed image whose stylisation is scored during training: astronaut, 128 px."""
-    return to_tensor(BUILTIN_PHOTOS["astronaut"]().resize((128, 128)))
 
 
 def resolve_accelerator(device: str) -> str:
@@ -135,7 +129,9 @@ def train(
     data = ContentDataModule(content_set, size=config.size, batch=config.batch, seed=config.seed,
                              num_workers=speed.num_workers, pin_memory=speed.pin_memory)
     history, stopper = LossHistory(), StopWhen(should_stop)
-    probe = ArtifactProbe(probe_image(), every=probe_every)
+    from models.preview import PANEL, PROBE_SCORED, probe_batch  # here: preview imports stylize, which imports us
+
+    probe = ArtifactProbe(probe_batch(), every=probe_every, scored=PANEL.index(PROBE_SCORED))
     saver = PeriodicCheckpoint(out / CHECKPOINT_NAME, every=config.checkpoint_every, on_saved=on_checkpoint)
     bar = [LossProgress()] if progress else []
     trainer = pl.Trainer(
