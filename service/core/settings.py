@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     # largest accepted, and the parts of S3's multipart upload (what the API holds at once).
     max_archive_bytes: int = Field(20 * 1024**3, gt=0)
     upload_part_bytes: int = Field(16 * 1024**2, ge=S3_MIN_PART_BYTES)
+    # What the validating worker (workers/validate.py) lets one archive unpack to, counted as it
+    # decompresses: all members together (twice max_archive_bytes: images hardly compress), and
+    # past the first max_member_bytes, at most this many times the archive's bytes read so far
+    # (a bomb is ~1000x; images in an archive ~1x).
+    max_dataset_unpacked_bytes: int = Field(2 * 20 * 1024**3, gt=0)
+    max_dataset_unpack_ratio: float = Field(100.0, gt=1)
 
     # Each owner's limits (an admin key has none): unfinished jobs at once, and training work
     # (steps x batch x crop pixels, summed over the jobs submitted in the last quota_window_s).

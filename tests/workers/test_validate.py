@@ -1,0 +1,297 @@
+"""The validating worker (workers/validate.py) on archives made here, good and hostile, on the
+local store and on S3 (moto's server over HTTP): what it keeps, what it refuses, and that a
+failed set leaves nothing but its record."""
+
+from __future__ import annotations
+
+import io
+import struct
+import tarfile
+import uuid
+import zipfile
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from service.core.content_sets import ContentSetRecord, ContentSetState, ContentSource
+from service.core.jobs import JobStore
+from service.core.keys import Keys, new_id
+from service.core.settings import Settings
+from service.core.storage import LocalStore, S3Store
+from workers.validate import validate_content_set
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path):
+    if request.param == "local":
+        return LocalStore(tmp_path / "store")
+    endpoint = request.getfixturevalue("s3_endpoint")
+    return S3Store(bucket=f"validate-{uuid.uuid4().hex[:12]}", endpoint_url=endpoint, access_key="test",
+                   secret_key="test", create_bucket=True)
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return Settings(data_dir=tmp_path / "data", max_pixels=100_000)
+
+
+def image(seed: int, size: int = 16, fmt: str = "PNG") -> bytes:
+    """A deterministic small image of seeded noise."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def tar(members: list[tuple[str, bytes] | tarfile.TarInfo], mode: str = "w") -> bytes:
+    """A tar of (name, bytes) regular files and ready-made TarInfo entries (links, devices...)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode) as tf:
+        for m in members:
+            if isinstance(m, tarfile.TarInfo):
+                tf.addfile(m)
+            else:
+                info = tarfile.TarInfo(m[0])
+                info.size = len(m[1])
+                tf.addfile(info, io.BytesIO(m[1]))
+    return buf.getvalue()
+
+
+def zip_of(members: list[tuple[str, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members:
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def entry(name: str, kind: bytes, linkname: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, linkname
+    return info
+
+
+def new_set(store, archive: bytes) -> str:
+    set_id = new_id()
+    JobStore(store).create_content_set(ContentSetRecord(id=set_id, owner=new_id(), source=ContentSource.archive,
+                                                        state=ContentSetState.validating))
+    store.put_bytes(Keys.content_archive(set_id), archive)
+    return set_id
+
+
+def validated(settings, store, archive: bytes) -> tuple[ContentSetRecord, str]:
+    set_id = new_set(store, archive)
+    validate_content_set(settings, store, set_id)
+    return JobStore(store).get_content_set(set_id), set_id
+
+
+def assert_failed_leaving_only_the_record(store, set_id: str, record: ContentSetRecord, *words: str) -> None:
+    assert record.state == ContentSetState.failed, record
+    for word in words:
+        assert word in record.error, record.error
+    assert store.list(Keys.content_set_prefix(set_id)) == [Keys.content_meta(set_id)]
+
+
+GOOD = [("a/one.png", image(1)), ("a/two.jpg", image(2, fmt="JPEG")), ("three.png", image(3, size=24))]
+
+
+@pytest.mark.parametrize("kind", ["tar", "tar.gz", "zip"])
+def test_a_good_archive_becomes_ready_with_its_images_stored_one_by_one_in_its_order(settings, store, kind):
+    archive = zip_of(GOOD) if kind == "zip" else tar([entry("a", tarfile.DIRTYPE), *GOOD],
+                                                      "w:gz" if kind == "tar.gz" else "w")
+    record, set_id = validated(settings, store, archive)
+    assert record.state == ContentSetState.ready and record.count == 3 and record.skipped == [], record
+    manifest = JobStore(store).get_manifest(set_id)
+    assert [i.name for i in manifest.images] == [name for name, _ in GOOD]
+    assert [i.key for i in manifest.images] == [Keys.content_member(set_id, 0, ".png"),
+                                                Keys.content_member(set_id, 1, ".jpg"),
+                                                Keys.content_member(set_id, 2, ".png")]
+    for item, (_, data) in zip(manifest.images, GOOD):
+        assert store.get_bytes(item.key) == data and item.bytes == len(data) and item.bucket is None
+    assert (manifest.images[2].width, manifest.images[2].height) == (24, 24)
+    assert not store.exists(Keys.content_archive(set_id))
+    # Deterministic: the same bytes validate to the same manifest (but for the set's own keys).
+    again, other = validated(settings, store, archive)
+    assert [(i.name, i.bytes, i.width, i.key.replace(other, set_id)) for i in JobStore(store).get_manifest(other).images] \
+        == [(i.name, i.bytes, i.width, i.key) for i in manifest.images]
+
+
+def test_unreadable_members_are_skipped_with_their_reasons_and_the_rest_kept(settings, store):
+    big = image(4, size=400)  # 160,000 pixels: over this test's max_pixels
+    members = [("ok.png", image(5)), ("notes.txt", b"not an image at all"), ("cut.png", image(6)[:60]),
+               ("big.png", big), ("ok2.png", image(7)), ("ok.png", image(8))]
+    record, set_id = validated(settings, store, tar(members, "w:gz"))
+    assert record.state == ContentSetState.ready and record.count == 2, record
+    reasons = {s["name"]: s["reason"] for s in record.skipped}
+    assert "not an image" in reasons["notes.txt"]
+    assert "cannot decode" in reasons["cut.png"] or "truncated" in reasons["cut.png"]
+    assert "400x400" in reasons["big.png"] and "100000" in reasons["big.png"]
+    assert [s.name for s in JobStore(store).get_manifest(set_id).skipped] == ["notes.txt", "cut.png", "big.png", "ok.png"]
+    assert [i.name for i in JobStore(store).get_manifest(set_id).images] == ["ok.png", "ok2.png"]
+
+
+HOSTILE = {
+    "absolute path": ([("/etc/evil.png", image(1))], "an absolute path"),
+    "dot-dot": ([("ok.png", image(1)), ("a/../../evil.png", image(2))], "'..'"),
+    "symlink": ([("ok.png", image(1)), entry("link.png", tarfile.SYMTYPE, "/etc/passwd")], "symbolic link"),
+    "hardlink": ([("ok.png", image(1)), entry("hard.png", tarfile.LNKTYPE, "ok.png")], "hard link"),
+    "character device": ([entry("tty", tarfile.CHRTYPE)], "device or fifo"),
+    "block device": ([entry("sda", tarfile.BLKTYPE)], "device or fifo"),
+    "fifo": ([entry("pipe", tarfile.FIFOTYPE)], "device or fifo"),
+    "nested zip": ([("ok.png", image(1)), ("pictures.dat", zip_of([("x.png", image(2))]))], "itself an archive (zip)"),
+    "nested tar.gz": ([("more.bin", tar([("x.png", image(2))], "w:gz"))], "itself an archive (gzip)"),
+    "nested tar": ([("more.bin", tar([("x.png", image(2))]))], "itself an archive (tar)"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_a_hostile_tar_fails_naming_the_member_and_leaves_nothing(settings, store, case):
+    members, words = HOSTILE[case]
+    record, set_id = validated(settings, store, tar(members, "w:gz"))
+    name = next(m.name if isinstance(m, tarfile.TarInfo) else m[0] for m in members[::-1])
+    assert_failed_leaving_only_the_record(store, set_id, record, words, repr(name))
+
+
+def test_a_hostile_zip_fails_naming_the_member_and_leaves_nothing(settings, store):
+    record, set_id = validated(settings, store, zip_of([("ok.png", image(1)), ("../../evil.png", image(2))]))
+    assert_failed_leaving_only_the_record(store, set_id, record, "'..'", "'../../evil.png'")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("ok.png", image(1))
+        link = zipfile.ZipInfo("link.png")
+        link.create_system, link.external_attr = 3, (0o120777 << 16)  # how Info-ZIP stores a symlink
+        zf.writestr(link, "/etc/passwd")
+    record, set_id = validated(settings, store, buf.getvalue())
+    assert_failed_leaving_only_the_record(store, set_id, record, "symbolic link", "'link.png'")
+
+
+def bomb_settings(tmp_path, **caps) -> Settings:
+    return Settings(data_dir=tmp_path / "data", **{"max_member_bytes": 1 << 20,
+                                                    "max_dataset_unpacked_bytes": 1 << 30, **caps})
+
+
+def test_a_tar_bomb_fails_by_the_bytes_it_unpacks_to(tmp_path, store):
+    zeros = [(f"z{i}.bin", bytes(900_000)) for i in range(6)]  # 5.4 MB of zeros in a few KB
+    record, set_id = validated(bomb_settings(tmp_path), store, tar(zeros, "w:gz"))
+    assert_failed_leaving_only_the_record(store, set_id, record, "max_dataset_unpack_ratio", "bomb")
+    # With the ratio lifted, the total cap stops it; one member over the member cap, that one.
+    caps = bomb_settings(tmp_path, max_dataset_unpack_ratio=1e9, max_dataset_unpacked_bytes=3_000_000)
+    record, set_id = validated(caps, store, tar([("ok.png", image(1)), *zeros], "w:gz"))
+    assert_failed_leaving_only_the_record(store, set_id, record, "more than 3000000 bytes", "'z3.bin'")
+    record, set_id = validated(bomb_settings(tmp_path), store, tar([("big.bin", bytes(3 << 20))], "w:gz"))
+    assert_failed_leaving_only_the_record(store, set_id, record, "'big.bin' unpacks to more than 1048576 bytes")
+
+
+def lie_about_sizes(archive: bytes, size: int) -> bytes:
+    """A zip whose local headers and central directory all declare `size` bytes per member
+    (the CRC of the real bytes kept): what a size check on headers alone would trust."""
+    data = bytearray(archive)
+    for sig, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):  # uncompressed size field
+        at = data.find(sig)
+        while at != -1:
+            struct.pack_into("<I", data, at + offset, size)
+            at = data.find(sig, at + 4)
+    return bytes(data)
+
+
+def test_a_zip_bomb_fails_by_the_bytes_it_unpacks_to_whatever_its_headers_say(tmp_path, store):
+    zeros = zip_of([(f"z{i}.bin", bytes(900_000)) for i in range(6)])
+    record, set_id = validated(bomb_settings(tmp_path), store, zeros)
+    assert_failed_leaving_only_the_record(store, set_id, record, "max_dataset_unpack_ratio")
+    # Headers that claim 100 bytes a member: never more is unpacked than counted, and the
+    # members that do not match their checksums fail the set.
+    record, set_id = validated(bomb_settings(tmp_path), store, lie_about_sizes(zeros, 100))
+    assert_failed_leaving_only_the_record(store, set_id, record, "truncated or corrupt archive")
+    # Headers that claim 3 GB a member: nothing is refused for what it only says.
+    good = lie_about_sizes(zip_of([("ok.png", image(1))]), 3_000_000_000)
+    record, set_id = validated(bomb_settings(tmp_path), store, good)
+    assert record.state == ContentSetState.ready and record.count == 1
+
+
+@pytest.mark.parametrize("kind", ["tar.gz", "tar", "zip"])
+def test_a_truncated_archive_fails_as_truncated_and_leaves_nothing(settings, store, kind):
+    members = [(f"m{i}.png", image(i, size=32)) for i in range(5)]
+    archive = zip_of(members) if kind == "zip" else tar(members, "w:gz" if kind == "tar.gz" else "w")
+    # Half of it; and the last member's data cut short (tar), or the last bytes (tar.gz: the
+    # gzip trailer; zip: its directory).
+    for cut in (len(archive) // 2, archive.find(b"m4.png") + 600 if kind == "tar" else len(archive) - 10):
+        record, set_id = validated(settings, store, archive[:cut])
+        assert_failed_leaving_only_the_record(store, set_id, record, "truncated or corrupt archive")
+
+
+def test_a_tar_cut_at_a_member_boundary_is_truncated_too(settings, store):
+    archive = tar([("a.png", image(1)), ("b.png", image(2))])
+    second = archive.find(b"b.png")  # the second member's header starts with its name
+    record, set_id = validated(settings, store, archive[:second])
+    assert_failed_leaving_only_the_record(store, set_id, record, "end-of-archive")
+
+
+@pytest.mark.parametrize("data", [b"", b"hello, this is plain text" * 100, image(1)], ids=["empty", "text", "png"])
+def test_what_is_not_an_archive_fails_saying_so(settings, store, data):
+    record, set_id = validated(settings, store, data)
+    assert_failed_leaving_only_the_record(store, set_id, record, "not a tar, tar.gz or zip archive")
+
+
+def test_an_archive_without_a_readable_image_fails_with_the_first_reasons(settings, store):
+    record, set_id = validated(settings, store, tar([("a.txt", b"text"), ("b.png", b"\x89PNG broken")], "w:gz"))
+    assert_failed_leaving_only_the_record(store, set_id, record, "no readable image (2 members skipped", "a.txt:",
+                                          "b.png:")
+
+
+def test_a_second_delivery_changes_nothing_and_a_retry_starts_from_scratch(settings, store):
+    set_id = new_set(store, tar(GOOD))
+    stray = Keys.content_member(set_id, 7, ".png")  # what a try that died partway left
+    store.put_bytes(stray, image(9))
+    assert validate_content_set(settings, store, set_id) == ContentSetState.ready
+    assert not store.exists(stray) and JobStore(store).get_content_set(set_id).count == 3
+    before = store.list(Keys.content_set_prefix(set_id))
+    version = JobStore(store).get_content_set(set_id).version
+    assert validate_content_set(settings, store, set_id) == ContentSetState.ready
+    assert store.list(Keys.content_set_prefix(set_id)) == before
+    assert JobStore(store).get_content_set(set_id).version == version
+
+
+class DeletingStore(LocalStore):
+    """A local store on which the set is deleted (as DELETE /v1/content-sets/{id} does) just
+    before the validator reads its record for the third time (to note its progress)."""
+
+    reads = 0
+
+    def get_versioned(self, key):
+        if key.endswith("/meta.json"):
+            self.reads += 1
+            if self.reads == 3:
+                self.delete_prefix(key.rsplit("/", 1)[0])
+        return super().get_versioned(key)
+
+
+def test_a_set_deleted_while_validating_is_cleaned_up(settings, tmp_path, monkeypatch):
+    import workers.validate
+
+    monkeypatch.setattr(workers.validate, "PROGRESS_EVERY_S", 0.0)  # look at the record after every member
+    store = DeletingStore(tmp_path / "deleting")
+    set_id = new_set(store, tar([(f"m{i}.png", image(i)) for i in range(6)]))
+    assert validate_content_set(settings, store, set_id) is None
+    assert store.reads == 3 and store.list(Keys.content_set_prefix(set_id)) == []
+
+
+class FullStore(LocalStore):
+    def put_bytes(self, key, data, **kw):
+        if "/images/" in key:
+            raise OSError(28, "No space left on device")
+        super().put_bytes(key, data, **kw)
+
+
+def test_an_unexpected_error_fails_the_set_with_its_type_and_leaves_nothing(settings, tmp_path):
+    store = FullStore(tmp_path / "full")
+    record, set_id = validated(settings, store, tar(GOOD))
+    assert_failed_leaving_only_the_record(store, set_id, record, "OSError: [Errno 28] No space left on device")
+
+
+def test_a_set_deleted_before_its_turn_is_nothing_to_do(settings, store):
+    set_id = new_set(store, tar(GOOD))
+    JobStore(store).delete_content_set(set_id)
+    assert validate_content_set(settings, store, set_id) is None
+    assert store.list(Keys.content_set_prefix(set_id)) == []

@@ -1,0 +1,430 @@
+"""Validating a content set (service/core/content_sets.py) in the worker: every member of an
+uploaded archive, or every object under a registered S3 prefix, read once and decoded; the
+readable images listed in the set's manifest in the archive's order (a prefix's: key order),
+so two validations of the same bytes give the same manifest; and the record moved to ready,
+or to failed with the reason.
+
+A sign of a hostile or wrong archive (a path outside the archive, a link, a device, a nested
+archive, a bomb, a truncated file) fails the whole set; a member that is merely not an image
+is listed in the manifest's `skipped`. Bombs are judged by the bytes decompression actually
+produces, never by the sizes an archive declares. A failed set keeps only its record: every
+member written, the manifest and the archive are deleted.
+
+No torch here: this runs in the worker's supervising process (PIL and the standard library).
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import logging
+import lzma
+import stat
+import tarfile
+import tempfile
+import time
+import zipfile
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import PurePosixPath, PureWindowsPath
+
+from PIL import Image
+
+from models.images import FORMATS, ImageError, open_image
+from service.core.content_sets import ContentSetRecord, ContentSetState, ContentSource, Manifest, ManifestImage, Skipped
+from service.core.errors import NotFound
+from service.core.jobs import JobStore
+from service.core.keys import Keys
+from service.core.settings import Settings
+from service.core.storage import ObjectNotFound, ObjectStore
+
+log = logging.getLogger(__name__)
+
+PROGRESS_EVERY_S = 1.0  # the record's progress is rewritten at most this often
+SKIPPED_ON_RECORD = 20  # the record shows the first skipped members; the manifest lists them all
+PUT_THREADS = 8  # members stored at once (each PUT is a round trip to the store)
+PUT_IN_FLIGHT_BYTES = 64 * 1024**2  # member bytes held while waiting for their PUTs
+_CHUNK = 1 << 16
+
+_SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif", "GIF": ".gif"}
+# Archives inside the archive, by their first bytes (and, for tar, "ustar" at offset 257).
+_ARCHIVE_MAGIC = {b"PK\x03\x04": "zip", b"PK\x05\x06": "zip", b"\x1f\x8b": "gzip", b"BZh": "bzip2",
+                  b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd", b"7z\xbc\xaf\x27\x1c": "7z",
+                  b"Rar!\x1a\x07": "rar"}
+_ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".gz", ".bz2", ".xz", ".zst", ".7z", ".rar")
+# The compressed tars we read: the stream is decompressed here and tarfile reads a plain tar,
+# so the end-of-archive check below sees the tar's own bytes.
+_COMPRESSED = {b"\x1f\x8b": gzip.GzipFile, b"BZh": bz2.BZ2File, b"\xfd7zXZ\x00": lzma.LZMAFile}
+_CORRUPT = (tarfile.ReadError, zipfile.BadZipFile, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError)
+
+
+class Refused(Exception):
+    """The set fails with this reason."""
+
+
+class _Gone(Exception):
+    """The record was deleted meanwhile: stop and remove what was written."""
+
+
+class _Superseded(Exception):
+    """The record is no longer validating (another delivery finished it): stop, touch nothing."""
+
+
+def validate_content_set(settings: Settings, store: ObjectStore, set_id: str) -> ContentSetState | None:
+    """Validate one set; its final state, or None if it was deleted. Never raises for bad input."""
+    sets = JobStore(store)
+    try:
+        record = sets.get_content_set(set_id)
+    except NotFound:
+        return None
+    if record.state != ContentSetState.validating:  # a second delivery: only the archive may be left over
+        store.delete(Keys.content_archive(set_id))
+        return record.state
+    _remove_output(store, set_id)  # members of an earlier try that died partway
+    tracker = _Tracker(sets, set_id)
+    try:
+        try:
+            manifest = _read(settings, store, record, tracker)
+            if not manifest.images:
+                raise Refused(_nothing_readable(manifest.skipped))
+            sets.put_manifest(set_id, manifest)  # last: it lists only members already stored
+            tracker.finish(ContentSetState.ready, count=manifest.count,
+                           skipped=[s.model_dump() for s in manifest.skipped[:SKIPPED_ON_RECORD]])
+            store.delete(Keys.content_archive(set_id))
+            return ContentSetState.ready
+        except Refused as e:
+            reason = str(e)
+        except (_Gone, _Superseded):
+            raise
+        except Exception as e:  # noqa: BLE001 - anything else fails the set, never the worker
+            log.exception("validating content set %s failed", set_id)
+            reason = f"{type(e).__name__}: {e}"
+        # The members go first; then the record says failed; then the archive goes. A worker
+        # that dies before the record changes validates again from the archive (to the same
+        # failure); one that dies after leaves only the archive, which a redelivery deletes.
+        _remove_output(store, set_id)
+        tracker.finish(ContentSetState.failed, error=reason[:2000])
+        store.delete(Keys.content_archive(set_id))
+        return ContentSetState.failed
+    except _Gone:
+        _remove_output(store, set_id)
+        store.delete(Keys.content_archive(set_id))
+        return None
+    except _Superseded as e:
+        return e.args[0]
+
+
+def _remove_output(store: ObjectStore, set_id: str) -> None:
+    store.delete_prefix(Keys.content_prefix(set_id))
+    store.delete(Keys.content_manifest(set_id))
+
+
+def _nothing_readable(skipped: list[Skipped]) -> str:
+    first = "; ".join(f"{s.name}: {s.reason}" for s in skipped[:3])
+    return f"no readable image ({len(skipped)} members skipped" + (f": {first}" if first else "") + ")"
+
+
+class _Tracker:
+    """The record's progress, rewritten at most every PROGRESS_EVERY_S, and its final state.
+    Each write also finds out whether the set was deleted (or finished by another delivery)."""
+
+    def __init__(self, sets: JobStore, set_id: str):
+        self.sets, self.set_id, self.last = sets, set_id, time.monotonic()
+
+    def progress(self, members: int, bytes_read: int, total_bytes: int | None) -> None:
+        if time.monotonic() - self.last < PROGRESS_EVERY_S:
+            return
+        self.last = time.monotonic()
+
+        def change(r: ContentSetRecord) -> None:
+            r.progress.members, r.progress.bytes_read, r.progress.total_bytes = members, bytes_read, total_bytes
+
+        self._write(change)
+
+    def finish(self, state: ContentSetState, **fields) -> None:
+        def change(r: ContentSetRecord) -> None:
+            r.state = state
+            for name, value in fields.items():
+                setattr(r, name, value)
+
+        self._write(change)
+
+    def _write(self, change: Callable[[ContentSetRecord], None]) -> None:
+        def guarded(r: ContentSetRecord) -> None:
+            if r.state != ContentSetState.validating:
+                raise _Superseded(r.state)
+            change(r)
+
+        try:
+            self.sets.update_content_set(self.set_id, guarded)
+        except NotFound:
+            raise _Gone from None
+
+
+# --- reading the set ----------------------------------------------------------------------
+
+
+class _Collector:
+    """The manifest as members arrive: each readable image stored (a few PUTs at once) under
+    its index in the manifest; everything else listed in `skipped` with its reason."""
+
+    def __init__(self, settings: Settings, store: ObjectStore, set_id: str, tracker: _Tracker):
+        self.settings, self.store, self.set_id, self.tracker = settings, store, set_id, tracker
+        self.images: list[ManifestImage] = []
+        self.skipped: list[Skipped] = []
+        self.names: set[str] = set()
+        self.members = 0
+        self.pool = ThreadPoolExecutor(PUT_THREADS, thread_name_prefix="validate-put")
+        self.pending: deque[tuple[Future, int]] = deque()
+        self.pending_bytes = 0
+
+    def add(self, name: str, data: bytes, *, where: tuple[str | None, str] | None = None) -> None:
+        """One member's bytes. `where`: (bucket, key) to read it in place; None: store a copy."""
+        self.members += 1
+        if name in self.names:
+            self.skipped.append(Skipped(name=name, reason="a second member with this name"))
+            return
+        self.names.add(name)
+        nested = _nested_archive(name, data)
+        if nested:
+            raise Refused(f"member {name!r} is itself an archive ({nested}); put its images in the archive instead")
+        try:
+            image = open_image(data, max_pixels=self.settings.max_pixels)
+            fmt = Image.open(io.BytesIO(data), formats=FORMATS).format
+        except ImageError as e:
+            self.skipped.append(Skipped(name=name, reason=str(e).removeprefix("upload: ")))
+            return
+        if where is None:
+            key, bucket = Keys.content_member(self.set_id, len(self.images), _SUFFIXES.get(fmt, f".{fmt.lower()}")), None
+            self._put(key, data, Image.MIME.get(fmt, "application/octet-stream"))
+        else:
+            bucket, key = where
+        self.images.append(ManifestImage(name=name, key=key, bucket=bucket, bytes=len(data),
+                                         width=image.width, height=image.height))
+
+    def _put(self, key: str, data: bytes, content_type: str) -> None:
+        self.pending.append((self.pool.submit(self.store.put_bytes, key, data, content_type=content_type), len(data)))
+        self.pending_bytes += len(data)
+        while self.pending_bytes > PUT_IN_FLIGHT_BYTES or len(self.pending) > 4 * PUT_THREADS:
+            self._wait_one()
+
+    def _wait_one(self) -> None:
+        future, size = self.pending.popleft()
+        self.pending_bytes -= size
+        future.result()  # a failed PUT fails the set
+
+    def manifest(self) -> Manifest:
+        while self.pending:
+            self._wait_one()
+        return Manifest(images=self.images, skipped=self.skipped)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _read(settings: Settings, store: ObjectStore, record: ContentSetRecord, tracker: _Tracker) -> Manifest:
+    collector = _Collector(settings, store, record.id, tracker)
+    try:
+        if record.source == ContentSource.archive:
+            _read_archive(settings, store, record.id, collector)
+        elif record.source == ContentSource.prefix:
+            _read_prefix(settings, store, record, collector)
+        else:
+            raise Refused(f"a set of source {record.source.value!r} is checked as it is uploaded; nothing to validate")
+        return collector.manifest()
+    finally:
+        collector.close()
+
+
+def _nested_archive(name: str, data: bytes) -> str | None:
+    for magic, kind in _ARCHIVE_MAGIC.items():
+        if data.startswith(magic):
+            return kind
+    if data[257:262] == b"ustar":
+        return "tar"
+    if name.lower().endswith(_ARCHIVE_SUFFIXES):
+        return f"named {PurePosixPath(name).suffix}"
+    return None
+
+
+def _unsafe_path(name: str) -> str | None:
+    """Why a member's path could escape the folder it is unpacked into, or None."""
+    for path in (PurePosixPath(name), PureWindowsPath(name)):
+        if path.is_absolute() or path.anchor or path.drive:
+            return "an absolute path"
+        if ".." in path.parts:
+            return "a '..' in its path"
+    return None
+
+
+class _Counter:
+    """Bytes unpacked so far, against the member, total and ratio caps."""
+
+    def __init__(self, settings: Settings, packed: Callable[[], int]):
+        self.settings, self.packed, self.total = settings, packed, 0
+
+    def read(self, name: str, f, *, keep: bool = True) -> bytes:
+        s = self.settings
+        out, size = bytearray(), 0
+        while chunk := f.read(_CHUNK):
+            size += len(chunk)
+            self.total += len(chunk)
+            if size > s.max_member_bytes:
+                raise Refused(f"member {name!r} unpacks to more than {s.max_member_bytes} bytes "
+                              "(max_member_bytes)")
+            if self.total > s.max_dataset_unpacked_bytes:
+                raise Refused(f"the archive unpacks to more than {s.max_dataset_unpacked_bytes} bytes "
+                              f"(max_dataset_unpacked_bytes), reached at member {name!r}")
+            if self.total > s.max_member_bytes and self.total > s.max_dataset_unpack_ratio * self.packed():
+                raise Refused(f"the archive unpacks to more than {s.max_dataset_unpack_ratio:g} times its size "
+                              f"(max_dataset_unpack_ratio), reached at member {name!r}: a decompression bomb?")
+            if keep:
+                out += chunk
+        return bytes(out)
+
+
+class _ChunkFile(io.RawIOBase):
+    """An object's chunks (ObjectStore.iter_chunks) as a file read once, front to back; counts
+    the bytes read, for progress and the unpack ratio."""
+
+    def __init__(self, chunks: Iterable[bytes]):
+        self.chunks: Iterator[bytes] = iter(chunks)
+        self.view, self.count = memoryview(b""), 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        while not self.view:
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                return 0
+            self.view = memoryview(chunk)
+        n = min(len(b), len(self.view))
+        b[:n] = self.view[:n]
+        self.view = self.view[n:]
+        self.count += n
+        return n
+
+
+class _Tail:
+    """A plain tar stream, remembering its last bytes: whether the tar ended with its
+    end-of-archive block (tarfile's stream mode takes a cut-off header as the end)."""
+
+    KEEP = 1 << 20
+
+    def __init__(self, f):
+        self.f, self.pos, self.tail = f, 0, bytearray()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.pos += len(data)
+        self.tail += data
+        if len(self.tail) > 2 * self.KEEP:
+            del self.tail[:-self.KEEP]
+        return data
+
+    def ends_at(self, offset: int) -> bool:
+        """Whether a zero block (the end-of-archive marker) is at `offset`."""
+        start = offset - (self.pos - len(self.tail))
+        block = self.tail[start:start + tarfile.BLOCKSIZE] if start >= 0 else b""
+        return len(block) == tarfile.BLOCKSIZE and not any(block)
+
+
+def _read_archive(settings: Settings, store: ObjectStore, set_id: str, collector: _Collector) -> None:
+    key = Keys.content_archive(set_id)
+    try:
+        total = store.size(key)
+        raw = _ChunkFile(store.iter_chunks(key))
+    except ObjectNotFound:
+        raise Refused("the uploaded archive is gone from the store; upload it again") from None
+    source = io.BufferedReader(raw, _CHUNK)
+    head = source.peek(8)[:8]
+
+    def progress() -> None:
+        collector.tracker.progress(collector.members, raw.count, total)
+
+    try:
+        if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+            _read_zip(settings, source, raw, total, collector, progress)
+        else:
+            opener = next((o for magic, o in _COMPRESSED.items() if head.startswith(magic)), None)
+            _read_tar(settings, opener(fileobj=source) if opener else source, raw, collector, progress)
+    except _CORRUPT as e:
+        raise Refused(f"truncated or corrupt archive: {e}") from None
+    progress()
+
+
+def _read_tar(settings: Settings, stream, raw: _ChunkFile, collector: _Collector, progress: Callable[[], None]) -> None:
+    tail = _Tail(stream)
+    try:
+        tf = tarfile.open(fileobj=tail, mode="r|")
+    except tarfile.ReadError as e:  # its first header is not a tar header
+        raise Refused(f"not a tar, tar.gz or zip archive ({e})") from None
+    counter = _Counter(settings, lambda: raw.count)
+    with tf:
+        # tf.next(), not iteration: stream mode would otherwise keep every member's TarInfo.
+        while (member := tf.next()) is not None:
+            tf.members.clear()
+            name = member.name
+            if unsafe := _unsafe_path(name):
+                raise Refused(f"member {name!r} has {unsafe}")
+            if member.issym() or member.islnk():
+                raise Refused(f"member {name!r} is a {'symbolic' if member.issym() else 'hard'} link "
+                              f"(to {member.linkname!r})")
+            if member.ischr() or member.isblk() or member.isfifo():
+                raise Refused(f"member {name!r} is a device or fifo")
+            if member.isdir():
+                continue
+            if not member.isreg():
+                raise Refused(f"member {name!r} is not a regular file (tar type {member.type!r})")
+            collector.add(name, counter.read(name, tf.extractfile(member)))
+            progress()
+        if not tail.ends_at(tf.offset):
+            raise tarfile.ReadError(f"the tar ends at byte {tf.offset} without its end-of-archive block")
+        # To the end of the stream (padding, counted as unpacked), so a gzip, bzip2 or xz
+        # stream is checked whole: a cut-off trailer is a truncated archive too.
+        counter.read("(after the end-of-archive block)", tail, keep=False)
+
+
+def _read_zip(settings: Settings, source, raw: _ChunkFile, total: int, collector: _Collector,
+              progress: Callable[[], None]) -> None:
+    """A zip's directory is at its end: the archive is copied to the worker's disk first."""
+    settings.work_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=settings.work_dir) as copy:
+        while chunk := source.read(1 << 20):
+            copy.write(chunk)
+            progress()
+        counter = _Counter(settings, lambda: total)
+        with zipfile.ZipFile(copy) as archive:
+            for member in archive.infolist():
+                name = member.filename
+                if unsafe := _unsafe_path(name):
+                    raise Refused(f"member {name!r} has {unsafe}")
+                mode = member.external_attr >> 16
+                if member.create_system == 3 and stat.S_ISLNK(mode):  # 3: written on Unix
+                    raise Refused(f"member {name!r} is a symbolic link")
+                if member.create_system == 3 and (stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode)
+                                                  or stat.S_ISSOCK(mode)):
+                    raise Refused(f"member {name!r} is a device or fifo")
+                if member.is_dir():
+                    continue
+                try:
+                    with archive.open(member) as f:
+                        data = counter.read(name, f)
+                except (NotImplementedError, RuntimeError) as e:  # a method we lack; encrypted
+                    collector.members += 1
+                    collector.skipped.append(Skipped(name=name, reason=f"cannot unpack: {e}"))
+                    continue
+                collector.add(name, data)
+                progress()
+
+
+# --- a registered prefix ------------------------------------------------------------------
+
+
+def _read_prefix(settings: Settings, store: ObjectStore, record: ContentSetRecord, collector: _Collector) -> None:
+    raise Refused("prefix sets are not validated yet")
