@@ -295,3 +295,42 @@ def test_a_set_deleted_before_its_turn_is_nothing_to_do(settings, store):
     JobStore(store).delete_content_set(set_id)
     assert validate_content_set(settings, store, set_id) is None
     assert store.list(Keys.content_set_prefix(set_id)) == []
+
+
+def test_a_registered_prefix_is_read_in_place_in_key_order(settings, s3_endpoint):
+    store = S3Store(bucket=f"ours-{uuid.uuid4().hex[:12]}", endpoint_url=s3_endpoint, access_key="test",
+                    secret_key="test", create_bucket=True)
+    theirs = S3Store(bucket=f"theirs-{uuid.uuid4().hex[:12]}", endpoint_url=s3_endpoint, access_key="test",
+                     secret_key="test", create_bucket=True)
+    objects = {"photos/b.png": image(1), "photos/a/c.jpg": image(2, fmt="JPEG"), "photos/notes.txt": b"text",
+               "photos/more.zip": zip_of([("x.png", image(3))]), "photos/z.png": image(4),
+               "photosynthesis/not-under.png": image(5)}
+    for key, data in objects.items():
+        theirs.put_bytes(key, data)
+    theirs._client.put_object(Bucket=theirs.bucket, Key="photos/with space.png", Body=image(6))
+    sets = JobStore(store)
+
+    def registered(bucket: str | None, prefix: str) -> tuple[ContentSetRecord, str]:
+        set_id = new_id()
+        sets.create_content_set(ContentSetRecord(id=set_id, owner=new_id(), source=ContentSource.prefix, bucket=bucket,
+                                                 prefix=prefix, state=ContentSetState.validating))
+        validate_content_set(settings, store, set_id)
+        return sets.get_content_set(set_id), set_id
+
+    record, set_id = registered(theirs.bucket, "photos/")
+    assert record.state == ContentSetState.ready and record.count == 3, record
+    manifest = sets.get_manifest(set_id)
+    assert [(i.name, i.bucket, i.key) for i in manifest.images] == [
+        ("a/c.jpg", theirs.bucket, "photos/a/c.jpg"), ("b.png", theirs.bucket, "photos/b.png"),
+        ("z.png", theirs.bucket, "photos/z.png")]
+    assert [i.bytes for i in manifest.images] == [len(objects[i.key]) for i in manifest.images]
+    reasons = {s.name: s.reason for s in manifest.skipped}
+    assert set(reasons) == {"more.zip", "notes.txt", "with space.png"}
+    assert "not an image" in reasons["more.zip"] and "characters" in reasons["with space.png"]
+    assert store.list(Keys.content_set_prefix(set_id)) == [Keys.content_manifest(set_id), Keys.content_meta(set_id)]
+    assert len(theirs.list("photos")) == 6  # nothing of theirs moved or deleted
+    # A prefix emptied since it was registered, and a bucket gone, fail with the reason.
+    record, set_id = registered(theirs.bucket, "photos/nothing-here/")
+    assert_failed_leaving_only_the_record(store, set_id, record, "no object under", "photos/nothing-here/")
+    record, set_id = registered(f"gone-{uuid.uuid4().hex[:12]}", "photos/")
+    assert_failed_leaving_only_the_record(store, set_id, record, "cannot list", "does not exist")
