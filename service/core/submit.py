@@ -176,7 +176,7 @@ def register_prefix(jobs: JobStore, queue: JobQueue, owner: Owner, *, prefix: st
     is copied). Checked at once: an S3 store, an admin key, a bucket that exists and a prefix
     with at least one object the service's credentials may list."""
     if not owner.admin:
-        raise Forbidden("registering an S3 prefix needs an admin key (`checkerless keys create --admin`)")
+        raise Forbidden("registering an S3 prefix needs an admin key (`checkerless keys create --name NAME --admin`)")
     store = jobs.store
     if not isinstance(store, S3Store):
         raise BadRequest(f"registering a prefix needs an S3 store; this service stores in a {store.describe()} "

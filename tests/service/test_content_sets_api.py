@@ -213,3 +213,10 @@ def test_registering_a_prefix_is_for_operators_on_s3(settings):
         assert sent_to_validate(admin, got["id"])
         assert admin.delete(f"/v1/content-sets/{got['id']}").status_code == 204
         assert s3.list_objects_v2(Bucket=theirs, Prefix="photos/")["KeyCount"] == 3  # the operator's stay
+
+
+def test_curl_dash_t_puts_the_same_upload(api):
+    body = tar_of({"a.png": png(1)})
+    r = api.put("/v1/content-sets/archive?name=put", content=body)
+    assert r.status_code == 202 and r.json()["name"] == "put"
+    assert api.app.state.services.store.get_bytes(Keys.content_archive(r.json()["id"])) == body
