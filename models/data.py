@@ -60,6 +60,9 @@ BUILTIN_STYLES = {
 }
 
 
+BUILTIN_LABEL = "builtin"
+
+
 def builtin_photos() -> list[ImageSource]:
     return [ImageSource(name, load) for name, load in BUILTIN_PHOTOS.items()]
 
@@ -76,8 +79,12 @@ def load_style(spec: str | Path) -> tuple[str, Image.Image]:
 
 @dataclass
 class ContentSet:
+    """The images a run trains on, in a fixed order (the crop stream indexes it)."""
+
     sources: list[ImageSource]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
+    label: str = "unnamed"  # what the checkpoint says it was trained on
+    streamed: bool = False  # read over the network as it trains: decoded off the training process
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> ContentSet:
@@ -95,11 +102,11 @@ class ContentSet:
             raise ImageError(f"{root}: no readable images (found {len(skipped)} unreadable file(s))")
         for name, reason in skipped:
             log.warning("skipped unreadable content file %s: %s", name, reason)
-        return cls(good, skipped)
+        return cls(good, skipped, label=str(root.resolve()))
 
     @classmethod
     def builtin(cls) -> ContentSet:
-        return cls(builtin_photos())
+        return cls(builtin_photos(), label=BUILTIN_LABEL)
 
     @classmethod
     def resolve(cls, folder: str | Path | None) -> ContentSet:

@@ -15,7 +15,7 @@ import torch
 from models.callbacks import ArtifactProbe, LossHistory, LossProgress, PeriodicCheckpoint, StopWhen
 from models.checkpoint import read_checkpoint
 from models.config import TrainConfig
-from models.data import ContentDataModule, ContentSet, load_style
+from models.data import BUILTIN_LABEL, ContentDataModule, ContentSet, load_style
 from models.lightning_module import StyleTransferModule, style_png_from_image
 from models.loss_network import LossNetwork
 
@@ -53,6 +53,7 @@ def resolve_accelerator(device: str) -> str:
 # compiled step is faster once warm, but compiling costs tens of seconds at a job's start, so
 # `auto` compiles only runs long enough to win it back.
 COMPILE_AUTO_MIN_STEPS = 300
+DATA_WORKERS = min(4, os.cpu_count() or 1)  # DataLoader processes where decoding goes off the training process
 
 
 @dataclass(frozen=True)
@@ -66,12 +67,15 @@ class Speed:
     pin_memory: bool
 
     @classmethod
-    def plan(cls, accelerator: str, *, steps_left: int, compile: str = "auto", num_workers: int | None = None) -> Speed:
+    def plan(cls, accelerator: str, *, steps_left: int, compile: str = "auto", num_workers: int | None = None,
+             streamed: bool = False) -> Speed:
         if compile not in ("auto", "on", "off"):
             raise ValueError(f"compile must be auto, on or off, not {compile!r}")
         gpu = accelerator == "gpu"
         compiled = compile == "on" or (compile == "auto" and (gpu or steps_left >= COMPILE_AUTO_MIN_STEPS))
-        workers = num_workers if num_workers is not None else (min(4, os.cpu_count() or 1) if gpu else 0)
+        # Decoding goes off the training process on a GPU, and wherever images arrive over the
+        # network (a content set streamed from the store): there a worker waits on the store.
+        workers = num_workers if num_workers is not None else (DATA_WORKERS if gpu or streamed else 0)
         return cls(compiled=compiled, precision="bf16-mixed" if gpu else "32-true", benchmark=gpu,
                    num_workers=workers, pin_memory=gpu)
 
@@ -81,7 +85,7 @@ def train(
     *,
     out_dir: str | Path,
     style: str | Path | None = None,
-    content: str | Path | None = None,
+    content: ContentSet | str | Path | None = None,
     resume: str | Path | None = None,
     steps: int | None = None,
     device: str = "auto",
@@ -107,7 +111,11 @@ def train(
         start_step = info.step
         config = info.config if steps is None else info.config.replace(steps=steps)
         style_name, style_png = info.style_name, info.style_png
-        content = content if content is not None else (None if info.content == "builtin" else info.content)
+        if content is None and info.content != BUILTIN_LABEL:
+            if not Path(info.content).is_dir():
+                raise ValueError(f"{resume} was trained on {info.content}, which is not a folder here: "
+                                 "give the content images to go on with")
+            content = info.content
         ckpt_path = info.path
         if info.step >= config.steps:
             raise ValueError(f"{resume} is already at step {info.step} of {config.steps}; pass more steps to go on")
@@ -118,14 +126,14 @@ def train(
             config = config.replace(steps=steps)
         style_name, style_img = load_style(style)
         style_png = style_png_from_image(style_img)
-    content_set = ContentSet.resolve(content)
-    content_label = "builtin" if content is None else str(Path(content).resolve())
+    content_set = content if isinstance(content, ContentSet) else ContentSet.resolve(content)
 
     accelerator = resolve_accelerator(device)
-    speed = Speed.plan(accelerator, steps_left=config.steps - start_step, compile=compile, num_workers=num_workers)
+    speed = Speed.plan(accelerator, steps_left=config.steps - start_step, compile=compile, num_workers=num_workers,
+                       streamed=content_set.streamed)
     pl.seed_everything(config.seed, workers=True, verbose=False)
     module = StyleTransferModule(config, style_name=style_name, style_png=style_png,
-                                 content_label=content_label, loss_network=loss_network, compiled=speed.compiled)
+                                 content_label=content_set.label, loss_network=loss_network, compiled=speed.compiled)
     data = ContentDataModule(content_set, size=config.size, batch=config.batch, seed=config.seed,
                              num_workers=speed.num_workers, pin_memory=speed.pin_memory)
     history, stopper = LossHistory(), StopWhen(should_stop)

@@ -12,6 +12,7 @@ import traceback
 from pathlib import Path
 
 from service.core import protocol
+from service.core.storage import StoreError
 
 
 def train(spec: dict, folder: Path) -> dict:
@@ -31,7 +32,7 @@ def train(spec: dict, folder: Path) -> dict:
     else:
         result = run_training(
             None if resume else TrainConfig.from_dict(spec["config"]),
-            out_dir=folder / protocol.RUN, style=spec["style"], content=spec.get("content"), resume=resume,
+            out_dir=folder / protocol.RUN, style=spec["style"], content=_content(spec.get("content")), resume=resume,
             steps=steps if resume else None, device=spec.get("device", "auto"),
             progress=False, should_stop=lambda: stop_requested(folder), callbacks=[ProgressFile(folder)],
             probe_every=spec.get("probe_every", 25),
@@ -47,6 +48,23 @@ def train(spec: dict, folder: Path) -> dict:
         summary["panel"] = stylize_panel(net, folder / "panel")
         summary["exports"] = _export(net, spec.get("exports", ()), folder)
     return summary
+
+
+def _content(content: dict | str | None):
+    """A content set streamed from the store (workers/content_stream.py), a folder, or None
+    for the built-in photographs."""
+    if isinstance(content, dict):
+        from workers.content_stream import content_set
+
+        return content_set(content)
+    return content
+
+
+def _store_failure(e: StoreError) -> str:
+    """One line. Raised in a DataLoader worker, the message carries that worker's trace, whose
+    last line is `module.Class: message`."""
+    last = ([line for line in str(e).splitlines() if line.strip()] or [type(e).__name__])[-1]
+    return f"the store failed: {last.removeprefix(f'{type(e).__module__}.{type(e).__name__}: ')}"[:2000]
 
 
 def _export(net, formats, folder: Path) -> dict[str, str]:
@@ -72,6 +90,9 @@ def main(argv: list[str]) -> int:
         result = {"train": train}[kind](spec, folder)
         (folder / protocol.RESULT).write_text(json.dumps(result))
         return protocol.EXIT_OK
+    except StoreError as e:  # the store failed while training read from it: worth another attempt
+        (folder / protocol.ERROR).write_text(_store_failure(e))
+        return protocol.EXIT_RETRY
     except ValueError as e:  # bad image, checkpoint or settings: the job's own input
         (folder / protocol.ERROR).write_text(" ".join(str(e).split()))
         return protocol.EXIT_USER_ERROR

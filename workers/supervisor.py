@@ -39,6 +39,7 @@ from service.core.keys import Keys
 from service.core.records import JobRecord, JobState, StylizeRecord
 from service.core.settings import Settings
 from service.core.storage import ObjectNotFound, ObjectStore, StoreError
+from workers.content_stream import stream_spec
 from workers.warm_stylize import warm_stylizer
 
 log = logging.getLogger(__name__)
@@ -215,10 +216,8 @@ def _prepare(store: ObjectStore, record: JobRecord, settings: Settings, folder: 
     folder.mkdir(parents=True)
     spec = {"config": record.config, "device": settings.device, "exports": list(settings.export_formats),
             "style": str(store.download(Keys.style(record.style_id), folder / "style.png"))}
-    if record.content_set_id:
-        for key in store.list(Keys.content_prefix(record.content_set_id)):
-            store.download(key, folder / "content" / key.rsplit("/", 1)[1])
-        spec["content"] = str(folder / "content")
+    if record.content_set_id:  # streamed as it trains, through the worker's cache
+        spec["content"] = stream_spec(store, settings, record.content_set_id, folder)
     if store.exists(Keys.checkpoint(record.id)):
         spec["resume"] = str(store.download(Keys.checkpoint(record.id), folder / "resume.ckpt"))
     return spec
@@ -329,7 +328,7 @@ def _supervise(settings: Settings, store: ObjectStore, jobs: JobStore, record: J
         final = end(JobState.cancelled)
     elif stop_reason == "time limit":
         final = end(JobState.failed, f"stopped at the time limit of {settings.job_time_limit_s} s")
-    elif stop_reason == "drain" or (rc is not None and rc < 0):
+    elif stop_reason == "drain" or (rc is not None and (rc < 0 or rc == protocol.EXIT_RETRY)):
         drained = stop_reason == "drain"
         reason = ("its worker was asked to stop; requeued to resume from its last checkpoint"
                   if drained else error_text(folder, rc))

@@ -24,8 +24,9 @@ CHECKPOINT = "last.ckpt"
 EXIT_OK = 0
 EXIT_USER_ERROR = 3  # the job's own input is bad (image, checkpoint, settings): not retried
 EXIT_ERROR = 4  # any other exception in the child: not retried (it would fail again)
-# A child killed by a signal (rc < 0: the OOM killer, a kill) is retried from its last
-# checkpoint, up to the attempt limit.
+EXIT_RETRY = 5  # the store failed under it (a content set streamed from it): retried
+# Such a child, and one killed by a signal (rc < 0: the OOM killer, a kill), is retried from its
+# last checkpoint, up to the attempt limit.
 
 # --- the warm stylise server: `python -m workers.stylize_server FOLDER/spec.json FD_IN FD_OUT` ---
 # One long-lived process per worker process (workers/warm_stylize.py owns it). The spec holds

@@ -78,3 +78,18 @@ def test_styles_from_a_file_or_builtin(style_png, tmp_path):
     assert name == "ihc" and img.mode == "RGB"
     with pytest.raises(ImageError, match="built-in styles: ihc"):
         load_style(tmp_path / "nope.jpg")
+
+
+def test_a_set_names_itself_for_the_checkpoint(photo_dir):
+    assert ContentSet.from_folder(photo_dir).label == str(photo_dir.resolve())
+    assert ContentSet.builtin().label == "builtin"
+    assert not ContentSet.from_folder(photo_dir).streamed and not ContentSet.builtin().streamed
+
+
+def test_a_streamed_set_is_decoded_off_the_training_process_even_on_a_cpu():
+    from models.training import DATA_WORKERS, Speed
+
+    assert Speed.plan("cpu", steps_left=10).num_workers == 0  # a local folder: decoding is cheap beside the step
+    assert Speed.plan("cpu", steps_left=10, streamed=True).num_workers == DATA_WORKERS >= 1
+    assert Speed.plan("gpu", steps_left=10).num_workers == DATA_WORKERS
+    assert Speed.plan("cpu", steps_left=10, streamed=True, num_workers=0).num_workers == 0  # asked for: kept
