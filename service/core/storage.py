@@ -17,7 +17,6 @@ import bisect
 import builtins
 import fcntl
 import hashlib
-import itertools
 import logging
 import os
 import re
@@ -471,16 +470,21 @@ def _md5(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
-def _parts(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
-    """The chunks regrouped into parts of `size` bytes (the last one shorter)."""
-    buf = bytearray()
+def _parts(chunks: Iterable[bytes], size: int) -> Iterator[bytearray]:
+    """The chunks regrouped into parts of exactly `size` bytes (the last one shorter, never
+    empty), each a fresh buffer filled in place: a part is held once, not copied."""
+    part = bytearray()
     for chunk in chunks:
-        buf += chunk
-        while len(buf) >= size:
-            yield bytes(buf[:size])
-            del buf[:size]
-    if buf:
-        yield bytes(buf)
+        view = memoryview(chunk)
+        while len(view):
+            room = size - len(part)
+            part += view[:room]
+            view = view[room:]
+            if len(part) == size:
+                yield part
+                part = bytearray()
+    if part:
+        yield part
 
 
 def _file_chunks(f: IO[bytes], chunk_size: int) -> Iterator[bytes]:
@@ -620,18 +624,21 @@ class S3Store(ObjectStore):
         upload_id = None
         try:
             with self._errors(key):
-                first, second = next(parts, b""), next(parts, None)
-                if second is None:  # one part or none: a plain put
+                first = next(parts, b"")
+                if len(first) < self.part_bytes:  # the only part, or none: a plain put
                     self._client.put_object(Bucket=self.bucket, Key=key, Body=first, ContentType=content_type)
                     return len(first)
                 upload_id = self._client.create_multipart_upload(Bucket=self.bucket, Key=key,
                                                                  ContentType=content_type)["UploadId"]
-                done, size = [], 0
-                for number, part in enumerate(itertools.chain((first, second), parts), start=1):
+                done, size, part = [], 0, first
+                del first
+                while part is not None:
                     etag = self._client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id,
-                                                    PartNumber=number, Body=part)["ETag"]
-                    done.append({"PartNumber": number, "ETag": etag})
+                                                    PartNumber=len(done) + 1, Body=part)["ETag"]
+                    done.append({"PartNumber": len(done) + 1, "ETag": etag})
                     size += len(part)
+                    part = None  # let it go before the next one is filled
+                    part = next(parts, None)
                 self._client.complete_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id,
                                                        MultipartUpload={"Parts": done})
                 return size
