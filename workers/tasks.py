@@ -13,10 +13,11 @@ from celery import current_app, shared_task
 from celery.signals import worker_ready, worker_shutting_down
 
 from service.core import webhooks
-from service.core.queue import STYLIZE_QUEUE, STYLIZE_TASK, TRAIN_QUEUE, TRAIN_TASK, JobQueue
+from service.core.queue import STYLIZE_QUEUE, STYLIZE_TASK, TRAIN_QUEUE, TRAIN_TASK, VALIDATE_TASK, JobQueue
 from service.core.settings import Settings
 from service.core.storage import ObjectStore, open_store
 from workers.supervisor import drain_marker, run_stylize, run_train_job, sweep
+from workers.validate import validate_content_set
 from workers.warm_stylize import warm_stylizer
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,15 @@ def stylize_job(self, request_id: str) -> str | None:
     settings = _settings()
     queue = JobQueue(self.app)
     state = run_stylize(settings, _store(settings), request_id, requeue=lambda i: queue.send(STYLIZE_TASK, i))
+    return state.value if state else None
+
+
+@shared_task(name=VALIDATE_TASK, acks_late=True, reject_on_worker_lost=True)
+def validate_set(set_id: str) -> str | None:
+    """A content set's images read and checked (workers/validate.py); a redelivery after a
+    worker died starts it again from scratch, one of a finished set does nothing."""
+    settings = _settings()
+    state = validate_content_set(settings, _store(settings), set_id)
     return state.value if state else None
 
 

@@ -1,5 +1,5 @@
 """Validating a content set (service/core/content_sets.py) in the worker: every member of an
-uploaded archive, or every object under a registered S3 prefix, read once and decoded; the
+uploaded archive (tar, tar.gz or zip), or every object under a registered S3 prefix, read once and decoded; the
 readable images listed in the set's manifest in the archive's order (a prefix's: key order),
 so two validations of the same bytes give the same manifest; and the record moved to ready,
 or to failed with the reason.
@@ -15,11 +15,9 @@ No torch here: this runs in the worker's supervising process (PIL and the standa
 
 from __future__ import annotations
 
-import bz2
 import gzip
 import io
 import logging
-import lzma
 import stat
 import tarfile
 import tempfile
@@ -34,7 +32,8 @@ from pathlib import PurePosixPath, PureWindowsPath
 from PIL import Image
 
 from models.images import FORMATS, ImageError, open_image
-from service.core.content_sets import ContentSetRecord, ContentSetState, ContentSource, Manifest, ManifestImage, Skipped
+from service.core.content_sets import (ARCHIVE_KINDS, ARCHIVE_SNIFF_BYTES, ContentSetRecord, ContentSetState,
+                                       ContentSource, Manifest, ManifestImage, Skipped, archive_kind)
 from service.core.errors import NotFound
 from service.core.jobs import JobStore
 from service.core.keys import Keys
@@ -56,10 +55,7 @@ _ARCHIVE_MAGIC = {b"PK\x03\x04": "zip", b"PK\x05\x06": "zip", b"\x1f\x8b": "gzip
                   b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd", b"7z\xbc\xaf\x27\x1c": "7z",
                   b"Rar!\x1a\x07": "rar"}
 _ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".gz", ".bz2", ".xz", ".zst", ".7z", ".rar")
-# The compressed tars we read: the stream is decompressed here and tarfile reads a plain tar,
-# so the end-of-archive check below sees the tar's own bytes.
-_COMPRESSED = {b"\x1f\x8b": gzip.GzipFile, b"BZh": bz2.BZ2File, b"\xfd7zXZ\x00": lzma.LZMAFile}
-_CORRUPT = (tarfile.ReadError, zipfile.BadZipFile, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError)
+_CORRUPT = (tarfile.ReadError, zipfile.BadZipFile, EOFError, zlib.error, gzip.BadGzipFile)
 
 
 class Refused(Exception):
@@ -199,7 +195,8 @@ class _Collector:
             self.skipped.append(Skipped(name=name, reason=str(e).removeprefix("upload: ")))
             return
         if where is None:
-            key, bucket = Keys.content_member(self.set_id, len(self.images), _SUFFIXES.get(fmt, f".{fmt.lower()}")), None
+            suffix = _SUFFIXES.get(fmt, f".{fmt.lower()}")
+            key, bucket = Keys.content_member(self.set_id, len(self.images), suffix), None
             self._put(key, data, Image.MIME.get(fmt, "application/octet-stream"))
         else:
             bucket, key = where
@@ -343,17 +340,18 @@ def _read_archive(settings: Settings, store: ObjectStore, set_id: str, collector
     except ObjectNotFound:
         raise Refused("the uploaded archive is gone from the store; upload it again") from None
     source = io.BufferedReader(raw, _CHUNK)
-    head = source.peek(8)[:8]
+    kind = archive_kind(source.peek(ARCHIVE_SNIFF_BYTES)[:ARCHIVE_SNIFF_BYTES])
+    if kind is None:
+        raise Refused(f"not an archive this server reads ({ARCHIVE_KINDS})")
 
     def progress() -> None:
         collector.tracker.progress(collector.members, raw.count, total)
 
     try:
-        if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        if kind == "zip":
             _read_zip(settings, source, raw, total, collector, progress)
-        else:
-            opener = next((o for magic, o in _COMPRESSED.items() if head.startswith(magic)), None)
-            _read_tar(settings, opener(fileobj=source) if opener else source, raw, collector, progress)
+        else:  # the gzip is decompressed here, so the end-of-archive check sees the tar's own bytes
+            _read_tar(settings, gzip.GzipFile(fileobj=source) if kind == "gzip" else source, raw, collector, progress)
     except _CORRUPT as e:
         raise Refused(f"truncated or corrupt archive: {e}") from None
     progress()
@@ -363,8 +361,8 @@ def _read_tar(settings: Settings, stream, raw: _ChunkFile, collector: _Collector
     tail = _Tail(stream)
     try:
         tf = tarfile.open(fileobj=tail, mode="r|")
-    except tarfile.ReadError as e:  # its first header is not a tar header
-        raise Refused(f"not a tar, tar.gz or zip archive ({e})") from None
+    except tarfile.ReadError as e:  # a gzip of something else than a tar
+        raise Refused(f"not an archive this server reads ({ARCHIVE_KINDS}): {e}") from None
     counter = _Counter(settings, lambda: raw.count)
     with tf:
         # tf.next(), not iteration: stream mode would otherwise keep every member's TarInfo.

@@ -32,7 +32,7 @@ KeyOpt = Annotated[Optional[str], typer.Option("--key", help="API key [default: 
 
 
 def worker(
-    queues: Annotated[str, typer.Option(help="Comma-separated queues: train, stylize.")] = "train,stylize",
+    queues: Annotated[str, typer.Option(help="Comma-separated queues: train, stylize, data (content sets to validate).")] = "train,stylize,data",
     concurrency: Annotated[int, typer.Option(help="Tasks at once: processes (one per GPU for training), or, for a stylise-only worker, requests its one warm stylise server is handed together.", min=1, max=64)] = 1,
     hostname: Annotated[Optional[str], typer.Option(help="Worker name [default: checkerless-QUEUES@host].")] = None,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
@@ -96,14 +96,15 @@ def serve(
     else:
         key_note = "; keys: `checkerless keys create`"
     env = {**os.environ, "CHECKERLESS_DATA_DIR": str(settings.data_dir.resolve())}
-    # Two workers: a stylise request must not wait behind hours of training.
+    # Three workers: neither a stylise request nor a content set to validate may wait behind
+    # hours of training.
     from service.core.protocol import die_with_parent
 
     # The stylise worker takes up to 4 requests at once: its warm server serves them together.
     workers = [subprocess.Popen([sys.executable, "-m", "service.cli", "worker", "--queues", q, "--concurrency", c,
                                  "--loglevel", "WARNING"],
                                 env=env, start_new_session=True, preexec_fn=lambda: die_with_parent(signal.SIGTERM))
-               for q, c in (("train", "1"), ("stylize", "4"))]
+               for q, c in (("train", "1"), ("stylize", "4"), ("data", "1"))]
     # uvicorn re-raises SIGTERM/SIGINT after its shutdown; make that an exit that runs `finally`.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     url = f"http://{host}:{port}"
