@@ -92,16 +92,21 @@ class StoredImages:
             self._store, self._pid = open_store(Settings(**self.store_fields)), os.getpid()
         return in_bucket(self._store, bucket)
 
+    def where(self, bucket: str | None) -> tuple[str, str | None]:
+        """The object's store and bucket, named without opening a client: a warm cache needs none."""
+        f = self.store_fields
+        if f.get("store") == "s3":
+            return f"s3 at {f.get('s3_endpoint_url') or 'aws'}", bucket or f.get("s3_bucket")
+        return f"local folder {f.get('data_dir')}", bucket
+
     def read(self, image: dict[str, Any]) -> bytes:
         name, key, bucket, size = image["name"], image["key"], image.get("bucket"), image["bytes"]
-        try:
-            store = self.store(bucket)
-        except ValueError as e:
-            raise ImageError(f"{name}: {e}") from None
 
         def fetch() -> bytes:
             try:
-                data = store.get_bytes(key)
+                data = self.store(bucket).get_bytes(key)
+            except ValueError as e:  # a bucket named where the store has none
+                raise ImageError(f"{name}: {e}") from None
             except ObjectNotFound:
                 raise ImageError(f"{name}: gone from the store ({key})") from None
             if len(data) != size:
@@ -109,7 +114,7 @@ class StoredImages:
                                  f"({len(data)} bytes, not {size})")
             return data
 
-        return self.cache.get(ContentCache.identity(store.describe(), bucket, key, size), size, fetch)
+        return self.cache.get(ContentCache.identity(*self.where(bucket), key, size), size, fetch)
 
     def load(self, image: dict[str, Any]) -> Image.Image:
         data = self.read(image)

@@ -150,6 +150,8 @@ def test_stored_images_load_through_the_cache_and_bad_ones_raise_image_error(sto
     store.delete(entry["key"])
     assert images.load(entry).size == (24, 20), "a cached image is read from the disk"
     assert (images.cache.hits, images.cache.misses) == (1, 1)
+    again = _stored(store, tmp_path)  # another job (or DataLoader worker) on this worker
+    assert again.load(entry).size == (24, 20) and again._store is None, "a warm cache opens no store client"
 
     gone = {"name": "gone.png", "key": "contents/x/images/0000009.png", "bucket": None, "bytes": 10}
     with pytest.raises(ImageError, match=r"gone.png: gone from the store \(contents/x/images/0000009.png\)"):
