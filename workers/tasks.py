@@ -13,11 +13,12 @@ from celery import current_app, shared_task
 from celery.signals import worker_ready, worker_shutting_down
 
 from service.core import webhooks
-from service.core.queue import STYLIZE_QUEUE, STYLIZE_TASK, TRAIN_QUEUE, TRAIN_TASK, VALIDATE_TASK, JobQueue
+from service.core.queue import (DATA_QUEUE, STYLIZE_QUEUE, STYLIZE_TASK, TRAIN_QUEUE, TRAIN_TASK, VALIDATE_TASK,
+                                JobQueue)
 from service.core.settings import Settings
 from service.core.storage import ObjectStore, open_store
 from workers.supervisor import drain_marker, run_stylize, run_train_job, sweep
-from workers.validate import validate_content_set
+from workers.validate import sweep_content_sets, validate_content_set
 from workers.warm_stylize import warm_stylizer
 
 log = logging.getLogger(__name__)
@@ -71,8 +72,9 @@ _stop = threading.Event()
 @worker_ready.connect
 def start_sweeper(sender=None, **_) -> None:
     """In the worker's main process: requeue running work whose worker died (its heartbeat
-    stopped), so a job resumes from its last checkpoint instead of waiting for the broker's
-    visibility timeout (set above the longest job, hours away)."""
+    stopped), so a job resumes from its last checkpoint (and a content set's validation starts
+    again) instead of waiting for the broker's visibility timeout (set above the longest job,
+    hours away)."""
     app = getattr(sender, "app", None) or current_app
     settings = _settings(app)
     drain_marker(settings, os.getpid()).unlink(missing_ok=True)  # a marker left by an earlier process of this pid
@@ -84,7 +86,8 @@ def start_sweeper(sender=None, **_) -> None:
     queue = JobQueue(app)
     send_train = (lambda i: queue.send(TRAIN_TASK, i)) if TRAIN_QUEUE in queues else None
     send_stylize = (lambda i: queue.send(STYLIZE_TASK, i)) if STYLIZE_QUEUE in queues else None
-    if send_train is None and send_stylize is None:
+    send_validate = (lambda i: queue.send(VALIDATE_TASK, i)) if DATA_QUEUE in queues else None
+    if send_train is None and send_stylize is None and send_validate is None:
         return
 
     def loop() -> None:
@@ -92,6 +95,8 @@ def start_sweeper(sender=None, **_) -> None:
         while not _stop.wait(max(1.0, settings.stale_after_s / 3)):
             try:
                 sweep(settings, store, send_train=send_train, send_stylize=send_stylize)
+                if send_validate is not None:
+                    sweep_content_sets(settings, store, send_validate)
             except Exception:  # noqa: BLE001 - a store or broker hiccup must not kill the sweeper
                 log.exception("sweeping stale work failed; will try again")
 

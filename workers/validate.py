@@ -25,6 +25,7 @@ import time
 import zipfile
 import zlib
 from collections import deque
+from datetime import timedelta
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import PurePosixPath, PureWindowsPath
@@ -33,16 +34,18 @@ from PIL import Image
 
 from models.images import FORMATS, ImageError, open_image
 from service.core.content_sets import (ARCHIVE_KINDS, ARCHIVE_SNIFF_BYTES, ContentSetRecord, ContentSetState,
-                                       ContentSource, Manifest, ManifestImage, Skipped, archive_kind)
+                                       ContentSource, Manifest, ManifestImage, Progress, Skipped, archive_kind)
 from service.core.errors import NotFound
 from service.core.jobs import JobStore
 from service.core.keys import Keys
+from service.core.records import now
 from service.core.settings import Settings
 from service.core.storage import ObjectNotFound, ObjectStore, StoreError
 from workers.content_stream import in_bucket
 
 log = logging.getLogger(__name__)
 
+ACTIVE = "content-sets"  # the Keys.active kind: sets a worker has started validating (for the sweep)
 PROGRESS_EVERY_S = 1.0  # the record's progress is rewritten at most this often
 SKIPPED_ON_RECORD = 20  # the record shows the first skipped members; the manifest lists them all
 PUT_THREADS = 8  # members stored at once (each PUT is a round trip to the store)
@@ -67,31 +70,30 @@ class _Gone(Exception):
 
 
 class _Superseded(Exception):
-    """The record is no longer validating (another delivery finished it): stop, touch nothing."""
+    """Another attempt finished the set, or is at it: stop, touch nothing of its."""
 
 
 def validate_content_set(settings: Settings, store: ObjectStore, set_id: str) -> ContentSetState | None:
-    """Validate one set; its final state, or None if it was deleted. Never raises for bad input."""
+    """Validate one set. Its state after: ready or failed; validating if another worker is at
+    it (its record is fresh); None if the set was deleted. Never raises for bad input."""
     sets = JobStore(store)
-    try:
-        record = sets.get_content_set(set_id)
-    except NotFound:
-        return None
-    if record.state != ContentSetState.validating:  # a second delivery: only the archive may be left over
-        store.delete(Keys.content_archive(set_id))
-        return record.state
-    _remove_output(store, set_id)  # members of an earlier try that died partway
     tracker = _Tracker(sets, set_id)
+    marker = Keys.active(ACTIVE, set_id)
     try:
         try:
+            record = tracker.start(settings.stale_after_s)
+            store.put_bytes(marker, b"")  # for the sweep, should this worker die
+            _remove_output(store, set_id)  # members of an earlier attempt cut off partway
+            if record.attempts > settings.max_attempts:
+                raise Refused(f"validation was cut off {record.attempts - 1} times (its worker died or was "
+                              "stopped each time); given up: the archive may hold what kills the worker")
             manifest = _read(settings, store, record, tracker)
             if not manifest.images:
                 raise Refused(_nothing_readable(manifest.skipped))
             sets.put_manifest(set_id, manifest)  # last: it lists only members already stored
             tracker.finish(ContentSetState.ready, count=manifest.count,
                            skipped=[s.model_dump() for s in manifest.skipped[:SKIPPED_ON_RECORD]])
-            store.delete(Keys.content_archive(set_id))
-            return ContentSetState.ready
+            state = ContentSetState.ready
         except Refused as e:
             reason = str(e)
         except (_Gone, _Superseded):
@@ -99,19 +101,51 @@ def validate_content_set(settings: Settings, store: ObjectStore, set_id: str) ->
         except Exception as e:  # noqa: BLE001 - anything else fails the set, never the worker
             log.exception("validating content set %s failed", set_id)
             reason = f"{type(e).__name__}: {e}"
-        # The members go first; then the record says failed; then the archive goes. A worker
-        # that dies before the record changes validates again from the archive (to the same
-        # failure); one that dies after leaves only the archive, which a redelivery deletes.
-        _remove_output(store, set_id)
-        tracker.finish(ContentSetState.failed, error=reason[:2000])
-        store.delete(Keys.content_archive(set_id))
-        return ContentSetState.failed
+        else:
+            reason = None
+        if reason is not None:
+            # The members go first; then the record says failed; then the archive goes. A worker
+            # that dies before the record changes validates again from the archive (to the same
+            # failure); one that dies after leaves only the archive, which a redelivery deletes.
+            _remove_output(store, set_id)
+            tracker.finish(ContentSetState.failed, error=reason[:2000])
+            state = ContentSetState.failed
     except _Gone:
         _remove_output(store, set_id)
-        store.delete(Keys.content_archive(set_id))
-        return None
-    except _Superseded as e:
-        return e.args[0]
+        state = None
+    except _Superseded as e:  # finished by another delivery (only its leftovers go), or running
+        state = e.args[0]
+        if state == ContentSetState.validating:
+            return state
+    store.delete(Keys.content_archive(set_id))
+    store.delete(marker)
+    return state
+
+
+def sweep_content_sets(settings: Settings, store: ObjectStore, send: Callable[[str], None]) -> list[str]:
+    """Sets whose validation stopped with its worker (the record not written for stale_after_s:
+    a worker killed whole leaves its message unacknowledged for the broker's visibility timeout,
+    hours) are sent again; the next attempt starts from scratch, and max_attempts bounds them."""
+    sets, resent = JobStore(store), []
+    for key in store.list(Keys.active_prefix(ACTIVE)):
+        set_id = key.rsplit("/", 1)[1]
+        try:
+            record = sets.get_content_set(set_id)
+        except NotFound:
+            store.delete(key)
+            continue
+        if record.state != ContentSetState.validating:
+            store.delete(key)
+        elif _stale(record, settings.stale_after_s):
+            send(set_id)
+            resent.append(set_id)
+            log.warning("content set %s: its validation stopped %.0f s ago; sent again", set_id,
+                        (now() - record.updated_at).total_seconds())
+    return resent
+
+
+def _stale(record: ContentSetRecord, stale_after_s: float) -> bool:
+    return now() - record.updated_at > timedelta(seconds=stale_after_s)
 
 
 def _remove_output(store: ObjectStore, set_id: str) -> None:
@@ -125,11 +159,23 @@ def _nothing_readable(skipped: list[Skipped]) -> str:
 
 
 class _Tracker:
-    """The record's progress, rewritten at most every PROGRESS_EVERY_S, and its final state.
-    Each write also finds out whether the set was deleted (or finished by another delivery)."""
+    """One attempt at the record: started (unless another worker's attempt is alive), its
+    progress rewritten at most every PROGRESS_EVERY_S (which keeps it fresh), and its final
+    state. Each write also finds out whether the set was deleted, or taken by a later attempt."""
 
     def __init__(self, sets: JobStore, set_id: str):
-        self.sets, self.set_id, self.last = sets, set_id, time.monotonic()
+        self.sets, self.set_id, self.last, self.attempt = sets, set_id, time.monotonic(), 0
+
+    def start(self, stale_after_s: float) -> ContentSetRecord:
+        def change(r: ContentSetRecord) -> None:
+            if r.state != ContentSetState.validating or (r.attempts and not _stale(r, stale_after_s)):
+                raise _Superseded(r.state)
+            r.attempts += 1
+            r.progress = Progress(total_bytes=r.progress.total_bytes)
+
+        record = self._update(change)
+        self.attempt = record.attempts
+        return record
 
     def progress(self, members: int, bytes_read: int, total_bytes: int | None) -> None:
         if time.monotonic() - self.last < PROGRESS_EVERY_S:
@@ -151,12 +197,15 @@ class _Tracker:
 
     def _write(self, change: Callable[[ContentSetRecord], None]) -> None:
         def guarded(r: ContentSetRecord) -> None:
-            if r.state != ContentSetState.validating:
+            if r.state != ContentSetState.validating or r.attempts != self.attempt:
                 raise _Superseded(r.state)
             change(r)
 
+        self._update(guarded)
+
+    def _update(self, change: Callable[[ContentSetRecord], None]) -> ContentSetRecord:
         try:
-            self.sets.update_content_set(self.set_id, guarded)
+            return self.sets.update_content_set(self.set_id, change)
         except NotFound:
             raise _Gone from None
 

@@ -65,6 +65,7 @@ class ContentSetRecord(BaseModel):
     state: ContentSetState = ContentSetState.ready
     error: str | None = None
     progress: Progress = Field(default_factory=Progress)
+    attempts: int = 0  # validations started (workers/validate.py): one cut off by a dead worker is tried again
     count: int = 0  # readable images (the manifest's length once ready)
     skipped: list[dict[str, str]] = Field(default_factory=list)  # name, reason (first ones; all in the manifest)
     created_at: datetime = Field(default_factory=now)

@@ -13,6 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from service.core.jobs import JobStore
+from service.core.keys import Keys
+from service.core.settings import Settings
+from service.core.storage import open_store
 from tests.e2e.conftest import wait_for
 from tests.e2e.test_service import photo, submit, wait_state
 
@@ -108,3 +112,21 @@ def test_a_hostile_archive_fails_with_its_reason_and_the_worker_goes_on(api, wor
     assert final["state"] == "ready" and final["count"] == 3, final
     assert final["skipped"] == [{"name": "notes.txt", "reason": final["skipped"][0]["reason"]}]
     assert worker.proc.poll() is None
+
+
+def test_a_validation_cut_off_by_a_killed_worker_starts_again_on_another(api, start_worker, service_env):
+    start_worker.stop_all()  # this test's workers alone take the data queue
+    first = start_worker(queues="data")
+    content = upload(api, archive([(f"{i:04d}.png", pattern(i)) for i in range(1500)]), "cut off")
+    wait_for(lambda: api.get(f"/v1/content-sets/{content['id']}").json()["progress"]["members"] >= 100,
+             timeout=120, what="the validation to be under way")
+    first.kill()  # the whole worker: its message stays unacknowledged in Redis for hours
+    start_worker(queues="data")  # its sweeper finds the set's record gone stale and sends it again
+    final = validated(api, content["id"], timeout=300)
+    assert final["state"] == "ready" and final["count"] == 1500, final
+    settings = Settings(**{k.removeprefix("CHECKERLESS_").lower(): v for k, v in service_env.items()
+                           if k.startswith("CHECKERLESS_")})
+    store = open_store(settings)
+    assert JobStore(store).get_content_set(content["id"]).attempts == 2
+    assert len(store.list(Keys.content_prefix(content["id"]))) == 1500  # the first attempt's members redone, not doubled
+    assert not store.exists(Keys.content_archive(content["id"]))

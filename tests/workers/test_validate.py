@@ -10,7 +10,7 @@ import struct
 import tarfile
 import uuid
 import zipfile
-import zlib
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
@@ -21,7 +21,7 @@ from service.core.jobs import JobStore
 from service.core.keys import Keys, new_id
 from service.core.settings import Settings
 from service.core.storage import LocalStore, S3Store
-from workers.validate import validate_content_set
+from workers.validate import ACTIVE, sweep_content_sets, validate_content_set
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -338,3 +338,44 @@ def test_a_registered_prefix_is_read_in_place_in_key_order(settings, s3_endpoint
     assert_failed_leaving_only_the_record(store, set_id, record, "no object under", "photos/nothing-here/")
     record, set_id = registered(f"gone-{uuid.uuid4().hex[:12]}", "photos/")
     assert_failed_leaving_only_the_record(store, set_id, record, "cannot list", "does not exist")
+
+
+def started(store, archive: bytes, *, attempts: int, seconds_ago: float) -> str:
+    """A set some worker started validating `attempts` times, its record last written then."""
+    set_id = new_set(store, archive)
+    when = datetime.now(timezone.utc) - timedelta(seconds=seconds_ago)
+    JobStore(store).update_content_set(set_id, lambda r: setattr(r, "attempts", attempts))
+    record = JobStore(store).get_content_set(set_id).model_copy(update={"updated_at": when})
+    store.put_bytes(Keys.content_meta(set_id), record.model_dump_json().encode())
+    store.put_bytes(Keys.active(ACTIVE, set_id), b"")
+    return set_id
+
+
+def test_a_set_another_worker_is_validating_is_left_to_it(settings, tmp_path):
+    store = LocalStore(tmp_path / "store")
+    set_id = started(store, tar(GOOD), attempts=1, seconds_ago=1)
+    stray = Keys.content_member(set_id, 0, ".png")
+    store.put_bytes(stray, image(1))  # what that worker wrote so far
+    assert validate_content_set(settings, store, set_id) == ContentSetState.validating
+    assert store.exists(stray) and store.exists(Keys.content_archive(set_id))
+    assert JobStore(store).get_content_set(set_id).attempts == 1
+
+
+def test_a_set_whose_worker_died_is_swept_and_validated_again_within_max_attempts(settings, tmp_path):
+    store = LocalStore(tmp_path / "store")
+    dead = started(store, tar(GOOD), attempts=1, seconds_ago=settings.stale_after_s + 5)
+    alive = started(store, tar(GOOD), attempts=1, seconds_ago=1)
+    finished, _ = validated(settings, store, tar(GOOD))
+    store.put_bytes(Keys.active(ACTIVE, finished.id), b"")  # a marker a worker died before removing
+    sent: list[str] = []
+    assert sweep_content_sets(settings, store, sent.append) == [dead] and sent == [dead]
+    assert not store.exists(Keys.active(ACTIVE, finished.id))
+    assert validate_content_set(settings, store, dead) == ContentSetState.ready
+    record = JobStore(store).get_content_set(dead)
+    assert record.count == 3 and record.attempts == 2
+    assert store.list(Keys.active_prefix(ACTIVE)) == [Keys.active(ACTIVE, alive)]
+    # One cut off max_attempts times (an archive that kills its worker) is given up.
+    doomed = started(store, tar(GOOD), attempts=settings.max_attempts, seconds_ago=settings.stale_after_s + 5)
+    assert validate_content_set(settings, store, doomed) == ContentSetState.failed
+    assert_failed_leaving_only_the_record(store, doomed, JobStore(store).get_content_set(doomed),
+                                          f"cut off {settings.max_attempts} times")
