@@ -20,6 +20,7 @@ def train(spec: dict, folder: Path) -> dict:
     from models.config import TrainConfig
     from models.preview import save_preview, stylize_panel
     from models.training import train as run_training
+    from workers.content_stream import content_set
     from workers.progress import ProgressFile, stop_requested
 
     resume, steps = spec.get("resume"), spec["config"]["steps"]
@@ -30,9 +31,10 @@ def train(spec: dict, folder: Path) -> dict:
                    "losses": [], "artifacts": [], "final": {}, "skipped": [], "seconds": 0.0}
         checkpoint = Path(resume)
     else:
+        content = content_set(spec["content"]) if spec.get("content") else None  # None: the built-in photographs
         result = run_training(
             None if resume else TrainConfig.from_dict(spec["config"]),
-            out_dir=folder / protocol.RUN, style=spec["style"], content=_content(spec.get("content")), resume=resume,
+            out_dir=folder / protocol.RUN, style=spec["style"], content=content, resume=resume,
             steps=steps if resume else None, device=spec.get("device", "auto"),
             progress=False, should_stop=lambda: stop_requested(folder), callbacks=[ProgressFile(folder)],
             probe_every=spec.get("probe_every", 25),
@@ -48,16 +50,6 @@ def train(spec: dict, folder: Path) -> dict:
         summary["panel"] = stylize_panel(net, folder / "panel")
         summary["exports"] = _export(net, spec.get("exports", ()), folder)
     return summary
-
-
-def _content(content: dict | str | None):
-    """A content set streamed from the store (workers/content_stream.py), a folder, or None
-    for the built-in photographs."""
-    if isinstance(content, dict):
-        from workers.content_stream import content_set
-
-        return content_set(content)
-    return content
 
 
 def _store_failure(e: StoreError) -> str:
