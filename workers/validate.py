@@ -165,6 +165,7 @@ class _Tracker:
 
     def __init__(self, sets: JobStore, set_id: str):
         self.sets, self.set_id, self.last, self.attempt = sets, set_id, time.monotonic(), 0
+        self.latest: Progress | None = None  # written with the final state in any case
 
     def start(self, stale_after_s: float) -> ContentSetRecord:
         def change(r: ContentSetRecord) -> None:
@@ -178,18 +179,21 @@ class _Tracker:
         return record
 
     def progress(self, members: int, bytes_read: int, total_bytes: int | None) -> None:
+        self.latest = Progress(members=members, bytes_read=bytes_read, total_bytes=total_bytes)
         if time.monotonic() - self.last < PROGRESS_EVERY_S:
             return
         self.last = time.monotonic()
 
         def change(r: ContentSetRecord) -> None:
-            r.progress.members, r.progress.bytes_read, r.progress.total_bytes = members, bytes_read, total_bytes
+            r.progress = self.latest
 
         self._write(change)
 
     def finish(self, state: ContentSetState, **fields) -> None:
         def change(r: ContentSetRecord) -> None:
             r.state = state
+            if self.latest is not None:
+                r.progress = self.latest
             for name, value in fields.items():
                 setattr(r, name, value)
 

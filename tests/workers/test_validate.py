@@ -104,6 +104,8 @@ def test_a_good_archive_becomes_ready_with_its_images_stored_one_by_one_in_its_o
                                                       "w:gz" if kind == "tar.gz" else "w")
     record, set_id = validated(settings, store, archive)
     assert record.state == ContentSetState.ready and record.count == 3 and record.skipped == [], record
+    assert (record.progress.members, record.progress.bytes_read, record.progress.total_bytes) \
+        == (3, len(archive), len(archive)) and record.attempts == 1
     manifest = JobStore(store).get_manifest(set_id)
     assert [i.name for i in manifest.images] == [name for name, _ in GOOD]
     assert [i.key for i in manifest.images] == [Keys.content_member(set_id, 0, ".png"),
