@@ -141,6 +141,15 @@ def count_flops(fn) -> int:
     return counter.get_total_flops()
 
 
+# Dense (no sparsity) bf16 tensor-core peaks from NVIDIA's data sheets, SXM parts, in GFLOP/s.
+GPU_BF16_PEAK_GFLOPS = {"H200": 989_000, "H100": 989_000, "A100": 312_000}
+
+
+def gpu_bf16_peak_gflops(name: str) -> float | None:
+    """The data-sheet bf16 peak of a GPU named like torch.cuda.get_device_name(), if known."""
+    return next((peak for key, peak in GPU_BF16_PEAK_GFLOPS.items() if key in name), None)
+
+
 def cpu_peak_gflops() -> tuple[float | None, str]:
     """Nominal fp32 peak of this machine's cores: cores x clock x FMA pipes x 2 x lanes (the
     clock /proc/cpuinfo reports; boost clocks run above it), with the
@@ -192,7 +201,7 @@ def bench_reference(*, size: int = 128, batch: int = 4, infer_sizes: Sequence[in
                 target = self.loss_net(content)[self.loss_net.content_layer]
             return perceptual_loss(self.loss_net, out, content_target=target, style_grams=self.target_grams)
 
-    def our_step(cls, use_compile: bool):
+    def our_step(cls, use_compile: bool, bf16: bool = False):
         torch.manual_seed(seed)
         module = cls(TrainConfig(size=size, batch=batch), style_name="bench", style_png=style_png,
                      loss_network=loss_net, compiled=use_compile).to(dev)
@@ -200,7 +209,10 @@ def bench_reference(*, size: int = 128, batch: int = 4, infer_sizes: Sequence[in
         opt = module.configure_optimizers()
 
         def step() -> None:
-            loss = module._step_losses(content)["loss"]
+            # bf16: what Lightning's "bf16-mixed" precision (a GPU run's, models/training.py
+            # Speed) wraps the step in; the Grams stay fp32 (models/losses.py).
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = module._step_losses(content)["loss"]
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -213,6 +225,10 @@ def bench_reference(*, size: int = 128, batch: int = 4, infer_sizes: Sequence[in
                       "ours": our_step(StyleTransferModule, False)}
     if compiled:
         train_variants["ours, compiled"] = our_step(StyleTransferModule, True)
+    if dev.type == "cuda":  # the path a GPU job takes: bf16 autocast, compiled where asked
+        train_variants["ours, bf16"] = our_step(StyleTransferModule, False, bf16=True)
+        if compiled:
+            train_variants["ours, compiled, bf16"] = our_step(StyleTransferModule, True, bf16=True)
     flops = {REF: count_flops(lambda: ref.step(content)),
              "ours": count_flops(our_step(StyleTransferModule, False)),
              "ours, full-VGG content": count_flops(our_step(FullContentPass, False))}
@@ -221,18 +237,28 @@ def bench_reference(*, size: int = 128, batch: int = 4, infer_sizes: Sequence[in
     torch.manual_seed(seed)
     ref_net, our_net = ReferenceNet().to(dev).eval(), TransformerNet().to(dev).eval()
     infer_compiled = torch.compile(our_net, dynamic=True) if compiled else None
+    # One static graph per size, replayed as a CUDA graph: a 1024 px forward is a few ms of
+    # kernels, and launching them one by one from Python is a fair part of that. dynamic=False:
+    # left to itself, the second size's recompile turns dynamic, and its kernels were 4.7x
+    # slower at 1024 px on an H200 (docs/performance.md).
+    infer_graphed = (torch.compile(our_net, mode="reduce-overhead", dynamic=False)
+                     if compiled and dev.type == "cuda" else None)
     onnx_run = _onnx_runner(our_net) if dev.type == "cpu" else None  # the stylise server's path on a CPU
     for s in infer_sizes:
         image = (torch.rand(1, 3, s, s, generator=g) * 255).to(dev)
 
-        def infer(net):
+        def infer(net, bf16: bool = False):
             def run() -> None:
-                with torch.inference_mode():
+                with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
                     net(image)
             return run
         variants = {REF: infer(ref_net), "ours": infer(our_net)}
         if infer_compiled is not None:
             variants["ours, compiled"] = infer(infer_compiled)
+        if dev.type == "cuda":
+            variants["ours, bf16"] = infer(our_net, bf16=True)
+            if infer_graphed is not None:
+                variants["ours, compiled, bf16, CUDA graph"] = infer(infer_graphed, bf16=True)
         if onnx_run is not None:
             variants["ours, onnxruntime"] = (lambda image: lambda: onnx_run(image))(image)
         counted = {REF: count_flops(infer(ref_net)), "ours": count_flops(infer(our_net))}

@@ -302,23 +302,29 @@ def _bench_reference(*, size: int, batch: int, repeats: int, accelerator: str, c
                      as_json: bool) -> None:
     import torch
 
-    from models.bench import bench_reference, cpu_peak_gflops
+    from models.bench import bench_reference, cpu_peak_gflops, gpu_bf16_peak_gflops
 
     gpu = accelerator == "gpu"
     rows = bench_reference(size=size, batch=batch, repeats=repeats, device="cuda" if gpu else "cpu", compiled=compiled,
                            infer_sizes=infer_sizes)
-    peak, how = (None, "") if gpu else cpu_peak_gflops()
-    where = torch.cuda.get_device_name(0) if gpu else f"CPU, {torch.get_num_threads()} threads; nominal fp32 peak {peak:.0f} GFLOP/s ({how}; boost clocks can exceed it)"
+    if gpu:
+        name = torch.cuda.get_device_name(0)
+        peak, how = gpu_bf16_peak_gflops(name), "dense bf16 peak"
+        where = f"{name}; {how} {peak / 1000:.0f} TFLOP/s" if peak else f"{name} (bf16 peak unknown)"
+    else:
+        peak, how = cpu_peak_gflops()
+        where = f"CPU, {torch.get_num_threads()} threads; nominal fp32 peak {peak:.0f} GFLOP/s ({how}; boost clocks can exceed it)"
     if as_json:
         print(json.dumps({"device": where, "peak_gflops": peak, "rows": [r.as_dict() for r in rows]}, indent=2))
         return
-    table = Table("task", "variant", "median ms", "x reference", "GFLOP/img", "TFLOP/s" if gpu else "GFLOP/s",
-                  *([] if gpu else ["of nominal peak"]), "peak MiB", "first 2 calls s",
+    table = Table("task", "variant", "median ms", "x reference", "images/s", "GFLOP/img", "TFLOP/s" if gpu else "GFLOP/s",
+                  "of bf16 peak" if gpu else "of nominal peak", "peak MiB", "first 2 calls s",
                   title=f"{where}; median of {repeats}, alternated", title_justify="left")
     for r in rows:
         rate = f"{r.gflops / 1000:.1f}" if gpu else f"{r.gflops:.0f}"
-        table.add_row(r.task, r.variant, f"{r.ms:.1f}", f"{r.speedup:.2f}", f"{r.gflop:.1f}", rate,
-                      *([] if gpu else [f"{r.gflops / peak:.0%}" if peak else "?"]),
+        images = f"{r.gflops / r.gflop:.0f}" if r.gflop else "?"
+        table.add_row(r.task, r.variant, f"{r.ms:.2f}" if r.ms < 10 else f"{r.ms:.1f}", f"{r.speedup:.2f}", images,
+                      f"{r.gflop:.1f}", rate, f"{r.gflops / peak:.0%}" if peak else "?",
                       "" if r.peak_mib is None else f"{r.peak_mib:.0f}", f"{r.startup_s:.1f}")
     out.print(table)
     if not gpu:
