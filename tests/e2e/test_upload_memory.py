@@ -66,7 +66,7 @@ def test_bombs_do_not_raise_the_apis_peak_memory(api):
     # A deflate member of 1 GiB that claims 1,000 bytes.
     r = client.post("/v1/content-sets", files=[("files", ("lie.zip", bomb(1024, claimed_size=1000))),
                                                ("files", ("a.png", photo))])
-    assert r.status_code == 201 and r.json()["skipped"][0]["file"] == "bomb.png", r.text
+    assert r.status_code == 201 and r.json()["skipped"][0]["name"] == "bomb.png", r.text
     # Six honest 250 MiB deflate bombs in one 1.5 MB request: each is cut at the member limit
     # (48 MiB), and together they pass the request's budget (256 MiB).
     one = bomb(250)
