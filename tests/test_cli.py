@@ -90,6 +90,7 @@ def test_train_progress_and_summary_for_people(tmp_path):
     p = cli("train", "ihc", "--steps", "1", *TINY, "--out", tmp_path)
     assert p.returncode == 0, p.stderr
     assert "finished step 1/1" in p.stdout and "checkpoint:" in p.stdout
+    assert "probe, step 0 → 1: period 2" in p.stdout and "style distance" in p.stdout and "content distance" in p.stdout
     assert "loss" in p.stderr  # the progress bar shows the losses
 
 
@@ -98,6 +99,9 @@ def test_resume_with_more_steps(trained, tmp_path):
     assert p.returncode == 0, p.stderr
     s = json.loads(p.stdout)
     assert s["step"] == 3 and s["decoder"] == "resize-nearest,deconv"
+    # The probe's series from the step it resumed at: artifact scores beside style and content distance.
+    assert [r["step"] for r in s["probe"]] == [2, 3]
+    assert all(r["style_distance"] > 0 and r["content_distance"] > 0 and "artifact_p2" in r for r in s["probe"])
 
 
 @pytest.mark.parametrize("args, fragments", [

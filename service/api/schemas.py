@@ -98,8 +98,13 @@ class JobPublic(BaseModel):
     style_id: str
     content_set_id: str | None
     losses: dict[str, float]
-    artifacts: dict[str, float]
+    artifacts: dict[str, float] = Field(description="Latest checkerboard scores of the probe (dB): artifact_p2, "
+                                        "artifact_p4; higher: more artifact.")
+    quality: dict[str, float] = Field(description="Latest style_distance and content_distance on the probed panel "
+                                      "(models/quality.py; lower is better for both); empty before the first probe "
+                                      "and for jobs trained before they were measured.")
     seconds_per_step: float | None
+    devices: int
     attempts: int
     history: list[AttemptPublic]
     resumed_from_step: int | None
@@ -109,7 +114,9 @@ class JobPublic(BaseModel):
     finished_at: datetime | None
     links: dict[str, str]
     loss_curve: list[dict[str, float]]
-    artifact_curve: list[dict[str, float]]
+    artifact_curve: list[dict[str, float]] = Field(description="The probe's rows over training: step, artifact_p2, "
+                                                   "artifact_p4, style_distance, content_distance (the last two "
+                                                   "absent from rows of older jobs).")
     panel: list[dict]
 
 

@@ -144,6 +144,7 @@ def train(
         "step": result.step, "steps": result.steps, "stopped": result.stopped,
         "seconds": round(result.seconds, 2), "final": result.final,
         "skipped": [{"file": f, "reason": r} for f, r in result.skipped],
+        "probe": result.artifacts,  # step, artifact_p2, artifact_p4, style_distance, content_distance
     }
     if as_json:
         print(json.dumps(summary, indent=2))
@@ -153,6 +154,13 @@ def train(
     state = "stopped at" if result.stopped else "finished"
     out.print(f"{state} step {result.step}/{result.steps} in {result.seconds:.1f}s; "
               f"loss {result.final.get('loss', float('nan')):.4g}")
+    if result.artifacts:  # the probe (the panel at 128 px) at this run's first and last step
+        first, last = result.artifacts[0], result.artifacts[-1]
+        change = lambda k, f: f"{format(first[k], f)} → {format(last[k], f)}"  # noqa: E731
+        out.print(f"probe, step {first['step']} → {last['step']}: period 2 {change('artifact_p2', '+.1f')} dB, "
+                  f"period 4 {change('artifact_p4', '+.1f')} dB (higher: more checkerboard)\n"
+                  f"  style distance {change('style_distance', '.3g')}, content distance "
+                  f"{change('content_distance', '.3g')} (lower: nearer the style, the photo)")
     out.print(f"checkpoint: {result.checkpoint}\npreview:    {preview}")
 
 

@@ -93,14 +93,16 @@ class JobRecord(_Record):
     step: int = 0
     steps: int
     losses: dict[str, float] = Field(default_factory=dict)  # latest
-    artifacts: dict[str, float] = Field(default_factory=dict)  # latest probe scores (dB)
+    artifacts: dict[str, float] = Field(default_factory=dict)  # the probe's latest row, less its step
     seconds_per_step: float | None = None
     attempts: int = 0  # started attempts; history holds each one
     history: list[Attempt] = Field(default_factory=list)
     resumed_from_step: int | None = None  # the checkpoint step the latest attempt started from
     outputs: dict[str, str] = Field(default_factory=dict)  # name -> store key
     loss_curve: list[dict[str, float]] = Field(default_factory=list)  # step, loss, content, style, tv (<= ~200 rows)
-    artifact_curve: list[dict[str, float]] = Field(default_factory=list)  # step, artifact_p2, artifact_p4
+    # The probe's rows (models/callbacks.py ArtifactProbe): step, artifact_p2, artifact_p4 (dB),
+    # style_distance, content_distance (models/quality.py; not in rows of older jobs).
+    artifact_curve: list[dict[str, float]] = Field(default_factory=list)
     panel: list[dict] = Field(default_factory=list)  # the fixed photos stylised at the end: name, key, scores
 
     @property

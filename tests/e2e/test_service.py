@@ -74,11 +74,14 @@ def test_train_watch_and_stylize(api, worker, style_id, tmp_path):
         time.sleep(0.3)
     assert j["state"] == "succeeded", j
     assert j["step"] == 16 and j["attempts"] == 1 and j["losses"]["loss"] > 0
-    assert "artifact_p2" in j["artifacts"]
+    assert set(j["artifacts"]) == {"artifact_p2", "artifact_p4"}
+    assert set(j["quality"]) == {"style_distance", "content_distance"} and min(j["quality"].values()) > 0
+    assert j["artifact_curve"][0]["step"] == 0 and j["artifact_curve"][-1] == {"step": 16, **j["artifacts"], **j["quality"]}
     assert len(seen_steps) > 1  # progress was visible on the way
 
     report = api.get(f"/v1/jobs/{job['id']}/report").json()
     assert len(report["losses"]) == 16 and report["artifacts"][0]["step"] == 0
+    assert report["artifacts"][-1] == j["artifact_curve"][-1]  # the probe's rows, distances with the scores
     assert Image.open(io.BytesIO(api.get(f"/v1/jobs/{job['id']}/preview").content)).format == "PNG"
     url = api.get(f"/v1/jobs/{job['id']}/checkpoint", params={"presign": True}).json()["url"]
     assert url.startswith("http://localhost:")  # signed for the public host (moto checks no signature)
@@ -235,6 +238,9 @@ def test_an_experiment_pairs_jobs_that_differ_only_in_the_decoder(api, worker, s
     for v in done["variants"]:
         assert v["scores"]["init"]["step"] == 0 and v["loss_curve"] and v["seconds_per_step"] > 0
         assert Image.open(io.BytesIO(api.get(v["panel"][0]["url"]).content)).size == (v["panel"][0]["width"], v["panel"][0]["height"])
+    for v in done["variants"]:  # style and content distance at init and at the end, beside the artifact scores
+        assert all(v["scores"][when][k] > 0 for when in ("init", "final") for k in ("style_distance", "content_distance"))
+        assert v["scores"]["final"] == {"step": 3, **v["artifacts"], **v["quality"]}  # the job's latest values
     deconv, mixed = done["variants"]
     assert deconv["scores"]["init"]["artifact_p4"] > mixed["scores"]["init"]["artifact_p4"]  # period 4 needs deconv first
     comp = done["comparisons"][0]

@@ -94,6 +94,20 @@ def test_an_experiment_through_the_page(server, browser, tmp_path):
     assert rows.count() == 2 and "deconv" in rows.nth(0).inner_text()
     assert "dB" in page.inner_text("#views")  # every picture carries its scores
 
+    # Style and content distance beside the artifact scores, at init and at the end: the API's
+    # numbers, and one line per variant in each of their plots over training.
+    exp = httpx.get(f"{server}/v1/experiments/{page.url.split('id=')[1]}", headers={"X-API-Key": key}).json()
+    for i, v in enumerate(exp["variants"]):
+        for k in ("style_distance", "content_distance"):
+            cell = rows.nth(i).locator(f"td.{k.replace('_', '-')}").inner_text()
+            shown = [float(x) for x in cell.split(" → ")]
+            expected = [v["scores"]["init"][k], v["scores"]["final"][k]]
+            assert shown == pytest.approx(expected, rel=5e-3) and min(shown) > 0, (k, cell, expected)
+    plots = page.eval_on_selector_all("#curves svg.chart", """svgs => Object.fromEntries(svgs.map(s => [
+        s.querySelector('text').textContent, [...s.querySelectorAll('polyline')].map(p => p.getAttribute('points').split(' ').length)]))""")
+    for title in ("style distance (lower: more style)", "content distance (lower: nearer the photo)"):
+        assert plots[title] == [2, 2], plots  # two variants, each probed at init and at the end (4 steps)
+
     # Zoom one view: the other follows, pixel for pixel.
     viewers = page.locator("#views .viewer")
     box = viewers.nth(0).bounding_box()

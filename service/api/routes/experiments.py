@@ -25,7 +25,7 @@ def _state(states: list[JobState]) -> str:
 def experiment_public(services: Services, exp: ExperimentRecord) -> dict:
     jobs = [services.jobs.get(v["job_id"]) for v in exp.variants]
     variants = [public(services, j).model_dump(mode="json") for j in jobs]
-    for v in variants:
+    for v in variants:  # the probe's first and last rows: artifact scores beside style and content distance
         curve = v["artifact_curve"]
         v["scores"] = {"init": curve[0] if curve else None, "final": curve[-1] if curve else None}
     panel_names = [p["name"] for p in jobs[0].panel] if all(j.panel for j in jobs) else []
@@ -75,8 +75,9 @@ def list_experiments(services: ServicesDep, key: CurrentKey, page: PageDep, requ
 
 @router.get("/experiments/{experiment_id}")
 def get_experiment(experiment_id: str, services: ServicesDep, key: CurrentKey) -> dict:
-    """Per variant: state, progress, loss and artifact curves, time per step, scores at init and at
-    the end, outputs on the fixed panel; across variants: difference images and spectra."""
+    """Per variant: state, progress, loss and probe curves, time per step, scores at init and at the end
+    (period-2/4 artifact scores beside style and content distance), outputs on the fixed panel; across
+    variants: difference images and spectra."""
     return experiment_public(services, services.jobs.get_experiment(experiment_id, key.scope))
 
 

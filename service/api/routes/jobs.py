@@ -19,15 +19,23 @@ FILES = {"checkpoint": ("application/octet-stream", Keys.checkpoint),
          "torchscript": ("application/octet-stream", lambda job_id: Keys.export(job_id, "torchscript"))}
 
 
+def split_probe(latest: dict[str, float]) -> dict[str, dict[str, float]]:
+    """The record keeps the probe's latest row whole; the API shows its artifact scores and its
+    quality (style and content distance) apart."""
+    artifacts = {k: v for k, v in latest.items() if k.startswith("artifact_")}
+    return {"artifacts": artifacts, "quality": {k: v for k, v in latest.items() if k not in artifacts}}
+
+
 def public(services: Services, record: JobRecord) -> JobPublic:
     base = f"/v1/jobs/{record.id}"
     links = {"self": base}
     links.update({name: f"{base}/{name}" for name in FILES if name in record.outputs})
     return JobPublic(
         **record.model_dump(include={"id", "state", "step", "steps", "config", "style_id", "content_set_id", "losses",
-                                     "artifacts", "seconds_per_step", "attempts", "history", "resumed_from_step",
+                                     "seconds_per_step", "devices", "attempts", "history", "resumed_from_step",
                                      "error", "created_at", "started_at", "finished_at", "loss_curve",
                                      "artifact_curve"}),
+        **split_probe(record.artifacts),
         panel=[{k: v for k, v in p.items() if k != "key"} | {"url": f"{base}/panel/{p['name']}"} for p in record.panel],
         decoder=record.config["decoder"], links=links,
         cancel_requested=not record.final and record.cancel_requested_at is not None,
@@ -54,7 +62,8 @@ def list_jobs(services: ServicesDep, key: CurrentKey, page: PageDep, request: Re
 
 @router.get("/jobs/{job_id}", response_model=JobPublic)
 def get_job(job_id: str, services: ServicesDep, key: CurrentKey) -> JobPublic:
-    """One job: state, step of steps, latest losses and artifact scores, attempts, the reason if it failed."""
+    """One job: state, step of steps, latest losses, artifact scores and style/content distances, attempts, the
+    reason if it failed."""
     return public(services, services.jobs.get(job_id, key.scope))
 
 

@@ -173,6 +173,7 @@ const Checkerless = (() => {
     let exp = null, mode = "side", panel = null, fitted = false;
     $("#title").textContent = `experiment ${id}`;
 
+    const dist = x => Number.isFinite(x) ? x.toPrecision(3) : "–";  // absent in jobs trained before it was measured
     function renderTable() {
       $("#scores tbody").innerHTML = exp.variants.map(v => {
         const p = v.panel.find(x => x.name === panel);
@@ -184,6 +185,8 @@ const Checkerless = (() => {
           <td class="${cls(init?.artifact_p2)}">${fmt(init?.artifact_p2)}</td><td class="${cls(init?.artifact_p4)}">${fmt(init?.artifact_p4)}</td>
           <td class="${cls(now?.artifact_p2)}">${fmt(now?.artifact_p2)}</td><td class="${cls(now?.artifact_p4)}">${fmt(now?.artifact_p4)}</td>
           <td class="panel-score">${p ? `${fmt(p.period2_db)} / ${fmt(p.period4_db)}` : "–"}</td>
+          <td class="style-distance">${dist(init?.style_distance)} → ${dist(now?.style_distance)}</td>
+          <td class="content-distance">${dist(init?.content_distance)} → ${dist(now?.content_distance)}</td>
           <td>${v.losses.loss?.toExponential(3) ?? "–"}</td></tr>`;
       }).join("");
     }
@@ -226,9 +229,12 @@ const Checkerless = (() => {
 
     function renderCurves() {
       const loss = exp.variants.map(v => ({name: v.decoder, points: v.loss_curve.map(r => [r.step, r.loss])}));
-      const p2 = exp.variants.map(v => ({name: v.decoder, points: v.artifact_curve.map(r => [r.step, r.artifact_p2])}));
-      const p4 = exp.variants.map(v => ({name: v.decoder, points: v.artifact_curve.map(r => [r.step, r.artifact_p4])}));
-      $("#curves").innerHTML = chart("loss", loss, {log: true}) + chart("period-2 score of the probe (dB)", p2) + chart("period-4 score (dB)", p4);
+      // The probe's rows: artifact scores, and style/content distance (missing in older jobs' rows: no line).
+      const probe = key => exp.variants.map(v => ({name: v.decoder, points: v.artifact_curve.map(r => [r.step, r[key]])}));
+      $("#curves").innerHTML = chart("loss", loss, {log: true}) + chart("period-2 score of the probe (dB)", probe("artifact_p2")) +
+        chart("period-4 score (dB)", probe("artifact_p4")) +
+        chart("style distance (lower: more style)", probe("style_distance"), {log: true}) +
+        chart("content distance (lower: nearer the photo)", probe("content_distance"), {log: true});
     }
 
     async function load() {
