@@ -10,9 +10,10 @@ record, so two deliveries of one job never both run it), prepares a scratch fold
 - a stop (cancel, time limit, the worker asked to shut down) is the STOP file, then SIGTERM,
   then SIGKILL to the child's process group;
 - whatever happens in here, the child is stopped before the task returns (try/finally).
-A child killed by a signal (the OOM killer) or stopped because its worker is shutting down
-is requeued and resumes from its last checkpoint; the attempt limit ends a job that dies
-every time, with each attempt's reason kept in its history.
+A child killed by a signal (the OOM killer), stopped because its worker is shutting down, or
+ended by the store failing under it (EXIT_RETRY: its content set is streamed from the store,
+workers/content_stream.py) is requeued and resumes from its last checkpoint; the attempt limit
+ends a job that dies every time, with each attempt's reason kept in its history.
 
 Stylisations run in the worker's warm stylise server instead of a child per request
 (workers/warm_stylize.py owns it; `run_stylize` below keeps the record true around it).
