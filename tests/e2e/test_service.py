@@ -62,7 +62,7 @@ def test_train_watch_and_stylize(api, worker, style_id, tmp_path):
     r = api.post("/v1/content-sets", files=files)
     assert r.status_code == 201, r.text
     content = r.json()
-    assert content["count"] == 2 and [s["file"] for s in content["skipped"]] == ["notes.png"]
+    assert content["count"] == 2 and [s["name"] for s in content["skipped"]] == ["notes.png"]
 
     job = submit(api, style_id, content_set_id=content["id"], decoder="resize-nearest,deconv", steps=16,
                  checkpoint_every=4)

@@ -162,3 +162,66 @@ def test_a_single_job_from_the_form_shows_live_progress(server, browser, tmp_pat
     page.wait_for_function("[...document.querySelectorAll('#jobs tbody tr')].some(r => r.innerText.includes('succeeded')"
                            " && r.innerText.includes('3/3'))", timeout=120_000)
     assert page.url.endswith("/ui/")
+
+
+def test_an_archive_uploaded_from_the_page_is_validated_and_then_picked(server, browser, tmp_path):
+    import io
+    import tarfile
+
+    server, key = server
+
+    def tar(path: Path, members: dict[str, bytes]) -> Path:
+        with tarfile.open(path, "w") as t:
+            for name, data in members.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+        return path
+
+    def png(image) -> bytes:
+        buf = io.BytesIO()
+        Image.fromarray(image).resize((48, 48)).save(buf, "PNG")
+        return buf.getvalue()
+
+    photos = tar(tmp_path / "photos.tar", {"rocket.png": png(skimage.data.rocket()), "coffee.png": png(skimage.data.coffee())})
+    notes = tar(tmp_path / "notes.tar", {"notes.txt": b"no image here"})
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("dialog", lambda d: d.accept(key))
+    page.goto(f"{server}/ui/")
+    page.wait_for_selector("#decoders input[value=deconv]")
+    row = "#content-sets tbody tr"
+    for archive, name in ((photos, "two photos"), (notes, "notes")):
+        page.set_input_files("#archive-form input[name=archive]", str(archive))
+        page.fill("#archive-form input[name=name]", name)
+        page.click("#archive-form button[type=submit]")
+        page.wait_for_function(f"document.querySelector('#archive-status').textContent.includes('{archive.name}: sent')")
+    # The data worker of `checkerless serve` validates them; the list follows without a reload.
+    page.wait_for_function(f"[...document.querySelectorAll('{row}')].some(r => r.innerText.includes('two photos')"
+                           " && r.innerText.includes('ready'))", timeout=60_000)
+    page.wait_for_function(f"[...document.querySelectorAll('{row}')].some(r => r.innerText.includes('notes')"
+                           " && r.innerText.includes('failed: '))", timeout=60_000)
+    set_id = page.get_attribute(f"{row}:has-text('two photos')", "data-set")
+    cells = page.eval_on_selector_all(f"{row}[data-set='{set_id}'] td", "tds => tds.map(td => td.innerText)")
+    size = f"{photos.stat().st_size / 1e6:.1f}"
+    assert cells[3] == "ready" and cells[4].endswith(f"/{size} MB") and cells[5] == "2", cells  # of the whole archive; two images
+    offered = page.eval_on_selector_all("select[name=content_set] option", "os => os.map(o => o.value)")
+    assert offered == ["", set_id]  # ready sets only: not the failed one
+
+    page.select_option("select[name=content_set]", set_id)
+    page.uncheck("#decoders input[value=resize-nearest]")
+    style = tmp_path / "style.png"
+    Image.fromarray(skimage.data.immunohistochemistry()).resize((48, 48)).save(style)
+    page.set_input_files("input[name=style]", str(style))
+    for field, value in (("size", "32"), ("steps", "2"), ("batch", "1")):
+        page.fill(f"input[name={field}]", value)
+    page.click("#experiment-form button[type=submit]")
+    page.wait_for_function("document.querySelector('#form-status').textContent.includes('queued')")
+    prefix = page.inner_text("#form-status").split()[1]
+    with httpx.Client(base_url=server, headers={"X-API-Key": key}) as client:
+        (job,) = [j for j in client.get("/v1/jobs").json() if j["id"].startswith(prefix)]
+        assert job["content_set_id"] == set_id
+        client.post(f"/v1/jobs/{job['id']}/cancel")  # training on a set: tests/e2e of the worker and of training
+    page.screenshot(path=str(ARTIFACTS / "content-sets.png"), full_page=True)
+    assert not errors, errors

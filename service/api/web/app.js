@@ -135,8 +135,8 @@ const Checkerless = (() => {
         status.textContent = "uploading…";
         const style = new FormData(); style.append("file", f.style.files[0]);
         const styleId = (await api("/v1/styles", {method: "POST", body: style})).id;
-        let contentId = null;
-        if (f.content.files.length) {
+        let contentId = f.content_set.value || null;  // a set picked from the list, else the files, if any
+        if (!contentId && f.content.files.length) {
           const c = new FormData(); for (const file of f.content.files) c.append("files", file);
           contentId = (await api("/v1/content-sets", {method: "POST", body: c})).id;
         }
@@ -155,8 +155,38 @@ const Checkerless = (() => {
         location.href = `experiment.html?id=${exp.id}`;
       } catch (err) { status.textContent = err.message; status.className = "error"; }
     });
+    $("#archive-form").addEventListener("submit", async e => {
+      e.preventDefault();
+      const f = e.target, file = f.archive.files[0], status = $("#archive-status");
+      try {
+        status.textContent = `uploading ${mb(file.size)} MB…`; status.className = "muted";
+        const query = new URLSearchParams({name: f.name.value.trim() || file.name});
+        // The File itself as the body: the browser streams it from disk.
+        const set = await api(`/v1/content-sets/archive?${query}`, {method: "POST", body: file,
+                                                                    headers: {"content-type": "application/octet-stream"}});
+        status.textContent = `${file.name}: sent; validating as set ${set.id.slice(0, 8)}`;
+        f.reset();
+        await refresh();
+      } catch (err) { status.textContent = err.message; status.className = "error"; }
+    });
+    const mb = n => (n / 1e6).toFixed(1);
+    function renderSets(sets) {
+      const read = s => {
+        const p = s.progress, of = p.total_bytes ? `/${mb(p.total_bytes)}` : "";
+        const bar = p.total_bytes ? `<div class="bar"><div style="width:${100 * p.bytes_read / p.total_bytes}%"></div></div>` : "";
+        return `${bar}${p.members} members, ${mb(p.bytes_read)}${of} MB`;
+      };
+      $("#content-sets tbody").innerHTML = sets.map(s => `<tr data-set="${s.id}"><td>${s.id.slice(0, 8)}</td><td>${esc(s.name ?? "")}</td>
+        <td>${s.source}</td><td class="state-${s.state}">${s.state}${s.error ? `: ${esc(s.error)}` : ""}</td>
+        <td>${read(s)}</td><td>${s.count}</td><td>${(s.created_at ?? "").slice(0, 19)}</td></tr>`).join("");
+      const pick = $("#experiment-form select[name=content_set]"), chosen = pick.value;
+      pick.innerHTML = `<option value="">none</option>` + sets.filter(s => s.state === "ready").map(s =>
+        `<option value="${s.id}">${esc(s.name ?? s.id.slice(0, 8))} (${s.count} images)</option>`).join("");
+      pick.value = [...pick.options].some(o => o.value === chosen) ? chosen : "";
+    }
     async function refresh() {
-      const [exps, jobs] = await Promise.all([api("/v1/experiments"), api("/v1/jobs")]);
+      const [exps, jobs, sets] = await Promise.all([api("/v1/experiments"), api("/v1/jobs"), api("/v1/content-sets")]);
+      renderSets(sets);
       $("#experiments tbody").innerHTML = exps.map(x => `<tr><td><a href="experiment.html?id=${x.id}" style="color:var(--accent)">${x.id.slice(0, 8)}</a></td>
         <td>${x.variants.map(esc).join(" vs ")}</td><td class="state-${x.state}">${x.state}</td><td>${x.created_at.slice(0, 19)}</td></tr>`).join("");
       $("#jobs tbody").innerHTML = jobs.map(j => `<tr><td>${j.id.slice(0, 8)}</td><td>${esc(j.decoder)}</td>
