@@ -108,7 +108,8 @@ def _rewrite(folder: str, ident: str, until: float) -> None:
 def test_a_reader_never_sees_a_half_written_file(tmp_path):
     ident = ContentCache.identity("s", None, "big", 1 << 20)
     path = ContentCache(tmp_path, 1 << 30).path(ident)
-    writer = multiprocessing.get_context("fork").Process(target=_rewrite, args=(str(tmp_path), ident, time.time() + 1.5))
+    until = time.time() + 1.5
+    writer = multiprocessing.get_context("fork").Process(target=_rewrite, args=(str(tmp_path), ident, until))
     writer.start()
     seen = set()
     while writer.is_alive():
@@ -159,7 +160,8 @@ def test_stored_images_load_through_the_cache_and_bad_ones_raise_image_error(sto
     with pytest.raises(ImageError, match="bad.png: cannot decode image"):
         images.load({"name": "bad.png", "key": "contents/x/images/0000001.png", "bucket": None, "bytes": len(corrupt)})
     store.put_bytes("contents/x/images/0000002.png", b"0123")
-    with pytest.raises(ImageError, match=r"changed.png: changed in the store since the set was checked \(4 bytes, not 9\)"):
+    changed = r"changed.png: changed in the store since the set was checked \(4 bytes, not 9\)"
+    with pytest.raises(ImageError, match=changed):
         images.load({"name": "changed.png", "key": "contents/x/images/0000002.png", "bucket": None, "bytes": 9})
 
 
