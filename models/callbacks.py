@@ -25,14 +25,16 @@ class LossHistory(pl.Callback):
 
 class StopWhen(pl.Callback):
     """Stops training cleanly (Lightning finishes the step and returns from fit) once
-    `should_stop()` is true: Ctrl-C in the CLI, a cancel flag in the worker."""
+    `should_stop()` is true: Ctrl-C in the CLI, a cancel flag in the worker. Under DDP the
+    ranks stop together, after the step where any of them saw it (a rank that stopped alone
+    would leave the others waiting for it in the next step's gradient exchange)."""
 
     def __init__(self, should_stop: Callable[[], bool]):
         self.should_stop = should_stop
         self.stopped = False
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
-        if self.should_stop():
+        if trainer.strategy.reduce_boolean_decision(bool(self.should_stop()), all=False):
             self.stopped = True
             trainer.should_stop = True
 
@@ -40,7 +42,9 @@ class StopWhen(pl.Callback):
 class PeriodicCheckpoint(pl.Callback):
     """Writes `path` every `every` steps and when training ends (finished or stopped), then
     calls `on_saved(path, step)` (the worker uploads from there). The file is written beside
-    and renamed, so a crash mid-write never leaves a broken checkpoint behind."""
+    and renamed, so a crash mid-write never leaves a broken checkpoint behind. Under DDP every
+    rank takes part in the save (Lightning writes on rank 0 and waits for all); rank 0 alone
+    renames it and calls `on_saved`."""
 
     def __init__(self, path: str | Path, *, every: int, on_saved: Callable[[Path, int], None] | None = None):
         self.path = Path(path)
@@ -55,8 +59,10 @@ class PeriodicCheckpoint(pl.Callback):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         trainer.save_checkpoint(tmp, weights_only=False)  # a full checkpoint: optimizer and loops too
-        os.replace(tmp, self.path)
         self._last_saved = step
+        if not trainer.is_global_zero:
+            return
+        os.replace(tmp, self.path)
         if self.on_saved:
             self.on_saved(self.path, step)
 
@@ -70,7 +76,7 @@ class PeriodicCheckpoint(pl.Callback):
 
 class LossProgress(pl.Callback):
     """A rich progress bar over the run's steps (not epochs: the data stream is endless)
-    showing the latest losses, rate and time left."""
+    showing the latest losses, rate and time left; on rank 0 only under DDP."""
 
     def __init__(self, console=None) -> None:
         from rich.console import Console
@@ -82,6 +88,8 @@ class LossProgress(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+        if not trainer.is_global_zero:
+            return
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(bar_width=20), MofNCompleteColumn(),
             TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[losses]}"),
@@ -94,6 +102,8 @@ class LossProgress(pl.Callback):
         )
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
+        if self.progress is None:
+            return
         m = trainer.callback_metrics
         losses = " ".join(f"{k.removeprefix('train/')} {float(v):.3g}" for k, v in m.items() if k.startswith("train/"))
         self.progress.update(self.task, completed=trainer.global_step, losses=losses)

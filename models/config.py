@@ -83,6 +83,17 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
+def per_device_batch(batch: int, devices: int) -> int:
+    """The crops each of `devices` DDP ranks trains on: its slice of the one global batch, so a
+    step computes the same thing whatever the number of devices (models/data.py CropStream)."""
+    if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
+        raise ValueError(f"devices must be a whole number >= 1, got {devices!r}")
+    if batch % devices:
+        raise ValueError(f"batch {batch} does not split evenly over {devices} devices; "
+                         f"use a batch that is a multiple of {devices}")
+    return batch // devices
+
+
 def _int_range(name: str, value: int, lo: int, hi: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be a whole number, got {value!r}")

@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from models.config import per_device_batch
 from models.images import ImageError, open_image, resize_shorter, to_rgb, list_images
 
 log = logging.getLogger(__name__)
@@ -131,10 +132,15 @@ class CropStream(IterableDataset):
     Sample n = b * batch + j is image perm_e[n mod N] of epoch e = n // N (a permutation
     seeded by (seed, e)), cropped with a generator seeded by (seed, n). DataLoader workers
     take batches in turn, and the DataLoader reads them in turn, so the order is unchanged.
+    Under DDP, rank r of `world` yields only its slice of each global batch (j in
+    [r * B/world, (r+1) * B/world)): the ranks together train on the same crops as one process.
     """
 
-    def __init__(self, content: ContentSet, *, size: int, batch: int, seed: int, start: int = 0):
+    def __init__(self, content: ContentSet, *, size: int, batch: int, seed: int, start: int = 0,
+                 rank: int = 0, world: int = 1):
         self.content, self.size, self.batch, self.seed, self.start = content, size, batch, seed, start
+        self.local = per_device_batch(batch, world)
+        self.first = rank * self.local  # this rank's first sample within a global batch
         self._perms: dict[int, np.ndarray] = {}
 
     def image_index(self, n: int) -> int:
@@ -158,7 +164,7 @@ class CropStream(IterableDataset):
         return random_crop(img, self.size, np.random.default_rng([self.seed, n]))
 
     def batch_at(self, b: int) -> torch.Tensor:
-        return torch.stack([self.sample(b * self.batch + j) for j in range(self.batch)])
+        return torch.stack([self.sample(b * self.batch + self.first + j) for j in range(self.local)])
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         info = get_worker_info()
@@ -178,7 +184,9 @@ class ContentDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         # Called after a checkpoint is restored, so a resumed run starts at its next batch.
-        start = self.trainer.global_step if self.trainer else 0
-        stream = CropStream(self.content, size=self.size, batch=self.batch, seed=self.seed, start=start)
+        trainer = self.trainer
+        start, rank, world = (trainer.global_step, trainer.global_rank, trainer.world_size) if trainer else (0, 0, 1)
+        stream = CropStream(self.content, size=self.size, batch=self.batch, seed=self.seed, start=start,
+                            rank=rank, world=world)
         return DataLoader(stream, batch_size=None, num_workers=self.num_workers, persistent_workers=False,
                           pin_memory=self.pin_memory, prefetch_factor=4 if self.num_workers else None)

@@ -72,12 +72,14 @@ class StyleTransferModule(pl.LightningModule):
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         losses = self._step_losses(batch)
-        if not torch.isfinite(losses["loss"]):
+        # Under DDP every rank decides alike, so all of them fail the run, not one that leaves
+        # the others waiting; the logged losses are the mean over the ranks: the global batch's.
+        if not self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(losses["loss"])), all=True):
             raise FloatingPointError(
                 f"loss is {losses['loss'].item()} at step {self.global_step}; lower lr or the loss weights"
             )
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, prog_bar=True,
-                      on_step=True, on_epoch=False, batch_size=batch.shape[0])
+                      on_step=True, on_epoch=False, batch_size=batch.shape[0], sync_dist=True)
         return losses["loss"]
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

@@ -14,7 +14,7 @@ import torch
 
 from models.callbacks import ArtifactProbe, LossHistory, LossProgress, PeriodicCheckpoint, StopWhen
 from models.checkpoint import read_checkpoint
-from models.config import TrainConfig
+from models.config import TrainConfig, per_device_batch
 from models.data import BUILTIN_LABEL, ContentDataModule, ContentSet, load_style
 from models.lightning_module import StyleTransferModule, style_png_from_image
 from models.loss_network import LossNetwork
@@ -33,6 +33,7 @@ class RunResult:
     losses: list[dict[str, float]]  # one row per step of this run
     artifacts: list[dict[str, float]]  # probe rows: step, artifact_p2, artifact_p4 (dB), style_distance, content_distance
     skipped: list[tuple[str, str]] = field(default_factory=list)  # unreadable content files
+    rank: int = 0  # this process's DDP rank: rank 0 alone does the run's once-only work (outputs, reports)
 
     @property
     def final(self) -> dict[str, float]:
@@ -89,6 +90,8 @@ def train(
     resume: str | Path | None = None,
     steps: int | None = None,
     device: str = "auto",
+    devices: int = 1,
+    ddp: bool | None = None,
     num_workers: int | None = None,
     compile: str = "auto",
     progress: bool = True,
@@ -102,6 +105,12 @@ def train(
 
     On resume the settings, style and content come from the checkpoint; `steps` may raise
     the total to train further. Data order and weights continue exactly where they stopped.
+
+    `devices` > 1 runs Lightning's DDP: the command that called this is started again as
+    ranks 1..N-1 (each returns here with its own `rank`), and each rank trains on its slice
+    of the same global batch, so the losses and weights are those of one process within float
+    rounding, and a checkpoint resumes with any number of devices. `ddp=True` takes the DDP
+    path on one device too (a check of that path on a one-GPU machine).
     """
     out = Path(out_dir)
     ckpt_path: Path | None = None
@@ -128,6 +137,8 @@ def train(
         style_png = style_png_from_image(style_img)
     content_set = content if isinstance(content, ContentSet) else ContentSet.resolve(content)
 
+    per_device_batch(config.batch, devices)  # before any rank starts: a clear error, not N of them
+    use_ddp = devices > 1 if ddp is None else ddp
     accelerator = resolve_accelerator(device)
     speed = Speed.plan(accelerator, steps_left=config.steps - start_step, compile=compile, num_workers=num_workers,
                        streamed=content_set.streamed)
@@ -143,7 +154,8 @@ def train(
     saver = PeriodicCheckpoint(out / CHECKPOINT_NAME, every=config.checkpoint_every, on_saved=on_checkpoint)
     bar = [LossProgress()] if progress else []
     trainer = pl.Trainer(
-        accelerator=accelerator, devices=1, max_steps=config.steps, max_epochs=-1,
+        accelerator=accelerator, devices=devices, strategy="ddp" if use_ddp else "auto",
+        max_steps=config.steps, max_epochs=-1,
         precision=speed.precision, benchmark=speed.benchmark,
         logger=pl.loggers.CSVLogger(out, name="logs"),  # logs/version_N: a resumed run adds one
         log_every_n_steps=config.log_every, callbacks=[history, probe, stopper, saver, *bar, *callbacks],
@@ -155,5 +167,5 @@ def train(
     return RunResult(
         checkpoint=saver.path, step=trainer.global_step, steps=config.steps,
         stopped=trainer.global_step < config.steps, seconds=time.perf_counter() - started,
-        losses=history.rows, artifacts=probe.rows, skipped=content_set.skipped,
+        losses=history.rows, artifacts=probe.rows, skipped=content_set.skipped, rank=trainer.global_rank,
     )

@@ -15,7 +15,9 @@ from service.core import protocol
 from service.core.storage import StoreError
 
 
-def train(spec: dict, folder: Path) -> dict:
+def train(spec: dict, folder: Path) -> dict | None:
+    """The job's run, then its outputs; None in a DDP rank other than 0, which only trains
+    (Lightning starts it again as this same command: spec["devices"] > 1)."""
     from models.checkpoint import load_network, read_checkpoint
     from models.config import TrainConfig
     from models.preview import save_preview, stylize_panel
@@ -35,10 +37,12 @@ def train(spec: dict, folder: Path) -> dict:
         result = run_training(
             None if resume else TrainConfig.from_dict(spec["config"]),
             out_dir=folder / protocol.RUN, style=spec["style"], content=content, resume=resume,
-            steps=steps if resume else None, device=spec.get("device", "auto"),
+            steps=steps if resume else None, device=spec.get("device", "auto"), devices=spec.get("devices", 1),
             progress=False, should_stop=lambda: stop_requested(folder), callbacks=[ProgressFile(folder)],
             probe_every=spec.get("probe_every", 25),
         )
+        if result.rank != 0:
+            return None
         summary = {"step": result.step, "steps": result.steps, "stopped": result.stopped, "seconds": result.seconds,
                    "losses": result.losses, "artifacts": result.artifacts, "final": result.final,
                    "skipped": [{"file": f, "reason": r} for f, r in result.skipped],
@@ -80,6 +84,8 @@ def main(argv: list[str]) -> int:
     try:
         spec = json.loads(Path(spec_path).read_text())
         result = {"train": train}[kind](spec, folder)
+        if result is None:  # a DDP rank other than 0: rank 0 writes the result
+            return protocol.EXIT_OK
         (folder / protocol.RESULT).write_text(json.dumps(result))
         return protocol.EXIT_OK
     except StoreError as e:  # the store failed while training read from it: worth another attempt

@@ -21,7 +21,8 @@ def write_json(path: Path, data: dict) -> None:
 
 
 class ProgressFile(pl.Callback):
-    """Writes step, total, latest losses, latest probe scores and speed after every step."""
+    """Writes step, total, latest losses, latest probe scores and speed after every step; under
+    DDP on rank 0 only (the losses it writes are already the mean over the ranks)."""
 
     def __init__(self, folder: Path):
         self.path = Path(folder) / PROGRESS
@@ -29,12 +30,15 @@ class ProgressFile(pl.Callback):
         self.started = time.perf_counter()
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
         self.start_step = trainer.global_step
         self.started = time.perf_counter()
         self._write(trainer)
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
-        self._write(trainer)
+        if trainer.is_global_zero:
+            self._write(trainer)
 
     def _write(self, trainer: pl.Trainer) -> None:
         done = trainer.global_step - (self.start_step or 0)
