@@ -16,7 +16,7 @@ from service.core import webhooks
 from service.core.queue import (DATA_QUEUE, STYLIZE_QUEUE, STYLIZE_TASK, TRAIN_QUEUE, TRAIN_TASK, VALIDATE_TASK,
                                 JobQueue)
 from service.core.settings import Settings
-from service.core.storage import ObjectStore, open_store
+from service.core.storage import ObjectStore, StoreUnavailable, open_store
 from workers.supervisor import drain_marker, run_stylize, run_train_job, sweep
 from workers.validate import sweep_content_sets, validate_content_set
 from workers.warm_stylize import warm_stylizer
@@ -45,12 +45,17 @@ def stylize_job(self, request_id: str) -> str | None:
     return state.value if state else None
 
 
-@shared_task(name=VALIDATE_TASK, acks_late=True, reject_on_worker_lost=True)
-def validate_set(set_id: str) -> str | None:
+@shared_task(name=VALIDATE_TASK, acks_late=True, reject_on_worker_lost=True, bind=True)
+def validate_set(self, set_id: str) -> str | None:
     """A content set's images read and checked (workers/validate.py); a redelivery after a
     worker died starts it again from scratch, one of a finished set does nothing."""
     settings = _settings()
-    state = validate_content_set(settings, _store(settings), set_id)
+    try:
+        state = validate_content_set(settings, _store(settings), set_id)
+    except StoreUnavailable as e:  # tried again once its record is stale: a new attempt, from scratch
+        log.warning("content set %s: the store is unreachable (%s); trying again in %.0f s", set_id, e,
+                    settings.stale_after_s)
+        raise self.retry(exc=e, countdown=settings.stale_after_s + 1, max_retries=settings.max_attempts) from None
     return state.value if state else None
 
 

@@ -40,7 +40,7 @@ from service.core.jobs import JobStore
 from service.core.keys import Keys
 from service.core.records import now
 from service.core.settings import Settings
-from service.core.storage import ObjectNotFound, ObjectStore, StoreError
+from service.core.storage import ObjectNotFound, ObjectStore, StoreError, StoreUnavailable
 from workers.content_stream import in_bucket
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,9 @@ class _Superseded(Exception):
 
 def validate_content_set(settings: Settings, store: ObjectStore, set_id: str) -> ContentSetState | None:
     """Validate one set. Its state after: ready or failed; validating if another worker is at
-    it (its record is fresh); None if the set was deleted. Never raises for bad input."""
+    it (its record is fresh); None if the set was deleted. Never raises for bad input; raises
+    StoreUnavailable if the service's store cannot be reached (the set stays validating, to be
+    tried again: nothing is lost to an outage)."""
     sets = JobStore(store)
     tracker = _Tracker(sets, set_id)
     marker = Keys.active(ACTIVE, set_id)
@@ -85,8 +87,9 @@ def validate_content_set(settings: Settings, store: ObjectStore, set_id: str) ->
             store.put_bytes(marker, b"")  # for the sweep, should this worker die
             _remove_output(store, set_id)  # members of an earlier attempt cut off partway
             if record.attempts > settings.max_attempts:
-                raise Refused(f"validation was cut off {record.attempts - 1} times (its worker died or was "
-                              "stopped each time); given up: the archive may hold what kills the worker")
+                raise Refused(f"validation was cut off {record.attempts - 1} times (its worker died, was "
+                              "stopped or lost the store each time); given up: the archive may hold what kills "
+                              "the worker")
             manifest = _read(settings, store, record, tracker)
             if not manifest.images:
                 raise Refused(_nothing_readable(manifest.skipped))
@@ -96,7 +99,7 @@ def validate_content_set(settings: Settings, store: ObjectStore, set_id: str) ->
             state = ContentSetState.ready
         except Refused as e:
             reason = str(e)
-        except (_Gone, _Superseded):
+        except (_Gone, _Superseded, StoreUnavailable):  # the store gone: the task tries again later
             raise
         except Exception as e:  # noqa: BLE001 - anything else fails the set, never the worker
             log.exception("validating content set %s failed", set_id)
@@ -508,6 +511,7 @@ def _read_prefix(settings: Settings, store: ObjectStore, record: ContentSetRecor
         keys = source.list(prefix)  # S3: the list_objects_v2 paginator, sorted
     except (StoreError, ValueError) as e:
         raise Refused(f"cannot list {where}: {e}") from None
+    keys = [k for k in keys if not k.endswith("/")]  # folder markers, as consoles make them
     if not keys:
         raise Refused(f"no object under {where} any more")
     limit = settings.max_member_bytes

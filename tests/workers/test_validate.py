@@ -20,7 +20,7 @@ from service.core.content_sets import ContentSetRecord, ContentSetState, Content
 from service.core.jobs import JobStore
 from service.core.keys import Keys, new_id
 from service.core.settings import Settings
-from service.core.storage import LocalStore, S3Store
+from service.core.storage import LocalStore, S3Store, StoreUnavailable
 from workers.validate import ACTIVE, sweep_content_sets, validate_content_set
 
 
@@ -314,6 +314,7 @@ def test_a_registered_prefix_is_read_in_place_in_key_order(settings, s3_endpoint
     for key, data in objects.items():
         theirs.put_bytes(key, data)
     theirs._client.put_object(Bucket=theirs.bucket, Key="photos/with space.png", Body=image(6))
+    theirs._client.put_object(Bucket=theirs.bucket, Key="photos/a/", Body=b"")  # a console's folder marker
     sets = JobStore(store)
 
     def registered(bucket: str | None, prefix: str) -> tuple[ContentSetRecord, str]:
@@ -334,7 +335,7 @@ def test_a_registered_prefix_is_read_in_place_in_key_order(settings, s3_endpoint
     assert set(reasons) == {"more.zip", "notes.txt", "with space.png"}
     assert "not an image" in reasons["more.zip"] and "characters" in reasons["with space.png"]
     assert store.list(Keys.content_set_prefix(set_id)) == [Keys.content_manifest(set_id), Keys.content_meta(set_id)]
-    assert len(theirs.list("photos")) == 6  # nothing of theirs moved or deleted
+    assert len(theirs.list("photos")) == 7  # nothing of theirs moved or deleted
     # A prefix emptied since it was registered, and a bucket gone, fail with the reason.
     record, set_id = registered(theirs.bucket, "photos/nothing-here/")
     assert_failed_leaving_only_the_record(store, set_id, record, "no object under", "photos/nothing-here/")
@@ -381,3 +382,26 @@ def test_a_set_whose_worker_died_is_swept_and_validated_again_within_max_attempt
     assert validate_content_set(settings, store, doomed) == ContentSetState.failed
     assert_failed_leaving_only_the_record(store, doomed, JobStore(store).get_content_set(doomed),
                                           f"cut off {settings.max_attempts} times")
+
+
+class UnreachableStore(LocalStore):
+    """A local store that stops answering once the archive is being read (an S3 outage)."""
+
+    def iter_chunks(self, key, chunk_size=1 << 20):
+        raise StoreUnavailable(f"cannot reach the store for {key}")
+
+
+def test_a_store_outage_leaves_the_set_validating_to_be_tried_again(settings, tmp_path):
+    store = UnreachableStore(tmp_path / "store")
+    set_id = new_set(store, tar(GOOD))
+    with pytest.raises(StoreUnavailable):  # the task retries it later (workers/tasks.py)
+        validate_content_set(settings, store, set_id)
+    record = JobStore(store).get_content_set(set_id)
+    assert record.state == ContentSetState.validating and record.attempts == 1
+    assert store.exists(Keys.content_archive(set_id)) and store.exists(Keys.active(ACTIVE, set_id))
+    # Once the store answers and the record is stale, the next delivery validates it whole.
+    store = LocalStore(tmp_path / "store")
+    stale = record.model_copy(update={"updated_at": record.updated_at - timedelta(seconds=settings.stale_after_s + 1)})
+    store.put_bytes(Keys.content_meta(set_id), stale.model_dump_json().encode())
+    assert validate_content_set(settings, store, set_id) == ContentSetState.ready
+    assert JobStore(store).get_content_set(set_id).attempts == 2
