@@ -174,3 +174,20 @@ def test_speed_plan_compiles_only_where_it_pays():
     assert gpu.compiled and gpu.precision == "bf16-mixed" and gpu.pin_memory and gpu.benchmark
     with pytest.raises(ValueError, match="auto, on or off"):
         Speed.plan("cpu", steps_left=10, compile="yes")
+
+
+def test_a_ready_made_content_set_names_the_checkpoint_and_a_resume_needs_its_images(tmp_path, vgg19, photo_dir):
+    """What the worker passes for a set streamed from the store: the checkpoint keeps its label,
+    and resuming elsewhere without the images is a clear error, not a search for a folder."""
+    from dataclasses import replace
+
+    label = "content-set:" + "a" * 32
+    content = replace(ContentSet.from_folder(photo_dir), label=label)
+    first = train(TrainConfig(**TINY, steps=2), out_dir=tmp_path / "a", style="ihc", content=content, progress=False,
+                  loss_network=vgg19)
+    assert read_checkpoint(first.checkpoint)[0].content == label
+    with pytest.raises(ValueError, match=f"was trained on {label}, which is not a folder here"):
+        train(out_dir=tmp_path / "b", resume=first.checkpoint, steps=3, progress=False, loss_network=vgg19)
+    more = train(out_dir=tmp_path / "c", resume=first.checkpoint, steps=3, content=content, progress=False,
+                 loss_network=vgg19)
+    assert more.step == 3 and read_checkpoint(more.checkpoint)[0].content == label
