@@ -104,11 +104,11 @@ def test_a_hostile_archive_fails_with_its_reason_and_the_worker_goes_on(api, wor
     link = tarfile.TarInfo("cats/evil.png")
     link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
     hostile = upload(api, archive([("cats/ok.png", pattern(1)), link]), "hostile")
-    final = validated(api, hostile["id"], timeout=120)
+    final = validated(api, hostile["id"], timeout=300)
     assert final["state"] == "failed" and "'cats/evil.png'" in final["error"] and "symbolic link" in final["error"]
     assert final["count"] == 0
     good = upload(api, archive([(f"{i}.png", pattern(i)) for i in range(3)] + [("notes.txt", b"hello")]), "good")
-    final = validated(api, good["id"], timeout=120)
+    final = validated(api, good["id"], timeout=300)
     assert final["state"] == "ready" and final["count"] == 3, final
     assert final["skipped"] == [{"name": "notes.txt", "reason": final["skipped"][0]["reason"]}]
     assert worker.proc.poll() is None
