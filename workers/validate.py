@@ -1,8 +1,8 @@
 """Validating a content set (service/core/content_sets.py) in the worker: every member of an
-uploaded archive (tar, tar.gz or zip), or every object under a registered S3 prefix, read once and decoded; the
-readable images listed in the set's manifest in the archive's order (a prefix's: key order),
-so two validations of the same bytes give the same manifest; and the record moved to ready,
-or to failed with the reason.
+uploaded archive (tar, tar.gz or zip), or every object under a registered S3 prefix, read once
+and decoded; the readable images listed in the set's manifest in the archive's order (a
+prefix's: key order), so two validations of the same bytes give the same manifest; and the
+record moved to ready, or to failed with the reason.
 
 A sign of a hostile or wrong archive (a path outside the archive, a link, a device, a nested
 archive, a bomb, a truncated file) fails the whole set; a member that is merely not an image
@@ -25,9 +25,9 @@ import time
 import zipfile
 import zlib
 from collections import deque
-from datetime import timedelta
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import PurePosixPath, PureWindowsPath
 
 from PIL import Image
