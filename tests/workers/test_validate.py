@@ -93,6 +93,7 @@ def assert_failed_leaving_only_the_record(store, set_id: str, record: ContentSet
     for word in words:
         assert word in record.error, record.error
     assert store.list(Keys.content_set_prefix(set_id)) == [Keys.content_meta(set_id)]
+    assert not store.exists(Keys.active(ACTIVE, set_id))  # nothing left for the sweep either
 
 
 GOOD = [("a/one.png", image(1)), ("a/two.jpg", image(2, fmt="JPEG")), ("three.png", image(3, size=24))]
