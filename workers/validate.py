@@ -234,9 +234,19 @@ class _Collector:
         self.pending: deque[tuple[Future, int]] = deque()
         self.pending_bytes = 0
 
+    def count(self) -> None:
+        self.members += 1
+        if self.members > self.settings.max_dataset_members:
+            raise Refused(f"the set has more than {self.settings.max_dataset_members} members "
+                          "(max_dataset_members)")
+
+    def skip(self, name: str, reason: str) -> None:
+        self.count()
+        self.skipped.append(Skipped(name=name, reason=reason))
+
     def add(self, name: str, data: bytes, *, where: tuple[str | None, str] | None = None) -> None:
         """One member's bytes. `where`: (bucket, key) to read it in place; None: store a copy."""
-        self.members += 1
+        self.count()
         if name in self.names:
             self.skipped.append(Skipped(name=name, reason="a second member with this name"))
             return
@@ -471,8 +481,7 @@ def _read_zip(settings: Settings, source, raw: _ChunkFile, total: int, collector
                     with archive.open(member) as f:
                         data = counter.read(name, f)
                 except (NotImplementedError, RuntimeError) as e:  # a method we lack; encrypted
-                    collector.members += 1
-                    collector.skipped.append(Skipped(name=name, reason=f"cannot unpack: {e}"))
+                    collector.skip(name, f"cannot unpack: {e}")
                     continue
                 collector.add(name, data)
                 progress()
@@ -536,8 +545,7 @@ def _read_prefix(settings: Settings, store: ObjectStore, record: ContentSetRecor
                 done, future = window.popleft()
                 data, name = future.result(), done[len(prefix):]
                 if isinstance(data, str):
-                    collector.members += 1
-                    collector.skipped.append(Skipped(name=name, reason=data))
+                    collector.skip(name, data)
                 else:
                     bytes_read += len(data)
                     collector.add(name, data, where=(record.bucket, done))

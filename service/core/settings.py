@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # (a bomb is ~1000x; images in an archive ~1x).
     max_dataset_unpacked_bytes: int = Field(2 * 20 * 1024**3, gt=0)
     max_dataset_unpack_ratio: float = Field(100.0, gt=1)
+    # Members of one set (images and skipped ones together, folders aside): the worker holds
+    # about 1.3 KB of manifest per member while it validates, so this bounds its memory.
+    max_dataset_members: int = Field(2_000_000, gt=0)
 
     # Each owner's limits (an admin key has none): unfinished jobs at once, and training work
     # (steps x batch x crop pixels, summed over the jobs submitted in the last quota_window_s).

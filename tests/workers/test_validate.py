@@ -241,6 +241,16 @@ def test_what_is_not_an_archive_fails_saying_so(settings, store, data):
     assert_failed_leaving_only_the_record(store, set_id, record, "not an archive this server reads")
 
 
+def test_an_archive_of_more_members_than_the_limit_fails(tmp_path, store):
+    caps = Settings(data_dir=tmp_path / "data", max_dataset_members=5)
+    six = [(f"{i}.txt", b"") for i in range(4)] + [(f"{i}.png", image(i)) for i in range(2)]
+    record, set_id = validated(caps, store, tar(six))
+    assert_failed_leaving_only_the_record(store, set_id, record, "more than 5 members (max_dataset_members)")
+    five = [entry("d", tarfile.DIRTYPE)] + [(f"d/{i}.png", image(i)) for i in range(5)]
+    record, set_id = validated(caps, store, tar(five))
+    assert record.state == ContentSetState.ready and record.count == 5  # folders are not members
+
+
 def test_an_archive_without_a_readable_image_fails_with_the_first_reasons(settings, store):
     record, set_id = validated(settings, store, tar([("a.txt", b"text"), ("b.png", b"\x89PNG broken")], "w:gz"))
     assert_failed_leaving_only_the_record(store, set_id, record, "no readable image (2 members skipped", "a.txt:",
