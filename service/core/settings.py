@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     max_dataset_unpacked_bytes: int = Field(2 * 20 * 1024**3, gt=0)
     max_dataset_unpack_ratio: float = Field(100.0, gt=1)
     # Members of one set (images and skipped ones together, folders aside): the worker holds
-    # about 1.3 KB of manifest per member while it validates, so this bounds its memory.
+    # the whole manifest in memory while it validates, so this bounds its memory.
     max_dataset_members: int = Field(2_000_000, gt=0)
 
     # Each owner's limits (an admin key has none): unfinished jobs at once, and training work
