@@ -16,7 +16,11 @@ import httpx
 import pytest
 import redis
 
-REDIS_DB = 13  # ours alone: flushed before and after, the shared server's other databases untouched
+# Ours alone: flushed before and after, the shared server's other databases untouched. Test
+# sessions run side by side (several people on one machine) each claim one of these, so none
+# takes another's messages or flushes them away.
+REDIS_DBS = (15, 12, 11, 10, 13)  # not 14: tests/service use that one
+CLAIM = "checkerless-e2e-session"
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -36,12 +40,24 @@ def wait_for(predicate, *, timeout: float, what: str, interval: float = 0.25):
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def _claim_db() -> redis.Redis:
+    """One of REDIS_DBS that no other running session holds (a claim lasts at most 2 h)."""
+    def claimed() -> redis.Redis | None:
+        for db in REDIS_DBS:
+            client = redis.Redis(host="127.0.0.1", port=6379, db=db)
+            if client.set(CLAIM, os.getpid(), nx=True, ex=7200):
+                return client
+        return None
+
+    return wait_for(claimed, timeout=900, what=f"a free Redis database of {REDIS_DBS}", interval=2)
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    client = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB)
-    client.ping()
+    client = _claim_db()
     client.flushdb()
-    yield f"redis://127.0.0.1:6379/{REDIS_DB}"
+    client.set(CLAIM, os.getpid(), ex=7200)
+    yield f"redis://127.0.0.1:6379/{client.connection_pool.connection_kwargs['db']}"
     client.flushdb()
 
 
@@ -71,10 +87,12 @@ def service_env(redis_url, s3_endpoint, tmp_path_factory) -> dict[str, str]:
 class Worker:
     """A `checkerless worker` process (its own process group, so a test can kill it whole)."""
 
-    def __init__(self, env: dict[str, str], log: Path, *, queues: str = "train,stylize", concurrency: int = 1):
+    def __init__(self, env: dict[str, str], log: Path, *, queues: str = "train,stylize",
+                 concurrency: int | None = 1):  # None: the worker's default (one per GPU)
         self.log = log
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "worker", "--queues", queues, "--concurrency", str(concurrency),
+            [sys.executable, "-m", "service.cli", "worker", "--queues", queues,
+             *(["--concurrency", str(concurrency)] if concurrency else []),
              "--hostname", f"e2e-{uuid.uuid4().hex[:6]}@%h"],
             env={**os.environ, **env}, cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
             start_new_session=True)
@@ -103,7 +121,7 @@ def start_worker(service_env, tmp_path_factory):
     started: list[Worker] = []
     logs = tmp_path_factory.mktemp("logs")
 
-    def start(*, queues: str = "train,stylize", concurrency: int = 1, **env: str) -> Worker:
+    def start(*, queues: str = "train,stylize", concurrency: int | None = 1, **env: str) -> Worker:
         """A worker; keyword arguments in capitals override its environment (CHECKERLESS_...)."""
         w = Worker({**service_env, **env}, logs / f"worker-{len(started)}.log", queues=queues, concurrency=concurrency)
         started.append(w)
