@@ -37,9 +37,11 @@ class TrainSettings(BaseModel):
                                          description="Steps between checkpoints [default: the server's].")
     webhook_url: str | None = Field(None, max_length=2000, description="Each state change of the job (of each job "
                                     "of an experiment) is POSTed here, signed; see GET /v1/webhook-secret.")
+    devices: int = Field(1, ge=1, description="GPUs (on a CPU worker, processes) to train on with DDP, each on its "
+                         "slice of every batch: batch must divide by it [at most the server's max_devices_per_job].")
 
     def train_settings(self, default_checkpoint_every: int | None) -> dict:
-        """The TrainConfig fields of this request (the decoder and variants aside)."""
+        """The TrainConfig fields of this request (the decoder and variants aside), and devices."""
         settings = self.model_dump(exclude={"style_id", "content_set_id", "variants", "decoder", "webhook_url"},
                                    exclude_none=True)
         if "checkpoint_every" not in settings and default_checkpoint_every is not None:

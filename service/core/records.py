@@ -90,6 +90,7 @@ class JobRecord(_Record):
     content_set_id: str | None = None  # None: the built-in photographs
     experiment_id: str | None = None
     webhook_url: str | None = None  # state changes are POSTed here (service/core/webhooks.py)
+    devices: int = 1  # GPUs (CPU processes) it trains on with DDP; not in config: not what it computes
     step: int = 0
     steps: int
     losses: dict[str, float] = Field(default_factory=dict)  # latest

@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     # seconds on a CPU, TorchScript well under one). Empty: none.
     export_formats: list[Literal["onnx", "torchscript"]] = ["onnx", "torchscript"]
     device: str = "auto"
+    max_devices_per_job: int = Field(8, ge=1)  # the most GPUs (on the CPU, DDP processes) one job may ask for
     # GPUs a train worker runs jobs on, one job per GPU (workers/gpus.py); None: those named by
     # CUDA_VISIBLE_DEVICES, else every GPU `nvidia-smi -L` lists (none when device is "cpu").
     gpus: int | None = Field(None, ge=0)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from models.config import TrainConfig
+from models.config import TrainConfig, per_device_batch
 from service.core import webhooks
 from service.core.auth import ApiKey as Owner
 from service.core.content_sets import ContentSetRecord, ContentSetState, ContentSource
@@ -23,15 +23,20 @@ log = logging.getLogger(__name__)
 
 
 def _job_record(jobs: JobStore, owner: Owner, *, style_id: str, content_set_id: str | None, settings: dict,
-                experiment_id: str | None = None, webhook_url: str | None = None) -> JobRecord:
+                max_devices: int, experiment_id: str | None = None, webhook_url: str | None = None) -> JobRecord:
     if not jobs.style_exists(style_id, owner.scope):
         raise NotFound(f"no style {style_id!r}; upload one with POST /v1/styles")
     if content_set_id is not None:
         jobs.ready_content_set(content_set_id, owner.scope)  # 409 while validating, or if it failed
+    settings = dict(settings)
+    devices = settings.pop("devices", 1)  # how the job runs, beside what it computes (its config)
     config = TrainConfig.from_dict(settings)  # the same validation as the CLI
+    if not 1 <= devices <= max_devices:
+        raise ValueError(f"devices must be between 1 and {max_devices} (this server's max_devices_per_job), got {devices}")
+    per_device_batch(config.batch, devices)
     return JobRecord(id=new_id(), owner=owner.owner, config=config.to_dict(), style_id=style_id,
                      content_set_id=content_set_id, steps=config.steps, experiment_id=experiment_id,
-                     webhook_url=webhook_url)
+                     webhook_url=webhook_url, devices=devices)
 
 
 def training_pixels(config: dict) -> int:
@@ -79,11 +84,11 @@ def check_quota(jobs: JobStore, owner: Owner, limits: Settings, new: list[JobRec
 
 def submit_job(jobs: JobStore, queue: JobQueue, owner: Owner, *, style_id: str, content_set_id: str | None,
                settings: dict, limits: Settings, webhook_url: str | None = None) -> JobRecord:
-    """A training job, queued. `settings` are TrainConfig fields."""
+    """A training job, queued. `settings` are TrainConfig fields, and devices."""
     if webhook_url:
         webhooks.check_url(webhook_url, allow_private=limits.webhook_allow_private)
     record = _job_record(jobs, owner, style_id=style_id, content_set_id=content_set_id, settings=settings,
-                         webhook_url=webhook_url)
+                         max_devices=limits.max_devices_per_job, webhook_url=webhook_url)
     check_quota(jobs, owner, limits, [record])
     record = jobs.create(record)
     try:
@@ -102,8 +107,8 @@ def create_experiment(jobs: JobStore, queue: JobQueue, owner: Owner, *, style_id
     if webhook_url:
         webhooks.check_url(webhook_url, allow_private=limits.webhook_allow_private)
     records = [_job_record(jobs, owner, style_id=style_id, content_set_id=content_set_id,
-                           settings={**shared, "decoder": decoder}, experiment_id=experiment_id,
-                           webhook_url=webhook_url)
+                           settings={**shared, "decoder": decoder}, max_devices=limits.max_devices_per_job,
+                           experiment_id=experiment_id, webhook_url=webhook_url)
                for decoder in variants]  # every config validated before anything is written
     check_quota(jobs, owner, limits, records)
     created: list[str] = []
