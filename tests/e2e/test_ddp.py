@@ -76,3 +76,14 @@ def test_devices_a_job_cannot_use_are_422_with_what_to_fix(api, style_id, settin
     for path, extra in (("/v1/jobs", {}), ("/v1/experiments", {"variants": ["deconv", "resize-nearest"]})):
         r = api.post(path, json={"style_id": style_id, "size": 32, **settings, **extra})
         assert r.status_code == 422 and fragment in r.json()["detail"], r.text
+
+
+def test_an_experiment_shares_devices_with_each_of_its_jobs(api, style_id):
+    r = api.post("/v1/experiments", json={"style_id": style_id, "size": 32, "batch": 2, "devices": 2, "steps": 2,
+                                          "variants": ["deconv", "resize-nearest"]})
+    assert r.status_code == 201, r.text
+    exp = r.json()
+    assert exp["settings"]["devices"] == 2
+    assert [v["devices"] for v in exp["variants"]] == [2, 2]
+    for v in exp["variants"]:  # not trained here: the tests above did that
+        assert api.post(f"/v1/jobs/{v['id']}/cancel").status_code == 202
