@@ -21,6 +21,7 @@ Stylisations run in the worker's warm stylise server instead of a child per requ
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -40,6 +41,7 @@ from service.core.keys import Keys
 from service.core.records import JobRecord, JobState, StylizeRecord
 from service.core.settings import Settings
 from service.core.storage import ObjectNotFound, ObjectStore, StoreError
+from workers.gpus import GpuSlots
 from workers.content_stream import stream_spec
 from workers.warm_stylize import warm_stylizer
 
@@ -50,12 +52,15 @@ POLL_S = 0.5
 # --- the child process ----------------------------------------------------------------------
 
 
-def spawn(kind: str, spec: dict, folder: Path) -> subprocess.Popen:
+def spawn(kind: str, spec: dict, folder: Path, gpus: list[str] | None = None) -> subprocess.Popen:
+    """The child, in its own session; given `gpus` (the slots its task holds), it sees only those."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / protocol.SPEC).write_text(json.dumps(spec))
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(gpus)} if gpus else None
     with open(folder / protocol.LOG, "ab") as log_file:  # the child keeps its own copy; ours closes here
         return subprocess.Popen([sys.executable, "-m", "workers.child", kind, str(folder / protocol.SPEC)],
-                                stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, cwd=folder)
+                                stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, cwd=folder,
+                                env=env)
 
 
 def signal_group(proc: subprocess.Popen, sig: int) -> None:
@@ -217,6 +222,7 @@ def _prepare(store: ObjectStore, record: JobRecord, settings: Settings, folder: 
     folder.mkdir(parents=True)
     spec = {"config": record.config, "device": settings.device, "exports": list(settings.export_formats),
             "style": str(store.download(Keys.style(record.style_id), folder / "style.png"))}
+    spec["devices"] = record.devices  # DDP ranks: the child's Lightning starts devices - 1 more in its process group
     if record.content_set_id:  # streamed as it trains, through the worker's cache
         spec["content"] = stream_spec(store, settings, record.content_set_id, folder)
     if store.exists(Keys.checkpoint(record.id)):
@@ -239,11 +245,44 @@ def _retry(what: str, fn: Callable[[], JobRecord], *, for_s: float) -> JobRecord
 
 
 def run_train_job(settings: Settings, store: ObjectStore, job_id: str, *, worker: str,
-                  requeue: Callable[[str], None]) -> JobState | None:
+                  requeue: Callable[[str], None], slots: GpuSlots | None = None) -> JobState | None:
+    """One delivery of a job. On a worker with GPU slots, the job's `devices` GPUs are held
+    (waiting, still queued, while other jobs hold them) from before its attempt starts until
+    its child is gone; a CPU worker runs any number of devices as processes."""
     jobs = JobStore(store)
     if draining(settings):  # our worker is shutting down: leave the job to another one
         requeue(job_id)
         return None
+    if slots is None or not slots.gpus:
+        return _attempt(settings, store, jobs, job_id, worker=worker, requeue=requeue, gpus=None)
+    try:
+        devices = jobs.get(job_id).devices
+    except NotFound:
+        return None
+    if devices > len(slots.gpus):
+        reason = (f"the job asks for {devices} GPUs and its worker has {len(slots.gpus)}; "
+                  "a job's GPUs must all be on one worker")
+        try:
+            return jobs.fail_if_queued(job_id, reason).state
+        except NotFound:
+            return None
+
+    def give_up() -> bool:  # while waiting for GPUs: the worker is stopping, or the job ended
+        try:
+            return draining(settings) or jobs.get(job_id).final
+        except NotFound:
+            return True
+
+    with slots.hold(devices, give_up=give_up) as gpus:
+        if gpus is None:
+            if draining(settings):
+                requeue(job_id)
+            return None
+        return _attempt(settings, store, jobs, job_id, worker=worker, requeue=requeue, gpus=gpus)
+
+
+def _attempt(settings: Settings, store: ObjectStore, jobs: JobStore, job_id: str, *, worker: str,
+             requeue: Callable[[str], None], gpus: list[str] | None) -> JobState | None:
     decision, record = jobs.start_attempt(job_id, worker=worker, max_attempts=settings.max_attempts,
                                           stale_after_s=settings.stale_after_s)
     if decision != Start.run:
@@ -252,30 +291,43 @@ def run_train_job(settings: Settings, store: ObjectStore, job_id: str, *, worker
     attempt = record.attempts
     folder = settings.work_dir / job_id / f"attempt-{attempt}"
     try:
-        return _supervise(settings, store, jobs, record, folder, requeue)
+        return _supervise(settings, store, jobs, record, folder, requeue, gpus)
     except LostLease as e:
         log.warning("job %s attempt %d: %s; stopped", job_id, attempt, e)
         return None
     finally:
-        shutil.rmtree(settings.work_dir / job_id, ignore_errors=True)
+        # Our attempt's folder only: where workers share a scratch folder (several on one
+        # machine), the attempt that took over from a lost lease may be writing beside it.
+        shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            folder.parent.rmdir()  # the job's folder, once no attempt is left in it
 
 
 def _supervise(settings: Settings, store: ObjectStore, jobs: JobStore, record: JobRecord, folder: Path,
-               requeue: Callable[[str], None]) -> JobState | None:
+               requeue: Callable[[str], None], gpus: list[str] | None) -> JobState | None:
     job_id, attempt = record.id, record.attempts
+    # Heartbeats begin with the attempt: preparing it (the style, the content, the checkpoint to
+    # resume from) can take longer than the stale timeout, and the job must not look dead meanwhile.
+    lease = Lease(lambda: jobs.heartbeat(job_id, attempt, read_json(folder / protocol.PROGRESS)),
+                  settings.heartbeat_s, name=f"heartbeat-{job_id[:8]}")
     try:
         spec = _prepare(store, record, settings, folder)
     except ObjectNotFound as e:  # its style or content set was deleted: retrying cannot help
+        lease.stop()
         reason = f"an input of the job is gone from the store ({e.key})"
         gone = _retry(f"job {job_id} failed", lambda: jobs.end_attempt(job_id, attempt, JobState.failed, reason=reason),
                       for_s=settings.lease_s)
         return gone.state if gone is not None else None
-    proc = spawn("train", spec, folder)
+    except BaseException:
+        lease.stop()
+        raise
+    if lease.lost is not None or lease.age() > settings.lease_s:  # no child may start for a job no longer ours
+        lease.stop()
+        raise lease.lost or LostLease(f"job {job_id}: no heartbeat for {lease.age():.0f} s while preparing")
+    proc = spawn("train", spec, folder, gpus)
     uploader = CheckpointUploader(store, Keys.checkpoint(job_id), folder)
     log.info("job %s attempt %d: child pid %d", job_id, attempt, proc.pid)
     ckpt = folder / protocol.RUN / protocol.CHECKPOINT
-    lease = Lease(lambda: jobs.heartbeat(job_id, attempt, read_json(folder / protocol.PROGRESS)),
-                  settings.heartbeat_s, name=f"heartbeat-{job_id[:8]}")
     stop_reason: str | None = None  # cancel, drain, time limit
     stop_at = termed = rc = None
     started = time.monotonic()

@@ -17,6 +17,7 @@ from service.core.queue import (DATA_QUEUE, STYLIZE_QUEUE, STYLIZE_TASK, TRAIN_Q
                                 JobQueue)
 from service.core.settings import Settings
 from service.core.storage import ObjectStore, StoreUnavailable, open_store
+from workers.gpus import GpuSlots
 from workers.supervisor import drain_marker, run_stylize, run_train_job, sweep
 from workers.validate import sweep_content_sets, validate_content_set
 from workers.warm_stylize import warm_stylizer
@@ -33,8 +34,19 @@ def train_job(self, job_id: str) -> str | None:
     settings = _settings()
     queue = JobQueue(self.app)
     state = run_train_job(settings, open_store(settings), job_id, worker=self.request.hostname or socket.gethostname(),
-                          requeue=lambda i: queue.send(TRAIN_TASK, i))
+                          requeue=lambda i: queue.send(TRAIN_TASK, i), slots=_slots(settings))
     return state.value if state else None
+
+
+_cached_slots: tuple[Settings, GpuSlots] | None = None
+
+
+def _slots(settings: Settings) -> GpuSlots:
+    """This worker's GPUs, found once per process (`nvidia-smi -L` takes a moment)."""
+    global _cached_slots
+    if _cached_slots is None or _cached_slots[0] is not settings:
+        _cached_slots = (settings, GpuSlots.of(settings))
+    return _cached_slots[1]
 
 
 @shared_task(name=STYLIZE_TASK, acks_late=True, reject_on_worker_lost=True, bind=True)

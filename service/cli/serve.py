@@ -33,7 +33,7 @@ KeyOpt = Annotated[Optional[str], typer.Option("--key", help="API key [default: 
 
 def worker(
     queues: Annotated[str, typer.Option(help="Comma-separated queues: train, stylize, data (content sets to validate).")] = "train,stylize,data",
-    concurrency: Annotated[int, typer.Option(help="Tasks at once: processes (one per GPU for training), or, for a stylise-only worker, requests its one warm stylise server is handed together.", min=1, max=64)] = 1,
+    concurrency: Annotated[Optional[int], typer.Option(help="Tasks at once: processes, or, for a stylise-only worker, requests its one warm stylise server is handed together [default: one per GPU when training (CHECKERLESS_GPUS, CUDA_VISIBLE_DEVICES or nvidia-smi -L), else 1].", min=1, max=64)] = None,
     hostname: Annotated[Optional[str], typer.Option(help="Worker name [default: checkerless-QUEUES@host].")] = None,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
     pool: Annotated[str, typer.Option(help="Celery pool: auto (threads for a stylise-only worker, else prefork), prefork or threads.")] = "auto",
@@ -56,10 +56,15 @@ def worker(
     # Training keeps a process per task (prefork).
     if pool == "auto":
         pool = "threads" if names == ["stylize"] else "prefork"
-    app = make_worker_app(Settings(), names)
+    settings = Settings()
+    if "train" in names:  # a training job per GPU; each task's child sees only its own (workers/gpus.py)
+        from workers.gpus import worker_gpus
+
+        concurrency = concurrency or max(1, len(worker_gpus(settings)))
+    app = make_worker_app(settings, names)
     app.conf.checkerless_prestart_stylize = pool == "threads" and "stylize" in names  # workers/tasks.py
 
-    app.worker_main(["worker", "-Q", ",".join(names), "-c", str(concurrency), "-P", pool, "-l", loglevel,
+    app.worker_main(["worker", "-Q", ",".join(names), "-c", str(concurrency or 1), "-P", pool, "-l", loglevel,
                      "-n", hostname or f"checkerless-{'-'.join(names)}@%h", "--without-gossip", "--without-mingle"])
 
 

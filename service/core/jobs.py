@@ -257,6 +257,18 @@ class JobStore:
 
     # --- what a worker does with a job ------------------------------------------------------
 
+    def fail_if_queued(self, job_id: str, reason: str) -> JobRecord:
+        """A job that this worker can never run (it asks for more GPUs than the worker has)
+        fails with the reason; one that has started or ended meanwhile is left as it is."""
+        def change(r: JobRecord) -> None:
+            if r.state != JobState.queued:
+                raise Skip
+            r.move(JobState.failed, error=reason)
+
+        record = self.update(job_id, change)
+        self._finished(JOBS, record)
+        return record
+
     def start_attempt(self, job_id: str, *, worker: str, max_attempts: int,
                       stale_after_s: float) -> tuple[Start, JobRecord | None]:
         """Decide, atomically, whether this worker runs the job now, and if so begin an attempt."""

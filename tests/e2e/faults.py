@@ -1,6 +1,6 @@
 """A fault-injecting HTTP proxy in front of moto's S3 server: the real store, reached through
 a door the test can close (connections refused, as when the server is down) or slow down
-(uploads whose key matches a pattern wait before they are forwarded)."""
+(uploads or downloads whose key matches a pattern wait before they are forwarded)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ class StoreProxy:
         self.upstream = (target.hostname, target.port)
         self.slow: dict[str, float] = {}  # key fragment -> seconds each PUT of it waits
         self.puts: list[str] = []  # paths of the PUTs forwarded, in order
+        self.slow_get: dict[str, float] = {}  # key fragment -> seconds each GET of it waits
         self._server: ThreadingHTTPServer | None = None
         self._open: set[socket.socket] = set()  # client connections (kept alive between requests)
         self.port = 0
@@ -54,6 +55,10 @@ class StoreProxy:
                         if fragment in self.path:
                             time.sleep(seconds)
                     proxy.puts.append(self.path)
+                elif self.command == "GET":
+                    for fragment, seconds in proxy.slow_get.items():
+                        if fragment in self.path:
+                            time.sleep(seconds)
                 conn = http.client.HTTPConnection(*proxy.upstream, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
                 conn.request(self.command, self.path, body=body, headers=headers)

@@ -39,3 +39,14 @@ def test_a_worker_shutting_down_hands_new_jobs_back_untouched(tmp_path):
     assert sent == [job.id]
     record = jobs.get(job.id)
     assert record.state == JobState.queued and record.attempts == 0 and record.history == []
+
+
+def test_an_attempt_removes_its_own_folder_and_not_the_one_that_took_over(tmp_path):
+    # Workers on one machine share the scratch folder: an attempt that lost its lease must not
+    # delete the folder of the attempt (on another worker there) that took the job over.
+    settings, store, jobs, job = setup(tmp_path)
+    taken_over = settings.work_dir / job.id / "attempt-2"
+    taken_over.mkdir(parents=True)
+    (taken_over / "spec.json").write_text("{}")
+    assert run_train_job(settings, store, job.id, worker="w", requeue=[].append) == JobState.failed  # style gone
+    assert (taken_over / "spec.json").exists() and not (settings.work_dir / job.id / "attempt-1").exists()
