@@ -140,6 +140,8 @@ def train(
     per_device_batch(config.batch, devices)  # before any rank starts: a clear error, not N of them
     use_ddp = devices > 1 if ddp is None else ddp
     accelerator = resolve_accelerator(device)
+    if accelerator == "gpu" and devices > torch.cuda.device_count():
+        raise ValueError(f"{devices} devices were asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
     speed = Speed.plan(accelerator, steps_left=config.steps - start_step, compile=compile, num_workers=num_workers,
                        streamed=content_set.streamed)
     pl.seed_everything(config.seed, workers=True, verbose=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import warnings
@@ -34,6 +35,7 @@ err = Console(stderr=True)
 
 def _add_subcommands() -> None:
     from service.cli.artifacts import app as artifacts_app
+    from service.cli.content_sets import app as content_sets_app
     from service.cli.export import export
     from service.cli.keys import keys_app
     from service.cli.loadtest import loadtest
@@ -41,6 +43,7 @@ def _add_subcommands() -> None:
     from service.cli.stylebench import stylebench
 
     app.add_typer(artifacts_app, name="artifacts")
+    app.add_typer(content_sets_app, name="content-sets")
     app.add_typer(jobs_app, name="jobs")
     app.add_typer(keys_app, name="keys")
     app.command()(serve)
@@ -97,6 +100,7 @@ def train(
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder: last.ckpt, logs/, preview.png.")] = Path("runs/style"),
     resume: Annotated[Optional[Path], typer.Option(help="Continue from this checkpoint (settings come from it).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
+    devices: Annotated[int, typer.Option(help="GPUs (or, on the CPU, processes) to train on with DDP; each takes its slice of every batch, which must divide by it.", min=1)] = 1,
     workers: Annotated[Optional[int], typer.Option(help="DataLoader worker processes (default: 0 on the CPU, up to 4 with a GPU).")] = None,
     compile: Annotated[str, typer.Option(help="torch.compile the training step: on, off, or auto (on with a GPU, and on the CPU for runs long enough to win back the compile time).")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON, no progress bar.")] = False,
@@ -127,15 +131,18 @@ def train(
     def on_sigint(signum, frame):  # first Ctrl-C: finish the step, checkpoint, stop
         interrupted.append(True)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        err.print("stopping after this step (Ctrl-C again to abort without a checkpoint)")
+        if os.environ.get("LOCAL_RANK", "0") == "0":  # Lightning's rank of a DDP process: one line, not one per rank
+            err.print("stopping after this step (Ctrl-C again to abort without a checkpoint)")
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         result = run_training(config, out_dir=out_dir, style=style, content=content, resume=resume,
-                              steps=steps if resume is not None else None, device=device,
+                              steps=steps if resume is not None else None, device=device, devices=devices,
                               num_workers=workers, compile=compile, progress=not as_json,
                               should_stop=lambda: bool(interrupted))
     finally:
         signal.signal(signal.SIGINT, previous)
+    if result.rank != 0:  # one of the DDP ranks Lightning started as this same command: rank 0 reports
+        return
 
     net, info = load_network(result.checkpoint)
     preview = save_preview(net, Path(out_dir) / "preview.png")
@@ -369,8 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; turn every user error into one line and an exit code."""
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="checkerless", standalone_mode=False)
-        return 0
+        # Without standalone mode, click returns a typer.Exit's code instead of raising it.
+        code = command.main(args=argv, prog_name="checkerless", standalone_mode=False)
+        return code if isinstance(code, int) else 0
     except typer.Exit as e:
         return e.exit_code
     except (typer.Abort, KeyboardInterrupt):
