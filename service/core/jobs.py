@@ -443,12 +443,12 @@ class JobStore:
 
     def list_content_sets(self, scope: str | None = None) -> list[ContentSetRecord]:
         """Every content set's record (of the owner `scope`, if given), newest first."""
-        keys = [k for k in self.store.list("contents") if k.endswith("/meta.json")]
+        # One folder per set: listed without the (maybe millions of) members in them.
         sets = []
-        for key in keys:
+        for set_id in self.store.folders("contents"):
             try:
-                record = _content_set(key.split("/")[1], self.store.get_bytes(key))
-            except ObjectNotFound:  # deleted meanwhile
+                record = _content_set(set_id, self.store.get_bytes(Keys.content_meta(check_id(set_id, "content set"))))
+            except (ObjectNotFound, NotFound):  # deleted meanwhile (or half-made), or not a set's folder
                 continue
             if scope is None or record.owner == scope:
                 sets.append(record)

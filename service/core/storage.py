@@ -225,6 +225,11 @@ class ObjectStore(abc.ABC):
         listing on S3 (StartAfter and MaxKeys), however many the folder holds."""
 
     @abc.abstractmethod
+    def folders(self, prefix: str) -> builtins.list[str]:
+        """Sorted names of the folders directly under `prefix` ('contents' -> ['<id>', ...]),
+        without listing what they hold (S3: a listing with Delimiter='/')."""
+
+    @abc.abstractmethod
     def usage(self, prefix: str) -> int:
         """Bytes stored under the folder `prefix`, all objects together."""
 
@@ -413,6 +418,14 @@ class LocalStore(ObjectStore):
                 keys.append(key)
             if len(keys) >= limit:
                 return
+
+    def folders(self, prefix: str) -> builtins.list[str]:
+        top = self.root / _check_prefix(prefix)
+        try:
+            return sorted(e.name for e in os.scandir(top) if e.is_dir(follow_symlinks=False)
+                          and _KEY_CHARS.fullmatch(e.name))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
 
     def usage(self, prefix: str) -> int:
         total = 0
@@ -770,6 +783,14 @@ class S3Store(ObjectStore):
             keys = [obj["Key"] for page in paginator.paginate(**kwargs, PaginationConfig=config)
                     for obj in page.get("Contents", [])]
         return keys[:limit]
+
+    def folders(self, prefix: str) -> builtins.list[str]:
+        prefix = _check_prefix(prefix)
+        paginator = self._client.get_paginator("list_objects_v2")
+        with self._errors():
+            return sorted(p["Prefix"][len(prefix):].rstrip("/")
+                          for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/")
+                          for p in page.get("CommonPrefixes", []))
 
     def usage(self, prefix: str) -> int:
         prefix = _check_prefix(prefix)

@@ -240,6 +240,7 @@ def test_store_methods_refuse_bad_keys(store: ObjectStore, key: str, tmp_path: P
         lambda: store.exists(key),
         lambda: store.size(key),
         lambda: store.list(key),
+        lambda: store.folders(key),
         lambda: store.delete(key),
         lambda: store.delete_prefix(key),
         lambda: store.presigned_url(key, expires_s=60),
@@ -399,3 +400,10 @@ def test_put_stream_that_fails_keeps_nothing(store: ObjectStore, tmp_path: Path)
 def test_s3_part_size_is_at_least_s3s_smallest(s3_endpoint: str) -> None:
     with pytest.raises(ValueError, match="at least"):
         make_s3_store(s3_endpoint, part_bytes=S3_MIN_PART_BYTES - 1)
+
+
+def test_folders_are_named_without_listing_their_objects(store: ObjectStore) -> None:
+    for key in ("sets/a/meta.json", "sets/a/images/0.png", "sets/b/images/deep/1.png", "sets/top.json", "setsx/c/d"):
+        store.put_bytes(key, b"x")
+    assert store.folders("sets") == ["a", "b"] == store.folders("sets/")
+    assert store.folders("sets/b") == ["images"] and store.folders("nothing") == []
