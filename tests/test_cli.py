@@ -90,7 +90,8 @@ def test_train_progress_and_summary_for_people(tmp_path):
     p = cli("train", "ihc", "--steps", "1", *TINY, "--out", tmp_path)
     assert p.returncode == 0, p.stderr
     assert "finished step 1/1" in p.stdout and "checkpoint:" in p.stdout
-    assert "probe, step 0 → 1: period 2" in p.stdout and "style distance" in p.stdout and "content distance" in p.stdout
+    assert "probe, step 0 → 1" in p.stdout and "checkerboard: period 2" in p.stdout
+    assert "style distance" in p.stdout and "content distance" in p.stdout
     assert "loss" in p.stderr  # the progress bar shows the losses
 
 

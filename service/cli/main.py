@@ -164,10 +164,9 @@ def train(
     if result.artifacts:  # the probe (the panel at 128 px) at this run's first and last step
         first, last = result.artifacts[0], result.artifacts[-1]
         change = lambda k, f: f"{format(first[k], f)} → {format(last[k], f)}"  # noqa: E731
-        out.print(f"probe, step {first['step']} → {last['step']}: period 2 {change('artifact_p2', '+.1f')} dB, "
-                  f"period 4 {change('artifact_p4', '+.1f')} dB (higher: more checkerboard)\n"
-                  f"  style distance {change('style_distance', '.3g')}, content distance "
-                  f"{change('content_distance', '.3g')} (lower: nearer the style, the photo)")
+        out.print(f"probe, step {first['step']} → {last['step']} (scores: higher is worse; distances: lower is better)\n"
+                  f"  checkerboard: period 2 {change('artifact_p2', '+.1f')} dB, period 4 {change('artifact_p4', '+.1f')} dB\n"
+                  f"  style distance {change('style_distance', '.3g')}, content distance {change('content_distance', '.3g')}")
     out.print(f"checkpoint: {result.checkpoint}\npreview:    {preview}")
 
 
