@@ -105,7 +105,7 @@ def test_an_experiment_through_the_page(server, browser, tmp_path):
             assert shown == pytest.approx(expected, rel=5e-3) and min(shown) > 0, (k, cell, expected)
     plots = page.eval_on_selector_all("#curves svg.chart", """svgs => Object.fromEntries(svgs.map(s => [
         s.querySelector('text').textContent, [...s.querySelectorAll('polyline')].map(p => p.getAttribute('points').split(' ').length)]))""")
-    for title in ("style distance (lower: more style)", "content distance (lower: nearer the photo)"):
+    for title in ("style distance (lower is better)", "content distance (lower is better)"):
         assert plots[title] == [2, 2], plots  # two variants, each probed at init and at the end (4 steps)
 
     # Zoom one view: the other follows, pixel for pixel.

@@ -263,8 +263,8 @@ const Checkerless = (() => {
       const probe = key => exp.variants.map(v => ({name: v.decoder, points: v.artifact_curve.map(r => [r.step, r[key]])}));
       $("#curves").innerHTML = chart("loss", loss, {log: true}) + chart("period-2 score of the probe (dB)", probe("artifact_p2")) +
         chart("period-4 score (dB)", probe("artifact_p4")) +
-        chart("style distance (lower: more style)", probe("style_distance"), {log: true}) +
-        chart("content distance (lower: nearer the photo)", probe("content_distance"), {log: true});
+        chart("style distance (lower is better)", probe("style_distance"), {log: true}) +
+        chart("content distance (lower is better)", probe("content_distance"), {log: true});
     }
 
     async function load() {
