@@ -62,6 +62,9 @@ LAYER_PROBES = {
 }
 
 
+PROBE_STYLE_WEIGHT = 1e-2
+
+
 def vgg_loss_gradient(loss_net: LossNetwork, image: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
     """Gradient of the training loss (content against the photo itself shifted by noise,
     style against `style`) with respect to the image, through the loss network."""
@@ -70,8 +73,10 @@ def vgg_loss_gradient(loss_net: LossNetwork, image: torch.Tensor, style: torch.T
         target = loss_net(image[None])[loss_net.content_layer]
     g = torch.Generator().manual_seed(0)
     x = (image + 8 * torch.randn(image.shape, generator=g))[None].requires_grad_(True)
-    # TV weighs nothing here: the probe is about the gradient through the loss network.
-    loss = perceptual_loss(loss_net, x, content_target=target, style_grams=target_grams, weights=LossWeights(tv=0))
+    # TV weighs nothing here: the probe is about the gradient through the loss network. The
+    # style weight is the one docs/artifacts.md measured with, not the training default.
+    loss = perceptual_loss(loss_net, x, content_target=target, style_grams=target_grams,
+                           weights=LossWeights(style=PROBE_STYLE_WEIGHT, tv=0))
     loss["loss"].backward()
     return x.grad[0]
 

@@ -146,7 +146,7 @@ def test_content_target_stops_at_its_layer_with_the_same_values(vgg19):
 @pytest.mark.slow
 def test_compiled_training_gives_the_same_losses_as_eager(tmp_path, vgg19):
     """The tuned path changes speed only: same data, same weights, same losses (float rounding)."""
-    cfg = TrainConfig(**TINY, steps=4, seed=3)
+    cfg = TrainConfig(**TINY, steps=4, seed=3, lr=1e-3)  # a small step: rounding stays rounding
     plain = train(cfg, out_dir=tmp_path / "eager", style="ihc", progress=False, loss_network=vgg19, compile="off")
     tuned = train(cfg, out_dir=tmp_path / "compiled", style="ihc", progress=False, loss_network=vgg19, compile="on")
     assert [r["step"] for r in tuned.losses] == [r["step"] for r in plain.losses]
@@ -157,11 +157,18 @@ def test_compiled_training_gives_the_same_losses_as_eager(tmp_path, vgg19):
         # rounding into it a little more, still far below any real change.
         assert b["tv"] == pytest.approx(a["tv"], rel=2e-2), (a, b)
     # Adam moves near-zero-gradient weights by ~lr whatever the gradient's size, so compare
-    # what the networks do: their stylisations of a photo.
+    # what the networks do: their stylisations of a photo. Adam's first steps are nearly
+    # lr * sign(gradient), so rounding flips whole steps of weights whose gradient is ~0; how
+    # much depends on the CPU's vector width (inductor's kernels differ; 8% on this one).
+    # Measured against what the four steps changed, a real difference would be
+    # of the size of training itself.
     photo = torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(0)) * 255
+    untrained = StyleTransferModule(cfg, style_name="ihc", style_png=read_checkpoint(plain.checkpoint)[0].style_png,
+                                    loss_network=vgg19).net
     with torch.no_grad():
-        a, b = (load_network(r.checkpoint)[0](photo) for r in (plain, tuned))
-    assert (a - b).abs().mean().item() < 0.1, (a - b).abs().max()
+        a, b, before = (net(photo) for net in (*(load_network(r.checkpoint)[0] for r in (plain, tuned)), untrained))
+    trained, rounding = (a - before).abs().mean().item(), (a - b).abs().mean().item()
+    assert rounding < 0.15 * trained, (rounding, trained)
 
 
 def test_speed_plan_compiles_only_where_it_pays():
