@@ -33,8 +33,9 @@ from pathlib import PurePosixPath, PureWindowsPath
 from PIL import Image
 
 from models.images import FORMATS, ImageError, open_image
-from service.core.content_sets import (ARCHIVE_KINDS, ARCHIVE_SNIFF_BYTES, ContentSetRecord, ContentSetState,
-                                       ContentSource, Manifest, ManifestImage, Progress, Skipped, archive_kind)
+from service.core.content_sets import (ARCHIVE_KINDS, ARCHIVE_SNIFF_BYTES, SKIPPED_SHOWN, ContentSetRecord,
+                                       ContentSetState, ContentSource, Manifest, ManifestImage, Progress, Skipped,
+                                       archive_kind)
 from service.core.errors import NotFound
 from service.core.jobs import JobStore
 from service.core.keys import Keys
@@ -47,7 +48,6 @@ log = logging.getLogger(__name__)
 
 ACTIVE = "content-sets"  # the Keys.active kind: sets a worker has started validating (for the sweep)
 PROGRESS_EVERY_S = 1.0  # the record's progress is rewritten at most this often
-SKIPPED_ON_RECORD = 20  # the record shows the first skipped members; the manifest lists them all
 PUT_THREADS = 8  # members stored at once (each PUT is a round trip to the store)
 PUT_IN_FLIGHT_BYTES = 64 * 1024**2  # member bytes held while waiting for their PUTs
 _CHUNK = 1 << 16
@@ -95,7 +95,7 @@ def validate_content_set(settings: Settings, store: ObjectStore, set_id: str) ->
                 raise Refused(_nothing_readable(manifest.skipped))
             sets.put_manifest(set_id, manifest)  # last: it lists only members already stored
             tracker.finish(ContentSetState.ready, count=manifest.count,
-                           skipped=[s.model_dump() for s in manifest.skipped[:SKIPPED_ON_RECORD]])
+                           skipped=[s.model_dump() for s in manifest.skipped[:SKIPPED_SHOWN]])
             state = ContentSetState.ready
         except Refused as e:
             reason = str(e)

@@ -8,14 +8,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models.config import DEFAULTS, LIMITS, MAX_LR
 from models.vocabulary import decoder_label, parse_decoder
-from service.core.content_sets import ContentSetRecord, ContentSetState, ContentSource, Progress
+from service.core.content_sets import SKIPPED_SHOWN, ContentSetRecord, ContentSetState, ContentSource, Progress
 from service.core.records import JobState
 
 # Lists (GET /v1/jobs, GET /v1/experiments) come a page at a time: `limit` items (this many
 # unless asked, at most LIST_LIMIT_MAX), the next page's cursor in X-Next-Cursor and Link.
 LIST_LIMIT_DEFAULT = 100
 LIST_LIMIT_MAX = 1000
-SKIPPED_SHOWN = 20  # a content set's skipped images shown in its answer; all are in its manifest
 
 
 class TrainSettings(BaseModel):

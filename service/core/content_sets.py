@@ -52,6 +52,9 @@ class Progress(BaseModel):
     total_bytes: int | None = None  # the archive's size, when known
 
 
+SKIPPED_SHOWN = 20  # skipped images a record (and the API's answer) names; the manifest lists them all
+
+
 class ContentSetRecord(BaseModel):
     """Stored at Keys.content_meta(id). Sets made before states existed have none of the new
     fields: they read as ready `images` sets (their images are listed under the prefix)."""

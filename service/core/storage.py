@@ -144,15 +144,19 @@ def _temp_beside(path: Path) -> tuple[IO[bytes], Path]:
     raise AssertionError("unreachable")
 
 
-def _write_atomically(path: Path, source: IO[bytes] | bytes) -> None:
-    """Write bytes or a binary stream to `path` via a temp file and os.replace."""
+def _write_atomically(path: Path, source: IO[bytes] | bytes | Iterable[bytes]) -> None:
+    """Write bytes, a binary stream or chunks to `path` via a temp file and os.replace: renamed
+    into place only once everything is written, so nothing partial is ever an object."""
     f, tmp = _temp_beside(path)
     try:
         with f:
             if isinstance(source, bytes):
                 f.write(source)
-            else:
+            elif hasattr(source, "read"):
                 shutil.copyfileobj(source, f, _COPY_BUFFER)
+            else:
+                for chunk in source:
+                    f.write(chunk)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
@@ -295,21 +299,16 @@ class LocalStore(ObjectStore):
             _write_atomically(dest, src)
 
     def put_stream(self, key: str, chunks: Iterable[bytes], *, content_type: str = DEFAULT_CONTENT_TYPE) -> int:
+        size = 0
+
+        def counted() -> Iterator[bytes]:
+            nonlocal size
+            for chunk in chunks:
+                size += len(chunk)
+                yield chunk
+
         with self._writing(key) as dest:
-            f, tmp = _temp_beside(dest)  # renamed into place only once every chunk is written
-            size = 0
-            try:
-                with f:
-                    for chunk in chunks:
-                        f.write(chunk)
-                        size += len(chunk)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, dest)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
+            _write_atomically(dest, counted())
         return size
 
     def get_bytes(self, key: str) -> bytes:

@@ -166,9 +166,10 @@ def validate_content_set(jobs: JobStore, queue: JobQueue, record: ContentSetReco
         queue.send(VALIDATE_TASK, record.id)
     except Unavailable as e:
         jobs.store.delete(Keys.content_archive(record.id))
+        reason = f"could not be queued for validation: {e}"
 
         def fail(r: ContentSetRecord) -> None:
-            r.state, r.error = ContentSetState.failed, f"could not be queued for validation: {e}"
+            r.state, r.error = ContentSetState.failed, reason
 
         jobs.update_content_set(record.id, fail)
         raise
