@@ -132,14 +132,17 @@ def test_train_watch_and_stylize(api, worker, style_id, tmp_path):
 
 def test_cancel_a_running_job(api, worker, style_id):
     job = submit(api, style_id, steps=5000, checkpoint_every=1000)
-    wait_for(lambda: api.get(f"/v1/jobs/{job['id']}").json()["step"] >= 2, timeout=120, what="training to start")
-    assert child_processes(job["id"])
-    asked = time.monotonic()
-    assert api.post(f"/v1/jobs/{job['id']}/cancel").status_code == 202
-    j = wait_state(api, job["id"], {"cancelled"}, timeout=30)
-    assert time.monotonic() - asked < 20 and j["step"] < 5000
-    assert not child_processes(job["id"])
-    assert api.post(f"/v1/jobs/{job['id']}/cancel").status_code == 409  # already over
+    try:
+        wait_for(lambda: api.get(f"/v1/jobs/{job['id']}").json()["step"] >= 2, timeout=120, what="training to start")
+        assert child_processes(job["id"])
+        asked = time.monotonic()
+        assert api.post(f"/v1/jobs/{job['id']}/cancel").status_code == 202
+        j = wait_state(api, job["id"], {"cancelled"}, timeout=30)
+        assert time.monotonic() - asked < 20 and j["step"] < 5000
+        assert not child_processes(job["id"])
+        assert api.post(f"/v1/jobs/{job['id']}/cancel").status_code == 409  # already over
+    finally:  # a failure here must not leave a 5,000-step job holding the worker for the tests after
+        api.post(f"/v1/jobs/{job['id']}/cancel")
 
 
 def test_a_killed_worker_resumes_from_its_checkpoint(api, start_worker, worker, style_id):
