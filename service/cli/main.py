@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from models.config import DEFAULTS, LIMITS, STYLIZE_MEMORY_BUDGET_GIB  # torch-free: the defaults and limits, written once
+from models.config import DEFAULTS, LIMITS  # torch-free: the defaults and limits, written once
 
 app = typer.Typer(
     name="checkerless",
@@ -41,6 +41,7 @@ def _add_subcommands() -> None:
     from service.cli.loadtest import loadtest
     from service.cli.serve import jobs_app, serve, worker
     from service.cli.stylebench import stylebench
+    from service.cli.stylize import stylize
 
     app.add_typer(artifacts_app, name="artifacts")
     app.add_typer(content_sets_app, name="content-sets")
@@ -51,6 +52,7 @@ def _add_subcommands() -> None:
     app.command()(loadtest)
     app.command(name="stylize-bench")(stylebench)
     app.command()(export)
+    app.command()(stylize)
 
 
 _add_subcommands()
@@ -343,32 +345,6 @@ def _bench_reference(*, size: int, batch: int, repeats: int, accelerator: str, c
     out.print(table)
     if not gpu:
         out.print("peak MiB on the CPU: the process's peak resident memory above the bench's start (approximate).")
-
-
-@app.command()
-def stylize(
-    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint written by `checkerless train`.")],
-    inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders (searched recursively).")],
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the stylised PNGs.")] = Path("stylized"),
-    device: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
-    tile: Annotated[Optional[int], typer.Option(help="Stylise in tiles of this many pixels (a multiple of 4, at least 64), with whole-image statistics. Default: only images too large for --memory-budget.")] = None,
-    memory_budget: Annotated[float, typer.Option(help="GiB an untiled image may take; larger ones are tiled.", min=0.01)] = STYLIZE_MEMORY_BUDGET_GIB,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-) -> None:
-    """Stylise images with a trained network: one PNG per input, same size as the input."""
-    from models.stylize import stylize_files
-
-    results, skipped = stylize_files(checkpoint, inputs, out_dir, device=device, tile=tile,
-                                     memory_budget=int(memory_budget * 2**30))
-    if as_json:
-        print(json.dumps({"outputs": [{"input": str(r.source), "output": str(r.output), "width": r.size[0],
-                                       "height": r.size[1]} for r in results],
-                          "skipped": [{"file": f, "reason": r} for f, r in skipped]}, indent=2))
-        return
-    for f, r in skipped:
-        err.print(f"[yellow]skipped[/] {r}")
-    for r in results:
-        out.print(f"{r.source} -> {r.output} ({r.size[0]}x{r.size[1]})")
 
 
 def main(argv: list[str] | None = None) -> int:
