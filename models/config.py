@@ -7,7 +7,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from models.vocabulary import LOSS_NETWORKS, decoder_label, parse_decoder
+from models.vocabulary import (
+    LOSS_NETWORKS,
+    LOSS_POOLINGS,
+    decoder_label,
+    downsample_label,
+    parse_decoder,
+    parse_downsample,
+)
 
 # Chosen by measurement (docs/training.md, "A first run"): with vgg19, raw losses at init are
 # ~1e5 (content) and ~4e6 (style); at style 5e-2 and lr 5e-3 a first run of 150 steps at
@@ -30,6 +37,12 @@ LIMITS: dict[str, tuple[int, int]] = {
     "style_size": (16, MAX_SIZE),
 }
 MAX_LR = 1.0
+# Several styles in one network (conditional instance norm): at most this many style images
+# per job, network and checkpoint.
+MAX_STYLES = 32
+# The stability loss's weight (models/losses.py stability_loss): 0 is off; the upper bound
+# keeps a typo from drowning every other term.
+MAX_STABILITY_WEIGHT = 1e6
 # Stylising: an image whose untiled pass would take more than this is run in tiles
 # (models/tiling.py); the CLI's --memory-budget and the worker's setting default to it.
 STYLIZE_MEMORY_BUDGET_GIB = 2.0
@@ -50,9 +63,19 @@ class TrainConfig:
     loss_network: str = "vgg19"
     checkpoint_every: int = 100  # steps between checkpoints (and one at the end)
     log_every: int = 10
+    downsample: str = "stride-conv"  # the encoder's two x1/2 stages: one name, or one per stage
+    loss_pooling: str = "max"  # the loss network's pooling: "max" (VGG's) or "avg"
+    stability_weight: float = 0.0  # weight of the stability loss (0: off)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "decoder", decoder_label(parse_decoder(self.decoder)))
+        object.__setattr__(self, "downsample", downsample_label(parse_downsample(self.downsample)))
+        if self.loss_pooling not in LOSS_POOLINGS:
+            raise ValueError(f"unknown loss pooling {self.loss_pooling!r}; valid: {', '.join(LOSS_POOLINGS)}")
+        sw = self.stability_weight
+        if isinstance(sw, bool) or not isinstance(sw, (int, float)) or not (0 <= sw <= MAX_STABILITY_WEIGHT):
+            raise ValueError(f"stability_weight must be a number between 0 and {MAX_STABILITY_WEIGHT:g}, got {sw!r}")
+        object.__setattr__(self, "stability_weight", float(sw))
         for name, (lo, hi) in LIMITS.items():
             if name != "style_size" or self.style_size is not None:
                 _int_range(name, getattr(self, name), lo, hi)
@@ -70,6 +93,10 @@ class TrainConfig:
     @property
     def decoder_stages(self) -> tuple[str, ...]:
         return parse_decoder(self.decoder)
+
+    @property
+    def downsample_stages(self) -> tuple[str, ...]:
+        return parse_downsample(self.downsample)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -26,31 +26,74 @@ DECODER_INFO: dict[str, DecoderInfo] = {
     ]
 }
 LOSS_NETWORKS = ("vgg19", "vgg16", "vgg19-random")
+# The loss network's pooling layers: VGG's max pooling, or average pooling (the article's
+# gradient section blames max pooling's uneven gradients for checkerboards in gradients).
+LOSS_POOLINGS = ("max", "avg")
 
 
-def parse_decoder(spec: str | Sequence[str], *, stages: int = 2) -> tuple[str, ...]:
-    """One name for every stage, or one per stage (first stage first), as a list or a
-    comma-separated string: "resize-nearest,deconv" is deconv in the last layer only."""
+@dataclass(frozen=True)
+class DownsampleInfo:
+    name: str
+    layer: str  # what the layer does
+    reference: str  # where it comes from
+
+
+# The encoder's two x1/2 stages (the other end of the network from the decoder). The 3x3 conv
+# of every kind has the same shape (in, out, 3, 3), so networks built with one seed share it.
+DOWNSAMPLE_INFO: dict[str, DownsampleInfo] = {
+    d.name: d
+    for d in [
+        DownsampleInfo("stride-conv", "reflection pad, conv k3 s2 (Johnson et al.'s original)",
+                       "Johnson et al. 2016"),
+        DownsampleInfo("blur-stride", "reflection pad, conv k3 s1, [1,2,1]x[1,2,1] blur, subsample by 2 "
+                       "(anti-aliased downsampling)", "Zhang 2019, Making Convolutional Networks Shift-Invariant Again"),
+        DownsampleInfo("resize-down", "2x2 average pool (area resize to half), reflection pad, conv k3 s1",
+                       "the article's closing remark on strided convolutions"),
+    ]
+}
+DOWNSAMPLE_STAGES = 2
+
+
+def _parse_stages(spec: str | Sequence[str], *, stages: int, what: str, stage_kind: str,
+                  valid: Sequence[str]) -> tuple[str, ...]:
     names = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else [str(s).strip() for s in spec]
     if len(names) == 1:
         names = names * stages
     if len(names) != stages:
         raise ValueError(
-            f"decoder needs one name or {stages} (one per upsampling stage), got {len(names)}: "
+            f"{what} needs one name or {stages} (one per {stage_kind} stage), got {len(names)}: "
             f"{','.join(names)!r}"
         )
-    unknown = [n for n in names if n not in DECODER_INFO]
+    unknown = [n for n in names if n not in valid]
     if unknown:
         raise ValueError(
-            f"unknown decoder {unknown[0]!r}; valid names: {', '.join(DECODER_INFO)}"
+            f"unknown {what} {unknown[0]!r}; valid names: {', '.join(valid)}"
             " (or one per stage, comma-separated)"
         )
     return tuple(names)
 
 
+def parse_decoder(spec: str | Sequence[str], *, stages: int = 2) -> tuple[str, ...]:
+    """One name for every stage, or one per stage (first stage first), as a list or a
+    comma-separated string: "resize-nearest,deconv" is deconv in the last layer only."""
+    return _parse_stages(spec, stages=stages, what="decoder", stage_kind="upsampling", valid=tuple(DECODER_INFO))
+
+
+def parse_downsample(spec: str | Sequence[str], *, stages: int = DOWNSAMPLE_STAGES) -> tuple[str, ...]:
+    """The encoder's downsampling, like the decoder: one name for both stages, or one per
+    stage (first stage first), as a list or a comma-separated string."""
+    return _parse_stages(spec, stages=stages, what="downsample", stage_kind="downsampling",
+                         valid=tuple(DOWNSAMPLE_INFO))
+
+
 def decoder_label(names: Sequence[str]) -> str:
     """The canonical text form: one name when every stage is the same."""
     return names[0] if len(set(names)) == 1 else ",".join(names)
+
+
+def downsample_label(names: Sequence[str]) -> str:
+    """The canonical text form of a downsampling choice: one name when both stages agree."""
+    return decoder_label(names)
 
 
 # The export formats and their file suffixes (models/export.py writes them; the store keys
