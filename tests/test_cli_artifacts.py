@@ -22,6 +22,12 @@ def test_score_images_and_plot_their_spectra(tmp_path):
     rows = {r["image"].rsplit("/", 1)[1]: r for r in json.loads(p.stdout)["scores"]}
     assert rows["photo.png"]["period2_db"] < -5 < 20 < rows["board.png"]["period2_db"]
     assert Image.open(rows["board.png"]["spectrum"]).format == "PNG"
+    # The literature's measures beside ours: a photo's tail decays (Dzanic et al.), the board's does not,
+    # and the board's radial spectrum (Durall et al.) peaks at the corner ring, where a pixel checkerboard lives.
+    assert rows["photo.png"]["decay"] > 1.5 > rows["board.png"]["decay"]
+    radial = rows["board.png"]["radial_spectrum"]
+    assert radial["freqs"][radial["power_db"].index(max(radial["power_db"]))] > 0.69
+    assert Image.open(rows["board.png"]["radial_plot"]).format == "PNG"
 
 
 def test_overlap_json_and_table():

@@ -43,11 +43,13 @@ def score(
     as_json: JsonOpt = False,
     plot: PlotOpt = None,
 ) -> None:
-    """Checkerboard score (dB) at periods 2 and 4 of images, or of a network's output on them."""
+    """Checkerboard score (dB) at periods 2 and 4 of images, or of a network's output on them, with the
+    literature's spectral measures: the high-frequency decay of the azimuthally integrated spectrum."""
     import numpy as np
 
     from models.artifacts import checkerboard_score
-    from models.artifacts.spectra import log_spectrum, plot_spectrum
+    from models.artifacts.spectra import (DECAY_BAND, log_spectrum, plot_radial_spectra, plot_spectrum,
+                                          radial_power_spectrum, spectral_decay)
     from models.images import from_tensor
     from models.stylize import load_inputs, stylize_tensor
 
@@ -57,24 +59,44 @@ def score(
         from models.checkpoint import load_network
 
         net, _ = load_network(checkpoint)
-    rows = []
+    rows, radial = [], {}
     for f, image in loaded:
         if net is not None:
             image = stylize_tensor(net, image)
         pixels = np.asarray(from_tensor(image))  # what a PNG of it holds
         s = checkerboard_score(pixels)
-        row = {"image": str(f), "period2_db": round(s[2], 2), "period4_db": round(s[4], 2)}
+        try:
+            d = spectral_decay(pixels)
+            decay = {"decay": round(d["decay"], 2), "decay_residual_db": round(d["residual_db"], 2)}
+        except ValueError:  # too small for the band: the score still stands
+            decay = {"decay": None, "decay_residual_db": None}
+        row = {"image": str(f), "period2_db": round(s[2], 2), "period4_db": round(s[4], 2), **decay}
+        if as_json:
+            freqs, power = radial_power_spectrum(pixels)
+            row["radial_spectrum"] = {"freqs": [round(float(v), 5) for v in freqs],
+                                      "power_db": [round(float(v), 2) for v in 10 * np.log10(power + 1e-12)]}
         if plot is not None:
             row["spectrum"] = str(plot_spectrum(log_spectrum(pixels), plot / f"{f.stem}-spectrum.png",
                                                 title=f"{f.name}: p2 {s[2]:+.1f} dB, p4 {s[4]:+.1f} dB"))
+            radial[f.name] = radial_power_spectrum(pixels)
         rows.append(row)
+    if plot is not None and radial:
+        path = str(plot_radial_spectra(radial, plot / "radial-spectra.png",
+                                       title="azimuthally integrated power spectra (Durall et al. 2020)"))
+        for r in rows:
+            r["radial_plot"] = path
     if as_json:
-        print(json.dumps({"scores": rows, "skipped": [{"file": f, "reason": r} for f, r in skipped]}, indent=2))
+        print(json.dumps({"scores": rows, "decay_band": list(DECAY_BAND),
+                          "skipped": [{"file": f, "reason": r} for f, r in skipped]}, indent=2))
         return
-    table = Table("image", "period 2 (dB)", "period 4 (dB)",
-                  title="checkerboard score" + (f" of {checkpoint}'s outputs" if checkpoint else ""))
+    table = Table("image", "period 2 (dB)", "period 4 (dB)", "HF decay", "fit rms (dB)",
+                  title="checkerboard score" + (f" of {checkpoint}'s outputs" if checkpoint else ""),
+                  caption=f"HF decay: exponent of a power law fitted to the radial spectrum over "
+                          f"{DECAY_BAND[0]}..{DECAY_BAND[1]} cycles/pixel (Dzanic et al. 2020)")
     for r in rows:
-        table.add_row(r["image"], _db(r["period2_db"]), _db(r["period4_db"]))
+        table.add_row(r["image"], _db(r["period2_db"]), _db(r["period4_db"]),
+                      "-" if r["decay"] is None else f"{r['decay']:.2f}",
+                      "-" if r["decay_residual_db"] is None else f"{r['decay_residual_db']:.1f}")
     out.print(table)
 
 
