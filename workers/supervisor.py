@@ -35,6 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from service.core import protocol
+from service.core.builtin_styles import builtin_name, is_builtin
 from service.core.errors import LostLease, NotFound
 from service.core.jobs import JobStore, Start
 from service.core.keys import Keys
@@ -221,13 +222,27 @@ def _prepare(store: ObjectStore, record: JobRecord, settings: Settings, folder: 
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     spec = {"config": record.config, "device": settings.device, "exports": list(settings.export_formats),
-            "style": str(store.download(Keys.style(record.style_id), folder / "style.png"))}
+            "style": _styles(store, record, folder)}
     spec["devices"] = record.devices  # DDP ranks: the child's Lightning starts devices - 1 more in its process group
     if record.content_set_id:  # streamed as it trains, through the worker's cache
         spec["content"] = stream_spec(store, settings, record.content_set_id, folder)
     if store.exists(Keys.checkpoint(record.id)):
         spec["resume"] = str(store.download(Keys.checkpoint(record.id), folder / "resume.ckpt"))
     return spec
+
+
+def _styles(store: ObjectStore, record: JobRecord, folder: Path) -> str | list[str]:
+    """What the child's train(style=...) takes: per style, a built-in's name (resolved there by
+    models.data.load_style) or the uploaded image downloaded here; one style as itself."""
+    styles = record.style_list
+    specs = []
+    for i, s in enumerate(styles):
+        if is_builtin(s["id"]):
+            specs.append(builtin_name(s["id"]))
+        else:
+            specs.append(str(store.download(Keys.style(s["id"]), folder / ("style.png" if len(styles) == 1
+                                                                           else f"style-{i}.png"))))
+    return specs[0] if len(specs) == 1 else specs
 
 
 def _retry(what: str, fn: Callable[[], JobRecord], *, for_s: float) -> JobRecord | None:

@@ -13,7 +13,7 @@ from service.api import errors
 from service.api.deps import Services
 from service.api.idempotency import Idempotency
 from service.api.metrics import Metrics
-from service.api.routes import content_sets, experiments, health, jobs, uploads, webhooks
+from service.api.routes import builtin_styles, content_sets, experiments, health, jobs, uploads, webhooks
 from service.api.uploads import BodyLimit
 from service.core.auth import KeyStore
 from service.core.jobs import JobStore
@@ -46,7 +46,8 @@ def create_app(settings: Settings | None = None, *, store: ObjectStore | None = 
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes, streamed=STREAMED_PATHS,
                        on_reject=lambda: metrics.refused.labels("body_too_large").inc())
     errors.install(app)
-    for router in (health.router, uploads.router, content_sets.router, jobs.router, experiments.router, webhooks.router):
+    for router in (health.router, builtin_styles.router, uploads.router, content_sets.router, jobs.router,
+                   experiments.router, webhooks.router):
         app.include_router(router, prefix="/v1")
     # The web pages: static files that call the API; nothing to build.
     app.mount("/ui", StaticFiles(directory=Path(__file__).parent / "web", html=True), name="ui")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from models.config import DEFAULTS, LIMITS, MAX_LR
-from models.vocabulary import decoder_label, parse_decoder
+from models.config import DEFAULTS, LIMITS, MAX_LR, MAX_STABILITY_WEIGHT, MAX_STYLES
+from models.vocabulary import LOSS_POOLINGS, decoder_label, downsample_label, parse_decoder, parse_downsample
 from service.core.content_sets import SKIPPED_SHOWN, ContentSetRecord, ContentSetState, ContentSource, Progress
 from service.core.records import JobState
 
@@ -17,12 +17,22 @@ LIST_LIMIT_DEFAULT = 100
 LIST_LIMIT_MAX = 1000
 
 
+def check_pooling(v: str) -> str:
+    if v not in LOSS_POOLINGS:
+        raise ValueError(f"unknown loss pooling {v!r}; valid: {', '.join(LOSS_POOLINGS)}")
+    return v
+
+
 class TrainSettings(BaseModel):
     """The settings a job and an experiment share (the decoder aside)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    style_id: str
+    style_id: str | None = Field(None, description="One style: an uploaded style's id, or a built-in style as "
+                                 "'builtin:<name>' (GET /v1/builtin-styles).")
+    style_ids: list[str] | None = Field(None, min_length=1, max_length=MAX_STYLES,
+                                        description=f"Several styles (1 to {MAX_STYLES}) trained into one network, "
+                                        "each an uploaded style's id or 'builtin:<name>'; instead of style_id.")
     content_set_id: str | None = Field(None, description="An uploaded content set; omit for the built-in photographs.")
     size: int = Field(DEFAULTS.size, ge=LIMITS["size"][0], le=LIMITS["size"][1], description="Crop size in pixels.")
     steps: int = Field(DEFAULTS.steps, ge=LIMITS["steps"][0], le=LIMITS["steps"][1], description="Optimiser steps.")
@@ -38,11 +48,42 @@ class TrainSettings(BaseModel):
                                     "of an experiment) is POSTed here, signed; see GET /v1/webhook-secret.")
     devices: int = Field(1, ge=1, description="GPUs (on a CPU worker, processes) to train on with DDP, each on its "
                          "slice of every batch: batch must divide by it [at most the server's max_devices_per_job].")
+    downsample: str | list[str] = Field(DEFAULTS.downsample, description="The encoder's downsampling: one name, or "
+                                        "one per stage (GET /v1/decoders lists them under downsample).")
+    loss_pooling: str = Field(DEFAULTS.loss_pooling, description=f"The loss network's pooling: "
+                              f"{' or '.join(LOSS_POOLINGS)}.")
+    stability_weight: float = Field(DEFAULTS.stability_weight, ge=0, le=MAX_STABILITY_WEIGHT,
+                                    description="Weight of the stability loss (the output should not change when "
+                                    "the input shifts by a pixel or is lightly noised); 0: off.")
+
+    @field_validator("downsample")
+    @classmethod
+    def known_downsample(cls, v: str | list[str]) -> str:
+        return downsample_label(parse_downsample(v))
+
+    @field_validator("loss_pooling")
+    @classmethod
+    def known_pooling(cls, v: str) -> str:
+        return check_pooling(v)
+
+    @model_validator(mode="after")
+    def one_way_to_name_styles(self) -> TrainSettings:
+        if (self.style_id is None) == (self.style_ids is None):
+            raise ValueError("name the style with style_id, or several with style_ids (not both)")
+        styles = self.styles
+        dupes = sorted({s for s in styles if styles.count(s) > 1})
+        if dupes:
+            raise ValueError(f"style {dupes[0]!r} appears more than once in style_ids; each style must differ")
+        return self
+
+    @property
+    def styles(self) -> list[str]:
+        return [self.style_id] if self.style_id is not None else list(self.style_ids or [])
 
     def train_settings(self, default_checkpoint_every: int | None) -> dict:
         """The TrainConfig fields of this request (the decoder and variants aside), and devices."""
-        settings = self.model_dump(exclude={"style_id", "content_set_id", "variants", "decoder", "webhook_url"},
-                                   exclude_none=True)
+        settings = self.model_dump(exclude={"style_id", "style_ids", "content_set_id", "variants", "decoder",
+                                            "webhook_url"}, exclude_none=True)
         if "checkpoint_every" not in settings and default_checkpoint_every is not None:
             settings["checkpoint_every"] = default_checkpoint_every
         return settings
@@ -59,21 +100,56 @@ class JobCreate(TrainSettings):
         return decoder_label(parse_decoder(v))
 
 
+class VariantSpec(BaseModel):
+    """One variant of an experiment: the decoder, and optionally the encoder's downsampling and
+    the loss network's pooling (missing: the request's own settings)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decoder: str | list[str]
+    downsample: str | list[str] | None = None
+    loss_pooling: str | None = None
+
+
+def variant_label(decoder: str, downsample: str, loss_pooling: str) -> str:
+    """A variant's canonical name: its decoder, then what differs from the defaults."""
+    parts = [decoder]
+    if downsample != DEFAULTS.downsample:
+        parts.append(f"{downsample} down")
+    if loss_pooling != DEFAULTS.loss_pooling:
+        parts.append(f"{loss_pooling}-pool loss")
+    return " / ".join(parts)
+
+
 class ExperimentCreate(TrainSettings):
-    """Two or more decoder variants trained alike: one job each, differing only in the decoder."""
+    """Two or more variants trained alike: one job each, the same seed and settings, differing only in
+    the decoder, the encoder's downsampling or the loss network's pooling."""
 
-    variants: list[str | list[str]] = Field(..., description="Decoder names or per-stage mixes; at least two, all different.")
+    variants: list[str | list[str] | VariantSpec] = Field(
+        ..., description="Each a decoder name or per-stage mix, or an object {decoder, downsample, loss_pooling} "
+        "(missing keys: this request's settings); at least two, all different.")
 
-    @field_validator("variants")
-    @classmethod
-    def distinct_known_variants(cls, v: list) -> list[str]:
-        labels = [decoder_label(parse_decoder(x)) for x in v]
-        if len(labels) < 2:
-            raise ValueError("an experiment needs at least two decoder variants to compare")
+    @model_validator(mode="after")
+    def distinct_known_variants(self) -> ExperimentCreate:
+        if len(self.variants) < 2:
+            raise ValueError("an experiment needs at least two variants to compare")
+        labels = [v["label"] for v in self.variant_settings()]
         dupes = sorted({x for x in labels if labels.count(x) > 1})
         if dupes:
             raise ValueError(f"variant {dupes[0]!r} appears more than once; each variant must differ")
-        return labels
+        return self
+
+    def variant_settings(self) -> list[dict]:
+        """Each variant as {decoder, downsample, loss_pooling, label}, canonical; ValueError for a bad name."""
+        out = []
+        for v in self.variants:
+            spec = v if isinstance(v, VariantSpec) else VariantSpec(decoder=v)
+            decoder = decoder_label(parse_decoder(spec.decoder))
+            downsample = self.downsample if spec.downsample is None else downsample_label(parse_downsample(spec.downsample))
+            pooling = self.loss_pooling if spec.loss_pooling is None else check_pooling(spec.loss_pooling)
+            out.append({"decoder": decoder, "downsample": downsample, "loss_pooling": pooling,
+                        "label": variant_label(decoder, downsample, pooling)})
+        return out
 
 
 class AttemptPublic(BaseModel):
@@ -96,7 +172,9 @@ class JobPublic(BaseModel):
     steps: int
     decoder: str
     config: dict
-    style_id: str
+    style_id: str = Field(description="The first style (the only one of a one-style job).")
+    styles: list[dict] = Field(description="Every style the network learned, in its order (the index stylising "
+                               "takes): id (an uploaded style's, or builtin:<name>) and name.")
     content_set_id: str | None
     losses: dict[str, float]
     artifacts: dict[str, float] = Field(description="Latest checkerboard scores of the probe (dB): artifact_p2, "

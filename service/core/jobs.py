@@ -471,7 +471,7 @@ class JobStore:
     def delete_style(self, style_id: str, scope: str | None = None) -> int:
         """A style no unfinished job uses (finished networks keep theirs: checkpoints carry it)."""
         self.style_meta(style_id, scope)
-        self._refuse_if_used("style", style_id, lambda j: j.style_id == style_id)
+        self._refuse_if_used("style", style_id, lambda j: any(s["id"] == style_id for s in j.style_list))
         return self.store.delete_prefix(Keys.style_prefix(style_id))
 
     def delete_content_set(self, set_id: str, scope: str | None = None) -> int:

@@ -86,7 +86,10 @@ class JobRecord(_Record):
     requeued_at: datetime | None = None  # when it last went back on the queue
     cancel_requested_at: datetime | None = None
     config: dict  # models.config.TrainConfig as a dict
-    style_id: str
+    style_id: str  # the first style (the only one before jobs had several)
+    # Every style, in the network's order: {"id": an uploaded style's id or "builtin:<name>", "name"}.
+    # Empty in records made before jobs had several: `style_list` reads them as their one style_id.
+    styles: list[dict] = Field(default_factory=list)
     content_set_id: str | None = None  # None: the built-in photographs
     experiment_id: str | None = None
     webhook_url: str | None = None  # state changes are POSTed here (service/core/webhooks.py)
@@ -111,6 +114,10 @@ class JobRecord(_Record):
         return self.history[-1] if self.history else None
 
     @property
+    def style_list(self) -> list[dict]:
+        return self.styles or [{"id": self.style_id, "name": None}]
+
+    @property
     def counted_attempts(self) -> int:
         """Attempts that count against the limit: a job stopped for its worker's shutdown
         did nothing wrong."""
@@ -128,17 +135,26 @@ class StylizeRecord(_Record):
     inputs: list[str]  # store keys
     outputs: list[str] = Field(default_factory=list)
     sizes: list[tuple[int, int]] = Field(default_factory=list)  # (width, height) per input
+    # How to stylise (models/stylize_options.py): style (an index) or mix (weights), strength,
+    # colors; empty: the network's defaults (and every record made before there were options).
+    options: dict = Field(default_factory=dict)
+    kind: str = "images"  # or "video": one input video, one output mp4
+    progress: dict[str, int] = Field(default_factory=dict)  # a video's frames: done, total
+    flicker: dict[str, float] = Field(default_factory=dict)  # a video's flicker (models/flicker.py): input, output
 
 
 class ExperimentRecord(BaseModel):
-    """Paired jobs that differ only in the decoder (same seed: same shared initial weights
-    and data order; same settings otherwise)."""
+    """Paired jobs that differ only in the decoder, the encoder's downsampling or the loss
+    network's pooling (same seed: same shared initial weights and data order; same settings
+    otherwise)."""
 
     id: str
     owner: str = ""
     version: int = 0
     created_at: datetime = Field(default_factory=now)
-    style_id: str
+    style_id: str  # the first style
+    style_ids: list[str] = Field(default_factory=list)  # every style; empty in older records: [style_id]
     content_set_id: str | None = None
-    settings: dict  # the shared settings, without the decoder
-    variants: list[dict]  # {"decoder": label, "job_id": id}
+    settings: dict  # the shared settings, without what varies
+    # {"decoder", "downsample", "loss_pooling", "label", "job_id"}; older records: {"decoder", "job_id"}
+    variants: list[dict]

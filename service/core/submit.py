@@ -7,8 +7,8 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from models.config import TrainConfig, per_device_batch
-from service.core import webhooks
+from models.config import MAX_STYLES, TrainConfig, per_device_batch
+from service.core import builtin_styles, webhooks
 from service.core.auth import ApiKey as Owner
 from service.core.content_sets import ContentSetRecord, ContentSetState, ContentSource
 from service.core.errors import BadRequest, Conflict, Forbidden, NotFound, QuotaExceeded, Unavailable
@@ -22,10 +22,27 @@ from service.core.storage import AccessDenied, BucketNotFound, S3Store
 log = logging.getLogger(__name__)
 
 
-def _job_record(jobs: JobStore, owner: Owner, *, style_id: str, content_set_id: str | None, settings: dict,
+def resolve_styles(jobs: JobStore, owner: Owner, style_ids: list[str]) -> list[dict]:
+    """Each style a job names, as {"id", "name"}: a built-in by its name, an uploaded style by the
+    file name it was uploaded with; NotFound for one that does not exist (or is another owner's)."""
+    if not 1 <= len(style_ids) <= MAX_STYLES:
+        raise ValueError(f"a job takes 1 to {MAX_STYLES} styles, got {len(style_ids)}")
+    styles = []
+    for style_id in style_ids:
+        if builtin_styles.is_builtin(style_id):
+            styles.append({"id": style_id, "name": builtin_styles.builtin_name(style_id)})
+            continue
+        try:
+            meta = jobs.style_meta(style_id, owner.scope)
+        except NotFound:
+            raise NotFound(f"no style {style_id!r}; upload one with POST /v1/styles, or name a built-in one as "
+                           f"'builtin:<name>' ({', '.join(builtin_styles.BUILTIN_STYLES)})") from None
+        styles.append({"id": style_id, "name": meta.get("name")})
+    return styles
+
+
+def _job_record(jobs: JobStore, owner: Owner, *, styles: list[dict], content_set_id: str | None, settings: dict,
                 max_devices: int, experiment_id: str | None = None, webhook_url: str | None = None) -> JobRecord:
-    if not jobs.style_exists(style_id, owner.scope):
-        raise NotFound(f"no style {style_id!r}; upload one with POST /v1/styles")
     if content_set_id is not None:
         jobs.ready_content_set(content_set_id, owner.scope)  # 409 while validating, or if it failed
     settings = dict(settings)
@@ -34,8 +51,8 @@ def _job_record(jobs: JobStore, owner: Owner, *, style_id: str, content_set_id: 
     if not 1 <= devices <= max_devices:
         raise ValueError(f"devices must be between 1 and {max_devices} (this server's max_devices_per_job), got {devices}")
     per_device_batch(config.batch, devices)
-    return JobRecord(id=new_id(), owner=owner.owner, config=config.to_dict(), style_id=style_id,
-                     content_set_id=content_set_id, steps=config.steps, experiment_id=experiment_id,
+    return JobRecord(id=new_id(), owner=owner.owner, config=config.to_dict(), style_id=styles[0]["id"],
+                     styles=styles, content_set_id=content_set_id, steps=config.steps, experiment_id=experiment_id,
                      webhook_url=webhook_url, devices=devices)
 
 
@@ -82,13 +99,13 @@ def check_quota(jobs: JobStore, owner: Owner, limits: Settings, new: list[JobRec
                             f"this asks for {asked:.3g}", retry_after_s=max(1, retry))
 
 
-def submit_job(jobs: JobStore, queue: JobQueue, owner: Owner, *, style_id: str, content_set_id: str | None,
+def submit_job(jobs: JobStore, queue: JobQueue, owner: Owner, *, style_ids: list[str], content_set_id: str | None,
                settings: dict, limits: Settings, webhook_url: str | None = None) -> JobRecord:
     """A training job, queued. `settings` are TrainConfig fields, and devices."""
     if webhook_url:
         webhooks.check_url(webhook_url, allow_private=limits.webhook_allow_private)
-    record = _job_record(jobs, owner, style_id=style_id, content_set_id=content_set_id, settings=settings,
-                         max_devices=limits.max_devices_per_job, webhook_url=webhook_url)
+    record = _job_record(jobs, owner, styles=resolve_styles(jobs, owner, style_ids), content_set_id=content_set_id,
+                         settings=settings, max_devices=limits.max_devices_per_job, webhook_url=webhook_url)
     check_quota(jobs, owner, limits, [record])
     record = jobs.create(record)
     try:
@@ -99,17 +116,20 @@ def submit_job(jobs: JobStore, queue: JobQueue, owner: Owner, *, style_id: str, 
     return record
 
 
-def create_experiment(jobs: JobStore, queue: JobQueue, owner: Owner, *, style_id: str, content_set_id: str | None,
-                      shared: dict, variants: list[str], limits: Settings,
+def create_experiment(jobs: JobStore, queue: JobQueue, owner: Owner, *, style_ids: list[str],
+                      content_set_id: str | None, shared: dict, variants: list[dict], limits: Settings,
                       webhook_url: str | None = None) -> ExperimentRecord:
-    """One job per decoder variant with the same settings and seed, or nothing at all."""
+    """One job per variant with the same settings and seed, or nothing at all. Each variant is
+    {"decoder", "downsample", "loss_pooling", "label"}: what it changes of the shared settings."""
     experiment_id = new_id()
     if webhook_url:
         webhooks.check_url(webhook_url, allow_private=limits.webhook_allow_private)
-    records = [_job_record(jobs, owner, style_id=style_id, content_set_id=content_set_id,
-                           settings={**shared, "decoder": decoder}, max_devices=limits.max_devices_per_job,
+    styles = resolve_styles(jobs, owner, style_ids)
+    varied = ("decoder", "downsample", "loss_pooling")
+    records = [_job_record(jobs, owner, styles=styles, content_set_id=content_set_id,
+                           settings={**shared, **{k: v[k] for k in varied}}, max_devices=limits.max_devices_per_job,
                            experiment_id=experiment_id, webhook_url=webhook_url)
-               for decoder in variants]  # every config validated before anything is written
+               for v in variants]  # every config validated before anything is written
     check_quota(jobs, owner, limits, records)
     created: list[str] = []
     try:
@@ -119,8 +139,10 @@ def create_experiment(jobs: JobStore, queue: JobQueue, owner: Owner, *, style_id
         for record in records:
             queue.send(TRAIN_TASK, record.id)
         return jobs.create_experiment(ExperimentRecord(
-            id=experiment_id, owner=owner.owner, style_id=style_id, content_set_id=content_set_id, settings=shared,
-            variants=[{"decoder": r.config["decoder"], "job_id": r.id} for r in records]))
+            id=experiment_id, owner=owner.owner, style_id=style_ids[0], style_ids=style_ids,
+            content_set_id=content_set_id, settings={k: v for k, v in shared.items() if k not in varied},
+            variants=[{**{k: r.config[k] for k in varied}, "label": v["label"], "job_id": r.id}
+                      for v, r in zip(variants, records)]))
     except BaseException:
         for job_id in created:  # a worker that already received one finds it gone
             _take_back(jobs, job_id)

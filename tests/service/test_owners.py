@@ -20,7 +20,8 @@ from service.core.records import JobState
 from service.core.settings import Settings
 
 REDIS_DB = 14
-OPEN = {("/v1/health", "get"), ("/v1/ready", "get"), ("/v1/decoders", "get")}
+OPEN = {("/v1/health", "get"), ("/v1/ready", "get"), ("/v1/decoders", "get"), ("/v1/builtin-styles", "get"),
+        ("/v1/builtin-styles/{name}/thumbnail", "get")}
 CREATE = {("/v1/styles", "post"), ("/v1/content-sets", "post"), ("/v1/content-sets/archive", "post"),
           ("/v1/content-sets/register", "post"), ("/v1/jobs", "post"), ("/v1/experiments", "post")}
 LISTS = {("/v1/jobs", "get"), ("/v1/experiments", "get"), ("/v1/styles", "get"), ("/v1/content-sets", "get"),
@@ -94,6 +95,8 @@ def fill(path: str, ids: dict) -> str:
         param = m.group(1)
         if param in ids:
             return ids[param]
+        if param == "name" and path.startswith("/v1/builtin-styles/"):
+            return "ihc"
         if param == "name":
             return "chelsea" if ("/panel/" in path or "/experiments/" in path) else "checkpoint"
         if param == "index":

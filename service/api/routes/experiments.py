@@ -22,12 +22,18 @@ def _state(states: list[JobState]) -> str:
     return "failed" if any(s == JobState.failed for s in states) else "cancelled"
 
 
+def label(variant: dict) -> str:
+    """A variant's canonical name (records made before variants had labels: the decoder)."""
+    return variant.get("label", variant["decoder"])
+
+
 def experiment_public(services: Services, exp: ExperimentRecord) -> dict:
     jobs = [services.jobs.get(v["job_id"]) for v in exp.variants]
     variants = [public(services, j).model_dump(mode="json") for j in jobs]
-    for v in variants:  # the probe's first and last rows: artifact scores beside style and content distance
-        curve = v["artifact_curve"]
+    for v, stored in zip(variants, exp.variants):
+        curve = v["artifact_curve"]  # the probe's first and last rows: artifact scores beside style and content distance
         v["scores"] = {"init": curve[0] if curve else None, "final": curve[-1] if curve else None}
+        v["label"] = label(stored)
     panel_names = [p["name"] for p in jobs[0].panel] if all(j.panel for j in jobs) else []
     base = f"/v1/experiments/{exp.id}"
     comparisons = []
@@ -36,11 +42,12 @@ def experiment_public(services: Services, exp: ExperimentRecord) -> dict:
             for k in range(i + 1, len(jobs)):
                 for name in panel_names:
                     comparisons.append({
-                        "a": jobs[i].config["decoder"], "b": jobs[k].config["decoder"], "panel": name,
+                        "a": variants[i]["label"], "b": variants[k]["label"], "panel": name,
                         "difference_url": f"{base}/difference/{name}?a={i}&b={k}", "gain": DIFF_GAIN,
                         "difference_spectrum_url": f"{base}/spectrum/{name}?a={i}&b={k}"})
     return {"id": exp.id, "created_at": exp.created_at.isoformat(), "state": _state([j.state for j in jobs]),
-            "style_id": exp.style_id, "content_set_id": exp.content_set_id, "settings": exp.settings,
+            "style_id": exp.style_id, "styles": variants[0]["styles"], "content_set_id": exp.content_set_id,
+            "settings": exp.settings,
             "variants": variants, "panel": panel_names,
             "spectra": {name: [f"{base}/spectrum/{name}?a={i}" for i in range(len(jobs))] for name in panel_names},
             "comparisons": comparisons}
@@ -50,8 +57,9 @@ def experiment_public(services: Services, exp: ExperimentRecord) -> dict:
 def create_experiment(request: ExperimentCreate, services: ServicesDep, key: CurrentKey) -> dict:
     """Train two or more decoder variants alike: same seed (so the same shared initial weights
     and data order), same settings, only the decoder differs."""
-    exp = create_jobs(services.jobs, services.queue, key, style_id=request.style_id, content_set_id=request.content_set_id,
-                      shared=request.train_settings(services.settings.checkpoint_every), variants=request.variants,
+    exp = create_jobs(services.jobs, services.queue, key, style_ids=request.styles, content_set_id=request.content_set_id,
+                      shared=request.train_settings(services.settings.checkpoint_every),
+                      variants=request.variant_settings(),
                       limits=services.settings, webhook_url=request.webhook_url)
     return experiment_public(services, exp)
 
@@ -68,7 +76,7 @@ def list_experiments(services: ServicesDep, key: CurrentKey, page: PageDep, requ
             continue
         out.append({"id": exp.id, "created_at": exp.created_at.isoformat(),
                     "state": _state([jobs[v["job_id"]].state for v in exp.variants]),
-                    "variants": [v["decoder"] for v in exp.variants], "settings": exp.settings})
+                    "variants": [label(v) for v in exp.variants], "settings": exp.settings})
     link_next(request, response, cursor)
     return out
 
@@ -94,8 +102,8 @@ def _panel_key(services: Services, exp: ExperimentRecord, index: int, name: str)
     job = services.jobs.get(exp.variants[index]["job_id"])
     item = next((p for p in job.panel if p["name"] == name), None)
     if item is None:
-        raise NotFound(f"variant {job.config['decoder']} has no panel image {name!r} yet ({job.state.value})")
-    return item["key"], job.config["decoder"]
+        raise NotFound(f"variant {label(exp.variants[index])} has no panel image {name!r} yet ({job.state.value})")
+    return item["key"], label(exp.variants[index])
 
 
 @router.get("/experiments/{experiment_id}/difference/{name}", responses={200: {"content": {"image/png": {}}}})
@@ -128,7 +136,7 @@ def stylize_all(experiment_id: str, services: ServicesDep, key: CurrentKey,
     images = [check_image(f.file.read(), name=f.filename or f"image {i}", max_pixels=services.settings.max_pixels)
               for i, f in enumerate(files)]
     pngs = [i.png for i in images]
-    return [{"decoder": v["decoder"],
+    return [{"decoder": v["decoder"], "label": label(v),
              "stylization": stylization_public(request_stylize(services.jobs, services.queue, key, v["job_id"], pngs,
                                                                    services.settings))}
             for v in exp.variants]

@@ -6,6 +6,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from service.api.deps import PAGED, CurrentKey, PageDep, Services, ServicesDep, link_next
 from service.api.schemas import JobCreate, JobPublic, StylizationPublic
 from service.api.uploads import check_image
+from service.core.builtin_styles import builtin_name, is_builtin
 from service.core.errors import Conflict, NotFound
 from service.core.keys import Keys
 from service.core.records import JobRecord, StylizeRecord
@@ -26,6 +27,13 @@ def split_probe(latest: dict[str, float]) -> dict[str, dict[str, float]]:
     return {"artifacts": artifacts, "quality": {k: v for k, v in latest.items() if k not in artifacts}}
 
 
+def style_public(style: dict) -> dict:
+    """A job's style as the API shows it: id, name, and where its image is."""
+    image = (f"/v1/builtin-styles/{builtin_name(style['id'])}/thumbnail" if is_builtin(style["id"])
+             else f"/v1/styles/{style['id']}/image")
+    return {"id": style["id"], "name": style.get("name"), "image_url": image}
+
+
 def public(services: Services, record: JobRecord) -> JobPublic:
     base = f"/v1/jobs/{record.id}"
     links = {"self": base}
@@ -37,7 +45,7 @@ def public(services: Services, record: JobRecord) -> JobPublic:
                                      "artifact_curve"}),
         **split_probe(record.artifacts),
         panel=[{k: v for k, v in p.items() if k != "key"} | {"url": f"{base}/panel/{p['name']}"} for p in record.panel],
-        decoder=record.config["decoder"], links=links,
+        decoder=record.config["decoder"], links=links, styles=[style_public(s) for s in record.style_list],
         cancel_requested=not record.final and record.cancel_requested_at is not None,
     )
 
@@ -46,7 +54,7 @@ def public(services: Services, record: JobRecord) -> JobPublic:
 def create_job(request: JobCreate, services: ServicesDep, key: CurrentKey) -> JobPublic:
     """Submit a training job; it is queued for a worker."""
     settings = {**request.train_settings(services.settings.checkpoint_every), "decoder": request.decoder}
-    return public(services, submit_job(services.jobs, services.queue, key, style_id=request.style_id,
+    return public(services, submit_job(services.jobs, services.queue, key, style_ids=request.styles,
                                        content_set_id=request.content_set_id, settings=settings,
                                        limits=services.settings, webhook_url=request.webhook_url))
 

@@ -36,6 +36,13 @@ def list_styles(services: ServicesDep, key: CurrentKey) -> list[dict]:
     return services.jobs.list_styles(key.scope)
 
 
+@router.get("/styles/{style_id}/image", responses={200: {"content": {"image/png": {}}}})
+def get_style_image(style_id: str, services: ServicesDep, key: CurrentKey) -> Response:
+    """An uploaded style's image (PNG, as stored): what a job's page shows beside its outputs."""
+    services.jobs.style_meta(style_id, key.scope)
+    return Response(services.store.get_bytes(Keys.style(style_id)), media_type="image/png")
+
+
 @router.delete("/styles/{style_id}", status_code=204)
 def delete_style(style_id: str, services: ServicesDep, key: CurrentKey) -> Response:
     """Delete a style; refused (409) while an unfinished job uses it. Trained networks keep theirs."""
