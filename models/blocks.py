@@ -1,25 +1,74 @@
-"""Building blocks of the transfer network and the one registry of decoders.
+"""Building blocks of the transfer network, the one registry of decoders and the one registry
+of the encoder's downsampling layers.
 
-Every upsampling layer doubles height and width. The names are the project's vocabulary
-(API, CLI, config, reports); see the table in README.md ("Decoders") and Odena et al.,
+Every upsampling layer doubles height and width; every downsampling layer halves them. The
+names are the project's vocabulary (API, CLI, config, reports); see the table in README.md
+("Decoders"), docs/decoders.md ("Downsampling and loss pooling") and Odena et al.,
 "Deconvolution and Checkerboard Artifacts" (https://distill.pub/2016/deconv-checkerboard/).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from models.vocabulary import DECODER_INFO, DecoderInfo, decoder_label, parse_decoder  # noqa: F401 (re-exported)
+from models.vocabulary import (  # noqa: F401 (re-exported)
+    DECODER_INFO,
+    DOWNSAMPLE_INFO,
+    DecoderInfo,
+    DownsampleInfo,
+    decoder_label,
+    downsample_label,
+    parse_decoder,
+    parse_downsample,
+)
 
 NormLayer = Callable[[int], nn.Module]
 
 
 def instance_norm(channels: int) -> nn.Module:
     return nn.InstanceNorm2d(channels, affine=True)
+
+
+class ConditionalInstanceNorm2d(nn.Module):
+    """Conditional instance normalisation (Dumoulin, Shlens & Kudlur 2017, "A Learned
+    Representation for Artistic Style"): instance norm whose scale and shift are chosen per
+    style, `weight` and `bias` (styles, C), one row per style; everything else in the network
+    is shared by the styles.
+
+    The row used is a mix: `mix` (styles,) non-negative weights summing to 1, one-hot for one
+    style; scale and shift are the mix's weighted sums of the rows (the paper's style
+    interpolation). `mix` is a buffer outside the state_dict: what a network computes after
+    `TransformerNet.select_style`, also what an export of it bakes in."""
+
+    def __init__(self, channels: int, styles: int, eps: float = 1e-5):
+        super().__init__()
+        self.styles, self.eps = styles, eps
+        self.weight = nn.Parameter(torch.ones(styles, channels))
+        self.bias = nn.Parameter(torch.zeros(styles, channels))
+        mix = torch.zeros(styles)
+        mix[0] = 1.0
+        self.register_buffer("mix", mix, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = (self.mix.to(self.weight.dtype) @ self.weight)[None, :, None, None]
+        shift = (self.mix.to(self.bias.dtype) @ self.bias)[None, :, None, None]
+        return F.instance_norm(x, eps=self.eps) * scale + shift
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[1]}, styles={self.styles}, eps={self.eps}"
+
+
+def norm_for(styles: int) -> NormLayer:
+    """Today's instance norm for one style (its modules and state_dict keys unchanged, so old
+    checkpoints load); conditional instance norm for several."""
+    if styles == 1:
+        return instance_norm
+    return lambda channels: ConditionalInstanceNorm2d(channels, styles)
 
 
 class ConvLayer(nn.Sequential):
@@ -137,3 +186,95 @@ class SubPixelConv(nn.Sequential):
 @register_decoder("subpixel")
 def _subpixel(in_channels: int, out_channels: int) -> nn.Module:
     return SubPixelConv(in_channels, out_channels)
+
+
+# --- the downsampling registry (the encoder's two x1/2 stages) ----------------------------
+#
+# Every kind is a ConvLayer: reflection pad at index 0, the 3x3 conv (in, out, 3, 3) at index
+# 1. The kinds differ only in what forward does around that conv and in its stride, so their
+# state_dicts have the same keys and shapes: networks built with one seed share every weight
+# whatever the downsampling, and stride-conv is exactly Johnson et al.'s layer (old
+# checkpoints load).
+
+
+@dataclass(frozen=True)
+class Downsample:
+    info: DownsampleInfo  # name, what the layer does, where it comes from (models/vocabulary.py)
+    build: Callable[[int, int], nn.Module]  # (in_channels, out_channels) -> x1/2 downsampler
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def layer(self) -> str:
+        return self.info.layer
+
+
+DOWNSAMPLES: dict[str, Downsample] = {}
+
+
+def register_downsample(name: str) -> Callable:
+    """A downsampling kind is a row in models/vocabulary.py plus one builder here, registered
+    by name; a name missing from the vocabulary, or registered twice, is a programming error."""
+
+    def wrap(build: Callable[[int, int], nn.Module]) -> Callable[[int, int], nn.Module]:
+        if name in DOWNSAMPLES:
+            raise ValueError(f"downsample {name!r} is already registered")
+        if name not in DOWNSAMPLE_INFO:
+            raise ValueError(f"downsample {name!r} is not in models/vocabulary.py")
+        DOWNSAMPLES[name] = Downsample(info=DOWNSAMPLE_INFO[name], build=build)
+        return build
+
+    return wrap
+
+
+@register_downsample("stride-conv")
+def _stride_conv(in_channels: int, out_channels: int) -> nn.Module:
+    return ConvLayer(in_channels, out_channels, kernel_size=3, stride=2)
+
+
+class BlurStride(ConvLayer):
+    """3x3 stride-1 conv, then a [1,2,1]x[1,2,1]/16 blur (reflection padded) evaluated every
+    second pixel: Zhang 2019's anti-aliased downsampling ("BlurPool", filter size 3) in place
+    of a stride-2 conv. The blur is fixed: no weights, not in the state_dict."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(in_channels, out_channels, kernel_size=3, stride=1)
+        k = torch.tensor([1.0, 2.0, 1.0])
+        self.register_buffer("blur", (k[:, None] * k[None, :] / 16).expand(out_channels, 1, 3, 3).clone(),
+                             persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self:  # pad, conv (a loop, not super(): torch.jit.script compiles it)
+            x = layer(x)
+        x = F.pad(x, (1, 1, 1, 1), mode="reflect")
+        return F.conv2d(x, self.blur.to(x.dtype), stride=2, groups=x.shape[1])
+
+
+@register_downsample("blur-stride")
+def _blur_stride(in_channels: int, out_channels: int) -> nn.Module:
+    return BlurStride(in_channels, out_channels)
+
+
+class ResizeDown(ConvLayer):
+    """Resize to half (2x2 average pooling: area resampling by 2), then a 3x3 stride-1 conv:
+    the mirror image of the decoder's resize-convolution."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(in_channels, out_channels, kernel_size=3, stride=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.avg_pool2d(x, 2)
+        for layer in self:  # pad, conv
+            x = layer(x)
+        return x
+
+
+@register_downsample("resize-down")
+def _resize_down(in_channels: int, out_channels: int) -> nn.Module:
+    return ResizeDown(in_channels, out_channels)
+
+
+def build_downsample(names: Sequence[str], channels: Sequence[tuple[int, int]]) -> list[nn.Module]:
+    return [DOWNSAMPLES[n].build(c_in, c_out) for n, (c_in, c_out) in zip(names, channels)]

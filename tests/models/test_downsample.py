@@ -45,3 +45,92 @@ def test_a_config_written_before_these_fields_loads_with_the_defaults():
     cfg = TrainConfig.from_dict(old)
     assert (cfg.downsample, cfg.loss_pooling, cfg.stability_weight) == ("stride-conv", "max", 0.0)
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+# --- the layers ---------------------------------------------------------------------------
+
+import torch  # noqa: E402
+
+from models.blocks import DOWNSAMPLES, register_downsample  # noqa: E402
+from models.transformer_net import TransformerNet  # noqa: E402
+
+KINDS = [[n] for n in DOWNSAMPLE_INFO] + [["stride-conv", "blur-stride"]]
+
+
+def test_every_name_in_the_vocabulary_has_a_builder_and_no_more():
+    assert list(DOWNSAMPLES) == list(DOWNSAMPLE_INFO)
+    with pytest.raises(ValueError, match="already registered"):
+        register_downsample("stride-conv")(lambda i, o: None)
+    with pytest.raises(ValueError, match="not in models/vocabulary.py"):
+        register_downsample("maxpool")(lambda i, o: None)
+
+
+@pytest.mark.parametrize("name", list(DOWNSAMPLE_INFO))
+def test_every_kind_halves_the_size_with_the_same_conv_shape(name):
+    layer = DOWNSAMPLES[name].build(6, 8)
+    assert layer(torch.rand(2, 6, 16, 12)).shape == (2, 8, 8, 6)
+    assert {k: tuple(v.shape) for k, v in layer.state_dict().items()} == {"1.weight": (8, 6, 3, 3), "1.bias": (8,)}
+
+
+@pytest.mark.parametrize("downsample", KINDS, ids=lambda d: ",".join(d))
+@pytest.mark.parametrize("hw", [(32, 32), (67, 45), (5, 3)])
+def test_every_downsampling_keeps_the_input_size(downsample, hw):
+    net = TransformerNet(downsample=downsample, residual_blocks=1)
+    assert net.downsample_label == downsample_label(parse_downsample(downsample))
+    with torch.no_grad():
+        assert net(torch.rand(1, 3, *hw) * 255).shape == (1, 3, *hw)
+
+
+def test_same_seed_shares_every_weight_whatever_the_downsampling_and_decoder():
+    states, outputs = [], []
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 255
+    for downsample, decoder in [("stride-conv", "deconv"), ("blur-stride", "resize-nearest"),
+                                ("resize-down", "subpixel"), ("stride-conv,resize-down", "deconv")]:
+        torch.manual_seed(7)
+        net = TransformerNet(downsample=downsample, decoder=decoder, residual_blocks=1)
+        states.append(net.shared_state_dict())
+        with torch.no_grad():
+            outputs.append(net(x))
+    for other in states[1:]:
+        assert other.keys() == states[0].keys()
+        assert all(torch.equal(states[0][k], other[k]) for k in other)
+    # the same weights, different layers: different outputs
+    assert not torch.allclose(outputs[0], outputs[1]) and not torch.allclose(outputs[1], outputs[2])
+
+
+def test_blur_stride_is_the_binomial_blur_of_the_stride_one_conv_subsampled():
+    layer = DOWNSAMPLES["blur-stride"].build(1, 1)
+    with torch.no_grad():
+        layer[1].weight.zero_()
+        layer[1].weight[0, 0, 1, 1] = 1.0  # identity conv
+        layer[1].bias.zero_()
+        x = torch.zeros(1, 1, 8, 8)
+        x[0, 0, 4, 4] = 16.0
+        y = layer(x)
+    # the impulse at (4, 4) lands on output (2, 2) with the blur's centre weight 4/16
+    assert y[0, 0, 2, 2] == pytest.approx(4.0) and y.sum() == pytest.approx(4.0)
+
+
+def test_resize_down_averages_2x2_before_its_conv():
+    layer = DOWNSAMPLES["resize-down"].build(1, 1)
+    with torch.no_grad():
+        layer[1].weight.zero_()
+        layer[1].weight[0, 0, 1, 1] = 1.0
+        layer[1].bias.zero_()
+        x = torch.arange(16.0).view(1, 1, 4, 4)
+        assert torch.equal(layer(x), torch.nn.functional.avg_pool2d(x, 2))
+
+
+def test_loss_pooling_reaches_the_loss_network():
+    from models.lightning_module import StyleTransferModule, style_png_from_image
+    from models.data import load_style
+    from models.loss_network import build_loss_network
+
+    png = style_png_from_image(load_style("ihc")[1].resize((32, 32)))
+    cfg = TrainConfig(size=32, batch=1, loss_network="vgg19-random", loss_pooling="avg", downsample="blur-stride")
+    module = StyleTransferModule(cfg, style_name="ihc", style_png=png)
+    assert module.loss_net.pooling == "avg"
+    assert isinstance(module.loss_net.features[module.loss_net.layer_names.index("pool1")], torch.nn.AvgPool2d)
+    assert module.net.downsample == ("blur-stride", "blur-stride")
+    with pytest.raises(ValueError, match="pools with 'max'.*loss_pooling='avg'"):
+        StyleTransferModule(cfg, style_name="ihc", style_png=png, loss_network=build_loss_network("vgg19-random"))
