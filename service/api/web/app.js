@@ -90,64 +90,256 @@ const Checkerless = (() => {
 
   // ---- small SVG line charts ----------------------------------------------------------------
   const COLOURS = ["#00c8e0", "#ff9f1c", "#3ecf8e", "#e056fd", "#ff5a4e"];
-  function chart(title, series, {w = 420, h = 200, log = false} = {}) {
+  // x: "step" for curves over training; {x: "frequency (cycles/px)"} for a spectrum.
+  function chart(title, series, {w = 420, h = 200, log = false, x = "step", digits = 0} = {}) {
     const pts = series.flatMap(s => s.points).filter(p => Number.isFinite(p[1]));
     if (!pts.length) return `<div class="chart muted" style="width:${w}px;padding:8px">${esc(title)}: no data yet</div>`;
     const tf = y => log ? Math.log10(Math.max(y, 1e-12)) : y;
     const xs = pts.map(p => p[0]), ys = pts.map(p => tf(p[1]));
     const [x0, x1] = [Math.min(...xs), Math.max(...xs) || 1], [y0, y1] = [Math.min(...ys), Math.max(...ys)];
-    const X = x => 52 + (x - x0) / ((x1 - x0) || 1) * (w - 50), Y = y => h - 25 - (tf(y) - y0) / ((y1 - y0) || 1) * (h - 45);
-    const lines = series.map((s, i) => `<polyline fill="none" stroke="${COLOURS[i % COLOURS.length]}" stroke-width="1.6" points="${
+    const X = v => 52 + (v - x0) / ((x1 - x0) || 1) * (w - 62), Y = y => h - 25 - (tf(y) - y0) / ((y1 - y0) || 1) * (h - 45);
+    const lines = series.map((s, i) => `<polyline fill="none" stroke="${COLOURS[i % COLOURS.length]}" stroke-width="1.6" data-series="${esc(s.name)}" points="${
       s.points.filter(p => Number.isFinite(p[1])).map(p => `${X(p[0]).toFixed(1)},${Y(p[1]).toFixed(1)}`).join(" ")}"/>`).join("");
     const legend = series.map((s, i) => `<tspan fill="${COLOURS[i % COLOURS.length]}">■ ${esc(s.name)} </tspan>`).join("");
     const lab = v => log ? (10 ** v).toExponential(1) : v.toFixed(1);
     return `<svg class="chart" width="${w}" height="${h}" font-size="11" fill="#8b95a3">
-      <text x="40" y="14">${esc(title)}</text><text x="${w - 8}" y="14" text-anchor="end">${legend}</text>
+      <text x="40" y="14">${esc(title)}</text><text x="${w - 8}" y="28" text-anchor="end">${legend}</text>
       <text x="50" y="${Y(log ? 10 ** y1 : y1) + 4}" text-anchor="end">${lab(y1)}</text>
       <text x="50" y="${h - 25}" text-anchor="end">${lab(y0)}</text>
-      <text x="40" y="${h - 8}">step ${x0}</text><text x="${w - 8}" y="${h - 8}" text-anchor="end">${x1}</text>
+      <text x="40" y="${h - 8}">${esc(x)} ${x0.toFixed(digits)}</text><text x="${w - 8}" y="${h - 8}" text-anchor="end">${x1.toFixed(digits)}</text>
       <line x1="40" x2="${w - 10}" y1="${h - 25}" y2="${h - 25}" stroke="#2d3440"/>${lines}</svg>`;
+  }
+
+  // ---- what the API says about itself (its OpenAPI schema): one place for defaults and limits --
+  let openapi = null;
+  const schema = async () => (openapi ??= api("/openapi.json"));
+  const resolve = (spec, s) => s?.$ref ? spec.components.schemas[s.$ref.split("/").pop()] : s;
+  // The form fields of a multipart endpoint (e.g. the stylise options), or null if there is no such endpoint.
+  async function formFields(path) {
+    const spec = await schema(), op = spec.paths[path]?.post;
+    if (!op) return null;
+    return resolve(spec, op.requestBody?.content?.["multipart/form-data"]?.schema)?.properties ?? {};
+  }
+  // The choices of a field: its enum (directly, or in anyOf/allOf), if the schema names them.
+  const choices = field => field?.enum ?? (field?.anyOf ?? field?.allOf ?? []).map(s => s.enum).find(Boolean) ?? null;
+
+  const sleep = ms => new Promise(ok => setTimeout(ok, ms));
+  const vname = v => typeof v === "string" ? v : (v.label ?? v.decoder ?? JSON.stringify(v));  // a variant's canonical label
+  const overlapPhrase = o => ({uneven: "uneven overlap: checkerboards", even: "even overlap", none: "no overlap"}[o] ?? `${o} overlap`);
+
+  // A job's styles as the API lists them (older servers: only style_id), and where each one's image is.
+  const stylesOf = j => j.styles?.length ? j.styles : [{id: j.style_id, name: null}];
+  const styleName = s => s.name ?? (s.id.startsWith("builtin:") ? s.id.slice(8) : s.id.slice(0, 8));
+  const styleURL = s => s.url ?? s.image_url ??
+    (s.id.startsWith("builtin:") ? `/v1/builtin-styles/${encodeURIComponent(s.id.slice(8))}/thumbnail` : `/v1/styles/${s.id}/image`);
+  const styleFigure = (s, i, n) => `<figure class="style-figure" data-style-index="${i}"><img data-src="${esc(styleURL(s))}" alt="style ${esc(styleName(s))}">
+    <figcaption>${n > 1 ? `style ${i}: ` : "style: "}${esc(styleName(s))}</figcaption></figure>`;
+
+  // Poll a stylisation until it ends; `onProgress(record)` sees each state on the way.
+  async function finished(s, onProgress = () => {}) {
+    while (s.state === "queued" || s.state === "running") {
+      onProgress(s); await sleep(700); s = await api(`/v1/stylizations/${s.id}`);
+    }
+    if (s.state !== "succeeded") throw new Error(s.error || `stylisation ${s.state}`);
+    return s;
+  }
+
+  // ---- the stylise box: images (and a video where the API takes one) with the API's options --
+  // Built from the endpoint's own form fields, so an option appears once the API accepts it.
+  // `styles`: the network's styles; `every`: offer "each style in turn" (the experiment page).
+  async function stylizeBox(root, {imagePath, videoPath = null, styles, every = false, onImages, onVideo}) {
+    const fields = await formFields(imagePath) ?? {};
+    const video = videoPath && await formFields(videoPath);
+    const n = styles.length;
+    const strength = fields.strength, colors = fields.colors;
+    const strengthBounds = strength && [strength.minimum ?? strength.exclusiveMinimum, strength.maximum ?? strength.exclusiveMaximum];
+    root.innerHTML = `
+      <label>image(s) <input type="file" class="sb-files" accept="image/*" multiple ${root.dataset.fileId ? `id="${root.dataset.fileId}"` : ""}></label>
+      ${video ? `<label>or a video (mp4, webm, mov…) <input type="file" class="sb-video" accept="video/*"></label>` : ""}
+      ${n > 1 && fields.style ? `<label>style <select class="sb-style">
+          ${every ? `<option value="every">each style in turn</option>` : ""}
+          ${styles.map((s, i) => `<option value="${i}">${i}: ${esc(styleName(s))}</option>`).join("")}
+          ${fields.mix ? `<option value="mix">a mix…</option>` : ""}</select></label>
+        <span class="sb-mix" hidden>${styles.map((s, i) => `<label>${esc(styleName(s))} <input type="number" class="sb-weight" min="0" step="0.1" value="${(1 / n).toFixed(2)}" style="width:80px"></label>`).join("")}</span>` : ""}
+      ${strength ? (strengthBounds.every(Number.isFinite)
+        ? `<label>strength <span><input type="range" class="sb-strength" min="${strengthBounds[0]}" max="${strengthBounds[1]}" step="0.05" value="${strength.default ?? strengthBounds[1]}"> <output class="sb-strength-value"></output></span></label>`
+        : `<label>strength <input type="number" class="sb-strength" step="0.05" value="${strength.default ?? ""}" style="width:80px"></label>`) : ""}
+      ${colors ? (choices(colors)
+        ? `<label>colours <select class="sb-colors">${choices(colors).map(c => `<option ${c === colors.default ? "selected" : ""}>${esc(c)}</option>`).join("")}</select></label>`
+        : `<label>colours <input class="sb-colors" value="${esc(colors.default ?? "")}"></label>`) : ""}
+      <button type="button" class="sb-go secondary">stylise again with these options</button>
+      <span class="sb-status muted"></span>`;
+    const q = sel => root.querySelector(sel);
+    const styleSel = q(".sb-style"), status = q(".sb-status");
+    const showStrength = () => { if (q(".sb-strength-value")) q(".sb-strength-value").textContent = (+q(".sb-strength").value).toFixed(2); };
+    q(".sb-strength")?.addEventListener("input", showStrength); showStrength();
+    styleSel?.addEventListener("change", () => { q(".sb-mix").hidden = styleSel.value !== "mix"; });
+    // One set of options per request: a list of them when each style goes in turn.
+    function options() {
+      const base = {};
+      if (q(".sb-strength") && q(".sb-strength").value !== "") base.strength = q(".sb-strength").value;
+      if (q(".sb-colors") && q(".sb-colors").value !== "") base.colors = q(".sb-colors").value;
+      const sel = styleSel?.value;
+      if (sel === "every") return styles.map((s, i) => ({...base, style: String(i)}));
+      if (sel === "mix") return [{...base, mix: [...root.querySelectorAll(".sb-weight")].map(i => i.value || "0").join(",")}];
+      return [sel === undefined ? base : {...base, style: sel}];
+    }
+    const describe = o => [o.mix ? `mix ${o.mix}` : (o.style !== undefined && n > 1 ? styleName(styles[+o.style]) : null),
+      o.strength !== undefined && +o.strength !== (strength?.default ?? 1) ? `strength ${(+o.strength).toFixed(2)}` : null,
+      o.colors && o.colors !== colors?.default ? `${o.colors} colours` : null].filter(Boolean).join(" · ");
+    const form = (files, name, o) => {
+      const fd = new FormData();
+      for (const f of files) fd.append(name, f);
+      for (const [k, v] of Object.entries(o)) fd.append(k, v);
+      return fd;
+    };
+    async function go() {
+      const images = [...q(".sb-files").files], clip = q(".sb-video")?.files[0];
+      if (!images.length && !clip) { status.textContent = "choose an image (or a video) first"; status.className = "sb-status error"; return; }
+      status.className = "sb-status muted";
+      try {
+        if (images.length) {
+          status.textContent = "stylising…";
+          await onImages(options().map(o => ({options: o, label: describe(o), body: form(images, "files", o)})), status);
+          status.textContent = `${images.map(f => f.name).join(", ")}: done`;
+        }
+        if (clip) {
+          const fileField = Object.entries(video).find(([, f]) => f.format === "binary" || f.items?.format === "binary")?.[0] ?? "file";
+          const o = options()[0];
+          await onVideo(form([clip], fileField, o), describe(o), status);
+        }
+      } catch (err) { status.textContent = err.message; status.className = "sb-status error"; }
+    }
+    q(".sb-files").addEventListener("change", go);
+    q(".sb-video")?.addEventListener("change", go);
+    q(".sb-go").addEventListener("click", go);
+  }
+
+  // A stylised video: progress while it runs, then the mp4 and its flicker beside the input's.
+  async function showVideo(out, started, label) {
+    out.insertAdjacentHTML("beforeend", `<figure class="video-result"><div class="bar"><div style="width:0%"></div></div>
+      <figcaption class="muted">video ${esc(label)}: queued</figcaption></figure>`);
+    const fig = out.lastElementChild, cap = fig.querySelector("figcaption");
+    const s = await finished(started, r => {
+      const p = r.progress ?? {};
+      if (p.total) fig.querySelector(".bar > div").style.width = `${100 * p.done / p.total}%`;
+      cap.textContent = `video ${label}: ${r.state}${p.total ? `, frame ${p.done} of ${p.total}` : ""}`;
+    });
+    fig.querySelector(".bar > div").style.width = "100%";
+    const r = await authFetch(s.outputs[0].url);
+    if (!r.ok) throw new Error(`${s.outputs[0].url}: ${r.status}`);
+    const f = s.flicker ?? {};
+    const fl = v => Number.isFinite(v) ? v.toPrecision(3) : "–";
+    fig.insertAdjacentHTML("afterbegin", `<video controls loop muted src="${URL.createObjectURL(await r.blob())}"></video>`);
+    cap.textContent = `video ${label}: ${s.progress?.total ?? "?"} frames · flicker: input ${fl(f.input)}, output ${fl(f.output)} (lower: steadier)`;
   }
 
   // ---- the index page: submit, and lists with live progress --------------------------------
   // The form's defaults and limits are the API's own (one place: the training config).
   async function settingsFromSchema(form) {
-    const schema = (await api("/openapi.json")).components.schemas.JobCreate.properties;
+    const spec = await schema(), props = spec.components.schemas.JobCreate.properties;
     for (const input of form.querySelectorAll("input[data-setting]")) {
-      const field = schema[input.name];
+      const field = props[input.name];
+      if (!field) { input.closest("label").hidden = true; input.disabled = true; continue; }  // not taken by this server
       input.value = field.default;
       if (field.minimum !== undefined) input.min = field.minimum;
       if (field.exclusiveMinimum !== undefined) input.min = field.exclusiveMinimum;
       if (field.maximum !== undefined) input.max = field.maximum;
     }
+    return props;
   }
 
+  // Ticked values of an axis (downsample, loss pooling): checkboxes when the API names the
+  // choices, else one text field holding the schema's default.
+  function axisChoices(el, field, names, describe = () => "") {
+    const axis = el.dataset.axis;
+    if (!field) { el.hidden = true; return; }
+    const title = `<span class="muted">${esc(field.description ?? axis)}</span><br>`;
+    el.innerHTML = names.length ? title + names.map(n => `<label class="check"><input type="checkbox" name="${axis}" value="${esc(n)}" ${n === field.default ? "checked" : ""}>
+        ${esc(n)} <span class="muted">${esc(describe(n))}</span></label>`).join("")
+      : `<label>${esc(axis.replace("_", " "))} <input name="${axis}" value="${esc(field.default)}"></label>`;
+  }
+  const ticked = (form, axis) => [...form.querySelectorAll(`[name=${axis}]`)].filter(i => i.type !== "checkbox" || i.checked)
+    .map(i => i.value.trim()).filter(Boolean);
+
   async function index() {
-    const decoders = await api("/v1/decoders");
-    await settingsFromSchema($("#experiment-form"));
-    $("#decoders").innerHTML = decoders.map(d => `<label style="flex-direction:row;gap:6px;color:var(--ink)">
+    const listed = await api("/v1/decoders");
+    // /v1/decoders: a list of decoders; or an object with the decoders and the encoder's downsampling kinds.
+    const decoders = Array.isArray(listed) ? listed.filter(d => !d.kind || d.kind === "decoder") : listed.decoders;
+    const downsamples = Array.isArray(listed) ? listed.filter(d => d.kind === "downsample") : (listed.downsample ?? listed.downsamples ?? []);
+    const builtin = await api("/v1/builtin-styles").catch(() => []);
+    const form = $("#experiment-form");
+    const props = await settingsFromSchema(form);
+    const maxStyles = props.style_ids?.maxItems ?? 1;
+    $("#decoders").innerHTML = decoders.map(d => `<label class="check">
       <input type="checkbox" name="decoder" value="${esc(d.name)}" ${["deconv", "resize-nearest"].includes(d.name) ? "checked" : ""}>
-      ${esc(d.name)} <span class="muted">(${esc(d.overlap)} overlap)</span></label>`).join("");
-    $("#experiment-form").addEventListener("submit", async e => {
+      ${esc(d.name)} <span class="muted overlap">${esc(overlapPhrase(d.overlap))}</span></label>`).join("");
+    axisChoices($("#downsamples"), props.downsample, downsamples.map(d => d.name),
+                n => downsamples.find(d => d.name === n)?.layer ?? "");
+    axisChoices($("#poolings"), props.loss_pooling, choices(props.loss_pooling) ?? listed.loss_poolings ?? []);
+
+    // Built-in styles: click to pick (several: one multi-style network, in the order picked).
+    // The first is picked to start with, so the form trains as it stands; uploading one's own
+    // style replaces that first pick unless a thumbnail was clicked.
+    let picked = builtin.length ? [builtin[0].id ?? `builtin:${builtin[0].name}`] : [], untouched = true;
+    $("#builtin-styles").innerHTML = builtin.map(s => `<button type="button" class="thumb" data-style="${esc(s.id ?? `builtin:${s.name}`)}" title="${esc(s.title ?? s.name)}">
+        <img src="${esc(s.thumbnail)}" alt="${esc(s.name)}"><span>${esc(s.name)}</span></button>`).join("");
+    const showPicked = () => {
+      for (const b of $("#builtin-styles").querySelectorAll(".thumb")) {
+        const at = picked.indexOf(b.dataset.style);
+        b.setAttribute("aria-pressed", at >= 0); b.dataset.order = at >= 0 && picked.length + form.style.files.length > 1 ? at : "";
+      }
+      const n = picked.length + form.style.files.length;
+      $("#style-count").textContent = !n ? "no style chosen" : n === 1 ? "one style" :
+        `${n} styles: one network learns them all (each stylises by its index, or a mix)${n > maxStyles ? `; this server takes at most ${maxStyles}` : ""}`;
+    };
+    $("#builtin-styles").onclick = e => {
+      const b = e.target.closest(".thumb"); if (!b) return;
+      untouched = false;
+      picked = picked.includes(b.dataset.style) ? picked.filter(x => x !== b.dataset.style) : [...picked, b.dataset.style];
+      showPicked();
+    };
+    form.style.addEventListener("change", () => { if (untouched && form.style.files.length) picked = []; showPicked(); });
+    showPicked();
+
+    form.addEventListener("submit", async e => {
       e.preventDefault();
       const f = e.target, status = $("#form-status");
       try {
-        status.textContent = "uploading…";
-        const style = new FormData(); style.append("file", f.style.files[0]);
-        const styleId = (await api("/v1/styles", {method: "POST", body: style})).id;
+        const own = [...f.style.files], count = picked.length + own.length;
+        if (!count) throw new Error("pick a built-in style or upload a style image");
+        if (count > maxStyles) throw new Error(maxStyles === 1 ? "this server trains one style per network: pick one"
+                                                                : `at most ${maxStyles} styles in one network; ${count} are picked`);
+        const decs = [...f.querySelectorAll("input[name=decoder]:checked")].map(i => i.value);
+        if (f.mix.value.trim()) decs.push(f.mix.value.trim());
+        const downs = ticked(f, "downsample"), pools = ticked(f, "loss_pooling");
+        if (!decs.length) throw new Error("tick at least one decoder");
+        if (props.downsample && !downs.length) throw new Error("tick at least one downsampling");
+        if (props.loss_pooling && !pools.length) throw new Error("tick at least one loss pooling");
+        status.textContent = "uploading…"; status.className = "muted";
+        const uploaded = [];
+        for (const file of own) {
+          const style = new FormData(); style.append("file", file);
+          uploaded.push((await api("/v1/styles", {method: "POST", body: style})).id);
+        }
+        const styleIds = [...picked, ...uploaded];
         let contentId = f.content_set.value || null;  // a set picked from the list, else the files, if any
         if (!contentId && f.content.files.length) {
           const c = new FormData(); for (const file of f.content.files) c.append("files", file);
           contentId = (await api("/v1/content-sets", {method: "POST", body: c})).id;
         }
-        const variants = [...f.querySelectorAll("input[name=decoder]:checked")].map(i => i.value);
-        if (f.mix.value.trim()) variants.push(f.mix.value.trim());
-        const settings = {style_id: styleId, content_set_id: contentId, size: +f.size.value, steps: +f.steps.value,
-                          batch: +f.batch.value, seed: +f.seed.value, style_weight: +f.style_weight.value};
+        const settings = {...(styleIds.length === 1 ? {style_id: styleIds[0]} : {style_ids: styleIds}), content_set_id: contentId};
+        for (const input of f.querySelectorAll("input[data-setting]:not(:disabled)")) settings[input.name] = +input.value;
+        // Every ticked combination is a variant; an axis with one value is a setting of them all.
+        const combos = decs.flatMap(d => (downs.length ? downs : [null]).flatMap(ds => (pools.length ? pools : [null]).map(p => ({decoder: d, downsample: ds, loss_pooling: p}))));
+        if (downs.length === 1) settings.downsample = downs[0];
+        if (pools.length === 1) settings.loss_pooling = pools[0];
+        const variants = downs.length > 1 || pools.length > 1
+          ? combos.map(c => Object.fromEntries(Object.entries(c).filter(([, v]) => v !== null))) : decs;
         const post = (path, body) => api(path, {method: "POST", headers: {"content-type": "application/json"}, body: JSON.stringify(body)});
-        if (variants.length === 1) {  // one decoder: a plain training job, followed in the list below
-          const job = await post("/v1/jobs", {...settings, decoder: variants[0]});
-          status.textContent = `job ${job.id.slice(0, 8)} queued`; status.className = "muted";
+        if (variants.length === 1) {  // one variant: a plain training job, followed in the list below and on its page
+          const job = await post("/v1/jobs", {...settings, decoder: decs[0]});
+          status.innerHTML = `job <a href="job.html?id=${job.id}">${job.id.slice(0, 8)}</a> queued`; status.className = "muted";
           await refresh();
           return;
         }
@@ -188,8 +380,9 @@ const Checkerless = (() => {
       const [exps, jobs, sets] = await Promise.all([api("/v1/experiments"), api("/v1/jobs"), api("/v1/content-sets")]);
       renderSets(sets);
       $("#experiments tbody").innerHTML = exps.map(x => `<tr><td><a href="experiment.html?id=${x.id}" style="color:var(--accent)">${x.id.slice(0, 8)}</a></td>
-        <td>${x.variants.map(esc).join(" vs ")}</td><td class="state-${x.state}">${x.state}</td><td>${x.created_at.slice(0, 19)}</td></tr>`).join("");
-      $("#jobs tbody").innerHTML = jobs.map(j => `<tr><td>${j.id.slice(0, 8)}</td><td>${esc(j.decoder)}</td>
+        <td>${x.variants.map(v => esc(vname(v))).join(" vs ")}</td><td class="state-${x.state}">${x.state}</td><td>${x.created_at.slice(0, 19)}</td></tr>`).join("");
+      $("#jobs tbody").innerHTML = jobs.map(j => `<tr data-job="${j.id}"><td><a href="job.html?id=${j.id}">${j.id.slice(0, 8)}</a></td><td>${esc(j.decoder)}</td>
+        <td>${stylesOf(j).map(s => esc(styleName(s))).join(", ")}</td>
         <td class="state-${j.state}">${j.state}${j.error ? `: ${esc(j.error)}` : ""}</td>
         <td><div class="bar"><div style="width:${100 * j.step / j.steps}%"></div></div>${j.step}/${j.steps}</td>
         <td>${j.losses.loss?.toExponential(3) ?? "–"}</td><td>${fmt(j.artifacts.artifact_p2)}</td><td>${j.seconds_per_step?.toFixed(2) ?? "–"}</td></tr>`).join("");
@@ -197,19 +390,107 @@ const Checkerless = (() => {
     await refresh(); setInterval(refresh, 2000);
   }
 
+
+  // ---- a job's page: progress, curves, its style(s) beside its outputs, stylising ---------------
+  async function job(id) {
+    const group = ViewGroup(), own = ViewGroup();
+    let j = null, shown = false;
+    $("#title").textContent = `job ${id}`;
+    const dist = x => Number.isFinite(x) ? x.toPrecision(3) : "–";
+
+    function renderSummary() {
+      $("#state").textContent = j.state; $("#state").className = `state-${j.state}`;
+      const c = j.config ?? {};
+      const setting = (k, v) => v === undefined || v === null ? "" : `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`;
+      $("#summary").innerHTML = `<div class="bar wide"><div style="width:${100 * j.step / j.steps}%"></div></div>
+        <p><b>${j.step} / ${j.steps}</b> steps · <span class="state-${j.state}">${j.state}</span>${j.error ? `: <span class="error">${esc(j.error)}</span>` : ""}
+          · ${j.seconds_per_step?.toFixed(2) ?? "–"} s/step · loss ${j.losses.loss?.toExponential(3) ?? "–"}
+          · period 2 ${fmt(j.artifacts.artifact_p2)} dB, period 4 ${fmt(j.artifacts.artifact_p4)} dB
+          · style distance ${dist(j.quality?.style_distance)}, content distance ${dist(j.quality?.content_distance)}</p>
+        <table class="settings">${setting("decoder", j.decoder)}${setting("downsample", c.downsample)}${setting("loss pooling", c.loss_pooling)}
+          ${setting("stability weight", c.stability_weight)}${setting("crop size", c.size)}${setting("batch", c.batch)}${setting("seed", c.seed)}
+          ${setting("style weight", c.style_weight)}${setting("styles", stylesOf(j).map(styleName).join(", "))}</table>
+        <p>${Object.entries(j.links).filter(([k]) => k !== "self").map(([k, u]) => `<a href="#" data-download="${esc(u)}" data-name="${esc(k)}">${esc(k)}</a>`).join(" · ")}</p>`;
+    }
+
+    function renderCurves() {
+      const probe = key => [{name: j.decoder, points: j.artifact_curve.map(r => [r.step, r[key]])}];
+      $("#curves").innerHTML = chart("loss", [{name: "loss", points: j.loss_curve.map(r => [r.step, r.loss])}], {log: true}) +
+        chart("period-2 score of the probe (dB)", probe("artifact_p2")) + chart("period-4 score (dB)", probe("artifact_p4")) +
+        chart("style distance (lower is better)", probe("style_distance"), {log: true}) +
+        chart("content distance (lower is better)", probe("content_distance"), {log: true});
+    }
+
+    function renderOutputs() {
+      const styles = stylesOf(j);
+      $("#styles").innerHTML = styles.map((s, i) => styleFigure(s, i, styles.length)).join("");
+      showImages($("#styles"));
+      if (!j.panel.length) { $("#views").innerHTML = `<p class="muted">The network's outputs on the panel photos appear here when it has finished.</p>`; return; }
+      // one viewer per panel photo (and per style, where the API lists the panel per style)
+      $("#views").innerHTML = j.panel.map(p => viewerHTML(p.url, `${p.name}${p.style !== undefined && styles.length > 1 ? ` · ${styleName(styles[p.style])}` : ""}` +
+        `${Number.isFinite(p.period2_db) ? ` · p2 ${fmt(p.period2_db)} dB · p4 ${fmt(p.period4_db)} dB` : ""}`)).join("");
+      group.reset();
+      $("#views").querySelectorAll(".viewer").forEach(v => group.attach(v));
+      showImages($("#views"));
+      $("#views img").addEventListener("load", () => group.fit(), {once: true});
+    }
+
+    async function load() {
+      j = await api(`/v1/jobs/${id}`);
+      renderSummary(); renderCurves();
+      if (!shown && (j.panel.length || !["queued", "running"].includes(j.state))) {
+        shown = true; renderOutputs();
+        if (j.state === "succeeded") await stylizeBox($("#stylize"), {
+          imagePath: "/v1/jobs/{job_id}/stylize", videoPath: "/v1/jobs/{job_id}/stylize-video", styles: stylesOf(j),
+          async onImages(requests) {
+            const results = [];
+            for (const r of requests) {
+              const s = await finished(await api(`/v1/jobs/${id}/stylize`, {method: "POST", body: r.body}));
+              results.push(...s.outputs.map(o => ({url: o.url, label: r.label})));
+            }
+            own.reset();
+            $("#own-views").innerHTML = results.map(r => viewerHTML(r.url, r.label || "stylised")).join("");
+            $("#own-views").querySelectorAll(".viewer").forEach(v => own.attach(v));
+            showImages($("#own-views"));
+            $("#own-views img").addEventListener("load", () => own.fit(), {once: true});
+          },
+          async onVideo(body, label) {
+            await showVideo($("#own-video"), await api(`/v1/jobs/${id}/stylize-video`, {method: "POST", body}), label);
+          },
+        });
+        else $("#stylize").innerHTML = `<p class="muted">Stylising needs the finished network (this job is ${esc(j.state)}).</p>`;
+      } else if (!shown) renderOutputs();
+      if (j.state === "queued" || j.state === "running") setTimeout(load, 1500);
+    }
+
+    $("#summary").addEventListener("click", async e => {  // downloads carry the API key, so through a blob
+      const u = e.target.dataset?.download; if (!u) return;
+      e.preventDefault();
+      const r = await authFetch(u);
+      const a = document.createElement("a"); a.href = URL.createObjectURL(await r.blob()); a.download = `${id}-${e.target.dataset.name}`; a.click();
+    });
+    $("#zoom-fit").onclick = () => group.fit();
+    $("#zoom-1").onclick = () => group.zoomTo(1);
+    $("#zoom-8").onclick = () => group.zoomTo(8);
+    await load();
+  }
+
   // ---- the experiment page -------------------------------------------------------------------
   async function experiment(id) {
     const group = ViewGroup(), own = ViewGroup();
-    let exp = null, mode = "side", panel = null, fitted = false;
+    let exp = null, mode = "side", panel = null, fitted = false, style = 0;
+    const label = v => v.label ?? v.decoder;
+    // A variant's output on a panel photo (for the style shown, where the panel lists one per style).
+    const item = (v, name) => v.panel.find(p => p.name === name && (p.style ?? 0) === style) ?? v.panel.find(p => p.name === name);
     $("#title").textContent = `experiment ${id}`;
 
     const dist = x => Number.isFinite(x) ? x.toPrecision(3) : "–";  // absent in jobs trained before it was measured
     function renderTable() {
       $("#scores tbody").innerHTML = exp.variants.map(v => {
-        const p = v.panel.find(x => x.name === panel);
+        const p = item(v, panel);
         const init = v.scores.init, now = v.scores.final;
         const cls = x => x === undefined || x === null ? "" : (x > 0 ? "score-bad" : "score-good");
-        return `<tr data-decoder="${esc(v.decoder)}"><td>${esc(v.decoder)}</td><td class="state-${v.state}">${v.state}${v.error ? `: ${esc(v.error)}` : ""}</td>
+        return `<tr data-decoder="${esc(v.decoder)}"><td>${esc(label(v))}</td><td class="state-${v.state}">${v.state}${v.error ? `: ${esc(v.error)}` : ""}</td>
           <td><div class="bar"><div style="width:${100 * v.step / v.steps}%"></div></div>${v.step}/${v.steps}</td>
           <td>${v.seconds_per_step?.toFixed(2) ?? "–"}</td>
           <td class="${cls(init?.artifact_p2)}">${fmt(init?.artifact_p2)}</td><td class="${cls(init?.artifact_p4)}">${fmt(init?.artifact_p4)}</td>
@@ -226,15 +507,15 @@ const Checkerless = (() => {
       group.reset();
       $("#swipe-control").hidden = mode !== "swipe";
       if (!exp.panel.length) { views.innerHTML = `<p class="muted">The outputs appear here when every variant has finished.</p>`; return; }
-      const img = i => exp.variants[i].panel.find(p => p.name === panel).url;
-      const cap = i => { const p = exp.variants[i].panel.find(x => x.name === panel);
-        return `${exp.variants[i].decoder} · p2 ${fmt(p.period2_db)} dB · p4 ${fmt(p.period4_db)} dB`; };
+      const img = i => item(exp.variants[i], panel).url;
+      const cap = i => { const p = item(exp.variants[i], panel);
+        return `${label(exp.variants[i])} · p2 ${fmt(p.period2_db)} dB · p4 ${fmt(p.period4_db)} dB`; };
       if (mode === "side") {
         views.innerHTML = exp.variants.map((v, i) => viewerHTML(img(i), cap(i))).join("");
       } else if (mode === "swipe") {
         views.innerHTML = `<div class="viewer" id="swipe-viewer"><div class="layer"><img data-src="${esc(img(1))}" draggable="false"></div>
           <div class="layer" id="swipe-top"><img data-src="${esc(img(0))}" draggable="false"></div>
-          <span class="caption">left: ${esc(exp.variants[0].decoder)} · right: ${esc(exp.variants[1].decoder)}</span></div>`;
+          <span class="caption">left: ${esc(label(exp.variants[0]))} · right: ${esc(label(exp.variants[1]))}</span></div>`;
         const setClip = () => { $("#swipe-top").style.clipPath = `inset(0 ${100 - $("#swipe").value}% 0 0)`; };
         $("#swipe").oninput = setClip; setClip();
       } else {
@@ -251,24 +532,49 @@ const Checkerless = (() => {
     function renderSpectra() {
       if (!exp.panel.length) { $("#spectra").innerHTML = `<p class="muted">After training.</p>`; return; }
       const diffs = exp.comparisons.filter(c => c.panel === panel);
-      $("#spectra").innerHTML = exp.spectra[panel].map((u, i) => `<figure><img data-src="${esc(u)}" alt="spectrum ${esc(exp.variants[i].decoder)}">
-          <figcaption>${esc(exp.variants[i].decoder)}</figcaption></figure>`).join("") +
+      $("#spectra").innerHTML = exp.spectra[panel].map((u, i) => `<figure><img data-src="${esc(u)}" alt="spectrum ${esc(label(exp.variants[i]))}">
+          <figcaption>${esc(label(exp.variants[i]))}</figcaption></figure>`).join("") +
         diffs.map(c => `<figure><img data-src="${esc(c.difference_spectrum_url)}" alt="difference spectrum"><figcaption>${esc(c.a)} − ${esc(c.b)} (dB)</figcaption></figure>`).join("");
       showImages($("#spectra"));
+      renderProfile();
+    }
+
+    // The radial power spectrum of each variant's stylised panel photo (Durall et al. 2020): power
+    // per frequency, averaged over every direction; a checkerboard is a bump at the high end.
+    function renderProfile() {
+      const profile = v => { const p = v.spectrum_profile; return p?.freqs ? p : p?.[panel]; };
+      const series = exp.variants.filter(profile).map(v => ({name: label(v), points: profile(v).freqs.map((f, k) => [f, profile(v).power[k]])}));
+      $("#spectrum-profile").innerHTML = series.length
+        ? chart("radial power spectrum of the stylised photo (log power)", series, {w: 560, h: 260, log: true, x: "cycles/pixel", digits: 2})
+        : `<p class="muted">${exp.state === "running" ? "After training." : "This server does not compute the 1-D spectrum."}</p>`;
+    }
+
+    // The style image(s) beside the stylised photos: what the networks were asked to paint.
+    function renderStyles() {
+      const styles = stylesOf(exp.variants[0] ?? exp);
+      $("#styles").innerHTML = styles.map((s, i) => styleFigure(s, i, styles.length)).join("");
+      $("#styles").querySelectorAll("figure").forEach(f => f.classList.toggle("shown", styles.length > 1 && +f.dataset.styleIndex === style));
+      showImages($("#styles"));
+      const perStyle = exp.variants.some(v => v.panel.some(p => p.style !== undefined));
+      const pick = $("#style-pick");
+      pick.hidden = !(styles.length > 1 && perStyle);
+      if (!pick.hidden && !pick.options.length) pick.innerHTML = styles.map((s, i) => `<option value="${i}">${esc(styleName(s))}</option>`).join("");
     }
 
     function renderCurves() {
-      const loss = exp.variants.map(v => ({name: v.decoder, points: v.loss_curve.map(r => [r.step, r.loss])}));
+      const loss = exp.variants.map(v => ({name: label(v), points: v.loss_curve.map(r => [r.step, r.loss])}));
       // The probe's rows: artifact scores, and style/content distance (missing in older jobs' rows: no line).
-      const probe = key => exp.variants.map(v => ({name: v.decoder, points: v.artifact_curve.map(r => [r.step, r[key]])}));
+      const probe = key => exp.variants.map(v => ({name: label(v), points: v.artifact_curve.map(r => [r.step, r[key]])}));
       $("#curves").innerHTML = chart("loss", loss, {log: true}) + chart("period-2 score of the probe (dB)", probe("artifact_p2")) +
         chart("period-4 score (dB)", probe("artifact_p4")) +
         chart("style distance (lower is better)", probe("style_distance"), {log: true}) +
         chart("content distance (lower is better)", probe("content_distance"), {log: true});
     }
 
+    let boxed = false;
     async function load() {
       exp = await api(`/v1/experiments/${id}`);
+      renderStyles();
       $("#state").textContent = exp.state; $("#state").className = `state-${exp.state}`;
       const select = $("#panel");
       if (exp.panel.length && !panel) {
@@ -278,9 +584,11 @@ const Checkerless = (() => {
       } else if (!exp.panel.length) renderViews();
       renderTable(); renderCurves();
       if (exp.state === "running") setTimeout(load, 1500);
+      else if (!boxed) { boxed = true; await ownBox(); }
     }
 
     $("#panel").onchange = e => { panel = e.target.value; renderTable(); renderViews(); renderSpectra(); };
+    $("#style-pick").onchange = e => { style = +e.target.value; renderStyles(); renderTable(); renderViews(); renderSpectra(); };
     $("#modes").onclick = e => {
       if (!e.target.dataset.mode) return;
       mode = e.target.dataset.mode;
@@ -307,29 +615,36 @@ const Checkerless = (() => {
       }
       group.zoomTo(12, best[0], best[1]);
     };
-    $("#own").onchange = async e => {
-      const file = e.target.files[0]; if (!file) return;
-      const status = $("#own-status"); status.textContent = "stylising with every variant…"; status.className = "muted";
-      try {
-        const fd = new FormData(); fd.append("files", file);
-        const reqs = await api(`/v1/experiments/${id}/stylize`, {method: "POST", body: fd});
-        const done = await Promise.all(reqs.map(async r => {
-          let s = r.stylization;
-          while (s.state === "queued" || s.state === "running") { await new Promise(ok => setTimeout(ok, 700)); s = await api(`/v1/stylizations/${s.id}`); }
-          if (s.state !== "succeeded") throw new Error(`${r.decoder}: ${s.error}`);
-          return {decoder: r.decoder, url: s.outputs[0].url};
-        }));
-        own.reset();
-        $("#own-views").innerHTML = done.map(d => viewerHTML(d.url, d.decoder)).join("");
-        $("#own-views").querySelectorAll(".viewer").forEach(v => own.attach(v));
-        showImages($("#own-views"));
-        const first = $("#own-views img");
-        first.addEventListener("load", () => own.fit(), {once: true});
-        status.textContent = `${file.name}: done`;
-      } catch (err) { status.textContent = err.message; status.className = "error"; }
-    };
+    // One's own image through every variant, with the stylise options; a multi-style network
+    // can go through each of its styles in turn (a row per style, a column per variant).
+    async function ownBox() {
+      if (exp.state !== "succeeded") { $("#own-box").innerHTML = `<p class="muted">Stylising needs every variant finished (this experiment is ${esc(exp.state)}).</p>`; return; }
+      const styles = stylesOf(exp.variants[0]);
+      await stylizeBox($("#own-box"), {
+        imagePath: "/v1/experiments/{experiment_id}/stylize", styles, every: true,
+        async onImages(requests, status) {
+          status.textContent = `stylising with every variant${requests.length > 1 ? `, ${requests.length} styles` : ""}…`;
+          const rows = [];
+          for (const r of requests) {
+            const reqs = await api(`/v1/experiments/${id}/stylize`, {method: "POST", body: r.body});
+            const done = await Promise.all(reqs.map(async q => {
+              const s = await finished(q.stylization).catch(err => { throw new Error(`${q.label ?? q.decoder}: ${err.message}`); });
+              return {name: q.label ?? q.decoder, url: s.outputs[0].url};
+            }));
+            rows.push({options: r.options, label: r.label, done});
+          }
+          own.reset();
+          $("#own-views").innerHTML = rows.map(row => `${rows.length > 1 ? `<h3 class="style-row">${
+              row.options.style !== undefined ? styleFigure(styles[+row.options.style], +row.options.style, styles.length) : ""}${esc(row.label)}</h3>` : ""}
+            <div class="views">${row.done.map(d => viewerHTML(d.url, row.label && rows.length === 1 ? `${d.name} · ${row.label}` : d.name)).join("")}</div>`).join("");
+          $("#own-views").querySelectorAll(".viewer").forEach(v => own.attach(v));
+          showImages($("#own-views"));
+          $("#own-views .viewer img").addEventListener("load", () => own.fit(), {once: true});
+        },
+      });
+    }
     await load();
   }
 
-  return {index, experiment, ViewGroup};
+  return {index, experiment, job, ViewGroup, chart};
 })();
