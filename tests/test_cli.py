@@ -194,3 +194,40 @@ def test_bench_end_to_end_times_whole_training_processes():
     assert set(rows) == {"reference", "train --compile off", "train --compile on"}
     assert rows["reference"]["speedup"] == 1.0
     assert all(r["short_s"] > 0 and r["long_s"] > 0 for r in rows.values())
+
+
+def _render(table) -> list[str]:
+    from rich.console import Console
+
+    from service.cli.demo_table import WIDTH
+
+    console = Console(width=WIDTH, record=True, file=open("/dev/null", "w"))
+    console.print(table)
+    return console.export_text().splitlines()
+
+
+def test_the_demos_score_tables_read_whole_in_80_columns():
+    """No cut name ("resize-nea…"), no wrapped header, nothing past column 80."""
+    from service.cli.demo_table import offline_table, service_table
+    from service.cli.serve import demo_rows
+
+    from models.vocabulary import DECODER_INFO
+
+    labels = [*DECODER_INFO, "resize-nearest,deconv"]
+    exp = {"variants": [{"decoder": label.split(" / ")[0], "label": label, "state": "succeeded",
+                         "panel": [{"name": "chelsea", "period2_db": -23.46, "period4_db": -31.2}],
+                         "scores": {"init": {"artifact_p2": 12.3}, "final": {"artifact_p2": -20.04}},
+                         "seconds_per_step": 0.53, "losses": {"loss": 123456.7}, "error": None} for label in labels]}
+    lines = _render(service_table(demo_rows(exp, "chelsea"), "chelsea"))
+    assert max(map(len, lines)) <= 80 and not any("…" in line for line in lines), "\n".join(lines)
+    header = next(line for line in lines if "variant" in line)
+    assert header.split() == ["variant", "p2", "dB", "p4", "dB", "probe", "p2", "dB", "s/step", "loss"]
+    for label in labels:  # each on one line, whole, with its numbers
+        assert any(line.strip().startswith(label + " ") and "-23.5" in line and "+12.3 → -20.0" in line
+                   for line in lines), label
+    offline = [{"decoder": label.split(" / ")[0], "period2_db": -23.46, "period4_db": -31.2, "final_loss": 123456.7,
+                "seconds": 61.0} for label in labels]
+    lines = _render(offline_table(offline, "chelsea"))
+    assert max(map(len, lines)) <= 80 and not any("…" in line for line in lines), "\n".join(lines)
+    assert next(line for line in lines if "decoder" in line).split() == ["decoder", "p2", "dB", "p4", "dB", "final",
+                                                                          "loss", "train", "s"]

@@ -210,14 +210,13 @@ def demo(
         print(json.dumps({"photo": result.photo, "figure": str(result.figure), "curves": str(result.curves),
                           "variants": rows}, indent=2))
         return
-    table = Table("decoder", "period 2 (dB)", "period 4 (dB)", "final loss", "train s", "image",
-                  title=f"checkerboard scores of the stylised {result.photo} (higher: more artifact)")
+    from service.cli.demo_table import offline_table
+
+    out.print(offline_table(rows, result.photo))
     for r in rows:
-        table.add_row(r["decoder"], f"{r['period2_db']:+.1f}", f"{r['period4_db']:+.1f}", f"{r['final_loss']:.4g}",
-                      f"{r['seconds']:.0f}", r["image"])
-    out.print(table)
-    out.print(f"side by side, with the pixel-level crop: {result.figure}")
-    out.print(f"artifact scores over training:           {result.curves}")
+        out.print(f"{r['decoder']}: {r['image']}", highlight=False, soft_wrap=True)
+    out.print(f"side by side, with the pixel-level crop: {result.figure}", highlight=False, soft_wrap=True)
+    out.print(f"artifact scores over training: {result.curves}", highlight=False, soft_wrap=True)
 
 
 @app.command()

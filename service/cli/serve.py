@@ -21,6 +21,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from service.cli.demo_table import service_table
+
 from models.config import DEFAULTS
 
 out = Console()
@@ -386,15 +388,20 @@ def demo_through_service(*, config, style: str, variants: list[str], photo: str,
 
     import httpx
 
-    from models.data import load_style
+    from service.core.builtin_styles import BUILTIN_STYLES, PREFIX
 
     if len(set(variants)) < 2:
         raise ValueError("a comparison needs at least two different decoders")
     if not _free_port("127.0.0.1", port):
         raise ValueError(f"port {port} is in use; pick another with --port")
-    name, image = load_style(style)
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
+    upload = None  # a style file (a file wins over a built-in of the same name, as in `train`)
+    if Path(style).exists() or style not in BUILTIN_STYLES:
+        from models.data import load_style
+
+        name, image = load_style(style)
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        upload = (f"{Path(name).stem}.png", buf.getvalue())
     from service.core.protocol import die_with_parent
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")}
@@ -413,7 +420,8 @@ def demo_through_service(*, config, style: str, variants: list[str], photo: str,
                 raise ApiError(f"the embedded server did not start (see `checkerless serve --port {port}`)")
             key = read_local_key(key_file)  # made by the server on its first start
             client.headers["X-API-Key"] = key or ""
-            style_id = _call(client, "POST", "/v1/styles", files={"file": (f"{name}.png", buf.getvalue())}).json()["id"]
+            style_id = (f"{PREFIX}{style}" if upload is None
+                        else _call(client, "POST", "/v1/styles", files={"file": upload}).json()["id"])
             body = {"style_id": style_id, "variants": variants, "size": config.size, "steps": config.steps,
                     "batch": config.batch, "seed": config.seed, "style_weight": config.style_weight}
             exp = _call(client, "POST", "/v1/experiments", json=body).json()
@@ -422,27 +430,12 @@ def demo_through_service(*, config, style: str, variants: list[str], photo: str,
                 out.print(f"training {' vs '.join(variants)}: watch it live at [bold]{page}[/] "
                           f"(the page asks once for the API key in {key_file.resolve()})")
             exp = _watch_experiment(client, exp["id"], quiet=as_json)
-        rows = []
-        for v in exp["variants"]:
-            p = next((x for x in v["panel"] if x["name"] == photo), v["panel"][0] if v["panel"] else {})
-            rows.append({"decoder": v["decoder"], "state": v["state"], "photo": p.get("name"),
-                         "period2_db": p.get("period2_db"), "period4_db": p.get("period4_db"),
-                         "init_p2_db": (v["scores"]["init"] or {}).get("artifact_p2"),
-                         "final_p2_db": (v["scores"]["final"] or {}).get("artifact_p2"),
-                         "seconds_per_step": v["seconds_per_step"], "final_loss": v["losses"].get("loss"),
-                         "error": v["error"]})
+        rows = demo_rows(exp, photo)
         if as_json:
             print(json.dumps({"experiment": exp["id"], "state": exp["state"], "url": page, "variants": rows}, indent=2))
         else:
-            table = Table("decoder", f"{photo}: period 2 (dB)", "period 4 (dB)", "probe p2 at init → end", "s/step",
-                          "final loss", title="checkerboard scores (higher: more artifact; photographs score below 0)")
-            for r in rows:
-                f = lambda v, fmt="+.1f": "–" if v is None else format(v, fmt)  # noqa: E731
-                table.add_row(r["decoder"], f(r["period2_db"]), f(r["period4_db"]),
-                              f"{f(r['init_p2_db'])} → {f(r['final_p2_db'])}", f(r["seconds_per_step"], ".2f"),
-                              f(r["final_loss"], ".4g"))
-            out.print(table)
-            out.print(f"the comparison, at pixel zoom: [bold]{page}[/]")
+            out.print(service_table(rows, photo))
+            out.print(f"the stylised photos beside the style, at pixel zoom: [bold]{page}[/]", soft_wrap=True)
         if exp["state"] != "succeeded":
             raise ApiError(f"the experiment {exp['state']}: " + "; ".join(r["error"] or "" for r in rows))
         if not exit_after:
@@ -459,6 +452,21 @@ def demo_through_service(*, config, style: str, variants: list[str], photo: str,
                 os.killpg(server.pid, signal.SIGKILL)
 
 
+def demo_rows(exp: dict, photo: str) -> list[dict]:
+    """Per variant of the demo's experiment: its scores on `photo` (else its first panel photo),
+    the probe's period-2 score at the first and last step, time per step, final loss."""
+    rows = []
+    for v in exp["variants"]:
+        p = next((x for x in v["panel"] if x["name"] == photo), v["panel"][0] if v["panel"] else {})
+        rows.append({"decoder": v["decoder"], "label": v.get("label", v["decoder"]), "state": v["state"],
+                     "photo": p.get("name"), "period2_db": p.get("period2_db"), "period4_db": p.get("period4_db"),
+                     "init_p2_db": (v["scores"]["init"] or {}).get("artifact_p2"),
+                     "final_p2_db": (v["scores"]["final"] or {}).get("artifact_p2"),
+                     "seconds_per_step": v["seconds_per_step"], "final_loss": v["losses"].get("loss"),
+                     "error": v["error"]})
+    return rows
+
+
 def _watch_experiment(client, experiment_id: str, *, quiet: bool) -> dict:
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
                   TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=err, disable=quiet) as bar:
@@ -466,10 +474,10 @@ def _watch_experiment(client, experiment_id: str, *, quiet: bool) -> dict:
         while True:
             exp = _call(client, "GET", f"/v1/experiments/{experiment_id}").json()
             for v in exp["variants"]:
-                if v["decoder"] not in tasks:
-                    tasks[v["decoder"]] = bar.add_task(v["decoder"], total=v["steps"], info="")
+                if v["label"] not in tasks:
+                    tasks[v["label"]] = bar.add_task(v["label"], total=v["steps"], info="")
                 p2 = v["artifacts"].get("artifact_p2")
-                bar.update(tasks[v["decoder"]], completed=v["step"],
+                bar.update(tasks[v["label"]], completed=v["step"],
                            info=f"{v['state']}" + (f" loss {v['losses']['loss']:.3g}" if v["losses"] else "")
                            + (f" p2 {p2:+.1f} dB" if p2 is not None else ""))
             if exp["state"] != "running":
