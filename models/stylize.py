@@ -1,18 +1,22 @@
 """Stylising images with a trained checkpoint: one forward pass per image, at full size
-(in tiles, with whole-image statistics, when the image would not fit a memory budget)."""
+(in tiles, with whole-image statistics, when the image would not fit a memory budget), with
+a choice of style on a several-style network, a strength, and the photo's colours kept or not
+(models/stylize_options.py names the options; docs/stylising.md explains them)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from models.checkpoint import load_network
+from models.colour import apply_colors
 from models.images import ImageError, list_images, load_tensor, save_png
 from models.tiling import DEFAULT_MEMORY_BUDGET, check_tile, choose_tile, stylize_tiled
+from models.stylize_options import DEFAULT_COLORS, DEFAULT_STRENGTH, check_colors, check_strength
 from models.training import resolve_accelerator
 from models.transformer_net import TransformerNet
 
@@ -48,25 +52,66 @@ def load_inputs(inputs: Iterable[str | Path]) -> tuple[list[tuple[Path, torch.Te
     return images, skipped
 
 
-def stylize_tensor(net: TransformerNet, image: torch.Tensor, *, tile: int | None = None,
+def select(net: TransformerNet, style: int | Sequence[float] | None) -> None:
+    """Set the network's style: an index, weights over its styles (a mix), or None for its
+    default (style 0). A network without several styles takes None, 0 or one weight only."""
+    if hasattr(net, "select_style"):
+        net.select_style(0 if style is None else style)
+        return
+    # A network from before several-style networks existed: it has exactly one style.
+    if style is None or (not isinstance(style, bool) and isinstance(style, int) and style == 0):
+        return
+    if not isinstance(style, int) and len(style) == 1 and style[0] > 0:
+        return
+    raise ValueError(f"this network has one style: style 0 (or a mix of one weight) only, got {style!r}")
+
+
+def finish(stylised: torch.Tensor, photo: torch.Tensor, *, strength: float = DEFAULT_STRENGTH,
+           colors: str = DEFAULT_COLORS) -> torch.Tensor:
+    """The network's output with the photo's colours kept (as `colors` says), then blended toward
+    the photo by `strength`: out = photo + strength * (recoloured - photo), in pixel space.
+    strength 1 and colors "style" return the network's output untouched (unclamped)."""
+    strength, colors = check_strength(strength), check_colors(colors)
+    out = apply_colors(stylised, photo, colors)
+    if strength == 1.0:
+        return out
+    photo = photo.to(out.dtype)
+    return photo + strength * (out - photo)
+
+
+def stylize_tensor(net: TransformerNet, image: torch.Tensor, *, style: int | Sequence[float] | None = None,
+                   strength: float = DEFAULT_STRENGTH, colors: str = DEFAULT_COLORS, tile: int | None = None,
                    memory_budget: int = DEFAULT_MEMORY_BUDGET) -> torch.Tensor:
-    """(3, H, W) 0..255 -> (3, H, W) 0..255, on the network's device; tiled when `tile` is
-    given or the whole image would need more than `memory_budget` bytes (models/tiling.py)."""
+    """(3, H, W) 0..255 -> (3, H, W) 0..255 on the CPU; tiled when `tile` is given or the whole
+    image would need more than `memory_budget` bytes (models/tiling.py). `style`: None (the
+    network's default, style 0), an index, or weights over its styles; `strength` in [0, 1]
+    and `colors` (models/stylize_options.py) are applied to the output (`finish`)."""
+    strength, colors = check_strength(strength), check_colors(colors)
+    select(net, style)
     device = next(net.parameters()).device
     x = image[None].to(device)
     tile = choose_tile(x.shape[2], x.shape[3], tile=tile, memory_budget=memory_budget)
     if tile is not None:
-        return stylize_tiled(net, x, tile)[0].cpu()
-    with torch.inference_mode():
-        return net(x)[0].cpu()
+        y = stylize_tiled(net, x, tile)[0].cpu()
+    else:
+        with torch.inference_mode():
+            y = net(x)[0].cpu()
+    if strength == 1.0 and colors == "style":
+        return y
+    return finish(y, image.to(y.dtype), strength=strength, colors=colors)
 
 
 def stylize_files(checkpoint: str | Path, inputs: Iterable[str | Path], out_dir: str | Path,
-                  *, device: str = "auto", tile: int | None = None,
+                  *, style: int | Sequence[float] | None = None, strength: float = DEFAULT_STRENGTH,
+                  colors: str = DEFAULT_COLORS, device: str = "auto", tile: int | None = None,
                   memory_budget: int = DEFAULT_MEMORY_BUDGET) -> tuple[list[Stylized], list[tuple[str, str]]]:
+    """Stylise image files and folders into PNGs in `out_dir`, with the options of
+    `stylize_tensor`. Every option is checked, and every input decoded, before any work."""
     if tile is not None:
         check_tile(tile)
+    strength, colors = check_strength(strength), check_colors(colors)
     net, _ = load_network(checkpoint)
+    select(net, style)  # a bad index or mix fails before any image is read
     net.to("cuda" if resolve_accelerator(device) == "gpu" else "cpu")
     images, skipped = load_inputs(inputs)  # decode (and fail) before any work
     out = Path(out_dir)
@@ -77,6 +122,8 @@ def stylize_files(checkpoint: str | Path, inputs: Iterable[str | Path], out_dir:
         while name in used:
             name, k = f"{src.stem}-{k}.png", k + 1
         used.add(name)
-        path = save_png(stylize_tensor(net, image, tile=tile, memory_budget=memory_budget), out / name)
+        y = stylize_tensor(net, image, style=style, strength=strength, colors=colors, tile=tile,
+                           memory_budget=memory_budget)
+        path = save_png(y, out / name)
         results.append(Stylized(src, path, (image.shape[2], image.shape[1])))
     return results, skipped
