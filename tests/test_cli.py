@@ -42,7 +42,7 @@ def trained(tmp_path_factory) -> Path:
 
 
 def test_help_for_every_command():
-    for cmd in ([], ["train"], ["stylize"], ["decoders"], ["demo"], ["serve"], ["worker"], ["jobs"], ["artifacts"], ["bench"],
+    for cmd in ([], ["train"], ["stylize"], ["decoders"], ["downsamples"], ["demo"], ["serve"], ["worker"], ["jobs"], ["artifacts"], ["bench"],
                 ["artifacts", "score"], ["jobs", "submit"], ["content-sets"], ["content-sets", "upload"]):
         p = cli(*cmd, "--help")
         assert p.returncode == 0 and "Usage" in p.stdout, cmd
@@ -231,3 +231,19 @@ def test_the_demos_score_tables_read_whole_in_80_columns():
     assert max(map(len, lines)) <= 80 and not any("…" in line for line in lines), "\n".join(lines)
     assert next(line for line in lines if "decoder" in line).split() == ["decoder", "p2", "dB", "p4", "dB", "final",
                                                                           "loss", "train", "s"]
+
+
+def test_train_takes_several_styles_and_the_encoder_and_loss_settings(tmp_path):
+    p = cli("train", "ihc", "gravel", "--downsample", "blur-stride,stride-conv", "--loss-pooling", "avg",
+            "--stability-weight", "0.5", "--steps", "1", *TINY, "--out", tmp_path, "--json")
+    assert p.returncode == 0, p.stderr
+    summary = json.loads(p.stdout)
+    assert summary["styles"] == ["ihc", "gravel"] and summary["step"] == 1
+    assert (summary["downsample"], summary["loss_pooling"]) == ("blur-stride,stride-conv", "avg")
+    assert_one_line_error(cli("train", "ihc", "--loss-pooling", "median", *TINY), "unknown loss pooling 'median'")
+    assert_one_line_error(cli("train", "ihc", "--downsample", "maxpool", *TINY), "unknown downsample 'maxpool'",
+                          "stride-conv, blur-stride, resize-down")
+    assert_one_line_error(cli("train", *["ihc"] * 33, *TINY), "at most 32 styles")
+    assert_one_line_error(cli("train", "ihc", "--resume", tmp_path / "last.ckpt"), "give no STYLE")
+    p = cli("downsamples", "--json")
+    assert [r["name"] for r in json.loads(p.stdout)] == ["stride-conv", "blur-stride", "resize-down"]

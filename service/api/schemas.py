@@ -49,7 +49,7 @@ class TrainSettings(BaseModel):
     devices: int = Field(1, ge=1, description="GPUs (on a CPU worker, processes) to train on with DDP, each on its "
                          "slice of every batch: batch must divide by it [at most the server's max_devices_per_job].")
     downsample: str | list[str] = Field(DEFAULTS.downsample, description="The encoder's downsampling: one name, or "
-                                        "one per stage (GET /v1/decoders lists them under downsample).")
+                                        "one per stage (GET /v1/downsamples lists them).")
     loss_pooling: str = Field(DEFAULTS.loss_pooling, description=f"The loss network's pooling: "
                               f"{' or '.join(LOSS_POOLINGS)}.")
     stability_weight: float = Field(DEFAULTS.stability_weight, ge=0, le=MAX_STABILITY_WEIGHT,

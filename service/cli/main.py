@@ -20,7 +20,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from models.config import DEFAULTS, LIMITS  # torch-free: the defaults and limits, written once
+from models.config import DEFAULTS, LIMITS, MAX_STYLES  # torch-free: the defaults and limits, written once
+from models.vocabulary import LOSS_POOLINGS
 
 app = typer.Typer(
     name="checkerless",
@@ -84,8 +85,23 @@ def decoders(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")
 
 
 @app.command()
+def downsamples(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List the encoder's downsampling names (train --downsample): what each layer does, and where it comes from."""
+    from models.vocabulary import DOWNSAMPLE_INFO
+
+    rows = [{"name": d.name, "layer": d.layer, "reference": d.reference} for d in DOWNSAMPLE_INFO.values()]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("name", "layer", "reference", title="downsampling (one name, or one per stage: blur-stride,stride-conv)")
+    for r in rows:
+        table.add_row(r["name"], r["layer"], r["reference"])
+    out.print(table)
+
+
+@app.command()
 def train(
-    style: Annotated[Optional[str], typer.Argument(help="Style image file, or a built-in style: ihc, hubble, colorwheel, gravel, brick.")] = None,
+    styles: Annotated[Optional[list[str]], typer.Argument(metavar="STYLE...", help=f"Style image files or built-in styles (ihc, hubble, colorwheel, gravel, brick); several (up to {MAX_STYLES}) train one network that holds them all (stylize --style N picks one).")] = None,
     content: Annotated[Optional[Path], typer.Option(help="Folder of content images (searched recursively); default: scikit-image's built-in photographs.")] = None,
     decoder: Annotated[str, typer.Option(help="Decoder name, or one per stage comma-separated (see `checkerless decoders`).")] = DEFAULTS.decoder,
     size: Annotated[int, typer.Option(help="Crop size in pixels.")] = DEFAULTS.size,
@@ -98,6 +114,9 @@ def train(
     style_size: Annotated[Optional[int], typer.Option(help="Shorter side of the style image (default: the crop size).")] = None,
     seed: Annotated[int, typer.Option(help="Seed: same seed, same initial shared weights and data order.")] = DEFAULTS.seed,
     loss_network: Annotated[str, typer.Option(help="vgg19 (offline, default) or vgg16 (torchvision's weights file).")] = DEFAULTS.loss_network,
+    downsample: Annotated[str, typer.Option(help="The encoder's downsampling: one name, or one per stage comma-separated (see `checkerless downsamples`).")] = DEFAULTS.downsample,
+    loss_pooling: Annotated[str, typer.Option(help=f"The loss network's pooling: {' or '.join(LOSS_POOLINGS)}.")] = DEFAULTS.loss_pooling,
+    stability_weight: Annotated[float, typer.Option(help="Weight of the stability loss (the output should not change when the input shifts by a pixel or is lightly noised; reduces flicker in video); 0: off.")] = DEFAULTS.stability_weight,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = DEFAULTS.checkpoint_every,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder: last.ckpt, logs/, preview.png.")] = Path("runs/style"),
     resume: Annotated[Optional[Path], typer.Option(help="Continue from this checkpoint (settings come from it).")] = None,
@@ -107,7 +126,7 @@ def train(
     compile: Annotated[str, typer.Option(help="torch.compile the training step: on, off, or auto (on with a GPU, and on the CPU for runs long enough to win back the compile time).")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON, no progress bar.")] = False,
 ) -> None:
-    """Train a transfer network on one style. Ctrl-C stops cleanly and keeps a checkpoint."""
+    """Train a transfer network on one style, or on several in one network. Ctrl-C stops cleanly and keeps a checkpoint."""
     from models.checkpoint import load_network
     from models.config import TrainConfig
     from models.preview import save_preview
@@ -115,8 +134,13 @@ def train(
 
     _quiet_lightning()  # after the import: Lightning sets its log level when imported
 
-    if resume is None and style is None:
+    if resume is None and not styles:
         raise typer.BadParameter("give a STYLE image (or --resume a checkpoint)", param_hint="STYLE")
+    if resume is not None and styles:
+        raise typer.BadParameter("--resume takes its styles from the checkpoint; give no STYLE", param_hint="STYLE")
+    if styles and len(styles) > MAX_STYLES:
+        raise typer.BadParameter(f"at most {MAX_STYLES} styles, got {len(styles)}", param_hint="STYLE")
+    style = None if not styles else styles[0] if len(styles) == 1 else list(styles)
     if workers is not None and workers < 0:
         raise typer.BadParameter("must be >= 0", param_hint="--workers")
     config = None
@@ -125,6 +149,7 @@ def train(
             decoder=decoder, size=size, steps=DEFAULTS.steps if steps is None else steps, batch=batch, lr=lr,
             content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
             style_size=style_size, seed=seed, loss_network=loss_network, checkpoint_every=checkpoint_every,
+            downsample=downsample, loss_pooling=loss_pooling, stability_weight=stability_weight,
         )
     elif steps is not None and steps < 1:
         raise ValueError(f"steps must be between 1 and 1000000, got {steps}")
@@ -150,6 +175,8 @@ def train(
     preview = save_preview(net, Path(out_dir) / "preview.png")
     summary = {
         "checkpoint": str(result.checkpoint), "preview": str(preview), "decoder": info.config.decoder,
+        "downsample": info.config.downsample, "loss_pooling": info.config.loss_pooling,
+        "styles": getattr(info, "styles", None) or [info.style_name],  # several: CheckpointInfo.styles
         "step": result.step, "steps": result.steps, "stopped": result.stopped,
         "seconds": round(result.seconds, 2), "final": result.final,
         "skipped": [{"file": f, "reason": r} for f, r in result.skipped],

@@ -211,24 +211,32 @@ def _print_job(job: dict, as_json: bool) -> None:
 
 @jobs_app.command("submit")
 def submit(
-    style: Annotated[Path, typer.Argument(help="Style image file.")],
+    styles: Annotated[list[str], typer.Argument(metavar="STYLE...", help="Style image files or built-in styles (ihc, hubble, colorwheel, gravel, brick); several train one network that holds them all.")],
     content: Annotated[Optional[list[Path]], typer.Option(help="Content image, folder or zip (repeatable); default: built-in photos.")] = None,
     decoder: Annotated[str, typer.Option(help="Decoder name or per-stage mix.")] = DEFAULTS.decoder,
     size: Annotated[int, typer.Option(help="Crop size.")] = DEFAULTS.size,
     steps: Annotated[int, typer.Option(help="Optimiser steps.")] = DEFAULTS.steps,
     batch: Annotated[int, typer.Option(help="Crops per step.")] = DEFAULTS.batch,
     seed: Annotated[int, typer.Option(help="Seed.")] = DEFAULTS.seed,
+    downsample: Annotated[str, typer.Option(help="The encoder's downsampling (see `checkerless downsamples`).")] = DEFAULTS.downsample,
+    loss_pooling: Annotated[str, typer.Option(help="The loss network's pooling: max or avg.")] = DEFAULTS.loss_pooling,
+    stability_weight: Annotated[float, typer.Option(help="Weight of the stability loss; 0: off.")] = DEFAULTS.stability_weight,
     watch: Annotated[bool, typer.Option(help="Show a progress bar until the job ends.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     api: ApiOpt = None,
     key: KeyOpt = None,
 ) -> None:
-    """Upload a style (and content), submit a training job, optionally watch it."""
+    """Upload the styles (and content), submit a training job, optionally watch it."""
+    from service.core.builtin_styles import BUILTIN_STYLES, PREFIX
+
+    for style in styles:  # every name checked before anything is uploaded
+        if not Path(style).is_file() and style not in BUILTIN_STYLES:
+            raise ApiError(f"{style}: no such file (built-in styles: {', '.join(BUILTIN_STYLES)})")
     with _client(api, key) as client:
-        if not style.is_file():
-            raise ApiError(f"{style}: no such file")
-        style_id = _call(client, "POST", "/v1/styles", files={"file": (style.name, style.read_bytes())}).json()["id"]
-        body = {"style_id": style_id, "decoder": decoder, "size": size, "steps": steps, "batch": batch, "seed": seed}
+        style_ids = [_call(client, "POST", "/v1/styles", files={"file": (Path(s).name, Path(s).read_bytes())}).json()["id"]
+                     if Path(s).is_file() else f"{PREFIX}{s}" for s in styles]
+        body = {"style_ids": style_ids, "decoder": decoder, "size": size, "steps": steps, "batch": batch, "seed": seed,
+                "downsample": downsample, "loss_pooling": loss_pooling, "stability_weight": stability_weight}
         if content:
             cs = _call(client, "POST", "/v1/content-sets", files=_files(content)).json()
             for s in cs["skipped"]:

@@ -20,7 +20,8 @@ from service.core.records import JobState
 from service.core.settings import Settings
 
 REDIS_DB = 14
-OPEN = {("/v1/health", "get"), ("/v1/ready", "get"), ("/v1/decoders", "get"), ("/v1/builtin-styles", "get"),
+OPEN = {("/v1/health", "get"), ("/v1/ready", "get"), ("/v1/decoders", "get"), ("/v1/downsamples", "get"),
+        ("/v1/builtin-styles", "get"),
         ("/v1/builtin-styles/{name}/thumbnail", "get")}
 CREATE = {("/v1/styles", "post"), ("/v1/content-sets", "post"), ("/v1/content-sets/archive", "post"),
           ("/v1/content-sets/register", "post"), ("/v1/jobs", "post"), ("/v1/experiments", "post")}

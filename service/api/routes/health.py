@@ -38,3 +38,11 @@ def decoders() -> list[dict]:
     from models.vocabulary import DECODER_INFO
 
     return [{"name": d.name, "layer": d.layer, "overlap": d.overlap} for d in DECODER_INFO.values()]
+
+
+@router.get("/downsamples")
+def downsamples() -> list[dict]:
+    """The encoder's downsampling names (a request's `downsample`): what each layer does, and where it comes from."""
+    from models.vocabulary import DOWNSAMPLE_INFO
+
+    return [{"name": d.name, "layer": d.layer, "reference": d.reference} for d in DOWNSAMPLE_INFO.values()]
