@@ -4,13 +4,14 @@ computed from the stored PNGs with NumPy and matplotlib (no torch), cached in th
 from __future__ import annotations
 
 import io
+import json
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from models.artifacts.spectra import difference_spectrum, log_spectrum, plot_spectrum
+from models.artifacts.spectra import difference_spectrum, log_spectrum, plot_spectrum, radial_power_spectrum
 from service.core.keys import Keys
 from service.core.storage import ObjectStore
 
@@ -53,3 +54,15 @@ def spectrum_png(store: ObjectStore, experiment_id: str, key: str, tag: str, *, 
             return path.read_bytes()
 
     return _cached(store, Keys.experiment_cache(experiment_id, f"spectrum-{tag}.png"), make)
+
+
+def spectrum_profile(store: ObjectStore, experiment_id: str, key: str, tag: str) -> dict:
+    """The radial power spectrum of one stored output (Durall et al. 2020, azimuthally integrated;
+    models/artifacts/spectra.py): {"freqs": cycles per pixel, "power": linear}, cached in the store."""
+    cache = Keys.experiment_cache(experiment_id, f"profile-{tag}.json")
+    if store.exists(cache):
+        return json.loads(store.get_bytes(cache))
+    freqs, power = radial_power_spectrum(_pixels(store, key))
+    profile = {"freqs": [round(float(f), 6) for f in freqs], "power": [float(f"{p:.6g}") for p in power]}
+    store.put_bytes(cache, json.dumps(profile).encode(), content_type="application/json")
+    return profile

@@ -146,3 +146,42 @@ def test_bad_variants_are_422(api, variants, fragment):
 def test_a_job_stored_before_jobs_had_several_styles_reads_as_its_one_style():
     old = JobRecord.model_validate({"id": "a" * 32, "config": {}, "style_id": "b" * 32, "steps": 3})
     assert old.style_list == [{"id": "b" * 32, "name": None}]
+
+
+def _panel_png(checkerboard: bool) -> bytes:
+    y, x = np.mgrid[0:64, 0:64]
+    smooth = 128 + 60 * np.sin(x / 9.0) * np.cos(y / 13.0)
+    a = smooth + (25 * ((x + y) % 2 * 2 - 1) if checkerboard else 0)
+    buf = io.BytesIO()
+    Image.fromarray(np.repeat(np.clip(a, 0, 255).astype(np.uint8)[..., None], 3, axis=2)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_each_variant_shows_the_radial_spectrum_of_its_panel_photo(api):
+    from models.artifacts.spectra import radial_power_spectrum
+    from service.core.keys import Keys
+    from service.core.records import JobState
+
+    exp = api.post("/v1/experiments", json={"style_id": "builtin:ihc", "steps": 3,
+                                            "variants": ["deconv", "resize-nearest"]}).json()
+    assert [v["spectrum_profile"] for v in exp["variants"]] == [None, None]  # nothing stylised yet
+    services = api.app.state.services
+    for v, checker in zip(exp["variants"], (True, False)):
+        key = Keys.panel(v["id"], "chelsea")
+        services.store.put_bytes(key, _panel_png(checker))
+
+        def done(r, key=key) -> None:
+            r.move(JobState.running)
+            r.panel = [{"name": "chelsea", "key": key, "width": 64, "height": 64, "period2_db": 0.0,
+                        "period4_db": 0.0}]
+            r.move(JobState.succeeded)
+
+        services.jobs.update(v["id"], done)
+    variants = api.get(f"/v1/experiments/{exp['id']}").json()["variants"]
+    deconv, nearest = (v["spectrum_profile"] for v in variants)
+    freqs, power = radial_power_spectrum(np.asarray(Image.open(io.BytesIO(_panel_png(True))).convert("RGB")))
+    assert deconv["photo"] == "chelsea" and len(deconv["freqs"]) == len(deconv["power"]) == len(freqs)
+    assert np.allclose(deconv["freqs"], freqs, atol=1e-6) and np.allclose(deconv["power"], power, rtol=1e-5)
+    assert deconv["freqs"][0] == 0 and abs(deconv["freqs"][-1] - 2 ** 0.5 / 2) < 0.02
+    assert deconv["power"][-1] > 100 * nearest["power"][-1]  # the checkerboard's corner ring
+    assert api.get(f"/v1/experiments/{exp['id']}").json()["variants"][0]["spectrum_profile"] == deconv  # cached

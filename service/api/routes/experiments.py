@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, File, Request, Response, UploadFile
 
-from service.api.compare import DIFF_GAIN, difference_png, spectrum_png
+from service.api.compare import DIFF_GAIN, difference_png, spectrum_png, spectrum_profile
 from service.api.deps import PAGED, CurrentKey, PageDep, Services, ServicesDep, link_next
 from service.api.routes.jobs import public, stylization_public
 from service.api.schemas import ExperimentCreate
@@ -36,6 +36,10 @@ def experiment_public(services: Services, exp: ExperimentRecord) -> dict:
         v["label"] = label(stored)
     panel_names = [p["name"] for p in jobs[0].panel] if all(j.panel for j in jobs) else []
     base = f"/v1/experiments/{exp.id}"
+    for i, (v, job) in enumerate(zip(variants, jobs)):  # the 1-D spectrum of its first panel photo, once it has one
+        item = job.panel[0] if job.panel else None
+        v["spectrum_profile"] = None if item is None else {
+            "photo": item["name"], **spectrum_profile(services.store, exp.id, item["key"], f"{item['name']}-{i}")}
     comparisons = []
     if panel_names:
         for i in range(len(jobs)):
