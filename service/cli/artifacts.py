@@ -234,3 +234,124 @@ def gradient(
         table.add_row(r["probe"], f"{r['p2_mean']:+.1f} ± {r['p2_std']:.1f}", f"{r['p4_mean']:+.1f} ± {r['p4_std']:.1f}",
                       str(r["seeds"]))
     out.print(table)
+
+
+def _save_pngs(images: dict[str, object], folder: Path) -> dict[str, str]:
+    """Each image (3, H, W) 0..255 as a PNG named after its key, rounded to 8 bits as any PNG is:
+    the files the table scored, for anyone to score with their own tool."""
+    from models.images import from_tensor
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, image in images.items():
+        path = folder / f"{name}.png"
+        from_tensor(image).save(path)
+        paths[name] = str(path)
+    return paths
+
+
+def _words(value: Optional[str], valid, what: str) -> list:
+    """Space- or comma-separated names from an option, each checked against `valid`."""
+    names = (value or "").replace(",", " ").split() or list(valid)
+    for n in names:
+        if n not in valid:
+            raise typer.BadParameter(f"unknown {what} {n!r}; valid: {', '.join(map(str, valid))}")
+    return names
+
+
+@app.command()
+def gan(
+    generators: Annotated[Optional[str], typer.Option(help="Generators separated by spaces [default: all three].")] = None,
+    steps: Annotated[int, typer.Option(help="Adversarial training steps per run (0: untrained generators only).", min=0, max=100_000)] = 200,
+    batch: Annotated[int, typer.Option(help="Batch size of the training.", min=2, max=256)] = 16,
+    samples: Annotated[int, typer.Option(help="Generated images scored per run.", min=1, max=256)] = 16,
+    seeds: SeedsOpt = 1,
+    as_json: JsonOpt = False,
+    plot: PlotOpt = None,
+) -> None:
+    """The article's GAN generators: deconv in the last two stages, the last only, or resize-conv everywhere;
+    scored untrained, after adversarial training on crops of the built-in photos, and a resize-conv generator
+    against a discriminator whose first layer has stride 2 or 1."""
+    from models.artifacts.gan import GENERATORS, init_gan_table, trained_gan_table
+
+    names = _words(generators, GENERATORS, "generator")
+    rows = [r.as_dict() for r in init_gan_table(generators=names, seeds=range(seeds), samples=samples)]
+    kept: dict = {}
+    if steps:
+        rows += [r.as_dict() for r in trained_gan_table(generators=names, strides=(2,), steps=steps, seeds=range(seeds),
+                                                          samples=samples, batch=batch, keep=kept)]
+        if "resize-conv" in names:  # the discriminator claim: a generator with neither, against a stride-1 first layer
+            rows += [r.as_dict() for r in trained_gan_table(generators=["resize-conv"], strides=(1,), steps=steps,
+                                                              seeds=range(seeds), samples=samples, batch=batch, keep=kept)]
+    if plot is not None:
+        from models.artifacts.figures import side_by_side, stretched
+        from models.artifacts.gan import build_generator, generate
+
+        untrained = {n: generate(build_generator(n, 0).train(), samples, seed=1000) for n in names}
+        for r in rows:
+            trained_by = r["discriminator_stride"]
+            run = f"{r['generator']}-untrained" if trained_by is None else f"{r['generator']}-d-stride{trained_by}-{steps}steps"
+            images = untrained[r["generator"]] if trained_by is None else kept[(r["generator"], trained_by)]
+            r["images"] = list(_save_pngs({f"{run}-{i}": x for i, x in enumerate(images)}, plot / "gan").values())
+        side_by_side({n: stretched(untrained[n][0]) for n in names}, plot / "gan-untrained.png",
+                     scores={n: {p: r[f"p{p}_mean"] for p in (2, 4)} for r in rows if r["discriminator_stride"] is None
+                             for n in [r["generator"]]},
+                     crop=16, title="untrained generators (seed 0, first sample), contrast stretched; scores: mean over samples")
+        if kept:
+            label = {k: f"{k[0]} vs D stride {k[1]}" for k in kept}
+            side_by_side({label[k]: v[0] for k, v in kept.items()}, plot / "gan-trained.png", crop=16,
+                         scores={label[(r["generator"], r["discriminator_stride"])]: {p: r[f"p{p}_mean"] for p in (2, 4)}
+                                 for r in rows if r["discriminator_stride"] is not None},
+                         title=f"after {steps} adversarial steps (first sample); scores: mean over samples")
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("generator", "stages", "D first stride", "steps", "period 2 dB", "period 4 dB",
+                  title=f"checkerboard score of generated 64px images, mean ± std over {seeds} seed(s)")
+    for r in rows:
+        table.add_row(r["generator"], ",".join(s.replace("resize-nearest", "rn") for s in r["stages"]),
+                      "-" if r["discriminator_stride"] is None else str(r["discriminator_stride"]), str(r["steps"]),
+                      f"{r['p2_mean']:+.1f} ± {r['p2_std']:.1f}", f"{r['p4_mean']:+.1f} ± {r['p4_std']:.1f}")
+    out.print(table)
+
+
+@app.command()
+def deepdream(
+    layer: Annotated[str, typer.Option(help="The VGG19 layer to ascend.")] = "relu4_4",
+    steps: Annotated[int, typer.Option(help="Gradient ascent steps.", min=1, max=1000)] = 20,
+    lr: Annotated[float, typer.Option(help="Step, in grey levels per mean gradient magnitude.", min=0.0, max=100.0)] = 2.0,
+    jitter: Annotated[int, typer.Option(help="Largest random shift per step, pixels, for the jittered run.", min=1, max=64)] = 4,
+    size: SizeOpt = 128,
+    as_json: JsonOpt = False,
+    plot: PlotOpt = None,
+) -> None:
+    """DeepDream from a photograph through the VGG19 loss network: fixed position vs a random shift
+    (jitter) each step, max vs average pooling; scores what the ascent added."""
+    from models.artifacts.deepdream import dream_table, layer_names
+    from models.loss_network import build_loss_network
+
+    nets = {"max": build_loss_network("vgg19"), "avg": build_loss_network("vgg19", pooling="avg")}
+    if layer not in layer_names(nets["max"]):
+        raise typer.BadParameter(f"unknown layer {layer!r}; valid: {', '.join(layer_names(nets['max']))}")
+    photo = _photo(size)
+    kept: dict = {}
+    rows = [r.as_dict() for r in dream_table(photo, nets, jitters=(0, jitter), layer=layer, steps=steps, lr=lr, keep=kept)]
+    if plot is not None:
+        from models.artifacts.figures import side_by_side
+
+        name = {k: f"{k[0]} pool, " + ("fixed" if k[1] == 0 else f"jitter {k[1]}") for k in kept}
+        paths = _save_pngs({f"deepdream-{layer}-{k[0]}-jitter{k[1]}": v for k, v in kept.items()}, plot / "deepdream")
+        photo_png = _save_pngs({f"photo-{size}px": photo.round()}, plot / "deepdream")[f"photo-{size}px"]
+        for r, p in zip(rows, paths.values()):
+            r["image"], r["photo"] = p, photo_png  # added = image - photo
+        side_by_side({name[k]: v for k, v in kept.items()}, plot / "deepdream.png", crop=32,
+                     title=f"DeepDream on {layer}, {steps} steps from astronaut {size}px; scores of the whole result")
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("pooling", "jitter", "added p2 dB", "added p4 dB", "result p2 dB", "result p4 dB",
+                  title=f"DeepDream on {layer}, {steps} steps, astronaut {size}px (added: result - photo)")
+    for r in rows:
+        table.add_row(r["pooling"], "fixed" if r["jitter"] == 0 else f"±{r['jitter']} px", _db(r["added_p2"]),
+                      _db(r["added_p4"]), _db(r["result_p2"]), _db(r["result_p4"]))
+    out.print(table)

@@ -5,6 +5,7 @@ import time
 import numpy as np
 import pytest
 import skimage.data
+import torch
 from scipy import ndimage
 
 from models.artifacts.spectra import DECAY_BAND, radial_power_spectrum, spectral_decay
@@ -67,3 +68,20 @@ def test_cheap_enough_for_the_experiment_page():
         radial_power_spectrum(photo)
         times.append(time.perf_counter() - t)
     assert min(times) < 0.05
+
+
+def test_chandrasegaran_at_init_the_last_layer_decides_the_decay():
+    """Measured on our untrained networks (docs/seed.md): the fitted decay of the tail groups by the
+    last upsampling layer (deconv last: a flat or rising tail; resize last: a falling one, like the
+    photo's), while the mean high-band discrepancy does not: a first-stage deconv's period-4 power
+    sits at 1/4 cycles/pixel, the band's lower edge, and lifts deconv,resize-nearest too."""
+    from models.artifacts.lastlayer import init_spectrum_table, spectral_discrepancy
+
+    photo = torch.tensor(skimage.data.astronaut()[::8, ::8].copy()).permute(2, 0, 1).float()  # 64 px
+    rows = {r.decoder: r for r in init_spectrum_table(photo, seeds=[0, 1])}
+    last_deconv = [rows["deconv"], rows["resize-nearest,deconv"]]
+    last_resize = [rows["deconv,resize-nearest"], rows["resize-nearest"]]
+    assert max(r.decay for r in last_deconv) < min(r.decay for r in last_resize) - 1
+    assert min(r.decay for r in last_resize) > 1
+    assert rows["deconv,resize-nearest"].discrepancy_db > rows["resize-nearest"].discrepancy_db + 5
+    assert spectral_discrepancy(photo, photo) == pytest.approx(0, abs=1e-9)
