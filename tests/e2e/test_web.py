@@ -90,6 +90,10 @@ def test_an_experiment_through_the_page(server, browser, tmp_path):
                            "[...document.querySelectorAll('#views .viewer img')].every(i => i.complete && i.naturalWidth > 0)",
                            timeout=240_000)
     assert page.inner_text("#state") == "succeeded"
+    # The style beside the stylised photos: the uploaded image itself (64 px), named.
+    page.wait_for_function("[...document.querySelectorAll('#styles img')].length === 1 && "
+                           "document.querySelector('#styles img').naturalWidth === 64")
+    assert page.inner_text("#styles figcaption").startswith("style: ")
     rows = page.locator("#scores tbody tr")
     assert rows.count() == 2 and "deconv" in rows.nth(0).inner_text()
     assert "dB" in page.inner_text("#views")  # every picture carries its scores
@@ -107,6 +111,11 @@ def test_an_experiment_through_the_page(server, browser, tmp_path):
         s.querySelector('text').textContent, [...s.querySelectorAll('polyline')].map(p => p.getAttribute('points').split(' ').length)]))""")
     for title in ("style distance (lower is better)", "content distance (lower is better)"):
         assert plots[title] == [2, 2], plots  # two variants, each probed at init and at the end (4 steps)
+    # The 1-D spectrum: one line per variant, a point per frequency of the API's profile.
+    page.wait_for_selector("#spectrum-profile svg polyline")
+    lines = page.eval_on_selector_all("#spectrum-profile polyline", "ps => ps.map(p => [p.dataset.series, p.getAttribute('points').split(' ').length])")
+    assert [name for name, _ in lines] == [v["label"] for v in exp["variants"]], lines
+    assert [n for _, n in lines] == [len(v["spectrum_profile"]["freqs"]) for v in exp["variants"]] and lines[0][1] > 4, lines
 
     # Zoom one view: the other follows, pixel for pixel.
     viewers = page.locator("#views .viewer")
@@ -224,4 +233,93 @@ def test_an_archive_uploaded_from_the_page_is_validated_and_then_picked(server, 
         assert job["content_set_id"] == set_id
         client.post(f"/v1/jobs/{job['id']}/cancel")  # training on a set: tests/e2e of the worker and of training
     page.screenshot(path=str(ARTIFACTS / "content-sets.png"), full_page=True)
+    assert not errors, errors
+
+
+def _page(browser, key: str, errors: list[str], **kw):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000}, **kw)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("dialog", lambda d: d.accept(key))
+    return page
+
+
+def _loaded(selector: str) -> str:
+    """JS: every image under the selector has loaded (and there is at least one)."""
+    return (f"[...document.querySelectorAll('{selector}')].length > 0 && "
+            f"[...document.querySelectorAll('{selector}')].every(i => i.complete && i.naturalWidth > 0)")
+
+
+def test_a_builtin_style_picked_by_its_thumbnail_trains_a_job_with_a_page_of_its_own(server, browser, tmp_path):
+    """The newcomer's path: no file of one's own; a thumbnail picked, one decoder, submit; the
+    job's page shows progress, curves, the style beside the outputs, and stylises a photo with
+    the options the API takes (strength 0 gives the photo back)."""
+    server, key = server
+    errors: list[str] = []
+    page = _page(browser, key, errors)
+    page.goto(f"{server}/ui/")
+    page.wait_for_function(_loaded("#builtin-styles .thumb img"))
+    with httpx.Client(base_url=server, headers={"X-API-Key": key}) as client:
+        builtin = client.get("/v1/builtin-styles").json()
+    assert page.locator("#builtin-styles .thumb").count() == len(builtin) >= 2
+    # Decoder labels read as phrases, not "(none overlap)".
+    labels = page.eval_on_selector_all("#decoders label", "ls => ls.map(l => l.innerText.trim())")
+    assert any(t.startswith("deconv") and "uneven overlap" in t for t in labels), labels
+    assert any(t.startswith("resize-nearest") and t.endswith("no overlap") for t in labels), labels
+    assert not any("none overlap" in t for t in labels), labels
+    # The new settings are advanced fields, with the schema's defaults.
+    from models.config import DEFAULTS
+
+    page.click("#advanced summary")
+    assert page.input_value("input[name=stability_weight]") == str(DEFAULTS.stability_weight).removesuffix(".0")
+    assert page.locator(f"#poolings [name=loss_pooling][value='{DEFAULTS.loss_pooling}']").count() == 1
+
+    # The first built-in is picked to start with; the newcomer picks another instead.
+    first, other = builtin[0]["name"], builtin[1]["name"]
+    assert page.get_attribute(f".thumb[data-style='builtin:{first}']", "aria-pressed") == "true"
+    page.click(f".thumb[data-style='builtin:{first}']")
+    page.click(f".thumb[data-style='builtin:{other}']")
+    assert page.inner_text("#style-count") == "one style"
+    page.uncheck("#decoders input[value=resize-nearest]")
+    for name, value in (("size", "32"), ("steps", "3"), ("batch", "1")):
+        page.fill(f"input[name={name}]", value)
+    page.click("#experiment-form button[type=submit]")
+    page.wait_for_selector("#form-status a")
+    page.click("#form-status a")  # the status links to the new job's page
+    page.wait_for_url("**/job.html?id=*")
+    job_id = page.url.split("id=")[1]
+    with httpx.Client(base_url=server, headers={"X-API-Key": key}) as client:
+        assert client.get(f"/v1/jobs/{job_id}").json()["styles"][0]["id"] == f"builtin:{other}"
+
+    page.wait_for_function("['succeeded', 'failed', 'cancelled'].includes(document.querySelector('#state').textContent)",
+                           timeout=240_000)
+    assert page.inner_text("#state") == "succeeded", (page.inner_text("#summary"), errors)
+    assert "3 / 3" in page.inner_text("#summary")
+    page.wait_for_function(_loaded("#views .viewer img") + " && " + _loaded("#styles img"), timeout=30_000)
+    assert other in page.inner_text("#styles")
+    curves = page.eval_on_selector_all("#curves svg.chart", """svgs => Object.fromEntries(svgs.map(s => [
+        s.querySelector('text').textContent, [...s.querySelectorAll('polyline')].map(p => p.getAttribute('points').split(' ').length)]))""")
+    assert len(curves["loss"]) == 1 and curves["loss"][0] >= 1, curves  # loss rows as the run logged them
+    assert curves["style distance (lower is better)"] == [2], curves  # probed at init and at the end
+
+    # Stylise through the page at strength 0: the photo comes back (to rounding).
+    photo = tmp_path / "photo.png"
+    pixels = np.asarray(Image.fromarray(skimage.data.coffee()).resize((40, 30)))
+    Image.fromarray(pixels).save(photo)
+    page.wait_for_selector("#stylize .sb-strength")
+    page.eval_on_selector("#stylize .sb-strength", "e => { e.value = '0'; e.dispatchEvent(new Event('input')); }")
+    assert page.inner_text("#stylize .sb-strength-value") == "0.00"
+    page.set_input_files("#own", str(photo))
+    page.wait_for_function(_loaded("#own-views .viewer img") + " && document.querySelector('#own-views img').naturalWidth === 40",
+                           timeout=120_000)
+    assert "strength 0.00" in page.inner_text("#own-views")
+    out = page.evaluate("""() => { const i = document.querySelector('#own-views img'), c = document.createElement('canvas');
+        c.width = i.naturalWidth; c.height = i.naturalHeight; const x = c.getContext('2d'); x.drawImage(i, 0, 0);
+        return [...x.getImageData(0, 0, c.width, c.height).data]; }""")
+    out = np.asarray(out, dtype=np.int16).reshape(30, 40, 4)[..., :3]
+    assert np.abs(out - pixels.astype(np.int16)).max() <= 1
+    page.screenshot(path=str(ARTIFACTS / "job-page.png"), full_page=True)
+
+    # The jobs table on the index links each job to its page.
+    page.goto(f"{server}/ui/")
+    page.wait_for_selector(f"#jobs a[href='job.html?id={job_id}']")
     assert not errors, errors

@@ -263,10 +263,8 @@ const Checkerless = (() => {
     .map(i => i.value.trim()).filter(Boolean);
 
   async function index() {
-    const listed = await api("/v1/decoders");
-    // /v1/decoders: a list of decoders; or an object with the decoders and the encoder's downsampling kinds.
-    const decoders = Array.isArray(listed) ? listed.filter(d => !d.kind || d.kind === "decoder") : listed.decoders;
-    const downsamples = Array.isArray(listed) ? listed.filter(d => d.kind === "downsample") : (listed.downsample ?? listed.downsamples ?? []);
+    const decoders = await api("/v1/decoders");
+    const downsamples = await api("/v1/downsamples").catch(() => []);  // the encoder's downsampling kinds (older servers: none)
     const builtin = await api("/v1/builtin-styles").catch(() => []);
     const form = $("#experiment-form");
     const props = await settingsFromSchema(form);
@@ -276,7 +274,7 @@ const Checkerless = (() => {
       ${esc(d.name)} <span class="muted overlap">${esc(overlapPhrase(d.overlap))}</span></label>`).join("");
     axisChoices($("#downsamples"), props.downsample, downsamples.map(d => d.name),
                 n => downsamples.find(d => d.name === n)?.layer ?? "");
-    axisChoices($("#poolings"), props.loss_pooling, choices(props.loss_pooling) ?? listed.loss_poolings ?? []);
+    axisChoices($("#poolings"), props.loss_pooling, choices(props.loss_pooling) ?? []);
 
     // Built-in styles: click to pick (several: one multi-style network, in the order picked).
     // The first is picked to start with, so the form trains as it stands; uploading one's own
@@ -545,7 +543,7 @@ const Checkerless = (() => {
       const profile = v => { const p = v.spectrum_profile; return p?.freqs ? p : p?.[panel]; };
       const series = exp.variants.filter(profile).map(v => ({name: label(v), points: profile(v).freqs.map((f, k) => [f, profile(v).power[k]])}));
       $("#spectrum-profile").innerHTML = series.length
-        ? chart("radial power spectrum of the stylised photo (log power)", series, {w: 560, h: 260, log: true, x: "cycles/pixel", digits: 2})
+        ? chart(`radial power spectrum of the stylised ${exp.variants.find(profile).spectrum_profile.photo ?? "photo"} (log power)`, series, {w: 560, h: 260, log: true, x: "cycles/pixel", digits: 2})
         : `<p class="muted">${exp.state === "running" ? "After training." : "This server does not compute the 1-D spectrum."}</p>`;
     }
 
