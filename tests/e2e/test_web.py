@@ -323,3 +323,39 @@ def test_a_builtin_style_picked_by_its_thumbnail_trains_a_job_with_a_page_of_its
     page.goto(f"{server}/ui/")
     page.wait_for_selector(f"#jobs a[href='job.html?id={job_id}']")
     assert not errors, errors
+
+
+def test_two_styles_and_two_downsamplings_ticked_make_one_experiment_of_multi_style_variants(server, browser):
+    """Two thumbnails: one network of two styles (style_ids, in the order picked). One decoder
+    and two downsamplings ticked: an experiment whose variants differ only in the downsampling,
+    named by their canonical labels. Cancelled at once: training them is the worker's tests'."""
+    server, key = server
+    errors: list[str] = []
+    page = _page(browser, key, errors)
+    page.goto(f"{server}/ui/")
+    page.wait_for_function(_loaded("#builtin-styles .thumb img"))
+    with httpx.Client(base_url=server, headers={"X-API-Key": key}) as client:
+        builtin = [s["name"] for s in client.get("/v1/builtin-styles").json()]
+        downsamples = [d["name"] for d in client.get("/v1/downsamples").json()]
+    page.click(f".thumb[data-style='builtin:{builtin[2]}']")  # the first is picked already: two styles
+    assert page.inner_text("#style-count").startswith("2 styles")
+    assert page.eval_on_selector_all(".thumb[aria-pressed=true]", "bs => bs.map(b => b.dataset.order)") == ["0", "1"]
+    page.uncheck("#decoders input[value=resize-nearest]")
+    page.click("#advanced summary")
+    page.check(f"#downsamples input[value='{downsamples[1]}']")
+    for name, value in (("size", "32"), ("steps", "2"), ("batch", "1")):
+        page.fill(f"input[name={name}]", value)
+    page.click("#experiment-form button[type=submit]")
+    page.wait_for_url("**/experiment.html?id=*", timeout=30_000)
+    with httpx.Client(base_url=server, headers={"X-API-Key": key}) as client:
+        exp = client.get(f"/v1/experiments/{page.url.split('id=')[1]}").json()
+        for v in exp["variants"]:
+            client.post(f"/v1/jobs/{v['id']}/cancel")
+    assert [s["id"] for s in exp["styles"]] == [f"builtin:{builtin[0]}", f"builtin:{builtin[2]}"]
+    assert [v["config"]["downsample"] for v in exp["variants"]] == downsamples[:2]
+    assert {v["decoder"] for v in exp["variants"]} == {"deconv"} and len({v["label"] for v in exp["variants"]}) == 2
+    # Both styles stand beside the (coming) outputs, each named.
+    page.wait_for_function("document.querySelectorAll('#styles figure').length === 2")
+    assert page.eval_on_selector_all("#styles figcaption", "fs => fs.map(f => f.innerText)") == \
+        [f"style 0: {builtin[0]}", f"style 1: {builtin[2]}"]
+    assert not errors, errors

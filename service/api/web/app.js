@@ -122,6 +122,8 @@ const Checkerless = (() => {
   }
   // The choices of a field: its enum (directly, or in anyOf/allOf), if the schema names them.
   const choices = field => field?.enum ?? (field?.anyOf ?? field?.allOf ?? []).map(s => s.enum).find(Boolean) ?? null;
+  // A keyword of a field, also where the field is optional (anyOf: [{...}, {type: null}]).
+  const keyword = (field, k) => field?.[k] ?? (field?.anyOf ?? []).map(s => s[k]).find(v => v !== undefined);
 
   const sleep = ms => new Promise(ok => setTimeout(ok, ms));
   const vname = v => typeof v === "string" ? v : (v.label ?? v.decoder ?? JSON.stringify(v));  // a variant's canonical label
@@ -254,10 +256,10 @@ const Checkerless = (() => {
   function axisChoices(el, field, names, describe = () => "") {
     const axis = el.dataset.axis;
     if (!field) { el.hidden = true; return; }
-    const title = `<span class="muted">${esc(field.description ?? axis)}</span><br>`;
+    const title = `<span class="muted">${esc(el.dataset.title)}</span><br>`;
     el.innerHTML = names.length ? title + names.map(n => `<label class="check"><input type="checkbox" name="${axis}" value="${esc(n)}" ${n === field.default ? "checked" : ""}>
         ${esc(n)} <span class="muted">${esc(describe(n))}</span></label>`).join("")
-      : `<label>${esc(axis.replace("_", " "))} <input name="${axis}" value="${esc(field.default)}"></label>`;
+      : `<label>${esc(el.dataset.title)} <input name="${axis}" value="${esc(field.default)}"></label>`;
   }
   const ticked = (form, axis) => [...form.querySelectorAll(`[name=${axis}]`)].filter(i => i.type !== "checkbox" || i.checked)
     .map(i => i.value.trim()).filter(Boolean);
@@ -268,7 +270,7 @@ const Checkerless = (() => {
     const builtin = await api("/v1/builtin-styles").catch(() => []);
     const form = $("#experiment-form");
     const props = await settingsFromSchema(form);
-    const maxStyles = props.style_ids?.maxItems ?? 1;
+    const maxStyles = props.style_ids ? keyword(props.style_ids, "maxItems") ?? Infinity : 1;
     $("#decoders").innerHTML = decoders.map(d => `<label class="check">
       <input type="checkbox" name="decoder" value="${esc(d.name)}" ${["deconv", "resize-nearest"].includes(d.name) ? "checked" : ""}>
       ${esc(d.name)} <span class="muted overlap">${esc(overlapPhrase(d.overlap))}</span></label>`).join("");
