@@ -165,10 +165,13 @@ const Checkerless = (() => {
         <span class="sb-mix" hidden>${styles.map((s, i) => `<label>${esc(styleName(s))} <input type="number" class="sb-weight" min="0" step="0.1" value="${(1 / n).toFixed(2)}" style="width:80px"></label>`).join("")}</span>` : ""}
       ${strength ? (strengthBounds.every(Number.isFinite)
         ? `<label>strength <span><input type="range" class="sb-strength" min="${strengthBounds[0]}" max="${strengthBounds[1]}" step="0.05" value="${strength.default ?? strengthBounds[1]}"> <output class="sb-strength-value"></output></span></label>`
-        : `<label>strength <input type="number" class="sb-strength" step="0.05" value="${strength.default ?? ""}" style="width:80px"></label>`) : ""}
+        : `<label title="${esc(strength.description ?? "")}">strength <input type="number" class="sb-strength" step="0.05" value="${strength.default ?? ""}" placeholder="default" style="width:90px">
+            <small>${esc(strength.description ?? "")}</small></label>`) : ""}
       ${colors ? (choices(colors)
-        ? `<label>colours <select class="sb-colors">${choices(colors).map(c => `<option ${c === colors.default ? "selected" : ""}>${esc(c)}</option>`).join("")}</select></label>`
-        : `<label>colours <input class="sb-colors" value="${esc(colors.default ?? "")}"></label>`) : ""}
+        ? `<label>colours <select class="sb-colors">${colors.default === undefined ? `<option value="">default</option>` : ""}${
+            choices(colors).map(c => `<option ${c === colors.default ? "selected" : ""}>${esc(c)}</option>`).join("")}</select></label>`
+        : `<label title="${esc(colors.description ?? "")}">colours <input class="sb-colors" value="${esc(colors.default ?? "")}" placeholder="default" style="width:110px">
+            <small>${esc(colors.description ?? "")}</small></label>`) : ""}
       <button type="button" class="sb-go secondary">stylise again with these options</button>
       <span class="sb-status muted"></span>`;
     const q = sel => root.querySelector(sel);
@@ -187,7 +190,7 @@ const Checkerless = (() => {
       return [sel === undefined ? base : {...base, style: sel}];
     }
     const describe = o => [o.mix ? `mix ${o.mix}` : (o.style !== undefined && n > 1 ? styleName(styles[+o.style]) : null),
-      o.strength !== undefined && +o.strength !== (strength?.default ?? 1) ? `strength ${(+o.strength).toFixed(2)}` : null,
+      o.strength !== undefined && (strength?.default === undefined || +o.strength !== +strength.default) ? `strength ${(+o.strength).toFixed(2)}` : null,
       o.colors && o.colors !== colors?.default ? `${o.colors} colours` : null].filter(Boolean).join(" · ");
     const form = (files, name, o) => {
       const fd = new FormData();
@@ -220,12 +223,12 @@ const Checkerless = (() => {
   // A stylised video: progress while it runs, then the mp4 and its flicker beside the input's.
   async function showVideo(out, started, label) {
     out.insertAdjacentHTML("beforeend", `<figure class="video-result"><div class="bar"><div style="width:0%"></div></div>
-      <figcaption class="muted">video ${esc(label)}: queued</figcaption></figure>`);
+      <figcaption class="muted">video: queued</figcaption></figure>`);
     const fig = out.lastElementChild, cap = fig.querySelector("figcaption");
     const s = await finished(started, r => {
       const p = r.progress ?? {};
       if (p.total) fig.querySelector(".bar > div").style.width = `${100 * p.done / p.total}%`;
-      cap.textContent = `video ${label}: ${r.state}${p.total ? `, frame ${p.done} of ${p.total}` : ""}`;
+      cap.textContent = `video: ${r.state}${p.total ? `, frame ${p.done} of ${p.total}` : ""}`;
     });
     fig.querySelector(".bar > div").style.width = "100%";
     const r = await authFetch(s.outputs[0].url);
@@ -233,7 +236,9 @@ const Checkerless = (() => {
     const f = s.flicker ?? {};
     const fl = v => Number.isFinite(v) ? v.toPrecision(3) : "–";
     fig.insertAdjacentHTML("afterbegin", `<video controls loop muted src="${URL.createObjectURL(await r.blob())}"></video>`);
-    cap.textContent = `video ${label}: ${s.progress?.total ?? "?"} frames · flicker: input ${fl(f.input)}, output ${fl(f.output)} (lower: steadier)`;
+    const o = s.outputs[0];
+    cap.textContent = `video${label ? ` ${label}` : ""}: ${o.frames ?? s.progress?.total ?? "?"} frames${o.fps ? ` at ${(+o.fps).toFixed(2)} fps` : ""}, ${o.width}×${o.height}` +
+      `${o.has_audio ? ", audio kept" : ""} · flicker: input ${fl(f.input)}, output ${fl(f.output)} (8-bit levels between frames where the input stands still; lower: steadier)`;
   }
 
   // ---- the index page: submit, and lists with live progress --------------------------------
