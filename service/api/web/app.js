@@ -562,8 +562,8 @@ const Checkerless = (() => {
       showImages($("#styles"));
       const perStyle = exp.variants.some(v => v.panel.some(p => p.style !== undefined));
       const pick = $("#style-pick");
-      pick.hidden = !(styles.length > 1 && perStyle);
-      if (!pick.hidden && !pick.options.length) pick.innerHTML = styles.map((s, i) => `<option value="${i}">${esc(styleName(s))}</option>`).join("");
+      $("#style-pick-label").hidden = !(styles.length > 1 && perStyle);
+      if (styles.length > 1 && perStyle && !pick.options.length) pick.innerHTML = styles.map((s, i) => `<option value="${i}">${esc(styleName(s))}</option>`).join("");
     }
 
     function renderCurves() {
@@ -587,7 +587,7 @@ const Checkerless = (() => {
         select.innerHTML = exp.panel.map(n => `<option>${esc(n)}</option>`).join("");
         renderViews(); renderSpectra();
       } else if (!exp.panel.length) renderViews();
-      renderTable(); renderCurves();
+      renderTable(); renderCurves(); renderProfile();
       if (exp.state === "running") setTimeout(load, 1500);
       else if (!boxed) { boxed = true; await ownBox(); }
     }
