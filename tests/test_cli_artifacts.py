@@ -66,3 +66,37 @@ def test_bad_arguments_are_one_line(tmp_path):
     assert_one_line_error(cli("artifacts", "init", "--seeds", "0"), "--seeds")
     assert_one_line_error(cli("artifacts", "score", tmp_path / "none.png"), "no such file")
     assert_one_line_error(cli("artifacts", "init", "--decoders", "deconv bogus", "--seeds", "1"), "unknown decoder")
+
+
+def test_gan_writes_the_images_it_scores(tmp_path):
+    p = cli("artifacts", "gan", "--generators", "deconv-last resize-conv", "--steps", "2", "--batch", "2",
+            "--samples", "2", "--json", "--plot", tmp_path)
+    assert p.returncode == 0, p.stderr
+    rows = json.loads(p.stdout)
+    assert [(r["generator"], r["discriminator_stride"]) for r in rows] == [
+        ("deconv-last", None), ("resize-conv", None), ("deconv-last", 2), ("resize-conv", 2), ("resize-conv", 1)]
+    untrained = rows[0]
+    assert untrained["p2_mean"] > rows[1]["p2_mean"] + 10
+    # Anyone can score the written PNGs with their own tool: ours gives the table's numbers back.
+    import numpy as np
+
+    from models.artifacts import checkerboard_score
+
+    scores = [checkerboard_score(np.asarray(Image.open(f)))[2] for f in untrained["images"]]
+    assert abs(sum(scores) / len(scores) - untrained["p2_mean"]) < 0.01
+    assert (tmp_path / "gan-untrained.png").is_file() and (tmp_path / "gan-trained.png").is_file()
+
+
+def test_deepdream_table_and_images(tmp_path):
+    p = cli("artifacts", "deepdream", "--size", "32", "--steps", "2", "--layer", "relu2_2", "--json", "--plot", tmp_path)
+    assert p.returncode == 0, p.stderr
+    rows = json.loads(p.stdout)
+    assert {(r["pooling"], r["jitter"]) for r in rows} == {("max", 0), ("max", 4), ("avg", 0), ("avg", 4)}
+    with Image.open(rows[0]["image"]) as img:
+        assert img.size == (32, 32)
+    assert Image.open(rows[0]["photo"]).size == (32, 32) and (tmp_path / "deepdream.png").is_file()
+
+
+def test_gan_and_deepdream_bad_options_are_one_line():
+    assert_one_line_error(cli("artifacts", "gan", "--generators", "deconv-last bogus"), "unknown generator 'bogus'")
+    assert_one_line_error(cli("artifacts", "deepdream", "--layer", "conv9_9"), "unknown layer 'conv9_9'")

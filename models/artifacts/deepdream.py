@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from models.artifacts.score import checkerboard_score
-from models.loss_network import LossNetwork
+from models.loss_network import CONTENT_LAYER, STYLE_LAYERS, LossNetwork
 
 DREAM_LAYER = "relu4_4"
 DREAM_STEPS = 20
@@ -30,16 +30,20 @@ DREAM_LR = 2.0  # pixels (0..255) per step, in units of the gradient's mean magn
 DREAM_JITTER = 4  # the largest shift, pixels
 
 
-def layer_names(net: LossNetwork) -> tuple[str, ...]:
-    """The layers a dream can ascend: the loss network's taps."""
-    return tuple(n for n in net.layer_names if n in net._taps)
+# The layers a dream can ascend: VGG19's taps (the loss network computes no others), shallow first.
+DREAM_LAYERS = tuple(sorted({*STYLE_LAYERS["vgg19"], CONTENT_LAYER}))
+
+
+def check_layer(layer: str) -> str:
+    if layer not in DREAM_LAYERS:
+        raise ValueError(f"unknown layer {layer!r}; valid: {', '.join(DREAM_LAYERS)}")
+    return layer
 
 
 def dream(net: LossNetwork, photo: torch.Tensor, *, layer: str = DREAM_LAYER, steps: int = DREAM_STEPS,
           lr: float = DREAM_LR, jitter: int = 0, seed: int = 0) -> torch.Tensor:
     """Gradient ascent from `photo` ((3, H, W), 0..255); returns the result (3, H, W), whole levels."""
-    if layer not in layer_names(net):
-        raise ValueError(f"unknown layer {layer!r}; valid: {', '.join(layer_names(net))}")
+    check_layer(layer)
     if jitter < 0:
         raise ValueError(f"jitter must be >= 0 pixels, got {jitter}")
     rng = torch.Generator().manual_seed(seed)

@@ -327,12 +327,14 @@ def deepdream(
 ) -> None:
     """DeepDream from a photograph through the VGG19 loss network: fixed position vs a random shift
     (jitter) each step, max vs average pooling; scores what the ascent added."""
-    from models.artifacts.deepdream import dream_table, layer_names
+    from models.artifacts.deepdream import check_layer, dream_table
     from models.loss_network import build_loss_network
 
+    try:
+        check_layer(layer)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--layer") from None
     nets = {"max": build_loss_network("vgg19"), "avg": build_loss_network("vgg19", pooling="avg")}
-    if layer not in layer_names(nets["max"]):
-        raise typer.BadParameter(f"unknown layer {layer!r}; valid: {', '.join(layer_names(nets['max']))}")
     photo = _photo(size)
     kept: dict = {}
     rows = [r.as_dict() for r in dream_table(photo, nets, jitters=(0, jitter), layer=layer, steps=steps, lr=lr, keep=kept)]
