@@ -125,7 +125,11 @@ class ArtifactProbe(pl.Callback):
 
     Rows {step, artifact_p2, artifact_p4, style_distance, content_distance} are kept in `rows`
     and sent to the logger as probe/<name>. Rows of runs from before the distances were probed
-    lack those two keys; readers take them as missing. Under DDP only rank 0 measures."""
+    lack those two keys; readers take them as missing. Under DDP only rank 0 measures.
+
+    A network of several styles is measured with each style selected in turn, against that
+    style's own Grams; the row holds the mean over the styles under the same keys (so curves
+    of one- and many-style runs read alike), and the training selection is put back."""
 
     def __init__(self, photos: torch.Tensor, *, every: int, scored: int = 0):
         self.photos = photos  # (N, 3, H, W) 0..255
@@ -142,12 +146,22 @@ class ArtifactProbe(pl.Callback):
         if not trainer.is_global_zero or (self.rows and self.rows[-1]["step"] == step):
             return
         photos = self.photos.to(pl_module.device)
-        with torch.no_grad():
-            out = pl_module.net(photos)
-        d = distances(pl_module.loss_net, out, photos, pl_module.target_grams)
-        s = checkerboard_score(np.asarray(from_tensor(out[self.scored])))  # the pixels a PNG would hold
-        row = {"step": step, "artifact_p2": s[2], "artifact_p4": s[4],
-               **{k: float(v.mean()) for k, v in d.items()}}
+        net = pl_module.net
+        if not pl_module.style_grams:
+            pl_module.compute_style_grams()
+        was = net.selected
+        per_style = []
+        for i, grams in enumerate(pl_module.style_grams):
+            if net.styles > 1:
+                net.select_style(i)
+            with torch.no_grad():
+                out = net(photos)
+            d = distances(pl_module.loss_net, out, photos, grams)
+            s = checkerboard_score(np.asarray(from_tensor(out[self.scored])))  # the pixels a PNG would hold
+            per_style.append({"artifact_p2": s[2], "artifact_p4": s[4], **{k: float(v.mean()) for k, v in d.items()}})
+        if net.styles > 1:
+            net.select_style(list(was))
+        row = {"step": step, **{k: float(np.mean([r[k] for r in per_style])) for k in per_style[0]}}
         self.rows.append(row)
         if trainer.logger is not None:
             trainer.logger.log_metrics({f"probe/{k}": v for k, v in row.items() if k != "step"}, step=step)

@@ -1,26 +1,30 @@
-"""Checkpoints that describe themselves: weights, settings, decoder, style, step, versions.
+"""Checkpoints that describe themselves: weights, settings, decoder, styles, step, versions.
 
 A checkpoint is Lightning's dict plus a `checkerless` entry; `stylize` and `train --resume`
 need nothing else. Everything in it is plain data, so it loads with weights_only=True.
+
+Format 1 is a one-style run (`style_name`, `style_png`); format 2 adds `styles` and
+`style_pngs`, every style in order (the first also as `style_name`/`style_png`), and is
+written for several styles only: a one-style checkpoint stays one that older code reads.
 """
 
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
-from models.config import TrainConfig
+from models.config import MAX_STYLES, TrainConfig
 from models.transformer_net import TransformerNet
 
 if TYPE_CHECKING:
     from models.lightning_module import StyleTransferModule
 
-FORMAT = 1
+FORMAT = 2  # the newest this code reads
 
 
 class CheckpointError(ValueError):
@@ -35,12 +39,14 @@ def _version(pkg: str) -> str:
 
 
 def describe(module: StyleTransferModule) -> dict:
+    several = len(module.style_names) > 1
     return {
-        "format": FORMAT,
+        "format": 2 if several else 1,
         "config": module.config.to_dict(),
         "decoder": module.config.decoder,
         "style_name": module.style_name,
         "style_png": module.style_png,
+        **({"styles": list(module.style_names), "style_pngs": list(module.style_pngs)} if several else {}),
         "content": module.content_label,
         "step": module.global_step,
         "versions": {
@@ -61,6 +67,8 @@ class CheckpointInfo:
     content: str
     step: int
     versions: dict
+    styles: list[str] = field(default_factory=list)  # every style's name, in order (one for a one-style run)
+    style_pngs: list[bytes] = field(default_factory=list)  # their images, as PNG
 
 
 def read_checkpoint(path: str | Path) -> tuple[CheckpointInfo, dict]:
@@ -77,10 +85,18 @@ def read_checkpoint(path: str | Path) -> tuple[CheckpointInfo, dict]:
         raise CheckpointError(f"{p}: not a checkerless checkpoint (no 'checkerless' entry)")
     if meta.get("format", 0) > FORMAT:
         raise CheckpointError(f"{p}: written by a newer checkerless (format {meta['format']})")
+    try:
+        config = TrainConfig.from_dict(meta["config"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{p}: its settings are not valid here ({e})") from None
+    styles = list(meta.get("styles") or [meta["style_name"]])
+    style_pngs = list(meta.get("style_pngs") or [meta["style_png"]])
+    if len(styles) != len(style_pngs) or not 1 <= len(styles) <= MAX_STYLES:
+        raise CheckpointError(f"{p}: its styles do not fit ({len(styles)} names, {len(style_pngs)} images)")
     info = CheckpointInfo(
-        path=p, config=TrainConfig.from_dict(meta["config"]), style_name=meta["style_name"],
+        path=p, config=config, style_name=meta["style_name"],
         style_png=meta["style_png"], content=meta.get("content", "builtin"), step=int(meta["step"]),
-        versions=meta.get("versions", {}),
+        versions=meta.get("versions", {}), styles=styles, style_pngs=style_pngs,
     )
     return info, raw
 
@@ -88,10 +104,12 @@ def read_checkpoint(path: str | Path) -> tuple[CheckpointInfo, dict]:
 def load_network(path: str | Path) -> tuple[TransformerNet, CheckpointInfo]:
     """The trained network, in eval mode on the CPU, and its description."""
     info, raw = read_checkpoint(path)
-    net = TransformerNet(decoder=info.config.decoder_stages, downsample=info.config.downsample_stages)
+    net = TransformerNet(decoder=info.config.decoder_stages, downsample=info.config.downsample_stages,
+                         styles=len(info.styles))
     state = {k.removeprefix("net."): v for k, v in raw["state_dict"].items() if k.startswith("net.")}
     try:
         net.load_state_dict(state)
     except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not fit the {info.config.decoder} network ({e})") from None
+        raise CheckpointError(f"{path}: weights do not fit the {info.config.decoder} network "
+                              f"of {len(info.styles)} style(s) ({e})") from None
     return net.eval(), info

@@ -43,6 +43,9 @@ MAX_STYLES = 32
 # The stability loss's weight (models/losses.py stability_loss): 0 is off; the upper bound
 # keeps a typo from drowning every other term.
 MAX_STABILITY_WEIGHT = 1e6
+# The stability loss's light noise: Gaussian, this standard deviation on the 0..255 scale
+# (about the noise of a video frame's compression).
+STABILITY_NOISE_STD = 2.0
 # Stylising: an image whose untiled pass would take more than this is run in tiles
 # (models/tiling.py); the CLI's --memory-budget and the worker's setting default to it.
 STYLIZE_MEMORY_BUDGET_GIB = 2.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from models.config import per_device_batch
+from models.config import MAX_STYLES, per_device_batch
 from models.images import ImageError, open_image, resize_shorter, to_rgb, list_images
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,33 @@ BUILTIN_LABEL = "builtin"
 
 def builtin_photos() -> list[ImageSource]:
     return [ImageSource(name, load) for name, load in BUILTIN_PHOTOS.items()]
+
+
+def load_styles(specs: str | Path | Sequence[str | Path]) -> list[tuple[str, Image.Image]]:
+    """One style spec or a list of 1..MAX_STYLES (files or built-in names), in order."""
+    items = [specs] if isinstance(specs, (str, Path)) else list(specs)
+    if not 1 <= len(items) <= MAX_STYLES:
+        raise ValueError(f"a run takes 1 to {MAX_STYLES} styles, got {len(items)}")
+    return [load_style(s) for s in items]
+
+
+# Not the data order's streams ([seed, epoch], [seed, n]): a third element keeps them apart.
+_STYLE_STREAM = 1
+
+
+def style_for_step(seed: int, step: int, n: int) -> int:
+    """The style (0..n-1) that optimiser step `step` (0-based) of a run of n styles trains on.
+
+    Steps come in rounds of n; round r = step // n visits every style once, in the order of a
+    permutation seeded by (seed, r). So every style gets the same number of steps (within one)
+    at every point of the run, the order is not a fixed cycle, and the style is a pure function
+    of (seed, step): the same on every DDP rank, on resume, and in both runs of an A/B pair."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if n == 1:
+        return 0
+    rnd, pos = divmod(step, n)
+    return int(np.random.default_rng([seed, rnd, _STYLE_STREAM]).permutation(n)[pos])
 
 
 def load_style(spec: str | Path) -> tuple[str, Image.Image]:

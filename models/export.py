@@ -58,6 +58,11 @@ def metadata(net: TransformerNet, extra: Mapping[str, object] | None = None) -> 
     """What an exported file says about itself (all strings: ONNX metadata_props are)."""
     meta = {
         "checkerless.decoder": net.decoder_label,
+        "checkerless.downsample": net.downsample_label,
+        # A network of several styles is exported with the style (or mix) selected in it baked
+        # in: the file computes that one; export again after select_style for another.
+        "checkerless.styles": str(net.styles),
+        "checkerless.style_mix": ",".join(f"{w:g}" for w in net.selected),
         "checkerless.input": INPUT_CONVENTION,
         "checkerless.output": OUTPUT_CONVENTION,
         "checkerless.version": _version("checkerless"),

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping, Sequence
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from PIL import Image
 
-from models.config import TrainConfig
+from models.config import MAX_STYLES, STABILITY_NOISE_STD, TrainConfig
+from models.data import style_for_step
 from models.images import resize_shorter, to_tensor
 from models.loss_network import LossNetwork, build_loss_network
-from models.losses import LossWeights, gram_matrix, perceptual_loss
+from models.losses import LossWeights, gram_matrix, perceptual_loss, stability_loss
 from models.transformer_net import TransformerNet
 
 
@@ -25,22 +28,38 @@ class StyleTransferModule(pl.LightningModule):
     """Trains `net` so its outputs keep the content's relu2_2 features and the style's Grams.
 
     The loss network is injected (tests pass a small one) and is not part of the checkpoint:
-    it is frozen, large, and rebuilt from its name. The style image is: checkpoints carry it,
-    so a resumed run recomputes the same Gram targets from nothing but the checkpoint.
+    it is frozen, large, and rebuilt from its name. The style images are: checkpoints carry
+    them, so a resumed run recomputes the same Gram targets from nothing but the checkpoint.
+
+    Several styles (`styles`, a list of (name, PNG bytes), up to MAX_STYLES) train one network
+    with conditional instance norm: one Gram target per style, and each step trains on the
+    one style `style_for_step(seed, step, n)` names (models/data.py), a pure function of the
+    seed and the step, so every DDP rank, a resumed run and both sides of an A/B pair agree.
+    `style_name`/`style_png` name the one style of a one-style run (and the first of several).
     """
 
-    def __init__(self, config: TrainConfig, *, style_name: str, style_png: bytes,
-                 content_label: str = "builtin", loss_network: LossNetwork | None = None, compiled: bool = False):
+    def __init__(self, config: TrainConfig, *, style_name: str | None = None, style_png: bytes | None = None,
+                 styles: Sequence[tuple[str, bytes]] | None = None, content_label: str = "builtin",
+                 loss_network: LossNetwork | None = None, compiled: bool = False):
         super().__init__()
+        if styles is None:
+            if style_name is None or style_png is None:
+                raise ValueError("a run needs a style: style_name and style_png, or styles")
+            styles = [(style_name, style_png)]
+        styles = list(styles)
+        if not 1 <= len(styles) <= MAX_STYLES:
+            raise ValueError(f"a run takes 1 to {MAX_STYLES} styles, got {len(styles)}")
         self.compiled = compiled
         self.config = config
-        self.style_name = style_name
+        self.style_names = [name for name, _ in styles]
+        self.style_pngs = [png for _, png in styles]
+        self.style_name, self.style_png = self.style_names[0], self.style_pngs[0]
         self.content_label = content_label
-        self.style_png = style_png
         # Seeded here so the same seed gives the same shared weights whatever the decoder.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
-            self.net = TransformerNet(decoder=config.decoder_stages, downsample=config.downsample_stages)
+            self.net = TransformerNet(decoder=config.decoder_stages, downsample=config.downsample_stages,
+                                      styles=len(styles))
         loss_network = loss_network or build_loss_network(config.loss_network, pooling=config.loss_pooling)
         if not loss_network.pretrained and config.loss_network != "vgg19-random":
             raise ValueError("refusing to train against a loss network with random weights")
@@ -49,16 +68,34 @@ class StyleTransferModule(pl.LightningModule):
                              f"but the run's settings say loss_pooling={config.loss_pooling!r}")
         # Kept out of the module tree: no state_dict entries, no optimizer parameters.
         self.__dict__["loss_net"] = loss_network
-        style = to_tensor(resize_shorter(Image.open(io.BytesIO(style_png)), config.style_size or config.size))
-        self.register_buffer("style_image", style[None], persistent=False)
-        self.target_grams: dict[str, torch.Tensor] = {}
+        side = config.style_size or config.size
+        # Plain tensors, not buffers (styles differ in shape); moved to the device at fit start.
+        self.style_images = [to_tensor(resize_shorter(Image.open(io.BytesIO(png)), side))[None]
+                             for png in self.style_pngs]
+        self.style_grams: list[dict[str, torch.Tensor]] = []  # one per style, at fit start
+        self.target_grams: dict[str, torch.Tensor] = {}  # the first style's (one-style code reads it)
         self._step_losses = self.losses
 
-    def on_fit_start(self) -> None:
+    @property
+    def styles(self) -> int:
+        return len(self.style_names)
+
+    @property
+    def style_image(self) -> torch.Tensor:
+        return self.style_images[0]
+
+    def compute_style_grams(self) -> None:
+        """Each style's Gram targets: once per run, not per step."""
         self.loss_net.to(self.device)
-        with torch.no_grad():  # the style's Grams: once per run, not per step
-            feats = self.loss_net(self.style_image)
-            self.target_grams = {k: gram_matrix(feats[k]) for k in self.loss_net.style_layers}
+        with torch.no_grad():
+            self.style_grams = []
+            for image in self.style_images:
+                feats = self.loss_net(image.to(self.device))
+                self.style_grams.append({k: gram_matrix(feats[k]) for k in self.loss_net.style_layers})
+        self.target_grams = self.style_grams[0]
+
+    def on_fit_start(self) -> None:
+        self.compute_style_grams()
         # Compiled, the step's elementwise work (instance norms, ReLUs, Grams, the losses)
         # is fused; the same arithmetic, so the same losses within float rounding.
         self._step_losses = torch.compile(self.losses) if self.compiled else self.losses
@@ -66,15 +103,42 @@ class StyleTransferModule(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def losses(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
+    def style_at(self, step: int) -> int:
+        return style_for_step(self.config.seed, step, self.styles)
+
+    def stability_noise(self, step: int, like: torch.Tensor) -> torch.Tensor:
+        """The stability loss's noise at `step`: drawn for the whole global batch from a
+        generator seeded by (seed, step), this rank's slice taken, so a step computes the same
+        on any number of devices and again on resume."""
+        cfg = self.config
+        g = torch.Generator().manual_seed(int(np.random.SeedSequence([cfg.seed, step, 2]).generate_state(1)[0]))
+        noise = torch.randn(cfg.batch, *like.shape[1:], generator=g) * STABILITY_NOISE_STD
+        rank = self.trainer.global_rank if self._trainer is not None else 0
+        start = rank * like.shape[0]
+        return noise[start:start + like.shape[0]].to(like.device, like.dtype)
+
+    def losses(self, content: torch.Tensor, style_grams: Mapping[str, torch.Tensor] | None = None,
+               noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The step's loss terms for the style selected in the net, against `style_grams`
+        (the first style's when not given); with `noise`, the stability term too."""
         out = self.net(content)
         target = self.loss_net.content_target(content)
         cfg = self.config
-        return perceptual_loss(self.loss_net, out, content_target=target, style_grams=self.target_grams,
-                               weights=LossWeights(cfg.content_weight, cfg.style_weight, cfg.tv_weight))
+        losses = perceptual_loss(self.loss_net, out, content_target=target,
+                                 style_grams=self.target_grams if style_grams is None else style_grams,
+                                 weights=LossWeights(cfg.content_weight, cfg.style_weight, cfg.tv_weight))
+        if noise is not None and cfg.stability_weight > 0:
+            stability = stability_loss(self.net, content, output=out, noise=noise)
+            losses["loss"] = losses["loss"] + cfg.stability_weight * stability
+            losses["stability"] = stability
+        return losses
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        losses = self._step_losses(batch)
+        style = self.style_at(self.global_step)
+        if self.styles > 1:
+            self.net.select_style(style)  # the same on every rank: a function of seed and step
+        noise = self.stability_noise(self.global_step, batch) if self.config.stability_weight > 0 else None
+        losses = self._step_losses(batch, self.style_grams[style], noise)
         # Under DDP every rank decides alike, so all of them fail the run, not one that leaves
         # the others waiting; the logged losses are the mean over the ranks: the global batch's.
         if not self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(losses["loss"])), all=True):

@@ -25,9 +25,14 @@ PANEL_SIZE = 192  # shorter side: enough to see the pattern, small enough to loa
 PROBE_SIZE, PROBE_SCORED = 128, "astronaut"
 
 
-def save_preview(net: TransformerNet, path: str | Path) -> Path:
+def _stylize(net: TransformerNet, photo: torch.Tensor, style: int | None) -> torch.Tensor:
+    return stylize_tensor(net, photo) if style is None else stylize_tensor(net, photo, style=style)
+
+
+def save_preview(net: TransformerNet, path: str | Path, *, style: int | None = None) -> Path:
+    """The preview photo stylised with `style` (None: the network's default, style 0)."""
     photo = to_tensor(resize_shorter(BUILTIN_PHOTOS[PREVIEW_PHOTO](), PREVIEW_SIZE))
-    return save_png(stylize_tensor(net, photo), path)
+    return save_png(_stylize(net, photo, style), path)
 
 
 def probe_batch(size: int = PROBE_SIZE) -> torch.Tensor:
@@ -36,13 +41,20 @@ def probe_batch(size: int = PROBE_SIZE) -> torch.Tensor:
     return torch.stack([to_tensor(ImageOps.fit(BUILTIN_PHOTOS[name](), (size, size))) for name in PANEL])
 
 
-def stylize_panel(net: TransformerNet, folder: str | Path) -> list[dict]:
-    """The network's outputs on the panel: name, path, size and period-2/4 scores (dB)."""
+def stylize_panel(net: TransformerNet, folder: str | Path, *, style: int | None = None) -> list[dict]:
+    """The network's outputs on the panel with `style` (None: the network's default, style 0):
+    name, path, size and period-2/4 scores (dB)."""
     items = []
     for name in PANEL:
-        out = stylize_tensor(net, to_tensor(resize_shorter(BUILTIN_PHOTOS[name](), PANEL_SIZE)))
+        out = _stylize(net, to_tensor(resize_shorter(BUILTIN_PHOTOS[name](), PANEL_SIZE)), style)
         path = save_png(out, Path(folder) / f"{name}.png")
         s = checkerboard_score(np.asarray(from_tensor(out)))
         items.append({"name": name, "path": str(path), "width": out.shape[2], "height": out.shape[1],
                       "period2_db": s[2], "period4_db": s[4]})
     return items
+
+
+def stylize_style_panels(net: TransformerNet, folder: str | Path) -> list[list[dict]]:
+    """One panel per style of the network, style i in `folder/style-i/` (a one-style network:
+    one panel, in `folder/style-0/`)."""
+    return [stylize_panel(net, Path(folder) / f"style-{i}", style=i) for i in range(getattr(net, "styles", 1))]

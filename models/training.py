@@ -15,7 +15,7 @@ import torch
 from models.callbacks import ArtifactProbe, LossHistory, LossProgress, PeriodicCheckpoint, StopWhen
 from models.checkpoint import read_checkpoint
 from models.config import TrainConfig, per_device_batch
-from models.data import BUILTIN_LABEL, ContentDataModule, ContentSet, load_style
+from models.data import BUILTIN_LABEL, ContentDataModule, ContentSet, load_styles
 from models.lightning_module import StyleTransferModule, style_png_from_image
 from models.loss_network import LossNetwork
 
@@ -85,7 +85,7 @@ def train(
     config: TrainConfig | None = None,
     *,
     out_dir: str | Path,
-    style: str | Path | None = None,
+    style: str | Path | Sequence[str | Path] | None = None,
     content: ContentSet | str | Path | None = None,
     resume: str | Path | None = None,
     steps: int | None = None,
@@ -103,6 +103,10 @@ def train(
 ) -> RunResult:
     """Train a style (or resume one from a checkpoint) and write `out_dir/last.ckpt`.
 
+    `style` is one style (a file or a built-in name) or a list of up to MAX_STYLES: several
+    train one network with conditional instance norm, each step on the style
+    `models.data.style_for_step(seed, step, n)` names.
+
     On resume the settings, style and content come from the checkpoint; `steps` may raise
     the total to train further. Data order and weights continue exactly where they stopped.
 
@@ -119,7 +123,7 @@ def train(
         info, _ = read_checkpoint(resume)
         start_step = info.step
         config = info.config if steps is None else info.config.replace(steps=steps)
-        style_name, style_png = info.style_name, info.style_png
+        styles = list(zip(info.styles, info.style_pngs))
         if content is None and info.content != BUILTIN_LABEL:
             if not Path(info.content).is_dir():
                 raise ValueError(f"{resume} was trained on {info.content}, which is not a folder here: "
@@ -133,8 +137,7 @@ def train(
             raise ValueError("a new run needs a config and a style image")
         if steps is not None:
             config = config.replace(steps=steps)
-        style_name, style_img = load_style(style)
-        style_png = style_png_from_image(style_img)
+        styles = [(name, style_png_from_image(img)) for name, img in load_styles(style)]
     content_set = content if isinstance(content, ContentSet) else ContentSet.resolve(content)
 
     per_device_batch(config.batch, devices)  # before any rank starts: a clear error, not N of them
@@ -145,8 +148,8 @@ def train(
     speed = Speed.plan(accelerator, steps_left=config.steps - start_step, compile=compile, num_workers=num_workers,
                        streamed=content_set.streamed)
     pl.seed_everything(config.seed, workers=True, verbose=False)
-    module = StyleTransferModule(config, style_name=style_name, style_png=style_png,
-                                 content_label=content_set.label, loss_network=loss_network, compiled=speed.compiled)
+    module = StyleTransferModule(config, styles=styles, content_label=content_set.label, loss_network=loss_network,
+                                 compiled=speed.compiled)
     data = ContentDataModule(content_set, size=config.size, batch=config.batch, seed=config.seed,
                              num_workers=speed.num_workers, pin_memory=speed.pin_memory)
     history, stopper = LossHistory(), StopWhen(should_stop)

@@ -122,3 +122,22 @@ def test_bad_paths_and_files(tmp_path):
         load_exported(blocker)
     with pytest.raises(ExportError, match="no such file"):
         load_exported(tmp_path / "missing.onnx")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_several_style_network_exports_with_its_selected_mix_baked_in(fmt, tmp_path):
+    torch.manual_seed(0)
+    net = TransformerNet(decoder="resize-nearest", downsample="blur-stride", styles=3, residual_blocks=1)
+    with torch.no_grad():  # untrained styles are all the same: make them differ
+        for m in net.modules():
+            if hasattr(m, "mix"):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    net.select_style([0.0, 1.0, 3.0])
+    path = export_network(net, tmp_path / f"net{SUFFIXES[fmt]}", fmt)
+    images = [photo(37, 45)]
+    assert max_8bit_difference(path, net, images) <= 1
+    meta = read_metadata(path)
+    assert (meta["checkerless.styles"], meta["checkerless.style_mix"]) == ("3", "0,0.25,0.75")
+    assert meta["checkerless.downsample"] == "blur-stride"
+    assert max_8bit_difference(path, net.select_style(0), images) > 1  # another style: another output
