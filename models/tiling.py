@@ -24,13 +24,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.blocks import ConvLayer, ResidualBlock
+from models.blocks import ConditionalInstanceNorm2d, ConvLayer, ResidualBlock
 from models.config import STYLIZE_MEMORY_BUDGET_GIB
 from models.transformer_net import MIN_INNER_SIZE, SIZE_MULTIPLE, TransformerNet
 
 DEFAULT_TILE = 512  # input pixels per tile side (a multiple of 4)
 MIN_TILE = 64
-ENCODER_HALO = 16  # input pixels: the encoder reaches 7 (9x9, then two stride-2 3x3 convs)
+# Input pixels: the encoder reaches 7 with stride-2 convs (9x9, then two stride-2 3x3 convs),
+# 10 with blur-stride (each 3x3 conv then a 3x3 blur) or resize-down (2x2 pool, 3x3 conv).
+ENCODER_HALO = 16
 DECODER_HALO = 4  # quarter-resolution pixels: the decoder and the 9x9 output conv reach 3
 # Peak memory of an untiled forward pass per input pixel, fp32, measured with
 # `checkerless bench --tiling` (docs/performance.md): the 32-channel full-resolution maps
@@ -75,16 +77,33 @@ class _Stats:
             self.s, self.ss = (s, ss) if self.s is None else (self.s + s, self.ss + ss)
         self.n += x.shape[2] * x.shape[3]
 
-    def frozen(self, norm: nn.InstanceNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    def frozen(self, norm: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         """(scale, shift) with norm(x) = x * scale + shift under the whole map's statistics."""
         mean = self.s / self.n
         var = (self.ss / self.n - mean * mean).clamp_min(0)
         inv = 1 / torch.sqrt(var + norm.eps)
         scale, shift = inv, -mean * inv
-        if norm.affine:
-            scale, shift = scale * norm.weight.double(), shift * norm.weight.double() + norm.bias.double()
-        dtype = norm.weight.dtype if norm.affine else torch.float32
+        affine = _affine(norm)
+        if affine is not None:
+            w, b = affine
+            scale, shift = scale * w, shift * w + b
+        dtype = norm.weight.dtype if affine is not None else torch.float32
         return scale.to(dtype).view(1, -1, 1, 1), shift.to(dtype).view(1, -1, 1, 1)
+
+
+def _is_norm(layer: nn.Module) -> bool:
+    return isinstance(layer, (nn.InstanceNorm2d, ConditionalInstanceNorm2d))
+
+
+def _affine(norm: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The norm's per-channel scale and shift (C,), fp64: a conditional norm's are the selected
+    mix of its styles' rows (what its forward uses); None for a norm without them."""
+    if isinstance(norm, ConditionalInstanceNorm2d):
+        mix = norm.mix.double()
+        return mix @ norm.weight.double(), mix @ norm.bias.double()
+    if norm.affine:
+        return norm.weight.double(), norm.bias.double()
+    return None
 
 
 def _tiles(height: int, width: int, tile: int) -> Iterator[tuple[int, int, int, int]]:
@@ -128,7 +147,7 @@ def _tiled_stage(layers: list[nn.Module], source: torch.Tensor, out_channels: in
     """Every norm's whole-map statistics, one pass each, then the stage's output map."""
     frozen: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     for i, layer in enumerate(layers):
-        if isinstance(layer, nn.InstanceNorm2d):
+        if _is_norm(layer):
             frozen[i] = _run_tiled(layers, source, tile, halo, frozen, i, None).frozen(layer)
     _, _, height, width = source.shape
     out = source.new_empty(1, out_channels, round(height * out_scale), round(width * out_scale))
@@ -153,7 +172,7 @@ def _conv_in_bands(conv: ConvLayer, x: torch.Tensor, band: int = 64) -> torch.Te
     return out
 
 
-def _norm_(x: torch.Tensor, norm: nn.InstanceNorm2d) -> torch.Tensor:
+def _norm_(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
     stats = _Stats()
     stats.add(x)
     a, b = stats.frozen(norm)

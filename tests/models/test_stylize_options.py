@@ -60,3 +60,39 @@ def test_a_one_style_network_takes_style_0_or_one_weight_only():
         stylize_tensor(net, image, style=1)
     with pytest.raises(ValueError, match="style"):
         stylize_tensor(net, image, style=[0.5, 0.5])
+
+
+def _styled_net(styles: int, downsample: str, decoder: str = "resize-nearest") -> TransformerNet:
+    """A network whose norms' scales and shifts differ per style, as training leaves them."""
+    torch.manual_seed(0)
+    net = TransformerNet(decoder=decoder, downsample=downsample, styles=styles).eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if hasattr(m, "mix") or isinstance(m, torch.nn.InstanceNorm2d):
+                m.weight.normal_(1, 0.3)
+                m.bias.normal_(0, 0.3)
+    return net
+
+
+@pytest.mark.parametrize("downsample, style, strength, colors", [
+    ("stride-conv", 1, 1.0, "style"), ("blur-stride", [0.5, 0.5], 0.5, "luminance"), ("resize-down", 0, 1.0, "histogram")])
+def test_styles_mixes_and_colours_in_tiles_equal_the_whole_image(downsample, style, strength, colors):
+    net = _styled_net(2, downsample, decoder="deconv")
+    image = torch.rand(3, 101, 70, generator=torch.Generator().manual_seed(1)) * 255  # odd sizes, 2 x 2 tiles
+    whole = stylize_tensor(net, image, style=style, strength=strength, colors=colors)
+    tiled = stylize_tensor(net, image, style=style, strength=strength, colors=colors, tile=64)
+    assert (tiled - whole).abs().max() < 1e-2
+
+
+def test_each_style_and_a_mix_differ():
+    net = _styled_net(2, "stride-conv")
+    image = torch.rand(3, 40, 36, generator=torch.Generator().manual_seed(1)) * 255
+    s0, s1, mix = (stylize_tensor(net, image, style=s) for s in (0, 1, [1, 1]))
+    # The styles differ, and the mix is neither (a random network's outputs vary little).
+    assert (s0 - s1).abs().mean() > 0.1
+    assert (mix - s0).abs().mean() > 0.03 and (mix - s1).abs().mean() > 0.03
+    assert torch.equal(stylize_tensor(net, image), s0)  # no style given: the default, style 0
+    with pytest.raises(ValueError, match="style 2 does not exist"):
+        stylize_tensor(net, image, style=2)
+    with pytest.raises(ValueError, match="needs 2 weight"):
+        stylize_tensor(net, image, style=[1, 1, 1])
