@@ -9,7 +9,9 @@ in service/core/protocol.py. The loop:
   network is looked up once per round and its requests run back to back;
 - each network comes from an LRU bounded by `cache_bytes` (parameter and buffer bytes); the
   network in use is always kept, so one larger than the budget still runs, alone;
-- each image goes through models.stylize.stylize_tensor(net, image), on CUDA where there is one;
+- each image goes through models.stylize.stylize_tensor(net, image, style/mix, strength, colors),
+  on CUDA where there is one; a video through models.video.stylize_video, its progress in frames
+  sent as it goes;
 - each request is answered as soon as its own images are written.
 The owner closing our inbox means no more requests: what was read is answered, then we exit.
 """
@@ -127,17 +129,23 @@ class Server:
     def run_one(self, request: dict, net, cache: str, batch_size: int) -> None:
         from models.images import from_tensor, load_tensor
         from models.stylize import stylize_tensor
+        from models.stylize_options import StylizeOptions
 
         started = time.perf_counter()
         spent = {"decode": 0.0, "forward": 0.0, "encode": 0.0}
         self.requests += 1
         try:
+            options = StylizeOptions(**{k: v for k, v in (request.get("options") or {}).items() if v is not None})
+            chosen = {"style": options.selection, "strength": options.strength, "colors": options.colors}
             out_dir, outputs = Path(request["out_dir"]), []
-            for i, path in enumerate(request["inputs"]):
+            if request.get("kind") == "video":
+                outputs.append(self.run_video(request, net, out_dir, chosen))
+                spent["forward"] = time.perf_counter() - started
+            for i, path in enumerate(request["inputs"] if request.get("kind") != "video" else []):
                 t0 = time.perf_counter()
                 image = load_tensor(path)  # ImageError (a ValueError): the request's own input
                 t1 = time.perf_counter()
-                result = stylize_tensor(net, image)
+                result = stylize_tensor(net, image, **chosen)
                 t2 = time.perf_counter()
                 if not out_dir.is_dir():  # abandoned by its supervisor meanwhile: write nothing
                     raise FileNotFoundError(f"{out_dir} is gone (the request was abandoned)")
@@ -161,6 +169,19 @@ class Server:
                    "batch": self.batches, "batch_size": batch_size,
                    "seconds": round(time.perf_counter() - started, 4),
                    "spent": {k: round(v, 4) for k, v in spent.items()}, "stats": self.stats()})
+
+    def run_video(self, request: dict, net, out_dir: Path, chosen: dict) -> dict:
+        """The request's one video, stylised into out_dir/output.mp4 (VideoError, a ValueError: its own fault)."""
+        from models.video import stylize_video
+
+        def progress(done: int, total: int) -> None:
+            self.send({"op": protocol.SERVER_PROGRESS, "id": request["id"], "done": done, "total": total})
+
+        if not out_dir.is_dir():
+            raise FileNotFoundError(f"{out_dir} is gone (the request was abandoned)")
+        result = stylize_video(net, request["inputs"][0], out_dir / "output.mp4", progress=progress, **chosen)
+        return {"path": str(result.output), "width": result.width, "height": result.height, "frames": result.frames,
+                "fps": result.fps, "has_audio": result.has_audio, "flicker": result.flicker}
 
     def answer_error(self, request: dict, e: BaseException) -> None:
         user = isinstance(e, ValueError)

@@ -503,20 +503,26 @@ def run_stylize(settings: Settings, store: ObjectStore, request_id: str, *,
             checkpoint, digest = warm.checkpoints.fetch(store, Keys.checkpoint(record.job_id), folder / "net.ckpt")
         except ObjectNotFound:
             return fail("the job has no trained network any more")
-        inputs = [str(store.download(k, folder / k.rsplit("/", 1)[1])) for k in record.inputs]
-        lease = Lease(lambda: jobs.stylize_heartbeat(request_id, attempt), settings.heartbeat_s,
-                      name=f"heartbeat-{request_id[:8]}")
+        video = record.kind == "video"
+        if video:  # under its own suffix: ffmpeg reads by content, but some formats want their name
+            inputs = [str(store.download(record.inputs[0], folder / f"input{record.source_suffix}"))]
+        else:
+            inputs = [str(store.download(k, folder / k.rsplit("/", 1)[1])) for k in record.inputs]
+        limit_s = settings.video_time_limit_s if video else settings.stylize_time_limit_s
+        lease = Lease(lambda: jobs.stylize_heartbeat(request_id, attempt, ticket.progress if ticket else None),
+                      settings.heartbeat_s, name=f"heartbeat-{request_id[:8]}")
         started = time.monotonic()
         try:
-            ticket = warm.submit(request_id, checkpoint=checkpoint, digest=digest, inputs=inputs, out_dir=folder)
+            ticket = warm.submit(request_id, checkpoint=checkpoint, digest=digest, inputs=inputs, out_dir=folder,
+                                 options=record.options, kind=record.kind)
             while not ticket.wait(POLL_S / 10):
                 if lease.lost is not None:
                     raise lease.lost
                 if lease.age() > settings.lease_s:
                     return None  # finally drops the answer; the sweeper requeues it once the store answers
-                if time.monotonic() - started > settings.stylize_time_limit_s:
-                    warm.kill(ticket, f"a request ran past the time limit of {settings.stylize_time_limit_s} s")
-                    return fail(f"stopped at the time limit of {settings.stylize_time_limit_s} s")
+                if time.monotonic() - started > limit_s:
+                    warm.kill(ticket, f"a request ran past the time limit of {limit_s} s")
+                    return fail(f"stopped at the time limit of {limit_s} s")
         finally:
             lease.stop()
         if ticket.died is not None:
@@ -526,12 +532,17 @@ def run_stylize(settings: Settings, store: ObjectStore, request_id: str, *,
             return fail(answer.get("error") or "the stylise server gave no reason")
         keys, sizes = [], []
         for i, out in enumerate(answer["outputs"]):
-            store.put_file(Keys.stylize_output(request_id, i), Path(out["path"]), content_type="image/png")
-            keys.append(Keys.stylize_output(request_id, i))
+            key = Keys.stylize_video_output(request_id) if video else Keys.stylize_output(request_id, i)
+            store.put_file(key, Path(out["path"]), content_type="video/mp4" if video else "image/png")
+            keys.append(key)
             sizes.append((out["width"], out["height"]))
 
         def succeed(r: StylizeRecord) -> None:
             r.outputs, r.sizes = keys, sizes
+            if video:
+                out = answer["outputs"][0]
+                r.video = {k: out[k] for k in ("frames", "fps", "has_audio", "flicker")}
+                r.progress = {"done": out["frames"], "total": out["frames"]}
             r.move(JobState.succeeded)
 
         return end(succeed, "succeeded")

@@ -66,6 +66,7 @@ class Ticket:
         self.died: ServerDied | None = None
         self.abandoned = False
         self.sent_at = time.time()
+        self.progress: dict[str, int] | None = None  # a video's frames so far: done, total
         self._done = threading.Event()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -196,6 +197,12 @@ class ServerProcess:
                     log.info("stylise server %d ready on %s after %.1f s", self.pid, self.device,
                              time.monotonic() - self.started)
                     continue
+                if message.get("op") == protocol.SERVER_PROGRESS:
+                    with self._lock:
+                        ticket = self.pending.get(message.get("id"))
+                    if ticket is not None:
+                        ticket.progress = {"done": int(message["done"]), "total": int(message["total"])}
+                    continue
                 with self._lock:
                     ticket = self.pending.pop(message.get("id"), None)
                 if ticket is not None:
@@ -288,8 +295,10 @@ class WarmStylizer:
         self._lock = threading.RLock()
         _remove_leftovers(settings.work_dir)
 
-    def submit(self, request_id: str, *, checkpoint: Path, digest: str, inputs: list[str], out_dir: Path) -> Ticket:
-        message = {"checkpoint": str(checkpoint), "digest": digest, "inputs": inputs, "out_dir": str(out_dir)}
+    def submit(self, request_id: str, *, checkpoint: Path, digest: str, inputs: list[str], out_dir: Path,
+               options: dict | None = None, kind: str = "images") -> Ticket:
+        message = {"checkpoint": str(checkpoint), "digest": digest, "inputs": inputs, "out_dir": str(out_dir),
+                   "options": options or {}, "kind": kind}
         with self._lock:
             server = self.server
             if server is None or not server.open:

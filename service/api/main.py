@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None, *, store: ObjectStore | None = 
     # Outermost last: the body limit applies before a body is spooled for an Idempotency-Key.
     app.add_middleware(Idempotency, store=store, keep_s=settings.idempotency_keep_s)
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes, streamed=STREAMED_PATHS,
+                       larger={"/stylize-video": settings.max_video_bytes},
                        on_reject=lambda: metrics.refused.labels("body_too_large").inc())
     errors.install(app)
     for router in (health.router, builtin_styles.router, uploads.router, content_sets.router, jobs.router,

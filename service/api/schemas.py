@@ -244,4 +244,12 @@ class StylizationPublic(BaseModel):
     job_id: str
     state: JobState
     error: str | None
-    outputs: list[dict]  # index, width, height, url
+    outputs: list[dict] = Field(description="index, width, height, url; a video's one output also has frames, fps, "
+                                "has_audio and flicker.")
+    kind: str = Field("images", description="images, or video")
+    options: dict = Field(default_factory=dict, description="style, mix, strength, colors as asked (empty: the "
+                          "defaults)")
+    progress: dict[str, int] | None = Field(None, description="A video's frames: done, total (while it runs, and at "
+                                            "the end).")
+    flicker: dict[str, float | None] | None = Field(None, description="A video's flicker (models/flicker.py): input "
+                                                     "and output, in 8-bit levels; None where no pixel stood still.")

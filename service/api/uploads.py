@@ -21,17 +21,24 @@ from service.core.errors import TooLarge
 class BodyLimit:
     """ASGI middleware: 413 as soon as a request body passes `max_bytes` (by Content-Length,
     or by counting while it streams when there is none). Bodies to the `streamed` paths pass:
-    their routes write them to the store as they come, under a limit of their own."""
+    their routes write them to the store as they come, under a limit of their own. Paths ending
+    in one of `larger`'s suffixes have that limit instead (a video upload)."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int, streamed: frozenset[str] = frozenset(), on_reject=lambda: None):
+    def __init__(self, app: ASGIApp, *, max_bytes: int, streamed: frozenset[str] = frozenset(), on_reject=lambda: None,
+                 larger: dict[str, int] | None = None):
         self.app, self.max_bytes, self.streamed, self.on_reject = app, max_bytes, streamed, on_reject
+        self.larger = larger or {}
+
+    def limit(self, path: str) -> int:
+        return next((n for suffix, n in self.larger.items() if path.endswith(suffix)), self.max_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.streamed:
             return await self.app(scope, receive, send)
+        max_bytes = self.limit(scope["path"])
         length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            return await self._reject(send)
+        if length is not None and length.isdigit() and int(length) > max_bytes:
+            return await self._reject(send, max_bytes)
         seen = 0
         started = over = False
 
@@ -40,7 +47,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > max_bytes:
                     over = True
                     raise _TooLarge
             return message
@@ -50,7 +57,7 @@ class BodyLimit:
             if over:  # the body parser caught _TooLarge and answers 400 of its own: say 413 instead
                 if not started and message["type"] == "http.response.start":
                     started = True
-                    await self._reject(send)
+                    await self._reject(send, max_bytes)
                 return
             started = started or message["type"] == "http.response.start"
             await send(message)
@@ -59,11 +66,11 @@ class BodyLimit:
             await self.app(scope, counted, tracking_send)
         except _TooLarge:
             if not started:
-                await self._reject(send)
+                await self._reject(send, max_bytes)
 
-    async def _reject(self, send: Send) -> None:
+    async def _reject(self, send: Send, max_bytes: int) -> None:
         self.on_reject()
-        body = json.dumps({"detail": f"request body is larger than the limit of {self.max_bytes} bytes"}).encode()
+        body = json.dumps({"detail": f"request body is larger than the limit of {max_bytes} bytes"}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})

@@ -574,11 +574,13 @@ class JobStore:
             return Start.gone, None
         return decision[0], record
 
-    def stylize_heartbeat(self, request_id: str, attempt: int) -> None:
+    def stylize_heartbeat(self, request_id: str, attempt: int, progress: dict[str, int] | None = None) -> None:
         def change(r: StylizeRecord) -> None:
             if r.state != JobState.running or r.attempts != attempt:
                 raise LostLease(f"stylization {request_id} is {r.state.value}")
             r.heartbeat_at = now()
+            if progress:
+                r.progress = dict(progress)
 
         try:
             self.update_stylize(request_id, change)

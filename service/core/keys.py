@@ -169,6 +169,15 @@ class Keys:
     def stylize_output(request_id: str, index: int) -> str:
         return f"stylizations/{request_id}/output-{index:03d}.png"
 
+    @staticmethod
+    def stylize_video_input(request_id: str) -> str:
+        """A video as uploaded (any container ffmpeg reads; its own suffix is in the record)."""
+        return f"stylizations/{request_id}/input-video"
+
+    @staticmethod
+    def stylize_video_output(request_id: str) -> str:
+        return f"stylizations/{request_id}/output.mp4"
+
     # --- the list index (service/core/jobs.py, JobStore.list): one empty marker per job or
     # experiment, everyone's under index/<kind>/all and each owner's under
     # index/<kind>/owner/<owner>, named by sort_key so that key order is newest first, in

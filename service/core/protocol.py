@@ -35,14 +35,17 @@ EXIT_RETRY = 5  # the store failed under it (a content set streamed from it): re
 # FD_OUT: server -> owner); stdout and stderr are the server's log (LOG in its folder).
 #   server -> owner, once: {"op": "ready", "pid", "device"}
 #   owner -> server: {"op": "stylize", "id", "checkpoint": path, "digest": sha256 of the file,
-#                     "inputs": [paths], "out_dir": path}
+#                     "inputs": [paths], "out_dir": path, "options": {"style", "mix", "strength",
+#                     "colors"} (models/stylize_options.py; empty: the defaults), "kind": "images"|"video"}
+#   server -> owner, while a video runs: {"op": "progress", "id", "done", "total"} (frames)
 #   server -> owner, per request: {"op": "done", "id", "ok": true, "outputs": [{"path", "width",
 #                     "height"}], "cache": "hit"|"miss", "batch", "batch_size", "seconds",
-#                     "spent": {"decode", "forward", "encode"} in seconds, "stats"}
+#                     "spent": {"decode", "forward", "encode"} in seconds, "stats"}; a video's one
+#                     output also has "frames", "fps", "has_audio" and "flicker": {"input", "output"}
 #                  or {"op": "done", "id", "ok": false, "error": one line, "user_error": bool}
 # The owner closing FD_IN means "no more requests": the server answers what it has read, then
 # exits. An idle server exits by itself after the spec's idle_s.
-SERVER_READY, SERVER_STYLIZE, SERVER_DONE = "ready", "stylize", "done"
+SERVER_READY, SERVER_STYLIZE, SERVER_DONE, SERVER_PROGRESS = "ready", "stylize", "done", "progress"
 SERVER_STATUS = "stylize-server-{pid}.json"  # in the work folder, named by the owning process's pid
 
 

@@ -139,8 +139,10 @@ class StylizeRecord(_Record):
     # colors; empty: the network's defaults (and every record made before there were options).
     options: dict = Field(default_factory=dict)
     kind: str = "images"  # or "video": one input video, one output mp4
-    progress: dict[str, int] = Field(default_factory=dict)  # a video's frames: done, total
-    flicker: dict[str, float] = Field(default_factory=dict)  # a video's flicker (models/flicker.py): input, output
+    progress: dict[str, int] = Field(default_factory=dict)  # a video's frames: done, total (while it runs)
+    # A video's: flicker (models/flicker.py; None where no pixel stood still), frames, fps, has_audio.
+    video: dict = Field(default_factory=dict)
+    source_suffix: str = ""  # a video's file suffix as uploaded (.mp4, .mov...): ffmpeg reads it by its content
 
 
 class ExperimentRecord(BaseModel):

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     stale_after_s: float = Field(30.0, gt=0)  # a running job not refreshed for this long is requeued
     cancel_grace_s: float = Field(20.0, ge=0)  # after the cancel flag, before SIGTERM (and again to SIGKILL)
     stylize_time_limit_s: int = Field(600, gt=0)  # a stylisation still running after this fails
+    # Videos (POST /v1/jobs/{id}/stylize-video): the largest upload, and the longest stylisation.
+    max_video_bytes: int = Field(500 * 1024**2, gt=0)
+    video_time_limit_s: int = Field(3 * 3600, gt=0)
     # The warm stylise server (workers/warm_stylize.py): one long-lived process per worker process.
     stylize_cache_bytes: int = Field(1024**3, ge=1)  # loaded networks kept (parameter bytes); least recently used go first
     stylize_server_max_rss_bytes: int = Field(4 * 1024**3, ge=1)  # past this the server is restarted between requests

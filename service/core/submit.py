@@ -5,9 +5,13 @@ fails, what was written is taken back, so no job is left that nothing will ever 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Iterable
 from datetime import timedelta
+from pathlib import Path
 
 from models.config import MAX_STYLES, TrainConfig, per_device_batch
+from models.stylize_options import StylizeOptions
 from service.core import builtin_styles, webhooks
 from service.core.auth import ApiKey as Owner
 from service.core.content_sets import ContentSetRecord, ContentSetState, ContentSource
@@ -158,25 +162,67 @@ def _take_back(jobs: JobStore, job_id: str) -> None:
         log.exception("could not take back job %s of a failed experiment", job_id)
 
 
-def request_stylize(jobs: JobStore, queue: JobQueue, owner: Owner, job_id: str, pngs: list[bytes],
-                    limits: Settings) -> StylizeRecord:
-    """Stylise images (already checked and re-encoded as PNG) with a finished job's network."""
+def check_options_for(record: JobRecord, options: StylizeOptions) -> None:
+    """The options against the job's network: a style index it has, a mix of as many weights as
+    it has styles (ValueError, a 422, otherwise)."""
+    n = len(record.style_list)
+    if options.style is not None and options.style >= n:
+        raise ValueError(f"style {options.style}: job {record.id} has {n} style(s), indexed 0 to {n - 1}")
+    if options.mix is not None and len(options.mix) != n:
+        raise ValueError(f"mix has {len(options.mix)} weight(s); job {record.id} has {n} style(s): give one weight each")
+
+
+def _stylizable(jobs: JobStore, owner: Owner, job_id: str, options: StylizeOptions, limits: Settings) -> JobRecord:
     record = jobs.get(job_id, owner.scope)
     check_storage(jobs, owner, limits)
     if record.state != JobState.succeeded:
         raise Conflict(f"job {job_id} is {record.state.value}; only a succeeded job can stylise")
+    check_options_for(record, options)
+    return record
+
+
+def _queue_stylize(jobs: JobStore, queue: JobQueue, request: StylizeRecord) -> StylizeRecord:
+    request = jobs.create_stylize(request)
+    try:
+        queue.send(STYLIZE_TASK, request.id)
+    except Unavailable:
+        jobs.update_stylize(request.id, lambda r: r.move(JobState.failed, error="could not be queued"))
+        raise
+    return request
+
+
+def request_stylize(jobs: JobStore, queue: JobQueue, owner: Owner, job_id: str, pngs: list[bytes],
+                    limits: Settings, options: StylizeOptions | None = None) -> StylizeRecord:
+    """Stylise images (already checked and re-encoded as PNG) with a finished job's network."""
+    options = options or StylizeOptions()
+    _stylizable(jobs, owner, job_id, options, limits)
     request_id = new_id()
     inputs = []
     for i, png in enumerate(pngs):
         jobs.store.put_bytes(Keys.stylize_input(request_id, i), png, content_type="image/png")
         inputs.append(Keys.stylize_input(request_id, i))
-    request = jobs.create_stylize(StylizeRecord(id=request_id, owner=owner.owner, job_id=job_id, inputs=inputs))
-    try:
-        queue.send(STYLIZE_TASK, request_id)
-    except Unavailable:
-        jobs.update_stylize(request_id, lambda r: r.move(JobState.failed, error="could not be queued"))
-        raise
-    return request
+    return _queue_stylize(jobs, queue, StylizeRecord(id=request_id, owner=owner.owner, job_id=job_id, inputs=inputs,
+                                                     options=options.to_dict()))
+
+
+VIDEO_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,5}")  # kept from the uploaded name, else none
+
+
+def request_stylize_video(jobs: JobStore, queue: JobQueue, owner: Owner, job_id: str, chunks: Iterable[bytes],
+                          filename: str, limits: Settings, options: StylizeOptions | None = None) -> StylizeRecord:
+    """Stylise a video with a finished job's network: stored as uploaded, then read by the stylise
+    worker (a file ffmpeg cannot read fails the request there, with ffmpeg's reason)."""
+    options = options or StylizeOptions()
+    _stylizable(jobs, owner, job_id, options, limits)
+    request_id = new_id()
+    key = Keys.stylize_video_input(request_id)
+    if jobs.store.put_stream(key, chunks, content_type="application/octet-stream") == 0:
+        jobs.store.delete(key)
+        raise ValueError(f"{filename or 'the video'} is empty")
+    suffix = Path(filename or "").suffix
+    return _queue_stylize(jobs, queue, StylizeRecord(
+        id=request_id, owner=owner.owner, job_id=job_id, inputs=[key], options=options.to_dict(), kind="video",
+        source_suffix=suffix if VIDEO_SUFFIX.fullmatch(suffix) else ""))
 
 
 def validate_content_set(jobs: JobStore, queue: JobQueue, record: ContentSetRecord) -> ContentSetRecord:

@@ -4,7 +4,8 @@ from fastapi import APIRouter, File, Request, Response, UploadFile
 
 from service.api.compare import DIFF_GAIN, difference_png, spectrum_png, spectrum_profile
 from service.api.deps import PAGED, CurrentKey, PageDep, Services, ServicesDep, link_next
-from service.api.routes.jobs import public, stylization_public
+from service.api.routes.jobs import (ColorsField, MixField, StrengthField, StyleField, public, stylization_public,
+                                     stylize_options)
 from service.api.schemas import ExperimentCreate
 from service.api.uploads import check_image
 from service.core.errors import NotFound
@@ -134,13 +135,16 @@ def spectrum(experiment_id: str, name: str, services: ServicesDep, key: CurrentK
 
 @router.post("/experiments/{experiment_id}/stylize", status_code=202)
 def stylize_all(experiment_id: str, services: ServicesDep, key: CurrentKey,
-                files: list[UploadFile] = File(...)) -> list[dict]:
-    """Stylise your own images with every variant: one stylisation per variant to poll."""
+                files: list[UploadFile] = File(...), style: StyleField = None, mix: MixField = None,
+                strength: StrengthField = None, colors: ColorsField = None) -> list[dict]:
+    """Stylise your own images with every variant, with the same options (style or mix, strength, colours):
+    one stylisation per variant to poll."""
+    options = stylize_options(style, mix, strength, colors)
     exp = services.jobs.get_experiment(experiment_id, key.scope)
     images = [check_image(f.file.read(), name=f.filename or f"image {i}", max_pixels=services.settings.max_pixels)
               for i, f in enumerate(files)]
     pngs = [i.png for i in images]
     return [{"decoder": v["decoder"], "label": label(v),
              "stylization": stylization_public(request_stylize(services.jobs, services.queue, key, v["job_id"], pngs,
-                                                                   services.settings))}
+                                                                   services.settings, options))}
             for v in exp.variants]

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, File, Request, Response, UploadFile
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from models.stylize_options import COLOR_MODES, STRENGTH_RANGE, StylizeOptions
 from service.api.deps import PAGED, CurrentKey, PageDep, Services, ServicesDep, link_next
 from service.api.schemas import JobCreate, JobPublic, StylizationPublic
 from service.api.uploads import check_image
@@ -10,7 +13,7 @@ from service.core.builtin_styles import builtin_name, is_builtin
 from service.core.errors import Conflict, NotFound
 from service.core.keys import Keys
 from service.core.records import JobRecord, StylizeRecord
-from service.core.submit import request_stylize, submit_job
+from service.core.submit import request_stylize, request_stylize_video, submit_job
 
 router = APIRouter(tags=["jobs"])
 FILES = {"checkpoint": ("application/octet-stream", Keys.checkpoint),
@@ -128,19 +131,55 @@ def get_panel_image(job_id: str, name: str, services: ServicesDep, key: CurrentK
     return _object(services, item["key"], "image/png", presign=False, filename=f"{job_id}-{name}.png")
 
 
+# The stylise options as multipart form fields (models/stylize_options.py checks them).
+StyleField = Annotated[str | None, Form(description="Which style of a several-style network: its index (from 0).")]
+MixField = Annotated[str | None, Form(description="A mix of the network's styles: one weight each, e.g. 0.5,0.5 "
+                                      "(instead of style).")]
+StrengthField = Annotated[str | None, Form(description=f"How much style, from {STRENGTH_RANGE[0]:g} (the photo) to "
+                                           f"{STRENGTH_RANGE[1]:g} (the network's output) [default 1].")]
+ColorsField = Annotated[str | None, Form(description=f"The colours: {', '.join(COLOR_MODES)} (luminance and histogram "
+                                         "keep the photo's) [default style].")]
+
+
+def stylize_options(style: str | None, mix: str | None, strength: str | None, colors: str | None) -> StylizeOptions:
+    """The form's options, checked (ValueError, a 422 with the reason)."""
+    return StylizeOptions.parse(style=style, mix=mix, strength=strength, colors=colors)
+
+
 @router.post("/jobs/{job_id}/stylize", status_code=202, response_model=StylizationPublic)
-def stylize(job_id: str, services: ServicesDep, key: CurrentKey, files: list[UploadFile] = File(...)) -> StylizationPublic:
-    """Stylise one or more images with a finished job's network (queued; poll the result)."""
+def stylize(job_id: str, services: ServicesDep, key: CurrentKey, files: list[UploadFile] = File(...),
+            style: StyleField = None, mix: MixField = None, strength: StrengthField = None,
+            colors: ColorsField = None) -> StylizationPublic:
+    """Stylise one or more images with a finished job's network (queued; poll the result), with one of its
+    styles or a mix, at a strength, keeping the style's colours or the photo's."""
+    options = stylize_options(style, mix, strength, colors)
     images = [check_image(f.file.read(), name=f.filename or f"image {i}", max_pixels=services.settings.max_pixels)
               for i, f in enumerate(files)]
     return stylization_public(request_stylize(services.jobs, services.queue, key, job_id, [i.png for i in images],
-                                              services.settings))
+                                              services.settings, options))
+
+
+@router.post("/jobs/{job_id}/stylize-video", status_code=202, response_model=StylizationPublic)
+def stylize_video(job_id: str, services: ServicesDep, key: CurrentKey, file: UploadFile = File(...),
+                  style: StyleField = None, mix: MixField = None, strength: StrengthField = None,
+                  colors: ColorsField = None) -> StylizationPublic:
+    """Stylise a video frame by frame (queued; poll GET /v1/stylizations/{id} for its progress in frames): the
+    result is an mp4 of the same frame count, rate and size with the audio kept, and its flicker. A file ffmpeg
+    cannot read fails the stylisation with the reason. Bodies up to the server's max_video_bytes."""
+    options = stylize_options(style, mix, strength, colors)
+    return stylization_public(request_stylize_video(services.jobs, services.queue, key, job_id,
+                                                    iter(lambda: file.file.read(1 << 20), b""), file.filename or "",
+                                                    services.settings, options))
 
 
 def stylization_public(req: StylizeRecord) -> StylizationPublic:
     outputs = [{"index": i, "width": w, "height": h, "url": f"/v1/stylizations/{req.id}/outputs/{i}"}
                for i, (w, h) in enumerate(req.sizes)]
-    return StylizationPublic(id=req.id, job_id=req.job_id, state=req.state, error=req.error, outputs=outputs)
+    for o in outputs if req.kind == "video" else []:
+        o.update(req.video)
+    return StylizationPublic(id=req.id, job_id=req.job_id, state=req.state, error=req.error, outputs=outputs,
+                             kind=req.kind, options=req.options, progress=req.progress or None,
+                             flicker=req.video.get("flicker"))
 
 
 @router.get("/stylizations/{request_id}", response_model=StylizationPublic)
@@ -152,8 +191,10 @@ def get_stylization(request_id: str, services: ServicesDep, key: CurrentKey) -> 
 @router.get("/stylizations/{request_id}/outputs/{index}", responses={200: {"content": {"image/png": {}}}})
 def get_stylized_image(request_id: str, index: int, services: ServicesDep, key: CurrentKey,
                        presign: bool = False) -> Response:
-    """One stylised image (PNG, the input's size)."""
+    """One stylised image (PNG, the input's size), or a stylised video's mp4."""
     req = services.jobs.get_stylize(request_id, key.scope)
     if not 0 <= index < len(req.outputs):
         raise NotFound(f"stylization {request_id} has no output {index} (it is {req.state.value})")
-    return _object(services, req.outputs[index], "image/png", presign=presign, filename=f"{request_id}-{index}.png")
+    video = req.kind == "video"
+    return _object(services, req.outputs[index], "video/mp4" if video else "image/png", presign=presign,
+                   filename=f"{request_id}-{index}.{'mp4' if video else 'png'}")
