@@ -20,7 +20,7 @@ def train(spec: dict, folder: Path) -> dict | None:
     (Lightning starts it again as this same command: spec["devices"] > 1)."""
     from models.checkpoint import load_network, read_checkpoint
     from models.config import TrainConfig
-    from models.preview import save_preview, stylize_panel
+    from models.preview import save_preview, stylize_panel, stylize_style_panels
     from models.training import train as run_training
     from workers.content_stream import content_set
     from workers.progress import ProgressFile, stop_requested
@@ -52,6 +52,8 @@ def train(spec: dict, folder: Path) -> dict | None:
         net, _ = load_network(checkpoint)
         summary["preview"] = str(save_preview(net, folder / "preview.png"))
         summary["panel"] = stylize_panel(net, folder / "panel")
+        if getattr(net, "styles", 1) > 1:  # every other style on the same photos (style 0's is the panel)
+            summary["style_panels"] = stylize_style_panels(net, folder / "style-panels")[1:]
         summary["exports"] = _export(net, spec.get("exports", ()), folder)
     return summary
 

@@ -421,6 +421,9 @@ def _finish_succeeded(store: ObjectStore, jobs: JobStore, job_id: str, attempt: 
             store.put_file(Keys.preview(job_id), Path(result["preview"]), content_type="image/png")
         for item in result.get("panel", []):
             store.put_file(Keys.panel(job_id, item["name"]), Path(item["path"]), content_type="image/png")
+        for style, panel in enumerate(result.get("style_panels", []), start=1):
+            for item in panel:
+                store.put_file(Keys.panel(job_id, item["name"], style), Path(item["path"]), content_type="image/png")
         for fmt, path in result.get("exports", {}).items():
             store.put_file(Keys.export(job_id, fmt), Path(path), content_type="application/octet-stream")
 
@@ -435,6 +438,8 @@ def _finish_succeeded(store: ObjectStore, jobs: JobStore, job_id: str, attempt: 
             r.artifact_curve = result["artifacts"]
         r.panel = [{k: v for k, v in item.items() if k != "path"} | {"key": Keys.panel(job_id, item["name"])}
                    for item in result.get("panel", [])]
+        r.style_panels = [[{k: v for k, v in item.items() if k != "path"} | {"key": Keys.panel(job_id, item["name"], style)}
+                           for item in panel] for style, panel in enumerate(result.get("style_panels", []), start=1)]
 
     def finish() -> JobRecord:
         upload()

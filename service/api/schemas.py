@@ -197,6 +197,9 @@ class JobPublic(BaseModel):
                                                    "artifact_p4, style_distance, content_distance (the last two "
                                                    "absent from rows of older jobs).")
     panel: list[dict]
+    style_panels: list[dict] = Field(default_factory=list, description="A several-style network: every style's "
+                                     "outputs on the same panel photos, [{style, panel}] (style 0's is `panel`); "
+                                     "empty for one style.")
 
 
 class StylePublic(BaseModel):

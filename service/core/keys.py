@@ -91,8 +91,9 @@ class Keys:
         return f"jobs/{job_id}/preview.png"
 
     @staticmethod
-    def panel(job_id: str, name: str) -> str:
-        return f"jobs/{job_id}/panel/{name}.png"
+    def panel(job_id: str, name: str, style: int = 0) -> str:
+        """A panel photo stylised by the job's network with one of its styles (0: the panel)."""
+        return f"jobs/{job_id}/panel/{name}.png" if style == 0 else f"jobs/{job_id}/panel/style-{style}/{name}.png"
 
     @staticmethod
     def experiment(experiment_id: str) -> str:

@@ -108,6 +108,8 @@ class JobRecord(_Record):
     # style_distance, content_distance (models/quality.py; not in rows of older jobs).
     artifact_curve: list[dict[str, float]] = Field(default_factory=list)
     panel: list[dict] = Field(default_factory=list)  # the fixed photos stylised at the end: name, key, scores
+    # A several-style network's other styles on the same photos: style_panels[i - 1] is style i's panel.
+    style_panels: list[list[dict]] = Field(default_factory=list)
 
     @property
     def attempt(self) -> Attempt | None:

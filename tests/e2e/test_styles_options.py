@@ -54,6 +54,15 @@ def two_style_job(api, worker) -> dict:
                    ("succeeded", "failed", "cancelled") and j, timeout=300, what="the two-style job")
     assert job["state"] == "succeeded", job
     assert [(s["id"], s["name"]) for s in job["styles"]] == [(uploaded, "ihc.png"), ("builtin:gravel", "gravel")]
+    # Every style on the panel photos, for the pages to show.
+    assert [p["style"] for p in job["style_panels"]] == [0, 1]
+    first, second = ({p["name"]: p["url"] for p in sp["panel"]} for sp in job["style_panels"])
+    assert first.keys() == second.keys() == {p["name"] for p in job["panel"]}
+    name = next(iter(first))
+    a, b = (api.get(panel[name]) for panel in (first, second))
+    assert a.status_code == b.status_code == 200 and np.abs(pixels(a.content) - pixels(b.content)).mean() > 1
+    assert a.content == api.get(f"/v1/jobs/{job['id']}/panel/{name}").content
+    assert api.get(f"/v1/jobs/{job['id']}/panel/{name}?style=2").status_code == 404
     return job
 
 

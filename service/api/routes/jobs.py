@@ -48,6 +48,10 @@ def public(services: Services, record: JobRecord) -> JobPublic:
                                      "artifact_curve"}),
         **split_probe(record.artifacts),
         panel=[{k: v for k, v in p.items() if k != "key"} | {"url": f"{base}/panel/{p['name']}"} for p in record.panel],
+        style_panels=[{"style": s, "panel": [{k: v for k, v in p.items() if k != "key"}
+                                             | {"url": f"{base}/panel/{p['name']}?style={s}"} for p in panel]}
+                      for s, panel in enumerate([record.panel, *record.style_panels]) if panel]
+        if record.style_panels else [],
         decoder=record.config["decoder"], links=links, styles=[style_public(s) for s in record.style_list],
         cancel_requested=not record.final and record.cancel_requested_at is not None,
     )
@@ -122,12 +126,14 @@ def _object(services: Services, key: str, media: str, *, presign: bool, filename
 
 
 @router.get("/jobs/{job_id}/panel/{name}", responses={200: {"content": {"image/png": {}}}})
-def get_panel_image(job_id: str, name: str, services: ServicesDep, key: CurrentKey) -> Response:
-    """The finished network's output on one photo of the fixed panel (PNG)."""
+def get_panel_image(job_id: str, name: str, services: ServicesDep, key: CurrentKey, style: int = 0) -> Response:
+    """The finished network's output on one photo of the fixed panel (PNG); ?style=i: with its style i."""
     record = services.jobs.get(job_id, key.scope)
-    item = next((p for p in record.panel if p["name"] == name), None)
+    panels = [record.panel, *record.style_panels]
+    panel = panels[style] if 0 <= style < len(panels) else []
+    item = next((p for p in panel if p["name"] == name), None)
     if item is None:
-        raise NotFound(f"job {job_id} has no panel image {name!r}")
+        raise NotFound(f"job {job_id} has no panel image {name!r}" + (f" for style {style}" if style else ""))
     return _object(services, item["key"], "image/png", presign=False, filename=f"{job_id}-{name}.png")
 
 
