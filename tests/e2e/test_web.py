@@ -1,7 +1,8 @@
 """The web pages in headless Chromium (Playwright driving Debian's chromium) against a live
 `checkerless serve`: submit an experiment through the page, watch it finish, zoom one view
-and see the other follow, stylise one's own image with every variant. Screenshots are kept
-in test-artifacts/."""
+and see the other follow, stylise one's own image with every variant; pick a built-in style
+by its thumbnail, follow the job on its own page and stylise an image and a video there.
+Screenshots are kept in test-artifacts/."""
 
 from __future__ import annotations
 
@@ -153,26 +154,6 @@ def test_an_experiment_through_the_page(server, browser, tmp_path):
     assert len(asked) == 1 and "API key" in asked[0]  # asked once, kept for the tab across pages
 
 
-def test_a_single_job_from_the_form_shows_live_progress(server, browser, tmp_path):
-    server, key = server
-    style = tmp_path / "style.png"
-    Image.fromarray(skimage.data.immunohistochemistry()).resize((48, 48)).save(style)
-    page = browser.new_page()
-    page.on("dialog", lambda d: d.accept(key))  # a new tab asks for the key again
-    page.goto(f"{server}/ui/")
-
-    page.wait_for_selector("#decoders input[value=deconv]")
-    page.uncheck("#decoders input[value=resize-nearest]")
-    page.set_input_files("input[name=style]", str(style))
-    for name, value in (("size", "32"), ("steps", "3"), ("batch", "1")):
-        page.fill(f"input[name={name}]", value)
-    page.click("button[type=submit]")
-    page.wait_for_function("document.querySelector('#form-status').textContent.includes('queued')")
-    page.wait_for_function("[...document.querySelectorAll('#jobs tbody tr')].some(r => r.innerText.includes('succeeded')"
-                           " && r.innerText.includes('3/3'))", timeout=120_000)
-    assert page.url.endswith("/ui/")
-
-
 def test_an_archive_uploaded_from_the_page_is_validated_and_then_picked(server, browser, tmp_path):
     import io
     import tarfile
@@ -283,7 +264,8 @@ def test_a_builtin_style_picked_by_its_thumbnail_trains_a_job_with_a_page_of_its
     for name, value in (("size", "32"), ("steps", "3"), ("batch", "1")):
         page.fill(f"input[name={name}]", value)
     page.click("#experiment-form button[type=submit]")
-    page.wait_for_selector("#form-status a")
+    page.wait_for_function("document.querySelector('#form-status').textContent.includes('queued')")
+    assert page.url.endswith("/ui/")  # one decoder: a plain job, the form stays
     page.click("#form-status a")  # the status links to the new job's page
     page.wait_for_url("**/job.html?id=*")
     job_id = page.url.split("id=")[1]
@@ -332,9 +314,11 @@ def test_a_builtin_style_picked_by_its_thumbnail_trains_a_job_with_a_page_of_its
     assert "6 frames at 8.00 fps, 32×32" in caption and "flicker: input" in caption, caption
     page.screenshot(path=str(ARTIFACTS / "job-page.png"), full_page=True)
 
-    # The jobs table on the index links each job to its page.
+    # The jobs table on the index links each job to its page, and shows how it ended.
     page.goto(f"{server}/ui/")
-    page.wait_for_selector(f"#jobs a[href='job.html?id={job_id}']")
+    row = f"#jobs tbody tr[data-job='{job_id}']"
+    page.wait_for_selector(f"{row} a[href='job.html?id={job_id}']")
+    assert "succeeded" in page.inner_text(row) and "3/3" in page.inner_text(row)
     assert not errors, errors
 
 
