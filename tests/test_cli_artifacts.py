@@ -100,3 +100,15 @@ def test_deepdream_table_and_images(tmp_path):
 def test_gan_and_deepdream_bad_options_are_one_line():
     assert_one_line_error(cli("artifacts", "gan", "--generators", "deconv-last bogus"), "unknown generator 'bogus'")
     assert_one_line_error(cli("artifacts", "deepdream", "--layer", "conv9_9"), "unknown layer 'conv9_9'")
+
+
+def test_lastlayer_table_fits_80_columns(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "service.cli", "artifacts", "lastlayer", "--seeds", "1", "--size", "32"],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "80"})
+    assert p.returncode == 0, p.stderr
+    assert "resize-nearest,deconv" in p.stdout and "deconv,resize-nearest" in p.stdout  # names never cut
+    assert max(len(line) for line in p.stdout.splitlines()) <= 80

@@ -306,12 +306,15 @@ def gan(
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("generator", "stages", "D first stride", "steps", "period 2 dB", "period 4 dB",
-                  title=f"checkerboard score of generated 64px images, mean ± std over {seeds} seed(s)")
+    from rich.table import Column
+
+    table = Table(Column("generator", no_wrap=True), "D", "steps", "p2 dB", "p4 dB",
+                  title=f"checkerboard score of generated 64px images, mean ± std over {seeds} seed(s)",
+                  caption="D: the discriminator's first stride (-: untrained); p2, p4: period 2 and 4 scores. "
+                          + "; ".join(f"{n}: {','.join(GENERATORS[n])}" for n in names))
     for r in rows:
-        table.add_row(r["generator"], ",".join(s.replace("resize-nearest", "rn") for s in r["stages"]),
-                      "-" if r["discriminator_stride"] is None else str(r["discriminator_stride"]), str(r["steps"]),
-                      f"{r['p2_mean']:+.1f} ± {r['p2_std']:.1f}", f"{r['p4_mean']:+.1f} ± {r['p4_std']:.1f}")
+        table.add_row(r["generator"], "-" if r["discriminator_stride"] is None else str(r["discriminator_stride"]),
+                      str(r["steps"]), f"{r['p2_mean']:+.1f} ± {r['p2_std']:.1f}", f"{r['p4_mean']:+.1f} ± {r['p4_std']:.1f}")
     out.print(table)
 
 
@@ -356,4 +359,47 @@ def deepdream(
     for r in rows:
         table.add_row(r["pooling"], "fixed" if r["jitter"] == 0 else f"±{r['jitter']} px", _db(r["added_p2"]),
                       _db(r["added_p4"]), _db(r["result_p2"]), _db(r["result_p4"]))
+    out.print(table)
+
+
+@app.command()
+def lastlayer(
+    seeds: SeedsOpt = 4,
+    size: SizeOpt = 128,
+    as_json: JsonOpt = False,
+    plot: PlotOpt = None,
+) -> None:
+    """Chandrasegaran et al. 2021 on untrained networks: does the last upsampling layer alone decide whether the
+    output's high-frequency spectrum matches the photograph's? (scripts/seed_lastlayer.py: after training.)"""
+    from models.artifacts.lastlayer import LAST_LAYER_MIXES, LOW_BAND, init_spectrum_table
+    from models.artifacts.spectra import DECAY_BAND
+
+    photo = _photo(size)
+    rows = [r.as_dict() for r in init_spectrum_table(photo, seeds=range(seeds))]
+    if plot is not None:
+        import torch
+
+        from models.artifacts.init import build
+        from models.artifacts.spectra import plot_radial_spectra, radial_power_spectrum
+
+        spectra = {f"photo (astronaut {size}px)": radial_power_spectrum(photo)}
+        for d in LAST_LAYER_MIXES:
+            with torch.no_grad():
+                spectra[d] = radial_power_spectrum(build(d, 0)(photo[None])[0])
+        path = str(plot_radial_spectra(spectra, plot / "lastlayer-init.png", title="untrained networks (seed 0) on astronaut"))
+        for r in rows:
+            r["plot"] = path
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    from rich.table import Column
+
+    table = Table(Column("decoder (stage 1,2)", no_wrap=True), "HF dB", "decay", "photo decay",
+                  title=f"untrained networks on astronaut {size}px, mean over {seeds} seed(s)",
+                  caption=f"HF dB: output minus photo, mean dB over {DECAY_BAND[0]}..{DECAY_BAND[1]} relative to "
+                          f"{LOW_BAND[0]}..{LOW_BAND[1]} cycles/pixel (0: the tail matches); decay: fitted "
+                          f"exponent of the tail")
+    for r in rows:
+        table.add_row(r["decoder"], f"{r['discrepancy_db']:+.1f} ± {r['discrepancy_std']:.1f}",
+                      f"{r['decay']:.2f}", f"{r['photo_decay']:.2f}")
     out.print(table)
