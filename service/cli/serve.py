@@ -323,28 +323,93 @@ def delete(job_id: str, api: ApiOpt = None, key: KeyOpt = None) -> None:
     out.print(f"deleted job {job_id}")
 
 
+# The stylise options as the API's form fields: checked there (models/stylize_options.py), so a
+# bad value is the API's one-line 422.
+JobStyleOpt = Annotated[Optional[str], typer.Option("--style", help="Which style of a several-style network: its index (from 0).")]
+JobMixOpt = Annotated[Optional[str], typer.Option("--mix", help="A mix of the network's styles, one weight each: 0.5,0.5.")]
+JobStrengthOpt = Annotated[Optional[str], typer.Option("--strength", help="How much style, 0 (the photo) to 1 (default).")]
+JobColorsOpt = Annotated[Optional[str], typer.Option("--colors", help="style (default), luminance or histogram (the photo's colours).")]
+
+
+def _options_form(style: str | None, mix: str | None, strength: str | None, colors: str | None) -> dict[str, str]:
+    return {k: v for k, v in {"style": style, "mix": mix, "strength": strength, "colors": colors}.items()
+            if v is not None}
+
+
+def _wait_stylization(client, req: dict, *, what: str) -> dict:
+    while req["state"] in ("queued", "running"):
+        time.sleep(0.5)
+        req = _call(client, "GET", f"/v1/stylizations/{req['id']}").json()
+    if req["state"] != "succeeded":
+        raise ApiError(f"stylising {what} failed: {req['error']}")
+    return req
+
+
 @jobs_app.command("stylize")
 def stylize(
     job_id: str,
     images: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the stylised PNGs.")] = Path("stylized"),
+    style: JobStyleOpt = None,
+    mix: JobMixOpt = None,
+    strength: JobStrengthOpt = None,
+    colors: JobColorsOpt = None,
     api: ApiOpt = None,
     key: KeyOpt = None,
 ) -> None:
     """Stylise images with a finished job's network and download the PNGs."""
     files = _files(images)
     with _client(api, key) as client:
-        req = _call(client, "POST", f"/v1/jobs/{job_id}/stylize", files=files).json()
-        while req["state"] in ("queued", "running"):
-            time.sleep(0.5)
-            req = _call(client, "GET", f"/v1/stylizations/{req['id']}").json()
-        if req["state"] != "succeeded":
-            raise ApiError(f"stylising failed: {req['error']}")
+        req = _call(client, "POST", f"/v1/jobs/{job_id}/stylize", files=files,
+                    data=_options_form(style, mix, strength, colors)).json()
+        req = _wait_stylization(client, req, what="the images")
         out_dir.mkdir(parents=True, exist_ok=True)
         for (_, (name, _data)), o in zip(files, req["outputs"]):
             path = out_dir / f"{Path(name).stem}.png"
             path.write_bytes(_call(client, "GET", o["url"]).content)
             out.print(f"{name} -> {path} ({o['width']}x{o['height']})")
+
+
+@jobs_app.command("stylize-video")
+def stylize_video(
+    job_id: str,
+    video: Annotated[Path, typer.Argument(help="A video file ffmpeg reads (mp4, mov, mkv, webm...).")],
+    out_file: Annotated[Path, typer.Option("--out", help="The stylised mp4.")] = Path("stylized.mp4"),
+    style: JobStyleOpt = None,
+    mix: JobMixOpt = None,
+    strength: JobStrengthOpt = None,
+    colors: JobColorsOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    api: ApiOpt = None,
+    key: KeyOpt = None,
+) -> None:
+    """Stylise a video with a finished job's network on the service (same frame count, rate and size, the audio
+    kept) and download the mp4; prints its flicker."""
+    if not video.is_file():
+        raise ApiError(f"{video}: no such file")
+    with _client(api, key) as client, open(video, "rb") as f:
+        req = _call(client, "POST", f"/v1/jobs/{job_id}/stylize-video", files={"file": (video.name, f)},
+                    data=_options_form(style, mix, strength, colors)).json()
+        with Progress(TextColumn("[bold]frames"), BarColumn(bar_width=24), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err, disable=as_json) as bar:
+            task = bar.add_task("frames", total=None)
+            while req["state"] in ("queued", "running"):
+                time.sleep(0.5)
+                req = _call(client, "GET", f"/v1/stylizations/{req['id']}").json()
+                if req.get("progress"):
+                    bar.update(task, completed=req["progress"]["done"], total=req["progress"]["total"])
+        req = _wait_stylization(client, req, what=video.name)
+        (o,) = req["outputs"]
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        out_file.write_bytes(_call(client, "GET", o["url"]).content)
+    if as_json:
+        print(json.dumps({"output": str(out_file), **{k: o[k] for k in ("width", "height", "frames", "fps", "has_audio",
+                                                                        "flicker")}}, indent=2))
+        return
+    flicker = req["flicker"] or {}
+    f = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
+    out.print(f"{video.name} -> {out_file} ({o['width']}x{o['height']}, {o['frames']} frames at {o['fps']:g} fps); "
+              f"flicker {f(flicker.get('input'))} -> {f(flicker.get('output'))} levels", highlight=False)
 
 
 # --- the demo through the service ---------------------------------------------------------

@@ -7,6 +7,7 @@ the same frame count, rate and size; bad options and a bad video are clear error
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -165,3 +166,23 @@ def test_a_short_video_keeps_its_frames_rate_and_size_and_a_bad_one_fails_with_t
     (tmp_path / "out.mp4").write_bytes(got.content)
     info = probe_video(tmp_path / "out.mp4")
     assert (info.frames, info.fps, info.width, info.height) == (7, 12, 48, 32)
+
+
+def test_the_jobs_cli_stylises_a_video_and_images_with_options_and_says_what_is_wrong(api, two_style_job, photo,
+                                                                                     tmp_path):
+    from tests.test_cli import assert_one_line_error, cli
+
+    job_id, where = two_style_job["id"], ["--api", str(api.base_url), "--key", api.headers["X-API-Key"]]
+    _video(tmp_path / "in.mp4", frames=3, size=(32, 32), fps=5)
+    p = cli("jobs", "stylize-video", job_id, tmp_path / "in.mp4", "--out", tmp_path / "out.mp4", "--mix", "1,3",
+            "--json", *where)
+    assert p.returncode == 0, p.stderr
+    result = json.loads(p.stdout)
+    assert (result["frames"], result["fps"], result["width"], result["height"]) == (3, 5, 32, 32)
+    assert (tmp_path / "out.mp4").stat().st_size > 0
+    (tmp_path / "coffee.png").write_bytes(photo)
+    p = cli("jobs", "stylize", job_id, tmp_path / "coffee.png", "--out", tmp_path / "o", "--style", "1", "--colors",
+            "histogram", *where)
+    assert p.returncode == 0 and (tmp_path / "o" / "coffee.png").is_file(), p.stderr
+    assert_one_line_error(cli("jobs", "stylize", job_id, tmp_path / "coffee.png", "--style", "5", *where),
+                          "has 2 style(s)", "HTTP 422")
