@@ -486,7 +486,8 @@ const Checkerless = (() => {
     let exp = null, mode = "side", panel = null, fitted = false, style = 0;
     const label = v => v.label ?? v.decoder;
     // A variant's output on a panel photo (for the style shown, where the panel lists one per style).
-    const item = (v, name) => v.panel.find(p => p.name === name && (p.style ?? 0) === style) ?? v.panel.find(p => p.name === name);
+    const item = (v, name) => (v.style_panels?.find(sp => sp.style === style)?.panel ?? v.panel).find(p => p.name === name)
+      ?? v.panel.find(p => p.name === name);
     $("#title").textContent = `experiment ${id}`;
 
     const dist = x => Number.isFinite(x) ? x.toPrecision(3) : "–";  // absent in jobs trained before it was measured
@@ -560,7 +561,7 @@ const Checkerless = (() => {
       $("#styles").innerHTML = styles.map((s, i) => styleFigure(s, i, styles.length)).join("");
       $("#styles").querySelectorAll("figure").forEach(f => f.classList.toggle("shown", styles.length > 1 && +f.dataset.styleIndex === style));
       showImages($("#styles"));
-      const perStyle = exp.variants.some(v => v.panel.some(p => p.style !== undefined));
+      const perStyle = exp.variants.some(v => (v.style_panels?.length ?? 0) > 1);  // the panel once per style
       const pick = $("#style-pick");
       $("#style-pick-label").hidden = !(styles.length > 1 && perStyle);
       if (styles.length > 1 && perStyle && !pick.options.length) pick.innerHTML = styles.map((s, i) => `<option value="${i}">${esc(styleName(s))}</option>`).join("");
