@@ -432,7 +432,8 @@ const Checkerless = (() => {
       showImages($("#styles"));
       if (!j.panel.length) { $("#views").innerHTML = `<p class="muted">The network's outputs on the panel photos appear here when it has finished.</p>`; return; }
       // one viewer per panel photo (and per style, where the API lists the panel per style)
-      $("#views").innerHTML = j.panel.map(p => viewerHTML(p.url, `${p.name}${p.style !== undefined && styles.length > 1 ? ` · ${styleName(styles[p.style])}` : ""}` +
+      const panels = j.style_panels?.length > 1 ? j.style_panels.flatMap(sp => sp.panel.map(p => ({...p, style: sp.style}))) : j.panel;
+      $("#views").innerHTML = panels.map(p => viewerHTML(p.url, `${p.name}${p.style !== undefined && styles.length > 1 ? ` · ${styleName(styles[p.style])}` : ""}` +
         `${Number.isFinite(p.period2_db) ? ` · p2 ${fmt(p.period2_db)} dB · p4 ${fmt(p.period4_db)} dB` : ""}`)).join("");
       group.reset();
       $("#views").querySelectorAll(".viewer").forEach(v => group.attach(v));
