@@ -69,14 +69,16 @@ def select(net: TransformerNet, style: int | Sequence[float] | None) -> None:
 def finish(stylised: torch.Tensor, photo: torch.Tensor, *, strength: float = DEFAULT_STRENGTH,
            colors: str = DEFAULT_COLORS) -> torch.Tensor:
     """The network's output with the photo's colours kept (as `colors` says), then blended toward
-    the photo by `strength`: out = photo + strength * (recoloured - photo), in pixel space.
-    strength 1 and colors "style" return the network's output untouched (unclamped)."""
+    the photo by `strength`: out = photo + strength * (recoloured - photo), in pixel space, with
+    the recoloured image clamped to 0..255 first (the picture strength 1 shows), so strength 0.5
+    is halfway between the photo and that picture. strength 1 and colors "style" return the
+    network's output untouched (unclamped)."""
     strength, colors = check_strength(strength), check_colors(colors)
     out = apply_colors(stylised, photo, colors)
     if strength == 1.0:
         return out
     photo = photo.to(out.dtype)
-    return photo + strength * (out - photo)
+    return photo + strength * (out.clamp(0, 255) - photo)
 
 
 def stylize_tensor(net: TransformerNet, image: torch.Tensor, *, style: int | Sequence[float] | None = None,

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from models.config import MAX_STYLES
 
 COLOR_MODES = ("style", "luminance", "histogram")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")  # what a stylised video is written as: H.264 video, AAC audio
 DEFAULT_COLORS = "style"
 STRENGTH_RANGE = (0.0, 1.0)
 DEFAULT_STRENGTH = 1.0

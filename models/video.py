@@ -32,11 +32,10 @@ import torch
 from models.flicker import FlickerMeter
 from models.images import MAX_PIXELS
 from models.stylize import finish, select
-from models.stylize_options import DEFAULT_COLORS, DEFAULT_STRENGTH, check_colors, check_strength
+from models.stylize_options import DEFAULT_COLORS, DEFAULT_STRENGTH, VIDEO_SUFFIXES, check_colors, check_strength
 from models.tiling import DEFAULT_MEMORY_BUDGET, choose_tile, stylize_tiled
 from models.transformer_net import TransformerNet
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")  # containers we write: H.264 video, AAC audio
 BATCH = 4  # frames per forward pass
 QUALITY = 8  # imageio-ffmpeg's 1..10 scale; 8 is libx264's CRF 10: textures and artifacts survive
 
