@@ -42,8 +42,8 @@ def trained(tmp_path_factory) -> Path:
 
 
 def test_help_for_every_command():
-    for cmd in ([], ["train"], ["stylize"], ["decoders"], ["downsamples"], ["demo"], ["serve"], ["worker"], ["jobs"], ["artifacts"], ["bench"],
-                ["artifacts", "score"], ["jobs", "submit"], ["content-sets"], ["content-sets", "upload"]):
+    for cmd in ([], ["train"], ["stylize"], ["stylize-video"], ["decoders"], ["downsamples"], ["demo"], ["serve"], ["worker"], ["jobs"], ["artifacts"], ["bench"],
+                ["artifacts", "score"], ["jobs", "submit"], ["jobs", "stylize-video"], ["content-sets"], ["content-sets", "upload"]):
         p = cli(*cmd, "--help")
         assert p.returncode == 0 and "Usage" in p.stdout, cmd
 

@@ -42,7 +42,7 @@ def _add_subcommands() -> None:
     from service.cli.loadtest import loadtest
     from service.cli.serve import jobs_app, serve, worker
     from service.cli.stylebench import stylebench
-    from service.cli.stylize import stylize
+    from service.cli.stylize import stylize, stylize_video
 
     app.add_typer(artifacts_app, name="artifacts")
     app.add_typer(content_sets_app, name="content-sets")
@@ -54,6 +54,7 @@ def _add_subcommands() -> None:
     app.command(name="stylize-bench")(stylebench)
     app.command()(export)
     app.command()(stylize)
+    app.command(name="stylize-video")(stylize_video)
 
 
 _add_subcommands()
