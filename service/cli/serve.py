@@ -403,7 +403,7 @@ def stylize_video(
         out_file.parent.mkdir(parents=True, exist_ok=True)
         out_file.write_bytes(_call(client, "GET", o["url"]).content)
     if as_json:
-        print(json.dumps({"output": str(out_file), **{k: o[k] for k in ("width", "height", "frames", "fps", "has_audio",
+        print(json.dumps({"id": req["id"], "output": str(out_file), **{k: o[k] for k in ("width", "height", "frames", "fps", "has_audio",
                                                                         "flicker")}}, indent=2))
         return
     flicker = req["flicker"] or {}
