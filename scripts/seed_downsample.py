@@ -41,6 +41,8 @@ def main() -> None:
     ap.add_argument("--decoder", default="resize-nearest")
     ap.add_argument("--style", default="ihc")
     ap.add_argument("--style-weight", type=float, default=None, help="[default: TrainConfig's]")
+    ap.add_argument("--downsamples", default=",".join(DOWNSAMPLE_INFO), help="comma-separated [default: all]")
+    ap.add_argument("--poolings", default=",".join(LOSS_POOLINGS), help="comma-separated [default: both]")
     ap.add_argument("--out", type=Path, default=Path("runs/seed/downsample"))
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -48,21 +50,22 @@ def main() -> None:
     photo_scores = [checkerboard_score(p) for p in photos]
     extra = {} if args.style_weight is None else {"style_weight": args.style_weight}
     rows, firsts = [], {}
-    for pooling in LOSS_POOLINGS:
+    for pooling in args.poolings.split(","):
         vgg = build_loss_network("vgg19", pooling=pooling)
-        for down in DOWNSAMPLE_INFO:
+        for down in args.downsamples.split(","):
             run = args.out / f"{down}-{pooling}"
             result = train(TrainConfig(size=args.size, batch=args.batch, steps=args.steps, decoder=args.decoder,
                                        downsample=down, loss_pooling=pooling, log_every=10,
                                        checkpoint_every=10 ** 6, **extra),
                            out_dir=run, style=args.style, progress=False, loss_network=vgg, probe_every=10 ** 6)
-            net, _ = load_network(run / "last.ckpt")
+            net, info = load_network(run / "last.ckpt")
             with torch.no_grad():
                 outs = [net.eval()(p[None])[0].clamp(0, 255).round() for p in photos]
             scores = [checkerboard_score(o) for o in outs]
             firsts[f"{down}, {pooling} pool"] = outs[0]
             rows.append({
                 "decoder": args.decoder, "downsample": down, "loss_pooling": pooling, "steps": args.steps,
+                "style_weight": info.config.style_weight,
                 "p2_mean": float(np.mean([s[2] for s in scores])), "p4_mean": float(np.mean([s[4] for s in scores])),
                 "p2_max": float(np.max([s[2] for s in scores])), "p4_max": float(np.max([s[4] for s in scores])),
                 "decay_mean": float(np.mean([spectral_decay(o)["decay"] for o in outs])),

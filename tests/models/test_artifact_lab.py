@@ -87,3 +87,22 @@ def test_the_probe_callback_logs_a_score_during_training(tmp_path, vgg19):
     with open(tmp_path / "logs" / "version_0" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert any(r.get("probe/artifact_p2") for r in rows)
+
+
+def test_the_other_end_max_pooling_in_the_loss_teaches_a_resize_nearest_network_period_4(tmp_path, vgg19):
+    """docs/seed.md section 8: with no uneven overlap in its decoder, a network still learns
+    period-4 power when its loss network max-pools, and far less with average pooling (the encoder's
+    downsampling kind did not change this in the docs' runs). Tiny: 30 steps at 32 px."""
+    from models.artifacts import checkerboard_score
+    from models.checkpoint import load_network
+    from models.loss_network import build_loss_network
+
+    scores = {}
+    for pooling, net in (("max", vgg19), ("avg", build_loss_network("vgg19", pooling="avg"))):
+        train(TrainConfig(size=32, batch=1, steps=30, decoder="resize-nearest", loss_pooling=pooling, log_every=10,
+                          checkpoint_every=10 ** 6), out_dir=tmp_path / pooling, style="ihc", progress=False,
+              loss_network=net, probe_every=10 ** 6)
+        trained, _ = load_network(tmp_path / pooling / "last.ckpt")
+        with torch.no_grad():
+            scores[pooling] = checkerboard_score(trained.eval()(photo()[None])[0])
+    assert scores["max"][4] > scores["avg"][4] + 8
