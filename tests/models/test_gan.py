@@ -36,8 +36,14 @@ def test_shapes_seeds_and_bad_names():
 
 
 def test_a_short_adversarial_training_keeps_deconvs_artifacts_and_resize_conv_clean():
-    rows = {r.generator: r for r in trained_gan_table(generators=["deconv-last", "resize-conv"], steps=8, batch=4,
-                                                      samples=4)}
+    """docs/seed.md section 4: deconv's artifacts stay through training, resize-conv stays clean; and the
+    discriminator claim, as measured there: a stride-2 first layer did not put period-2 artifacts into a
+    resize-conv generator (both strides leave it below 0 dB; 200 steps differed by 1.6 dB, within the
+    spread over seeds)."""
+    rows = {(r.generator, r.discriminator_stride): r
+            for r in trained_gan_table(generators=["deconv-last"], strides=(2,), steps=8, batch=4, samples=4)
+            + trained_gan_table(generators=["resize-conv"], strides=(2, 1), steps=8, batch=4, samples=4)}
     assert all(r.d_loss == r.d_loss and r.g_loss == r.g_loss for r in rows.values())  # finite, trained
-    assert rows["deconv-last"].p2_mean > 5
-    assert rows["resize-conv"].p2_mean < rows["deconv-last"].p2_mean - 10
+    assert rows[("deconv-last", 2)].p2_mean > 5
+    assert rows[("resize-conv", 2)].p2_mean < rows[("deconv-last", 2)].p2_mean - 10
+    assert rows[("resize-conv", 2)].p2_mean < 0 and rows[("resize-conv", 1)].p2_mean < 0
