@@ -107,6 +107,8 @@ def fill(path: str, ids: dict) -> str:
 
 
 def call(client: TestClient, method: str, url: str):
+    if method == "post" and url.endswith("/stylize-video"):
+        return client.post(url, files=[("file", ("v.mp4", b"a video, as far as the API can tell", "video/mp4"))])
     if method == "post" and url.endswith("/stylize"):
         return client.post(url, files=[("files", ("p.png", png(5), "image/png"))])
     return client.request(method.upper(), url)

@@ -185,3 +185,17 @@ def test_each_variant_shows_the_radial_spectrum_of_its_panel_photo(api):
     assert deconv["freqs"][0] == 0 and abs(deconv["freqs"][-1] - 2 ** 0.5 / 2) < 0.02
     assert deconv["power"][-1] > 100 * nearest["power"][-1]  # the checkerboard's corner ring
     assert api.get(f"/v1/experiments/{exp['id']}").json()["variants"][0]["spectrum_profile"] == deconv  # cached
+
+
+def test_a_video_upload_has_its_own_body_limit(settings):  # noqa: F811
+    """Videos are larger than images: max_video_bytes for the video route, max_upload_bytes for the rest."""
+    roomy = settings.model_copy(update={"max_upload_bytes": 50_000, "max_video_bytes": 300_000})
+    with client_for(roomy) as c:
+        job = c.post("/v1/jobs", json={"style_id": "builtin:ihc", "steps": 3}).json()
+        body = [("file", ("v.mp4", b"\0" * 100_000, "video/mp4"))]
+        r = c.post(f"/v1/jobs/{job['id']}/stylize-video", files=body)  # past max_upload_bytes, within the video's
+        assert r.status_code == 409 and "only a succeeded job can stylise" in r.json()["detail"]
+        r = c.post(f"/v1/jobs/{job['id']}/stylize", files=[("files", ("a.png", b"\0" * 100_000, "image/png"))])
+        assert r.status_code == 413 and "limit of 50000 bytes" in r.json()["detail"]
+        r = c.post(f"/v1/jobs/{job['id']}/stylize-video", files=[("file", ("v.mp4", b"\0" * 400_000, "video/mp4"))])
+        assert r.status_code == 413 and "limit of 300000 bytes" in r.json()["detail"]
