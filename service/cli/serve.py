@@ -500,15 +500,15 @@ def demo_through_service(*, config, style: str, variants: list[str], photo: str,
             exp = _call(client, "POST", "/v1/experiments", json=body).json()
             page = f"{url}/ui/experiment.html?id={exp['id']}"
             if not as_json:
-                out.print(f"training {' vs '.join(variants)}: watch it live at [bold]{page}[/] "
-                          f"(the page asks once for the API key in {key_file.resolve()})")
+                out.print(f"training {' vs '.join(variants)}; watch it live at\n  [bold]{page}[/]\n"
+                          f"(the page asks once for the API key in {key_file.resolve()})", soft_wrap=True)
             exp = _watch_experiment(client, exp["id"], quiet=as_json)
         rows = demo_rows(exp, photo)
         if as_json:
             print(json.dumps({"experiment": exp["id"], "state": exp["state"], "url": page, "variants": rows}, indent=2))
         else:
             out.print(service_table(rows, photo))
-            out.print(f"the stylised photos beside the style, at pixel zoom: [bold]{page}[/]", soft_wrap=True)
+            out.print(f"the stylised photos beside the style, at pixel zoom:\n  [bold]{page}[/]", soft_wrap=True)
         if exp["state"] != "succeeded":
             raise ApiError(f"the experiment {exp['state']}: " + "; ".join(r["error"] or "" for r in rows))
         if not exit_after:
