@@ -128,12 +128,7 @@ def train(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON, no progress bar.")] = False,
 ) -> None:
     """Train a transfer network on one style, or on several in one network. Ctrl-C stops cleanly and keeps a checkpoint."""
-    from models.checkpoint import load_network
-    from models.config import TrainConfig
-    from models.preview import save_preview
-    from models.training import train as run_training
-
-    _quiet_lightning()  # after the import: Lightning sets its log level when imported
+    from models.config import TrainConfig  # torch-free: bad settings are told before torch loads
 
     if resume is None and not styles:
         raise typer.BadParameter("give a STYLE image (or --resume a checkpoint)", param_hint="STYLE")
@@ -154,6 +149,12 @@ def train(
         )
     elif steps is not None and steps < 1:
         raise ValueError(f"steps must be between 1 and 1000000, got {steps}")
+
+    from models.checkpoint import load_network
+    from models.preview import save_preview
+    from models.training import train as run_training
+
+    _quiet_lightning()  # after the import: Lightning sets its log level when imported
 
     interrupted = []
     def on_sigint(signum, frame):  # first Ctrl-C: finish the step, checkpoint, stop
