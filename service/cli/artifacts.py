@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(help="Measure checkerboard artifacts: scores, spectra, overlap maps, init and gradient tables.",
+app = typer.Typer(help="Measure checkerboard artifacts: scores and 1-D spectra, overlap maps, init, gradient, GAN, DeepDream and last-layer tables.",
                   no_args_is_help=True)
 out = Console()
 
@@ -43,8 +43,7 @@ def score(
     as_json: JsonOpt = False,
     plot: PlotOpt = None,
 ) -> None:
-    """Checkerboard score (dB) at periods 2 and 4 of images, or of a network's output on them, with the
-    literature's spectral measures: the high-frequency decay of the azimuthally integrated spectrum."""
+    """Checkerboard score (dB) at periods 2 and 4, and the fitted high-frequency decay, of images or a network's outputs."""
     import numpy as np
 
     from models.artifacts import checkerboard_score
@@ -269,9 +268,7 @@ def gan(
     as_json: JsonOpt = False,
     plot: PlotOpt = None,
 ) -> None:
-    """The article's GAN generators: deconv in the last two stages, the last only, or resize-conv everywhere;
-    scored untrained, after adversarial training on crops of the built-in photos, and a resize-conv generator
-    against a discriminator whose first layer has stride 2 or 1."""
+    """GAN generators (deconv in the last two stages, the last, none) untrained and trained; D's first stride 2 vs 1."""
     from models.artifacts.gan import GENERATORS, init_gan_table, trained_gan_table
 
     names = _words(generators, GENERATORS, "generator")
@@ -328,8 +325,7 @@ def deepdream(
     as_json: JsonOpt = False,
     plot: PlotOpt = None,
 ) -> None:
-    """DeepDream from a photograph through the VGG19 loss network: fixed position vs a random shift
-    (jitter) each step, max vs average pooling; scores what the ascent added."""
+    """DeepDream through VGG19 from a photo: fixed vs jittered, max vs average pooling; scores what it added."""
     from models.artifacts.deepdream import check_layer, dream_table
     from models.loss_network import build_loss_network
 
@@ -369,8 +365,7 @@ def lastlayer(
     as_json: JsonOpt = False,
     plot: PlotOpt = None,
 ) -> None:
-    """Chandrasegaran et al. 2021 on untrained networks: does the last upsampling layer alone decide whether the
-    output's high-frequency spectrum matches the photograph's? (scripts/seed_lastlayer.py: after training.)"""
+    """Does the last upsampling layer alone decide the output's high-frequency spectrum? (untrained networks)"""
     from models.artifacts.lastlayer import LAST_LAYER_MIXES, LOW_BAND, init_spectrum_table
     from models.artifacts.spectra import DECAY_BAND
 
