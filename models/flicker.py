@@ -17,8 +17,7 @@ No optical flow: moving pixels are left out rather than motion-compensated, so a
 have still regions (a still shot, or the flat parts of a slow pan) to be measured; with none,
 the flicker is NaN. The input's own flicker, flicker(I, I), is the noise left in its still
 pixels (at most STILL_LEVELS by construction): the floor against which the output's reads.
-STILL_LEVELS = 4 tolerates the noise a lossy codec leaves on a still scene (H.264 at
-imageio-ffmpeg's default quality moves still pixels by 1 to 3 levels).
+STILL_LEVELS = 4 leaves room for the small noise a lossy codec leaves on a still scene.
 """
 
 from __future__ import annotations
