@@ -20,6 +20,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from models.config import MAX_STYLES, per_device_batch
+from models.vocabulary import BUILTIN_STYLE_INFO
 from models.images import ImageError, open_image, resize_shorter, to_rgb, list_images
 
 log = logging.getLogger(__name__)
@@ -51,14 +52,8 @@ BUILTIN_PHOTOS = {
     "camera": _skimage("camera"),
     "motorcycle": _skimage("stereo_motorcycle", 0),
 }
-# Images with strong texture and colour, usable as a style without a file of one's own.
-BUILTIN_STYLES = {
-    "ihc": _skimage("immunohistochemistry"),
-    "hubble": _skimage("hubble_deep_field"),
-    "colorwheel": _skimage("colorwheel"),
-    "gravel": _skimage("gravel"),
-    "brick": _skimage("brick"),
-}
+# The built-in styles, named in models/vocabulary.py.
+BUILTIN_STYLES = {name: _skimage(info.source) for name, info in BUILTIN_STYLE_INFO.items()}
 
 
 BUILTIN_LABEL = "builtin"

@@ -99,3 +99,24 @@ def downsample_label(names: Sequence[str]) -> str:
 # The export formats and their file suffixes (models/export.py writes them; the store keys
 # and the API name them): here, torch-free, so the job core reads the same table.
 EXPORT_SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
+
+
+@dataclass(frozen=True)
+class BuiltinStyleInfo:
+    name: str
+    title: str
+    source: str  # the function of skimage.data that returns it (shipped in its wheel)
+
+
+# Images with strong texture and colour, usable as a style without a file of one's own: the
+# CLI's names, the API's "builtin:<name>", the web form's thumbnails (models/data.py loads them).
+BUILTIN_STYLE_INFO: dict[str, BuiltinStyleInfo] = {
+    s.name: s
+    for s in [
+        BuiltinStyleInfo("ihc", "Immunohistochemistry (stained tissue)", "immunohistochemistry"),
+        BuiltinStyleInfo("hubble", "Hubble deep field", "hubble_deep_field"),
+        BuiltinStyleInfo("colorwheel", "Colour wheel", "colorwheel"),
+        BuiltinStyleInfo("gravel", "Gravel (grey texture)", "gravel"),
+        BuiltinStyleInfo("brick", "Brick wall (grey texture)", "brick"),
+    ]
+}

@@ -51,7 +51,8 @@ class TrainSettings(BaseModel):
     downsample: str | list[str] = Field(DEFAULTS.downsample, description="The encoder's downsampling: one name, or "
                                         "one per stage (GET /v1/downsamples lists them).")
     loss_pooling: str = Field(DEFAULTS.loss_pooling, description=f"The loss network's pooling: "
-                              f"{' or '.join(LOSS_POOLINGS)}.")
+                              f"{' or '.join(LOSS_POOLINGS)}.",
+                              json_schema_extra={"enum": list(LOSS_POOLINGS)})
     stability_weight: float = Field(DEFAULTS.stability_weight, ge=0, le=MAX_STABILITY_WEIGHT,
                                     description="Weight of the stability loss (the output should not change when "
                                     "the input shifts by a pixel or is lightly noised); 0: off.")

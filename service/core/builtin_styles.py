@@ -1,40 +1,23 @@
 """The built-in styles as the service speaks of them: `style_id: "builtin:<name>"` in a job or
 experiment request, and the list and thumbnails the web form offers (GET /v1/builtin-styles).
 
-The styles themselves are models/data.py's BUILTIN_STYLES (images scikit-image ships, nothing
-downloaded); the worker's training child resolves a name with models.data.load_style. That module
-imports torch, which the API never does, so the names and sources are mirrored here, torch-free,
-and tests/service/test_builtin_styles.py checks that both give the same names and pixels.
+The names, titles and sources are models/vocabulary.py's BUILTIN_STYLE_INFO (torch-free, so the
+API reads them without loading PyTorch); the worker's training child resolves a name with
+models.data.load_style, which loads the same images.
 """
 
 from __future__ import annotations
 
 import functools
 import io
-from dataclasses import dataclass
 
 from PIL import Image
 
+from models.vocabulary import BUILTIN_STYLE_INFO as BUILTIN_STYLES
 from service.core.errors import NotFound
 
 PREFIX = "builtin:"
 THUMBNAIL_SIDE = 128  # the longer side of a thumbnail, in pixels
-
-
-@dataclass(frozen=True)
-class BuiltinStyle:
-    name: str
-    title: str
-    source: str  # the function of skimage.data that returns it
-
-
-BUILTIN_STYLES: dict[str, BuiltinStyle] = {s.name: s for s in [
-    BuiltinStyle("ihc", "Immunohistochemistry (stained tissue)", "immunohistochemistry"),
-    BuiltinStyle("hubble", "Hubble deep field", "hubble_deep_field"),
-    BuiltinStyle("colorwheel", "Colour wheel", "colorwheel"),
-    BuiltinStyle("gravel", "Gravel (grey texture)", "gravel"),
-    BuiltinStyle("brick", "Brick wall (grey texture)", "brick"),
-]}
 
 
 def is_builtin(style_id: str) -> bool:

@@ -31,7 +31,7 @@ def style_id(api) -> str:
     return r.json()["id"]
 
 
-def test_the_mirror_of_the_built_in_styles_gives_models_names_and_pixels():
+def test_the_service_and_the_models_give_the_built_in_styles_the_same_names_and_pixels():
     from models.data import BUILTIN_STYLES
 
     assert list(builtin_styles.BUILTIN_STYLES) == list(BUILTIN_STYLES)

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from models.stylize_options import COLOR_MODES, STRENGTH_RANGE, StylizeOptions
+from models.stylize_options import COLOR_MODES, DEFAULT_COLORS, DEFAULT_STRENGTH, STRENGTH_RANGE, StylizeOptions
 from service.api.deps import PAGED, CurrentKey, PageDep, Services, ServicesDep, link_next
 from service.api.schemas import JobCreate, JobPublic, StylizationPublic
 from service.api.uploads import check_image
@@ -142,9 +142,12 @@ StyleField = Annotated[str | None, Form(description="Which style of a several-st
 MixField = Annotated[str | None, Form(description="A mix of the network's styles: one weight each, e.g. 0.5,0.5 "
                                       "(instead of style).")]
 StrengthField = Annotated[str | None, Form(description=f"How much style, from {STRENGTH_RANGE[0]:g} (the photo) to "
-                                           f"{STRENGTH_RANGE[1]:g} (the network's output) [default 1].")]
+                                           f"{STRENGTH_RANGE[1]:g} (the network's output) [default 1].",
+                                           json_schema_extra={"minimum": STRENGTH_RANGE[0], "maximum": STRENGTH_RANGE[1],
+                                                              "default": DEFAULT_STRENGTH})]
 ColorsField = Annotated[str | None, Form(description=f"The colours: {', '.join(COLOR_MODES)} (luminance and histogram "
-                                         "keep the photo's) [default style].")]
+                                         "keep the photo's) [default style].",
+                                         json_schema_extra={"enum": list(COLOR_MODES), "default": DEFAULT_COLORS})]
 
 
 def stylize_options(style: str | None, mix: str | None, strength: str | None, colors: str | None) -> StylizeOptions:
