@@ -69,12 +69,16 @@ def assert_same_losses(rows: list[dict], expected: list[dict]) -> None:
     assert losses(rows) == pytest.approx(losses(expected), rel=LOSS_RTOL)
 
 
-def assert_same_network(a: Path, b: Path) -> None:
-    """The two checkpoints stylise two photos alike (0..255)."""
+def outputs(checkpoint: Path) -> torch.Tensor:
+    """The checkpoint's network on two photos (0..255)."""
     x = torch.stack([to_tensor(BUILTIN_PHOTOS[n]().resize((64, 64))) for n in ("chelsea", "coffee")])
     with torch.no_grad():
-        ya, yb = (load_network(p)[0].eval()(x) for p in (a, b))
-    assert (ya - yb).abs().mean() < PIXEL_ATOL
+        return load_network(checkpoint)[0].eval()(x)
+
+
+def assert_same_network(a: Path, b: Path) -> None:
+    """The two checkpoints stylise two photos alike."""
+    assert (outputs(a) - outputs(b)).abs().mean() < PIXEL_ATOL
 
 
 def test_each_rank_takes_its_slice_of_the_same_global_batch():
@@ -118,7 +122,15 @@ def test_a_two_rank_checkpoint_resumes_in_one_process_exactly(one_and_two, tmp_p
     resumed = drive(tmp_path / "resumed", devices=1, resume=str(two_dir / "last.ckpt"), steps=5)
     assert [r["step"] for r in resumed[0]["losses"]] == [4, 5]
     assert_same_losses(resumed[0]["losses"], one[0]["losses"][3:])
-    assert_same_network(tmp_path / "resumed" / "last.ckpt", one_dir / "last.ckpt")
+    # The network after steps 4-5, judged against what those steps did: the three two-rank
+    # steps leave it ~0.1 (of 255) from one process's, and Adam's first steps amplify that
+    # gap (measured 0.12 -> 0.92 on a 2-core x86 CPU, while the two steps moved the output
+    # 2.56), so an absolute bound holds on one CPU and not on another. Taking the same two
+    # steps keeps it far closer to one process's step 5 than step 3 is.
+    a, b, before = (outputs(p) for p in (tmp_path / "resumed" / "last.ckpt", one_dir / "last.ckpt",
+                                         one_dir / "step-3.ckpt"))
+    gap, moved = (a - b).abs().mean(), (before - b).abs().mean()
+    assert gap < 0.5 * moved, (gap, moved)
 
 
 @pytest.mark.slow
