@@ -188,6 +188,88 @@ def _subpixel(in_channels: int, out_channels: int) -> nn.Module:
     return SubPixelConv(in_channels, out_channels)
 
 
+class ZeroOrderHold(nn.Module):
+    """A fixed 2x2 box of ones, stride 1, after a x2 upsampling layer (Sugawara, Shiota & Kiya
+    2019, "Checkerboard artifacts free convolutional neural networks"): it sums the four
+    sub-pixel phases of the layer's kernel at every output pixel, so a constant input gives a
+    constant output whatever the learned weights, and the layer's uneven overlap is gone by
+    construction. Replication-padded on the right and bottom, so the size is kept. No weights."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.pad(x, (0, 1, 0, 1), mode="replicate")
+        return F.avg_pool2d(x, 2, stride=1) * 4
+
+
+@register_decoder("deconv-zoh")
+def _deconv_zoh(in_channels: int, out_channels: int) -> nn.Module:
+    return nn.Sequential(_deconv(in_channels, out_channels), ZeroOrderHold())
+
+
+# The low-pass of resize-lowpass: taps at the low-resolution pixels within this reach of each
+# output pixel, a Kaiser window of this beta (as StyleGAN3's upsampling filters).
+LOWPASS_REACH, LOWPASS_BETA = 2, 4.0
+
+
+def lowpass_phases(reach: int = LOWPASS_REACH, beta: float = LOWPASS_BETA) -> torch.Tensor:
+    """(2, 2*reach+1): the weights a x2 upsampler gives the low-resolution neighbours -reach..
+    reach of output pixels at phase 0 (a quarter pixel left of the input pixel, as nearest and
+    bilinear place them) and phase 1 (a quarter right): a sinc cut off at the input's Nyquist
+    frequency, Kaiser-windowed, each phase corrected to reproduce constants and ramps, so that
+    no ripple of period 2 survives on flat or smoothly shaded regions (on flat ones, the
+    condition Sugawara et al. state for any upsampler)."""
+    d = torch.arange(-reach, reach + 1, dtype=torch.float64)
+    rows = []
+    for offset in (-0.25, 0.25):
+        t = offset - d  # the neighbour's distance in input pixels
+        window = torch.special.i0(beta * torch.sqrt((1 - (t / (reach + 1)) ** 2).clamp(min=0))) / torch.special.i0(
+            torch.tensor(beta, dtype=torch.float64))
+        w = torch.sinc(t) * window
+        # The least change that makes the phase reproduce constants and ramps exactly (a
+        # windowed sinc of this length does neither quite): sum 1, centre of mass at the
+        # output pixel's position, so a smooth gradient gets no period-2 ripple either.
+        a = torch.stack([torch.ones_like(d), d])
+        target = torch.tensor([1.0, offset], dtype=torch.float64)
+        w = w - a.T @ torch.linalg.solve(a @ a.T, a @ w - target)
+        rows.append(w)
+    return torch.stack(rows).float()
+
+
+class LowpassUpsample(nn.Module):
+    """x2 upsampling by zero insertion and a fixed low-pass (lowpass_phases), separable: each
+    axis is filtered once per output phase and the phases interleaved. Edge-replicated at
+    low resolution. No weights; the filter is a buffer outside the state_dict."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("phases", lowpass_phases(), persistent=False)
+
+    def _along_width(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        reach = (self.phases.shape[1] - 1) // 2
+        padded = F.pad(x.reshape(b * c, 1, h, w), (reach, reach, 0, 0), mode="replicate")
+        kernel = self.phases.to(x.dtype)[:, None, None, :]  # (2, 1, 1, taps): one output channel per phase
+        out = F.conv2d(padded, kernel)  # (B*C, 2, H, W)
+        return out.permute(0, 2, 3, 1).reshape(b, c, h, 2 * w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._along_width(x)
+        return self._along_width(x.transpose(2, 3)).transpose(2, 3)
+
+
+class LowpassResizeConv(nn.Sequential):
+    """Filtered upsampling, then a stride-1 conv: resize-convolution whose resize removes the
+    spectral copies that nearest-neighbour upsampling leaves near the input's sampling rate,
+    so what the layer learns cannot stick to the coarse grid through them (Karras et al. 2021)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(LowpassUpsample(), ConvLayer(in_channels, out_channels, kernel_size=3))
+
+
+@register_decoder("resize-lowpass")
+def _resize_lowpass(in_channels: int, out_channels: int) -> nn.Module:
+    return LowpassResizeConv(in_channels, out_channels)
+
+
 # --- the downsampling registry (the encoder's two x1/2 stages) ----------------------------
 #
 # Every kind is a ConvLayer: reflection pad at index 0, the 3x3 conv (in, out, 3, 3) at index

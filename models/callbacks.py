@@ -119,13 +119,16 @@ class ArtifactProbe(pl.Callback):
     """Measures the network on a fixed batch of photos (models/preview.py probe_batch: the
     panel at 128 px) at the start, before any training, every `every` steps and at the end,
     so a run has curves of its artifacts and of its quality, not only of its losses. One
-    forward of the batch, no grad; then the loss network over the outputs for the style and
-    content distances (models/quality.py, averaged over the batch) and the period-2/4
-    checkerboard scores of one photo's output, `photos[scored]` (dB, on the pixels a PNG holds).
+    forward of the batch, no grad; then the yardstick (models/quality.py: one fixed VGG19,
+    whatever the run trains against) over the outputs for the style and content distances,
+    averaged over the batch; the period-2/4/8 checkerboard scores of one photo's output,
+    `photos[scored]` (dB, on the pixels a PNG holds); and the shift equivariance of the
+    network on that photo (models/artifacts/equivariance.py, EQ-T at shifts 1 to 4, dB).
 
-    Rows {step, artifact_p2, artifact_p4, style_distance, content_distance} are kept in `rows`
-    and sent to the logger as probe/<name>. Rows of runs from before the distances were probed
-    lack those two keys; readers take them as missing. Under DDP only rank 0 measures.
+    Rows {step, artifact_p2, artifact_p4, artifact_p8, eq_t1..eq_t4, style_distance,
+    content_distance} are kept in `rows` and sent to the logger as probe/<name>. Rows of runs
+    from before a measure was probed lack its keys; readers take them as missing. Under DDP
+    only rank 0 measures.
 
     A network of several styles is measured with each style selected in turn, against that
     style's own Grams; the row holds the mean over the styles under the same keys (so curves
@@ -136,9 +139,20 @@ class ArtifactProbe(pl.Callback):
         self.every = every
         self.scored = scored
         self.rows: list[dict[str, float]] = []
+        self._grams: list[dict[str, torch.Tensor]] = []  # each style's Grams by the yardstick
+
+    def _yardstick(self, pl_module: pl.LightningModule):
+        from models.quality import is_yardstick, style_grams, yardstick
+
+        net = pl_module.loss_net if is_yardstick(pl_module.loss_net) else yardstick()
+        net.to(pl_module.device)
+        if not self._grams:
+            self._grams = [style_grams(net, image.to(pl_module.device)) for image in pl_module.style_images]
+        return net
 
     def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         from models.artifacts import checkerboard_score
+        from models.artifacts.equivariance import shift_equivariance
         from models.images import from_tensor
         from models.quality import distances
 
@@ -147,18 +161,20 @@ class ArtifactProbe(pl.Callback):
             return
         photos = self.photos.to(pl_module.device)
         net = pl_module.net
-        if not pl_module.style_grams:
-            pl_module.compute_style_grams()
+        measure_net = self._yardstick(pl_module)
         was = net.selected
         per_style = []
-        for i, grams in enumerate(pl_module.style_grams):
+        for i, grams in enumerate(self._grams):
             if net.styles > 1:
                 net.select_style(i)
             with torch.no_grad():
                 out = net(photos)
-            d = distances(pl_module.loss_net, out, photos, grams)
+            d = distances(measure_net, out, photos, grams)
             s = checkerboard_score(np.asarray(from_tensor(out[self.scored])))  # the pixels a PNG would hold
-            per_style.append({"artifact_p2": s[2], "artifact_p4": s[4], **{k: float(v.mean()) for k, v in d.items()}})
+            eq = shift_equivariance(net, photos[self.scored:self.scored + 1])
+            per_style.append({**{f"artifact_p{p}": v for p, v in s.items()},
+                              **{f"eq_t{k}": v for k, v in eq.items()},
+                              **{k: float(v.mean()) for k, v in d.items()}})
         if net.styles > 1:
             net.select_style(list(was))
         row = {"step": step, **{k: float(np.mean([r[k] for r in per_style])) for k in per_style[0]}}

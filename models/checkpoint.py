@@ -49,6 +49,7 @@ def describe(module: StyleTransferModule) -> dict:
         **({"styles": list(module.style_names), "style_pngs": list(module.style_pngs)} if several else {}),
         "content": module.content_label,
         "step": module.global_step,
+        "precision": module.trained_precision,  # "32-true" or "bf16-mixed": what it was trained in
         "versions": {
             "checkerless": _version("checkerless"),
             "torch": str(torch.__version__),

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from models.vocabulary import (
     LOSS_NETWORKS,
     LOSS_POOLINGS,
+    PRECISIONS,
     decoder_label,
     downsample_label,
     parse_decoder,
@@ -69,12 +70,16 @@ class TrainConfig:
     downsample: str = "stride-conv"  # the encoder's two x1/2 stages: one name, or one per stage
     loss_pooling: str = "max"  # the loss network's pooling: "max" (VGG's) or "avg"
     stability_weight: float = 0.0  # weight of the stability loss (0: off)
+    # auto: bf16 autocast where the machine has bf16 matrix units, else fp32 (models/hardware.py)
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "decoder", decoder_label(parse_decoder(self.decoder)))
         object.__setattr__(self, "downsample", downsample_label(parse_downsample(self.downsample)))
         if self.loss_pooling not in LOSS_POOLINGS:
             raise ValueError(f"unknown loss pooling {self.loss_pooling!r}; valid: {', '.join(LOSS_POOLINGS)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         sw = self.stability_weight
         if isinstance(sw, bool) or not isinstance(sw, (int, float)) or not (0 <= sw <= MAX_STABILITY_WEIGHT):
             raise ValueError(f"stability_weight must be a number between 0 and {MAX_STABILITY_WEIGHT:g}, got {sw!r}")

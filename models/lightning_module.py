@@ -40,7 +40,7 @@ class StyleTransferModule(pl.LightningModule):
 
     def __init__(self, config: TrainConfig, *, style_name: str | None = None, style_png: bytes | None = None,
                  styles: Sequence[tuple[str, bytes]] | None = None, content_label: str = "builtin",
-                 loss_network: LossNetwork | None = None, compiled: bool = False):
+                 loss_network: LossNetwork | None = None, compiled: bool = False, precision: str = "32-true"):
         super().__init__()
         if styles is None:
             if style_name is None or style_png is None:
@@ -50,6 +50,7 @@ class StyleTransferModule(pl.LightningModule):
         if not 1 <= len(styles) <= MAX_STYLES:
             raise ValueError(f"a run takes 1 to {MAX_STYLES} styles, got {len(styles)}")
         self.compiled = compiled
+        self.trained_precision = precision  # Lightning's name of what the run computes in; checkpoints record it
         self.config = config
         self.style_names = [name for name, _ in styles]
         self.style_pngs = [png for _, png in styles]

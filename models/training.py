@@ -17,6 +17,7 @@ from models.checkpoint import read_checkpoint
 from models.config import TrainConfig, per_device_batch
 from models.data import BUILTIN_LABEL, ContentDataModule, ContentSet, load_styles
 from models.lightning_module import StyleTransferModule, style_png_from_image
+from models.hardware import resolve_accelerator, resolve_precision
 from models.loss_network import LossNetwork
 
 log = logging.getLogger(__name__)
@@ -40,16 +41,6 @@ class RunResult:
         return self.losses[-1] if self.losses else {}
 
 
-def resolve_accelerator(device: str) -> str:
-    if device == "auto":
-        return "gpu" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "gpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or gpu, not {device!r}")
-    if device in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ValueError("device gpu was asked for, but this machine has no CUDA GPU")
-    return "gpu" if device == "cuda" else device
-
-
 # Measured with `checkerless bench --reference` (docs/performance.md): on a 2-core CPU the
 # compiled step is faster once warm, but compiling costs tens of seconds at a job's start, so
 # `auto` compiles only runs long enough to win it back.
@@ -62,14 +53,14 @@ class Speed:
     """How a run executes, never what it computes: the same losses within float rounding."""
 
     compiled: bool  # torch.compile of the loss step
-    precision: str  # Lightning's: "32-true", or "bf16-mixed" on a GPU (Grams stay fp32)
+    precision: str  # Lightning's: "32-true", or "bf16-mixed" (autocast; Grams, losses, Adam stay fp32)
     benchmark: bool  # cudnn.benchmark: fixed crop sizes, so the fastest kernels are kept
     num_workers: int  # DataLoader processes decoding and cropping off the training process
     pin_memory: bool
 
     @classmethod
     def plan(cls, accelerator: str, *, steps_left: int, compile: str = "auto", num_workers: int | None = None,
-             streamed: bool = False) -> Speed:
+             streamed: bool = False, precision: str = "auto") -> Speed:
         if compile not in ("auto", "on", "off"):
             raise ValueError(f"compile must be auto, on or off, not {compile!r}")
         gpu = accelerator == "gpu"
@@ -77,7 +68,8 @@ class Speed:
         # Decoding goes off the training process on a GPU, and wherever images arrive over the
         # network (a content set streamed from the store): there a worker waits on the store.
         workers = num_workers if num_workers is not None else (DATA_WORKERS if gpu or streamed else 0)
-        return cls(compiled=compiled, precision="bf16-mixed" if gpu else "32-true", benchmark=gpu,
+        bf16 = resolve_precision(precision, accelerator) == "bf16"  # models/hardware.py decides from the machine
+        return cls(compiled=compiled, precision="bf16-mixed" if bf16 else "32-true", benchmark=gpu,
                    num_workers=workers, pin_memory=gpu)
 
 
@@ -146,10 +138,10 @@ def train(
     if accelerator == "gpu" and devices > torch.cuda.device_count():
         raise ValueError(f"{devices} devices were asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
     speed = Speed.plan(accelerator, steps_left=config.steps - start_step, compile=compile, num_workers=num_workers,
-                       streamed=content_set.streamed)
+                       streamed=content_set.streamed, precision=config.precision)
     pl.seed_everything(config.seed, workers=True, verbose=False)
     module = StyleTransferModule(config, styles=styles, content_label=content_set.label, loss_network=loss_network,
-                                 compiled=speed.compiled)
+                                 compiled=speed.compiled, precision=speed.precision)
     data = ContentDataModule(content_set, size=config.size, batch=config.batch, seed=config.seed,
                              num_workers=speed.num_workers, pin_memory=speed.pin_memory)
     history, stopper = LossHistory(), StopWhen(should_stop)

@@ -23,12 +23,18 @@ DECODER_INFO: dict[str, DecoderInfo] = {
         DecoderInfo("resize-nearest", "nearest x2, reflection pad, conv k3 s1 (the article's fix)", "none"),
         DecoderInfo("resize-bilinear", "bilinear x2, reflection pad, conv k3 s1", "none"),
         DecoderInfo("subpixel", "conv k3 to 4C, PixelShuffle(2), ICNR init", "even"),
+        DecoderInfo("deconv-zoh", "ConvTranspose2d k3 s2 p1 output_padding 1, then a fixed 2x2 box "
+                    "(zero-order hold: free of the checkerboard for any weights, Sugawara et al. 2019)", "none"),
+        DecoderInfo("resize-lowpass", "zero-insert x2, fixed Kaiser-windowed sinc low-pass (each phase sums to 1), "
+                    "reflection pad, conv k3 s1 (filtered upsampling, after Karras et al. 2021)", "none"),
     ]
 }
 LOSS_NETWORKS = ("vgg19", "vgg16", "vgg19-random")
 # The loss network's pooling layers: VGG's max pooling, or average pooling (the article's
 # gradient section blames max pooling's uneven gradients for checkerboards in gradients).
 LOSS_POOLINGS = ("max", "avg")
+# Arithmetic precision of a run: auto (bf16 where the machine has bf16 matrix units), fp32, bf16.
+PRECISIONS = ("auto", "32", "bf16")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import numpy as np
 
 from models.artifacts.score import PERIODS, _as_array, power_spectrum
 
-MARK_COLOURS = {2: "#ff3b30", 4: "#ffcc00"}
+MARK_COLOURS = {2: "#ff3b30", 4: "#ffcc00", 8: "#34c759"}
 
 
 def log_spectrum(image) -> np.ndarray:
@@ -31,7 +31,7 @@ def periodic_points(h: int, w: int) -> dict[int, list[tuple[float, float]]]:
         pts = []
         for a in range(p):
             for b in range(p):
-                if (a, b) == (0, 0) or (p == 4 and a % 2 == 0 and b % 2 == 0):
+                if (a, b) == (0, 0) or (p > 2 and a % 2 == 0 and b % 2 == 0):
                     continue
                 pts.append(((a * h / p + h // 2) % h, (b * w / p + w // 2) % w))
         points[p] = pts
@@ -40,7 +40,7 @@ def periodic_points(h: int, w: int) -> dict[int, list[tuple[float, float]]]:
 
 def plot_spectrum(spectrum: np.ndarray, path: str | Path, *, title: str = "", diverging: bool = False) -> Path:
     """Save a spectrum (from log_spectrum or difference_spectrum) as a PNG with the periodic
-    frequencies ringed: red period 2, yellow period 4."""
+    frequencies ringed: red period 2, yellow period 4, green period 8."""
     from models.artifacts.figures import plt, save_figure
 
     h, w = spectrum.shape

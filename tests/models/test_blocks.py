@@ -93,3 +93,60 @@ def test_config_and_vocabulary_import_without_torch():
 
     code = "import sys, models.config, models.vocabulary; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("name", ["deconv-zoh", "resize-lowpass"])
+def test_the_artifact_free_decoders_map_a_constant_to_a_constant_for_any_weights(name):
+    """Sugawara et al.'s condition: whatever the learned weights (drawn at random here, at
+    several scales, biases too), a flat input gives a flat output: no periodic pattern."""
+    for seed in range(5):
+        torch.manual_seed(seed)
+        layer = DECODERS[name].build(6, 4)
+        with torch.no_grad():
+            for p in layer.parameters():
+                p.copy_(torch.randn_like(p) * 10 ** (seed - 2))
+            y = layer(torch.full((1, 6, 9, 11), 3.0))
+        core = y[..., 4:-4, 4:-4]  # away from the padded borders
+        assert torch.allclose(core, core[..., :1, :1].expand_as(core), rtol=1e-4, atol=1e-4), (name, seed)
+
+
+@pytest.mark.parametrize("name", ["deconv-zoh", "resize-lowpass"])
+def test_the_artifact_free_decoders_overlap_evenly_alone_and_stacked(name):
+    from models.artifacts.overlap import overlap_map, overlap_period
+
+    assert overlap_period(overlap_map(name)) == 1
+    assert overlap_period(overlap_map([name, name])) == 1
+    assert overlap_period(overlap_map("deconv")) == 2  # the layer the hold is added to, alone
+
+
+@pytest.mark.parametrize("name", ["deconv-zoh", "resize-lowpass"])
+def test_the_artifact_free_decoders_score_like_a_photo_at_random_initialisation(name):
+    """The whole network at init, seeds 0..2, on a photo: the period-2/4/8 scores stay at the
+    photo's own level (deconv's, for contrast, does not)."""
+    import numpy as np
+    import skimage.data
+
+    from models.artifacts import checkerboard_score
+
+    photo = torch.tensor(skimage.data.astronaut()[:128, :128]).permute(2, 0, 1).float()[None]
+    own = checkerboard_score(photo[0])
+    for seed in range(3):
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            s = checkerboard_score(np.asarray(TransformerNet(decoder=name)(photo)[0].clamp(0, 255)))
+        assert all(s[p] < max(own[p], 0) + 3 for p in (2, 4, 8)), (name, seed, s, own)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        deconv = checkerboard_score(TransformerNet(decoder="deconv")(photo)[0])
+    assert deconv[2] > own[2] + 10
+
+
+def test_the_lowpass_interpolates_constants_and_ramps_exactly():
+    from models.blocks import LowpassUpsample, lowpass_phases
+
+    phases = lowpass_phases()
+    assert torch.allclose(phases.sum(dim=1), torch.ones(2))
+    ramp = torch.arange(12.0).view(1, 1, 1, 12).expand(1, 1, 6, 12)
+    up = LowpassUpsample()(ramp)[0, 0, 2, 6:-6]  # away from the edges
+    step = up[1:] - up[:-1]
+    assert torch.allclose(step, torch.full_like(step, 0.5), atol=1e-5)  # no period-2 ripple on a gradient

@@ -79,7 +79,7 @@ def test_the_probe_records_quality_and_artifacts_at_init_every_n_steps_and_at_th
     rows = result.artifacts
     assert [r["step"] for r in rows] == [0, 2, 4, 5]
     for r in rows:
-        assert set(r) == {"step", "artifact_p2", "artifact_p4", *KEYS}
+        assert set(r) == {"step", "artifact_p2", "artifact_p4", "artifact_p8", "eq_t1", "eq_t2", "eq_t3", "eq_t4", *KEYS}
         assert all(np.isfinite(v) for v in r.values()) and r["style_distance"] > 0 and r["content_distance"] > 0
     assert rows[-1]["style_distance"] < rows[0]["style_distance"]  # training transfers style
 
@@ -102,3 +102,27 @@ def test_the_probe_records_quality_and_artifacts_at_init_every_n_steps_and_at_th
     with open(next(tmp_path.glob("logs/version_*/metrics.csv"))) as f:
         logged = [r for r in csv.DictReader(f) if r.get("probe/style_distance")]
     assert [int(r["step"]) for r in logged] == [0, 2, 4, 5]
+
+
+def test_the_probe_measures_by_the_yardstick_whatever_the_run_trains_against(tmp_path, vgg19):
+    """A run against average pooling is measured by the fixed VGG19 with max pooling, with the
+    style's Grams at the size it was trained at: its numbers compare with a default run's."""
+    from models.loss_network import build_loss_network
+    from models.quality import style_grams, yardstick
+
+    avg = build_loss_network("vgg19", pooling="avg")
+    cfg = TrainConfig(size=32, batch=2, steps=1, seed=4, loss_pooling="avg", style_size=48)
+    result = train(cfg, out_dir=tmp_path, style="ihc", progress=False, loss_network=avg, probe_every=10)
+    module = StyleTransferModule(cfg, style_name="ihc", style_png=style_png_from_image(load_style("ihc")[1]),
+                                 loss_network=avg)
+    batch = probe_batch()
+    with torch.no_grad():
+        out = module.net(batch)  # the network the run started from: the probe's step-0 row
+    ruler = yardstick()
+    assert ruler.pooling == "max" and ruler.arch == "vgg19"
+    expected = distances(ruler, out, batch, style_grams(ruler, module.style_image))
+    own = distances(avg, out, batch, style_grams(avg, module.style_image))
+    row = result.artifacts[0]
+    assert row["style_distance"] == pytest.approx(expected["style_distance"].mean().item(), rel=1e-4)
+    assert row["content_distance"] == pytest.approx(expected["content_distance"].mean().item(), rel=1e-4)
+    assert abs(own["style_distance"].mean().item() / row["style_distance"] - 1) > 0.1  # the run's own net differs

@@ -1,0 +1,62 @@
+"""Shift equivariance (Karras et al. 2021, "Alias-Free Generative Adversarial Networks", EQ-T):
+how closely a network's output follows its input when the input moves by whole pixels.
+
+    EQ-T(s) = PSNR between f(shift_s(x)) and shift_s(f(x)), in dB on the 0..255 scale
+
+A network that paints a pattern tied to its pixel grid (a checkerboard of period p, or a
+texture stuck to the grid of its residual blocks) keeps that pattern in place while the
+content moves, so the two disagree at shifts not divisible by p and agree at shifts that
+are: a period-4 pattern drops EQ-T at 1, 2 and 3 and not at 4, a period-2 one at 1 and 3.
+Unlike a spectral score this needs no assumption about the pattern's shape. Shift 4 is a
+whole period of the two x2 stages' grid: the network's own level, for comparison.
+
+Both inputs are crops of the same size (so the network pads them alike) and the
+comparison leaves out a margin at every border, where the crop and the padding disturb the
+output. Each shift is horizontal and vertical, their squared errors averaged. The outputs are
+compared as a PNG holds them: clamped to 0..255.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+
+SHIFTS = (1, 2, 3, 4)
+MARGIN = 16  # output pixels left out at every border: beyond what the crop and padding reach
+PEAK = 255.0
+
+
+def _psnr(mse: float) -> float:
+    return 100.0 if mse <= 1e-10 else 10 * math.log10(PEAK**2 / mse)
+
+
+@torch.no_grad()
+def shift_equivariance(net: Callable[[torch.Tensor], torch.Tensor], photos: torch.Tensor, *,
+                       shifts: Sequence[int] = SHIFTS, margin: int = MARGIN) -> dict[int, float]:
+    """{shift: EQ-T in dB} over a batch of photos (B, 3, H, W), 0..255; higher is more
+    equivariant (100 dB: exactly). H and W must exceed 2 * margin + max(shifts)."""
+    if photos.ndim != 4:
+        raise ValueError(f"photos must be (B, 3, H, W), got shape {tuple(photos.shape)}")
+    top = max(shifts)
+    h, w = photos.shape[-2:]
+    if min(h, w) <= 2 * margin + top:
+        raise ValueError(f"images must be larger than {2 * margin + top} pixels a side for shifts up to {top}")
+    scores: dict[int, float] = {}
+    for s in shifts:
+        sq = []
+        for axis in (-1, -2):
+            n = photos.shape[axis] - top  # both crops have this length
+            base = net(photos.narrow(axis, 0, n)).clamp(0, PEAK)  # f(x)
+            moved = net(photos.narrow(axis, s, n)).clamp(0, PEAK)  # f(shift_s(x)): content s pixels earlier
+            # f(shift_s(x))[j] should equal f(x)[j + s]; compare away from the borders.
+            a = moved.narrow(axis, margin, n - 2 * margin - s)
+            b = base.narrow(axis, margin + s, n - 2 * margin - s)
+            # ...and away from the other axis's borders too.
+            other = -2 if axis == -1 else -1
+            m = photos.shape[other]
+            a, b = a.narrow(other, margin, m - 2 * margin), b.narrow(other, margin, m - 2 * margin)
+            sq.append(float((a.float() - b.float()).pow(2).mean()))
+        scores[s] = _psnr(sum(sq) / len(sq))
+    return scores

@@ -1,0 +1,144 @@
+"""The sweep that chose the training defaults (docs/training.md, "How the defaults were chosen").
+
+Trains every named configuration on every built-in style with each seed (128 px, batch 4,
+the default steps unless --steps), then measures each trained network with models/measures.py:
+style taken by the fixed yardstick, content distance, the checkerboard score at periods 2, 4
+and 8 above the panel photos' own, and shift equivariance. Each run's row is written to
+OUT/rows/<config>-<style>-s<seed>.json as soon as it is measured, so the sweep can be
+stopped and started again (finished runs are skipped), and the astronaut output at 256 px to
+OUT/images/. --report prints the table: per configuration and style, the mean and 95%
+interval over seeds.
+
+    .venv/bin/python scripts/sweep_defaults.py --configs old,lowpass --seeds 0,1,2 --out runs/sweep
+    .venv/bin/python scripts/sweep_defaults.py --out runs/sweep --report [--json]
+
+The configurations are CONFIGS below: each is the old defaults with a few settings changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from models.checkpoint import load_network
+from models.config import TrainConfig
+from models.hardware import cpu_model
+from models.images import resize_shorter, save_png, to_tensor
+from models.measures import MEASURE_SIZE, measure_network, panel
+from models.training import train
+from models.vocabulary import BUILTIN_STYLE_INFO
+
+# The defaults before this sweep: resize-nearest, stride-conv, max pooling, lr 5e-3, style 5e-2.
+OLD = {"decoder": "resize-nearest", "downsample": "stride-conv", "loss_pooling": "max", "lr": 5e-3,
+       "style_weight": 5e-2}
+CONFIGS: dict[str, dict] = {
+    "old": OLD,
+    "lowpass": {**OLD, "decoder": "resize-lowpass"},
+    "lowpass-blur": {**OLD, "decoder": "resize-lowpass", "downsample": "blur-stride"},
+    "zoh": {**OLD, "decoder": "deconv-zoh"},
+    "bilinear": {**OLD, "decoder": "resize-bilinear"},
+    "nearest-blur": {**OLD, "downsample": "blur-stride"},
+    "avg-pool": {**OLD, "loss_pooling": "avg", "style_weight": 1.0},
+    "lowpass-blur-lr2": {**OLD, "decoder": "resize-lowpass", "downsample": "blur-stride", "lr": 2e-3},
+}
+KEYS = ("style_taken", "content_distance", "excess_p2", "excess_p4", "excess_p8", "eq_t1", "eq_t2", "eq_t3", "eq_t4")
+
+
+def style_tensors(info) -> list[torch.Tensor]:
+    side = info.config.style_size or info.config.size
+    return [to_tensor(resize_shorter(Image.open(io.BytesIO(png)), side))[None] for png in info.style_pngs]
+
+
+def run_one(name: str, style: str, seed: int, *, steps: int | None, out: Path) -> dict:
+    settings = {k: v for k, v in CONFIGS[name].items()}
+    config = TrainConfig(seed=seed, checkpoint_every=10**6, **settings, **({"steps": steps} if steps else {}))
+    run_dir = out / "runs" / f"{name}-{style}-s{seed}"
+    started = time.perf_counter()
+    result = train(config, out_dir=run_dir, style=style, progress=False, probe_every=10**6)
+    seconds = time.perf_counter() - started
+    net, info = load_network(result.checkpoint)
+    row = {"config": name, "style": style, "seed": seed, "steps": config.steps, "seconds": round(seconds, 1),
+           "settings": settings, **measure_network(net, style_tensors(info), train_size=config.size)}
+    with torch.no_grad():
+        image = net(panel(MEASURE_SIZE)[1:2])[0]  # astronaut
+    save_png(image, out / "images" / f"{name}-{style}-s{seed}.png")
+    return row
+
+
+def interval(values: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of its 95% interval (Student t over seeds; 0 for one seed)."""
+    t95 = {2: 12.71, 3: 4.30, 4: 3.18, 5: 2.78, 6: 2.57, 7: 2.45, 8: 2.36}
+    n = len(values)
+    mean = float(np.mean(values))
+    return mean, (t95.get(n, 2.0) * float(np.std(values, ddof=1)) / math.sqrt(n) if n > 1 else 0.0)
+
+
+def report(out: Path, *, as_json: bool) -> None:
+    rows = [json.loads(p.read_text()) for p in sorted((out / "rows").glob("*.json"))]
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["config"], r["style"]), []).append(r)
+    table = []
+    for (config, style), rs in sorted(groups.items()):
+        entry = {"config": config, "style": style, "seeds": len(rs)}
+        for k in KEYS:
+            entry[k] = interval([r[k] for r in rs])
+        table.append(entry)
+    if as_json:
+        print(json.dumps(table, indent=1))
+        return
+    print(f"CPU: {cpu_model()}; {len(rows)} runs; mean ± 95% interval over seeds")
+    head = ["config", "style", "n", *KEYS]
+    print(" | ".join(head))
+    for e in table:
+        cells = [e["config"], e["style"], str(e["seeds"])]
+        for k in KEYS:
+            m, h = e[k]
+            cells.append(f"{m:.2f}±{h:.2f}" if k == "style_taken" else f"{m:.3g}±{h:.2g}" if k == "content_distance"
+                         else f"{m:.1f}±{h:.1f}")
+        print(" | ".join(cells))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--configs", default="old", help=f"comma-separated, of: {', '.join(CONFIGS)}")
+    ap.add_argument("--styles", default=",".join(BUILTIN_STYLE_INFO), help="comma-separated [default: all built-in]")
+    ap.add_argument("--seeds", default="0", help="comma-separated [default: 0]")
+    ap.add_argument("--steps", type=int, default=None, help="[default: TrainConfig's]")
+    ap.add_argument("--out", type=Path, default=Path("runs/sweep"))
+    ap.add_argument("--report", action="store_true", help="print the table of what is measured so far")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads [default: torch's]; 1 lets two sweeps share a 2-core machine without "
+                         "their thread pools spinning against each other")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.report:
+        report(args.out, as_json=args.json)
+        return
+    for name in args.configs.split(","):
+        if name not in CONFIGS:
+            raise SystemExit(f"unknown configuration {name!r}; valid: {', '.join(CONFIGS)}")
+    (args.out / "rows").mkdir(parents=True, exist_ok=True)
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        for name in args.configs.split(","):
+            for style in args.styles.split(","):
+                target = args.out / "rows" / f"{name}-{style}-s{seed}.json"
+                if target.exists():
+                    continue
+                row = run_one(name, style, seed, steps=args.steps, out=args.out)
+                target.write_text(json.dumps(row, indent=1))
+                print(json.dumps({k: row[k] for k in ("config", "style", "seed", "seconds", *KEYS)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
