@@ -1,6 +1,10 @@
 """Speed and memory of the decoders, measured in one run against a baseline decoder:
 inference time per image and training-step time (network + VGG loss + backward + Adam).
-Numbers are reported as ratios to the baseline measured in the same run, never asserted."""
+Numbers are reported as ratios to the baseline measured in the same run, never asserted.
+
+`precision` everywhere here is a resolved one (models/hardware.py resolve_precision): "32", or
+"bf16" for bf16 autocast around the forward passes (and the loss; the backward and Adam run
+outside it, as Lightning's "bf16-mixed" does)."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from models.hardware import autocast
 from models.loss_network import LossNetwork, build_loss_network
 from models.losses import gram_matrix, perceptual_loss
 from models.transformer_net import TransformerNet
@@ -49,7 +54,8 @@ def _median_ms(fn, *, steps: int, warmup: int, device: torch.device) -> float:
 
 
 def bench(decoders: Sequence[str], *, size: int = 128, batch: int = 4, steps: int = 5, warmup: int = 2,
-          device: str = "cpu", loss_network: LossNetwork | None = None, seed: int = 0) -> list[BenchRow]:
+          device: str = "cpu", loss_network: LossNetwork | None = None, seed: int = 0,
+          precision: str = "32") -> list[BenchRow]:
     dev = torch.device("cuda" if device in ("gpu", "cuda") else device)
     loss_net = (loss_network or build_loss_network("vgg19")).to(dev)
     g = torch.Generator().manual_seed(seed)
@@ -65,11 +71,12 @@ def bench(decoders: Sequence[str], *, size: int = 128, batch: int = 4, steps: in
         opt = torch.optim.Adam(net.parameters(), lr=1e-3)
 
         def infer() -> None:
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast(precision, dev):
                 net(content)
 
         def train_step() -> None:
-            loss = perceptual_loss(loss_net, net(content), content_target=target, style_grams=grams)["loss"]
+            with autocast(precision, dev):
+                loss = perceptual_loss(loss_net, net(content), content_target=target, style_grams=grams)["loss"]
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -174,12 +181,13 @@ REF = "reference"  # the pytorch/examples recipe, models/reference.py
 
 def bench_reference(*, size: int = 128, batch: int = 4, infer_sizes: Sequence[int] = (256, 512, 1024),
                     repeats: int = 5, device: str = "cpu", compiled: bool = True,
-                    loss_network: LossNetwork | None = None, seed: int = 0) -> list[ReferenceRow]:
+                    loss_network: LossNetwork | None = None, seed: int = 0, precision: str = "32") -> list[ReferenceRow]:
     """Our training step and inference against the pytorch/examples recipe, alternated in one run.
 
     Training variants: the reference; ours eager as it was (the content target through the whole
     loss network); ours eager; ours compiled. Inference: the reference's network, ours eager,
-    ours compiled (dynamic sizes: one compilation serves every size)."""
+    ours compiled (dynamic sizes: one compilation serves every size). With `precision` "bf16"
+    also ours in bf16 autocast (compiled too on a GPU, and a CUDA graph there for inference)."""
     from models.config import TrainConfig
     from models.lightning_module import StyleTransferModule, encode_png
     from models.reference import ReferenceNet, ReferenceStep
@@ -209,8 +217,8 @@ def bench_reference(*, size: int = 128, batch: int = 4, infer_sizes: Sequence[in
         opt = module.configure_optimizers()
 
         def step() -> None:
-            # bf16: what Lightning's "bf16-mixed" precision (a GPU run's, models/training.py
-            # Speed) wraps the step in; the Grams stay fp32 (models/losses.py).
+            # bf16: what Lightning's "bf16-mixed" precision (a run's where precision resolves to
+            # bf16, models/training.py Speed) wraps the step in; the Grams stay fp32 (models/losses.py).
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
                 loss = module._step_losses(content)["loss"]
             opt.zero_grad(set_to_none=True)
@@ -225,9 +233,10 @@ def bench_reference(*, size: int = 128, batch: int = 4, infer_sizes: Sequence[in
                       "ours": our_step(StyleTransferModule, False)}
     if compiled:
         train_variants["ours, compiled"] = our_step(StyleTransferModule, True)
-    if dev.type == "cuda":  # the path a GPU job takes: bf16 autocast, compiled where asked
+    bf16 = precision == "bf16"
+    if bf16:  # the path a job takes where auto means bf16: bf16 autocast, compiled where asked on a GPU
         train_variants["ours, bf16"] = our_step(StyleTransferModule, False, bf16=True)
-        if compiled:
+        if compiled and dev.type == "cuda":
             train_variants["ours, compiled, bf16"] = our_step(StyleTransferModule, True, bf16=True)
     flops = {REF: count_flops(lambda: ref.step(content)),
              "ours": count_flops(our_step(StyleTransferModule, False)),
@@ -255,7 +264,7 @@ def bench_reference(*, size: int = 128, batch: int = 4, infer_sizes: Sequence[in
         variants = {REF: infer(ref_net), "ours": infer(our_net)}
         if infer_compiled is not None:
             variants["ours, compiled"] = infer(infer_compiled)
-        if dev.type == "cuda":
+        if bf16:
             variants["ours, bf16"] = infer(our_net, bf16=True)
             if infer_graphed is not None:
                 variants["ours, compiled, bf16, CUDA graph"] = infer(infer_graphed, bf16=True)
@@ -332,7 +341,8 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def bench_tiling(sizes: Sequence[tuple[int, int]] = ((1024, 1024), (4096, 3072)), *, tile: int = 512,
-                 whole_up_to: int = 2048 * 2048, device: str = "cpu", seed: int = 0) -> list[TilingRow]:
+                 whole_up_to: int = 2048 * 2048, device: str = "cpu", seed: int = 0,
+                 precision: str = "32") -> list[TilingRow]:
     """Time and peak memory of stylising one image whole and in tiles; whole only up to
     `whole_up_to` pixels (a 4096x3072 image whole needs many GiB)."""
     from models.tiling import stylize_tiled
@@ -344,9 +354,9 @@ def bench_tiling(sizes: Sequence[tuple[int, int]] = ((1024, 1024), (4096, 3072))
     for w, h in sizes:
         image = (torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(seed)) * 255).to(dev)
         results = {}
-        runs = [("tiles", lambda: stylize_tiled(net, image, tile))]
+        runs = [("tiles", lambda: stylize_tiled(net, image, tile, precision=precision))]
         if w * h <= whole_up_to:
-            runs.append(("whole", lambda: _whole(net, image)))
+            runs.append(("whole", lambda: _whole(net, image, precision)))
         for mode, fn in runs:
             if dev.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(dev)
@@ -365,6 +375,68 @@ def bench_tiling(sizes: Sequence[tuple[int, int]] = ((1024, 1024), (4096, 3072))
     return rows
 
 
-def _whole(net: TransformerNet, image: torch.Tensor) -> torch.Tensor:
-    with torch.inference_mode():
-        return net(image)
+def _whole(net: TransformerNet, image: torch.Tensor, precision: str = "32") -> torch.Tensor:
+    from models.stylize import forward
+
+    return forward(net, image, precision)
+
+
+# --- stylising photos at a precision against fp32 (`checkerless bench --stylize`) ----------------
+
+STYLIZE_PHOTOS = ("chelsea", "astronaut", "coffee")  # scikit-image's, as the preview panel (models/preview.py)
+
+
+@dataclass(frozen=True)
+class StylizeRow:
+    photo: str
+    size: str  # "WxH"
+    precision: str  # resolved: "32" (the baseline) or "bf16"
+    ms: float  # median of stylize_tensor, the call `checkerless stylize` makes per image
+    ratio: float  # ms / the fp32 baseline's ms on the same photo, in the same run (< 1: faster)
+    speedup: float  # the baseline's ms / ms
+    psnr_db: float | None  # against the fp32 output, after rounding both to 8 bits; None for the baseline
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def photo_tensor(name: str, width: int, height: int) -> torch.Tensor:
+    """A built-in photo cropped to the aspect of width x height and resized to it: (3, H, W) 0..255."""
+    from PIL import Image, ImageOps
+
+    from models.data import BUILTIN_PHOTOS
+    from models.images import to_tensor
+
+    photo = BUILTIN_PHOTOS[name]().convert("RGB")
+    return to_tensor(ImageOps.fit(photo, (width, height), Image.Resampling.LANCZOS))
+
+
+def bench_stylize(net: TransformerNet, *, width: int = 1024, height: int = 768, photos: Sequence[str] = STYLIZE_PHOTOS,
+                  precision: str = "bf16", repeats: int = 3, device: str = "cpu") -> list[StylizeRow]:
+    """Stylise each photo at `precision` and at fp32 (the baseline), whole (no tiles), with
+    models.stylize.stylize_tensor; one untimed call each first, then `repeats` timed calls,
+    the two precisions alternated so both see the same load on the machine."""
+    from models.stylize import stylize_tensor
+
+    dev = torch.device("cuda" if device in ("gpu", "cuda") else device)
+    net = net.to(dev).eval()
+    variants = ["32"] if precision == "32" else ["32", precision]
+    budget = 1 << 62  # whole images: tiling has its own bench (--tiling)
+    rows = []
+    for name in photos:
+        image = photo_tensor(name, width, height)
+        run = lambda p: stylize_tensor(net, image, precision=p, memory_budget=budget)  # noqa: E731
+        outputs = {p: run(p) for p in variants}  # untimed: allocation, kernel choice
+        times: dict[str, list[float]] = {p: [] for p in variants}
+        for _ in range(repeats):
+            for p in variants:
+                _sync(dev)
+                t = time.perf_counter()
+                run(p)  # returns on the CPU: the GPU's work is done
+                times[p].append((time.perf_counter() - t) * 1000)
+        base = statistics.median(times["32"])
+        for p in variants:
+            ms = statistics.median(times[p])
+            rows.append(StylizeRow(name, f"{width}x{height}", p, ms, ms / base, base / ms,
+                                   None if p == "32" else psnr(outputs[p], outputs["32"])))
+    return rows

@@ -40,14 +40,12 @@ from typing import TYPE_CHECKING
 import torch
 
 from models.losses import gram_matrix
+from models.vocabulary import QUALITY_MEASURE, QUALITY_MEASURE_OLD  # noqa: F401 (re-exported: what measured a number)
 
 if TYPE_CHECKING:
     from models.loss_network import LossNetwork
 
 KEYS = ("style_distance", "content_distance")
-# What measured the distances: written beside them in every record and report.
-QUALITY_MEASURE = "vgg19-max"  # the fixed yardstick
-QUALITY_MEASURE_OLD = "run-loss-network"  # records from before it: the run's own loss network
 YARDSTICK_ARCH, YARDSTICK_POOLING = "vgg19", "max"
 
 

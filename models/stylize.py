@@ -1,7 +1,13 @@
 """Stylising images with a trained checkpoint: one forward pass per image, at full size
 (in tiles, with whole-image statistics, when the image would not fit a memory budget), with
 a choice of style on a several-style network, a strength, and the photo's colours kept or not
-(models/stylize_options.py names the options; docs/stylising.md explains them)."""
+(models/stylize_options.py names the options; docs/stylising.md explains them).
+
+Precision: the forward runs in fp32 or under bf16 autocast (models/hardware.py), chosen for the
+machine that stylises, whatever the checkpoint was trained in; the output is float32 either way.
+The commands and the stylise server default to `auto` (bf16 where the machine has bf16 matrix
+units, docs/performance.md); the functions here that take a loaded network default to fp32, so
+the measurements built on them (previews, artifact scores, the training probe) stay exact."""
 
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ from models.colour import apply_colors
 from models.images import ImageError, list_images, load_tensor, save_png
 from models.tiling import DEFAULT_MEMORY_BUDGET, check_tile, choose_tile, stylize_tiled
 from models.stylize_options import DEFAULT_COLORS, DEFAULT_STRENGTH, check_colors, check_strength
-from models.training import resolve_accelerator
+from models.hardware import autocast, resolve_accelerator, resolve_precision
 from models.transformer_net import TransformerNet
 
 log = logging.getLogger(__name__)
@@ -81,23 +87,36 @@ def finish(stylised: torch.Tensor, photo: torch.Tensor, *, strength: float = DEF
     return photo + strength * (out.clamp(0, 255) - photo)
 
 
+def stylize_precision(precision: str, device: torch.device | str) -> str:
+    """"bf16" or "32": what `precision` (auto, 32 or bf16) means for stylising on `device`
+    (auto: bf16 on a CUDA GPU or a CPU with bf16 matrix units, else fp32)."""
+    return resolve_precision(precision, "gpu" if torch.device(device).type == "cuda" else "cpu")
+
+
+def forward(net: TransformerNet, x: torch.Tensor, precision: str = "32") -> torch.Tensor:
+    """net(x) under `precision` (resolved: "32" or "bf16"), as float32 (B, 3, H, W)."""
+    with torch.inference_mode(), autocast(precision, x.device):
+        return net(x).float()
+
+
 def stylize_tensor(net: TransformerNet, image: torch.Tensor, *, style: int | Sequence[float] | None = None,
                    strength: float = DEFAULT_STRENGTH, colors: str = DEFAULT_COLORS, tile: int | None = None,
-                   memory_budget: int = DEFAULT_MEMORY_BUDGET) -> torch.Tensor:
-    """(3, H, W) 0..255 -> (3, H, W) 0..255 on the CPU; tiled when `tile` is given or the whole
-    image would need more than `memory_budget` bytes (models/tiling.py). `style`: None (the
+                   memory_budget: int = DEFAULT_MEMORY_BUDGET, precision: str = "32") -> torch.Tensor:
+    """(3, H, W) 0..255 -> (3, H, W) 0..255 float32 on the CPU; tiled when `tile` is given or the
+    whole image would need more than `memory_budget` bytes (models/tiling.py). `style`: None (the
     network's default, style 0), an index, or weights over its styles; `strength` in [0, 1]
-    and `colors` (models/stylize_options.py) are applied to the output (`finish`)."""
+    and `colors` (models/stylize_options.py) are applied to the output (`finish`). `precision`:
+    auto, 32 or bf16 (`stylize_precision`); fp32 unless asked, so measurements stay exact."""
     strength, colors = check_strength(strength), check_colors(colors)
     select(net, style)
     device = next(net.parameters()).device
+    precision = stylize_precision(precision, device)
     x = image[None].to(device)
     tile = choose_tile(x.shape[2], x.shape[3], tile=tile, memory_budget=memory_budget)
     if tile is not None:
-        y = stylize_tiled(net, x, tile)[0].cpu()
+        y = stylize_tiled(net, x, tile, precision=precision)[0].cpu()
     else:
-        with torch.inference_mode():
-            y = net(x)[0].cpu()
+        y = forward(net, x, precision)[0].cpu()
     if strength == 1.0 and colors == "style":
         return y
     return finish(y, image.to(y.dtype), strength=strength, colors=colors)
@@ -106,15 +125,19 @@ def stylize_tensor(net: TransformerNet, image: torch.Tensor, *, style: int | Seq
 def stylize_files(checkpoint: str | Path, inputs: Iterable[str | Path], out_dir: str | Path,
                   *, style: int | Sequence[float] | None = None, strength: float = DEFAULT_STRENGTH,
                   colors: str = DEFAULT_COLORS, device: str = "auto", tile: int | None = None,
-                  memory_budget: int = DEFAULT_MEMORY_BUDGET) -> tuple[list[Stylized], list[tuple[str, str]]]:
+                  memory_budget: int = DEFAULT_MEMORY_BUDGET,
+                  precision: str = "auto") -> tuple[list[Stylized], list[tuple[str, str]]]:
     """Stylise image files and folders into PNGs in `out_dir`, with the options of
-    `stylize_tensor`. Every option is checked, and every input decoded, before any work."""
+    `stylize_tensor` (`precision` auto by default: chosen for this machine, as the CLI does).
+    Every option is checked, and every input decoded, before any work."""
     if tile is not None:
         check_tile(tile)
     strength, colors = check_strength(strength), check_colors(colors)
+    where = "cuda" if resolve_accelerator(device) == "gpu" else "cpu"
+    precision = stylize_precision(precision, where)
     net, _ = load_network(checkpoint)
     select(net, style)  # a bad index or mix fails before any image is read
-    net.to("cuda" if resolve_accelerator(device) == "gpu" else "cpu")
+    net.to(where)
     images, skipped = load_inputs(inputs)  # decode (and fail) before any work
     out = Path(out_dir)
     used: set[str] = set()
@@ -125,7 +148,7 @@ def stylize_files(checkpoint: str | Path, inputs: Iterable[str | Path], out_dir:
             name, k = f"{src.stem}-{k}.png", k + 1
         used.add(name)
         y = stylize_tensor(net, image, style=style, strength=strength, colors=colors, tile=tile,
-                           memory_budget=memory_budget)
+                           memory_budget=memory_budget, precision=precision)
         path = save_png(y, out / name)
         results.append(Stylized(src, path, (image.shape[2], image.shape[1])))
     return results, skipped

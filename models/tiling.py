@@ -14,6 +14,11 @@ different colour cast and show seams, so the statistics here are the whole image
 Each tile carries a halo wider than the layers' reach, and tiles start on multiples of 4, so
 strided and upsampling layers see the same pixel grid as the whole image: the result equals
 the untiled one up to float rounding. About 1.5x the arithmetic of one whole pass.
+
+Precision: with `precision="bf16"` the layers run under bf16 autocast (models/hardware.py), as
+the whole-image pass does, while everything that spans tiles stays wide: each norm's statistics
+are summed in fp64 and applied as fp32 scales and shifts, and the maps kept between stages (the
+encoder's output, the residual blocks' maps, the output) are fp32.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from torch import nn
 
 from models.blocks import ConditionalInstanceNorm2d, ConvLayer, ResidualBlock
 from models.config import STYLIZE_MEMORY_BUDGET_GIB
+from models.hardware import autocast, check_precision
 from models.transformer_net import MIN_INNER_SIZE, SIZE_MULTIPLE, TransformerNet
 
 DEFAULT_TILE = 512  # input pixels per tile side (a multiple of 4)
@@ -193,10 +199,19 @@ def _flatten(module: nn.Module) -> list[nn.Module]:
 
 
 @torch.inference_mode()
-def stylize_tiled(net: TransformerNet, image: torch.Tensor, tile: int = DEFAULT_TILE) -> torch.Tensor:
-    """(1, 3, H, W) 0..255 -> (1, 3, H, W), as net(image) would give, holding only tiles of the
-    full-resolution maps. Each decoder stage must be local (every registered one is)."""
+def stylize_tiled(net: TransformerNet, image: torch.Tensor, tile: int = DEFAULT_TILE, *,
+                  precision: str = "32") -> torch.Tensor:
+    """(1, 3, H, W) 0..255 -> (1, 3, H, W) float32, as net(image) would give, holding only tiles
+    of the full-resolution maps. Each decoder stage must be local (every registered one is).
+    `precision`: "32", or "bf16" for the layers under bf16 autocast (statistics stay fp64)."""
     check_tile(tile)
+    if check_precision(precision) == "auto":
+        raise ValueError("stylize_tiled takes a resolved precision, 32 or bf16 (models/hardware.py resolve_precision)")
+    with autocast(precision, image.device):
+        return _stylize_tiled(net, image.float(), tile)
+
+
+def _stylize_tiled(net: TransformerNet, image: torch.Tensor, tile: int) -> torch.Tensor:
     h, w = image.shape[-2:]
     ph = max(MIN_INNER_SIZE, -(-h // SIZE_MULTIPLE) * SIZE_MULTIPLE) - h
     pw = max(MIN_INNER_SIZE, -(-w // SIZE_MULTIPLE) * SIZE_MULTIPLE) - w

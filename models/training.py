@@ -32,7 +32,7 @@ class RunResult:
     stopped: bool  # stopped before reaching `steps` (Ctrl-C, cancel)
     seconds: float
     losses: list[dict[str, float]]  # one row per step of this run
-    artifacts: list[dict[str, float]]  # probe rows: step, artifact_p2, artifact_p4 (dB), style_distance, content_distance
+    artifacts: list[dict[str, float]]  # probe rows (models/callbacks.py ArtifactProbe): step, scores, EQ-T, distances
     skipped: list[tuple[str, str]] = field(default_factory=list)  # unreadable content files
     rank: int = 0  # this process's DDP rank: rank 0 alone does the run's once-only work (outputs, reports)
 

@@ -6,6 +6,8 @@
   frame rate and exact size: 4:2:0 chroma when both sides are even, else 4:4:4 (4:2:0 cannot
   hold an odd side; nothing is scaled or padded).
 - The first audio track is kept (re-encoded as AAC, which every H.264 container takes).
+- The forward runs in fp32 or under bf16 autocast (`precision`, as models/stylize.py), the
+  frames handed to the encoder rounded from float32 outputs either way.
 - The flicker of the input and of the output (models/flicker.py) is measured on the frames as
   decoded and as handed to the encoder (8-bit), so it is the network's, not the codec's.
 - Anything ffmpeg cannot read (not a video, no video stream, a codec it has no decoder for, a
@@ -31,7 +33,7 @@ import torch
 
 from models.flicker import FlickerMeter
 from models.images import MAX_PIXELS
-from models.stylize import finish, select
+from models.stylize import finish, forward, select, stylize_precision
 from models.stylize_options import DEFAULT_COLORS, DEFAULT_STRENGTH, VIDEO_SUFFIXES, check_colors, check_strength
 from models.tiling import DEFAULT_MEMORY_BUDGET, choose_tile, stylize_tiled
 from models.transformer_net import TransformerNet
@@ -64,6 +66,7 @@ class VideoResult:
     has_audio: bool
     flicker: dict  # {"input": levels, "output": levels} (None where no still pixels: see models/flicker.py)
     seconds: float
+    precision: str = "32"  # what the forward ran in: "32" or "bf16"
 
     @property
     def size(self) -> tuple[int, int]:
@@ -72,7 +75,7 @@ class VideoResult:
     def to_dict(self) -> dict:
         return {"output": str(self.output), "frames": self.frames, "fps": self.fps, "width": self.width,
                 "height": self.height, "has_audio": self.has_audio, "flicker": self.flicker,
-                "seconds": round(self.seconds, 2)}
+                "seconds": round(self.seconds, 2), "precision": self.precision}
 
 
 def _ffmpeg() -> str:
@@ -172,19 +175,17 @@ def read_video(path: str | Path, info: VideoInfo | None = None) -> Iterator[np.n
 
 
 def _stylize_batch(net: TransformerNet, frames: list[np.ndarray], *, strength: float, colors: str,
-                   tile: int | None, memory_budget: int) -> list[np.ndarray]:
+                   tile: int | None, memory_budget: int, precision: str = "32") -> list[np.ndarray]:
     x = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float()
     h, w = x.shape[2:]
     device = next(net.parameters()).device
     whole = choose_tile(h, w, tile=tile, memory_budget=memory_budget // len(frames)) is None
     if whole:  # the batch in one pass (instance norm is per frame: the same as one at a time)
-        with torch.inference_mode():
-            y = net(x.to(device)).cpu()
+        y = forward(net, x.to(device), precision).cpu()
     else:  # frame by frame, tiled where one frame alone is too large
         size = choose_tile(h, w, tile=tile, memory_budget=memory_budget)
-        with torch.inference_mode():
-            y = torch.cat([(stylize_tiled(net, f[None].to(device), size) if size else net(f[None].to(device))).cpu()
-                           for f in x])
+        y = torch.cat([(stylize_tiled(net, f[None].to(device), size, precision=precision) if size
+                        else forward(net, f[None].to(device), precision)).cpu() for f in x])
     y = finish(y, x, strength=strength, colors=colors)
     y8 = y.clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     return list(y8)
@@ -193,11 +194,14 @@ def _stylize_batch(net: TransformerNet, frames: list[np.ndarray], *, strength: f
 def stylize_video(net: TransformerNet, src: str | Path, dst: str | Path, *,
                   style: int | Sequence[float] | None = None, strength: float = DEFAULT_STRENGTH,
                   colors: str = DEFAULT_COLORS, tile: int | None = None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
-                  batch: int = BATCH, progress: Callable[[int, int], None] | None = None) -> VideoResult:
+                  batch: int = BATCH, progress: Callable[[int, int], None] | None = None,
+                  precision: str = "32") -> VideoResult:
     """Stylise every frame of `src` into `dst` (.mp4, .mov or .mkv): same frame count, rate and
-    size, the audio kept. `progress(done, total)` is called after each batch of frames."""
+    size, the audio kept. `progress(done, total)` is called after each batch of frames.
+    `precision`: auto, 32 or bf16 (models/stylize.py stylize_precision); fp32 unless asked."""
     started = time.perf_counter()
     strength, colors = check_strength(strength), check_colors(colors)
+    precision = stylize_precision(precision, next(net.parameters()).device)
     src, dst = Path(src), Path(dst)
     if dst.suffix.lower() not in VIDEO_SUFFIXES:
         raise VideoError(f"{dst.name}: write a video as {', '.join(VIDEO_SUFFIXES)}")
@@ -226,7 +230,8 @@ def stylize_video(net: TransformerNet, src: str | Path, dst: str | Path, *,
 
         def flush() -> None:
             nonlocal done
-            outs = _stylize_batch(net, pending, strength=strength, colors=colors, tile=tile, memory_budget=memory_budget)
+            outs = _stylize_batch(net, pending, strength=strength, colors=colors, tile=tile, memory_budget=memory_budget,
+                                  precision=precision)
             for a, b in zip(pending, outs, strict=True):
                 meter_in.update(a, a)
                 meter_out.update(a, b)
@@ -262,4 +267,4 @@ def stylize_video(net: TransformerNet, src: str | Path, dst: str | Path, *,
     clean = lambda v: None if math.isnan(v) else round(v, 4)  # noqa: E731
     return VideoResult(output=dst, frames=done, fps=info.fps, width=info.width, height=info.height,
                        has_audio=info.has_audio, flicker={"input": clean(meter_in.value), "output": clean(meter_out.value)},
-                       seconds=time.perf_counter() - started)
+                       seconds=time.perf_counter() - started, precision=precision)

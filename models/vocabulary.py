@@ -33,6 +33,11 @@ LOSS_NETWORKS = ("vgg19", "vgg16", "vgg19-random")
 # The loss network's pooling layers: VGG's max pooling, or average pooling (the article's
 # gradient section blames max pooling's uneven gradients for checkerboards in gradients).
 LOSS_POOLINGS = ("max", "avg")
+# What measured a style or content distance, written beside it in records and reports
+# (models/quality.py): the fixed yardstick (VGG19 with max pooling, the same for every run), or,
+# for records made before it, each run's own loss network.
+QUALITY_MEASURE = "vgg19-max"
+QUALITY_MEASURE_OLD = "run-loss-network"
 # Arithmetic precision of a run: auto (bf16 where the machine has bf16 matrix units), fp32, bf16.
 PRECISIONS = ("auto", "32", "bf16")
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import math
 import time
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from models.images import resize_shorter, save_png, to_tensor
 from models.measures import MEASURE_SIZE, measure_network, panel
 from models.training import train
 from models.vocabulary import BUILTIN_STYLE_INFO
+from service.core.seeds import interval as seeds_interval
 
 # The defaults before this sweep: resize-nearest, stride-conv, max pooling, lr 5e-3, style 5e-2.
 OLD = {"decoder": "resize-nearest", "downsample": "stride-conv", "loss_pooling": "max", "lr": 5e-3,
@@ -48,6 +48,12 @@ CONFIGS: dict[str, dict] = {
     "nearest-blur": {**OLD, "downsample": "blur-stride"},
     "avg-pool": {**OLD, "loss_pooling": "avg", "style_weight": 1.0},
     "lowpass-blur-lr2": {**OLD, "decoder": "resize-lowpass", "downsample": "blur-stride", "lr": 2e-3},
+    # The stability loss's shift term (models/losses.py) asks f(shift(x)) = shift(f(x)) for a
+    # one-pixel shift: against a texture stuck to the residual blocks' grid.
+    "old-stab300": {**OLD, "stability_weight": 300.0},
+    "old-stab1000": {**OLD, "stability_weight": 1000.0},
+    "lowpass-blur-stab300": {**OLD, "decoder": "resize-lowpass", "downsample": "blur-stride", "stability_weight": 300.0},
+    "lowpass-blur-stab1000": {**OLD, "decoder": "resize-lowpass", "downsample": "blur-stride", "stability_weight": 1000.0},
 }
 KEYS = ("style_taken", "content_distance", "excess_p2", "excess_p4", "excess_p8", "eq_t1", "eq_t2", "eq_t3", "eq_t4")
 
@@ -74,11 +80,10 @@ def run_one(name: str, style: str, seed: int, *, steps: int | None, out: Path) -
 
 
 def interval(values: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95% interval (Student t over seeds; 0 for one seed)."""
-    t95 = {2: 12.71, 3: 4.30, 4: 3.18, 5: 2.78, 6: 2.57, 7: 2.45, 8: 2.36}
-    n = len(values)
-    mean = float(np.mean(values))
-    return mean, (t95.get(n, 2.0) * float(np.std(values, ddof=1)) / math.sqrt(n) if n > 1 else 0.0)
+    """Mean and the half-width of its 95% interval over seeds (0 for one seed): the experiments'
+    own definition (service/core/seeds.py), so the sweep and the A/B page read alike."""
+    i = seeds_interval(values)
+    return i["mean"], (0.0 if i["low"] is None else i["high"] - i["mean"])
 
 
 def report(out: Path, *, as_json: bool) -> None:

@@ -52,7 +52,8 @@ def test_decoders_lists_every_name_with_its_overlap():
     p = cli("decoders", "--json")
     rows = json.loads(p.stdout)
     assert {r["name"]: r["overlap"] for r in rows} == {
-        "deconv": "uneven", "deconv4": "even", "resize-nearest": "none", "resize-bilinear": "none", "subpixel": "even"}
+        "deconv": "uneven", "deconv4": "even", "resize-nearest": "none", "resize-bilinear": "none", "subpixel": "even",
+        "deconv-zoh": "none", "resize-lowpass": "none"}
 
 
 def test_train_then_stylize_files_and_a_folder(trained, tmp_path, photo_dir):

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from PIL import Image
 
 from tests.conftest import rgb_noise
@@ -21,6 +22,7 @@ def test_score_images_and_plot_their_spectra(tmp_path):
     assert p.returncode == 0, p.stderr
     rows = {r["image"].rsplit("/", 1)[1]: r for r in json.loads(p.stdout)["scores"]}
     assert rows["photo.png"]["period2_db"] < -5 < 20 < rows["board.png"]["period2_db"]
+    assert rows["board.png"]["period8_db"] < 0 and not any(k.startswith("eq_t") for k in rows["photo.png"])  # no network
     assert Image.open(rows["board.png"]["spectrum"]).format == "PNG"
     # The literature's measures beside ours: a photo's tail decays (Dzanic et al.), the board's does not,
     # and the board's radial spectrum (Durall et al.) peaks at the corner ring, where a pixel checkerboard lives.
@@ -28,6 +30,39 @@ def test_score_images_and_plot_their_spectra(tmp_path):
     radial = rows["board.png"]["radial_spectrum"]
     assert radial["freqs"][radial["power_db"].index(max(radial["power_db"]))] > 0.69
     assert Image.open(rows["board.png"]["radial_plot"]).format == "PNG"
+
+
+def test_score_a_networks_outputs_at_periods_2_4_8_with_its_shift_equivariance(tmp_path):
+    """With --checkpoint: the network's outputs scored, and EQ-T of the network on each image, the
+    numbers models/artifacts/equivariance.py gives for the same network and photo."""
+    import skimage.data
+
+    p = cli("train", "ihc", "--decoder", "deconv", "--steps", "1", "--size", "32", "--batch", "1", "--device", "cpu",
+            "--out", tmp_path / "run", "--json")
+    assert p.returncode == 0, p.stderr
+    checkpoint = json.loads(p.stdout)["checkpoint"]
+    photo, small = tmp_path / "coffee.png", tmp_path / "small.png"
+    Image.fromarray(skimage.data.coffee()).resize((64, 48)).save(photo)
+    rgb_noise(30, 30).save(small)  # too small for the comparison's margins: no EQ-T, the scores still stand
+    p = cli("artifacts", "score", photo, small, "--checkpoint", checkpoint, "--json")
+    assert p.returncode == 0, p.stderr
+    rows = {r["image"].rsplit("/", 1)[1]: r for r in json.loads(p.stdout)["scores"]}
+    row = rows["coffee.png"]
+    assert {"period2_db", "period4_db", "period8_db"} <= set(row) and all(isinstance(row[f"period{k}_db"], float)
+                                                                          for k in (2, 4, 8))
+    from models.artifacts.equivariance import shift_equivariance
+    from models.checkpoint import load_network
+    from models.images import load_tensor
+
+    net, _ = load_network(checkpoint)
+    expected = shift_equivariance(net, load_tensor(photo)[None])
+    assert [row[f"eq_t{k}_db"] for k in (1, 2, 3, 4)] == pytest.approx([expected[k] for k in (1, 2, 3, 4)], abs=0.01)
+    assert [rows["small.png"][f"eq_t{k}_db"] for k in (1, 2, 3, 4)] == [None] * 4
+    assert isinstance(rows["small.png"]["period8_db"], float)
+    p = cli("artifacts", "score", photo, "--checkpoint", checkpoint)  # the table, for people
+    assert p.returncode == 0 and "p8 dB" in p.stdout and "EQ-T" in p.stdout, p.stdout + p.stderr
+    eq = "/".join(f"{row[f'eq_t{k}_db']:.1f}" for k in (1, 2, 3, 4))
+    assert eq in p.stdout.replace("\n", ""), p.stdout
 
 
 def test_overlap_json_and_table():

@@ -49,6 +49,7 @@ class ProgressFile(pl.Callback):
             "losses": {k.removeprefix("train/"): float(v) for k, v in m.items() if k.startswith("train/")},
             "artifacts": dict(probe.rows[-1]) if probe and probe.rows else {},  # with its step
             "seconds_per_step": (time.perf_counter() - self.started) / done if done else None,
+            "precision": trainer.precision,  # "32-true" or "bf16-mixed": the record's trained_precision
         })
 
 

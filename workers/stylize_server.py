@@ -12,6 +12,8 @@ in service/core/protocol.py. The loop:
 - each image goes through models.stylize.stylize_tensor(net, image, style/mix, strength, colors),
   on CUDA where there is one; a video through models.video.stylize_video, its progress in frames
   sent as it goes;
+- in the spec's `precision` (auto, 32 or bf16; auto by default: bf16 where the machine has bf16
+  matrix units, models/hardware.py), resolved once at start, whatever a checkpoint was trained in;
 - each request is answered as soon as its own images are written.
 The owner closing our inbox means no more requests: what was read is answered, then we exit.
 """
@@ -79,10 +81,12 @@ def one_line(e: BaseException) -> str:
 
 class Server:
     def __init__(self, spec: dict, inbox: Connection, outbox: Connection):
-        from models.training import resolve_accelerator
+        from models.hardware import resolve_accelerator
+        from models.stylize import stylize_precision
 
         self.inbox, self.outbox = inbox, outbox
         self.device = "cuda" if resolve_accelerator(spec.get("device", "auto")) == "gpu" else "cpu"
+        self.precision = stylize_precision(spec.get("precision") or "auto", self.device)  # "32" or "bf16"
         self.cache = NetworkCache(int(spec["cache_bytes"]), self.device)
         self.idle_s = float(spec.get("idle_s") or 0)
         self.batches = self.requests = 0
@@ -92,7 +96,7 @@ class Server:
 
     def serve(self) -> str:
         """Until the owner closes our inbox, or no request came for idle_s. Returns why it ended."""
-        self.send({"op": protocol.SERVER_READY, "pid": os.getpid(), "device": self.device})
+        self.send({"op": protocol.SERVER_READY, "pid": os.getpid(), "device": self.device, "precision": self.precision})
         closed = False
         while not closed:
             if self.idle_s and not self.inbox.poll(self.idle_s):
@@ -136,7 +140,8 @@ class Server:
         self.requests += 1
         try:
             options = StylizeOptions(**{k: v for k, v in (request.get("options") or {}).items() if v is not None})
-            chosen = {"style": options.selection, "strength": options.strength, "colors": options.colors}
+            chosen = {"style": options.selection, "strength": options.strength, "colors": options.colors,
+                      "precision": self.precision}
             out_dir, outputs = Path(request["out_dir"]), []
             if request.get("kind") == "video":
                 outputs.append(self.run_video(request, net, out_dir, chosen))
@@ -190,7 +195,8 @@ class Server:
                    "stats": self.stats()})
 
     def stats(self) -> dict:
-        return {"pid": os.getpid(), "device": self.device, "batches": self.batches, "requests": self.requests,
+        return {"pid": os.getpid(), "device": self.device, "precision": self.precision, "batches": self.batches,
+                "requests": self.requests,
                 **self.cache.stats()}
 
 

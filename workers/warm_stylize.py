@@ -134,8 +134,10 @@ class ServerProcess:
         self.folder, self.number = folder, number
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
+        # precision: auto, 32 or bf16 (auto: from the machine, models/hardware.py).
         spec = {"device": settings.device, "cache_bytes": settings.stylize_cache_bytes,
-                "idle_s": settings.stylize_server_idle_s}
+                "idle_s": settings.stylize_server_idle_s,
+                "precision": settings.stylize_precision}
         (folder / protocol.SPEC).write_text(json.dumps(spec))
         to_server_r, to_server_w = os.pipe()
         from_server_r, from_server_w = os.pipe()
@@ -156,6 +158,7 @@ class ServerProcess:
         self.pid = self.proc.pid
         self.started = time.monotonic()
         self.device: str | None = None  # told by its "ready"
+        self.precision: str | None = None  # what it stylises in, "32" or "bf16": told by its "ready"
         self._inbox = Connection(to_server_w, readable=False)
         self._outbox = Connection(from_server_r, writable=False)
         self._lock = threading.Lock()  # the state below
@@ -193,9 +196,9 @@ class ServerProcess:
             while True:
                 message = json.loads(self._outbox.recv_bytes())
                 if message.get("op") == protocol.SERVER_READY:
-                    self.device = message.get("device")
-                    log.info("stylise server %d ready on %s after %.1f s", self.pid, self.device,
-                             time.monotonic() - self.started)
+                    self.device, self.precision = message.get("device"), message.get("precision")
+                    log.info("stylise server %d ready on %s (%s) after %.1f s", self.pid, self.device,
+                             "fp32" if self.precision == "32" else self.precision, time.monotonic() - self.started)
                     continue
                 if message.get("op") == protocol.SERVER_PROGRESS:
                     with self._lock:
@@ -403,7 +406,8 @@ class WarmStylizer:
             server = self.server
             return {"owner_pid": os.getpid(),
                     "server": None if server is None else {"pid": server.pid, "number": server.number,
-                                                           "device": server.device, "open": server.open,
+                                                           "device": server.device, "precision": server.precision,
+                                                           "open": server.open,
                                                            "in_flight": sorted(server.pending),
                                                            "rss_bytes": server.rss()},
                     "starts": self.starts, "restarts": dict(self.restarts), "stats": self.last_stats,

@@ -7,9 +7,11 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from models.config import DEFAULTS, LIMITS, MAX_LR, MAX_STABILITY_WEIGHT, MAX_STYLES
-from models.vocabulary import LOSS_POOLINGS, decoder_label, downsample_label, parse_decoder, parse_downsample
+from models.vocabulary import (LOSS_POOLINGS, PRECISIONS, decoder_label, downsample_label, parse_decoder,
+                               parse_downsample)
 from service.core.content_sets import SKIPPED_SHOWN, ContentSetRecord, ContentSetState, ContentSource, Progress
-from service.core.records import JobState
+from service.core.records import QUALITY_MEASURE, QUALITY_MEASURE_OLD, JobState
+from service.core.seeds import MAX_SEEDS
 
 # Lists (GET /v1/jobs, GET /v1/experiments) come a page at a time: `limit` items (this many
 # unless asked, at most LIST_LIMIT_MAX), the next page's cursor in X-Next-Cursor and Link.
@@ -20,6 +22,12 @@ LIST_LIMIT_MAX = 1000
 def check_pooling(v: str) -> str:
     if v not in LOSS_POOLINGS:
         raise ValueError(f"unknown loss pooling {v!r}; valid: {', '.join(LOSS_POOLINGS)}")
+    return v
+
+
+def check_precision(v: str) -> str:
+    if v not in PRECISIONS:
+        raise ValueError(f"unknown precision {v!r}; valid: {', '.join(PRECISIONS)}")
     return v
 
 
@@ -56,6 +64,10 @@ class TrainSettings(BaseModel):
     stability_weight: float = Field(DEFAULTS.stability_weight, ge=0, le=MAX_STABILITY_WEIGHT,
                                     description="Weight of the stability loss (the output should not change when "
                                     "the input shifts by a pixel or is lightly noised); 0: off.")
+    precision: str = Field(DEFAULTS.precision, description="The arithmetic a run trains in: auto (bf16 autocast "
+                           "where the worker's machine has bf16 matrix units, else fp32), 32 (fp32) or bf16 (bf16 "
+                           "autocast; Grams, losses and the optimizer stay fp32). The job reports what auto became "
+                           "as trained_precision.", json_schema_extra={"enum": list(PRECISIONS)})
 
     @field_validator("downsample")
     @classmethod
@@ -66,6 +78,11 @@ class TrainSettings(BaseModel):
     @classmethod
     def known_pooling(cls, v: str) -> str:
         return check_pooling(v)
+
+    @field_validator("precision")
+    @classmethod
+    def known_precision(cls, v: str) -> str:
+        return check_precision(v)
 
     @model_validator(mode="after")
     def one_way_to_name_styles(self) -> TrainSettings:
@@ -84,7 +101,7 @@ class TrainSettings(BaseModel):
     def train_settings(self, default_checkpoint_every: int | None) -> dict:
         """The TrainConfig fields of this request (the decoder and variants aside), and devices."""
         settings = self.model_dump(exclude={"style_id", "style_ids", "content_set_id", "variants", "decoder",
-                                            "webhook_url"}, exclude_none=True)
+                                            "webhook_url", "seeds"}, exclude_none=True)
         if "checkpoint_every" not in settings and default_checkpoint_every is not None:
             settings["checkpoint_every"] = default_checkpoint_every
         return settings
@@ -123,17 +140,24 @@ def variant_label(decoder: str, downsample: str, loss_pooling: str) -> str:
 
 
 class ExperimentCreate(TrainSettings):
-    """Two or more variants trained alike: one job each, the same seed and settings, differing only in
-    the decoder, the encoder's downsampling or the loss network's pooling."""
+    """Two or more variants trained alike: one job each per seed, the same seeds and settings, differing
+    only in the decoder, the encoder's downsampling or the loss network's pooling."""
 
     variants: list[str | list[str] | VariantSpec] = Field(
         ..., description="Each a decoder name or per-stage mix, or an object {decoder, downsample, loss_pooling} "
         "(missing keys: this request's settings); at least two, all different.")
+    seeds: int = Field(1, ge=1, le=MAX_SEEDS, description=f"How many times each variant trains (1 to {MAX_SEEDS}): "
+                       "with seed, seed + 1, ... (everything else equal), one job per variant and seed, each "
+                       "counted in the quotas. With two or more, each measure is reported per variant as a mean "
+                       "and 95% interval over the seeds.")
 
     @model_validator(mode="after")
     def distinct_known_variants(self) -> ExperimentCreate:
         if len(self.variants) < 2:
             raise ValueError("an experiment needs at least two variants to compare")
+        if self.seed + self.seeds - 1 > LIMITS["seed"][1]:
+            raise ValueError(f"seeds: seed + seeds - 1 must be at most {LIMITS['seed'][1]} (the seeds are "
+                             f"{self.seed} to {self.seed + self.seeds - 1})")
         labels = [v["label"] for v in self.variant_settings()]
         dupes = sorted({x for x in labels if labels.count(x) > 1})
         if dupes:
@@ -178,11 +202,23 @@ class JobPublic(BaseModel):
                                "takes): id (an uploaded style's, or builtin:<name>) and name.")
     content_set_id: str | None
     losses: dict[str, float]
-    artifacts: dict[str, float] = Field(description="Latest checkerboard scores of the probe (dB): artifact_p2, "
-                                        "artifact_p4; higher: more artifact.")
-    quality: dict[str, float] = Field(description="Latest style_distance and content_distance on the probed panel "
-                                      "(models/quality.py; lower is better for both); empty before the first probe "
-                                      "and for jobs trained before they were measured.")
+    artifacts: dict[str, float] = Field(description="The probe's latest artifact measures (dB): checkerboard scores "
+                                        "artifact_p2, artifact_p4, artifact_p8 (higher: more artifact) and shift "
+                                        "equivariance eq_t1..eq_t4 (PSNR of f(shift(x)) against shift(f(x)) at shifts "
+                                        "of 1 to 4 pixels; higher: more equivariant). Jobs trained before a measure "
+                                        "existed lack it.")
+    quality: dict[str, float | str] = Field(description="Latest style_distance and content_distance on the probed "
+                                            "panel (lower is better for both), and quality_measure: what measured "
+                                            f"them, '{QUALITY_MEASURE}' (one fixed VGG19 with max pooling, the same "
+                                            f"for every run) or '{QUALITY_MEASURE_OLD}' (jobs measured before it, by "
+                                            "their own loss network: not comparable across loss networks); empty "
+                                            "before the first probe and for jobs trained before they were measured.")
+    quality_measure: str | None = Field(None, description="What measured the distances in quality and in "
+                                        f"artifact_curve's latest rows: '{QUALITY_MEASURE}' or "
+                                        f"'{QUALITY_MEASURE_OLD}'; None before any were measured.")
+    trained_precision: str | None = Field(None, description="What the run computed in, as its worker reported it "
+                                          "(32-true or bf16-mixed: config.precision resolved on that machine); "
+                                          "None until reported.")
     seconds_per_step: float | None
     devices: int
     attempts: int
@@ -195,8 +231,9 @@ class JobPublic(BaseModel):
     links: dict[str, str]
     loss_curve: list[dict[str, float]]
     artifact_curve: list[dict[str, float]] = Field(description="The probe's rows over training: step, artifact_p2, "
-                                                   "artifact_p4, style_distance, content_distance (the last two "
-                                                   "absent from rows of older jobs).")
+                                                   "artifact_p4, artifact_p8, eq_t1..eq_t4, style_distance, "
+                                                   "content_distance (measured by quality_measure); rows of older "
+                                                   "jobs lack the measures added since.")
     panel: list[dict]
     style_panels: list[dict] = Field(default_factory=list, description="A several-style network: every style's "
                                      "outputs on the same panel photos, [{style, panel}] (style 0's is `panel`); "

@@ -36,14 +36,31 @@ def _db(v: float) -> str:
     return f"{v:+.1f}"
 
 
+EQ_CROP = 256  # shift equivariance runs the network 16 times: on the image's centre, at most this many pixels a side
+
+
+def _equivariance(net, image) -> dict[str, float | None]:
+    """EQ-T (models/artifacts/equivariance.py) of the network on the image's centre crop, dB per
+    shift; None for an image too small for the comparison's margins."""
+    from models.artifacts.equivariance import MARGIN, SHIFTS, shift_equivariance
+
+    h, w = image.shape[-2:]
+    if min(h, w) <= 2 * MARGIN + max(SHIFTS):
+        return {f"eq_t{k}_db": None for k in SHIFTS}
+    ch, cw = min(h, EQ_CROP), min(w, EQ_CROP)
+    crop = image[:, (h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw]
+    device = next(net.parameters()).device
+    return {f"eq_t{k}_db": round(v, 2) for k, v in shift_equivariance(net, crop[None].to(device)).items()}
+
+
 @app.command()
 def score(
     images: Annotated[list[Path], typer.Argument(help="Image files (or folders) to score.")],
-    checkpoint: Annotated[Optional[Path], typer.Option(help="Score this network's outputs on the images instead.")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Score this network's outputs on the images instead, and its shift equivariance on them.")] = None,
     as_json: JsonOpt = False,
     plot: PlotOpt = None,
 ) -> None:
-    """Checkerboard score (dB) at periods 2 and 4, and the fitted high-frequency decay, of images or a network's outputs."""
+    """Checkerboard score (dB) at periods 2, 4 and 8, and the fitted high-frequency decay, of images or a network's outputs; with --checkpoint, also the network's shift equivariance (EQ-T) on each image."""
     import numpy as np
 
     from models.artifacts import checkerboard_score
@@ -60,6 +77,7 @@ def score(
         net, _ = load_network(checkpoint)
     rows, radial = [], {}
     for f, image in loaded:
+        eq = _equivariance(net, image) if net is not None else {}  # of the network, on the photo it is given
         if net is not None:
             image = stylize_tensor(net, image)
         pixels = np.asarray(from_tensor(image))  # what a PNG of it holds
@@ -69,14 +87,14 @@ def score(
             decay = {"decay": round(d["decay"], 2), "decay_residual_db": round(d["residual_db"], 2)}
         except ValueError:  # too small for the band: the score still stands
             decay = {"decay": None, "decay_residual_db": None}
-        row = {"image": str(f), "period2_db": round(s[2], 2), "period4_db": round(s[4], 2), **decay}
+        row = {"image": str(f), **{f"period{p}_db": round(v, 2) for p, v in s.items()}, **eq, **decay}
         if as_json:
             freqs, power = radial_power_spectrum(pixels)
             row["radial_spectrum"] = {"freqs": [round(float(v), 5) for v in freqs],
                                       "power_db": [round(float(v), 2) for v in 10 * np.log10(power + 1e-12)]}
         if plot is not None:
             row["spectrum"] = str(plot_spectrum(log_spectrum(pixels), plot / f"{f.stem}-spectrum.png",
-                                                title=f"{f.name}: p2 {s[2]:+.1f} dB, p4 {s[4]:+.1f} dB"))
+                                                title=f"{f.name}: p2 {s[2]:+.1f} dB, p4 {s[4]:+.1f} dB, p8 {s[8]:+.1f} dB"))
             radial[f.name] = radial_power_spectrum(pixels)
         rows.append(row)
     if plot is not None and radial:
@@ -88,12 +106,22 @@ def score(
         print(json.dumps({"scores": rows, "decay_band": list(DECAY_BAND),
                           "skipped": [{"file": f, "reason": r} for f, r in skipped]}, indent=2))
         return
-    table = Table("image", "period 2 (dB)", "period 4 (dB)", "HF decay", "fit rms (dB)",
-                  title="checkerboard score" + (f" of {checkpoint}'s outputs" if checkpoint else ""),
-                  caption=f"HF decay: exponent of a power law fitted to the radial spectrum over "
-                          f"{DECAY_BAND[0]}..{DECAY_BAND[1]} cycles/pixel (Dzanic et al. 2020)")
+    caption = (f"p2, p4, p8: checkerboard score at periods 2, 4, 8 (higher: more artifact); HF decay: exponent "
+               f"of a power law fitted to the radial spectrum over {DECAY_BAND[0]}..{DECAY_BAND[1]} cycles/pixel "
+               f"(Dzanic et al. 2020)")
+    if net is not None:
+        caption += (f"; EQ-T: shift equivariance, PSNR of the output of the image shifted by 1, 2, 3, 4 px against "
+                    f"the shifted output, on its centre {EQ_CROP} px (Karras et al. 2021; higher: steadier)")
+    from rich.table import Column
+
+    number = lambda header: Column(header, justify="right", no_wrap=True)  # noqa: E731
+    table = Table(Column("image", overflow="fold"), number("p2 dB"), number("p4 dB"), number("p8 dB"),
+                  *([number("EQ-T 1/2/3/4 dB")] if net else []), number("HF decay"), number("fit rms dB"),
+                  title="checkerboard score" + (f" of {checkpoint}'s outputs" if checkpoint else ""), caption=caption)
     for r in rows:
-        table.add_row(r["image"], _db(r["period2_db"]), _db(r["period4_db"]),
+        eq = [v for k, v in r.items() if k.startswith("eq_t")]
+        eq_cell = ["/".join("-" if v is None else f"{v:.1f}" for v in eq)] if net else []
+        table.add_row(r["image"], _db(r["period2_db"]), _db(r["period4_db"]), _db(r["period8_db"]), *eq_cell,
                       "-" if r["decay"] is None else f"{r['decay']:.2f}",
                       "-" if r["decay_residual_db"] is None else f"{r['decay_residual_db']:.1f}")
     out.print(table)
@@ -123,7 +151,7 @@ def spectrum(
         path = plot_spectrum(difference_spectrum(a, b), plot / f"{image.stem}-minus-{other.stem}-spectrum.png",
                              title=f"{image.name} - {other.name} (dB)", diverging=True)
         result = {"a": str(image), "b": str(other), "plot": str(path),
-                  "period2_db_difference": round(sa[2] - sb[2], 2), "period4_db_difference": round(sa[4] - sb[4], 2)}
+                  **{f"period{p}_db_difference": round(sa[p] - sb[p], 2) for p in sa}}
     print(json.dumps(result, indent=2)) if as_json else out.print(f"spectrum: {path}")
 
 

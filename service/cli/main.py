@@ -22,6 +22,7 @@ from rich.table import Table
 
 from models.config import DEFAULTS, LIMITS, MAX_STYLES  # torch-free: the defaults and limits, written once
 from models.vocabulary import LOSS_POOLINGS
+from service.cli.stylize import check_precision_option  # torch-free, like this module's top
 
 app = typer.Typer(
     name="checkerless",
@@ -125,6 +126,7 @@ def train(
     devices: Annotated[int, typer.Option(help="GPUs (or, on the CPU, processes) to train on with DDP; each takes its slice of every batch, which must divide by it.", min=1)] = 1,
     workers: Annotated[Optional[int], typer.Option(help="DataLoader worker processes (default: 0 on the CPU, up to 4 with a GPU).")] = None,
     compile: Annotated[str, typer.Option(help="torch.compile the training step: on, off, or auto (on with a GPU, and on the CPU for runs long enough to win back the compile time).")] = "auto",
+    precision: Annotated[Optional[str], typer.Option("--precision", metavar="[auto|32|bf16]", callback=check_precision_option, help="Arithmetic of the training step: bf16 (bf16 autocast; Grams, losses and Adam stay fp32), 32, or auto (default): bf16 where this machine has bf16 matrix units (a CUDA GPU, a CPU with AMX-BF16 or AVX512_BF16), else 32. With --resume: the checkpoint's setting.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON, no progress bar.")] = False,
 ) -> None:
     """Train a transfer network on one style, or on several in one network. Ctrl-C stops cleanly and keeps a checkpoint."""
@@ -139,6 +141,9 @@ def train(
     style = None if not styles else styles[0] if len(styles) == 1 else list(styles)
     if workers is not None and workers < 0:
         raise typer.BadParameter("must be >= 0", param_hint="--workers")
+    if resume is not None and precision is not None:
+        raise typer.BadParameter("--resume takes its precision setting from the checkpoint; give no --precision",
+                                 param_hint="--precision")
     config = None
     if resume is None:
         config = TrainConfig(
@@ -146,6 +151,7 @@ def train(
             content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
             style_size=style_size, seed=seed, loss_network=loss_network, checkpoint_every=checkpoint_every,
             downsample=downsample, loss_pooling=loss_pooling, stability_weight=stability_weight,
+            precision=precision or DEFAULTS.precision,
         )
     elif steps is not None and steps < 1:
         raise ValueError(f"steps must be between 1 and 1000000, got {steps}")
@@ -175,8 +181,10 @@ def train(
 
     net, info = load_network(result.checkpoint)
     preview = save_preview(net, Path(out_dir) / "preview.png")
+    computed = _trained_precision(result.checkpoint, info.config.precision, device)
     summary = {
         "checkpoint": str(result.checkpoint), "preview": str(preview), "decoder": info.config.decoder,
+        "precision": computed, "precision_setting": info.config.precision,  # what the steps ran in; what was asked
         "downsample": info.config.downsample, "loss_pooling": info.config.loss_pooling,
         "styles": getattr(info, "styles", None) or [info.style_name],  # several: CheckpointInfo.styles
         "step": result.step, "steps": result.steps, "stopped": result.stopped,
@@ -191,7 +199,8 @@ def train(
         err.print(f"[yellow]skipped[/] {r}")
     state = "stopped at" if result.stopped else "finished"
     out.print(f"{state} step {result.step}/{result.steps} in {result.seconds:.1f}s; "
-              f"loss {result.final.get('loss', float('nan')):.4g}")
+              f"loss {result.final.get('loss', float('nan')):.4g}; "
+              f"{'fp32' if computed == '32' else computed} (--precision {info.config.precision})", highlight=False)
     if result.artifacts:  # the probe (the panel at 128 px) at this run's first and last step
         first, last = result.artifacts[0], result.artifacts[-1]
         change = lambda k, f: f"{format(first[k], f)} → {format(last[k], f)}"  # noqa: E731
@@ -199,6 +208,18 @@ def train(
                   f"  checkerboard: period 2 {change('artifact_p2', '+.1f')} dB, period 4 {change('artifact_p4', '+.1f')} dB\n"
                   f"  style distance {change('style_distance', '.3g')}, content distance {change('content_distance', '.3g')}")
     out.print(f"checkpoint: {result.checkpoint}\npreview:    {preview}")
+
+
+def _trained_precision(checkpoint: Path, setting: str, device: str) -> str:
+    """"bf16" or "32": what the run's steps computed in, as its checkpoint records it (Lightning's
+    "bf16-mixed" or "32-true"), else what the setting means on this machine."""
+    from models.checkpoint import read_checkpoint
+    from models.hardware import resolve_accelerator, resolve_precision
+
+    recorded = read_checkpoint(checkpoint)[1]["checkerless"].get("precision")
+    if recorded:
+        return "bf16" if recorded.startswith("bf16") else "32"
+    return resolve_precision(setting, resolve_accelerator(device))
 
 
 @app.command()
@@ -217,6 +238,8 @@ def demo(
     exit_after: Annotated[bool, typer.Option("--exit", help="Stop the server once the table is printed.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or gpu (--offline).")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON, no progress bars.")] = False,
+    seeds: Annotated[int, typer.Option(help="Runs per variant (seed, seed + 1, ...; not with --offline): the table adds "
+                                       "the final period-2 score's mean and 95% interval.", min=1, max=8)] = 1,
 ) -> None:
     """Train deconv vs resize-nearest alike on the built-in photos, print their artifact scores, and serve the comparison page."""
     from models.config import TrainConfig
@@ -226,7 +249,9 @@ def demo(
         from service.cli.serve import demo_through_service
 
         return demo_through_service(config=config, style=style, variants=decoders.split(), photo=photo, port=port,
-                                    data_dir=out_dir / "server", exit_after=exit_after, as_json=as_json)
+                                    data_dir=out_dir / "server", exit_after=exit_after, as_json=as_json, seeds=seeds)
+    if seeds != 1:
+        raise ValueError("--seeds needs the service; --offline trains each decoder once")
     from models.demo import run_demo
 
     _quiet_lightning()
@@ -262,36 +287,42 @@ def bench(
     tile: Annotated[int, typer.Option(help="With --tiling: the tile size in pixels.")] = 512,
     infer_sizes: Annotated[str, typer.Option(help="With --reference: the inference image sides, separated by spaces.")] = "256 512 1024",
     end_to_end: Annotated[bool, typer.Option("--end-to-end", help="Instead: `checkerless train` as whole processes against the recipe; the marginal time per step between --steps and 3x --steps runs.")] = False,
+    stylize: Annotated[Optional[str], typer.Option("--stylize", metavar="WxH", help="Instead: stylise scikit-image's photos (chelsea, astronaut, coffee) cropped and resized to WxH (e.g. 1024x768), as `checkerless stylize` does, at --precision and at 32 (the baseline), alternated; median ms, ratio to fp32, PSNR against fp32.")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="With --stylize: a trained checkpoint (default: an untrained resize-nearest network: the same arithmetic, so the same speed; its PSNR says little).")] = None,
+    precision: Annotated[str, typer.Option("--precision", metavar="[auto|32|bf16]", callback=check_precision_option, help="Arithmetic of the timed runs: bf16 (bf16 autocast), 32, or auto: bf16 where this machine has bf16 matrix units, else 32. With --reference: adds the bf16 variants when bf16.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Time inference and training steps per decoder, as ratios to a baseline measured in the same run."""
-    import torch
-
     from models.bench import bench as run_bench
-    from models.training import resolve_accelerator
+    from models.hardware import resolve_accelerator, resolve_precision
     from models.vocabulary import decoder_label, parse_decoder
 
     if end_to_end:
         return _bench_end_to_end(size=size, batch=batch, short=steps, as_json=as_json)
+    accelerator = resolve_accelerator(device)
+    resolved = resolve_precision(precision, accelerator)
+    if stylize:
+        return _bench_stylize(stylize, checkpoint=checkpoint, accelerator=accelerator, precision=resolved,
+                              repeats=steps, as_json=as_json)
     if tiling:
-        return _bench_tiling(tiling, tile=tile, accelerator=resolve_accelerator(device), as_json=as_json)
+        return _bench_tiling(tiling, tile=tile, accelerator=accelerator, precision=resolved, as_json=as_json)
     if reference:
         try:
             sides = [int(v) for v in infer_sizes.split()]
         except ValueError:
             raise typer.BadParameter(f"whole numbers separated by spaces, got {infer_sizes!r}", param_hint="--infer-sizes") from None
-        return _bench_reference(size=size, batch=batch, repeats=steps, accelerator=resolve_accelerator(device),
-                                compiled=compiled, infer_sizes=sides, as_json=as_json)
+        return _bench_reference(size=size, batch=batch, repeats=steps, accelerator=accelerator,
+                                compiled=compiled, infer_sizes=sides, precision=resolved, as_json=as_json)
     names = [decoder_label(parse_decoder(d)) for d in decoders.split()]
-    accelerator = resolve_accelerator(device)
     rows = run_bench(names, size=size, batch=batch, steps=steps, warmup=warmup,
-                     device="cuda" if accelerator == "gpu" else "cpu")
-    where = torch.cuda.get_device_name(0) if accelerator == "gpu" else f"CPU, {torch.get_num_threads()} threads"
+                     device="cuda" if accelerator == "gpu" else "cpu", precision=resolved)
+    where = _where(accelerator)
     if as_json:
-        print(json.dumps({"device": where, "size": size, "batch": batch, "rows": [r.as_dict() for r in rows]}, indent=2))
+        print(json.dumps({"device": where, "size": size, "batch": batch, "precision": resolved,
+                          "rows": [r.as_dict() for r in rows]}, indent=2))
         return
     table = Table("decoder", "params", "inference ms", "x baseline", "train step ms", "x baseline", "peak MiB",
-                  title=f"{where}; batch {batch} at {size}px; median of {steps}; baseline {rows[0].decoder}")
+                  title=f"{where}; {_arith(resolved)}; batch {batch} at {size}px; median of {steps}; baseline {rows[0].decoder}")
     for r in rows:
         table.add_row(r.decoder, f"{r.params:,}", f"{r.infer_ms:.1f}", f"{r.infer_ratio:.2f}", f"{r.step_ms:.1f}",
                       f"{r.step_ratio:.2f}", "n/a (CPU)" if r.peak_mib is None else f"{r.peak_mib:.0f}")
@@ -314,27 +345,85 @@ def _bench_end_to_end(*, size: int, batch: int, short: int, as_json: bool) -> No
     out.print(table)
 
 
-def _bench_tiling(sizes: str, *, tile: int, accelerator: str, as_json: bool) -> None:
+def _where(accelerator: str) -> str:
+    """The machine a bench ran on, for its table: the GPU's name, or the CPU's model and threads."""
     import torch
 
-    from models.bench import bench_tiling
-    from models.tiling import check_tile
+    from models.hardware import cpu_model
 
+    if accelerator == "gpu":
+        return torch.cuda.get_device_name(0)
+    return f"CPU {cpu_model()}, {torch.get_num_threads()} threads"
+
+
+def _arith(resolved: str) -> str:
+    return "fp32" if resolved == "32" else "bf16 autocast"
+
+
+def _sizes(sizes: str, hint: str) -> list[tuple[int, int]]:
     try:
         parsed = [tuple(int(v) for v in s.lower().split("x")) for s in sizes.split()]
     except ValueError:
-        raise typer.BadParameter(f"sizes are WIDTHxHEIGHT, e.g. 4096x3072; got {sizes!r}", param_hint="--tiling") from None
-    if any(len(p) != 2 or min(p) < 16 for p in parsed):
-        raise typer.BadParameter(f"sizes are WIDTHxHEIGHT, each at least 16; got {sizes!r}", param_hint="--tiling")
+        raise typer.BadParameter(f"sizes are WIDTHxHEIGHT, e.g. 4096x3072; got {sizes!r}", param_hint=hint) from None
+    if not parsed or any(len(p) != 2 or min(p) < 16 for p in parsed):
+        raise typer.BadParameter(f"sizes are WIDTHxHEIGHT, each at least 16; got {sizes!r}", param_hint=hint)
+    return parsed  # type: ignore[return-value]
+
+
+def _bench_stylize(sizes: str, *, checkpoint: Optional[Path], accelerator: str, precision: str, repeats: int,
+                   as_json: bool) -> None:
+    from models.bench import STYLIZE_PHOTOS, bench_stylize
+
+    parsed = _sizes(sizes, "--stylize")
+    if checkpoint is not None:
+        from models.checkpoint import load_network
+
+        net, info = load_network(checkpoint)
+        network = f"{checkpoint} ({info.config.decoder}, step {info.step})"
+    else:
+        import torch
+
+        from models.transformer_net import TransformerNet
+
+        torch.manual_seed(0)
+        net, network = TransformerNet().eval(), "an untrained resize-nearest network"
+    rows = [r for w, h in parsed
+            for r in bench_stylize(net, width=w, height=h, precision=precision, repeats=repeats,
+                                   device="cuda" if accelerator == "gpu" else "cpu")]
+    where = _where(accelerator)
+    if as_json:
+        print(json.dumps({"device": where, "network": network, "precision": precision, "repeats": repeats,
+                          "rows": [r.as_dict() for r in rows]}, indent=2))
+        return
+    table = Table("photo", "size", "arithmetic", "median ms", "x fp32 time", "speed-up", "PSNR vs fp32",
+                  title=f"{where}; stylize_tensor, whole images, {network}; median of {repeats}, alternated",
+                  title_justify="left")
+    for r in rows:
+        table.add_row(r.photo, r.size, _arith(r.precision), f"{r.ms:.0f}", f"{r.ratio:.2f}", f"{r.speedup:.2f}",
+                      "baseline" if r.psnr_db is None else f"{r.psnr_db:.1f} dB")
+    out.print(table)
+    if precision != "32":
+        import statistics
+
+        speedups = [r.speedup for r in rows if r.precision != "32"]
+        out.print(f"{_arith(precision)} against fp32 over {len(speedups)} image(s) of {', '.join(STYLIZE_PHOTOS)}: "
+                  f"median speed-up {statistics.median(speedups):.2f}x", highlight=False)
+
+
+def _bench_tiling(sizes: str, *, tile: int, accelerator: str, precision: str, as_json: bool) -> None:
+    from models.bench import bench_tiling
+    from models.tiling import check_tile
+
+    parsed = _sizes(sizes, "--tiling")
     check_tile(tile)
     gpu = accelerator == "gpu"
-    rows = bench_tiling(parsed, tile=tile, device="cuda" if gpu else "cpu")
-    where = torch.cuda.get_device_name(0) if gpu else f"CPU, {torch.get_num_threads()} threads"
+    rows = bench_tiling(parsed, tile=tile, device="cuda" if gpu else "cpu", precision=precision)
+    where = _where(accelerator)
     if as_json:
-        print(json.dumps({"device": where, "rows": [r.as_dict() for r in rows]}, indent=2))
+        print(json.dumps({"device": where, "precision": precision, "rows": [r.as_dict() for r in rows]}, indent=2))
         return
-    table = Table("image", "mode", "seconds", "peak MiB", "PSNR vs whole", title=f"{where}; default network, resize-nearest",
-                  title_justify="left")
+    table = Table("image", "mode", "seconds", "peak MiB", "PSNR vs whole",
+                  title=f"{where}; {_arith(precision)}; default network, resize-nearest", title_justify="left")
     for r in rows:
         table.add_row(r.size, r.mode, f"{r.seconds:.1f}", f"{r.peak_mib:.0f}", "" if r.psnr_db is None else f"{r.psnr_db:.1f} dB")
     out.print(table)
@@ -343,21 +432,22 @@ def _bench_tiling(sizes: str, *, tile: int, accelerator: str, as_json: bool) -> 
 
 
 def _bench_reference(*, size: int, batch: int, repeats: int, accelerator: str, compiled: bool, infer_sizes: list[int],
-                     as_json: bool) -> None:
+                     precision: str, as_json: bool) -> None:
     import torch
 
     from models.bench import bench_reference, cpu_peak_gflops, gpu_bf16_peak_gflops
+    from models.hardware import cpu_model
 
     gpu = accelerator == "gpu"
     rows = bench_reference(size=size, batch=batch, repeats=repeats, device="cuda" if gpu else "cpu", compiled=compiled,
-                           infer_sizes=infer_sizes)
+                           infer_sizes=infer_sizes, precision=precision)
     if gpu:
         name = torch.cuda.get_device_name(0)
         peak, how = gpu_bf16_peak_gflops(name), "dense bf16 peak"
         where = f"{name}; {how} {peak / 1000:.0f} TFLOP/s" if peak else f"{name} (bf16 peak unknown)"
     else:
         peak, how = cpu_peak_gflops()
-        where = f"CPU, {torch.get_num_threads()} threads; nominal fp32 peak {peak:.0f} GFLOP/s ({how}; boost clocks can exceed it)"
+        where = f"CPU {cpu_model()}, {torch.get_num_threads()} threads; nominal fp32 peak {peak:.0f} GFLOP/s ({how}; boost clocks can exceed it)"
     if as_json:
         print(json.dumps({"device": where, "peak_gflops": peak, "rows": [r.as_dict() for r in rows]}, indent=2))
         return

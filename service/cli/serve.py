@@ -24,6 +24,7 @@ from rich.table import Table
 from service.cli.demo_table import service_table
 
 from models.config import DEFAULTS
+from models.vocabulary import PRECISIONS
 
 out = Console()
 err = Console(stderr=True)
@@ -221,6 +222,7 @@ def submit(
     downsample: Annotated[str, typer.Option(help="The encoder's downsampling (see `checkerless downsamples`).")] = DEFAULTS.downsample,
     loss_pooling: Annotated[str, typer.Option(help="The loss network's pooling: max or avg.")] = DEFAULTS.loss_pooling,
     stability_weight: Annotated[float, typer.Option(help="Weight of the stability loss; 0: off.")] = DEFAULTS.stability_weight,
+    precision: Annotated[str, typer.Option(help=f"The arithmetic it trains in: {', '.join(PRECISIONS)} (auto: bf16 where the worker's machine has bf16 matrix units, else fp32).")] = DEFAULTS.precision,
     watch: Annotated[bool, typer.Option(help="Show a progress bar until the job ends.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     api: ApiOpt = None,
@@ -236,7 +238,8 @@ def submit(
         style_ids = [_call(client, "POST", "/v1/styles", files={"file": (Path(s).name, Path(s).read_bytes())}).json()["id"]
                      if Path(s).is_file() else f"{PREFIX}{s}" for s in styles]
         body = {"style_ids": style_ids, "decoder": decoder, "size": size, "steps": steps, "batch": batch, "seed": seed,
-                "downsample": downsample, "loss_pooling": loss_pooling, "stability_weight": stability_weight}
+                "downsample": downsample, "loss_pooling": loss_pooling, "stability_weight": stability_weight,
+                "precision": precision}
         if content:
             cs = _call(client, "POST", "/v1/content-sets", files=_files(content)).json()
             for s in cs["skipped"]:
@@ -454,9 +457,11 @@ def wait_ready(client, server: subprocess.Popen, *, deadline: float) -> bool:
 
 
 def demo_through_service(*, config, style: str, variants: list[str], photo: str, port: int, data_dir: Path,
-                         exit_after: bool, as_json: bool) -> None:
+                         exit_after: bool, as_json: bool, seeds: int = 1) -> None:
     """Start the embedded server, run the experiment through its API (so the page shows it),
-    print the scores, print the page's URL and keep serving until Ctrl-C (or --exit)."""
+    print the scores, print the page's URL and keep serving until Ctrl-C (or --exit). With
+    seeds > 1 each variant trains once per seed and the table gives the probe's final period-2
+    score as a mean and 95% interval over them."""
     import io
 
     import httpx
@@ -496,11 +501,11 @@ def demo_through_service(*, config, style: str, variants: list[str], photo: str,
             style_id = (f"{PREFIX}{style}" if upload is None
                         else _call(client, "POST", "/v1/styles", files={"file": upload}).json()["id"])
             body = {"style_id": style_id, "variants": variants, "size": config.size, "steps": config.steps,
-                    "batch": config.batch, "seed": config.seed, "style_weight": config.style_weight}
+                    "batch": config.batch, "seed": config.seed, "style_weight": config.style_weight, "seeds": seeds}
             exp = _call(client, "POST", "/v1/experiments", json=body).json()
             page = f"{url}/ui/experiment.html?id={exp['id']}"
             if not as_json:
-                out.print(f"training {' vs '.join(variants)}; watch it live at\n  [bold]{page}[/]\n"
+                out.print(f"training {' vs '.join(variants)}{f', {seeds} seeds each' if seeds > 1 else ''}; watch it live at\n  [bold]{page}[/]\n"
                           f"(the page asks once for the API key in {key_file.resolve()})", soft_wrap=True)
             exp = _watch_experiment(client, exp["id"], quiet=as_json)
         rows = demo_rows(exp, photo)
@@ -526,17 +531,23 @@ def demo_through_service(*, config, style: str, variants: list[str], photo: str,
 
 
 def demo_rows(exp: dict, photo: str) -> list[dict]:
-    """Per variant of the demo's experiment: its scores on `photo` (else its first panel photo),
-    the probe's period-2 score at the first and last step, time per step, final loss."""
+    """Per variant of the demo's experiment: its first seed's scores on `photo` (else its first
+    panel photo), the probe's period-2 score at the first and last step, time per step, final
+    loss; and over every seed, the probe's final period-2 score's mean and 95% interval (the
+    API's summary; no interval with one seed)."""
     rows = []
     for v in exp["variants"]:
         p = next((x for x in v["panel"] if x["name"] == photo), v["panel"][0] if v["panel"] else {})
+        over_seeds = (v.get("summary") or {}).get("artifact_p2") or {}
+        errors = [r["error"] for r in v.get("runs", []) if r.get("error")] or [v["error"]]
         rows.append({"decoder": v["decoder"], "label": v.get("label", v["decoder"]), "state": v["state"],
                      "photo": p.get("name"), "period2_db": p.get("period2_db"), "period4_db": p.get("period4_db"),
                      "init_p2_db": (v["scores"]["init"] or {}).get("artifact_p2"),
                      "final_p2_db": (v["scores"]["final"] or {}).get("artifact_p2"),
+                     "seeds": len(v.get("runs") or [None]), "final_p2_mean_db": over_seeds.get("mean"),
+                     "final_p2_low_db": over_seeds.get("low"), "final_p2_high_db": over_seeds.get("high"),
                      "seconds_per_step": v["seconds_per_step"], "final_loss": v["losses"].get("loss"),
-                     "error": v["error"]})
+                     "error": errors[0]})
     return rows
 
 
@@ -547,10 +558,11 @@ def _watch_experiment(client, experiment_id: str, *, quiet: bool) -> dict:
         while True:
             exp = _call(client, "GET", f"/v1/experiments/{experiment_id}").json()
             for v in exp["variants"]:
+                runs = v.get("runs") or [v]  # every seed's job (older servers: the one)
                 if v["label"] not in tasks:
-                    tasks[v["label"]] = bar.add_task(v["label"], total=v["steps"], info="")
+                    tasks[v["label"]] = bar.add_task(v["label"], total=sum(r["steps"] for r in runs), info="")
                 p2 = v["artifacts"].get("artifact_p2")
-                bar.update(tasks[v["label"]], completed=v["step"],
+                bar.update(tasks[v["label"]], completed=sum(r["step"] for r in runs),
                            info=f"{v['state']}" + (f" loss {v['losses']['loss']:.3g}" if v["losses"] else "")
                            + (f" p2 {p2:+.1f} dB" if p2 is not None else ""))
             if exp["state"] != "running":

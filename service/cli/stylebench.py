@@ -2,7 +2,8 @@
 embedded server (as `checkerless loadtest` does: a fresh data folder, loopback), trains one tiny
 network, then measures for one image of SIZE x SIZE:
 - the bare forward pass of that network in this process (models.stylize.stylize_tensor, the
-  median of N, after one untimed call);
+  median of N, after one untimed call), in the precision the stylise server uses (auto: bf16
+  where the machine has bf16 matrix units, models/hardware.py);
 - request-to-PNG through the API: POST the image, poll the stylisation, GET the PNG; the first
   request (cold: the worker starts its stylise server) and the median of N more (warm), each
   warm request right after a bare forward, so both see the same load on the machine;
@@ -54,13 +55,14 @@ def stylebench(
 
     from models.checkpoint import load_network
     from models.images import load_tensor
-    from models.stylize import stylize_tensor
-    from models.training import resolve_accelerator
+    from models.stylize import stylize_precision, stylize_tensor
+    from models.hardware import resolve_accelerator
     from service.cli.serve import embedded_server, wait_ready
 
     deadline = time.monotonic() + timeout
     photo = _photo_png(size)
     device = "cuda" if resolve_accelerator("auto") == "gpu" else "cpu"
+    precision = stylize_precision("auto", device)  # the stylise server's default (workers/stylize_server.py)
 
     def until(what: str, predicate, interval: float):
         while True:
@@ -90,11 +92,11 @@ def stylebench(
             net = net.to(device)
             (data / "bench.png").write_bytes(photo)
             image = load_tensor(data / "bench.png")
-            stylize_tensor(net, image)  # untimed: the first call allocates and picks kernels
+            stylize_tensor(net, image, precision=precision)  # untimed: the first call allocates and picks kernels
 
             def forward() -> float:
                 t = time.perf_counter()
-                stylize_tensor(net, image)
+                stylize_tensor(net, image, precision=precision)
                 return time.perf_counter() - t
 
             def request() -> dict:
@@ -137,14 +139,15 @@ def stylebench(
          "ratio": round(warm_total / bare, 2)},
     ]
     parts = _where(warm, records, notes)
-    summary = {"image": f"{size}x{size}", "device": device, "poll_s": poll, "rows": rows,
+    summary = {"image": f"{size}x{size}", "device": device, "precision": precision, "poll_s": poll, "rows": rows,
                "warm_overhead_ms": _ms(warm_total - bare),
                "warm_breakdown_ms": parts, "target_ratio": 1.5, "met": warm_total / bare < 1.5}
     if as_json:
         print(json.dumps(summary, indent=2))
         return
     table = Table("measure", "ms", "x bare forward",
-                  title=f"stylisation latency, {size}x{size} image, {device} (client polls every {poll * 1000:.0f} ms)")
+                  title=f"stylisation latency, {size}x{size} image, {device}, {'fp32' if precision == '32' else 'bf16'} "
+                        f"(client polls every {poll * 1000:.0f} ms)")
     for r in rows:
         table.add_row(r["measure"], f"{r['ms']:.0f}", f"{r['ratio']:.2f}")
     out.print(table)

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from models.config import STYLIZE_MEMORY_BUDGET_GIB
 from models.stylize_options import COLOR_MODES, DEFAULT_COLORS, DEFAULT_STRENGTH, VIDEO_SUFFIXES, StylizeOptions
+from models.vocabulary import PRECISIONS
 
 out = Console()
 err = Console(stderr=True)
@@ -24,6 +25,24 @@ ColorsOpt = Annotated[str, typer.Option("--colors", help=f"{'|'.join(COLOR_MODES
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or gpu.")]
 TileOpt = Annotated[Optional[int], typer.Option(help="Stylise in tiles of this many pixels (a multiple of 4, at least 64), with whole-image statistics. Default: only images too large for --memory-budget.")]
 BudgetOpt = Annotated[float, typer.Option(help="GiB an untiled image may take; larger ones are tiled.", min=0.01)]
+
+
+def check_precision_option(value: str | None) -> str | None:
+    """A --precision value (torch-free: the CLI checks it before torch loads), or a usage error."""
+    if value is not None and value not in PRECISIONS:
+        raise typer.BadParameter(f"precision must be one of {', '.join(PRECISIONS)}, not {value!r}")
+    return value
+
+
+PRECISION_HELP = ("Arithmetic: bf16 (bf16 autocast: convolutions in bf16, statistics and output in fp32), 32, or auto: "
+                  "bf16 where this machine has bf16 matrix units (a CUDA GPU, a CPU with AMX-BF16 or AVX512_BF16), "
+                  "else 32.")
+PrecisionOpt = Annotated[str, typer.Option("--precision", metavar="[auto|32|bf16]", callback=check_precision_option,
+                                           help=PRECISION_HELP)]
+
+
+def _label(resolved: str) -> str:
+    return "fp32" if resolved == "32" else resolved
 
 
 def _options(style: str | None, mix: str | None, strength: str, colors: str) -> StylizeOptions:
@@ -51,25 +70,30 @@ def stylize(
     device: DeviceOpt = "auto",
     tile: TileOpt = None,
     memory_budget: BudgetOpt = STYLIZE_MEMORY_BUDGET_GIB,
+    precision: PrecisionOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Stylise images with a trained network: one PNG per input, same size as the input."""
     options = _options(style, mix, strength, colors)
-    from models.stylize import stylize_files
+    from models.hardware import resolve_accelerator
+    from models.stylize import stylize_files, stylize_precision
 
+    resolved = stylize_precision(precision, "cuda" if resolve_accelerator(device) == "gpu" else "cpu")
     results, skipped = stylize_files(checkpoint, inputs, out_dir, style=options.selection, strength=options.strength,
                                      colors=options.colors, device=device, tile=tile,
-                                     memory_budget=int(memory_budget * 2**30))
+                                     memory_budget=int(memory_budget * 2**30), precision=resolved)
     if as_json:
         print(json.dumps({"outputs": [{"input": str(r.source), "output": str(r.output), "width": r.size[0],
                                        "height": r.size[1]} for r in results],
-                          "options": options.to_dict(),
+                          "options": options.to_dict(), "precision": resolved,
                           "skipped": [{"file": f, "reason": r} for f, r in skipped]}, indent=2))
         return
     for f, r in skipped:
         err.print(f"[yellow]skipped[/] {r}")
     for r in results:
         out.print(f"{r.source} -> {r.output} ({r.size[0]}x{r.size[1]})")
+    out.print(f"arithmetic: {_label(resolved)}" + (f" (--precision {precision})" if precision == "auto" else ""),
+              highlight=False)
 
 
 def stylize_video(
@@ -83,6 +107,7 @@ def stylize_video(
     device: DeviceOpt = "auto",
     tile: TileOpt = None,
     memory_budget: BudgetOpt = STYLIZE_MEMORY_BUDGET_GIB,
+    precision: PrecisionOpt = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON, no progress bar.")] = False,
 ) -> None:
     """Stylise a video frame by frame: the same frame count, rate and size, the audio kept; prints its flicker."""
@@ -90,7 +115,7 @@ def stylize_video(
     if out_file.suffix.lower() not in VIDEO_SUFFIXES:
         raise typer.BadParameter(f"write the video as {', '.join(VIDEO_SUFFIXES)}, got {out_file.name}", param_hint="--out")
     from models.checkpoint import load_network
-    from models.training import resolve_accelerator
+    from models.hardware import resolve_accelerator
     from models.video import VideoError, stylize_video as run
 
     if tile is not None:
@@ -103,7 +128,7 @@ def stylize_video(
     if not video.is_file():
         raise VideoError(f"{video}: no such file")
     kwargs = dict(style=options.selection, strength=options.strength, colors=options.colors, tile=tile,
-                  memory_budget=int(memory_budget * 2**30))
+                  memory_budget=int(memory_budget * 2**30), precision=precision)
     if as_json:
         result = run(net, video, out_file, **kwargs)
         print(json.dumps({**result.to_dict(), "input": str(video), "options": options.to_dict()}, indent=2))
@@ -117,6 +142,6 @@ def stylize_video(
     f = result.flicker
     fmt = lambda v: "n/a (no still pixels)" if v is None else f"{v:.2f}"  # noqa: E731
     out.print(f"{video} -> {result.output}: {result.frames} frames, {result.width}x{result.height} at "
-              f"{result.fps:g} fps{', audio kept' if result.has_audio else ''}, {result.seconds:.1f}s\n"
+              f"{result.fps:g} fps{', audio kept' if result.has_audio else ''}, {result.seconds:.1f}s, {_label(result.precision)}\n"
               f"flicker (8-bit levels where the input holds still): input {fmt(f['input'])}, output {fmt(f['output'])}",
               soft_wrap=True)

@@ -495,10 +495,11 @@ class JobStore:
 
     def delete_experiment(self, experiment_id: str, scope: str | None = None) -> int:
         exp = self.get_experiment(experiment_id, scope)
-        running = [v["decoder"] for v in exp.variants if not self._final_or_gone(v["job_id"])]
+        running = [v.get("label", v["decoder"]) for v in exp.variants
+                   if not all(self._final_or_gone(j) for j in exp.runs(v))]
         if running:
             raise Conflict(f"variant(s) {', '.join(running)} still running; cancel them first")
-        deleted = sum(self.delete(v["job_id"]) for v in exp.variants if self._exists(v["job_id"]))
+        deleted = sum(self.delete(j) for j in exp.job_ids if self._exists(j))
         deleted += self.store.delete_prefix(Keys.experiment_prefix(exp.id))
         self._unindex(EXPERIMENTS, exp)
         return deleted
@@ -642,3 +643,4 @@ def apply_progress(r: JobRecord, progress: dict) -> None:
     r.losses = progress.get("losses") or r.losses
     r.artifacts = {k: v for k, v in probe.items() if k != "step"} or r.artifacts
     r.seconds_per_step = progress.get("seconds_per_step") or r.seconds_per_step
+    r.trained_precision = progress.get("precision") or r.trained_precision  # a worker that reports it

@@ -9,11 +9,24 @@ from enum import Enum
 
 from pydantic import BaseModel, Field
 
+from models.vocabulary import QUALITY_MEASURE, QUALITY_MEASURE_OLD
 from service.core.errors import InvalidTransition
 
 
 def now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+
+
+def measured_by(row: dict) -> str | None:
+    """What measured a probe row's distances: None where it has none. Rows carry no label of
+    their own; the probe that first measured by the yardstick (models/callbacks.py) is the one
+    that added shift equivariance (eq_t1..), so a row with eq_t1 was measured by it, and one
+    with distances but no eq_t1 was measured the old way."""
+    if "style_distance" not in row and "content_distance" not in row:
+        return None
+    return QUALITY_MEASURE if "eq_t1" in row else QUALITY_MEASURE_OLD
 
 
 class JobState(str, Enum):
@@ -98,14 +111,18 @@ class JobRecord(_Record):
     steps: int
     losses: dict[str, float] = Field(default_factory=dict)  # latest
     artifacts: dict[str, float] = Field(default_factory=dict)  # the probe's latest row, less its step
+    # What the run computed in, as its worker reports it ("32-true" or "bf16-mixed": config's
+    # precision "auto" resolved on that machine); None until reported, and in older records.
+    trained_precision: str | None = None
     seconds_per_step: float | None = None
     attempts: int = 0  # started attempts; history holds each one
     history: list[Attempt] = Field(default_factory=list)
     resumed_from_step: int | None = None  # the checkpoint step the latest attempt started from
     outputs: dict[str, str] = Field(default_factory=dict)  # name -> store key
     loss_curve: list[dict[str, float]] = Field(default_factory=list)  # step, loss, content, style, tv (<= ~200 rows)
-    # The probe's rows (models/callbacks.py ArtifactProbe): step, artifact_p2, artifact_p4 (dB),
-    # style_distance, content_distance (models/quality.py; not in rows of older jobs).
+    # The probe's rows (models/callbacks.py ArtifactProbe): step, artifact_p2, artifact_p4,
+    # artifact_p8 (dB), eq_t1..eq_t4 (dB), style_distance, content_distance (models/quality.py).
+    # Rows of older jobs lack the measures added since (p8 and eq_t, or all but p2 and p4).
     artifact_curve: list[dict[str, float]] = Field(default_factory=list)
     panel: list[dict] = Field(default_factory=list)  # the fixed photos stylised at the end: name, key, scores
     # A several-style network's other styles on the same photos: style_panels[i - 1] is style i's panel.
@@ -118,6 +135,11 @@ class JobRecord(_Record):
     @property
     def style_list(self) -> list[dict]:
         return self.styles or [{"id": self.style_id, "name": None}]
+
+    @property
+    def quality_measure(self) -> str | None:
+        """What measured the latest distances (measured_by); None before any were measured."""
+        return measured_by(self.artifacts)
 
     @property
     def counted_attempts(self) -> int:
@@ -150,7 +172,7 @@ class StylizeRecord(_Record):
 class ExperimentRecord(BaseModel):
     """Paired jobs that differ only in the decoder, the encoder's downsampling or the loss
     network's pooling (same seed: same shared initial weights and data order; same settings
-    otherwise)."""
+    otherwise), each variant trained once per seed of `seeds` (service/core/seeds.py)."""
 
     id: str
     owner: str = ""
@@ -159,6 +181,19 @@ class ExperimentRecord(BaseModel):
     style_id: str  # the first style
     style_ids: list[str] = Field(default_factory=list)  # every style; empty in older records: [style_id]
     content_set_id: str | None = None
-    settings: dict  # the shared settings, without what varies
-    # {"decoder", "downsample", "loss_pooling", "label", "job_id"}; older records: {"decoder", "job_id"}
+    settings: dict  # the shared settings, without what varies (its seed: the first of seeds)
+    # {"decoder", "downsample", "loss_pooling", "label", "job_id", "job_ids"}: job_ids holds one job
+    # per seed, in the order of `seeds`, and job_id is its first. Older records: {"decoder", "job_id"},
+    # or without job_ids (one seed).
     variants: list[dict]
+    seeds: list[int] = Field(default_factory=list)  # empty in records made before several seeds: one
+
+    @staticmethod
+    def runs(variant: dict) -> list[str]:
+        """A variant's job ids, one per seed (older records: its one job)."""
+        return variant.get("job_ids") or [variant["job_id"]]
+
+    @property
+    def job_ids(self) -> list[str]:
+        """Every job of the experiment: each variant's, seed by seed."""
+        return [job_id for v in self.variants for job_id in self.runs(v)]

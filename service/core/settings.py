@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     stylize_server_max_rss_bytes: int = Field(4 * 1024**3, ge=1)  # past this the server is restarted between requests
     stylize_server_idle_s: float = Field(1800.0, ge=0)  # an idle server exits after this, freeing memory; 0: never
     stylize_checkpoint_cache_bytes: int = Field(2 * 1024**3, ge=0)  # downloaded checkpoints kept on the worker's disk
+    # The stylise server's arithmetic: auto (bf16 where the machine has bf16 matrix units), 32 or bf16.
+    stylize_precision: Literal["auto", "32", "bf16"] = "auto"
     # Content images streamed from the store for training (workers/content_cache.py): one cache
     # folder per worker shared by its jobs; least recently used images go past this many bytes.
     content_cache_bytes: int = Field(20 * 1024**3, ge=0)

@@ -1,4 +1,4 @@
-"""Creating work: a training job, an experiment (one job per decoder variant, all or
+"""Creating work: a training job, an experiment (one job per variant and seed, all or
 nothing) and a stylisation. Each record is written before its message is sent; if sending
 fails, what was written is taken back, so no job is left that nothing will ever run."""
 
@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 
-from models.config import MAX_STYLES, TrainConfig, per_device_batch
+from models.config import DEFAULTS, MAX_STYLES, TrainConfig, per_device_batch
 from models.stylize_options import StylizeOptions
 from service.core import builtin_styles, webhooks
 from service.core.auth import ApiKey as Owner
@@ -20,6 +20,7 @@ from service.core.jobs import JobStore
 from service.core.keys import Keys, new_id
 from service.core.queue import STYLIZE_TASK, TRAIN_TASK, VALIDATE_TASK, JobQueue
 from service.core.records import ExperimentRecord, JobRecord, JobState, StylizeRecord, now
+from service.core.seeds import seeds_for
 from service.core.settings import Settings
 from service.core.storage import AccessDenied, BucketNotFound, S3Store
 
@@ -122,31 +123,38 @@ def submit_job(jobs: JobStore, queue: JobQueue, owner: Owner, *, style_ids: list
 
 def create_experiment(jobs: JobStore, queue: JobQueue, owner: Owner, *, style_ids: list[str],
                       content_set_id: str | None, shared: dict, variants: list[dict], limits: Settings,
-                      webhook_url: str | None = None) -> ExperimentRecord:
-    """One job per variant with the same settings and seed, or nothing at all. Each variant is
-    {"decoder", "downsample", "loss_pooling", "label"}: what it changes of the shared settings."""
+                      webhook_url: str | None = None, seeds: int = 1) -> ExperimentRecord:
+    """One job per variant and seed with the same settings otherwise, or nothing at all. Each
+    variant is {"decoder", "downsample", "loss_pooling", "label"}: what it changes of the shared
+    settings; the seeds are shared["seed"] and the next ones (service/core/seeds.py)."""
     experiment_id = new_id()
     if webhook_url:
         webhooks.check_url(webhook_url, allow_private=limits.webhook_allow_private)
     styles = resolve_styles(jobs, owner, style_ids)
     varied = ("decoder", "downsample", "loss_pooling")
-    records = [_job_record(jobs, owner, styles=styles, content_set_id=content_set_id,
-                           settings={**shared, **{k: v[k] for k in varied}}, max_devices=limits.max_devices_per_job,
-                           experiment_id=experiment_id, webhook_url=webhook_url)
-               for v in variants]  # every config validated before anything is written
-    check_quota(jobs, owner, limits, records)
+    seed_list = seeds_for(shared.get("seed", DEFAULTS.seed), seeds)
+    # runs[v][s]: variant v at seed s; every config validated before anything is written.
+    runs = [[_job_record(jobs, owner, styles=styles, content_set_id=content_set_id,
+                         settings={**shared, **{k: v[k] for k in varied}, "seed": seed},
+                         max_devices=limits.max_devices_per_job, experiment_id=experiment_id, webhook_url=webhook_url)
+             for seed in seed_list] for v in variants]
+    records = [r for per_seed in runs for r in per_seed]
+    check_quota(jobs, owner, limits, records)  # every job counts
     created: list[str] = []
     try:
         for record in records:
             jobs.create(record)
             created.append(record.id)
-        for record in records:
-            queue.send(TRAIN_TASK, record.id)
+        for s in range(len(seed_list)):  # seed by seed: with few workers, every variant's first run ends first
+            for per_seed in runs:
+                queue.send(TRAIN_TASK, per_seed[s].id)
         return jobs.create_experiment(ExperimentRecord(
             id=experiment_id, owner=owner.owner, style_id=style_ids[0], style_ids=style_ids,
             content_set_id=content_set_id, settings={k: v for k, v in shared.items() if k not in varied},
-            variants=[{**{k: r.config[k] for k in varied}, "label": v["label"], "job_id": r.id}
-                      for v, r in zip(variants, records)]))
+            seeds=seed_list,
+            variants=[{**{k: per_seed[0].config[k] for k in varied}, "label": v["label"], "job_id": per_seed[0].id,
+                       "job_ids": [r.id for r in per_seed]}
+                      for v, per_seed in zip(variants, runs)]))
     except BaseException:
         for job_id in created:  # a worker that already received one finds it gone
             _take_back(jobs, job_id)

@@ -74,9 +74,11 @@ def test_train_watch_and_stylize(api, worker, style_id, tmp_path):
         time.sleep(0.3)
     assert j["state"] == "succeeded", j
     assert j["step"] == 16 and j["attempts"] == 1 and j["losses"]["loss"] > 0
-    assert set(j["artifacts"]) == {"artifact_p2", "artifact_p4"}
-    assert set(j["quality"]) == {"style_distance", "content_distance"} and min(j["quality"].values()) > 0
-    assert j["artifact_curve"][0]["step"] == 0 and j["artifact_curve"][-1] == {"step": 16, **j["artifacts"], **j["quality"]}
+    assert set(j["artifacts"]) == {"artifact_p2", "artifact_p4", "artifact_p8", "eq_t1", "eq_t2", "eq_t3", "eq_t4"}
+    distances = {k: j["quality"][k] for k in ("style_distance", "content_distance")}
+    assert j["quality"] == {**distances, "quality_measure": "vgg19-max"} and min(distances.values()) > 0
+    assert j["quality_measure"] == "vgg19-max"  # the fixed yardstick measured them
+    assert j["artifact_curve"][0]["step"] == 0 and j["artifact_curve"][-1] == {"step": 16, **j["artifacts"], **distances}
     assert len(seen_steps) > 1  # progress was visible on the way
 
     report = api.get(f"/v1/jobs/{job['id']}/report").json()
@@ -243,7 +245,9 @@ def test_an_experiment_pairs_jobs_that_differ_only_in_the_decoder(api, worker, s
         assert Image.open(io.BytesIO(api.get(v["panel"][0]["url"]).content)).size == (v["panel"][0]["width"], v["panel"][0]["height"])
     for v in done["variants"]:  # style and content distance at init and at the end, beside the artifact scores
         assert all(v["scores"][when][k] > 0 for when in ("init", "final") for k in ("style_distance", "content_distance"))
-        assert v["scores"]["final"] == {"step": 3, **v["artifacts"], **v["quality"]}  # the job's latest values
+        distances = {k: v["quality"][k] for k in ("style_distance", "content_distance")}
+        assert v["scores"]["final"] == {"step": 3, **v["artifacts"], **distances}  # the job's latest values
+        assert v["quality_measure"] == "vgg19-max" and v["summary"]["artifact_p8"]["n"] == 1  # one seed
     deconv, mixed = done["variants"]
     assert deconv["scores"]["init"]["artifact_p4"] > mixed["scores"]["init"]["artifact_p4"]  # period 4 needs deconv first
     comp = done["comparisons"][0]

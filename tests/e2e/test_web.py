@@ -1,11 +1,12 @@
 """The web pages in headless Chromium (Playwright driving Debian's chromium) against a live
-`checkerless serve`: submit an experiment through the page, watch it finish, zoom one view
-and see the other follow, stylise one's own image with every variant; pick a built-in style
-by its thumbnail, follow the job on its own page and stylise an image and a video there.
-Screenshots are kept in test-artifacts/."""
+`checkerless serve`: submit an experiment of two seeds through the page, watch it finish, read
+its measures over the seeds, zoom one view and see the other follow, stylise one's own image
+with every variant; pick a built-in style by its thumbnail and a precision, follow the job on
+its own page and stylise an image and a video there. Screenshots are kept in test-artifacts/."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -82,11 +83,15 @@ def test_an_experiment_through_the_page(server, browser, tmp_path):
     page.fill("input[name=size]", "32")
     page.fill("input[name=steps]", "4")
     page.fill("input[name=batch]", "1")
+    assert page.input_value("input[name=seeds]") == "1" and page.get_attribute("input[name=seeds]", "max") == "8"
+    page.fill("input[name=seeds]", "2")  # each variant trains twice: seed, seed + 1
     page.click("button[type=submit]")
     page.wait_for_url("**/experiment.html?id=*", timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "experiment-training.png"), full_page=True)
 
-    # Both variants' images render once training is over.
+    # Both variants' images render once training is over (all four runs).
+    page.wait_for_function("document.querySelector('#state').textContent !== 'running' && "
+                           "document.querySelector('#state').textContent !== ''", timeout=480_000)
     page.wait_for_function("document.querySelectorAll('#views .viewer img').length === 2 && "
                            "[...document.querySelectorAll('#views .viewer img')].every(i => i.complete && i.naturalWidth > 0)",
                            timeout=240_000)
@@ -99,19 +104,46 @@ def test_an_experiment_through_the_page(server, browser, tmp_path):
     assert rows.count() == 2 and "deconv" in rows.nth(0).inner_text()
     assert "dB" in page.inner_text("#views")  # every picture carries its scores
 
-    # Style and content distance beside the artifact scores, at init and at the end: the API's
-    # numbers, and one line per variant in each of their plots over training.
+    # Style and content distance beside the artifact scores, at init and at the end, with what
+    # measured them: the API's numbers, and one line per variant in each of their plots over training.
     exp = httpx.get(f"{server}/v1/experiments/{page.url.split('id=')[1]}", headers={"X-API-Key": key}).json()
+    assert exp["seeds"] == [exp["settings"]["seed"], exp["settings"]["seed"] + 1]
     for i, v in enumerate(exp["variants"]):
         for k in ("style_distance", "content_distance"):
             cell = rows.nth(i).locator(f"td.{k.replace('_', '-')}").inner_text()
             shown = [float(x) for x in cell.split(" → ")]
             expected = [v["scores"]["init"][k], v["scores"]["final"][k]]
             assert shown == pytest.approx(expected, rel=5e-3) and min(shown) > 0, (k, cell, expected)
+        assert v["quality_measure"] == "vgg19-max" and rows.nth(i).locator("td.quality-measure").inner_text() == "vgg19-max yardstick"
+        # Period 8 and shift equivariance (EQ-T at shifts 1 to 4) beside periods 2 and 4.
+        final = v["scores"]["final"]
+        p8 = rows.nth(i).locator("td.period8").inner_text()
+        assert float(p8) == pytest.approx(final["artifact_p8"], abs=0.051), (p8, final)
+        eq = rows.nth(i).locator("td.eq-t").inner_text()
+        assert eq == " · ".join(f"{k} px {final[f'eq_t{k}']:.1f}" for k in (1, 2, 3, 4)), (eq, final)
     plots = page.eval_on_selector_all("#curves svg.chart", """svgs => Object.fromEntries(svgs.map(s => [
         s.querySelector('text').textContent, [...s.querySelectorAll('polyline')].map(p => p.getAttribute('points').split(' ').length)]))""")
-    for title in ("style distance (lower is better)", "content distance (lower is better)"):
+    for title in ("style distance (lower is better)", "content distance (lower is better)", "period-8 score (dB)",
+                  "shift equivariance at 1 px, EQ-T (dB; higher is better)"):
         assert plots[title] == [2, 2], plots  # two variants, each probed at init and at the end (4 steps)
+
+    # Over the seeds: each measure's mean ± half its 95% interval, as the API computed them, and
+    # a variant marked different from another only where the API found their intervals apart.
+    summary = page.locator("#seed-summary tbody tr")
+    assert summary.count() == 2
+    for i, v in enumerate(exp["variants"]):
+        assert [r["state"] for r in v["runs"]] == ["succeeded", "succeeded"]
+        assert summary.nth(i).locator("td").nth(1).inner_text() == "2 of 2"
+        for k in ("artifact_p2", "artifact_p8", "eq_t1", "style_distance", "loss"):
+            m = v["summary"][k]
+            assert m["n"] == 2 and m["low"] <= m["mean"] <= m["high"], (k, m)
+            mean, half = summary.nth(i).locator(f"td[data-measure={k}]").inner_text().removesuffix(" ◆").split(" ± ")
+            assert float(mean) == pytest.approx(m["mean"], rel=6e-3, abs=5e-3)  # 3 significant digits, or 2 decimals
+            assert float(half) == pytest.approx((m["high"] - m["low"]) / 2, rel=6e-3, abs=5e-3)
+    differ = [d for d in exp["differences"] if d["differ"]]
+    assert exp["differences"] and page.locator("#seed-summary td.differs").count() == 2 * len(differ)
+    verdict = page.inner_text("#differences")
+    assert ("differ on" in verdict) == bool(differ) and ("No two variants differ" in verdict) == (not differ), verdict
     # The 1-D spectrum: one line per variant, a point per frequency of the API's profile.
     page.wait_for_selector("#spectrum-profile svg polyline")
     lines = page.eval_on_selector_all("#spectrum-profile polyline", "ps => ps.map(p => [p.dataset.series, p.getAttribute('points').split(' ').length])")
@@ -120,6 +152,7 @@ def test_an_experiment_through_the_page(server, browser, tmp_path):
 
     # Zoom one view: the other follows, pixel for pixel.
     viewers = page.locator("#views .viewer")
+    viewers.nth(0).scroll_into_view_if_needed()  # below the tables: the wheel goes where the mouse is
     box = viewers.nth(0).bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     for _ in range(6):
@@ -249,10 +282,15 @@ def test_a_builtin_style_picked_by_its_thumbnail_trains_a_job_with_a_page_of_its
     assert not any("none overlap" in t for t in labels), labels
     # The new settings are advanced fields, with the schema's defaults.
     from models.config import DEFAULTS
+    from models.vocabulary import PRECISIONS
 
     page.click("#advanced summary")
     assert page.input_value("input[name=stability_weight]") == str(DEFAULTS.stability_weight).removesuffix(".0")
     assert page.locator(f"#poolings [name=loss_pooling][value='{DEFAULTS.loss_pooling}']").count() == 1
+    # The precision: a select of the API's choices, at its default; the newcomer asks for fp32.
+    assert page.eval_on_selector_all("select[name=precision] option", "os => os.map(o => o.value)") == list(PRECISIONS)
+    assert page.input_value("select[name=precision]") == DEFAULTS.precision
+    page.select_option("select[name=precision]", "32")
 
     # The first built-in is picked to start with; the newcomer picks another instead.
     first, other = builtin[0]["name"], builtin[1]["name"]
@@ -270,7 +308,8 @@ def test_a_builtin_style_picked_by_its_thumbnail_trains_a_job_with_a_page_of_its
     page.wait_for_url("**/job.html?id=*")
     job_id = page.url.split("id=")[1]
     with httpx.Client(base_url=server, headers={"X-API-Key": key}) as client:
-        assert client.get(f"/v1/jobs/{job_id}").json()["styles"][0]["id"] == f"builtin:{other}"
+        submitted = client.get(f"/v1/jobs/{job_id}").json()
+        assert submitted["styles"][0]["id"] == f"builtin:{other}" and submitted["config"]["precision"] == "32"
 
     page.wait_for_function("['succeeded', 'failed', 'cancelled'].includes(document.querySelector('#state').textContent)",
                            timeout=240_000)
@@ -282,6 +321,16 @@ def test_a_builtin_style_picked_by_its_thumbnail_trains_a_job_with_a_page_of_its
         s.querySelector('text').textContent, [...s.querySelectorAll('polyline')].map(p => p.getAttribute('points').split(' ').length)]))""")
     assert len(curves["loss"]) == 1 and curves["loss"][0] >= 1, curves  # loss rows as the run logged them
     assert curves["style distance (lower is better)"] == [2], curves  # probed at init and at the end
+    assert curves["period-8 score (dB)"] == [2], curves
+    assert curves["shift equivariance EQ-T (dB; higher is better)"] == [2, 2, 2, 2], curves  # shifts of 1 to 4 px
+    # Period 8 and EQ-T beside periods 2 and 4, the distances with what measured them, the precision asked.
+    with httpx.Client(base_url=server, headers={"X-API-Key": key}) as client:
+        done = client.get(f"/v1/jobs/{job_id}").json()
+    assert float(page.inner_text("#period8")) == pytest.approx(done["artifacts"]["artifact_p8"], abs=0.051)
+    assert page.inner_text("#eq-t").endswith(" · ".join(f"{k} px {done['artifacts'][f'eq_t{k}']:.1f}" for k in (1, 2, 3, 4)) + " dB")
+    assert done["quality"]["quality_measure"] == "vgg19-max" and page.inner_text("#quality-measure") == "(vgg19-max yardstick)"
+    precision = page.eval_on_selector_all("table.settings tr", "rs => rs.map(r => r.innerText)")
+    assert any(r.startswith("precision\t32") for r in precision), precision
 
     # Stylise through the page at strength 0: the photo comes back (to rounding).
     photo = tmp_path / "photo.png"
@@ -356,3 +405,19 @@ def test_two_styles_and_two_downsamplings_ticked_make_one_experiment_of_multi_st
     assert page.eval_on_selector_all("#styles figcaption", "fs => fs.map(f => f.innerText)") == \
         [f"style 0: {builtin[0]}", f"style 1: {builtin[2]}"]
     assert not errors, errors
+
+
+def test_the_client_submits_a_job_in_a_precision_and_a_bad_one_is_one_line(server, tmp_path):
+    """`checkerless jobs submit --precision` sends the setting; the API names what it takes."""
+    from tests.test_cli import assert_one_line_error, cli
+
+    server, key = server
+    p = cli("jobs", "submit", "ihc", "--precision", "bf16", "--size", "32", "--steps", "2", "--batch", "1",
+            "--api", server, "--key", key, "--json")
+    assert p.returncode == 0, p.stderr
+    job = json.loads(p.stdout)
+    with httpx.Client(base_url=server, headers={"X-API-Key": key}) as client:
+        client.post(f"/v1/jobs/{job['id']}/cancel")  # training it is the worker's tests'
+    assert job["config"]["precision"] == "bf16"
+    assert_one_line_error(cli("jobs", "submit", "ihc", "--precision", "fp16", "--api", server, "--key", key),
+                          "precision: unknown precision 'fp16'; valid: auto, 32, bf16")

@@ -17,6 +17,7 @@ from models.config import DEFAULTS, LIMITS
 from service.api.main import create_app
 from service.core.errors import Unavailable
 from service.core.queue import JobQueue, make_celery
+from service.core.records import JobState
 from service.core.settings import Settings
 
 REDIS_DB = 14  # ours alone: flushed before and after
@@ -79,6 +80,7 @@ def style_id(api) -> str:
     ({"batch": 0}, "batch"),
     ({"lr": 0}, "lr"),
     ({"colour": "blue"}, "colour"),
+    ({"precision": "fp16"}, "precision: unknown precision 'fp16'; valid: auto, 32, bf16"),
 ])
 def test_bad_job_settings_are_422_naming_the_field(api, style_id, body, fragment):
     r = api.post("/v1/jobs", json={"style_id": style_id, **body})
@@ -152,10 +154,34 @@ def test_an_experiment_is_created_whole_or_not_at_all(settings, style_id, api):
 def test_the_schema_carries_the_training_configs_defaults_and_limits(api):
     """The web form fills itself from this (service/api/web/app.js): one place for each default."""
     fields = api.get("/openapi.json").json()["components"]["schemas"]["JobCreate"]["properties"]
-    for name in ("size", "steps", "batch", "seed", "style_weight", "lr", "decoder"):
+    for name in ("size", "steps", "batch", "seed", "style_weight", "lr", "decoder", "precision"):
         assert fields[name]["default"] == getattr(DEFAULTS, name), name
     assert (fields["size"]["minimum"], fields["size"]["maximum"]) == LIMITS["size"]
     assert (fields["steps"]["minimum"], fields["steps"]["maximum"]) == LIMITS["steps"]
+    from models.vocabulary import PRECISIONS
+
+    assert fields["precision"]["enum"] == list(PRECISIONS)  # the form's select
+
+
+def test_the_precision_is_a_setting_of_jobs_and_experiments_and_the_job_says_what_it_trained_in(api, style_id):
+    from service.core.jobs import apply_progress
+
+    job = api.post("/v1/jobs", json={"style_id": style_id, "steps": 3, "precision": "bf16"}).json()
+    assert job["config"]["precision"] == "bf16" and job["trained_precision"] is None  # not reported yet
+    exp = api.post("/v1/experiments", json={"style_id": style_id, "steps": 3, "precision": "32",
+                                            "variants": ["deconv", "resize-nearest"]}).json()
+    assert exp["settings"]["precision"] == "32" and {v["config"]["precision"] for v in exp["variants"]} == {"32"}
+    default = api.post("/v1/jobs", json={"style_id": style_id, "steps": 3}).json()
+    assert default["config"]["precision"] == DEFAULTS.precision
+    # A worker that reports what "auto" became on its machine: the record keeps it, the API shows it.
+    jobs = api.app.state.services.jobs
+
+    def progress(r) -> None:
+        r.move(JobState.running)
+        apply_progress(r, {"step": 1, "losses": {"loss": 1.0}, "precision": "bf16-mixed"})
+
+    jobs.update(default["id"], progress)
+    assert api.get(f"/v1/jobs/{default['id']}").json()["trained_precision"] == "bf16-mixed"
 
 
 def test_presigned_urls_on_a_local_store_are_409(api, style_id):
@@ -344,7 +370,8 @@ def test_jobs_and_experiments_are_listed_a_page_at_a_time(settings, api):
     pages = _follow(api, "/v1/experiments?limit=2")
     assert [len(p) for p in pages] == [2, 1] and [i for p in pages for i in p] == exps
     assert api.get("/v1/experiments?limit=1").json()[0] | {"created_at": None} == {
-        "id": exps[0], "created_at": None, "state": "running", "variants": ["deconv", "subpixel"], "settings": {}}
+        "id": exps[0], "created_at": None, "state": "running", "variants": ["deconv", "subpixel"], "settings": {},
+        "seeds": 1}
 
 
 def test_the_app_indexes_records_written_before_the_index_when_it_starts(settings):

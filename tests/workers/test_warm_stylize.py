@@ -79,6 +79,35 @@ def test_a_second_request_reuses_the_server_and_its_network(tmp_path, checkpoint
         warm.close()
 
 
+def test_the_server_stylises_in_the_precision_its_spec_names(tmp_path, checkpoints):
+    """auto by default (bf16 where the CPU has bf16 matrix units); a `stylize_precision` setting
+    names another. The fp32 server's PNG is what stylize_tensor gives in fp32, to the pixel."""
+    import torch
+
+    from models.checkpoint import load_network
+    from models.hardware import cpu_has_bf16_units
+    from models.images import load_tensor
+    from models.stylize import stylize_tensor
+
+    class WithPrecision(Settings):  # the field a deployment sets (CHECKERLESS_STYLIZE_PRECISION)
+        stylize_precision: str = "32"
+
+    auto = "bf16" if cpu_has_bf16_units() else "32"
+    for name, settings, expected in (("auto", settings_for(tmp_path / "a"), auto),
+                                     ("fp32", WithPrecision(data_dir=tmp_path / "b", device="cpu"), "32")):
+        warm = WarmStylizer(settings)
+        try:
+            answer = done(request(warm, tmp_path, name, checkpoints[0]))
+            assert answer["stats"]["precision"] == expected
+            assert warm.status()["server"]["precision"] == expected
+        finally:
+            warm.close()
+    net, _ = load_network(checkpoints[0][0])
+    expected = stylize_tensor(net, load_tensor(tmp_path / "fp32" / "in.png"), precision="32")
+    got = np.asarray(Image.open(answer["outputs"][0]["path"]))
+    assert np.array_equal(got, expected.clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).numpy())
+
+
 def test_requests_waiting_together_are_served_as_one_batch(tmp_path, checkpoints):
     warm = WarmStylizer(settings_for(tmp_path))
     try:

@@ -8,8 +8,9 @@ from service.api.routes.jobs import (ColorsField, MixField, StrengthField, Style
                                      stylize_options)
 from service.api.schemas import ExperimentCreate
 from service.api.uploads import check_image
+from service.core import seeds
 from service.core.errors import NotFound
-from service.core.records import ExperimentRecord, JobState
+from service.core.records import ExperimentRecord, JobRecord, JobState
 from service.core.submit import create_experiment as create_jobs, request_stylize
 
 router = APIRouter(tags=["experiments"])
@@ -28,13 +29,31 @@ def label(variant: dict) -> str:
     return variant.get("label", variant["decoder"])
 
 
+def _run(job: JobRecord) -> dict:
+    """One seed's job of a variant, in brief: enough to follow it and to read its result."""
+    return {"job_id": job.id, "seed": job.config.get("seed"), "state": job.state.value, "step": job.step,
+            "steps": job.steps, "error": job.error, "final": seeds.final_measures(job)}
+
+
+def _runs(services: Services, exp: ExperimentRecord) -> list[list[JobRecord]]:
+    """Each variant's jobs, seed by seed (NotFound if one is gone: the experiment is being deleted)."""
+    found = services.jobs.get_many(exp.job_ids)
+    missing = [j for j in exp.job_ids if j not in found]
+    if missing:
+        raise NotFound(f"experiment {exp.id} is being deleted (job {missing[0]} is gone)")
+    return [[found[j] for j in exp.runs(v)] for v in exp.variants]
+
+
 def experiment_public(services: Services, exp: ExperimentRecord) -> dict:
-    jobs = [services.jobs.get(v["job_id"]) for v in exp.variants]
+    runs = _runs(services, exp)
+    jobs = [per_seed[0] for per_seed in runs]  # each variant's first seed: its curves, panel and pictures
     variants = [public(services, j).model_dump(mode="json") for j in jobs]
-    for v, stored in zip(variants, exp.variants):
+    for v, stored, per_seed in zip(variants, exp.variants, runs):
         curve = v["artifact_curve"]  # the probe's first and last rows: artifact scores beside style and content distance
         v["scores"] = {"init": curve[0] if curve else None, "final": curve[-1] if curve else None}
         v["label"] = label(stored)
+        v["runs"] = [_run(j) for j in per_seed]
+        v["summary"] = seeds.summarize(per_seed)  # each measure's mean and 95% interval over the finished seeds
     panel_names = [p["name"] for p in jobs[0].panel] if all(j.panel for j in jobs) else []
     base = f"/v1/experiments/{exp.id}"
     for i, (v, job) in enumerate(zip(variants, jobs)):  # the 1-D spectrum of its first panel photo, once it has one
@@ -50,21 +69,23 @@ def experiment_public(services: Services, exp: ExperimentRecord) -> dict:
                         "a": variants[i]["label"], "b": variants[k]["label"], "panel": name,
                         "difference_url": f"{base}/difference/{name}?a={i}&b={k}", "gain": DIFF_GAIN,
                         "difference_spectrum_url": f"{base}/spectrum/{name}?a={i}&b={k}"})
-    return {"id": exp.id, "created_at": exp.created_at.isoformat(), "state": _state([j.state for j in jobs]),
+    return {"id": exp.id, "created_at": exp.created_at.isoformat(),
+            "state": _state([j.state for per_seed in runs for j in per_seed]),
             "style_id": exp.style_id, "styles": variants[0]["styles"], "content_set_id": exp.content_set_id,
-            "settings": exp.settings,
+            "settings": exp.settings, "seeds": exp.seeds or [jobs[0].config.get("seed")],
             "variants": variants, "panel": panel_names,
+            "differences": seeds.differences([(v["label"], v["summary"]) for v in variants]),
             "spectra": {name: [f"{base}/spectrum/{name}?a={i}" for i in range(len(jobs))] for name in panel_names},
             "comparisons": comparisons}
 
 
 @router.post("/experiments", status_code=201)
 def create_experiment(request: ExperimentCreate, services: ServicesDep, key: CurrentKey) -> dict:
-    """Train two or more decoder variants alike: same seed (so the same shared initial weights
-    and data order), same settings, only the decoder differs."""
+    """Train two or more variants alike, once per seed: the same seeds (so the same shared initial weights
+    and data order), the same settings, only the variant differs."""
     exp = create_jobs(services.jobs, services.queue, key, style_ids=request.styles, content_set_id=request.content_set_id,
                       shared=request.train_settings(services.settings.checkpoint_every),
-                      variants=request.variant_settings(),
+                      variants=request.variant_settings(), seeds=request.seeds,
                       limits=services.settings, webhook_url=request.webhook_url)
     return experiment_public(services, exp)
 
@@ -74,14 +95,15 @@ def list_experiments(services: ServicesDep, key: CurrentKey, page: PageDep, requ
                      response: Response) -> list[dict]:
     """Your experiments (an admin key: everyone's), newest first, a page at a time (ids, variants, state)."""
     experiments, cursor = services.jobs.list_experiments(key.scope, limit=page.limit, cursor=page.cursor)
-    jobs = services.jobs.get_many([v["job_id"] for exp in experiments for v in exp.variants])
+    jobs = services.jobs.get_many([j for exp in experiments for j in exp.job_ids])
     out = []
     for exp in experiments:
-        if any(v["job_id"] not in jobs for v in exp.variants):  # being deleted
+        if any(j not in jobs for j in exp.job_ids):  # being deleted
             continue
         out.append({"id": exp.id, "created_at": exp.created_at.isoformat(),
-                    "state": _state([jobs[v["job_id"]].state for v in exp.variants]),
-                    "variants": [label(v) for v in exp.variants], "settings": exp.settings})
+                    "state": _state([jobs[j].state for j in exp.job_ids]),
+                    "variants": [label(v) for v in exp.variants], "settings": exp.settings,
+                    "seeds": len(exp.seeds) or 1})
     link_next(request, response, cursor)
     return out
 
@@ -89,8 +111,9 @@ def list_experiments(services: ServicesDep, key: CurrentKey, page: PageDep, requ
 @router.get("/experiments/{experiment_id}")
 def get_experiment(experiment_id: str, services: ServicesDep, key: CurrentKey) -> dict:
     """Per variant: state, progress, loss and probe curves, time per step, scores at init and at the end
-    (period-2/4 artifact scores beside style and content distance), outputs on the fixed panel; across
-    variants: difference images and spectra."""
+    (period-2/4/8 artifact scores and shift equivariance beside style and content distance), outputs on the
+    fixed panel, each seed's run and each measure's mean and 95% interval over the seeds; across variants:
+    which measures' intervals do not overlap (differences), difference images and spectra."""
     return experiment_public(services, services.jobs.get_experiment(experiment_id, key.scope))
 
 

@@ -12,7 +12,7 @@ from service.api.uploads import check_image
 from service.core.builtin_styles import builtin_name, is_builtin
 from service.core.errors import Conflict, NotFound
 from service.core.keys import Keys
-from service.core.records import JobRecord, StylizeRecord
+from service.core.records import JobRecord, StylizeRecord, measured_by
 from service.core.submit import request_stylize, request_stylize_video, submit_job
 
 router = APIRouter(tags=["jobs"])
@@ -23,11 +23,17 @@ FILES = {"checkpoint": ("application/octet-stream", Keys.checkpoint),
          "torchscript": ("application/octet-stream", lambda job_id: Keys.export(job_id, "torchscript"))}
 
 
-def split_probe(latest: dict[str, float]) -> dict[str, dict[str, float]]:
-    """The record keeps the probe's latest row whole; the API shows its artifact scores and its
-    quality (style and content distance) apart."""
-    artifacts = {k: v for k, v in latest.items() if k.startswith("artifact_")}
-    return {"artifacts": artifacts, "quality": {k: v for k, v in latest.items() if k not in artifacts}}
+ARTIFACT_PREFIXES = ("artifact_", "eq_t")  # the probe's artifact measures: checkerboard scores, shift equivariance
+
+
+def split_probe(latest: dict[str, float]) -> dict[str, dict]:
+    """The record keeps the probe's latest row whole; the API shows its artifact measures and its
+    quality (style and content distance, with what measured them) apart."""
+    artifacts = {k: v for k, v in latest.items() if k.startswith(ARTIFACT_PREFIXES)}
+    quality: dict = {k: v for k, v in latest.items() if k not in artifacts}
+    if quality:
+        quality["quality_measure"] = measured_by(latest)
+    return {"artifacts": artifacts, "quality": quality}
 
 
 def style_public(style: dict) -> dict:
@@ -45,8 +51,8 @@ def public(services: Services, record: JobRecord) -> JobPublic:
         **record.model_dump(include={"id", "state", "step", "steps", "config", "style_id", "content_set_id", "losses",
                                      "seconds_per_step", "devices", "attempts", "history", "resumed_from_step",
                                      "error", "created_at", "started_at", "finished_at", "loss_curve",
-                                     "artifact_curve"}),
-        **split_probe(record.artifacts),
+                                     "artifact_curve", "trained_precision"}),
+        **split_probe(record.artifacts), quality_measure=record.quality_measure,
         panel=[{k: v for k, v in p.items() if k != "key"} | {"url": f"{base}/panel/{p['name']}"} for p in record.panel],
         style_panels=[{"style": s, "panel": [{k: v for k, v in p.items() if k != "key"}
                                              | {"url": f"{base}/panel/{p['name']}?style={s}"} for p in panel]}
@@ -77,8 +83,8 @@ def list_jobs(services: ServicesDep, key: CurrentKey, page: PageDep, request: Re
 
 @router.get("/jobs/{job_id}", response_model=JobPublic)
 def get_job(job_id: str, services: ServicesDep, key: CurrentKey) -> JobPublic:
-    """One job: state, step of steps, latest losses, artifact scores and style/content distances, attempts, the
-    reason if it failed."""
+    """One job: state, step of steps, latest losses, artifact scores, shift equivariance and style/content
+    distances (and what measured them), attempts, the reason if it failed."""
     return public(services, services.jobs.get(job_id, key.scope))
 
 

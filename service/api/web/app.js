@@ -128,6 +128,15 @@ const Checkerless = (() => {
   const sleep = ms => new Promise(ok => setTimeout(ok, ms));
   const vname = v => typeof v === "string" ? v : (v.label ?? v.decoder ?? JSON.stringify(v));  // a variant's canonical label
   const overlapPhrase = o => ({uneven: "uneven overlap: checkerboards", even: "even overlap", none: "no overlap"}[o] ?? `${o} overlap`);
+  // What measured the style and content distances (the API's quality_measure): one fixed yardstick
+  // for every run, or, in jobs measured before it, each run's own loss network.
+  const measuredBy = m => ({"vgg19-max": "vgg19-max yardstick", "run-loss-network": "run's loss network, old"}[m] ?? m ?? "");
+  const SHIFTS = [1, 2, 3, 4];  // the probe's shift equivariance: eq_t1..eq_t4, PSNR in dB
+  const eqLine = a => SHIFTS.map(k => `${k} px ${Number.isFinite(a[`eq_t${k}`]) ? a[`eq_t${k}`].toFixed(1) : "–"}`).join(" · ");
+  // The measures an experiment summarises over its seeds, in this order (others the API adds follow).
+  const MEASURES = {artifact_p2: "period 2 (dB)", artifact_p4: "period 4 (dB)", artifact_p8: "period 8 (dB)",
+    ...Object.fromEntries(SHIFTS.map(k => [`eq_t${k}`, `EQ-T ${k} px (dB)`])),
+    style_distance: "style distance", content_distance: "content distance", loss: "final loss"};
 
   // A job's styles as the API lists them (older servers: only style_id), and where each one's image is.
   const stylesOf = j => j.styles?.length ? j.styles : [{id: j.style_id, name: null}];
@@ -245,9 +254,11 @@ const Checkerless = (() => {
   // The form's defaults and limits are the API's own (one place: the training config).
   async function settingsFromSchema(form) {
     const spec = await schema(), props = spec.components.schemas.JobCreate.properties;
-    for (const input of form.querySelectorAll("input[data-setting]")) {
-      const field = props[input.name];
+    const experimentProps = spec.components.schemas.ExperimentCreate?.properties ?? {};
+    for (const input of form.querySelectorAll("[data-setting], [data-experiment-setting]")) {
+      const field = (input.dataset.experimentSetting !== undefined ? experimentProps : props)[input.name];
       if (!field) { input.closest("label").hidden = true; input.disabled = true; continue; }  // not taken by this server
+      if (input.tagName === "SELECT") input.innerHTML = (choices(field) ?? [field.default]).map(c => `<option>${esc(c)}</option>`).join("");
       input.value = field.default;
       if (field.minimum !== undefined) input.min = field.minimum;
       if (field.exclusiveMinimum !== undefined) input.min = field.exclusiveMinimum;
@@ -334,7 +345,8 @@ const Checkerless = (() => {
           contentId = (await api("/v1/content-sets", {method: "POST", body: c})).id;
         }
         const settings = {...(styleIds.length === 1 ? {style_id: styleIds[0]} : {style_ids: styleIds}), content_set_id: contentId};
-        for (const input of f.querySelectorAll("input[data-setting]:not(:disabled)")) settings[input.name] = +input.value;
+        for (const input of f.querySelectorAll("[data-setting]:not(:disabled)")) settings[input.name] = input.type === "number" ? +input.value : input.value;
+        const seeds = f.seeds && !f.seeds.disabled ? +f.seeds.value : 1;
         // Every ticked combination is a variant; an axis with one value is a setting of them all.
         const combos = decs.flatMap(d => (downs.length ? downs : [null]).flatMap(ds => (pools.length ? pools : [null]).map(p => ({decoder: d, downsample: ds, loss_pooling: p}))));
         if (downs.length === 1) settings.downsample = downs[0];
@@ -342,13 +354,14 @@ const Checkerless = (() => {
         const variants = downs.length > 1 || pools.length > 1
           ? combos.map(c => Object.fromEntries(Object.entries(c).filter(([, v]) => v !== null))) : decs;
         const post = (path, body) => api(path, {method: "POST", headers: {"content-type": "application/json"}, body: JSON.stringify(body)});
+        if (variants.length === 1 && seeds > 1) throw new Error("several seeds compare variants: tick two or more (one variant trains one job)");
         if (variants.length === 1) {  // one variant: a plain training job, followed in the list below and on its page
           const job = await post("/v1/jobs", {...settings, decoder: decs[0]});
           status.innerHTML = `job <a href="job.html?id=${job.id}">${job.id.slice(0, 8)}</a> queued`; status.className = "muted";
           await refresh();
           return;
         }
-        const exp = await post("/v1/experiments", {...settings, variants});
+        const exp = await post("/v1/experiments", {...settings, variants, ...(seeds > 1 ? {seeds} : {})});
         location.href = `experiment.html?id=${exp.id}`;
       } catch (err) { status.textContent = err.message; status.className = "error"; }
     });
@@ -385,7 +398,7 @@ const Checkerless = (() => {
       const [exps, jobs, sets] = await Promise.all([api("/v1/experiments"), api("/v1/jobs"), api("/v1/content-sets")]);
       renderSets(sets);
       $("#experiments tbody").innerHTML = exps.map(x => `<tr><td><a href="experiment.html?id=${x.id}" style="color:var(--accent)">${x.id.slice(0, 8)}</a></td>
-        <td>${x.variants.map(v => esc(vname(v))).join(" vs ")}</td><td class="state-${x.state}">${x.state}</td><td>${x.created_at.slice(0, 19)}</td></tr>`).join("");
+        <td>${x.variants.map(v => esc(vname(v))).join(" vs ")}${x.seeds > 1 ? ` <span class="muted">× ${x.seeds} seeds</span>` : ""}</td><td class="state-${x.state}">${x.state}</td><td>${x.created_at.slice(0, 19)}</td></tr>`).join("");
       $("#jobs tbody").innerHTML = jobs.map(j => `<tr data-job="${j.id}"><td><a href="job.html?id=${j.id}">${j.id.slice(0, 8)}</a></td><td>${esc(j.decoder)}</td>
         <td>${stylesOf(j).map(s => esc(styleName(s))).join(", ")}</td>
         <td class="state-${j.state}">${j.state}${j.error ? `: ${esc(j.error)}` : ""}</td>
@@ -410,9 +423,12 @@ const Checkerless = (() => {
       $("#summary").innerHTML = `<div class="bar wide"><div style="width:${100 * j.step / j.steps}%"></div></div>
         <p><b>${j.step} / ${j.steps}</b> steps · <span class="state-${j.state}">${j.state}</span>${j.error ? `: <span class="error">${esc(j.error)}</span>` : ""}
           · ${j.seconds_per_step?.toFixed(2) ?? "–"} s/step · loss ${j.losses.loss?.toExponential(3) ?? "–"}
-          · period 2 ${fmt(j.artifacts.artifact_p2)} dB, period 4 ${fmt(j.artifacts.artifact_p4)} dB
-          · style distance ${dist(j.quality?.style_distance)}, content distance ${dist(j.quality?.content_distance)}</p>
+          · period 2 ${fmt(j.artifacts.artifact_p2)} dB, period 4 ${fmt(j.artifacts.artifact_p4)} dB, period 8 <span id="period8">${fmt(j.artifacts.artifact_p8)}</span> dB
+          · style distance ${dist(j.quality?.style_distance)}, content distance ${dist(j.quality?.content_distance)}${
+            j.quality?.quality_measure ? ` <span class="muted" id="quality-measure">(${esc(measuredBy(j.quality.quality_measure))})</span>` : ""}</p>
+        <p id="eq-t">shift equivariance, EQ-T (PSNR of the output of a shifted input against the shifted output; higher: steadier): ${eqLine(j.artifacts)} dB</p>
         <table class="settings">${setting("decoder", j.decoder)}${setting("downsample", c.downsample)}${setting("loss pooling", c.loss_pooling)}
+          ${setting("precision", c.precision && (j.trained_precision ? `${c.precision}: trained in ${j.trained_precision}` : c.precision))}
           ${setting("stability weight", c.stability_weight)}${setting("crop size", c.size)}${setting("batch", c.batch)}${setting("seed", c.seed)}
           ${setting("style weight", c.style_weight)}${setting("styles", stylesOf(j).map(styleName).join(", "))}</table>
         <p>${Object.entries(j.links).filter(([k]) => k !== "self").map(([k, u]) => `<a href="#" data-download="${esc(u)}" data-name="${esc(k)}">${esc(k)}</a>`).join(" · ")}</p>`;
@@ -422,6 +438,8 @@ const Checkerless = (() => {
       const probe = key => [{name: j.decoder, points: j.artifact_curve.map(r => [r.step, r[key]])}];
       $("#curves").innerHTML = chart("loss", [{name: "loss", points: j.loss_curve.map(r => [r.step, r.loss])}], {log: true}) +
         chart("period-2 score of the probe (dB)", probe("artifact_p2")) + chart("period-4 score (dB)", probe("artifact_p4")) +
+        chart("period-8 score (dB)", probe("artifact_p8")) +
+        chart("shift equivariance EQ-T (dB; higher is better)", SHIFTS.map(k => ({name: `${k} px`, points: j.artifact_curve.map(r => [r.step, r[`eq_t${k}`]])}))) +
         chart("style distance (lower is better)", probe("style_distance"), {log: true}) +
         chart("content distance (lower is better)", probe("content_distance"), {log: true});
     }
@@ -492,21 +510,53 @@ const Checkerless = (() => {
     $("#title").textContent = `experiment ${id}`;
 
     const dist = x => Number.isFinite(x) ? x.toPrecision(3) : "–";  // absent in jobs trained before it was measured
+    const runsOf = v => v.runs?.length ? v.runs : [{seed: v.config?.seed, state: v.state, step: v.step, steps: v.steps}];
     function renderTable() {
       $("#scores tbody").innerHTML = exp.variants.map(v => {
         const p = item(v, panel);
         const init = v.scores.init, now = v.scores.final;
         const cls = x => x === undefined || x === null ? "" : (x > 0 ? "score-bad" : "score-good");
+        const runs = runsOf(v), step = runs.reduce((a, r) => a + r.step, 0), steps = runs.reduce((a, r) => a + r.steps, 0);
         return `<tr data-decoder="${esc(v.decoder)}"><td>${esc(label(v))}</td><td class="state-${v.state}">${v.state}${v.error ? `: ${esc(v.error)}` : ""}</td>
-          <td><div class="bar"><div style="width:${100 * v.step / v.steps}%"></div></div>${v.step}/${v.steps}</td>
+          <td><div class="bar"><div style="width:${100 * step / steps}%"></div></div>${step}/${steps}${runs.length > 1 ? ` <span class="muted">(${runs.length} seeds)</span>` : ""}</td>
           <td>${v.seconds_per_step?.toFixed(2) ?? "–"}</td>
           <td class="${cls(init?.artifact_p2)}">${fmt(init?.artifact_p2)}</td><td class="${cls(init?.artifact_p4)}">${fmt(init?.artifact_p4)}</td>
           <td class="${cls(now?.artifact_p2)}">${fmt(now?.artifact_p2)}</td><td class="${cls(now?.artifact_p4)}">${fmt(now?.artifact_p4)}</td>
+          <td class="period8 ${cls(now?.artifact_p8)}">${fmt(now?.artifact_p8)}</td>
+          <td class="eq-t">${now ? eqLine(now) : "–"}</td>
           <td class="panel-score">${p ? `${fmt(p.period2_db)} / ${fmt(p.period4_db)}` : "–"}</td>
           <td class="style-distance">${dist(init?.style_distance)} → ${dist(now?.style_distance)}</td>
           <td class="content-distance">${dist(init?.content_distance)} → ${dist(now?.content_distance)}</td>
+          <td class="quality-measure muted">${esc(measuredBy(v.quality_measure))}</td>
           <td>${v.losses.loss?.toExponential(3) ?? "–"}</td></tr>`;
       }).join("");
+      renderSeeds();
+    }
+
+    // Each measure over the seeds: the mean ± the half-width of its 95% interval (the API's), and
+    // which variants differ: only those whose intervals do not overlap (exp.differences).
+    function renderSeeds() {
+      const n = exp.seeds?.length ?? 1, summaries = exp.variants.map(v => v.summary ?? {});
+      const keys = [...new Set([...Object.keys(MEASURES), ...summaries.flatMap(s => Object.keys(s))])].filter(k => summaries.some(s => s[k]));
+      const differ = (exp.differences ?? []).filter(d => d.differ);
+      const value = (k, x) => k.startsWith("artifact_") || k.startsWith("eq_t") ? x.toFixed(2) : x.toPrecision(3);
+      const cell = (v, k) => {
+        const m = v.summary?.[k]; if (!m) return `<td>–</td>`;
+        const others = differ.filter(d => d.measure === k && (d.a === label(v) || d.b === label(v))).map(d => d.a === label(v) ? d.b : d.a);
+        const half = m.low === null ? "" : ` ± ${value(k, (m.high - m.low) / 2)}`;
+        return `<td data-measure="${k}" class="${others.length ? "differs" : ""}" title="${others.length ? `differs from ${esc(others.join(", "))}` : ""}">${value(k, m.mean)}${half}${others.length ? " ◆" : ""}</td>`;
+      };
+      $("#seed-summary thead").innerHTML = `<tr><th>variant</th><th>seeds done</th>${keys.map(k => `<th>${esc(MEASURES[k] ?? k)}</th>`).join("")}</tr>`;
+      $("#seed-summary tbody").innerHTML = exp.variants.map(v => `<tr><td>${esc(label(v))}</td>
+        <td>${runsOf(v).filter(r => r.state === "succeeded").length} of ${runsOf(v).length}</td>${keys.map(k => cell(v, k)).join("")}</tr>`).join("");
+      const names = ms => ms.map(m => MEASURES[m] ?? m).join(", ");
+      const pairs = [...new Map(differ.map(d => [JSON.stringify([d.a, d.b]), [d.a, d.b]])).values()];
+      $("#differences").innerHTML = n < 2
+        ? `One seed (${esc(exp.seeds?.[0] ?? "")}): no intervals, so no variant is called different; an experiment with seeds ≥ 2 tells a difference from the spread between seeds.`
+        : !(exp.differences ?? []).length ? `The intervals appear once two or more seeds of a variant have finished.`
+        : pairs.length ? pairs.map(([a, b]) => `<b>${esc(a)}</b> and <b>${esc(b)}</b> differ on ${esc(names(differ.filter(d => d.a === a && d.b === b).map(d => d.measure)))}`).join("; ") +
+            ". Elsewhere their intervals overlap: not shown to differ at this many seeds."
+        : `No two variants differ on any measure at ${n} seeds: every pair of intervals overlaps.`;
     }
 
     function renderViews() {
@@ -573,7 +623,8 @@ const Checkerless = (() => {
       // The probe's rows: artifact scores, and style/content distance (missing in older jobs' rows: no line).
       const probe = key => exp.variants.map(v => ({name: label(v), points: v.artifact_curve.map(r => [r.step, r[key]])}));
       $("#curves").innerHTML = chart("loss", loss, {log: true}) + chart("period-2 score of the probe (dB)", probe("artifact_p2")) +
-        chart("period-4 score (dB)", probe("artifact_p4")) +
+        chart("period-4 score (dB)", probe("artifact_p4")) + chart("period-8 score (dB)", probe("artifact_p8")) +
+        chart("shift equivariance at 1 px, EQ-T (dB; higher is better)", probe("eq_t1")) +
         chart("style distance (lower is better)", probe("style_distance"), {log: true}) +
         chart("content distance (lower is better)", probe("content_distance"), {log: true});
     }
