@@ -87,7 +87,7 @@ def read_checkpoint(path: str | Path) -> tuple[CheckpointInfo, dict]:
     if meta.get("format", 0) > FORMAT:
         raise CheckpointError(f"{p}: written by a newer checkerless (format {meta['format']})")
     try:
-        config = TrainConfig.from_dict(meta["config"])
+        config = TrainConfig.from_stored(meta["config"])
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{p}: its settings are not valid here ({e})") from None
     styles = list(meta.get("styles") or [meta["style_name"]])

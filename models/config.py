@@ -52,9 +52,20 @@ STABILITY_NOISE_STD = 2.0
 STYLIZE_MEMORY_BUDGET_GIB = 2.0
 
 
+# What a stored config (a checkpoint's) means when it lacks a setting: the behaviour from before
+# the setting existed, not today's default, so an old checkpoint loads as the network it was
+# (every downsampling kind has the same weights: stride-conv read as blur-stride would load
+# silently and compute something else) and resumes with the loss it trained with.
+STORED_FALLBACKS = {"downsample": "stride-conv", "loss_pooling": "max", "stability_weight": 0.0, "precision": "32"}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    decoder: str = "resize-nearest"  # one name, or one per stage comma-separated
+    # The defaults were chosen by scripts/sweep_defaults.py (docs/training.md, "How the defaults
+    # were chosen"): a filtered upsampling, an anti-aliased downsampling and the stability
+    # loss's shift term against the period-4 texture a network paints on its residual blocks'
+    # grid. The sweep's old defaults were resize-nearest, stride-conv and no stability term.
+    decoder: str = "resize-lowpass"  # one name, or one per stage comma-separated
     size: int = 128  # square crop side in pixels (Johnson: 256)
     steps: int = 200  # optimiser steps (Johnson: ~40k)
     batch: int = 4
@@ -67,9 +78,9 @@ class TrainConfig:
     loss_network: str = "vgg19"
     checkpoint_every: int = 100  # steps between checkpoints (and one at the end)
     log_every: int = 10
-    downsample: str = "stride-conv"  # the encoder's two x1/2 stages: one name, or one per stage
+    downsample: str = "blur-stride"  # the encoder's two x1/2 stages: one name, or one per stage
     loss_pooling: str = "max"  # the loss network's pooling: "max" (VGG's) or "avg"
-    stability_weight: float = 0.0  # weight of the stability loss (0: off)
+    stability_weight: float = 1000.0  # weight of the stability loss (0: off; models/losses.py)
     # auto: bf16 autocast where the machine has bf16 matrix units, else fp32 (models/hardware.py)
     precision: str = "auto"
 
@@ -116,6 +127,11 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown setting(s): {', '.join(unknown)}")
         return cls(**d)
+
+    @classmethod
+    def from_stored(cls, d: dict) -> TrainConfig:
+        """A config as a checkpoint stored it: settings it lacks mean STORED_FALLBACKS."""
+        return cls.from_dict({**{k: v for k, v in STORED_FALLBACKS.items() if k not in d}, **d})
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)

@@ -12,7 +12,7 @@ import numpy as np
 from models.artifacts import checkerboard_score
 from models.artifacts.figures import artifact_curves, side_by_side
 from models.checkpoint import load_network
-from models.config import TrainConfig
+from models.config import DEFAULTS, TrainConfig
 from models.data import BUILTIN_PHOTOS
 from models.images import from_tensor, save_png, to_tensor
 from models.stylize import stylize_tensor
@@ -39,7 +39,7 @@ class DemoResult:
 
 
 def run_demo(*, out_dir: str | Path, config: TrainConfig, style: str = "ihc",
-             decoders: Sequence[str] = ("deconv", "resize-nearest"), photo: str = "chelsea",
+             decoders: Sequence[str] = ("deconv", DEFAULTS.decoder), photo: str = "chelsea",
              device: str = "auto", progress: bool = True, probe_every: int = 10) -> DemoResult:
     """Train one network per decoder with otherwise identical settings (same seed: same
     shared initial weights and data order), then compare them on a built-in photo."""

@@ -11,6 +11,7 @@ interval over seeds.
 
     .venv/bin/python scripts/sweep_defaults.py --configs old,lowpass --seeds 0,1,2 --out runs/sweep
     .venv/bin/python scripts/sweep_defaults.py --out runs/sweep --report [--json]
+    .venv/bin/python scripts/sweep_defaults.py --out runs/sweep --figure sweep.png --configs old,lowpass-blur-stab1000
 
 The configurations are CONFIGS below: each is the old defaults with a few settings changed.
 """
@@ -23,7 +24,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -112,6 +112,31 @@ def report(out: Path, *, as_json: bool) -> None:
         print(" | ".join(cells))
 
 
+def figure(out: Path, configs: list[str], styles: list[str], path: Path, *, seed: int = 0) -> Path:
+    """One row per style: the style, then per configuration its astronaut output and a 64 px
+    crop of it at 4x pixel zoom (nearest neighbour: every pixel a square, nothing smoothed)."""
+    from PIL import ImageDraw
+
+    from models.data import load_style
+
+    cell, pad = 256, 6
+    sheet = Image.new("RGB", (cell + len(configs) * 2 * (cell + pad), len(styles) * (cell + pad) + 20), "white")
+    draw = ImageDraw.Draw(sheet)
+    for j, name in enumerate(configs):
+        draw.text((cell + pad + j * 2 * (cell + pad), 4), f"{name}: output, and 4x zoom", fill="black")
+    for i, style in enumerate(styles):
+        y = 20 + i * (cell + pad)
+        sheet.paste(load_style(style)[1].convert("RGB").resize((cell, cell)), (0, y))
+        for j, name in enumerate(configs):
+            image = Image.open(out / "images" / f"{name}-{style}-s{seed}.png").convert("RGB")
+            x = cell + pad + j * 2 * (cell + pad)
+            sheet.paste(image, (x, y))
+            sheet.paste(image.crop((96, 96, 160, 160)).resize((cell, cell), Image.NEAREST), (x + cell + pad, y))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--configs", default="old", help=f"comma-separated, of: {', '.join(CONFIGS)}")
@@ -120,6 +145,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="[default: TrainConfig's]")
     ap.add_argument("--out", type=Path, default=Path("runs/sweep"))
     ap.add_argument("--report", action="store_true", help="print the table of what is measured so far")
+    ap.add_argument("--figure", type=Path, default=None, help="write a picture of --configs' outputs per style here")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads [default: torch's]; 1 lets two sweeps share a 2-core machine without "
@@ -129,6 +155,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.report:
         report(args.out, as_json=args.json)
+        return
+    if args.figure:
+        print(figure(args.out, args.configs.split(","), args.styles.split(","), args.figure))
         return
     for name in args.configs.split(","):
         if name not in CONFIGS:

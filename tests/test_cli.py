@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from models.config import DEFAULTS
 from tests.conftest import rgb_noise
 
 TINY = ["--size", "32", "--batch", "1", "--device", "cpu"]
@@ -135,11 +136,11 @@ def test_demo_compares_two_decoders_trained_alike(tmp_path):
             "--out", tmp_path, "--json")
     assert p.returncode == 0, p.stderr
     result = json.loads(p.stdout)
-    assert [v["decoder"] for v in result["variants"]] == ["deconv", "resize-nearest"]
+    assert [v["decoder"] for v in result["variants"]] == ["deconv", DEFAULTS.decoder]
     for v in result["variants"]:
         with Image.open(v["image"]) as img:
             assert img.size == (600, 400)  # skimage's coffee, stylised at full size
-    # Two steps barely change the init: deconv's checkerboard is there, resize-nearest has none.
+    # Two steps barely change the init: deconv's checkerboard is there, the default has none.
     deconv, nearest = result["variants"]
     assert deconv["period2_db"] > nearest["period2_db"] + 10
     with Image.open(result["figure"]) as fig:

@@ -226,7 +226,7 @@ def _trained_precision(checkpoint: Path, setting: str, device: str) -> str:
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder (--offline: runs and figures; else the server's data).")] = Path("runs/demo"),
     style: Annotated[str, typer.Option(help="Style image file or built-in style.")] = "ihc",
-    decoders: Annotated[str, typer.Option(help="Decoders to compare, separated by spaces (a per-stage mix uses commas).")] = "deconv resize-nearest",
+    decoders: Annotated[str, typer.Option(help="Decoders to compare, separated by spaces (a per-stage mix uses commas).")] = f"deconv {DEFAULTS.decoder}",
     steps: Annotated[int, typer.Option(help="Optimiser steps per variant.")] = 100,
     size: Annotated[int, typer.Option(help="Crop size in pixels.")] = DEFAULTS.size,
     batch: Annotated[int, typer.Option(help="Crops per step.")] = DEFAULTS.batch,
@@ -241,7 +241,7 @@ def demo(
     seeds: Annotated[int, typer.Option(help="Runs per variant (seed, seed + 1, ...; not with --offline): the table adds "
                                        "the final period-2 score's mean and 95% interval.", min=1, max=8)] = 1,
 ) -> None:
-    """Train deconv vs resize-nearest alike on the built-in photos, print their artifact scores, and serve the comparison page."""
+    """Train deconv vs the default decoder alike on the built-in photos, print their artifact scores, and serve the comparison page."""
     from models.config import TrainConfig
 
     config = TrainConfig(steps=steps, size=size, batch=batch, style_weight=style_weight, seed=seed)

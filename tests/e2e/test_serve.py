@@ -15,6 +15,8 @@ import numpy as np
 import skimage.data
 from PIL import Image
 
+from models.config import DEFAULTS
+
 from tests.e2e.conftest import ROOT, free_port, wait_for
 
 
@@ -101,12 +103,14 @@ def test_demo_trains_the_pair_through_the_service_and_prints_the_page(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")}
     p = cli("demo", "--steps", "2", "--size", "32", "--batch", "1", "--port", port, "--out", tmp_path, "--exit", "--json",
-            env=env)
+            "--seeds", "2", env=env)
     assert p.returncode == 0, p.stderr
     result = json.loads(p.stdout)
     assert result["state"] == "succeeded" and result["url"].startswith(f"http://127.0.0.1:{port}/ui/experiment.html?id=")
     deconv, nearest = result["variants"]
-    assert (deconv["decoder"], nearest["decoder"]) == ("deconv", "resize-nearest")
+    for v in (deconv, nearest):  # --seeds 2: each variant trained twice, its final score as a mean and interval
+        assert v["seeds"] == 2 and v["final_p2_low_db"] <= v["final_p2_mean_db"] <= v["final_p2_high_db"], v
+    assert (deconv["decoder"], nearest["decoder"]) == ("deconv", DEFAULTS.decoder)  # the claim: deconv vs the default
     assert deconv["period2_db"] > nearest["period2_db"] + 10  # the checkerboard, measured
     assert deconv["init_p2_db"] > 0 > nearest["init_p2_db"]
     wait_for(lambda: not worker_pids(tmp_path / "server"), timeout=40, what="the demo's server to stop")

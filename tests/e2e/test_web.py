@@ -20,6 +20,7 @@ import pytest
 import skimage.data
 from PIL import Image
 
+from models.config import DEFAULTS
 from tests.e2e.conftest import ROOT, free_port, wait_for
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -73,10 +74,12 @@ def test_an_experiment_through_the_page(server, browser, tmp_path):
     page.on("dialog", lambda d: (asked.append(d.message), d.accept(key)))
     page.goto(f"{server}/")
     page.wait_for_selector("#decoders input[value=deconv]")
-    assert page.is_checked("#decoders input[value=deconv]") and page.is_checked("#decoders input[value=resize-nearest]")
+
+    # The A/B form starts at the product's claim: deconv against the default decoder.
+    assert page.is_checked("#decoders input[value=deconv]") and page.is_checked(f"#decoders input[value={DEFAULTS.decoder}]")
     page.set_input_files("input[name=style]", str(style))
     # The form's defaults and limits are the training config's, read from the API's schema.
-    from models.config import DEFAULTS, LIMITS
+    from models.config import LIMITS
 
     assert page.input_value("input[name=steps]") == str(DEFAULTS.steps)
     assert page.get_attribute("input[name=size]", "max") == str(LIMITS["size"][1])
@@ -233,7 +236,7 @@ def test_an_archive_uploaded_from_the_page_is_validated_and_then_picked(server, 
     assert offered == ["", set_id]  # ready sets only: not the failed one
 
     page.select_option("select[name=content_set]", set_id)
-    page.uncheck("#decoders input[value=resize-nearest]")
+    page.uncheck(f"#decoders input[value={DEFAULTS.decoder}]")
     style = tmp_path / "style.png"
     Image.fromarray(skimage.data.immunohistochemistry()).resize((48, 48)).save(style)
     page.set_input_files("input[name=style]", str(style))
@@ -281,7 +284,6 @@ def test_a_builtin_style_picked_by_its_thumbnail_trains_a_job_with_a_page_of_its
     assert any(t.startswith("resize-nearest") and t.endswith("no overlap") for t in labels), labels
     assert not any("none overlap" in t for t in labels), labels
     # The new settings are advanced fields, with the schema's defaults.
-    from models.config import DEFAULTS
     from models.vocabulary import PRECISIONS
 
     page.click("#advanced summary")
@@ -298,7 +300,7 @@ def test_a_builtin_style_picked_by_its_thumbnail_trains_a_job_with_a_page_of_its
     page.click(f".thumb[data-style='builtin:{first}']")
     page.click(f".thumb[data-style='builtin:{other}']")
     assert page.inner_text("#style-count") == "one style"
-    page.uncheck("#decoders input[value=resize-nearest]")
+    page.uncheck(f"#decoders input[value={DEFAULTS.decoder}]")
     for name, value in (("size", "32"), ("steps", "3"), ("batch", "1")):
         page.fill(f"input[name={name}]", value)
     page.click("#experiment-form button[type=submit]")
@@ -386,9 +388,10 @@ def test_two_styles_and_two_downsamplings_ticked_make_one_experiment_of_multi_st
     page.click(f".thumb[data-style='builtin:{builtin[2]}']")  # the first is picked already: two styles
     assert page.inner_text("#style-count").startswith("2 styles")
     assert page.eval_on_selector_all(".thumb[aria-pressed=true]", "bs => bs.map(b => b.dataset.order)") == ["0", "1"]
-    page.uncheck("#decoders input[value=resize-nearest]")
+    page.uncheck(f"#decoders input[value={DEFAULTS.decoder}]")
     page.click("#advanced summary")
-    page.check(f"#downsamples input[value='{downsamples[1]}']")
+    other = next(d for d in downsamples if d != DEFAULTS.downsample)  # the default is ticked already
+    page.check(f"#downsamples input[value='{other}']")
     for name, value in (("size", "32"), ("steps", "2"), ("batch", "1")):
         page.fill(f"input[name={name}]", value)
     page.click("#experiment-form button[type=submit]")
@@ -398,7 +401,7 @@ def test_two_styles_and_two_downsamplings_ticked_make_one_experiment_of_multi_st
         for v in exp["variants"]:
             client.post(f"/v1/jobs/{v['id']}/cancel")
     assert [s["id"] for s in exp["styles"]] == [f"builtin:{builtin[0]}", f"builtin:{builtin[2]}"]
-    assert [v["config"]["downsample"] for v in exp["variants"]] == downsamples[:2]
+    assert sorted(v["config"]["downsample"] for v in exp["variants"]) == sorted([DEFAULTS.downsample, other])
     assert {v["decoder"] for v in exp["variants"]} == {"deconv"} and len({v["label"] for v in exp["variants"]}) == 2
     # Both styles stand beside the (coming) outputs, each named.
     page.wait_for_function("document.querySelectorAll('#styles figure').length === 2")

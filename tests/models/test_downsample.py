@@ -24,7 +24,8 @@ def test_bad_downsample_names_say_what_is_valid():
 
 
 def test_config_fields_default_canonicalise_and_validate():
-    assert (DEFAULTS.downsample, DEFAULTS.loss_pooling, DEFAULTS.stability_weight) == ("stride-conv", "max", 0.0)
+    assert (DEFAULTS.decoder, DEFAULTS.downsample, DEFAULTS.loss_pooling, DEFAULTS.stability_weight) == \
+        ("resize-lowpass", "blur-stride", "max", 1000.0)
     assert LOSS_POOLINGS == ("max", "avg") and MAX_STYLES == 32
     cfg = TrainConfig(downsample="blur-stride,blur-stride", loss_pooling="avg", stability_weight=2)
     assert cfg.downsample == "blur-stride" and cfg.downsample_stages == ("blur-stride",) * 2
@@ -39,12 +40,13 @@ def test_config_fields_default_canonicalise_and_validate():
         TrainConfig(downsample="nope")
 
 
-def test_a_config_written_before_these_fields_loads_with_the_defaults():
+def test_a_config_stored_before_these_fields_loads_as_it_was_trained_not_with_todays_defaults():
     old = {k: v for k, v in TrainConfig(size=32).to_dict().items()
-           if k not in ("downsample", "loss_pooling", "stability_weight")}
-    cfg = TrainConfig.from_dict(old)
-    assert (cfg.downsample, cfg.loss_pooling, cfg.stability_weight) == ("stride-conv", "max", 0.0)
-    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+           if k not in ("downsample", "loss_pooling", "stability_weight", "precision")}
+    cfg = TrainConfig.from_stored(old)
+    assert (cfg.downsample, cfg.loss_pooling, cfg.stability_weight, cfg.precision) == ("stride-conv", "max", 0.0, "32")
+    assert TrainConfig.from_stored(cfg.to_dict()) == cfg
+    assert TrainConfig.from_dict(old).downsample == DEFAULTS.downsample  # a new request's unset field: today's
 
 
 # --- the layers ---------------------------------------------------------------------------

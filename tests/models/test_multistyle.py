@@ -124,7 +124,8 @@ def test_a_two_style_network_stylises_with_each_style_and_a_mix(two_style_run, v
     assert (outs[0] - outs[1]).abs().mean() > 5  # 0..255: visibly different pictures
     # The probe measured both styles (the mean, under the one-style keys).
     assert [r["step"] for r in two_style_run.artifacts] == [0, 20]
-    assert set(two_style_run.artifacts[-1]) == {"step", "artifact_p2", "artifact_p4", "style_distance", "content_distance"}
+    assert set(two_style_run.artifacts[-1]) == {"step", "artifact_p2", "artifact_p4", "artifact_p8", "eq_t1", "eq_t2", "eq_t3",
+                                                "eq_t4", "style_distance", "content_distance"}
 
 
 def test_the_probe_reports_the_mean_over_styles_each_against_its_own_grams(two_style_run, vgg19):

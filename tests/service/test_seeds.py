@@ -15,22 +15,11 @@ import redis
 from service.core import seeds
 from service.core.queue import make_celery
 from service.core.records import JobRecord, JobState
-from tests.service.test_api import REDIS_DB, FailsAfter, client_for, png, settings  # noqa: F401 - the fixture
+from tests.service.test_api import REDIS_DB, FailsAfter, client_for, settings  # noqa: F401 - the fixture
+from tests.service.test_styles_and_variants import api, style_id  # noqa: F401 - the fixtures
 
 TINY = {"steps": 3, "size": 32, "batch": 1}
 
-
-@pytest.fixture
-def api(settings):  # noqa: F811
-    with client_for(settings) as c:
-        yield c
-
-
-@pytest.fixture
-def style_id(api) -> str:
-    r = api.post("/v1/styles", files={"file": ("s.png", png(), "image/png")})
-    assert r.status_code == 201, r.text
-    return r.json()["id"]
 
 
 def test_the_t_quantiles_are_students():

@@ -34,10 +34,12 @@ def ready(services: ServicesDep) -> JSONResponse:
 
 @router.get("/decoders")
 def decoders() -> list[dict]:
-    """The decoder names: what each upsampling layer does and how its kernels overlap."""
+    """The decoder names: what each upsampling layer does, how its kernels overlap, and which is the default."""
+    from models.config import DEFAULTS
     from models.vocabulary import DECODER_INFO
 
-    return [{"name": d.name, "layer": d.layer, "overlap": d.overlap} for d in DECODER_INFO.values()]
+    return [{"name": d.name, "layer": d.layer, "overlap": d.overlap, "default": d.name == DEFAULTS.decoder}
+            for d in DECODER_INFO.values()]
 
 
 @router.get("/downsamples")

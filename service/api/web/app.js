@@ -288,7 +288,7 @@ const Checkerless = (() => {
     const props = await settingsFromSchema(form);
     const maxStyles = props.style_ids ? keyword(props.style_ids, "maxItems") ?? Infinity : 1;
     $("#decoders").innerHTML = decoders.map(d => `<label class="check">
-      <input type="checkbox" name="decoder" value="${esc(d.name)}" ${["deconv", "resize-nearest"].includes(d.name) ? "checked" : ""}>
+      <input type="checkbox" name="decoder" value="${esc(d.name)}" ${d.name === "deconv" || d.default ? "checked" : ""}>
       ${esc(d.name)} <span class="muted overlap">${esc(overlapPhrase(d.overlap))}</span></label>`).join("");
     axisChoices($("#downsamples"), props.downsample, downsamples.map(d => d.name),
                 n => downsamples.find(d => d.name === n)?.layer ?? "");
