@@ -68,7 +68,9 @@ def main() -> None:
     loss_net = build_loss_network("vgg19")
     rows = []
     for decoder in args.decoders.split():
-        cfg = TrainConfig(decoder=decoder, steps=args.steps, size=args.size, batch=args.batch, seed=args.seed)
+        # The encoder and objective of the runs docs/training.md records (before the December 2026 defaults).
+        cfg = TrainConfig(decoder=decoder, steps=args.steps, size=args.size, batch=args.batch, seed=args.seed,
+                          downsample="stride-conv", stability_weight=0.0)
         result = train(cfg, out_dir=args.out / decoder.replace(",", "+"), style=args.style, progress=False,
                        device="cpu", compile="off", loss_network=loss_net, probe_every=args.probe_every)
         t_probe = probe_seconds(result.checkpoint, loss_net)

@@ -40,8 +40,9 @@ def main() -> None:
     for mix in LAST_LAYER_MIXES:
         run = args.out / mix.replace(",", "+")
         if not (run / "last.ckpt").is_file():
+            # The encoder and objective of the runs docs/seed.md records (before the December 2026 defaults).
             train(TrainConfig(size=args.size, batch=2, steps=args.steps, decoder=mix, log_every=10,
-                              checkpoint_every=10 ** 6), out_dir=run, style=args.style, progress=False,
+                              checkpoint_every=10 ** 6, downsample="stride-conv", stability_weight=0.0), out_dir=run, style=args.style, progress=False,
                   loss_network=vgg, probe_every=10 ** 6)
         net, _ = load_network(run / "last.ckpt")
         with torch.no_grad():
