@@ -2,10 +2,13 @@
 the first answer again, whatever happened to the connection; the same key with another
 request is a 409. Concurrent requests with one key wait for the first one and get its answer.
 
-ASGI middleware: the request body is spooled (to disk past 1 MB) while it is hashed, then
-replayed to the app. The record of a key (service/core/keys.py) is created with the store's
-create-if-absent, so of many concurrent requests exactly one runs. Answers of 5xx are not
-kept: a retry after a server error runs again.
+ASGI middleware, inside the gate (service/api/gate.py: the caller's key and the body's size
+are settled before any body is read). Keys belong to the caller's owner, whichever header
+carried the key. Nothing is spooled: the request that claims a key runs at once, its body
+hashed as it streams into the app; a later request with the key hashes its own body (read,
+not kept) and is compared with the first. The claim is made with the store's create-if-absent,
+so of many concurrent requests exactly one runs. Answers of 5xx are not kept (a retry after a
+server error runs again), nor refusals that did not read the whole body.
 """
 
 from __future__ import annotations
@@ -14,11 +17,11 @@ import asyncio
 import base64
 import hashlib
 import json
-import tempfile
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.api.gate import answer, authenticated
 from service.core.keys import Keys
 from service.core.storage import ObjectNotFound, ObjectStore, StoreError, VersionConflict
 
@@ -39,37 +42,22 @@ class Idempotency:
         if key is None:
             return await self.app(scope, receive, send)
         if not key or len(key) > MAX_KEY_LENGTH:
-            return await _answer(send, 400, {"detail": f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters"})
-        body = tempfile.SpooledTemporaryFile(max_size=1 << 20)
-        try:
-            digest = hashlib.sha256(scope["method"].encode() + b" " + scope["path"].encode() + b"?"
-                                    + scope.get("query_string", b"") + b"\n")
-            hashed = _Normalised(digest, _boundary(scope))
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return
-                hashed.update(message.get("body", b""))
-                body.write(message.get("body", b""))
-                if not message.get("more_body", False):
-                    break
-            hashed.close()
-            # Keys are per caller: the same key from another API key is another request.
-            headers = dict(scope.get("headers") or [])
-            caller = headers.get(b"x-api-key") or headers.get(b"authorization") or b""
-            record_key = Keys.idempotency(hashlib.sha256(caller + b"\n" + key).hexdigest())
-            request_hash = digest.hexdigest()
-            mine = await asyncio.to_thread(self._claim, record_key, request_hash)
-            if mine is not None:  # an earlier request with this key: its answer, or a conflict
-                return await self._replay(send, record_key, request_hash, mine)
-            body.seek(0)
-            await self._run(scope, _replaying(body), send, record_key, request_hash)
-        finally:
-            body.close()
+            return await answer(send, 400, f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters")
+        caller = authenticated(scope)
+        owner = caller.owner.encode() if caller else b""
+        record_key = Keys.idempotency(hashlib.sha256(owner + b"\n" + key).hexdigest())
+        body = _Hashed(scope)
+        mine = await asyncio.to_thread(self._claim, record_key)
+        if mine is None:
+            return await self._run(scope, receive, send, record_key, body)
+        # An earlier or concurrent request with this key: this body is only hashed, to compare.
+        if not await body.drain(receive):
+            return  # the client went away
+        await self._replay(send, record_key, body.hexdigest(), mine)
 
-    def _claim(self, record_key: str, request_hash: str) -> dict | None:
+    def _claim(self, record_key: str) -> dict | None:
         """None if this request now owns the key; else the key's record as it is."""
-        record = {"request": request_hash, "state": "running", "at": time.time()}
+        record = {"state": "running", "at": time.time()}
         for _ in range(3):
             try:
                 self.store.put_if(record_key, json.dumps(record).encode(), version=None, content_type="application/json")
@@ -95,47 +83,88 @@ class Idempotency:
         raise StoreError("could not claim the Idempotency-Key; try again")
 
     async def _replay(self, send: Send, record_key: str, request_hash: str, record: dict) -> None:
-        if record["request"] != request_hash:
-            return await _answer(send, 409, {"detail": "this Idempotency-Key was used with another request; "
-                                                       "use a new key for a new request"})
         deadline = time.monotonic() + WAIT_S
         while record["state"] == "running":
             if time.monotonic() > deadline:
-                return await _answer(send, 409, {"detail": "a request with this Idempotency-Key is still running"})
+                return await answer(send, 409, "a request with this Idempotency-Key is still running")
             await asyncio.sleep(POLL_S)
             try:
                 record = json.loads(await asyncio.to_thread(self.store.get_bytes, record_key))
-            except ObjectNotFound:  # the first one failed with a server error: this one may run it
-                return await _answer(send, 409, {"detail": "the first request with this Idempotency-Key failed; "
-                                                           "send it again"})
+            except ObjectNotFound:  # the first one failed or was refused: this one may run it
+                return await answer(send, 409, "the first request with this Idempotency-Key did not finish; "
+                                               "send it again")
+        if record["request"] != request_hash:
+            return await answer(send, 409, "this Idempotency-Key was used with another request; "
+                                           "use a new key for a new request")
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in record["headers"]]
         await send({"type": "http.response.start", "status": record["status"],
                     "headers": headers + [(b"idempotent-replayed", b"true")]})
         await send({"type": "http.response.body", "body": base64.b64decode(record["body"])})
 
-    async def _run(self, scope: Scope, receive: Receive, send: Send, record_key: str, request_hash: str) -> None:
+    async def _run(self, scope: Scope, receive: Receive, send: Send, record_key: str, body: _Hashed) -> None:
         status, headers, chunks = 500, [], []
 
         async def capture(message: Message) -> None:
             nonlocal status, headers
             if message["type"] == "http.response.start":
                 status, headers = message["status"], message.get("headers", [])
+                # A success that left body unread (a POST without one): the rest still names the
+                # request; read it now, as the server answers disconnect once the response is out.
+                if status < 400 and not body.complete:
+                    await body.drain(receive)
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
             await send(message)
 
         try:
-            await self.app(scope, receive, capture)
+            await self.app(scope, body.passing(receive), capture)
         finally:
-            if status >= 500:
+            if status >= 500 or not body.complete:
                 await asyncio.to_thread(self.store.delete, record_key)
             else:
-                record = {"request": request_hash, "state": "done", "at": time.time(), "status": status,
+                record = {"request": body.hexdigest(), "state": "done", "at": time.time(), "status": status,
                           "headers": [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers
                                       if k.lower() in (b"content-type", b"content-length", b"location")],
                           "body": base64.b64encode(b"".join(chunks)).decode()}
                 await asyncio.to_thread(self.store.put_bytes, record_key, json.dumps(record).encode(),
                                         content_type="application/json")
+
+
+class _Hashed:
+    """A request's identity: method, path, query and body, the body fed in as it is read
+    (by the app, or by drain) and never kept."""
+
+    def __init__(self, scope: Scope):
+        self.digest = hashlib.sha256(scope["method"].encode() + b" " + scope["path"].encode() + b"?"
+                                     + scope.get("query_string", b"") + b"\n")
+        self.body = _Normalised(self.digest, _boundary(scope))
+        self.complete = False
+
+    def _take(self, message: Message) -> None:
+        if message["type"] == "http.request" and not self.complete:
+            self.body.update(message.get("body", b""))
+            if not message.get("more_body", False):
+                self.body.close()
+                self.complete = True
+
+    def passing(self, receive: Receive) -> Receive:
+        async def hashed() -> Message:
+            message = await receive()
+            self._take(message)
+            return message
+        return hashed
+
+    async def drain(self, receive: Receive) -> bool:
+        """Read the rest of the body into the hash; False if the client went away first."""
+        while not self.complete:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return False
+            self._take(message)
+        return True
+
+    def hexdigest(self) -> str:
+        return self.digest.hexdigest()
 
 
 def _boundary(scope: Scope) -> bytes | None:
@@ -171,17 +200,3 @@ class _Normalised:
     def close(self) -> None:
         self.digest.update(self.carry.replace(self.token, b"--boundary") if self.token else self.carry)
         self.carry = b""
-
-
-def _replaying(body) -> Receive:
-    async def receive() -> Message:
-        chunk = body.read(1 << 16)
-        return {"type": "http.request", "body": chunk, "more_body": bool(chunk)}
-    return receive
-
-
-async def _answer(send: Send, status: int, content: dict) -> None:
-    data = json.dumps(content).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
-    await send({"type": "http.response.body", "body": data})

@@ -11,10 +11,10 @@ from fastapi.staticfiles import StaticFiles
 
 from service.api import errors
 from service.api.deps import Services
+from service.api.gate import Authenticate, BodyLimit
 from service.api.idempotency import Idempotency
 from service.api.metrics import Metrics
 from service.api.routes import builtin_styles, content_sets, experiments, health, jobs, uploads, webhooks
-from service.api.uploads import BodyLimit
 from service.core.auth import KeyStore
 from service.core.jobs import JobStore
 from service.core.queue import JobQueue, make_celery
@@ -22,8 +22,6 @@ from service.core.settings import Settings
 from service.core.storage import ObjectStore, StoreError, open_store
 
 log = logging.getLogger(__name__)
-# Bodies written to the store as they arrive, under a limit of their own (max_archive_bytes).
-STREAMED_PATHS = frozenset({"/v1/content-sets/archive"})
 
 
 def create_app(settings: Settings | None = None, *, store: ObjectStore | None = None,
@@ -41,11 +39,13 @@ def create_app(settings: Settings | None = None, *, store: ObjectStore | None = 
         log.warning("the list index is not checked yet (the first list will): %s", e)
     app.state.metrics = metrics = Metrics(services.jobs, services.queue)
     app.add_route("/metrics", metrics.endpoint, include_in_schema=False)
-    # Outermost last: the body limit applies before a body is spooled for an Idempotency-Key.
+    # Outermost last: the key, then the body's size, are settled before anything reads a body.
     app.add_middleware(Idempotency, store=store, keep_s=settings.idempotency_keep_s)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes, streamed=STREAMED_PATHS,
-                       larger={"/stylize-video": settings.max_video_bytes},
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes,
+                       limits={"/stylize-video": settings.max_video_bytes,
+                               "/content-sets/archive": settings.max_archive_bytes},
                        on_reject=lambda: metrics.refused.labels("body_too_large").inc())
+    app.add_middleware(Authenticate, keys=services.keys)
     errors.install(app)
     for router in (health.router, builtin_styles.router, uploads.router, content_sets.router, jobs.router,
                    experiments.router, webhooks.router):

@@ -49,10 +49,29 @@ def check_url(url: str, *, allow_private: bool) -> str:
         raise WebhookRefused(f"webhook_url host {parts.hostname!r} does not resolve") from None
     for address in sorted(addresses):
         ip = ipaddress.ip_address(address.split("%")[0])
-        if not ip.is_global or ip.is_multicast:
-            raise WebhookRefused(f"webhook_url {parts.hostname!r} resolves to {ip}, which is not a public address; "
-                                 "the operator may allow private ones (CHECKERLESS_WEBHOOK_ALLOW_PRIVATE)")
+        for inner in (ip, *_embedded_ipv4(ip)):
+            if not inner.is_global or inner.is_multicast:
+                shown = str(ip) if inner == ip else f"{ip} (IPv4 {inner})"
+                raise WebhookRefused(f"webhook_url {parts.hostname!r} resolves to {shown}, which is not a public "
+                                     "address; the operator may allow private ones (CHECKERLESS_WEBHOOK_ALLOW_PRIVATE)")
     return url
+
+
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits and that a host or a gateway
+# may route to it: IPv4-compatible (::/96), IPv4-translated (::ffff:0:0:0/96), NAT64's
+# well-known and local-use prefixes (RFC 6052, RFC 8215). Python calls them global.
+_IPV4_IN_LOW_BITS = tuple(ipaddress.ip_network(n) for n in ("::/96", "::ffff:0:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48"))
+
+
+def _embedded_ipv4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address leads to (6to4, Teredo, mapped and the prefixes
+    above); each must be public too."""
+    if ip.version == 4:
+        return []
+    found = [a for a in (ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())) if a is not None]
+    if any(ip in net for net in _IPV4_IN_LOW_BITS):
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return found
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:

@@ -112,6 +112,13 @@ def cases(e: dict) -> list[tuple]:
                                            "headers": {"content-type": "application/json"}}, 413, "larger than the limit"),
         ("one variant", "POST", "/v1/experiments", post(variants=["deconv"]), 422, "at least two"),
         ("Idempotency-Key too long", "POST", J, {**post(), "headers": {"Idempotency-Key": "i" * 300}}, 400, "Idempotency-Key"),
+        # bounded answers: the first problems and a count of the rest; long ids refused; JSON's own limit
+        ("500 unknown keys", "POST", J, post(**{f"k{i}": 0 for i in range(500)}), 422, "and 490 more problems"),
+        ("a 2,000-character style_id", "POST", J, {"json": {"style_id": "f" * 2000}}, 422, "at most 64 characters"),
+        ("JSON over its own limit", "POST", J, {"content": b" " * 100_000, "headers": {"content-type": "application/json"}},
+         413, "65536 bytes for JSON"),
+        ("16-bit PNG style", "POST", S, upload("s16.png", (lambda buf: Image.fromarray(np.linspace(0, 65535, 400 * 400).astype(
+            np.uint16).reshape(400, 400)).save(buf, format="PNG") or buf.getvalue())(io.BytesIO())), 201, ""),
         # uploads
         ("empty style", "POST", S, upload("s.png", b""), 422, "empty"),
         ("text as style", "POST", S, upload("s.png", b"hello"), 422, "not an image"),
@@ -126,6 +133,24 @@ def cases(e: dict) -> list[tuple]:
         ("damaged zip", "POST", "/v1/content-sets", content(("d.zip", zip_of({"a.png": png()})[:40])), 422, "damaged"),
         ("stylize without files", "POST", f"{J}/{job}/stylize", {}, 422, "files"),
         ("stylize text", "POST", f"{J}/{job}/stylize", content(("t.png", b"text")), 422, "not an image"),
+        # videos that name other files (models/video_input.py): refused at upload, by content, whatever the name
+        ("video: HLS playlist of a local file", "POST", f"{J}/{job}/stylize-video",
+         upload("up.m3u8", b"#EXTM3U\n#EXTINF:1.0,\n/etc/passwd\n#EXT-X-ENDLIST\n", "application/x-mpegurl"), 422,
+         "up.m3u8: an HLS playlist"),
+        ("video: DASH manifest named .mp4", "POST", f"{J}/{job}/stylize-video",
+         upload("clip.mp4", b'<?xml version="1.0"?>\n<MPD xmlns="urn:mpeg:dash:schema:mpd:2011"><Period><AdaptationSet>'
+                b"<Representation><BaseURL>file:/etc/passwd</BaseURL></Representation></AdaptationSet></Period></MPD>",
+                "video/mp4"), 422, "clip.mp4: a DASH manifest"),
+        ("video: ffconcat list", "POST", f"{J}/{job}/stylize-video",
+         upload("list.mp4", b"ffconcat version 1.0\nfile 'output.mp4'\n", "video/mp4"), 422, "an ffconcat list"),
+        ("video: concat list", "POST", f"{J}/{job}/stylize-video",
+         upload("list.txt", b"file '/etc/passwd'\n", "text/plain"), 422, "a concat list"),
+        ("video: HLS of a subfile: URL", "POST", f"{J}/{job}/stylize-video",
+         upload("s.m3u8", b"#EXTM3U\n#EXTINF:1,\nsubfile,,start,0,end,0,,:/etc/passwd\n", "video/mp4"), 422,
+         "an HLS playlist"),
+        ("video: text", "POST", f"{J}/{job}/stylize-video", upload("t.mp4", b"just words", "video/mp4"), 422,
+         "not a video file we read (text)"),
+        ("video: empty", "POST", f"{J}/{job}/stylize-video", upload("e.mp4", b"", "video/mp4"), 422, "e.mp4 is empty"),
     ]
 
 
@@ -152,3 +177,55 @@ def test_hostile_requests_get_clear_answers_and_break_nothing(api, worker, earli
     done = wait_for(lambda: (j := api.get(f"{J}/{job['id']}").json())["state"] in ("succeeded", "failed") and j,
                     timeout=240, what="a job after the onslaught")
     assert done["state"] == "succeeded", done
+
+
+def raw_request(base_url: str, path: str, headers: dict[str, str], body_chunks=(), *, timeout: float = 10) -> tuple[int, int]:
+    """Send a request by hand (headers, then body chunks until the server answers) and return
+    (status, body bytes sent before the answer came). The server must answer without waiting
+    for what it was promised: a read that waits for the body times out here."""
+    import select
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(base_url)
+    with socket.create_connection((url.hostname, url.port), timeout=timeout) as s:
+        head = f"POST {path} HTTP/1.1\r\nHost: {url.hostname}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        s.sendall(head.encode() + b"\r\n")
+        sent = 0
+        for chunk in body_chunks:
+            if select.select([s], [], [], 0)[0]:  # an answer is waiting: stop sending
+                break
+            try:
+                s.sendall(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(chunk)
+        reply = s.recv(4096)
+    return int(reply.split(b" ", 2)[1]), sent
+
+
+def test_key_and_size_are_settled_before_any_body_is_read(api, earlier):
+    """Every route class that takes a body, with and without an Idempotency-Key: a request
+    promising 20 GiB + 1 gets its 401 (no key) or 413 (a key) at once, nothing of the body
+    read; a body streamed without a length is cut off at the route's limit."""
+    huge = str(20 * 1024**3 + 1)
+    key = api.headers["X-API-Key"]
+    routes = ["/v1/jobs", "/v1/experiments", "/v1/styles", "/v1/content-sets", "/v1/content-sets/archive",
+              f"/v1/jobs/{earlier['job']}/stylize", f"/v1/jobs/{earlier['job']}/stylize-video"]
+    answers = {}
+    for path in routes:
+        for idem in ({}, {"Idempotency-Key": "fill-the-disk"}):
+            base = {"Content-Type": "application/octet-stream", "Content-Length": huge, **idem}
+            answers[path, bool(idem), "no key"] = raw_request(str(api.base_url), path, base)[0]
+            answers[path, bool(idem), "a key"] = raw_request(str(api.base_url), path, {**base, "X-API-Key": key})[0]
+    wrong = {k: v for k, v in answers.items() if v != (401 if k[2] == "no key" else 413)}
+    assert not wrong, wrong
+
+    # No length, a key and an Idempotency-Key: the body is cut off at the limit (2 MiB here).
+    chunk = b"x" * 65536
+    chunked = (b"%x\r\n" % len(chunk) + chunk + b"\r\n" for _ in range(20 * 1024**3 // len(chunk)))
+    status, sent = raw_request(str(api.base_url), "/v1/jobs", {"X-API-Key": key, "Idempotency-Key": "stream",
+                                                                "Content-Type": "application/json",
+                                                                "Transfer-Encoding": "chunked"}, chunked)
+    assert status == 413 and sent < 16 * 1024 * 1024, (status, sent)
+    assert api.get("/v1/ready").status_code == 200

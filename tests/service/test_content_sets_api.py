@@ -126,7 +126,7 @@ def test_what_is_not_an_archive_is_refused_by_its_first_bytes(api):
 
 def test_an_archive_over_the_limit_is_refused_and_nothing_is_kept(api):
     r = api.post("/v1/content-sets/archive", content=b"x" * 10, headers={"Content-Length": str(LIMIT + 1)})
-    assert r.status_code == 413 and f"the limit is {LIMIT} bytes" in r.json()["detail"]
+    assert r.status_code == 413 and f"larger than the limit of {LIMIT} bytes" in r.json()["detail"]
     r = api.post("/v1/content-sets/archive", content=noise_tar(LIMIT + 1))  # no Content-Length: found while it comes
     assert r.status_code == 413 and f"larger than the limit of {LIMIT} bytes" in r.json()["detail"]
     assert api.app.state.services.store.list("contents") == []

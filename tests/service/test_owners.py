@@ -108,7 +108,8 @@ def fill(path: str, ids: dict) -> str:
 
 def call(client: TestClient, method: str, url: str):
     if method == "post" and url.endswith("/stylize-video"):
-        return client.post(url, files=[("file", ("v.mp4", b"a video, as far as the API can tell", "video/mp4"))])
+        return client.post(url, files=[("file", ("v.mp4", b"\x00\x00\x00\x08ftyp" + b"a video, as far as the API can tell",
+                                                   "video/mp4"))])  # an MP4's first box: past the upload's sniff
     if method == "post" and url.endswith("/stylize"):
         return client.post(url, files=[("files", ("p.png", png(5), "image/png"))])
     return client.request(method.upper(), url)
@@ -180,3 +181,19 @@ def test_idempotency_keys_belong_to_their_caller(world):
     first = clients["a"].post("/v1/jobs", json=body_a, headers={"Idempotency-Key": "same"})
     other = clients["b"].post("/v1/jobs", json={"style_id": b_style, "steps": 2}, headers={"Idempotency-Key": "same"})
     assert first.status_code == other.status_code == 201 and first.json()["id"] != other.json()["id"]
+
+
+def test_an_idempotency_key_belongs_to_the_owner_whichever_header_carries_the_key(world):
+    """The same owner resending a key as `Authorization: Bearer` (or with a second key of its
+    own) gets the first answer, not a second job."""
+    clients, ids, services = world
+    token = clients["a"].headers["X-API-Key"]
+    _, second = services.keys.create(name="a's second key", owner=services.keys.lookup(token).owner)
+    body = {"style_id": ids["style_id"], "steps": 2}
+    first = clients["a"].post("/v1/jobs", json=body, headers={"Idempotency-Key": "once"})
+    as_bearer = clients["nobody"].post("/v1/jobs", json=body, headers={"Idempotency-Key": "once",
+                                                                      "Authorization": f"Bearer {token}"})
+    other_key = clients["nobody"].post("/v1/jobs", json=body, headers={"Idempotency-Key": "once", "X-API-Key": second})
+    assert first.status_code == as_bearer.status_code == other_key.status_code == 201
+    assert first.json()["id"] == as_bearer.json()["id"] == other_key.json()["id"]
+    assert as_bearer.headers["idempotent-replayed"] == other_key.headers["idempotent-replayed"] == "true"

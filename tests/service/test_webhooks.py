@@ -35,6 +35,13 @@ def receiver():
     ("http://169.254.169.254/latest/meta-data", "not a public address"),  # cloud metadata
     ("http://[::1]/x", "not a public address"),
     ("http://0.0.0.0/x", "not a public address"),
+    # IPv6 forms that lead to private IPv4 addresses
+    ("http://[::a9fe:a9fe]/x", "IPv4 169.254.169.254"),  # IPv4-compatible
+    ("http://[::ffff:0:a00:1]/x", "IPv4 10.0.0.1"),  # IPv4-translated
+    ("http://[64:ff9b::a9fe:a9fe]/x", "IPv4 169.254.169.254"),  # NAT64
+    ("http://[64:ff9b:1::7f00:1]/x", "IPv4 127.0.0.1"),  # NAT64, local use
+    ("http://[2002:a9fe:a9fe::]/x", "IPv4 169.254.169.254"),  # 6to4
+    ("http://[::ffff:127.0.0.1]/x", "not a public address"),  # IPv4-mapped
     ("ftp://example.com/x", "http or https"),
     ("not a url", "http or https"),
 ])
@@ -49,6 +56,7 @@ def test_webhook_urls_to_private_addresses_are_refused(tmp_path, url, fragment):
         assert r.status_code == 422 and fragment in r.json()["detail"], r.text
         assert api.get("/v1/jobs").json() == []
     assert webhooks.check_url("http://93.184.216.34/hook", allow_private=False)  # a public address passes
+    assert webhooks.check_url("http://[64:ff9b::5db8:d822]/hook", allow_private=False)  # NAT64 to a public one
 
 
 def deliver(store, **kw):

@@ -13,14 +13,15 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from service.api.deps import CurrentKey, ServicesDep
+from service.api.json_body import JsonBodyRoute
 from service.api.schemas import ContentSetPublic, RegisterPrefix
 from service.core.content_sets import (ARCHIVE_KINDS, ARCHIVE_SNIFF_BYTES, ContentSetRecord, ContentSetState,
                                        ContentSource, Progress, archive_kind)
-from service.core.errors import BadRequest, TooLarge, UnsupportedMedia
+from service.core.errors import BadRequest, UnsupportedMedia
 from service.core.keys import Keys, new_id
 from service.core.submit import check_storage, register_prefix, validate_content_set
 
-router = APIRouter(tags=["content sets"])
+router = APIRouter(tags=["content sets"], route_class=JsonBodyRoute)  # JSON bodies under MAX_JSON_BYTES
 
 _ARCHIVE_BODY = {"requestBody": {"required": True, "description": f"The archive's bytes: {ARCHIVE_KINDS}.",
                                  "content": {"application/octet-stream": {"schema": {"type": "string",
@@ -33,10 +34,8 @@ async def upload_archive(request: Request, services: ServicesDep, key: CurrentKe
     """A content set as one archive (tar, tar.gz or zip) in the raw request body
     (`curl -T set.tar`), written to the store as it arrives; a worker then unpacks and checks
     every image. Answers at once with the set, validating: poll GET /v1/content-sets/{id}."""
-    limit = services.settings.max_archive_bytes
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise TooLarge(f"the archive is {length} bytes; the limit is {limit} bytes")
+    # Its size limit (max_archive_bytes) is counted by the gate as the body arrives (service/api/gate.py):
+    # past it the store takes the partial upload back.
     await run_in_threadpool(check_storage, services.jobs, key, services.settings)
     body = request.stream()
     try:
@@ -47,7 +46,7 @@ async def upload_archive(request: Request, services: ServicesDep, key: CurrentKe
             raise UnsupportedMedia(f"the body is not an archive this server reads: send {ARCHIVE_KINDS}")
         set_id = new_id()
         size = await anyio.to_thread.run_sync(services.store.put_stream, Keys.content_archive(set_id),
-                                              _limited(_from_loop(head, body), limit))
+                                              _from_loop(head, body))
     except ClientDisconnect:  # nothing was kept (put_stream took it back); nobody hears the answer
         raise BadRequest("the upload was cut off before its end") from None
     record = await run_in_threadpool(validate_content_set, services.jobs, services.queue, ContentSetRecord(
@@ -84,14 +83,6 @@ def _from_loop(head: bytes, body: AsyncIterator[bytes]) -> Iterator[bytes]:
     while (chunk := anyio.from_thread.run(next_chunk)) is not None:
         yield chunk
 
-
-def _limited(chunks: Iterator[bytes], limit: int) -> Iterator[bytes]:
-    seen = 0
-    for chunk in chunks:
-        seen += len(chunk)
-        if seen > limit:  # the store aborts the upload: nothing is kept
-            raise TooLarge(f"the archive is larger than the limit of {limit} bytes")
-        yield chunk
 
 
 @router.post("/content-sets/register", status_code=202, response_model=ContentSetPublic)
