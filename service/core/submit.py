@@ -4,6 +4,7 @@ fails, what was written is taken back, so no job is left that nothing will ever 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from collections.abc import Iterable
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from models.config import DEFAULTS, MAX_STYLES, TrainConfig, per_device_batch
 from models.stylize_options import StylizeOptions
+from models.video_input import SNIFF_BYTES, sniff
 from service.core import builtin_styles, webhooks
 from service.core.auth import ApiKey as Owner
 from service.core.content_sets import ContentSetRecord, ContentSetState, ContentSource
@@ -219,14 +221,22 @@ VIDEO_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,5}")  # kept from the uploaded name,
 def request_stylize_video(jobs: JobStore, queue: JobQueue, owner: Owner, job_id: str, chunks: Iterable[bytes],
                           filename: str, limits: Settings, options: StylizeOptions | None = None) -> StylizeRecord:
     """Stylise a video with a finished job's network: stored as uploaded, then read by the stylise
-    worker (a file ffmpeg cannot read fails the request there, with ffmpeg's reason)."""
+    worker (a file ffmpeg cannot read fails the request there, with ffmpeg's reason). Its first
+    bytes are sniffed first (models/video_input.py, the worker's own check): a playlist, a
+    manifest or anything else not a single-file video container is a ValueError (422) at once,
+    and nothing is stored."""
     options = options or StylizeOptions()
     _stylizable(jobs, owner, job_id, options, limits)
+    rest = iter(chunks)
+    head = b""
+    for chunk in rest:
+        head += chunk
+        if len(head) >= SNIFF_BYTES:
+            break
+    sniff(head[:SNIFF_BYTES], filename or "the video")  # VideoError, a ValueError: empty, or not a container we read
     request_id = new_id()
     key = Keys.stylize_video_input(request_id)
-    if jobs.store.put_stream(key, chunks, content_type="application/octet-stream") == 0:
-        jobs.store.delete(key)
-        raise ValueError(f"{filename or 'the video'} is empty")
+    jobs.store.put_stream(key, itertools.chain([head], rest), content_type="application/octet-stream")
     suffix = Path(filename or "").suffix
     return _queue_stylize(jobs, queue, StylizeRecord(
         id=request_id, owner=owner.owner, job_id=job_id, inputs=[key], options=options.to_dict(), kind="video",

@@ -146,7 +146,11 @@ def test_a_short_video_keeps_its_frames_rate_and_size_and_a_bad_one_fails_with_t
     from tests.test_cli import assert_one_line_error, cli
 
     job_id, where = two_style_job["id"], ["--api", str(api.base_url), "--key", api.headers["X-API-Key"]]
-    bad = api.post(f"/v1/jobs/{job_id}/stylize-video", files=[("file", ("notes.mp4", b"not a video at all", "video/mp4"))],
+    text = api.post(f"/v1/jobs/{job_id}/stylize-video", files=[("file", ("notes.mp4", b"not a video at all", "video/mp4"))])
+    assert text.status_code == 422 and "not a video file we read (text)" in text.json()["detail"], text.text
+    # An MP4's first box and nothing after it: past the upload's sniff, failed by the worker's ffmpeg.
+    broken = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + b"not a video at all"
+    bad = api.post(f"/v1/jobs/{job_id}/stylize-video", files=[("file", ("notes.mp4", broken, "video/mp4"))],
                    data={"mix": "0.5,0.5"})
     assert bad.status_code == 202 and bad.json()["kind"] == "video" and bad.json()["options"]["mix"] == [0.5, 0.5]
     _video(tmp_path / "in.mp4", frames=7, size=(48, 32), fps=12)

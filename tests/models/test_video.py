@@ -16,6 +16,7 @@ from models.video import VideoError, probe_video, read_video, stylize_video
 from models.transformer_net import TransformerNet
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+FTYP = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"  # an MP4's first box, nothing after it
 
 
 def make_video(path: Path, *, width: int = 48, height: int = 40, fps: str = "8", frames: int = 8,
@@ -76,7 +77,8 @@ def test_odd_sizes_ntsc_rate_no_audio_and_the_options(net, tmp_path):
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda d: (d / "notes.mp4").write_text("not a video") and d / "notes.mp4", "not a video ffmpeg can read"),
+    (lambda d: (d / "notes.mp4").write_text("not a video") and d / "notes.mp4", r"not a video file we read \(text\)"),
+    (lambda d: (d / "box.mp4").write_bytes(FTYP + b"no boxes after it") and d / "box.mp4", "not a video ffmpeg can read"),
     (lambda d: d / "missing.mp4", "no such file"),
     (lambda d: _audio_only(d / "sound.m4a"), "has no video stream"),
     (lambda d: _truncated(d / "cut.mp4"), "cut.mp4: "),
@@ -87,6 +89,15 @@ def test_files_ffmpeg_cannot_use_are_clear_errors(net, tmp_path, make, message):
         stylize_video(net, src, tmp_path / "out.mp4")
     assert not (tmp_path / "out.mp4").exists()
     assert not list(tmp_path.glob(".out-*"))
+
+
+def test_a_frame_limit_stops_the_count_one_past_it(tmp_path):
+    """The stylise server counts a video only as far as its limit allows (workers/stylize_server.py)."""
+    clip = make_video(tmp_path / "c.mp4", width=16, height=16, frames=20, audio=False)
+    sizes = []
+    assert probe_video(clip, frame_limit=lambda w, h: sizes.append((w, h)) or 5).frames == 6
+    assert sizes == [(16, 16)]
+    assert probe_video(clip, frame_limit=lambda w, h: 100).frames == probe_video(clip).frames == 20
 
 
 def test_the_destination_must_be_a_video_container(net, tmp_path):
