@@ -16,6 +16,7 @@ No torch here: this runs in the worker's supervising process (PIL and the standa
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import logging
 import stat
@@ -33,9 +34,9 @@ from pathlib import PurePosixPath, PureWindowsPath
 from PIL import Image
 
 from models.images import FORMATS, ImageError, open_image
-from service.core.content_sets import (ARCHIVE_KINDS, ARCHIVE_SNIFF_BYTES, SKIPPED_SHOWN, ContentSetRecord,
-                                       ContentSetState, ContentSource, Manifest, ManifestImage, Progress, Skipped,
-                                       archive_kind)
+from service.core.content_sets import (ARCHIVE_KINDS, ARCHIVE_SNIFF_BYTES, SKIPPED_KEPT, SKIPPED_SHOWN,
+                                       ContentSetRecord, ContentSetState, ContentSource, Manifest, ManifestImage,
+                                       Progress, Skipped, ZipDirectoryTooLarge, archive_kind, open_zip, shown)
 from service.core.errors import NotFound
 from service.core.jobs import JobStore
 from service.core.keys import Keys
@@ -51,6 +52,12 @@ PROGRESS_EVERY_S = 1.0  # the record's progress is rewritten at most this often
 PUT_THREADS = 8  # members stored at once (each PUT is a round trip to the store)
 PUT_IN_FLIGHT_BYTES = 64 * 1024**2  # member bytes held while waiting for their PUTs
 _CHUNK = 1 << 16
+# The most bytes of headers one tar member may come with: its header blocks, a GNU long name
+# or long link, pax extended headers, a sparse map, all together; and the most the archive's
+# global pax headers may hold. tarfile reads a declared long name or pax header whole in one
+# read, so the declared size is refused before it is read. A path is at most 4096 bytes on
+# Linux (PATH_MAX); 64 KiB is sixteen times that, and small next to the worker's memory.
+TAR_HEADER_BYTES = 64 * 1024
 
 _SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif", "GIF": ".gif"}
 # Archives inside the archive, by their first bytes (and, for tar, "ustar" at offset 257).
@@ -92,7 +99,7 @@ def validate_content_set(settings: Settings, store: ObjectStore, set_id: str) ->
                               "the worker")
             manifest = _read(settings, store, record, tracker)
             if not manifest.images:
-                raise Refused(_nothing_readable(manifest.skipped))
+                raise Refused(_nothing_readable(manifest))
             sets.put_manifest(set_id, manifest)  # last: it lists only members already stored
             tracker.finish(ContentSetState.ready, count=manifest.count,
                            skipped=[s.model_dump() for s in manifest.skipped[:SKIPPED_SHOWN]])
@@ -156,9 +163,9 @@ def _remove_output(store: ObjectStore, set_id: str) -> None:
     store.delete(Keys.content_manifest(set_id))
 
 
-def _nothing_readable(skipped: list[Skipped]) -> str:
-    first = "; ".join(f"{s.name}: {s.reason}" for s in skipped[:3])
-    return f"no readable image ({len(skipped)} members skipped" + (f": {first}" if first else "") + ")"
+def _nothing_readable(manifest: Manifest) -> str:
+    first = "; ".join(f"{s.name}: {s.reason}" for s in manifest.skipped[:3])
+    return f"no readable image ({manifest.skipped_count} members skipped" + (f": {first}" if first else "") + ")"
 
 
 class _Tracker:
@@ -222,13 +229,16 @@ class _Tracker:
 
 class _Collector:
     """The manifest as members arrive: each readable image stored (a few PUTs at once) under
-    its index in the manifest; everything else listed in `skipped` with its reason."""
+    its index in the manifest; everything else listed in `skipped` with its reason (the first
+    SKIPPED_KEPT; all counted). Names are kept as the manifest shows them (content_sets.shown);
+    the check for a second member of the same name holds a digest of each whole name."""
 
     def __init__(self, settings: Settings, store: ObjectStore, set_id: str, tracker: _Tracker):
         self.settings, self.store, self.set_id, self.tracker = settings, store, set_id, tracker
         self.images: list[ManifestImage] = []
         self.skipped: list[Skipped] = []
-        self.names: set[str] = set()
+        self.skipped_count = 0
+        self.names: set[bytes] = set()
         self.members = 0
         self.pool = ThreadPoolExecutor(PUT_THREADS, thread_name_prefix="validate-put")
         self.pending: deque[tuple[Future, int]] = deque()
@@ -242,23 +252,30 @@ class _Collector:
 
     def skip(self, name: str, reason: str) -> None:
         self.count()
-        self.skipped.append(Skipped(name=name, reason=reason))
+        self._skipped(name, reason)
+
+    def _skipped(self, name: str, reason: str) -> None:
+        self.skipped_count += 1
+        if len(self.skipped) < SKIPPED_KEPT:
+            self.skipped.append(Skipped(name=name, reason=reason))
 
     def add(self, name: str, data: bytes, *, where: tuple[str | None, str] | None = None) -> None:
         """One member's bytes. `where`: (bucket, key) to read it in place; None: store a copy."""
         self.count()
-        if name in self.names:
-            self.skipped.append(Skipped(name=name, reason="a second member with this name"))
+        digest = hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        if digest in self.names:
+            self._skipped(name, "a second member with this name")
             return
-        self.names.add(name)
+        self.names.add(digest)
         nested = _nested_archive(name, data) if where is None else None  # an operator's own objects may be anything
         if nested:
-            raise Refused(f"member {name!r} is itself an archive ({nested}); put its images in the archive instead")
+            raise Refused(f"member {shown(name)!r} is itself an archive ({nested}); put its images in the archive "
+                          "instead")
         try:
             image = open_image(data, max_pixels=self.settings.max_pixels)
             fmt = Image.open(io.BytesIO(data), formats=FORMATS).format
         except ImageError as e:
-            self.skipped.append(Skipped(name=name, reason=str(e).removeprefix("upload: ")))
+            self._skipped(name, str(e).removeprefix("upload: "))
             return
         if where is None:
             suffix = _SUFFIXES.get(fmt, f".{fmt.lower()}")
@@ -283,7 +300,7 @@ class _Collector:
     def manifest(self) -> Manifest:
         while self.pending:
             self._wait_one()
-        return Manifest(images=self.images, skipped=self.skipped)
+        return Manifest(images=self.images, skipped=self.skipped, skipped_count=self.skipped_count)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -325,7 +342,9 @@ def _unsafe_path(name: str) -> str | None:
 
 
 class _Counter:
-    """Bytes unpacked so far, against the member, total and ratio caps."""
+    """Bytes unpacked so far, against the member, total and ratio caps. The bytes of names and
+    headers (a tar's header blocks, long names and pax headers; a zip's directory) count as
+    unpacked too: the archive makes us read them as much as its members."""
 
     def __init__(self, settings: Settings, packed: Callable[[], int]):
         self.settings, self.packed, self.total = settings, packed, 0
@@ -337,17 +356,25 @@ class _Counter:
             size += len(chunk)
             self.total += len(chunk)
             if size > s.max_member_bytes:
-                raise Refused(f"member {name!r} unpacks to more than {s.max_member_bytes} bytes "
+                raise Refused(f"member {shown(name)!r} unpacks to more than {s.max_member_bytes} bytes "
                               "(max_member_bytes)")
-            if self.total > s.max_dataset_unpacked_bytes:
-                raise Refused(f"the archive unpacks to more than {s.max_dataset_unpacked_bytes} bytes "
-                              f"(max_dataset_unpacked_bytes), reached at member {name!r}")
-            if self.total > s.max_member_bytes and self.total > s.max_dataset_unpack_ratio * self.packed():
-                raise Refused(f"the archive unpacks to more than {s.max_dataset_unpack_ratio:g} times its size "
-                              f"(max_dataset_unpack_ratio), reached at member {name!r}: a decompression bomb?")
+            self._check(f"member {shown(name)!r}")
             if keep:
                 out += chunk
         return bytes(out)
+
+    def metadata(self, size: int, where: str) -> None:
+        self.total += size
+        self._check(where)
+
+    def _check(self, where: str) -> None:
+        s = self.settings
+        if self.total > s.max_dataset_unpacked_bytes:
+            raise Refused(f"the archive unpacks to more than {s.max_dataset_unpacked_bytes} bytes "
+                          f"(max_dataset_unpacked_bytes), reached at {where}")
+        if self.total > s.max_member_bytes and self.total > s.max_dataset_unpack_ratio * self.packed():
+            raise Refused(f"the archive unpacks to more than {s.max_dataset_unpack_ratio:g} times its size "
+                          f"(max_dataset_unpack_ratio), reached at {where}: a decompression bomb?")
 
 
 class _ChunkFile(io.RawIOBase):
@@ -398,6 +425,61 @@ class _Tail:
         return len(block) == tarfile.BLOCKSIZE and not any(block)
 
 
+class _TarReads:
+    """What tarfile reads from its stream (the `_Stream` of stream mode, which gathers whatever
+    size it is asked for in memory before it answers). While a member's headers are read
+    (`left` set, by _BoundedTar.next), each read is checked before it happens against what is
+    left of TAR_HEADER_BYTES: a GNU long name or a pax header that declares 100 MiB is refused
+    unread. Bytes read then, and skipped padding, are counted (`metadata`)."""
+
+    def __init__(self, f):
+        self.f, self.left, self.metadata = f, None, 0
+
+    def read(self, size: int) -> bytes:
+        if self.left is not None:
+            if size < 0 or size > self.left:
+                raise Refused(f"a tar member's headers (long name or link, pax headers, sparse map) take more than "
+                              f"{TAR_HEADER_BYTES} bytes ({size} bytes more asked at byte {self.f.tell()} of the "
+                              "tar); refused unread")
+            self.left -= size
+        data = self.f.read(size)
+        if self.left is not None:
+            self.metadata += len(data)
+        return data
+
+    def seek(self, pos: int) -> int:
+        before = self.f.tell()
+        after = self.f.seek(pos)  # forward only: the stream reads and drops what it skips
+        self.metadata += after - before
+        return after
+
+    def take(self) -> int:
+        """The header bytes read since the last take."""
+        n, self.metadata = self.metadata, 0
+        return n
+
+    def __getattr__(self, name: str):
+        return getattr(self.f, name)
+
+
+class _BoundedTar(tarfile.TarFile):
+    """tarfile, each member's headers read through _TarReads (put in at the first member, which
+    TarFile's constructor reads), and its global pax headers, which it keeps for every member
+    after, no larger than TAR_HEADER_BYTES in all."""
+
+    def next(self) -> tarfile.TarInfo | None:
+        if not isinstance(self.fileobj, _TarReads):
+            self.fileobj = _TarReads(self.fileobj)
+        self.fileobj.left = TAR_HEADER_BYTES
+        try:
+            member = super().next()
+        finally:
+            self.fileobj.left = None
+        if self.pax_headers and sum(len(k) + len(v) for k, v in self.pax_headers.items()) > TAR_HEADER_BYTES:
+            raise Refused(f"the tar's global pax headers hold more than {TAR_HEADER_BYTES} bytes; refused")
+        return member
+
+
 def _read_archive(settings: Settings, store: ObjectStore, set_id: str, collector: _Collector) -> None:
     key = Keys.content_archive(set_id)
     try:
@@ -426,28 +508,31 @@ def _read_archive(settings: Settings, store: ObjectStore, set_id: str, collector
 def _read_tar(settings: Settings, stream, raw: _ChunkFile, collector: _Collector, progress: Callable[[], None]) -> None:
     tail = _Tail(stream)
     try:
-        tf = tarfile.open(fileobj=tail, mode="r|")
+        tf = _BoundedTar.open(fileobj=tail, mode="r|")
     except tarfile.ReadError as e:  # a gzip of something else than a tar
         raise Refused(f"not an archive this server reads ({ARCHIVE_KINDS}): {e}") from None
     counter = _Counter(settings, lambda: raw.count)
+    reads: _TarReads = tf.fileobj
     with tf:
         # tf.next(), not iteration: stream mode would otherwise keep every member's TarInfo.
         while (member := tf.next()) is not None:
             tf.members.clear()
             name = member.name
+            counter.metadata(reads.take(), f"the headers of member {shown(name)!r}")
             if unsafe := _unsafe_path(name):
-                raise Refused(f"member {name!r} has {unsafe}")
+                raise Refused(f"member {shown(name)!r} has {unsafe}")
             if member.issym() or member.islnk():
-                raise Refused(f"member {name!r} is a {'symbolic' if member.issym() else 'hard'} link "
-                              f"(to {member.linkname!r})")
+                raise Refused(f"member {shown(name)!r} is a {'symbolic' if member.issym() else 'hard'} link "
+                              f"(to {shown(member.linkname)!r})")
             if member.ischr() or member.isblk() or member.isfifo():
-                raise Refused(f"member {name!r} is a device or fifo")
+                raise Refused(f"member {shown(name)!r} is a device or fifo")
             if member.isdir():
                 continue
             if not member.isreg():
-                raise Refused(f"member {name!r} is not a regular file (tar type {member.type!r})")
+                raise Refused(f"member {shown(name)!r} is not a regular file (tar type {member.type!r})")
             collector.add(name, counter.read(name, tf.extractfile(member)))
             progress()
+        counter.metadata(reads.take(), "the end-of-archive block")
         if not tail.ends_at(tf.offset):
             raise tarfile.ReadError(f"the tar ends at byte {tf.offset} without its end-of-archive block")
         # To the end of the stream (padding, counted as unpacked), so a gzip, bzip2 or xz
@@ -464,17 +549,25 @@ def _read_zip(settings: Settings, source, raw: _ChunkFile, total: int, collector
             copy.write(chunk)
             progress()
         counter = _Counter(settings, lambda: total)
-        with zipfile.ZipFile(copy) as archive:
+        try:
+            archive, directory = open_zip(copy, settings.max_dataset_zip_directory_bytes)
+        except ZipDirectoryTooLarge as e:
+            raise Refused(f"{e} (max_dataset_zip_directory_bytes); refused unread: a set that large streams as "
+                          "a tar") from None
+        with archive:
+            counter.metadata(directory, "the zip's directory")
+            if sum(not m.is_dir() for m in archive.filelist) > settings.max_dataset_members:  # before any is read
+                raise Refused(f"the set has more than {settings.max_dataset_members} members (max_dataset_members)")
             for member in archive.infolist():
                 name = member.filename
                 if unsafe := _unsafe_path(name):
-                    raise Refused(f"member {name!r} has {unsafe}")
+                    raise Refused(f"member {shown(name)!r} has {unsafe}")
                 mode = member.external_attr >> 16
                 if member.create_system == 3 and stat.S_ISLNK(mode):  # 3: written on Unix
-                    raise Refused(f"member {name!r} is a symbolic link")
+                    raise Refused(f"member {shown(name)!r} is a symbolic link")
                 if member.create_system == 3 and (stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode)
                                                   or stat.S_ISSOCK(mode)):
-                    raise Refused(f"member {name!r} is a device or fifo")
+                    raise Refused(f"member {shown(name)!r} is a device or fifo")
                 if member.is_dir():
                     continue
                 try:

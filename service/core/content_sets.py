@@ -9,10 +9,13 @@ resumed runs on the same set see the same images in the same order.
 
 from __future__ import annotations
 
+import io
+import zipfile
 from datetime import datetime
 from enum import Enum
+from typing import Annotated, BinaryIO
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
 
 from service.core.records import now
 
@@ -34,6 +37,47 @@ def archive_kind(head: bytes) -> str | None:
     return None
 
 
+class ZipDirectoryTooLarge(Exception):
+    """A zip refused before its directory is read (open_zip)."""
+
+    def __init__(self, size: int, limit: int):
+        super().__init__(f"the zip's directory (its list of members: their names, extra fields and comments) is "
+                         f"{size} bytes, over the limit of {limit}")
+        self.size, self.limit = size, limit
+
+
+def open_zip(f: BinaryIO, max_directory_bytes: int) -> tuple[zipfile.ZipFile, int]:
+    """A zip opened by Python's zipfile, and the bytes it read to open it. zipfile reads the end
+    record and the central directory in one read each, and keeps an object per member with its
+    name, extra field and comment (up to 64 KiB each): a read of more than `max_directory_bytes`
+    is refused before it happens (ZipDirectoryTooLarge). zipfile's errors as they are."""
+    reads = _OpeningReads(f, max_directory_bytes)
+    archive = zipfile.ZipFile(reads)
+    reads.limit = None  # open: members are read by whoever unpacks them, under limits of their own
+    return archive, reads.count
+
+
+class _OpeningReads:
+    def __init__(self, f: BinaryIO, limit: int):
+        self.f, self.limit, self.count = f, limit, 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self.limit is not None:
+            if size is None or size < 0:  # to the end: the end record's own read
+                here = self.f.tell()
+                size = max(0, self.f.seek(0, io.SEEK_END) - here)
+                self.f.seek(here)
+            if size > self.limit:
+                raise ZipDirectoryTooLarge(size, self.limit)
+        data = self.f.read(size)
+        if self.limit is not None:
+            self.count += len(data)
+        return data
+
+    def __getattr__(self, name: str):
+        return getattr(self.f, name)
+
+
 class ContentSetState(str, Enum):
     validating = "validating"  # stored (or registered); a worker is reading every image
     ready = "ready"  # the manifest is written: jobs may train on it
@@ -52,7 +96,23 @@ class Progress(BaseModel):
     total_bytes: int | None = None  # the archive's size, when known
 
 
-SKIPPED_SHOWN = 20  # skipped images a record (and the API's answer) names; the manifest lists them all
+SKIPPED_SHOWN = 20  # skipped images a record (and the API's answer) names
+SKIPPED_KEPT = 1000  # skipped members a manifest lists; it counts them all (`skipped_count`)
+# A member's name as records and manifests keep it. An archive may name a member with up to
+# 64 KiB (workers/validate.py reads no more); 255 characters (a file name's limit on most file
+# systems) say which member it was, and keep a skipped entry, a record and a manifest small
+# whatever the archive holds.
+NAME_SHOWN = 255
+REASON_SHOWN = 500  # why a member was skipped: a sentence, perhaps quoting a library's error
+
+
+def shown(text: str, limit: int = NAME_SHOWN) -> str:
+    """`text` as stored and shown: at most `limit` characters, the last of them '…' where it was cut."""
+    return text if len(text) <= limit else text[:limit - 1] + "\u2026"
+
+
+ShownName = Annotated[str, AfterValidator(shown)]
+ShownReason = Annotated[str, AfterValidator(lambda text: shown(text, REASON_SHOWN))]
 
 
 class ContentSetRecord(BaseModel):
@@ -70,10 +130,17 @@ class ContentSetRecord(BaseModel):
     progress: Progress = Field(default_factory=Progress)
     attempts: int = 0  # validations started (workers/validate.py): one cut off by a dead worker is tried again
     count: int = 0  # readable images (the manifest's length once ready)
-    skipped: list[dict[str, str]] = Field(default_factory=list)  # name, reason (first ones; all in the manifest)
+    skipped: list[dict[str, str]] = Field(default_factory=list)  # name, reason: the first SKIPPED_SHOWN
     created_at: datetime = Field(default_factory=now)
     updated_at: datetime = Field(default_factory=now)
     version: int = 0  # bumped by every write (JobStore.update_content_set), as job records' is
+
+    @field_validator("skipped")
+    @classmethod
+    def _bounded(cls, skipped: list[dict[str, str]]) -> list[dict[str, str]]:
+        # Every listing of an owner's sets reads every record: each one stays small.
+        return [{"name": shown(s.get("name", "")), "reason": shown(s.get("reason", ""), REASON_SHOWN)}
+                for s in skipped[:SKIPPED_SHOWN]]
 
     @property
     def final(self) -> bool:
@@ -89,7 +156,7 @@ class ContentSetRecord(BaseModel):
 
 
 class ManifestImage(BaseModel):
-    name: str  # the member's path in the archive, or the object's key under a registered prefix
+    name: ShownName  # the member's path in the archive, or the object's key under a registered prefix
     key: str  # where its bytes are: a key in the service's store, or in `bucket`
     bucket: str | None = None  # None: the service's own store; else a registered S3 bucket, read in place
     bytes: int = Field(ge=0)
@@ -98,13 +165,20 @@ class ManifestImage(BaseModel):
 
 
 class Skipped(BaseModel):
-    name: str
-    reason: str
+    name: ShownName
+    reason: ShownReason
 
 
 class Manifest(BaseModel):
     images: list[ManifestImage]
-    skipped: list[Skipped] = Field(default_factory=list)
+    skipped: list[Skipped] = Field(default_factory=list)  # the first SKIPPED_KEPT
+    skipped_count: int = Field(0, ge=0)  # all of them
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Manifest:
+        self.skipped_count = max(self.skipped_count, len(self.skipped))  # a manifest older than the count
+        del self.skipped[SKIPPED_KEPT:]
+        return self
 
     @property
     def count(self) -> int:

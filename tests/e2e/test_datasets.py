@@ -19,6 +19,7 @@ from service.core.settings import Settings
 from service.core.storage import open_store
 from tests.e2e.conftest import wait_for
 from tests.e2e.test_service import photo, submit, wait_state
+from tests.zips import long_name_tar_gz
 
 IMAGES = 5000
 
@@ -107,6 +108,11 @@ def test_a_hostile_archive_fails_with_its_reason_and_the_worker_goes_on(api, wor
     final = validated(api, hostile["id"], timeout=300)
     assert final["state"] == "failed" and "'cats/evil.png'" in final["error"] and "symbolic link" in final["error"]
     assert final["count"] == 0
+    for fmt in ("gnu", "pax"):  # members named with 20 MiB each: refused before a name is read, the record small
+        named = upload(api, long_name_tar_gz(fmt, 20 * 1024 * 1024), f"long names ({fmt})")
+        final = validated(api, named["id"], timeout=300)
+        assert final["state"] == "failed" and "refused unread" in final["error"], final
+        assert len(api.get(f"/v1/content-sets/{named['id']}").content) < 4000
     good = upload(api, archive([(f"{i}.png", pattern(i)) for i in range(3)] + [("notes.txt", b"hello")]), "good")
     final = validated(api, good["id"], timeout=300)
     assert final["state"] == "ready" and final["count"] == 3, final

@@ -98,3 +98,23 @@ def test_an_oversized_body_is_413_with_or_without_content_length(api):
     r = api.post("/v1/styles", content=chunks(), headers={"content-type": "multipart/form-data; boundary=b0undary"})
     assert r.status_code == 413 and "larger than the limit" in r.json()["detail"], r.text
     assert api.get("/v1/health").status_code == 200
+
+
+def test_long_names_are_cut_where_stored_and_a_zip_directory_is_bounded(api):
+    from service.core.content_sets import NAME_SHOWN
+
+    long = "p" * 5000
+    r = upload(api, ("long.zip", zip_of({f"{long}/a.png": png(1), f"{long}/b.png": png(2), f"{long}/n.txt": b"x"})))
+    assert r.status_code == 201, r.text
+    ((skipped),) = r.json()["skipped"]
+    assert skipped["name"] == "p" * (NAME_SHOWN - 1) + "\u2026" and len(skipped["reason"]) < 400, skipped
+    services = api.app.state.services
+    manifest = services.jobs.get_manifest(r.json()["id"])
+    assert [len(i.name) for i in manifest.images] == [NAME_SHOWN, NAME_SHOWN]
+    # A directory larger than 4 KiB for each of the 6 images an upload may hold: refused before zipfile reads it.
+    r = upload(api, ("names.zip", zip_of({f"{i}{'q' * 10_000}.png": png(i, 8) for i in range(4)})))
+    assert r.status_code == 422 and "the zip's directory" in r.json()["detail"], r.text
+    assert "refused unread" in r.json()["detail"]
+    # A style's file name, as the form sent it (python-multipart takes header lines of up to 4 KiB).
+    r = api.post("/v1/styles", files={"file": ("s" * 3000 + ".png", png(), "image/png")})
+    assert r.status_code == 201 and len(r.json()["name"]) == NAME_SHOWN, r.text[:300]

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.core.content_sets import ContentSetRecord, ContentSetState, ContentSource
+from service.core.content_sets import (NAME_SHOWN, REASON_SHOWN, SKIPPED_KEPT, SKIPPED_SHOWN, ContentSetRecord,
+                                       ContentSetState, ContentSource)
 from service.core.jobs import JobStore
 from service.core.keys import Keys, new_id
 from service.core.settings import Settings
@@ -186,7 +187,7 @@ def test_a_tar_bomb_fails_by_the_bytes_it_unpacks_to(tmp_path, store):
     caps = bomb_settings(tmp_path, max_dataset_unpack_ratio=1e9, max_dataset_unpacked_bytes=3_000_000)
     record, set_id = validated(caps, store, tar([("ok.png", image(1)), *zeros], "w:gz"))
     assert_failed_leaving_only_the_record(store, set_id, record, "more than 3000000 bytes", "'z3.bin'")
-    record, set_id = validated(bomb_settings(tmp_path), store, tar([("big.bin", bytes(3 << 20))], "w:gz"))
+    record, set_id = validated(caps, store, tar([("big.bin", bytes(3 << 20))], "w:gz"))
     assert_failed_leaving_only_the_record(store, set_id, record, "'big.bin' unpacks to more than 1048576 bytes")
 
 
@@ -416,3 +417,139 @@ def test_a_store_outage_leaves_the_set_validating_to_be_tried_again(settings, tm
     store.put_bytes(Keys.content_meta(set_id), stale.model_dump_json().encode())
     assert validate_content_set(settings, store, set_id) == ContentSetState.ready
     assert JobStore(store).get_content_set(set_id).attempts == 2
+
+
+# --- names and headers: counted, bounded, cut where stored ------------------------------------
+
+GNU, PAX = tarfile.GNU_FORMAT, tarfile.PAX_FORMAT
+MB = 1_000_000
+RECORD_BOUND = 16 * 1024  # a set's stored record, whatever its archive named (ASCII names here)
+
+
+def named_tar(fmt: int, members: list[tuple[str, bytes]], mode: str = "w:gz") -> bytes:
+    """A tar whose long names tarfile writes its format's way: GNU as ././@LongLink members
+    before each header, PAX as an extended header holding `path`."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode, format=fmt) as tf:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def stored_bytes(store, key: str) -> int:
+    return len(store.get_bytes(key))
+
+
+@pytest.mark.parametrize("fmt", [GNU, PAX], ids=["gnu", "pax"])
+def test_names_of_megabytes_fail_the_set_before_they_are_read(settings, store, fmt):
+    # The issue's archive, smaller: two members named with megabytes (tens of KB gzipped), and an image.
+    archive = named_tar(fmt, [("a" * (3 * MB) + "1.txt", b"x"), ("b" * (3 * MB) + "2.txt", b"y"),
+                              ("ok.png", image(1))])
+    assert len(archive) < 50_000
+    record, set_id = validated(settings, store, archive)
+    assert_failed_leaving_only_the_record(store, set_id, record, "headers", "more than 65536 bytes",
+                                          "refused unread")
+    assert stored_bytes(store, Keys.content_meta(set_id)) < RECORD_BOUND
+
+
+@pytest.mark.parametrize("fmt", [GNU, PAX], ids=["gnu", "pax"])
+def test_a_long_name_is_refused_unread(tmp_path, fmt):
+    """What the worker allocates while it refuses an 8 MB name: far less than the name (Python's
+    own allocations, traced; the local store, so no S3 server shares the process)."""
+    import tracemalloc
+
+    store = LocalStore(tmp_path / "store")
+    set_id = new_set(store, named_tar(fmt, [("n" * (8 * MB), b"x"), ("ok.png", image(1))]))
+    tracemalloc.start()
+    try:
+        validate_content_set(Settings(data_dir=tmp_path / "data"), store, set_id)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert JobStore(store).get_content_set(set_id).state == ContentSetState.failed
+    assert peak < 3 * MB, f"{peak / MB:.1f} MB allocated to refuse an 8 MB name"
+
+
+def test_names_and_headers_count_against_the_unpack_limits(tmp_path, store):
+    # 40 empty members named with 60 KB each (under the header bound): 2.4 MB of names that
+    # gzip packs into a few KB, a bomb of headers.
+    members = [(f"{i:02d}" + "n" * 60_000, b"") for i in range(40)]
+    record, set_id = validated(bomb_settings(tmp_path), store, named_tar(PAX, members))
+    assert_failed_leaving_only_the_record(store, set_id, record, "max_dataset_unpack_ratio", "the headers of member")
+    caps = bomb_settings(tmp_path, max_dataset_unpack_ratio=1e9, max_dataset_unpacked_bytes=1 * MB)
+    record, set_id = validated(caps, store, named_tar(GNU, members, "w"))
+    assert_failed_leaving_only_the_record(store, set_id, record, "more than 1000000 bytes (max_dataset_unpacked_bytes)")
+
+
+def pax_records(fields: dict[str, str]) -> bytes:
+    """A pax header's body: '<length> <key>=<value>\\n' records, the length counting itself."""
+    out = bytearray()
+    for key, value in fields.items():
+        body = f" {key}={value}\n".encode()
+        n = len(body) + 1
+        while len(str(n)) + len(body) != n:
+            n += 1
+        out += str(n).encode() + body
+    return bytes(out)
+
+
+def test_global_pax_headers_are_bounded_in_all(settings, store):
+    """tarfile keeps a global pax header's fields for every member after it: each of these adds
+    30 KB of new fields, under the bound one at a time, over it together."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", format=PAX) as tf:
+        for i in range(4):
+            body = pax_records({f"comment.{i}.{k}": "c" * 1000 for k in range(30)})
+            glob = tarfile.TarInfo("pax_global_header")
+            glob.type, glob.size = tarfile.XGLTYPE, len(body)
+            tf.addfile(glob, io.BytesIO(body))
+            info = tarfile.TarInfo(f"{i}.png")
+            data = image(i)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    record, set_id = validated(settings, store, buf.getvalue())
+    assert_failed_leaving_only_the_record(store, set_id, record, "global pax headers hold more than 65536 bytes")
+
+
+@pytest.mark.parametrize("fmt", [GNU, PAX], ids=["gnu", "pax"])
+def test_long_names_are_cut_where_stored_and_the_record_and_manifest_stay_small(settings, store, fmt):
+    long = "d/" + "x" * 60_000  # under the header bound: read, and cut where kept
+    many = SKIPPED_KEPT + 50  # skipped members: more than a manifest lists
+    members = [(f"{long}{i}.png", image(i)) for i in range(3)]
+    members += [("y" * 300 + "a.png", image(10)), ("y" * 300 + "b.png", image(11))]  # the same once cut
+    members += [(f"{long}{i}.txt", b"text") for i in range(3)]
+    members += [(f"skip/{i:04d}-" + "s" * 1000, b"text") for i in range(many)]
+    record, set_id = validated(settings, store, named_tar(fmt, members))
+    assert record.state == ContentSetState.ready and record.count == 5, record.error
+    manifest = JobStore(store).get_manifest(set_id)
+    names = [i.name for i in manifest.images]
+    assert all(len(n) == NAME_SHOWN and n.endswith("\u2026") for n in names), names
+    assert names[0].startswith("d/xxx") and names[3] == names[4] == "y" * (NAME_SHOWN - 1) + "\u2026"
+    assert len({i.key for i in manifest.images}) == 5  # two members whose names differ past the cut: both kept
+    assert manifest.skipped_count == many + 3 and len(manifest.skipped) == SKIPPED_KEPT
+    assert all(len(s.name) <= NAME_SHOWN for s in manifest.skipped)
+    assert len(record.skipped) == SKIPPED_SHOWN and all(len(s["name"]) == NAME_SHOWN for s in record.skipped)
+    assert stored_bytes(store, Keys.content_meta(set_id)) < RECORD_BOUND
+    # Each entry at most a cut name, a cut reason and its key: 1,000 skipped and 5 images.
+    assert stored_bytes(store, Keys.content_manifest(set_id)) < (SKIPPED_KEPT + 5) * (NAME_SHOWN + REASON_SHOWN + 200)
+
+
+def test_a_zip_of_many_long_names_is_counted_bounded_and_cut(tmp_path, store):
+    names = [f"{i:02d}/" + "z" * 30_000 + ".png" for i in range(60)]  # a 1.8 MB directory
+    archive = zip_of([(name, image(i)) for i, name in enumerate(names)])
+    small = Settings(data_dir=tmp_path / "data", max_pixels=100_000, max_dataset_zip_directory_bytes=1 << 20)
+    record, set_id = validated(small, store, archive)
+    assert_failed_leaving_only_the_record(store, set_id, record, "the zip's directory", "over the limit of 1048576",
+                                          "max_dataset_zip_directory_bytes", "refused unread")
+    counted = Settings(data_dir=tmp_path / "data", max_pixels=100_000, max_dataset_unpacked_bytes=1_500_000)
+    record, set_id = validated(counted, store, archive)
+    assert_failed_leaving_only_the_record(store, set_id, record, "max_dataset_unpacked_bytes",
+                                          "reached at the zip's directory")
+    record, set_id = validated(Settings(data_dir=tmp_path / "data", max_pixels=100_000), store, archive)
+    assert record.state == ContentSetState.ready and record.count == 60, record.error
+    manifest = JobStore(store).get_manifest(set_id)
+    assert [i.name for i in manifest.images] == [n[:NAME_SHOWN - 1] + "\u2026" for n in names]
+    assert stored_bytes(store, Keys.content_manifest(set_id)) < 60 * (NAME_SHOWN + 200)
+    assert stored_bytes(store, Keys.content_meta(set_id)) < RECORD_BOUND

@@ -9,8 +9,8 @@ from models.images import ImageError
 from service.api.deps import CurrentKey, ServicesDep
 from service.api.schemas import ContentSetPublic, StylePublic
 from service.api.uploads import UnpackBudget, check_image, is_zip, iter_zip
-from service.core.content_sets import (ContentSetRecord, ContentSetState, ContentSource, Manifest, ManifestImage,
-                                        Progress, Skipped)
+from service.core.content_sets import (SKIPPED_SHOWN, ContentSetRecord, ContentSetState, ContentSource, Manifest,
+                                        ManifestImage, Progress, Skipped)
 from service.core.keys import Keys, new_id
 from service.core.records import now
 from service.core.submit import check_storage
@@ -81,7 +81,7 @@ def upload_content_set(request: Request, services: ServicesDep, key: CurrentKey,
         services.jobs.put_manifest(set_id, Manifest(images=images, skipped=skipped))
         record = services.jobs.create_content_set(ContentSetRecord(
             id=set_id, owner=key.owner, name=name_ or None, source=ContentSource.images, state=ContentSetState.ready,
-            count=len(images), skipped=[s.model_dump() for s in skipped],
+            count=len(images), skipped=[s.model_dump() for s in skipped[:SKIPPED_SHOWN]],
             progress=Progress(members=len(images) + len(skipped), bytes_read=sum(i.bytes for i in images))))
     except BaseException:
         services.store.delete_prefix(Keys.content_set_prefix(set_id))  # nothing half-made is kept
