@@ -3,11 +3,22 @@
 The rules: an allow-list of formats, the pixel count checked from the header before
 decoding (Pillow's own bomb check is not enough for our limit), and every decoder failure
 turned into `ImageError` with the reason.
+
+Memory: an image at the pixel limit is big (40 MP is 160 MB as Pillow's RGB, which keeps 4
+bytes a pixel), so conversions go a band of rows at a time, in integer arithmetic (float64 only
+for a band of a float image), never through a float64 copy of the whole image. `to_rgb` holds
+the decoded image and its RGB result; `rgb_png`, the API's check, holds only the decoded image
+(the RGB rows are compressed into the PNG as they are made). tests/models/test_images.py
+measures both at the pixel limit.
 """
 
 from __future__ import annotations
 
 import io
+import struct
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,14 +31,19 @@ if TYPE_CHECKING:
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
 MAX_PIXELS = 40_000_000  # our own limit, checked before decoding (a 40 MP photo is fine)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+HIGH_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+# Source bytes converted at a time: the temporaries of a band (its RGB rows, PNG's filter
+# candidates) stay a few MB whatever the image's width.
+BAND_BYTES = 1 << 18
 
 
 class ImageError(ValueError):
     """An input that is not an image we can use; the message says what to fix."""
 
 
-def open_image(source: str | Path | bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Open, check and decode an image; return it as 8-bit RGB, upright (EXIF applied)."""
+def decode(source: str | Path | bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open, check and decode an image, upright (EXIF applied), in the mode it is stored in."""
     name = "upload" if isinstance(source, bytes) else str(source)
     fp = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
@@ -38,8 +54,8 @@ def open_image(source: str | Path | bytes, *, max_pixels: int = MAX_PIXELS) -> I
         if w < 1 or h < 1:
             raise ImageError(f"{name}: image has no pixels")
         img.load()
-        img = ImageOps.exif_transpose(img)
-        return to_rgb(img)
+        ImageOps.exif_transpose(img, in_place=True)  # in place: no copy when there is nothing to turn
+        return img
     except ImageError:
         raise
     except FileNotFoundError:
@@ -54,23 +70,162 @@ def open_image(source: str | Path | bytes, *, max_pixels: int = MAX_PIXELS) -> I
         raise ImageError(f"{name}: cannot decode image ({e})") from None
 
 
+def open_image(source: str | Path | bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open, check and decode an image; return it as 8-bit RGB, upright (EXIF applied)."""
+    img = decode(source, max_pixels=max_pixels)
+    return _converting(source, lambda: to_rgb(img))
+
+
+def _converting(source: str | Path | bytes, convert: Callable):
+    try:
+        return convert()
+    except (OSError, ValueError) as e:  # a mode Pillow cannot convert
+        name = "upload" if isinstance(source, bytes) else str(source)
+        raise ImageError(f"{name}: cannot decode image ({e})") from None
+
+
 def to_rgb(img: Image.Image) -> Image.Image:
     """Any Pillow mode to 8-bit RGB. Transparent pixels are composited over white; high
     bit-depth grayscale is scaled, not clipped (Pillow's convert('RGB') clips I;16 at 255)."""
     if img.mode == "RGB":
         return img
-    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        a = np.asarray(img, dtype=np.float64)
-        top = 1.0 if img.mode == "F" and a.max() <= 1.0 else (255.0 if a.max() <= 255 else 65535.0)
-        a8 = np.clip(np.round(a / top * 255.0), 0, 255).astype(np.uint8)
-        return Image.fromarray(a8).convert("RGB")
-    if img.mode == "P":
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return img.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
+    out = Image.new("RGB", img.size)
+    for y, band in rgb_bands(img):
+        out.paste(band, (0, y))
+    return out
+
+
+def rgb_bands(img: Image.Image) -> Iterator[tuple[int, Image.Image]]:
+    """The image as 8-bit RGB a band of rows at a time: (top row, band)."""
+    w, h = img.size
+    rows = _band_rows(w)
+    bands = [(y, min(h, y + rows)) for y in range(0, h, rows)]
+    crop = lambda y0, y1: img.crop((0, y0, w, y1))  # noqa: E731  (keeps the palette and transparency)
+    convert = _band_converter(img.mode, img.info, lambda: (crop(y0, y1) for y0, y1 in bands))
+    for y0, y1 in bands:
+        yield y0, convert(crop(y0, y1))
+
+
+def _band_rows(width: int) -> int:
+    return max(1, BAND_BYTES // (4 * width))  # 4: the widest source pixel we convert (RGBA, I, F)
+
+
+def _band_converter(mode: str, info: dict, all_bands: Callable[[], Iterator[Image.Image]]):
+    if mode in HIGH_DEPTH_MODES:
+        # The scale is the whole image's: its maximum decides 8, 16 bits (or 0..1 for floats).
+        top_value = float(np.max([np.max(np.asarray(b)) for b in all_bands()]))  # NaN, as a whole-image max
+        top = 1.0 if mode == "F" and top_value <= 1.0 else (255.0 if top_value <= 255 else 65535.0)
+        return lambda band: Image.fromarray(_to_8bit(np.asarray(band), top)).convert("RGB")
+    if mode == "P":
+        mode = "RGBA" if "transparency" in info else "RGB"
+        if mode == "RGB":
+            return lambda band: band.convert("RGB")
+    if mode in ALPHA_MODES:
+        return lambda band: Image.alpha_composite(Image.new("RGBA", band.size, (255, 255, 255, 255)),
+                                                  band.convert("RGBA")).convert("RGB")
+    return lambda band: band.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
+
+
+def _to_8bit(a: np.ndarray, top: float) -> np.ndarray:
+    """High-depth values scaled so `top` is 255, rounded, clipped (one band)."""
+    if a.dtype.kind == "f":  # float64 for a band only: the same rounding as the whole-image version had
+        return np.clip(np.round(a.astype(np.float64) / top * 255.0), 0, 255).astype(np.uint8)
+    v = np.clip(a.astype(np.int32), 0, int(top))
+    # x * 255 / 65535 is x / 257 exactly; its fraction is never one half, so this is round().
+    return (v if top == 255.0 else (v + 128) // 257).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class Png:
+    data: bytes
+    width: int
+    height: int
+
+
+def rgb_png(source: str | Path | bytes, *, max_pixels: int = MAX_PIXELS, compress_level: int = 1) -> Png:
+    """Decode an image and write it as an 8-bit RGB PNG, holding at most the decoded image and
+    a band: rows are converted and compressed as they come, never a second whole image."""
+    img = decode(source, max_pixels=max_pixels)
+    width, height = img.size
+    if img.mode == "RGB":  # nothing to convert: Pillow's own encoder
+        buf = io.BytesIO()
+        img.save(buf, format="PNG", compress_level=compress_level)
+        return Png(buf.getvalue(), width, height)
+    chunks = _converting(source, lambda: list(_png_chunks(img, compress_level)))
+    del img  # the decoded image goes before the chunks are joined
+    return Png(b"".join(chunks), width, height)
+
+
+def _png_chunks(img: Image.Image, compress_level: int) -> Iterator[bytes]:
+    w, h = img.size
+    yield b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))  # 8-bit RGB
+    z = zlib.compressobj(compress_level)
+    scanlines = _Scanlines(3 * w, _band_rows(w))
+    for _, band in rgb_bands(img):
+        if data := z.compress(scanlines(np.asarray(band).reshape(band.height, 3 * w))):
+            yield _chunk(b"IDAT", data)
+    yield _chunk(b"IDAT", z.flush()) + _chunk(b"IEND", b"")
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+class _Scanlines:
+    """PNG's scanlines, a band of rows at a time: each row under the filter (None, Sub, Up,
+    Average, Paeth) whose output has the least sum of |signed byte| (libpng's heuristic, which
+    Pillow's encoder uses too). The buffers are made once per image, and selections are bit
+    masks: fresh arrays per band and np.where on a ragged mask each cost more than the sums."""
+
+    def __init__(self, width: int, rows: int):
+        self.above = np.zeros(width, np.uint8)  # the row before the band (zeros before the first)
+        self.candidates = np.empty((5, rows, width), np.uint8)
+        self.cost = np.empty((5, rows, width), np.uint8)
+        self.u8 = np.empty((6, rows, width), np.uint8)
+        self.i16 = np.empty((6, rows, width), np.int16)
+        self.mask = np.empty((2, rows, width), bool)
+
+    def __call__(self, rows: np.ndarray) -> bytes:
+        n = len(rows)
+        cand, cost = self.candidates[:, :n], self.cost[:, :n]
+        left, up, up_left, pred, ones, scratch = self.u8[:, :n]
+        a, b, c, pa, pb, pc = self.i16[:, :n]
+        near, nearest = self.mask[:, :n]
+        up[0], up[1:] = self.above, rows[:-1]
+        left[:, :3], left[:, 3:] = 0, rows[:, :-3]  # 3 bytes a pixel
+        up_left[:, :3], up_left[:, 3:] = 0, up[:, :-3]
+        # Paeth: whichever of left, up and up-left is nearest left + up - up_left (ties in that order).
+        a[...], b[...], c[...] = left, up, up_left
+        np.abs(np.subtract(b, c, out=pa), out=pa)
+        np.abs(np.subtract(a, c, out=pb), out=pb)
+        np.add(a, b, out=pc)
+        np.abs(np.subtract(np.subtract(pc, c, out=pc), c, out=pc), out=pc)
+        _select(np.less_equal(pb, pc, out=near), up, up_left, out=pred, ones=ones, scratch=scratch)
+        np.logical_and(np.less_equal(pa, pb, out=near), np.less_equal(pa, pc, out=nearest), out=nearest)
+        _select(nearest, left, pred, out=pred, ones=ones, scratch=scratch)
+        # uint8 arithmetic wraps modulo 256, as PNG's does.
+        cand[0] = rows
+        np.subtract(rows, left, out=cand[1])
+        np.subtract(rows, up, out=cand[2])
+        average = np.add(np.bitwise_and(left, up, out=cand[3]),
+                         np.right_shift(np.bitwise_xor(left, up, out=scratch), 1, out=scratch), out=cand[3])
+        np.subtract(rows, average, out=cand[3])  # floor((left + up) / 2) without leaving 8 bits
+        np.subtract(rows, pred, out=cand[4])
+        np.minimum(cand, np.negative(cand, out=cost), out=cost)  # |byte as signed|
+        best = cost.sum(axis=2, dtype=np.int32).argmin(axis=0)
+        self.above = rows[-1].copy()
+        lines = np.empty((n, 1 + rows.shape[1]), dtype=np.uint8)
+        lines[:, 0] = best
+        lines[:, 1:] = cand[best, np.arange(n)]
+        return lines.tobytes()
+
+
+def _select(mask: np.ndarray, x: np.ndarray, y: np.ndarray, *, out: np.ndarray, ones: np.ndarray,
+            scratch: np.ndarray) -> None:
+    """out = x where mask else y, by bits (out may be y)."""
+    np.negative(mask.view(np.uint8), out=ones)  # 0xFF where mask
+    np.bitwise_and(np.bitwise_xor(x, y, out=scratch), ones, out=scratch)
+    np.bitwise_xor(y, scratch, out=out)
 
 
 # torch is imported inside the tensor helpers: the API validates uploads with this module

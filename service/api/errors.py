@@ -1,4 +1,4 @@
-"""Domain errors -> HTTP, in one place. Every error body is {"detail": "<what to fix>"}."""
+"""Domain errors -> HTTP, in one place. Every error body is {"detail": "<what to fix>"}, of bounded size."""
 
 from __future__ import annotations
 
@@ -8,8 +8,16 @@ from fastapi.responses import JSONResponse
 
 from models.images import ImageError
 from service.core.errors import (BadRequest, Conflict, Forbidden, NotFound, QuotaExceeded, TooLarge, Unauthorized, Unavailable,
-                                 UnsupportedMedia)
+                                 UnsupportedMedia, clip)
 from service.core.storage import StoreUnavailable
+
+# Every answer is bounded, whatever the request: a validation error lists the first
+# MAX_PROBLEMS problems and counts the rest, and what it echoes (field names, messages that
+# quote a value) is cut. A 12 MB body of unknown keys once made a 108 MB answer.
+MAX_PROBLEMS = 10
+MAX_FIELD_CHARS = 100
+MAX_MESSAGE_CHARS = 300
+MAX_DETAIL_CHARS = 2000  # a domain error's message (none of ours is near it; a quoted value may be)
 
 # Domain errors and their HTTP status; the message is the exception's own.
 STATUS: dict[type[Exception], int] = {
@@ -30,8 +38,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
-        detail = "; ".join(f"{_field(e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in errors)
-        return _json(422, detail, errors=[{"field": _field(e["loc"]), "message": e["msg"]} for e in errors])
+        shown = [{"field": clip(_field(e["loc"]), MAX_FIELD_CHARS), "message": clip(e["msg"], MAX_MESSAGE_CHARS)}
+                 for e in errors[:MAX_PROBLEMS]]
+        more = len(errors) - len(shown)
+        detail = "; ".join(f"{p['field']}: {p['message'].removeprefix('Value error, ')}" for p in shown)
+        if more:
+            detail += f"; and {more} more problem{'s' if more > 1 else ''}"
+        return _json(422, detail, errors=shown, more=more)
 
     for error, status in STATUS.items():
         app.add_exception_handler(error, _handler(status))
@@ -46,7 +59,7 @@ def _handler(status: int):
         if reason is not None:
             request.app.state.metrics.refused.labels(reason).inc()
         detail = f"the object store is unavailable: {exc}" if isinstance(exc, StoreUnavailable) else str(exc)
-        response = _json(status, detail)
+        response = _json(status, clip(detail, MAX_DETAIL_CHARS))
         if status == 401:
             response.headers["WWW-Authenticate"] = "Bearer"
         if isinstance(exc, QuotaExceeded):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -18,6 +19,45 @@ from service.core.seeds import MAX_SEEDS
 LIST_LIMIT_DEFAULT = 100
 LIST_LIMIT_MAX = 1000
 
+# JSON request bodies are small (an experiment with every option is a few KB), so their size
+# and shape are bounded before parsing and validation: parsing cannot grow with an attacker's
+# bytes, and validating cannot make an error per key (extra="forbid" makes one for each
+# unknown key: a million of them once cost the API 1.36 GB). Routes read JSON under
+# MAX_JSON_BYTES (service/api/json_body.py).
+MAX_JSON_BYTES = 64 * 1024
+MAX_JSON_ITEMS = 1000  # keys and list items, at every depth together
+MAX_JSON_DEPTH = 8
+MAX_ID_CHARS = 64  # an id in a body: ours are 32 hex digits, 'builtin:<name>' is shorter than this
+BodyId = Annotated[str, Field(max_length=MAX_ID_CHARS)]
+
+
+def check_json_shape(data: Any) -> None:
+    """ValueError if a parsed JSON body has more than MAX_JSON_ITEMS keys and items in all or
+    nests deeper than MAX_JSON_DEPTH; it stops at the first container past either."""
+    items, stack = 0, [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"the body nests deeper than {MAX_JSON_DEPTH} levels; requests here are flat")
+        items += len(children)
+        if items > MAX_JSON_ITEMS:
+            raise ValueError(f"the body holds more than {MAX_JSON_ITEMS} keys and list items; "
+                             "requests here need a few dozen")
+        stack.extend((child, depth + 1) for child in children)
+
+
+class JsonBody(BaseModel):
+    """A JSON request body: its shape is checked (check_json_shape) before any field is."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def bounded_shape(cls, data: Any) -> Any:
+        check_json_shape(data)
+        return data
+
 
 def check_pooling(v: str) -> str:
     if v not in LOSS_POOLINGS:
@@ -31,17 +71,18 @@ def check_precision(v: str) -> str:
     return v
 
 
-class TrainSettings(BaseModel):
+class TrainSettings(JsonBody):
     """The settings a job and an experiment share (the decoder aside)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    style_id: str | None = Field(None, description="One style: an uploaded style's id, or a built-in style as "
-                                 "'builtin:<name>' (GET /v1/builtin-styles).")
-    style_ids: list[str] | None = Field(None, min_length=1, max_length=MAX_STYLES,
-                                        description=f"Several styles (1 to {MAX_STYLES}) trained into one network, "
-                                        "each an uploaded style's id or 'builtin:<name>'; instead of style_id.")
-    content_set_id: str | None = Field(None, description="An uploaded content set; omit for the built-in photographs.")
+    style_id: BodyId | None = Field(None, description="One style: an uploaded style's id, or a built-in style as "
+                                    "'builtin:<name>' (GET /v1/builtin-styles).")
+    style_ids: list[BodyId] | None = Field(None, min_length=1, max_length=MAX_STYLES,
+                                           description=f"Several styles (1 to {MAX_STYLES}) trained into one network, "
+                                           "each an uploaded style's id or 'builtin:<name>'; instead of style_id.")
+    content_set_id: BodyId | None = Field(None, description="An uploaded content set; omit for the built-in "
+                                          "photographs.")
     size: int = Field(DEFAULTS.size, ge=LIMITS["size"][0], le=LIMITS["size"][1], description="Crop size in pixels.")
     steps: int = Field(DEFAULTS.steps, ge=LIMITS["steps"][0], le=LIMITS["steps"][1], description="Optimiser steps.")
     batch: int = Field(DEFAULTS.batch, ge=LIMITS["batch"][0], le=LIMITS["batch"][1], description="Crops per step.")
@@ -270,7 +311,7 @@ class ContentSetPublic(BaseModel):
         return cls.model_validate({**record.model_dump(), "skipped": record.skipped[:SKIPPED_SHOWN]})
 
 
-class RegisterPrefix(BaseModel):
+class RegisterPrefix(JsonBody):
     """An S3 prefix an operator already holds images under, read in place (nothing is copied)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -294,3 +335,5 @@ class StylizationPublic(BaseModel):
                                             "the end).")
     flicker: dict[str, float | None] | None = Field(None, description="A video's flicker (models/flicker.py): input "
                                                      "and output, in 8-bit levels; None where no pixel stood still.")
+    cancel_requested: bool = Field(False, description="Cancel was asked while it runs: its worker stops it at the "
+                                   "next heartbeat, and it ends cancelled.")

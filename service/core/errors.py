@@ -2,6 +2,19 @@
 
 from __future__ import annotations
 
+ID_SHOWN = 40  # an id echoed in a message: ours are 32 hex digits, and anything longer is cut
+
+
+def clip(text: str, limit: int) -> str:
+    """`text`, cut to `limit` characters (saying how long it was): what an answer echoes of a
+    request stays small however large the request."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def shown_id(value: str) -> str:
+    """An id as a message quotes it, cut to ID_SHOWN characters."""
+    return repr(value) if len(value) <= ID_SHOWN else f"{value[:ID_SHOWN]!r}... ({len(value)} characters)"
+
 
 class NotFound(LookupError):
     """No such job, style, content set, experiment or stylisation; the message names it."""

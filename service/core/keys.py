@@ -8,7 +8,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 from models.vocabulary import EXPORT_SUFFIXES
-from service.core.errors import BadRequest, NotFound
+from service.core.errors import BadRequest, NotFound, shown_id
 
 
 def new_id() -> str:
@@ -16,9 +16,10 @@ def new_id() -> str:
 
 
 def check_id(value: str, what: str) -> str:
-    """An id we could have made, else NotFound (so a path like '../x' is simply unknown)."""
+    """An id we could have made, else NotFound (so a path like '../x' is simply unknown), which
+    quotes the value cut short."""
     if not (len(value) == 32 and all(c in "0123456789abcdef" for c in value)):
-        raise NotFound(f"no {what} {value!r}")
+        raise NotFound(f"no {what} {shown_id(value)}")
     return value
 
 

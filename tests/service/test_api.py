@@ -98,6 +98,76 @@ def test_unknown_or_malformed_ids_are_404(api, style_id):
     assert r.status_code == 404 and "no content set" in r.json()["detail"]
 
 
+def test_a_validation_error_lists_ten_problems_and_counts_the_rest(api, style_id):
+    r = api.post("/v1/jobs", json={"style_id": style_id, **{f"extra{i}": 0 for i in range(500)}})
+    body = r.json()
+    assert r.status_code == 422 and len(r.content) < 2000, len(r.content)
+    assert [e["field"] for e in body["errors"]] == [f"extra{i}" for i in range(10)] and body["more"] == 490
+    assert body["detail"].endswith("; and 490 more problems")
+    # A name or message that quotes a long input is cut, saying how long it was.
+    r = api.post("/v1/jobs", json={"style_id": style_id, "k" * 10_000: 1})
+    assert r.status_code == 422 and "(10000 characters)" in r.json()["detail"] and len(r.content) < 1000
+    r = api.post("/v1/jobs", json={"style_id": style_id, "decoder": "x" * 10_000})
+    assert r.status_code == 422 and "characters)" in r.json()["detail"] and len(r.content) < 2000
+
+
+def test_json_bodies_are_bounded_in_bytes_keys_and_depth_before_validation(api, style_id):
+    from service.api.schemas import MAX_JSON_BYTES, MAX_JSON_DEPTH, MAX_JSON_ITEMS
+
+    # Past the item cap: one problem, not one per key (pydantic's extra="forbid" makes one each).
+    r = api.post("/v1/jobs", json={"style_id": style_id, **{f"k{i}": 0 for i in range(MAX_JSON_ITEMS)}})
+    assert r.status_code == 422 and r.json()["more"] == 0, r.text
+    assert f"more than {MAX_JSON_ITEMS} keys and list items" in r.json()["detail"]
+    r = api.post("/v1/experiments", json={"style_id": style_id, "variants": [1] * MAX_JSON_ITEMS})
+    assert r.status_code == 422 and "more than" in r.json()["detail"]
+    deep: list = [1]
+    for _ in range(MAX_JSON_DEPTH):
+        deep = [deep]
+    r = api.post("/v1/jobs", json={"style_id": style_id, "decoder": deep})
+    assert r.status_code == 422 and f"deeper than {MAX_JSON_DEPTH}" in r.json()["detail"]
+    # Past the byte limit: 413 before parsing, by Content-Length or while a chunked body streams.
+    big = b'{"style_id": "' + b"f" * MAX_JSON_BYTES + b'"}'
+    for content in (big, iter([big[:1000], big[1000:]])):
+        r = api.post("/v1/jobs", content=content, headers={"content-type": "application/json"})
+        assert r.status_code == 413 and f"limit of {MAX_JSON_BYTES} bytes for JSON" in r.json()["detail"], r.text
+    r = api.post("/v1/content-sets/register", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    # A real request is far below every bound.
+    r = api.post("/v1/experiments", json={"style_id": style_id, "steps": 3, "variants": [
+        {"decoder": ["deconv", "resize-nearest"], "downsample": "stride-conv", "loss_pooling": "avg"}, "deconv"]})
+    assert r.status_code == 201, r.text
+
+
+def test_every_route_with_a_json_body_reads_it_under_the_limit():
+    import pkgutil
+    from importlib import import_module
+
+    from fastapi.params import Form
+    from fastapi.routing import APIRoute
+
+    from service.api import routes as package
+    from service.api.json_body import JsonBodyRoute
+
+    modules = [import_module(f"{package.__name__}.{m.name}") for m in pkgutil.iter_modules(package.__path__)]
+    json_routes = [r for m in modules if hasattr(m, "router") for r in m.router.routes if isinstance(r, APIRoute)
+                   and r.body_field is not None and not isinstance(r.body_field.field_info, Form)]
+    assert {r.path for r in json_routes} >= {"/jobs", "/experiments", "/content-sets/register"}
+    assert all(isinstance(r, JsonBodyRoute) for r in json_routes), [r.path for r in json_routes]
+
+
+def test_long_ids_are_refused_or_echoed_cut_short(api):
+    r = api.post("/v1/jobs", json={"style_id": "f" * 2000})
+    assert r.status_code == 422 and "style_id: String should have at most 64 characters" in r.json()["detail"]
+    assert len(r.content) < 500
+    for body in ({"style_ids": ["builtin:ihc", "a" * 65]}, {"style_id": "builtin:ihc", "content_set_id": "c" * 65}):
+        assert api.post("/v1/jobs", json=body).status_code == 422, body
+    r = api.get("/v1/jobs/" + "a" * 10_000)
+    assert r.status_code == 404 and r.json()["detail"] == f"no job {'a' * 40!r}... (10000 characters)"
+    # Any domain error's message is bounded, whatever it quotes.
+    r = api.get("/v1/builtin-styles/" + "n" * 20_000 + "/thumbnail")
+    assert r.status_code == 404 and "(" in r.json()["detail"] and len(r.content) < 2200, len(r.content)
+
+
 def test_a_queued_job_is_cancelled_at_once_and_conflicts_are_409(api, style_id):
     job = api.post("/v1/jobs", json={"style_id": style_id, "steps": 3}).json()
     assert job["state"] == "queued" and job["config"]["checkpoint_every"] == DEFAULTS.checkpoint_every

@@ -4,6 +4,7 @@ from fastapi import APIRouter, File, Request, Response, UploadFile
 
 from service.api.compare import DIFF_GAIN, difference_png, spectrum_png, spectrum_profile
 from service.api.deps import PAGED, CurrentKey, PageDep, Services, ServicesDep, link_next
+from service.api.json_body import JsonBodyRoute
 from service.api.routes.jobs import (ColorsField, MixField, StrengthField, StyleField, public, stylization_public,
                                      stylize_options)
 from service.api.schemas import ExperimentCreate
@@ -13,7 +14,7 @@ from service.core.errors import NotFound
 from service.core.records import ExperimentRecord, JobRecord, JobState
 from service.core.submit import create_experiment as create_jobs, request_stylize
 
-router = APIRouter(tags=["experiments"])
+router = APIRouter(tags=["experiments"], route_class=JsonBodyRoute)  # JSON bodies under MAX_JSON_BYTES
 
 
 def _state(states: list[JobState]) -> str:
