@@ -36,7 +36,7 @@ KeyOpt = Annotated[Optional[str], typer.Option("--key", help="API key [default: 
 
 def worker(
     queues: Annotated[str, typer.Option(help="Comma-separated queues: train, stylize, data (content sets to validate).")] = "train,stylize,data",
-    concurrency: Annotated[Optional[int], typer.Option(help="Tasks at once: processes, or, for a stylise-only worker, requests its one warm stylise server is handed together [default: one per GPU when training (CHECKERLESS_GPUS, CUDA_VISIBLE_DEVICES or nvidia-smi -L), else 1].", min=1, max=64)] = None,
+    concurrency: Annotated[Optional[int], typer.Option(help="Tasks at once: processes, or, for a stylise-only worker, requests its warm stylise servers (one for images, one for videos) are handed together [default: one per GPU when training (CHECKERLESS_GPUS, CUDA_VISIBLE_DEVICES or nvidia-smi -L), else 1].", min=1, max=64)] = None,
     hostname: Annotated[Optional[str], typer.Option(help="Worker name [default: checkerless-QUEUES@host].")] = None,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
     pool: Annotated[str, typer.Option(help="Celery pool: auto (threads for a stylise-only worker, else prefork), prefork or threads.")] = "auto",
@@ -103,16 +103,10 @@ def serve(
         key_note = f"; API key in {settings.local_key_file.resolve()}"
     else:
         key_note = "; keys: `checkerless keys create`"
-    env = {**os.environ, "CHECKERLESS_DATA_DIR": str(settings.data_dir.resolve())}
-    # Three workers: neither a stylise request nor a content set to validate may wait behind
-    # hours of training.
-    from service.core.protocol import die_with_parent
+    from service.cli.embedded import EmbeddedWorkers
 
-    # The stylise worker takes up to 4 requests at once: its warm server serves them together.
-    workers = [subprocess.Popen([sys.executable, "-m", "service.cli", "worker", "--queues", q, "--concurrency", c,
-                                 "--loglevel", "WARNING"],
-                                env=env, start_new_session=True, preexec_fn=lambda: die_with_parent(signal.SIGTERM))
-               for q, c in (("train", "1"), ("stylize", "4"), ("data", "1"))]
+    workers = EmbeddedWorkers({**os.environ, "CHECKERLESS_DATA_DIR": str(settings.data_dir.resolve())})
+    app.state.embedded_workers = workers  # their state in /v1/ready
     # uvicorn re-raises SIGTERM/SIGINT after its shutdown; make that an exit that runs `finally`.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     url = f"http://{host}:{port}"
@@ -121,15 +115,7 @@ def serve(
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
-        # SIGTERM to each worker's main process only (as `docker compose stop` does): a warm
-        # shutdown, in which a running job checkpoints and goes back on the queue.
-        for w in workers:
-            w.send_signal(signal.SIGTERM)
-        for w in workers:
-            try:
-                w.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(w.pid, signal.SIGKILL)
+        workers.stop()
 
 
 # --- the client -------------------------------------------------------------------------
@@ -318,6 +304,16 @@ def cancel(job_id: str, api: ApiOpt = None, key: KeyOpt = None) -> None:
     out.print(f"cancel requested for job {job_id}")
 
 
+@jobs_app.command("cancel-stylization")
+def cancel_stylization(request_id: str, api: ApiOpt = None, key: KeyOpt = None) -> None:
+    """Stop a stylisation (the id `stylize-video` prints): a queued one at once, a running one at its worker's
+    next heartbeat."""
+    with _client(api, key) as client:
+        req = _call(client, "POST", f"/v1/stylizations/{request_id}/cancel").json()
+    out.print(f"stylization {request_id}: " + ("cancelled" if req["state"] == "cancelled" else
+                                              f"cancel requested ({req['state']}); it stops within seconds"))
+
+
 @jobs_app.command("delete")
 def delete(job_id: str, api: ApiOpt = None, key: KeyOpt = None) -> None:
     """Delete a finished job and its stored files."""
@@ -393,6 +389,9 @@ def stylize_video(
     with _client(api, key) as client, open(video, "rb") as f:
         req = _call(client, "POST", f"/v1/jobs/{job_id}/stylize-video", files={"file": (video.name, f)},
                     data=_options_form(style, mix, strength, colors)).json()
+        if not as_json:  # on stderr: the id to stop it with from elsewhere
+            err.print(f"stylization {req['id']} queued (stop it: checkerless jobs cancel-stylization {req['id']})",
+                      highlight=False)
         with Progress(TextColumn("[bold]frames"), BarColumn(bar_width=24), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err, disable=as_json) as bar:
             task = bar.add_task("frames", total=None)

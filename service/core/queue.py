@@ -14,6 +14,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Exchange, Queue
 
+from service.core import broker  # noqa: F401 - registers the embedded broker's transport
 from service.core.errors import Unavailable
 from service.core.settings import Settings
 
@@ -29,8 +30,9 @@ ROUTES = {TRAIN_TASK: TRAIN_QUEUE, STYLIZE_TASK: STYLIZE_QUEUE, VALIDATE_TASK: D
 
 def broker_options(settings: Settings) -> dict:
     if settings.embedded_broker:
-        # kombu's filesystem transport; every folder it uses is under the data folder (its
-        # control_folder would otherwise default to ./control wherever the process started).
+        # Our variant of kombu's filesystem transport (service/core/broker.py); every folder it
+        # uses is under the data folder (control_folder would otherwise default to ./control
+        # wherever the process started; claimed messages pass through processed/).
         folder = settings.broker_dir
         for sub in ("in", "processed", "control"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
@@ -71,9 +73,11 @@ class JobQueue:
     def __init__(self, app: Celery):
         self.app = app
 
-    def send(self, task: str, item_id: str) -> None:
+    def send(self, task: str, item_id: str, *, countdown: float | None = None) -> None:
+        """`countdown`: run it no sooner than this many seconds from now (the worker that takes
+        the message holds it meanwhile, without a task slot)."""
         try:
-            self.app.send_task(task, args=[item_id], queue=ROUTES[task], retry=True,
+            self.app.send_task(task, args=[item_id], queue=ROUTES[task], countdown=countdown, retry=True,
                                retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5})
         except Exception as e:  # noqa: BLE001 - any publish failure: the broker is unreachable
             raise Unavailable(f"the job queue is unreachable ({type(e).__name__}); try again later") from None

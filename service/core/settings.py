@@ -16,7 +16,7 @@ from service.core.storage import S3_MIN_PART_BYTES
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CHECKERLESS_", env_file=".env", extra="ignore")
 
-    # Where things live. Empty broker_url: the embedded broker (kombu's filesystem transport
+    # Where things live. Empty broker_url: the embedded broker (kombu's filesystem transport, made safe
     # under data_dir/broker), which needs no server.
     broker_url: str = ""
     store: Literal["local", "s3"] = "local"
@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     # Members of one set (images and skipped ones together, folders aside): the worker holds
     # the whole manifest in memory while it validates, so this bounds its memory.
     max_dataset_members: int = Field(2_000_000, gt=0)
+    # A zip's central directory, which Python's zipfile reads whole and keeps as an object per
+    # member (names up to 64 KiB each): at about 100 bytes a member, 32 MiB lists ~330,000
+    # members (a 20 GiB zip of 64 KB images); larger sets stream as a tar.
+    max_dataset_zip_directory_bytes: int = Field(32 * 1024**2, gt=0)
 
     # Each owner's limits (an admin key has none): unfinished jobs at once, and training work
     # (steps x batch x crop pixels, summed over the jobs submitted in the last quota_window_s).
@@ -68,6 +72,29 @@ class Settings(BaseSettings):
     # Videos (POST /v1/jobs/{id}/stylize-video): the largest upload, and the longest stylisation.
     max_video_bytes: int = Field(500 * 1024**2, gt=0)
     video_time_limit_s: int = Field(3 * 3600, gt=0)
+    # The work one video may ask for. Bytes and wall time do not bound it (a 455 KB file held
+    # 29,970 1x1 frames), so the stylise server counts the frames before it stylises any
+    # (docs/video.md) and refuses a video over either limit, with its numbers:
+    # - max_video_frames: 18,000 is 10 minutes at 30 fps. It also bounds the fixed work of each
+    #   frame (decode, encode, copies, small kernels), which tiny frames are nearly all of: 2.4 ms
+    #   a frame on this project's 2-core CPU, for 400 frames of 2x2.
+    # - max_video_frame_pixels: frames x pixels a frame, each frame counted at least
+    #   video_pixel_floor pixels. 1920x1080 x 9,000 is 5 minutes of 1080p at 30 fps (10 minutes
+    #   of 720p; 75 s of 4K): on a GPU the forward passes take about 1.5 minutes of it (4.5 ns a
+    #   pixel on an H200, README), so one heavy video holds the video lane for minutes, not hours.
+    #   A CPU stylises 8 to 11 us a pixel (the same CPU, one thread, 64x64 to 256x256 frames),
+    #   so there video_time_limit_s comes first: lower this on CPU workers.
+    # - video_pixel_floor: 256x256, whose forward pass on a GPU (~0.3 ms at 4.5 ns a pixel) is
+    #   about a frame's fixed work there, so a smaller frame costs about as much (an estimate,
+    #   not measured on a GPU here; on a CPU the floor overcharges tiny frames, which is harmless).
+    max_video_frames: int = Field(18_000, gt=0)
+    max_video_frame_pixels: int = Field(1920 * 1080 * 9_000, gt=0)
+    video_pixel_floor: int = Field(256 * 256, ge=1)
+    # A video that finds its worker's video lane taken (one video at a time per worker process,
+    # turns by owner: workers/warm_stylize.py VideoLane) goes back on the queue, still queued and
+    # with no attempt counted, and asks again this long after: short against any video's run,
+    # long enough that waiting videos do not spin through the broker.
+    stylize_video_retry_s: float = Field(2.0, gt=0)
     # The warm stylise server (workers/warm_stylize.py): one long-lived process per worker process.
     stylize_cache_bytes: int = Field(1024**3, ge=1)  # loaded networks kept (parameter bytes); least recently used go first
     stylize_server_max_rss_bytes: int = Field(4 * 1024**3, ge=1)  # past this the server is restarted between requests
@@ -103,11 +130,12 @@ class Settings(BaseSettings):
 
     @property
     def resolved_broker_url(self) -> str:
-        return self.broker_url or "filesystem://"
+        # The embedded broker is our safe variant of kombu's filesystem transport (service/core/broker.py).
+        return "checkerless-fs://" if self.embedded_broker else self.broker_url
 
     @property
     def embedded_broker(self) -> bool:
-        return not self.broker_url or self.broker_url.startswith("filesystem")
+        return not self.broker_url or self.broker_url.startswith(("filesystem", "checkerless-fs"))
 
     @property
     def work_dir(self) -> Path:

@@ -86,6 +86,46 @@ def test_serve_then_submit_watch_and_stylize_with_the_client(tmp_path):
     assert {p.name for p in data.iterdir()} <= {"broker", "store", "work", "local-key"}
 
 
+def test_a_train_worker_killed_mid_run_is_started_again_and_the_job_finishes(tmp_path):
+    port, data = free_port(), tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")}
+    env.update(OMP_NUM_THREADS="1", CHECKERLESS_HEARTBEAT_S="0.5", CHECKERLESS_STALE_AFTER_S="4")
+    server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--data-dir", str(data)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _ok(url), timeout=60, what="checkerless serve")
+        api = httpx.Client(base_url=url, headers={"X-API-Key": (data / "local-key").read_text().strip()}, timeout=30)
+        style = tmp_path / "style.png"
+        Image.fromarray(skimage.data.immunohistochemistry()).resize((48, 48)).save(style)
+        style_id = api.post("/v1/styles", files={"file": ("s.png", style.read_bytes(), "image/png")}).json()["id"]
+        job = api.post("/v1/jobs", json={"style_id": style_id, "size": 32, "batch": 1, "steps": 60,
+                                         "checkpoint_every": 10}).json()
+        wait_for(lambda: api.get(f"/v1/jobs/{job['id']}").json()["step"] >= 1, timeout=240, what="the job to run")
+        (train,) = [pid for pid in worker_pids(data) if parent(pid) == server.pid
+                    and b"train" in open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")]
+        os.killpg(train, signal.SIGKILL)  # the worker and its training child, mid-run
+
+        def restarted() -> dict | None:
+            ready = httpx.get(f"{url}/v1/ready").json()
+            return ready if ready["worker train"].startswith("ok (restarted 1 times") else None
+        ready = wait_for(restarted, timeout=60, what="serve to start the train worker again")
+        assert "last exit code -9" in ready["worker train"] and ready["status"] == "ready", ready
+        done = wait_for(lambda: (j := api.get(f"/v1/jobs/{job['id']}").json())["state"] in ("succeeded", "failed") and j,
+                        timeout=300, what="the job to finish on the restarted worker")
+        assert done["state"] == "succeeded" and done["step"] == 60, done
+        assert done["attempts"] >= 2, done
+    finally:
+        server.send_signal(signal.SIGTERM)
+        log, _ = server.communicate(timeout=90)
+    assert "the train worker" in log and "exited with code -9" in log, log[-2000:]
+
+
+def parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
 def test_the_client_says_when_the_api_is_down(tmp_path):
     p = cli("jobs", "list", "--api", f"http://127.0.0.1:{free_port()}")
     assert p.returncode == 1 and "cannot reach the API" in p.stderr and "Traceback" not in p.stderr

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from service.api.deps import ServicesDep
@@ -15,8 +15,9 @@ def health() -> dict:
 
 
 @router.get("/ready")
-def ready(services: ServicesDep) -> JSONResponse:
-    """Ready: the broker and the object store can be reached (503 with the reason if not)."""
+def ready(request: Request, services: ServicesDep) -> JSONResponse:
+    """Ready: the broker and the object store can be reached, and under `checkerless serve` its
+    workers run (503 with the reason if not; a worker restarted says so)."""
     checks = {}
     try:
         services.store.ping()
@@ -28,7 +29,10 @@ def ready(services: ServicesDep) -> JSONResponse:
         checks["broker"] = "ok"
     except Exception as e:  # noqa: BLE001
         checks["broker"] = f"unreachable: {e}"
-    ok = all(v == "ok" for v in checks.values())
+    embedded = getattr(request.app.state, "embedded_workers", None)
+    if embedded is not None:
+        checks.update(embedded.status())
+    ok = all(v.startswith("ok") for v in checks.values())
     return JSONResponse(status_code=200 if ok else 503, content={"status": "ready" if ok else "not ready", **checks})
 
 
