@@ -11,7 +11,8 @@ in service/core/protocol.py. The loop:
   network in use is always kept, so one larger than the budget still runs, alone;
 - each image goes through models.stylize.stylize_tensor(net, image, style/mix, strength, colors),
   on CUDA where there is one; a video through models.video.stylize_video, its progress in frames
-  sent as it goes;
+  sent as it goes, once its frames are counted (the locked-down probe, stopping one frame past
+  the spec's video limits) and found within them (`video_frame_cap`; refused with its numbers);
 - in the spec's `precision` (auto, 32 or bf16; auto by default: bf16 where the machine has bf16
   matrix units, models/hardware.py), resolved once at start, whatever a checkpoint was trained in;
 - each request is answered as soon as its own images are written.
@@ -75,6 +76,32 @@ class NetworkCache:
                 "budget": self.budget, "loaded": [{"digest": d, "bytes": s} for d, (_, s) in self._nets.items()]}
 
 
+def video_frame_cap(width: int, height: int, limits: dict) -> tuple[int, str]:
+    """The most frames a video of this frame size may have, and which limit sets it: "frames"
+    (max_frames) or "work" (max_frame_pixels over the frame's pixels, counted at least
+    pixel_floor: a tiny frame costs a frame's fixed work, not its few pixels)."""
+    by_work = limits["max_frame_pixels"] // max(width * height, limits["pixel_floor"])
+    return (by_work, "work") if by_work < limits["max_frames"] else (limits["max_frames"], "frames")
+
+
+def video_over_limits(width: int, height: int, frames: int, limits: dict) -> str | None:
+    """Why a video of `frames` (counted to one past its cap) frames of this size is refused; None if it is not."""
+    cap, which = video_frame_cap(width, height, limits)
+    if frames <= cap:
+        return None
+    if which == "frames":
+        return (f"the video has more than {cap:,} frames; the limit is {limits['max_frames']:,} frames a video "
+                f"(CHECKERLESS_MAX_VIDEO_FRAMES): send a shorter one")
+    pixels = width * height
+    counted = max(pixels, limits["pixel_floor"])
+    each = (f"{width}x{height} = {pixels:,} pixels" if counted == pixels
+            else f"{width}x{height}, each counted as {counted:,} pixels, the per-frame floor")
+    many = f"more than {cap:,} frames" if cap else "frames"
+    return (f"the video has {many} of {each}: over the limit of {limits['max_frame_pixels']:,} frames x pixels "
+            f"a video (CHECKERLESS_MAX_VIDEO_FRAME_PIXELS), which at this size allows "
+            f"{f'{cap:,} frames' if cap else 'none'}: send a shorter or smaller one")
+
+
 def one_line(e: BaseException) -> str:
     return " ".join(str(e).split())[:2000]
 
@@ -89,6 +116,7 @@ class Server:
         self.precision = stylize_precision(spec.get("precision") or "auto", self.device)  # "32" or "bf16"
         self.cache = NetworkCache(int(spec["cache_bytes"]), self.device)
         self.idle_s = float(spec.get("idle_s") or 0)
+        self.video_limits = spec.get("video_limits")  # max_frames, max_frame_pixels, pixel_floor; None: no limit
         self.batches = self.requests = 0
 
     def send(self, message: dict) -> None:
@@ -177,14 +205,22 @@ class Server:
 
     def run_video(self, request: dict, net, out_dir: Path, chosen: dict) -> dict:
         """The request's one video, stylised into out_dir/output.mp4 (VideoError, a ValueError: its own fault)."""
-        from models.video import stylize_video
+        from models.video import VideoError, probe_video, stylize_video
 
         def progress(done: int, total: int) -> None:
             self.send({"op": protocol.SERVER_PROGRESS, "id": request["id"], "done": done, "total": total})
 
         if not out_dir.is_dir():
             raise FileNotFoundError(f"{out_dir} is gone (the request was abandoned)")
-        result = stylize_video(net, request["inputs"][0], out_dir / "output.mp4", progress=progress, **chosen)
+        limits = self.video_limits
+        # Counted before any frame is stylised, and only to one past the cap its size allows.
+        info = probe_video(request["inputs"][0],
+                           frame_limit=(lambda w, h: video_frame_cap(w, h, limits)[0]) if limits else None)
+        refused = limits and video_over_limits(info.width, info.height, info.frames, limits)
+        if refused:
+            raise VideoError(refused)
+        result = stylize_video(net, request["inputs"][0], out_dir / "output.mp4", progress=progress, info=info,
+                               **chosen)
         return {"path": str(result.output), "width": result.width, "height": result.height, "frames": result.frames,
                 "fps": result.fps, "has_audio": result.has_audio, "flicker": result.flicker}
 

@@ -15,8 +15,9 @@ ended by the store failing under it (EXIT_RETRY: its content set is streamed fro
 workers/content_stream.py) is requeued and resumes from its last checkpoint; the attempt limit
 ends a job that dies every time, with each attempt's reason kept in its history.
 
-Stylisations run in the worker's warm stylise server instead of a child per request
-(workers/warm_stylize.py owns it; `run_stylize` below keeps the record true around it).
+Stylisations run in the worker's warm stylise servers instead of a child per request, one for
+images and one for videos (workers/warm_stylize.py owns them; `run_stylize` below keeps the
+record true around them, takes a video's turn in the video lane, and stops a cancelled one).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from service.core.settings import Settings
 from service.core.storage import ObjectNotFound, ObjectStore, StoreError
 from workers.gpus import GpuSlots
 from workers.content_stream import stream_spec
-from workers.warm_stylize import warm_stylizer
+from workers.warm_stylize import video_lane, warm_stylizer
 
 log = logging.getLogger(__name__)
 POLL_S = 0.5
@@ -457,12 +458,40 @@ def _finish_succeeded(store: ObjectStore, jobs: JobStore, job_id: str, attempt: 
 
 
 def run_stylize(settings: Settings, store: ObjectStore, request_id: str, *,
-                requeue: Callable[[str], None]) -> JobState | None:
-    """One stylisation request, served by this worker process's warm stylise server
-    (workers/warm_stylize.py). The request's own faults (a bad image or checkpoint) fail it;
-    a server that dies under it (a crash, a kill, the OOM killer) sends it back to the queue,
-    up to the attempt limit; past the time limit the server is killed and the request fails."""
+                requeue: Callable[[str], None], hand_back: Callable[[str], None] | None = None) -> JobState | None:
+    """One stylisation request, served by this worker process's warm stylise server for its
+    kind, images or video (workers/warm_stylize.py). A video first takes its turn in the video
+    lane: one video at a time per worker process, turns by owner; one that finds the lane taken
+    goes back on the queue through `hand_back` (a delayed send), untouched: still queued, no
+    attempt counted. The request's own faults (a bad image or checkpoint, a video over the work
+    limits) fail it; a server that dies under it (a crash, a kill, the OOM killer) sends it back
+    to the queue, up to the attempt limit; past the time limit the server is killed and the
+    request fails; a cancel stops it at the next heartbeat."""
     jobs = JobStore(store)
+    try:
+        record = jobs.get_stylize(request_id)
+    except NotFound:
+        return None
+    fresh = record.state == JobState.running and not record.stale(settings.stale_after_s)
+    if record.kind != "video" or record.final or fresh:  # images; or nothing to run (start_stylize says so)
+        return _stylize(settings, store, jobs, request_id, requeue)
+    lane = video_lane(settings)
+    if not lane.take(request_id, record.owner):
+        log.info("stylization %s: the video lane is taken; it asks again in %.1f s", request_id,
+                 settings.stylize_video_retry_s)
+        try:
+            (hand_back or requeue)(request_id)
+        except Exception as e:  # noqa: BLE001 - the known limit: queued with no message (docs/reliability.md)
+            log.error("stylization %s: could not be sent again (%s)", request_id, e)
+        return record.state
+    try:
+        return _stylize(settings, store, jobs, request_id, requeue)
+    finally:
+        lane.release(request_id)
+
+
+def _stylize(settings: Settings, store: ObjectStore, jobs: JobStore, request_id: str,
+             requeue: Callable[[str], None]) -> JobState | None:
     decision, record = jobs.start_stylize(request_id, max_attempts=settings.max_attempts,
                                           stale_after_s=settings.stale_after_s)
     if decision != Start.run:
@@ -472,7 +501,8 @@ def run_stylize(settings: Settings, store: ObjectStore, request_id: str, *,
     folder = settings.work_dir / f"stylize-{request_id}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    warm = warm_stylizer(settings)
+    video = record.kind == "video"
+    warm = warm_stylizer(settings, "video" if video else "images")
 
     def end(change: Callable[[StylizeRecord], None], what: str) -> JobState | None:
         def at_our_attempt(r: StylizeRecord) -> None:
@@ -489,7 +519,9 @@ def run_stylize(settings: Settings, store: ObjectStore, request_id: str, *,
 
     def retry(reason: str) -> JobState | None:
         def change(r: StylizeRecord) -> None:
-            if r.attempts >= settings.max_attempts:
+            if r.cancel_requested_at is not None:  # asked to stop meanwhile: not run again
+                r.move(JobState.cancelled)
+            elif r.attempts >= settings.max_attempts:
                 r.move(JobState.failed, error=f"gave up after {r.attempts} attempts: {reason}")
             else:
                 r.move(JobState.queued, error=f"attempt {r.attempts}: {reason}; queued again")
@@ -508,8 +540,7 @@ def run_stylize(settings: Settings, store: ObjectStore, request_id: str, *,
             checkpoint, digest = warm.checkpoints.fetch(store, Keys.checkpoint(record.job_id), folder / "net.ckpt")
         except ObjectNotFound:
             return fail("the job has no trained network any more")
-        video = record.kind == "video"
-        if video:  # under its own suffix: ffmpeg reads by content, but some formats want their name
+        if video:  # under its own suffix, for whoever looks: ffmpeg is told the sniffed container
             inputs = [str(store.download(record.inputs[0], folder / f"input{record.source_suffix}"))]
         else:
             inputs = [str(store.download(k, folder / k.rsplit("/", 1)[1])) for k in record.inputs]
@@ -528,6 +559,11 @@ def run_stylize(settings: Settings, store: ObjectStore, request_id: str, *,
                 if time.monotonic() - started > limit_s:
                     warm.kill(ticket, f"a request ran past the time limit of {limit_s} s")
                     return fail(f"stopped at the time limit of {limit_s} s")
+                if getattr(lease.record, "cancel_requested_at", None) is not None:
+                    if video:  # the lane's server holds this video alone: stop its work now, start a fresh one
+                        warm.kill(ticket, "its video was cancelled", restart=True)
+                    # an image request shares its server's round with others: its answer is dropped (finally)
+                    return end(lambda r: r.move(JobState.cancelled), "cancelled")
         finally:
             lease.stop()
         if ticket.died is not None:
@@ -556,6 +592,8 @@ def run_stylize(settings: Settings, store: ObjectStore, request_id: str, *,
         return None
     finally:
         if ticket is not None and not ticket.wait(0):
+            if video:  # nobody wants the rest of this video: free the lane's server for the next one
+                warm.kill(ticket, "its supervisor stopped waiting for it")
             warm.abandon(ticket)  # the server may still answer: what it writes is dropped
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -53,7 +53,10 @@ def _slots(settings: Settings) -> GpuSlots:
 def stylize_job(self, request_id: str) -> str | None:
     settings = _settings()
     queue = JobQueue(self.app)
-    state = run_stylize(settings, _store(settings), request_id, requeue=lambda i: queue.send(STYLIZE_TASK, i))
+    # A video that finds this process's video lane taken is sent again with a countdown: the
+    # worker holds such a message without a task slot, so waiting videos never keep images out.
+    state = run_stylize(settings, _store(settings), request_id, requeue=lambda i: queue.send(STYLIZE_TASK, i),
+                        hand_back=lambda i: queue.send(STYLIZE_TASK, i, countdown=settings.stylize_video_retry_s))
     return state.value if state else None
 
 

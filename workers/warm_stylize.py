@@ -2,25 +2,29 @@
 server, hands it requests, and replaces it when it dies, leaks, or must be stopped. It never
 imports torch.
 
-One `WarmStylizer` per worker process (`warm_stylizer(settings)`), shared by the threads that
-run stylise tasks there: a stylise-only worker runs its tasks as threads of one process, so
-requests that arrive together reach one server together and each network is loaded once; a
-prefork worker (training and stylising) has one per pool process, used one request at a time.
+Two lanes per worker process, each a `WarmStylizer` with a server of its own
+(`warm_stylizer(settings, lane)`): "images" for image requests and "video" for videos, so an
+image never waits behind a video's frames. Each is shared by the threads that run stylise tasks
+there: a stylise-only worker runs its tasks as threads of one process, so requests that arrive
+together reach one server together and each network is loaded once; a prefork worker (training
+and stylising) has them per pool process, used one request at a time. The video lane takes one
+video at a time, in turns by owner (`VideoLane`, `video_lane(settings)`); its server starts on
+the first video.
 - A request is a `Ticket`; the server's answer, or its death, resolves it. A reader thread per
   server process hands the answers out by request id.
 - A server that dies (a crash, SIGKILL, the OOM killer) resolves the tickets it held with
   `ServerDied` and the reason; the next request starts a fresh one.
 - After each answer the server's RSS is read from /proc; past `stylize_server_max_rss_bytes`
   the server is retired: it gets no new requests, answers those it has, and exits.
-- `kill(ticket)` (a request past its time limit): SIGKILL to the server; the other requests
-  it held die with it (their supervisors queue them again).
+- `kill(ticket)` (a request past its time limit, or a cancelled video): SIGKILL to the server;
+  the other requests it held die with it (their supervisors queue them again).
 - A server started ahead (`prestart`, a stylise-only worker when it is ready) is replaced at
   once when it is retired or killed; otherwise the next request starts the next server.
 - Downloaded checkpoints are kept on local disk (`CheckpointCache`), found by the store's
   version of the object, so a repeat request does not download again.
-- `stylize-server-<pid>.json` in the work folder says what the server is doing: its pid,
-  restarts and why, cache counters, and the last requests (which server, hit or miss, batch,
-  and the server's decode, forward and encode times).
+- `stylize-server-<pid>.json` (the video lane: `stylize-video-server-<pid>.json`) in the work
+  folder says what the server is doing: its pid, restarts and why, cache counters, and the last
+  requests (which server, hit or miss, batch, and the server's decode, forward and encode times).
 """
 
 from __future__ import annotations
@@ -137,7 +141,10 @@ class ServerProcess:
         # precision: auto, 32 or bf16 (auto: from the machine, models/hardware.py).
         spec = {"device": settings.device, "cache_bytes": settings.stylize_cache_bytes,
                 "idle_s": settings.stylize_server_idle_s,
-                "precision": settings.stylize_precision}
+                "precision": settings.stylize_precision,
+                "video_limits": {"max_frames": settings.max_video_frames,
+                                 "max_frame_pixels": settings.max_video_frame_pixels,
+                                 "pixel_floor": settings.video_pixel_floor}}
         (folder / protocol.SPEC).write_text(json.dumps(spec))
         to_server_r, to_server_w = os.pipe()
         from_server_r, from_server_w = os.pipe()
@@ -279,15 +286,22 @@ class ServerProcess:
         self._reader.join(timeout)
 
 
+LANES = ("images", "video")
+_PREFIXES = {"images": "stylize-server-", "video": "stylize-video-server-"}  # folders and status files, by lane
+_STATUS = {"images": protocol.SERVER_STATUS, "video": protocol.VIDEO_SERVER_STATUS}
+
+
 class WarmStylizer:
-    """The server this worker process owns (at most one takes new requests at a time)."""
+    """The server one lane of this worker process owns (at most one takes new requests at a time)."""
 
     RECENT = 50  # requests remembered in the status file
 
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        self.folder = settings.work_dir / f"stylize-server-{os.getpid()}"
-        self.status_path = settings.work_dir / protocol.SERVER_STATUS.format(pid=os.getpid())
+    def __init__(self, settings: Settings, lane: str = "images"):
+        if lane not in LANES:
+            raise ValueError(f"unknown lane {lane!r}; lanes: {', '.join(LANES)}")
+        self.settings, self.lane = settings, lane
+        self.folder = settings.work_dir / f"{_PREFIXES[lane]}{os.getpid()}"
+        self.status_path = settings.work_dir / _STATUS[lane].format(pid=os.getpid())
         self.checkpoints = CheckpointCache(settings.work_dir / "checkpoints", settings.stylize_checkpoint_cache_bytes)
         self.server: ServerProcess | None = None
         self.eager = False  # start a replacement at once when we retire or kill one (prestart)
@@ -372,15 +386,16 @@ class WarmStylizer:
                         self._start()
             self._write_status()
 
-    def kill(self, ticket: Ticket, why: str) -> None:
-        """Stop the server holding this ticket now (its request ran past the time limit)."""
+    def kill(self, ticket: Ticket, why: str, *, restart: bool = False) -> None:
+        """Stop the server holding this ticket now (its request ran past the time limit, or was
+        cancelled); `restart`: start its replacement at once, as a prestarted lane always does."""
         with self._lock:
             server = ticket.server
             if server is self.server:
                 self.server = None
             self.restarts["killed"] += 1
             server.kill(why)
-            if self.eager and self.server is None:
+            if (self.eager or restart) and self.server is None:
                 self._start()
             self._write_status()
         ticket.wait(30)
@@ -404,7 +419,7 @@ class WarmStylizer:
     def status(self) -> dict:
         with self._lock:
             server = self.server
-            return {"owner_pid": os.getpid(),
+            return {"owner_pid": os.getpid(), "lane": self.lane,
                     "server": None if server is None else {"pid": server.pid, "number": server.number,
                                                            "device": server.device, "precision": server.precision,
                                                            "open": server.open,
@@ -425,8 +440,9 @@ class WarmStylizer:
 
 def _remove_leftovers(work_dir: Path) -> None:
     """The status files and server folders of owners that are gone (an earlier worker)."""
-    for path in work_dir.glob("stylize-server-*"):
-        pid = path.name.removeprefix("stylize-server-").removesuffix(".json")
+    for path in [p for prefix in _PREFIXES.values() for p in work_dir.glob(f"{prefix}*")]:
+        pid = next(path.name.removeprefix(p) for p in _PREFIXES.values() if path.name.startswith(p))
+        pid = pid.removesuffix(".json")
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
         try:
@@ -442,19 +458,76 @@ def _remove_leftovers(work_dir: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-_owner: WarmStylizer | None = None
+_owners: dict[str, WarmStylizer] = {}
 _owner_lock = threading.Lock()
 
 
-def warm_stylizer(settings: Settings) -> WarmStylizer:
-    """This process's WarmStylizer (made on first use, after Celery forked its pool)."""
-    global _owner
+def warm_stylizer(settings: Settings, lane: str = "images") -> WarmStylizer:
+    """This process's WarmStylizer for a lane (made on first use, after Celery forked its pool)."""
     with _owner_lock:
-        if _owner is None or _owner.settings != settings:
-            if _owner is not None:
-                _owner.close()
-            _owner = WarmStylizer(settings)
-        return _owner
+        owner = _owners.get(lane)
+        if owner is None or owner.settings != settings:
+            if owner is not None:
+                owner.close()
+            owner = _owners[lane] = WarmStylizer(settings, lane)
+        return owner
+
+
+class VideoLane:
+    """Who may use this process's video lane: one video at a time, in turns by owner.
+
+    A video that finds the lane taken (`take` is False) goes back on the queue, its record still
+    queued and no attempt counted, and asks again a little later. When the lane is free it goes
+    to the owner, of those whose videos asked within `forget_s`, whose last turn is the oldest
+    (never: first; equal: who asked first). So one owner's many videos take turns with everyone
+    else's instead of holding the lane, and an owner that stopped asking (its video cancelled,
+    or taken by another worker) is forgotten rather than waited for."""
+
+    KEEP_TURNS_S = 24 * 3600  # an owner's last turn is remembered this long
+
+    def __init__(self, forget_s: float):
+        self.forget_s = forget_s
+        self.holder: tuple[str, str] | None = None  # (request id, owner) of the video in the lane
+        self.asking: dict[str, tuple[float, float]] = {}  # owner -> (first, last) time a video of theirs was turned away
+        self.turns: dict[str, float] = {}  # owner -> when their last video got the lane
+        self._lock = threading.Lock()
+
+    def take(self, request_id: str, owner: str) -> bool:
+        """True: the lane is this request's until `release`; False: ask again later."""
+        with self._lock:
+            now = time.monotonic()
+            self.asking = {o: t for o, t in self.asking.items() if now - t[1] <= self.forget_s}
+            self.turns = {o: t for o, t in self.turns.items() if now - t <= self.KEEP_TURNS_S}
+            if self.holder is None:
+                def order(o: str) -> tuple[float, float]:
+                    return self.turns.get(o, float("-inf")), self.asking.get(o, (now, now))[0]
+
+                if min([owner, *self.asking], key=order) == owner:
+                    self.holder = (request_id, owner)
+                    self.asking.pop(owner, None)
+                    self.turns[owner] = now
+                    return True
+            first = self.asking.get(owner, (now, now))[0]
+            self.asking[owner] = (first, now)
+            return False
+
+    def release(self, request_id: str) -> None:
+        with self._lock:
+            if self.holder is not None and self.holder[0] == request_id:
+                self.holder = None
+
+
+_lane: tuple[Settings, VideoLane] | None = None
+
+
+def video_lane(settings: Settings) -> VideoLane:
+    """This process's video lane admission (one per process, like its servers). An owner is
+    forgotten when its videos have not asked for a few of their retry periods."""
+    global _lane
+    with _owner_lock:
+        if _lane is None or _lane[0] != settings:
+            _lane = (settings, VideoLane(forget_s=5 * settings.stylize_video_retry_s + 5))
+        return _lane[1]
 
 
 # --- checkpoints on local disk ------------------------------------------------------------------

@@ -548,6 +548,19 @@ class JobStore:
                 gone.append(r.id)
         return gone
 
+    def request_cancel_stylize(self, request_id: str, scope: str | None = None) -> StylizeRecord:
+        """A queued stylisation is cancelled at once; a running one is flagged, and its worker
+        stops it at its next heartbeat (workers/supervisor.py run_stylize)."""
+        def change(r: StylizeRecord) -> None:
+            _visible(r, scope, f"no stylization {request_id!r}")
+            if r.final:
+                raise Conflict(f"stylization {request_id} has already {r.state.value}")
+            r.cancel_requested_at = r.cancel_requested_at or now()
+            if r.state == JobState.queued:
+                r.move(JobState.cancelled)
+
+        return self.update_stylize(request_id, change)
+
     def start_stylize(self, request_id: str, *, max_attempts: int, stale_after_s: float) -> tuple[Start, StylizeRecord | None]:
         decision = [Start.run]
 
@@ -558,6 +571,10 @@ class JobStore:
             if r.state == JobState.running and not r.stale(stale_after_s):
                 decision[0] = Start.running_elsewhere  # a duplicate delivery
                 raise Skip
+            if r.cancel_requested_at is not None:  # cancelled while running, then requeued: ends here
+                decision[0] = Start.over
+                r.move(JobState.cancelled)
+                return
             if r.attempts >= max_attempts:
                 decision[0] = Start.over
                 r.move(JobState.failed, error=f"gave up after {max_attempts} attempts: each ended without finishing")
@@ -575,7 +592,8 @@ class JobStore:
             return Start.gone, None
         return decision[0], record
 
-    def stylize_heartbeat(self, request_id: str, attempt: int, progress: dict[str, int] | None = None) -> None:
+    def stylize_heartbeat(self, request_id: str, attempt: int, progress: dict[str, int] | None = None) -> StylizeRecord:
+        """The lease renewed (and a video's progress noted); the record tells of a cancel."""
         def change(r: StylizeRecord) -> None:
             if r.state != JobState.running or r.attempts != attempt:
                 raise LostLease(f"stylization {request_id} is {r.state.value}")
@@ -584,7 +602,7 @@ class JobStore:
                 r.progress = dict(progress)
 
         try:
-            self.update_stylize(request_id, change)
+            return self.update_stylize(request_id, change)
         except NotFound:
             raise LostLease(f"stylization {request_id} was deleted") from None
 
@@ -597,7 +615,9 @@ class JobStore:
             requeued[0] = False
             if r.state != JobState.running or not r.stale(stale_after_s):
                 raise Skip
-            if r.attempts >= max_attempts:
+            if r.cancel_requested_at is not None:  # its worker died before it could stop it
+                r.move(JobState.cancelled)
+            elif r.attempts >= max_attempts:
                 r.move(JobState.failed, error=f"gave up after {max_attempts} attempts: its worker stopped each time")
             else:
                 r.move(JobState.queued)

@@ -29,8 +29,10 @@ EXIT_RETRY = 5  # the store failed under it (a content set streamed from it): re
 # last checkpoint, up to the attempt limit.
 
 # --- the warm stylise server: `python -m workers.stylize_server FOLDER/spec.json FD_IN FD_OUT` ---
-# One long-lived process per worker process (workers/warm_stylize.py owns it). The spec holds
-# the device, the memory budget for loaded networks and the idle timeout. Messages are JSON
+# Two long-lived processes per worker process, one per lane: images, and videos (workers/
+# warm_stylize.py owns them). The spec holds the device, the memory budget for loaded networks,
+# the idle timeout, the precision and the video limits ({"max_frames", "max_frame_pixels",
+# "pixel_floor"}: a video over them is refused before any frame is stylised). Messages are JSON
 # objects, one per multiprocessing.connection frame, over two pipes (FD_IN: owner -> server,
 # FD_OUT: server -> owner); stdout and stderr are the server's log (LOG in its folder).
 #   server -> owner, once: {"op": "ready", "pid", "device"}
@@ -47,6 +49,7 @@ EXIT_RETRY = 5  # the store failed under it (a content set streamed from it): re
 # exits. An idle server exits by itself after the spec's idle_s.
 SERVER_READY, SERVER_STYLIZE, SERVER_DONE, SERVER_PROGRESS = "ready", "stylize", "done", "progress"
 SERVER_STATUS = "stylize-server-{pid}.json"  # in the work folder, named by the owning process's pid
+VIDEO_SERVER_STATUS = "stylize-video-server-{pid}.json"  # the same, of its video lane (a server of its own)
 
 
 def die_with_parent(sig: int = signal.SIGKILL) -> None:

@@ -167,6 +167,8 @@ class StylizeRecord(_Record):
     # A video's: flicker (models/flicker.py; None where no pixel stood still), frames, fps, has_audio.
     video: dict = Field(default_factory=dict)
     source_suffix: str = ""  # a video's file suffix as uploaded (.mp4, .mov...): ffmpeg reads it by its content
+    # Set by POST /v1/stylizations/{id}/cancel while it runs: its worker stops it at the next heartbeat.
+    cancel_requested_at: datetime | None = None
 
 
 class ExperimentRecord(BaseModel):

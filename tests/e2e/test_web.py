@@ -365,6 +365,22 @@ def test_a_builtin_style_picked_by_its_thumbnail_trains_a_job_with_a_page_of_its
     assert "6 frames at 8.00 fps, 32×32" in caption and "flicker: input" in caption, caption
     page.screenshot(path=str(ARTIFACTS / "job-page.png"), full_page=True)
 
+    # A longer video, cancelled from the page while it runs: it ends cancelled, its button gone.
+    long_clip, wide = tmp_path / "long.mp4", np.asarray(Image.fromarray(skimage.data.coffee()).resize((64, 64)))
+    writer = imageio_ffmpeg.write_frames(str(long_clip), (64, 64), fps=8, codec="libx264", macro_block_size=1)
+    writer.send(None)
+    for t in range(400):
+        writer.send(np.ascontiguousarray(np.roll(wide, t, axis=1)))
+    writer.close()
+    page.set_input_files("#stylize .sb-video", str(long_clip))
+    last = "#own-video figure.video-result:last-of-type"
+    page.wait_for_function(f"document.querySelector('{last} figcaption')?.textContent.includes(', frame ')",
+                           timeout=120_000)
+    page.click(f"{last} .video-cancel")
+    page.wait_for_function(f"document.querySelector('{last} figcaption').textContent === 'video: cancelled'",
+                           timeout=60_000)
+    assert page.locator(f"{last} .video-cancel").count() == 0 and page.locator(f"{last} video").count() == 0
+
     # The jobs table on the index links each job to its page, and shows how it ended.
     page.goto(f"{server}/ui/")
     row = f"#jobs tbody tr[data-job='{job_id}']"

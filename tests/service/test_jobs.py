@@ -230,6 +230,25 @@ def test_a_stylisation_whose_worker_died_is_requeued_then_failed_at_the_limit(jo
     assert request.id not in jobs.active_ids("stylizations")
 
 
+def test_a_cancelled_stylisation_whose_worker_died_is_cancelled_not_run_again(jobs):
+    """The cancel flag outlives the worker that should have acted on it: the sweeper ends the
+    stylisation cancelled, and a delivery of one requeued with the flag does not run it."""
+    from service.core.records import StylizeRecord
+
+    swept, delivered = (jobs.create_stylize(StylizeRecord(id=new_id(), job_id=new_id(), inputs=[], owner="o"))
+                        for _ in range(2))
+    for r in (swept, delivered):
+        assert jobs.start_stylize(r.id, max_attempts=3, stale_after_s=5)[0] == Start.run
+        assert jobs.request_cancel_stylize(r.id, "o").state == JobState.running
+    jobs.update_stylize(swept.id, lambda r: setattr(r, "heartbeat_at", now() - timedelta(minutes=1)))
+    assert jobs.requeue_stylize_if_stale(swept.id, stale_after_s=5, max_attempts=3) is False
+    assert jobs.get_stylize(swept.id).state == JobState.cancelled
+    jobs.update_stylize(delivered.id, lambda r: r.move(JobState.queued))  # as a server's death requeues it
+    decision, record = jobs.start_stylize(delivered.id, max_attempts=3, stale_after_s=5)
+    assert decision == Start.over and record.state == JobState.cancelled and record.attempts == 1
+    assert not {swept.id, delivered.id} & set(jobs.active_ids("stylizations"))
+
+
 def test_stops_for_a_worker_shutdown_do_not_count_against_the_attempt_limit(jobs):
     job = new_job(jobs)
     for attempt in range(1, 6):

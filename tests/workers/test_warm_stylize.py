@@ -4,6 +4,7 @@ limit, the time limit), and the local checkpoint cache."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -218,6 +219,33 @@ def test_a_bad_input_fails_its_request_and_the_server_goes_on(tmp_path, checkpoi
         warm.close()
 
 
+def test_a_playlist_sent_as_a_video_is_refused_by_the_server_itself(tmp_path, checkpoints):
+    """Defence in depth: the API refuses a playlist at upload; one that reaches the stylise server
+    anyway (sent straight to it here) is refused there too, with the reason, and nothing written."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    secret = tmp_path / "private" / "secret.mp4"
+    secret.parent.mkdir()
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i",
+                    "color=c=red:size=48x40:rate=10", "-frames:v", "4", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+                    str(secret)], check=True, capture_output=True)
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "input.mp4").write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:1.0,\n{secret}\n#EXT-X-ENDLIST\n")
+    warm = WarmStylizer(settings_for(tmp_path))
+    try:
+        bad = warm.submit("bad", checkpoint=checkpoints[0][0], digest=checkpoints[0][1],
+                          inputs=[str(folder / "input.mp4")], out_dir=folder, kind="video")
+        assert bad.wait(120) and bad.died is None
+        assert not bad.answer["ok"] and bad.answer["user_error"], bad.answer
+        assert "input.mp4: an HLS playlist" in bad.answer["error"], bad.answer
+        assert sorted(p.name for p in folder.iterdir()) == ["input.mp4"]  # no output, no temporary file
+    finally:
+        warm.close()
+
+
 def test_an_idle_server_exits_and_the_next_request_starts_one(tmp_path, checkpoints):
     warm = WarmStylizer(settings_for(tmp_path, stylize_server_idle_s=1))
     try:
@@ -251,6 +279,192 @@ def test_concurrent_submissions_from_threads_all_get_their_own_answer(tmp_path, 
         assert warm.starts == 1
     finally:
         warm.close()
+
+
+# --- the lanes: videos beside images, the video limits, turns by owner, cancel -------------------
+
+# A video may have at most 160 frames of 64x64, a smaller frame counting as 64x64.
+SMALL = {"max_video_frames": 400, "max_video_frame_pixels": 64 * 64 * 160, "video_pixel_floor": 64 * 64}
+
+
+def make_clip(path: Path, *, size: tuple[int, int] = (64, 64), frames: int = 8, fps: int = 10) -> Path:
+    import subprocess
+
+    import imageio_ffmpeg
+
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    f"testsrc=size={size[0]}x{size[1]}:rate={fps}", "-frames:v", str(frames), "-c:v", "libx264",
+                    "-pix_fmt", "yuv444p", str(path)], check=True, capture_output=True)
+    return path
+
+
+def video(warm: WarmStylizer, tmp_path: Path, name: str, checkpoint: tuple[Path, str], clip: Path):
+    folder = tmp_path / name
+    folder.mkdir()
+    return warm.submit(name, checkpoint=checkpoint[0], digest=checkpoint[1], inputs=[str(clip)], out_dir=folder,
+                       kind="video")
+
+
+def until(predicate, timeout: float = 120, what: str = "it"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_the_video_limits_name_the_limit_and_the_videos_numbers():
+    from workers.stylize_server import video_frame_cap, video_over_limits
+
+    limits = {"max_frames": 400, "max_frame_pixels": 64 * 64 * 160, "pixel_floor": 64 * 64}
+    assert video_frame_cap(16, 16, limits) == (160, "work") and video_frame_cap(1, 1, limits) == (160, "work")
+    assert video_frame_cap(128, 64, limits) == (80, "work")
+    assert video_over_limits(64, 64, 160, limits) is None
+    assert video_over_limits(128, 64, 81, limits) == (
+        "the video has more than 80 frames of 128x64 = 8,192 pixels: over the limit of 655,360 frames x pixels a "
+        "video (CHECKERLESS_MAX_VIDEO_FRAME_PIXELS), which at this size allows 80 frames: send a shorter or smaller one")
+    plenty = {"max_frames": 400, "max_frame_pixels": 10**12, "pixel_floor": 1}
+    assert video_over_limits(8, 8, 401, plenty) == (
+        "the video has more than 400 frames; the limit is 400 frames a video (CHECKERLESS_MAX_VIDEO_FRAMES): "
+        "send a shorter one")
+    assert "allows none" in video_over_limits(2000, 2000, 1, {**plenty, "max_frame_pixels": 10**6})
+
+
+def test_a_video_over_the_work_limit_is_refused_before_any_frame_and_one_at_it_runs(tmp_path, checkpoints):
+    """1-pixel-like frames count as the floor: 161 frames of 16x16 are over 160 x 64x64."""
+    warm = WarmStylizer(settings_for(tmp_path, **SMALL), "video")
+    try:
+        over = video(warm, tmp_path, "over", checkpoints[0], make_clip(tmp_path / "over.mp4", size=(16, 16), frames=161))
+        assert over.wait(120) and over.died is None and not over.answer["ok"] and over.answer["user_error"], over.answer
+        assert over.answer["error"] == (
+            "the video has more than 160 frames of 16x16, each counted as 4,096 pixels, the per-frame floor: over the "
+            "limit of 655,360 frames x pixels a video (CHECKERLESS_MAX_VIDEO_FRAME_PIXELS), which at this size "
+            "allows 160 frames: send a shorter or smaller one")
+        assert over.progress is None and not any((tmp_path / "over").iterdir())  # not a frame stylised, nothing written
+        at = video(warm, tmp_path, "at", checkpoints[0], make_clip(tmp_path / "at.mp4", size=(16, 16), frames=160))
+        assert at.wait(120) and at.answer["ok"], at.answer
+        assert at.answer["outputs"][0]["frames"] == 160 and at.server is over.server  # the server went on
+        status = json.loads((tmp_path / "work" / f"stylize-video-server-{os.getpid()}.json").read_text())
+        assert status["lane"] == "video" and [r["ok"] for r in status["recent"]] == [False, True]
+    finally:
+        warm.close()
+
+
+def test_the_reported_video_of_29970_one_pixel_frames_is_refused_by_the_default_limits(tmp_path, checkpoints):
+    """Issue 25: a 1x1 video of 29,970 frames held the one stylise server for 5.5 minutes."""
+    warm = WarmStylizer(settings_for(tmp_path), "video")
+    try:
+        clip = make_clip(tmp_path / "one.mp4", size=(1, 1), frames=29_970, fps=30)
+        ticket = video(warm, tmp_path, "one", checkpoints[0], clip)
+        assert ticket.wait(120) and ticket.died is None and not ticket.answer["ok"], ticket.answer
+        assert ticket.answer["error"] == ("the video has more than 18,000 frames; the limit is 18,000 frames a video "
+                                          "(CHECKERLESS_MAX_VIDEO_FRAMES): send a shorter one")
+    finally:
+        warm.close()
+
+
+def test_an_image_is_answered_while_a_video_holds_the_video_lane_and_a_killed_video_server_restarts(tmp_path,
+                                                                                                  checkpoints):
+    settings = settings_for(tmp_path, **SMALL)
+    images, videos = WarmStylizer(settings, "images"), WarmStylizer(settings, "video")
+    try:
+        done(request(images, tmp_path, "warm-up", checkpoints[0]))  # the image lane warm, as a worker prestarts it
+        long = video(videos, tmp_path, "long", checkpoints[0], make_clip(tmp_path / "long.mp4", frames=160))
+        until(lambda: long.progress and long.progress["done"] > 0, what="the video's first frames")
+        image = done(request(images, tmp_path, "image", checkpoints[0]))
+        assert not long.wait(0), "the video ended before the image: this test shows nothing"
+        assert image["stats"]["pid"] == images.server.pid != long.server.pid
+        # A cancelled video: its lane's server killed and a fresh one started at once, which serves the next.
+        videos.kill(long, "its video was cancelled", restart=True)
+        assert long.died is not None and long.died.killed_by_us and "cancelled" in long.died.reason
+        assert videos.server is not None and videos.server.pid != long.server.pid
+        short = video(videos, tmp_path, "short", checkpoints[0], make_clip(tmp_path / "short.mp4", size=(32, 32),
+                                                                          frames=6))
+        assert short.wait(120) and short.answer["ok"] and short.answer["outputs"][0]["frames"] == 6, short.answer
+        assert videos.starts == 2 and videos.status()["restarts"]["killed"] == 1
+        assert images.starts == 1  # untouched by the video lane's restart
+    finally:
+        images.close()
+        videos.close()
+
+
+def test_the_video_lane_goes_in_turns_by_owner_and_forgets_those_that_stopped_asking():
+    from workers.warm_stylize import VideoLane
+
+    lane = VideoLane(forget_s=0.5)
+    assert lane.take("a1", "alice")
+    assert not lane.take("a2", "alice") and not lane.take("b1", "bob")  # one video at a time
+    lane.release("a1")
+    assert not lane.take("a2", "alice")  # bob has had no turn yet
+    assert lane.take("b1", "bob")
+    assert not lane.take("a2", "alice")
+    lane.release("b1")
+    assert lane.take("a2", "alice")
+    lane.release("a2")
+    assert lane.take("c1", "carol")  # the lane free and nobody waiting: hers at once
+    lane.release("c1")
+    assert lane.take("a3", "alice") is True and not lane.take("d1", "dave")
+    lane.release("a3")
+    time.sleep(0.6)  # dave stopped asking (cancelled, or taken by another worker): not waited for
+    assert lane.take("a4", "alice")
+
+
+def test_videos_take_turns_by_owner_go_back_untouched_and_a_cancelled_one_frees_the_lane(tmp_path, checkpoints):
+    """run_stylize with the real servers and a local store: while alice's video runs, her second one
+    and bob's go back on the queue (still queued, no attempt); alice's first, cancelled, ends
+    cancelled with the video server restarted; then bob's goes before alice's second."""
+    from service.core.errors import Conflict, NotFound
+    from service.core.jobs import JobStore
+    from service.core.keys import Keys, new_id
+    from service.core.records import JobState, StylizeRecord
+    from workers.supervisor import run_stylize
+    from workers.warm_stylize import LANES, warm_stylizer
+
+    settings = settings_for(tmp_path, heartbeat_s=0.2, **SMALL)
+    store = LocalStore(tmp_path / "store")
+    jobs, job_id = JobStore(store), new_id()
+    store.put_file(Keys.checkpoint(job_id), checkpoints[0][0])
+
+    def clip_request(owner: str, size: tuple[int, int], frames: int) -> str:
+        request_id = new_id()
+        key = Keys.stylize_video_input(request_id)
+        store.put_file(key, make_clip(tmp_path / f"{request_id}.mp4", size=size, frames=frames))
+        jobs.create_stylize(StylizeRecord(id=request_id, owner=owner, job_id=job_id, inputs=[key], kind="video",
+                                          source_suffix=".mp4"))
+        return request_id
+
+    handed: list[str] = []
+    run = lambda i: run_stylize(settings, store, i, requeue=handed.append, hand_back=handed.append)  # noqa: E731
+    try:
+        a1 = clip_request("alice", (64, 64), 160)
+        ended: dict[str, JobState | None] = {}
+        t = threading.Thread(target=lambda: ended.update(a1=run(a1)))
+        t.start()
+        until(lambda: jobs.get_stylize(a1).progress.get("done", 0) > 0, what="alice's first video to run")
+        a2, b1 = clip_request("alice", (16, 16), 4), clip_request("bob", (16, 16), 4)
+        assert run(a2) == JobState.queued and run(b1) == JobState.queued and handed == [a2, b1]
+        assert [jobs.get_stylize(i).attempts for i in (a2, b1)] == [0, 0]
+        with pytest.raises(NotFound):
+            jobs.request_cancel_stylize(a1, "bob")  # another owner's: as if it did not exist
+        server = warm_stylizer(settings, "video").server.pid
+        assert jobs.request_cancel_stylize(a1, "alice").state == JobState.running  # flagged; its worker stops it
+        t.join(60)
+        assert ended["a1"] == JobState.cancelled and jobs.get_stylize(a1).state == JobState.cancelled
+        with pytest.raises(Conflict):
+            jobs.request_cancel_stylize(a1, "alice")
+        lane = warm_stylizer(settings, "video")
+        assert lane.server is not None and lane.server.pid != server and lane.status()["restarts"]["killed"] == 1
+        assert run(a2) == JobState.queued and handed[-1] == a2  # bob has had no turn: his goes first
+        assert run(b1) == JobState.succeeded and run(a2) == JobState.succeeded
+        assert [jobs.get_stylize(i).attempts for i in (a2, b1)] == [1, 1]
+        # A queued one is cancelled at once, and its delivery then does nothing.
+        a3 = clip_request("alice", (16, 16), 4)
+        assert jobs.request_cancel_stylize(a3, "alice").state == JobState.cancelled
+        assert run(a3) == JobState.cancelled and jobs.get_stylize(a3).attempts == 0
+    finally:
+        for lane_name in LANES:
+            warm_stylizer(settings, lane_name).close()
 
 
 # --- the checkpoint cache (no server) -------------------------------------------------------------

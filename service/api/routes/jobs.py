@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from models.stylize_options import COLOR_MODES, DEFAULT_COLORS, DEFAULT_STRENGTH, STRENGTH_RANGE, StylizeOptions
 from service.api.deps import PAGED, CurrentKey, PageDep, Services, ServicesDep, link_next
+from service.api.json_body import JsonBodyRoute
 from service.api.schemas import JobCreate, JobPublic, StylizationPublic
 from service.api.uploads import check_image
 from service.core.builtin_styles import builtin_name, is_builtin
@@ -15,7 +16,7 @@ from service.core.keys import Keys
 from service.core.records import JobRecord, StylizeRecord, measured_by
 from service.core.submit import request_stylize, request_stylize_video, submit_job
 
-router = APIRouter(tags=["jobs"])
+router = APIRouter(tags=["jobs"], route_class=JsonBodyRoute)  # JSON bodies under MAX_JSON_BYTES
 FILES = {"checkpoint": ("application/octet-stream", Keys.checkpoint),
          "report": ("application/json", Keys.report), "preview": ("image/png", Keys.preview),
          # the trained network exported at the job's end (CHECKERLESS_EXPORT_FORMATS)
@@ -180,7 +181,11 @@ def stylize_video(job_id: str, services: ServicesDep, key: CurrentKey, file: Upl
                   colors: ColorsField = None) -> StylizationPublic:
     """Stylise a video frame by frame (queued; poll GET /v1/stylizations/{id} for its progress in frames): the
     result is an mp4 of the same frame count, rate and size with the audio kept, and its flicker. A file ffmpeg
-    cannot read fails the stylisation with the reason. Bodies up to the server's max_video_bytes."""
+    cannot read fails the stylisation with the reason. Bodies up to the server's max_video_bytes. Before any frame
+    is stylised the worker counts the frames: a video over max_video_frames, or over max_video_frame_pixels
+    (frames x pixels, a frame counted at least video_pixel_floor), fails with the limit and its numbers. Videos
+    have a lane of their own in each stylise worker (images never wait behind one), one video at a time, in
+    turns by owner: it stays queued while others' take their turn. POST /v1/stylizations/{id}/cancel stops it."""
     options = stylize_options(style, mix, strength, colors)
     return stylization_public(request_stylize_video(services.jobs, services.queue, key, job_id,
                                                     iter(lambda: file.file.read(1 << 20), b""), file.filename or "",
@@ -194,13 +199,23 @@ def stylization_public(req: StylizeRecord) -> StylizationPublic:
         o.update(req.video)
     return StylizationPublic(id=req.id, job_id=req.job_id, state=req.state, error=req.error, outputs=outputs,
                              kind=req.kind, options=req.options, progress=req.progress or None,
-                             flicker=req.video.get("flicker"))
+                             flicker=req.video.get("flicker"),
+                             cancel_requested=not req.final and req.cancel_requested_at is not None)
 
 
 @router.get("/stylizations/{request_id}", response_model=StylizationPublic)
 def get_stylization(request_id: str, services: ServicesDep, key: CurrentKey) -> StylizationPublic:
     """A stylisation request: its state and, when done, its output images."""
     return stylization_public(services.jobs.get_stylize(request_id, key.scope))
+
+
+@router.post("/stylizations/{request_id}/cancel", status_code=202, response_model=StylizationPublic)
+def cancel_stylization(request_id: str, services: ServicesDep, key: CurrentKey) -> StylizationPublic:
+    """Stop a stylisation. A queued one is cancelled at once; a running one is stopped at its worker's next
+    heartbeat and ends cancelled: a video's stylise server is killed (and a fresh one started for the next
+    video), an image request's answer is dropped (its server goes on with the others' images). 409 if it has
+    already ended; another owner's is a 404."""
+    return stylization_public(services.jobs.request_cancel_stylize(request_id, key.scope))
 
 
 @router.get("/stylizations/{request_id}/outputs/{index}", responses={200: {"content": {"image/png": {}}}})

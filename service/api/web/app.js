@@ -151,7 +151,7 @@ const Checkerless = (() => {
     while (s.state === "queued" || s.state === "running") {
       onProgress(s); await sleep(700); s = await api(`/v1/stylizations/${s.id}`);
     }
-    if (s.state !== "succeeded") throw new Error(s.error || `stylisation ${s.state}`);
+    if (s.state !== "succeeded") throw Object.assign(new Error(s.error || `stylisation ${s.state}`), {state: s.state});
     return s;
   }
 
@@ -229,16 +229,31 @@ const Checkerless = (() => {
     q(".sb-go").addEventListener("click", go);
   }
 
-  // A stylised video: progress while it runs, then the mp4 and its flicker beside the input's.
+  // A stylised video: progress while it runs (and a button to cancel it), then the mp4 and its
+  // flicker beside the input's.
   async function showVideo(out, started, label) {
     out.insertAdjacentHTML("beforeend", `<figure class="video-result"><div class="bar"><div style="width:0%"></div></div>
-      <figcaption class="muted">video: queued</figcaption></figure>`);
-    const fig = out.lastElementChild, cap = fig.querySelector("figcaption");
-    const s = await finished(started, r => {
-      const p = r.progress ?? {};
-      if (p.total) fig.querySelector(".bar > div").style.width = `${100 * p.done / p.total}%`;
-      cap.textContent = `video: ${r.state}${p.total ? `, frame ${p.done} of ${p.total}` : ""}`;
+      <figcaption class="muted">video: queued</figcaption>
+      <button type="button" class="secondary video-cancel">cancel</button></figure>`);
+    const fig = out.lastElementChild, cap = fig.querySelector("figcaption"), cancel = fig.querySelector(".video-cancel");
+    // Queued: cancelled at once; running: its worker stops it at the next heartbeat (the poll below sees it end).
+    cancel.addEventListener("click", async () => {
+      cancel.disabled = true;
+      try { await api(`/v1/stylizations/${started.id}/cancel`, {method: "POST"}); cap.textContent = "video: cancelling…"; }
+      catch (err) { cap.textContent = err.message; cancel.disabled = false; }
     });
+    let s;
+    try {
+      s = await finished(started, r => {
+        const p = r.progress ?? {};
+        if (p.total) fig.querySelector(".bar > div").style.width = `${100 * p.done / p.total}%`;
+        cap.textContent = `video: ${r.cancel_requested ? "cancelling" : r.state}${p.total ? `, frame ${p.done} of ${p.total}` : ""}`;
+      });
+    } catch (err) {
+      if (err.state !== "cancelled") throw err;
+      cap.textContent = "video: cancelled";
+      return;
+    } finally { cancel.remove(); }
     fig.querySelector(".bar > div").style.width = "100%";
     const r = await authFetch(s.outputs[0].url);
     if (!r.ok) throw new Error(`${s.outputs[0].url}: ${r.status}`);
