@@ -9,8 +9,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-# Training on two cores: keep torch from oversubscribing them in tests.
+# Training on two cores: keep torch from oversubscribing them in tests (scripts/test.sh runs
+# two pytest-xdist workers with one thread each).
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+# The Redis databases tests/service flush as their own, one per pytest-xdist worker (gw0, gw1,
+# ...; none is gw0); tests/e2e claim others (tests/e2e/conftest.py, REDIS_DBS).
+SERVICE_REDIS_DBS = (14, 9, 8, 7)
+
+
+def service_redis_db() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return SERVICE_REDIS_DBS[int(worker.removeprefix("gw")) % len(SERVICE_REDIS_DBS)]
 
 
 def _atomic_conditional_puts() -> None:

@@ -155,7 +155,8 @@ def test_ctrl_c_stops_cleanly_with_a_checkpoint_and_resume_goes_on(tmp_path, pho
     (photo_dir / "notes.txt").write_text("not an image")
     proc = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "train", "ihc", "--content", str(photo_dir), "--steps", "500",
-         *TINY, "--checkpoint-every", "1", "--out", str(tmp_path), "--json"],
+         *TINY, "--checkpoint-every", "1", "--out", str(tmp_path), "--json",
+         "--compile", "off"],  # a long run would compile first: minutes of this test on a small CPU
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     import signal
     import time
@@ -190,7 +191,7 @@ def test_bench_reports_ratios_against_the_baseline_measured_in_the_same_run():
 
 @pytest.mark.slow
 def test_bench_end_to_end_times_whole_training_processes():
-    p = cli("bench", "--end-to-end", "--size", "32", "--batch", "1", "--steps", "1", "--json")
+    p = cli("bench", "--end-to-end", "--size", "32", "--batch", "1", "--steps", "1", "--repeats", "1", "--json")
     assert p.returncode == 0, p.stderr
     rows = {r["variant"]: r for r in json.loads(p.stdout)["rows"]}
     assert set(rows) == {"reference", "train --compile off", "train --compile on"}

@@ -287,6 +287,7 @@ def bench(
     tile: Annotated[int, typer.Option(help="With --tiling: the tile size in pixels.")] = 512,
     infer_sizes: Annotated[str, typer.Option(help="With --reference: the inference image sides, separated by spaces.")] = "256 512 1024",
     end_to_end: Annotated[bool, typer.Option("--end-to-end", help="Instead: `checkerless train` as whole processes against the recipe; the marginal time per step between --steps and 3x --steps runs.")] = False,
+    repeats: Annotated[int, typer.Option(help="With --end-to-end: runs of each variant and length, alternated (the median is reported).", min=1, max=20)] = 2,
     stylize: Annotated[Optional[str], typer.Option("--stylize", metavar="WxH", help="Instead: stylise scikit-image's photos (chelsea, astronaut, coffee) cropped and resized to WxH (e.g. 1024x768), as `checkerless stylize` does, at --precision and at 32 (the baseline), alternated; median ms, ratio to fp32, PSNR against fp32.")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(help="With --stylize: a trained checkpoint (default: an untrained resize-nearest network: the same arithmetic, so the same speed; its PSNR says little).")] = None,
     precision: Annotated[str, typer.Option("--precision", metavar="[auto|32|bf16]", callback=check_precision_option, help="Arithmetic of the timed runs: bf16 (bf16 autocast), 32, or auto: bf16 where this machine has bf16 matrix units, else 32. With --reference: adds the bf16 variants when bf16.")] = "auto",
@@ -298,7 +299,7 @@ def bench(
     from models.vocabulary import decoder_label, parse_decoder
 
     if end_to_end:
-        return _bench_end_to_end(size=size, batch=batch, short=steps, as_json=as_json)
+        return _bench_end_to_end(size=size, batch=batch, short=steps, repeats=repeats, as_json=as_json)
     accelerator = resolve_accelerator(device)
     resolved = resolve_precision(precision, accelerator)
     if stylize:
@@ -329,15 +330,15 @@ def bench(
     out.print(table)
 
 
-def _bench_end_to_end(*, size: int, batch: int, short: int, as_json: bool) -> None:
+def _bench_end_to_end(*, size: int, batch: int, short: int, repeats: int, as_json: bool) -> None:
     from service.cli.train_bench import end_to_end
 
-    rows = end_to_end(short=short, long=3 * short, size=size, batch=batch)
+    rows = end_to_end(short=short, long=3 * short, size=size, batch=batch, repeats=repeats)
     if as_json:
         print(json.dumps({"size": size, "batch": batch, "rows": [r.as_dict() for r in rows]}, indent=2))
         return
     table = Table("variant", f"{short} steps s", f"{3 * short} steps s", "s per step", "start-up s", "x reference",
-                  title=f"whole processes on the CPU, {size} px, batch {batch}; median of 2, alternated",
+                  title=f"whole processes on the CPU, {size} px, batch {batch}; median of {repeats}, alternated",
                   title_justify="left")
     for r in rows:
         table.add_row(r.variant, f"{r.short_s:.1f}", f"{r.long_s:.1f}", f"{r.step_s:.3f}", f"{r.startup_s:.1f}",

@@ -19,7 +19,7 @@ import redis
 # Ours alone: flushed before and after, the shared server's other databases untouched. Test
 # sessions run side by side (several people on one machine) each claim one of these, so none
 # takes another's messages or flushes them away.
-REDIS_DBS = (15, 12, 11, 10, 13)  # not 14: tests/service use that one
+REDIS_DBS = (15, 12, 11, 10, 13)  # not tests/conftest.py's SERVICE_REDIS_DBS
 CLAIM = "checkerless-e2e-session"
 ROOT = Path(__file__).resolve().parents[2]
 

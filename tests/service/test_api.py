@@ -20,7 +20,9 @@ from service.core.queue import JobQueue, make_celery
 from service.core.records import JobState
 from service.core.settings import Settings
 
-REDIS_DB = 14  # ours alone: flushed before and after
+from tests.conftest import service_redis_db
+
+REDIS_DB = service_redis_db()  # ours alone: flushed before and after
 
 
 @pytest.fixture

@@ -19,7 +19,9 @@ from service.core.keys import Keys
 from service.core.records import JobState
 from service.core.settings import Settings
 
-REDIS_DB = 14
+from tests.conftest import service_redis_db
+
+REDIS_DB = service_redis_db()
 OPEN = {("/v1/health", "get"), ("/v1/ready", "get"), ("/v1/decoders", "get"), ("/v1/downsamples", "get"),
         ("/v1/builtin-styles", "get"),
         ("/v1/builtin-styles/{name}/thumbnail", "get")}

@@ -12,6 +12,8 @@ from service.core.keys import new_id
 from service.core.records import ExperimentRecord, JobRecord, JobState
 from service.core.settings import Settings
 
+from tests.conftest import service_redis_db
+
 EQ = {"eq_t1": 31.5, "eq_t2": 36.0, "eq_t3": 31.9, "eq_t4": 44.2}
 NEW_ROWS = [{"step": 0, "artifact_p2": 14.6, "artifact_p4": 5.5, "artifact_p8": -3.1, **EQ, "style_distance": 4.2e6,
              "content_distance": 1.2e5},
@@ -29,7 +31,7 @@ def job(owner: str, rows: list[dict]) -> JobRecord:
 
 
 def test_jobs_and_experiments_give_every_measure_and_say_what_measured_the_distances(tmp_path):
-    app = create_app(Settings(data_dir=tmp_path / "data", broker_url="redis://127.0.0.1:6379/14"))
+    app = create_app(Settings(data_dir=tmp_path / "data", broker_url=f"redis://127.0.0.1:6379/{service_redis_db()}"))
     services = app.state.services
     key, token = services.keys.create(name="test")
     measured, middle, older = (services.jobs.create(job(key.owner, rows)) for rows in (NEW_ROWS, MIDDLE_ROWS, OLD_ROWS))
