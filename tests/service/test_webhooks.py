@@ -42,6 +42,7 @@ def receiver():
     ("http://[64:ff9b:1::7f00:1]/x", "IPv4 127.0.0.1"),  # NAT64, local use
     ("http://[2002:a9fe:a9fe::]/x", "IPv4 169.254.169.254"),  # 6to4
     ("http://[::ffff:127.0.0.1]/x", "not a public address"),  # IPv4-mapped
+    ("http://[2001:0:4136:e378:8000:63bf:f5ff:fffe]/x", "not a public address"),  # Teredo, client 10.0.0.1
     ("ftp://example.com/x", "http or https"),
     ("not a url", "http or https"),
 ])
