@@ -238,15 +238,7 @@ class JobStore:
     def request_cancel(self, job_id: str, scope: str | None = None) -> JobRecord:
         """A queued job is cancelled at once; a running one is flagged, and its supervisor
         stops it at its next heartbeat."""
-        def change(r: JobRecord) -> None:
-            _visible(r, scope, f"no job {job_id!r}")
-            if r.final:
-                raise Conflict(f"job {job_id} has already {r.state.value}")
-            r.cancel_requested_at = r.cancel_requested_at or now()
-            if r.state == JobState.queued:
-                r.move(JobState.cancelled)
-
-        record = self.update(job_id, change)
+        record = self.update(job_id, lambda r: _ask_to_cancel(r, scope, "job", job_id))
         self._finished(JOBS, record)
         return record
 
@@ -551,15 +543,7 @@ class JobStore:
     def request_cancel_stylize(self, request_id: str, scope: str | None = None) -> StylizeRecord:
         """A queued stylisation is cancelled at once; a running one is flagged, and its worker
         stops it at its next heartbeat (workers/supervisor.py run_stylize)."""
-        def change(r: StylizeRecord) -> None:
-            _visible(r, scope, f"no stylization {request_id!r}")
-            if r.final:
-                raise Conflict(f"stylization {request_id} has already {r.state.value}")
-            r.cancel_requested_at = r.cancel_requested_at or now()
-            if r.state == JobState.queued:
-                r.move(JobState.cancelled)
-
-        return self.update_stylize(request_id, change)
+        return self.update_stylize(request_id, lambda r: _ask_to_cancel(r, scope, "stylization", request_id))
 
     def start_stylize(self, request_id: str, *, max_attempts: int, stale_after_s: float) -> tuple[Start, StylizeRecord | None]:
         decision = [Start.run]
@@ -628,6 +612,17 @@ class JobStore:
         except NotFound:
             return False
         return requeued[0]
+
+
+def _ask_to_cancel(r: JobRecord | StylizeRecord, scope: str | None, what: str, record_id: str) -> None:
+    """A cancel, for jobs and stylisations alike: a queued one ends at once, a running one is
+    flagged for its worker; a finished one is a conflict."""
+    _visible(r, scope, f"no {what} {record_id!r}")
+    if r.final:
+        raise Conflict(f"{what} {record_id} has already {r.state.value}")
+    r.cancel_requested_at = r.cancel_requested_at or now()
+    if r.state == JobState.queued:
+        r.move(JobState.cancelled)
 
 
 def _visible(record: R, scope: str | None, missing: str) -> R:

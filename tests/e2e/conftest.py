@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -160,6 +162,33 @@ def api(service_env, tmp_path_factory) -> httpx.Client:
     client.close()
     proc.terminate()
     proc.wait(timeout=30)
+
+
+@contextmanager
+def bare_api(data_dir: Path, *, timeout: float) -> Iterator[tuple[httpx.Client, int]]:
+    """The API alone under uvicorn on the embedded defaults (a local store in `data_dir`), for
+    tests that measure its process: (a client with a key, the API's pid)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")}
+    env["CHECKERLESS_DATA_DIR"] = str(data_dir)
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "service.api.main:create_app", "--factory",
+                             "--port", str(port), "--log-level", "warning"], cwd=ROOT, env=env)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=timeout,
+                          headers={"X-API-Key": api_key({"CHECKERLESS_DATA_DIR": str(data_dir)})})
+
+    def up() -> bool:
+        try:
+            return client.get("/v1/health").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(up, timeout=60, what="the API")
+        yield client, proc.pid
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def api_key(env: dict[str, str], **key) -> str:

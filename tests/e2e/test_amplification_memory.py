@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import io
 import math
-import os
-import subprocess
-import sys
 
-import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
 from service.api.schemas import MAX_JSON_BYTES
 from service.core.settings import Settings
-from tests.e2e.conftest import ROOT, api_key, free_port, wait_for
+from tests.e2e.conftest import bare_api
 
 pytestmark = pytest.mark.slow
 MB = 1024 * 1024
@@ -34,25 +30,8 @@ def status_kb(pid: int, field: str) -> int:
 
 @pytest.fixture
 def api(tmp_path):
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")}
-    env["CHECKERLESS_DATA_DIR"] = str(tmp_path / "data")
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "service.api.main:create_app", "--factory",
-                             "--port", str(port), "--log-level", "warning"], cwd=ROOT, env=env)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300,
-                          headers={"X-API-Key": api_key({"CHECKERLESS_DATA_DIR": env["CHECKERLESS_DATA_DIR"]})})
-
-    def up() -> bool:
-        try:
-            return client.get("/v1/health").status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(up, timeout=60, what="the API")
-    yield client, proc.pid
-    client.close()
-    proc.terminate()
-    proc.wait(timeout=30)
+    with bare_api(tmp_path / "data", timeout=300) as (client, pid):
+        yield client, pid
 
 
 def png(img: Image.Image) -> bytes:

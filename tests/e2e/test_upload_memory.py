@@ -4,17 +4,13 @@ around the hostile uploads, grows by less than 100 MB. A real uvicorn process on
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
 import zipfile
 
-import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.e2e.conftest import ROOT, api_key, free_port, wait_for
+from tests.e2e.conftest import bare_api
 from tests.zips import bomb, zip_of
 
 MB = 1024 * 1024
@@ -28,25 +24,8 @@ def peak_rss(pid: int) -> int:
 
 @pytest.fixture
 def api(tmp_path):
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")}
-    env["CHECKERLESS_DATA_DIR"] = str(tmp_path / "data")
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "service.api.main:create_app", "--factory",
-                             "--port", str(port), "--log-level", "warning"], cwd=ROOT, env=env)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120,
-                          headers={"X-API-Key": api_key({"CHECKERLESS_DATA_DIR": env["CHECKERLESS_DATA_DIR"]})})
-
-    def up() -> bool:
-        try:
-            return client.get("/v1/health").status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(up, timeout=60, what="the API")
-    yield client, proc.pid
-    client.close()
-    proc.terminate()
-    proc.wait(timeout=30)
+    with bare_api(tmp_path / "data", timeout=120) as (client, pid):
+        yield client, pid
 
 
 def test_bombs_do_not_raise_the_apis_peak_memory(api):
