@@ -114,7 +114,8 @@ def start_sweeper(sender=None, **_) -> None:
         store = open_store(settings)
         while not _stop.wait(max(1.0, settings.stale_after_s / 3)):
             try:
-                sweep(settings, store, send_train=send_train, send_stylize=send_stylize)
+                sweep(settings, store, send_train=send_train, send_stylize=send_stylize,
+                      train_queue_empty=lambda: queue.depths()[TRAIN_QUEUE] == 0)
                 if send_validate is not None:
                     sweep_content_sets(settings, store, send_validate)
             except Exception:  # noqa: BLE001 - a store or broker hiccup must not kill the sweeper

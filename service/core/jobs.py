@@ -355,6 +355,24 @@ class JobStore:
             return False
         return requeued[0]
 
+    def claim_resend(self, job_id: str, *, after_s: float) -> bool:
+        """The sweeper's claim on a queued job whose message looks lost (sent more than after_s
+        ago): True for exactly one sweeper, which then sends it again."""
+        claimed = [False]
+
+        def change(r: JobRecord) -> None:
+            claimed[0] = False
+            if r.state != JobState.queued or (now() - r.sent_at).total_seconds() <= after_s:
+                raise Skip
+            r.resent_at = now()
+            claimed[0] = True
+
+        try:
+            self.update(job_id, change)
+        except NotFound:
+            return False
+        return claimed[0]
+
     # --- styles and content sets ----------------------------------------------------------
 
     def style_meta(self, style_id: str, scope: str | None = None) -> dict:

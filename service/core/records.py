@@ -97,6 +97,7 @@ class _Record(BaseModel):
 class JobRecord(_Record):
     started_at: datetime | None = None
     requeued_at: datetime | None = None  # when it last went back on the queue
+    resent_at: datetime | None = None  # when the sweeper last sent its message again (lost, it judged)
     cancel_requested_at: datetime | None = None
     config: dict  # models.config.TrainConfig as a dict
     style_id: str  # the first style (the only one before jobs had several)
@@ -140,6 +141,11 @@ class JobRecord(_Record):
     def quality_measure(self) -> str | None:
         """What measured the latest distances (measured_by); None before any were measured."""
         return measured_by(self.artifacts)
+
+    @property
+    def sent_at(self) -> datetime:
+        """When its message was last sent: made, requeued or sent again by the sweeper."""
+        return max(t for t in (self.created_at, self.requeued_at, self.resent_at) if t is not None)
 
     @property
     def counted_attempts(self) -> int:

@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     checkpoint_every: int | None = Field(None, ge=1)  # operator's default; None: the training config's
     heartbeat_s: float = Field(2.0, gt=0)  # how often a running job's record is refreshed
     stale_after_s: float = Field(30.0, gt=0)  # a running job not refreshed for this long is requeued
+    # A job queued this long while the train queue holds no message is sent again: its message
+    # was lost (a refused publish after a requeue, a broker that lost its data). A duplicate is
+    # harmless (a delivery starts a job only while it is queued), so this only bounds the wait.
+    resend_queued_after_s: float = Field(600.0, gt=0)
     cancel_grace_s: float = Field(20.0, ge=0)  # after the cancel flag, before SIGTERM (and again to SIGKILL)
     stylize_time_limit_s: int = Field(600, gt=0)  # a stylisation still running after this fails
     # Videos (POST /v1/jobs/{id}/stylize-video): the largest upload, and the longest stylisation.

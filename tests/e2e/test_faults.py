@@ -12,6 +12,7 @@ import threading
 import time
 
 import pytest
+import redis
 import skimage.data
 from PIL import Image
 
@@ -116,6 +117,22 @@ def wait_step(api, job_id: str, step: int, timeout: float = 180) -> dict:
 def wait_end(api, job_id: str, timeout: float = 300) -> dict:
     return wait_for(lambda: (j := job(api, job_id))["state"] in ("succeeded", "failed", "cancelled") and j,
                     timeout=timeout, what=f"job {job_id} to end")
+
+
+def test_a_job_whose_message_the_broker_lost_is_sent_again_and_finishes(api, start_worker, queue, redis_url,
+                                                                       style_id):
+    # First in this module, so no worker has started: the job's message waits in Redis, where
+    # it is lost as a Redis restarted without its data loses it.
+    j = submit(api, style_id, steps=2)
+    assert queue.depths()["train"] == 1
+    redis.Redis.from_url(redis_url).delete("train")
+    assert queue.depths()["train"] == 0
+    w = start_worker(CHECKERLESS_RESEND_QUEUED_AFTER_S="1")
+    try:
+        assert wait_end(api, j["id"])["state"] == "succeeded"
+        assert f"job {j['id']}: queued for 1 s with no message in the queue; sent again" in w.log.read_text()
+    finally:
+        w.stop()  # the module's other tests run on `worker`, through the proxy
 
 
 def test_a_killed_training_child_is_retried_from_its_checkpoint(api, worker, style_id):

@@ -1,15 +1,21 @@
-"""The supervisor's decisions that need no child process, on a local store."""
+"""The supervisor's decisions that need no child process, on a local store; the sweeper's
+with the real Redis as its broker."""
 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
+
+import redis
 
 from service.core.jobs import JobStore
 from service.core.keys import new_id
-from service.core.records import JobRecord, JobState
+from service.core.queue import TRAIN_QUEUE, TRAIN_TASK, JobQueue, make_celery
+from service.core.records import JobRecord, JobState, now
 from service.core.settings import Settings
 from service.core.storage import LocalStore
-from workers.supervisor import drain_marker, run_train_job
+from tests.conftest import service_redis_db
+from workers.supervisor import drain_marker, run_train_job, sweep
 
 
 def setup(tmp_path):
@@ -50,3 +56,43 @@ def test_an_attempt_removes_its_own_folder_and_not_the_one_that_took_over(tmp_pa
     (taken_over / "spec.json").write_text("{}")
     assert run_train_job(settings, store, job.id, worker="w", requeue=[].append) == JobState.failed  # style gone
     assert (taken_over / "spec.json").exists() and not (settings.work_dir / job.id / "attempt-1").exists()
+
+
+def test_a_requeue_whose_publish_was_refused_is_sent_again_once_the_queue_is_empty(tmp_path):
+    # The real Redis (a database of this test worker's own) as the broker, and a broker nobody
+    # answers at as the one that refuses the first publish.
+    settings, store, jobs, job = setup(tmp_path)
+    settings = settings.model_copy(update={"resend_queued_after_s": 60})
+    url = f"redis://127.0.0.1:6379/{service_redis_db()}"
+    redis.Redis.from_url(url).flushdb()
+    broker, refusing = (JobQueue(make_celery(Settings(broker_url=u))) for u in (url, "redis://127.0.0.1:1/0"))
+    jobs.start_attempt(job.id, worker="w", max_attempts=3, stale_after_s=4)
+    jobs.update(job.id, lambda r: setattr(r, "heartbeat_at", now() - timedelta(minutes=1)))  # its worker died
+
+    def sweep_with(queue: JobQueue) -> list[str]:
+        return sweep(settings, store, send_train=lambda i: queue.send(TRAIN_TASK, i),
+                     train_queue_empty=lambda: broker.depths()[TRAIN_QUEUE] == 0)
+
+    assert sweep_with(refusing) == []  # requeued, and its message refused: queued with none
+    assert jobs.get(job.id).state == JobState.queued and broker.depths()[TRAIN_QUEUE] == 0
+    assert sweep_with(broker) == []  # too soon to call the message lost
+
+    def later(job_id: str) -> None:  # as if 61 s had passed since its message was sent
+        def back(r: JobRecord) -> None:
+            for field in ("created_at", "requeued_at", "resent_at"):
+                if getattr(r, field) is not None:
+                    setattr(r, field, getattr(r, field) - timedelta(seconds=61))
+        jobs.update(job_id, back)
+
+    later(job.id)
+    assert sweep_with(broker) == [job.id] and broker.depths()[TRAIN_QUEUE] == 1
+    assert sweep_with(broker) == []  # sent again just now
+
+    # A queue that holds messages is a queue that is long, not one that lost them: nothing is sent.
+    other = jobs.create(JobRecord(id=new_id(), config={"decoder": "deconv", "steps": 10}, style_id=new_id(), steps=10))
+    later(other.id)
+    assert sweep_with(broker) == [] and broker.depths()[TRAIN_QUEUE] == 1
+    redis.Redis.from_url(url).flushdb()  # the broker lost its data: both are sent again
+    later(job.id)
+    assert sorted(sweep_with(broker)) == sorted([job.id, other.id]) and broker.depths()[TRAIN_QUEUE] == 2
+    redis.Redis.from_url(url).flushdb()
