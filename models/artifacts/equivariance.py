@@ -46,20 +46,18 @@ def shift_equivariance(net: Callable[[torch.Tensor], torch.Tensor], photos: torc
     if side <= 2 * top + 4:
         raise ValueError(f"images must be larger than {2 * top + 4} pixels a side for shifts up to {top}")
     margin = min(margin, (side - top) // 4)
-    scores: dict[int, float] = {}
-    for s in shifts:
-        sq = []
-        for axis in (-1, -2):
-            n = photos.shape[axis] - top  # both crops have this length
-            base = net(photos.narrow(axis, 0, n)).clamp(0, PEAK)  # f(x)
-            moved = net(photos.narrow(axis, s, n)).clamp(0, PEAK)  # f(shift_s(x)): content s pixels earlier
-            # f(shift_s(x))[j] should equal f(x)[j + s]; compare away from the borders.
-            a = moved.narrow(axis, margin, n - 2 * margin - s)
-            b = base.narrow(axis, margin + s, n - 2 * margin - s)
-            # ...and away from the other axis's borders too.
-            other = -2 if axis == -1 else -1
-            m = photos.shape[other]
-            a, b = a.narrow(other, margin, m - 2 * margin), b.narrow(other, margin, m - 2 * margin)
-            sq.append(float((a.float() - b.float()).pow(2).mean()))
-        scores[s] = _psnr(sum(sq) / len(sq))
-    return scores
+    sq: dict[int, list[float]] = {s: [] for s in shifts}
+    for axis in (-1, -2):
+        n = photos.shape[axis] - top  # every crop has this length
+        # f(x) and f(shift_s(x)) for every s in one batch: the network runs once per axis.
+        crops = torch.cat([photos.narrow(axis, s, n) for s in (0, *shifts)])
+        base, *moved = net(crops).clamp(0, PEAK).split(photos.shape[0])
+        other = -2 if axis == -1 else -1
+        m = photos.shape[other]
+        for s, out in zip(shifts, moved):
+            # f(shift_s(x))[j] should equal f(x)[j + s] (its content s pixels earlier); compare
+            # away from the borders of both axes.
+            a = out.narrow(axis, margin, n - 2 * margin - s).narrow(other, margin, m - 2 * margin)
+            b = base.narrow(axis, margin + s, n - 2 * margin - s).narrow(other, margin, m - 2 * margin)
+            sq[s].append(float((a.float() - b.float()).pow(2).mean()))
+    return {s: _psnr(sum(v) / len(v)) for s, v in sq.items()}
