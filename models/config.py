@@ -47,6 +47,11 @@ MAX_STABILITY_WEIGHT = 1e6
 # The stability loss's light noise: Gaussian, this standard deviation on the 0..255 scale
 # (about the noise of a video frame's compression).
 STABILITY_NOISE_STD = 2.0
+# The stability loss's shift (models/losses.py stability_loss): "one", the input moved one
+# pixel diagonally at every step; "subgrid", moved by a shift drawn at each step from seed and
+# step, 0 to 3 pixels on each axis (not both 0): every shift that the residual blocks' grid,
+# four pixels apart, does not make equivariant by construction.
+STABILITY_SHIFTS = ("one", "subgrid")
 # Stylising: an image whose untiled pass would take more than this is run in tiles
 # (models/tiling.py); the CLI's --memory-budget and the worker's setting default to it.
 STYLIZE_MEMORY_BUDGET_GIB = 2.0
@@ -56,7 +61,8 @@ STYLIZE_MEMORY_BUDGET_GIB = 2.0
 # the setting existed, not today's default, so an old checkpoint loads as the network it was
 # (every downsampling kind has the same weights: stride-conv read as blur-stride would load
 # silently and compute something else) and resumes with the loss it trained with.
-STORED_FALLBACKS = {"downsample": "stride-conv", "loss_pooling": "max", "stability_weight": 0.0, "precision": "32"}
+STORED_FALLBACKS = {"downsample": "stride-conv", "loss_pooling": "max", "stability_weight": 0.0,
+                    "stability_shift": "one", "precision": "32"}
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,7 @@ class TrainConfig:
     downsample: str = "blur-stride"  # the encoder's two x1/2 stages: one name, or one per stage
     loss_pooling: str = "max"  # the loss network's pooling: "max" (VGG's) or "avg"
     stability_weight: float = 1000.0  # weight of the stability loss (0: off; models/losses.py)
+    stability_shift: str = "one"  # which shifts the stability loss asks equivariance for (STABILITY_SHIFTS)
     # auto: bf16 autocast where the machine has bf16 matrix units, else fp32 (models/hardware.py)
     precision: str = "auto"
 
@@ -89,6 +96,8 @@ class TrainConfig:
         object.__setattr__(self, "downsample", downsample_label(parse_downsample(self.downsample)))
         if self.loss_pooling not in LOSS_POOLINGS:
             raise ValueError(f"unknown loss pooling {self.loss_pooling!r}; valid: {', '.join(LOSS_POOLINGS)}")
+        if self.stability_shift not in STABILITY_SHIFTS:
+            raise ValueError(f"unknown stability shift {self.stability_shift!r}; valid: {', '.join(STABILITY_SHIFTS)}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         sw = self.stability_weight

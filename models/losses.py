@@ -68,22 +68,24 @@ def perceptual_loss(loss_net: LossNetwork, output: torch.Tensor, *, content_targ
 
 
 def stability_loss(net: nn.Module, content: torch.Tensor, *, noise: torch.Tensor,
-                   output: torch.Tensor | None = None) -> torch.Tensor:
+                   output: torch.Tensor | None = None, shift: tuple[int, int] = (1, 1)) -> torch.Tensor:
     """How much the network's output moves when its input barely does: a training term that
     lowers flicker in stylised video without optical flow (the idea of Gupta et al. 2017 and
     of the "stability" losses after them, in its simplest form). With y = net(x), on 0..255:
 
-        shift = mean over the overlap of (y[..., 1:, 1:] - net(x[..., 1:, 1:]))^2
-                (the input shifted by one pixel up and left, by cropping its first row and
-                column: a shift-equivariant network gives the shifted output)
+        shift = mean over the overlap of (y[..., dy:, dx:] - net(x[..., dy:, dx:]))^2
+                (the input shifted up by dy and left by dx pixels, `shift` = (dy, dx), by
+                cropping its first rows and columns: a shift-equivariant network gives the
+                shifted output)
         noise = mean of (net(x + n) - y)^2, n the given noise (training draws it Gaussian,
                 STABILITY_NOISE_STD in models/config.py, seeded by seed and step)
         stability_loss = shift + noise
 
-    0 for a network that is exactly shift-equivariant (for one-pixel shifts) and ignores the
+    0 for a network that is exactly shift-equivariant (for that shift) and ignores the
     noise; squared 0..255 units, so its weight (TrainConfig.stability_weight) reads against
     the pixel scale, not the loss network's. `output` is y when the caller already has it."""
     y = net(content) if output is None else output
-    shift = F.mse_loss(y[..., 1:, 1:], net(content[..., 1:, 1:]))
+    dy, dx = shift
+    shifted = F.mse_loss(y[..., dy:, dx:], net(content[..., dy:, dx:]))
     noisy = F.mse_loss(net(content + noise), y)
-    return shift + noisy
+    return shifted + noisy
