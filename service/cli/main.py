@@ -44,11 +44,13 @@ def _add_subcommands() -> None:
     from service.cli.serve import jobs_app, serve, worker
     from service.cli.stylebench import stylebench
     from service.cli.stylize import stylize, stylize_video
+    from service.cli.usage import usage_app
 
     app.add_typer(artifacts_app, name="artifacts")
     app.add_typer(content_sets_app, name="content-sets")
     app.add_typer(jobs_app, name="jobs")
     app.add_typer(keys_app, name="keys")
+    app.add_typer(usage_app, name="usage")
     app.command()(serve)
     app.command()(worker)
     app.command()(loadtest)

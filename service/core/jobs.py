@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from enum import Enum
@@ -20,12 +18,13 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
-from service.core import webhooks
+from service.core import cas, usage, webhooks
+from service.core.cas import Skip
 from service.core.content_sets import ContentSetRecord, ContentSetState, Manifest
 from service.core.errors import Conflict, LostLease, NotFound
 from service.core.keys import Keys, check_id
 from service.core.records import Attempt, ExperimentRecord, JobRecord, JobState, StylizeRecord, now
-from service.core.storage import ObjectNotFound, ObjectStore, VersionConflict
+from service.core.storage import ObjectNotFound, ObjectStore
 
 log = logging.getLogger(__name__)
 R = TypeVar("R", bound=BaseModel)
@@ -34,10 +33,6 @@ EXPERIMENTS = "experiments"  # with JOBS, the kinds of the list index
 READERS = 16  # records of one page read at once (S3 answers each GET in milliseconds)
 WALK_PAGE = 1000  # index entries per listing when every record is wanted
 CURVE_POINTS = 200  # the loss curve in a record keeps about this many rows
-
-
-class Skip(Exception):
-    """Raised by a change that finds nothing to do: the record is left as it is."""
 
 
 class Start(str, Enum):
@@ -57,27 +52,10 @@ class JobStore:
     # --- the compare-and-set loop ---------------------------------------------------------
 
     def _read(self, key: str, model: type[R], what: str) -> tuple[R, str]:
-        try:
-            data, version = self.store.get_versioned(key)
-        except ObjectNotFound:
-            raise NotFound(f"no {what}") from None
-        return model.model_validate_json(data), version
+        return cas.read(self.store, key, model, what)
 
     def _update(self, key: str, model: type[R], change: Callable[[R], None], what: str) -> R:
-        for attempt in range(100):
-            record, version = self._read(key, model, what)
-            try:
-                change(record)
-            except Skip:
-                return record
-            record.version += 1
-            try:
-                self.store.put_if(key, record.model_dump_json().encode(), version=version,
-                                  content_type="application/json")
-                return record
-            except VersionConflict:
-                time.sleep(random.uniform(0, 0.01 * min(attempt + 1, 10)))  # another writer won; again
-        raise Conflict(f"{what} is being changed by too many writers at once; try again")
+        return cas.update(self.store, key, model, change, what)
 
     def _list(self, prefix: str, name: str, model: type[R]) -> list[R]:
         """Every record under `prefix`, newest first: every key listed, every record read."""
@@ -100,7 +78,7 @@ class JobStore:
         return [r for r in found if r is not None]
 
     def _create(self, key: str, record: BaseModel) -> None:
-        self.store.put_if(key, record.model_dump_json().encode(), version=None, content_type="application/json")
+        cas.create(self.store, key, record)
 
     # --- the list index -------------------------------------------------------------------
     # One empty marker per job and experiment (service/core/keys.py, Keys.index_*), named so
@@ -220,6 +198,7 @@ class JobStore:
         """The job's record, checkpoint, report, panel, and every stylisation made with it."""
         record = self.get(job_id)
         self.store.delete(Keys.active(JOBS, job_id))
+        usage.release(self.store, record.owner, [job_id])
         deleted = self.store.delete_prefix(Keys.job_prefix(job_id))
         self._unindex(JOBS, record)
         for request in self.list_stylizations():
@@ -234,6 +213,8 @@ class JobStore:
     def _finished(self, kind: str, record: JobRecord | StylizeRecord) -> None:
         if record.final:
             self.store.delete(Keys.active(kind, record.id))
+            if kind == JOBS:
+                usage.release(self.store, record.owner, [record.id])
 
     def request_cancel(self, job_id: str, scope: str | None = None) -> JobRecord:
         """A queued job is cancelled at once; a running one is flagged, and its supervisor

@@ -121,6 +121,11 @@ class Keys:
         return f"owners/{owner}/webhook-secret.json"
 
     @staticmethod
+    def usage(owner: str) -> str:
+        """The owner's use of the job quotas (service/core/usage.py)."""
+        return f"owners/{owner}/usage.json"
+
+    @staticmethod
     def webhook_outbox_prefix() -> str:
         return "webhooks/outbox"
 

@@ -8,20 +8,19 @@ import itertools
 import logging
 import re
 from collections.abc import Iterable
-from datetime import timedelta
 from pathlib import Path
 
 from models.config import DEFAULTS, MAX_STYLES, TrainConfig, per_device_batch
 from models.stylize_options import StylizeOptions
 from models.video_input import SNIFF_BYTES, sniff
-from service.core import builtin_styles, webhooks
+from service.core import builtin_styles, usage, webhooks
 from service.core.auth import ApiKey as Owner
 from service.core.content_sets import ContentSetRecord, ContentSetState, ContentSource
 from service.core.errors import BadRequest, Conflict, Forbidden, NotFound, QuotaExceeded, Unavailable
 from service.core.jobs import JobStore
 from service.core.keys import Keys, new_id
 from service.core.queue import STYLIZE_TASK, TRAIN_TASK, VALIDATE_TASK, JobQueue
-from service.core.records import ExperimentRecord, JobRecord, JobState, StylizeRecord, now
+from service.core.records import ExperimentRecord, JobRecord, JobState, StylizeRecord
 from service.core.seeds import seeds_for
 from service.core.settings import Settings
 from service.core.storage import AccessDenied, BucketNotFound, S3Store
@@ -63,11 +62,6 @@ def _job_record(jobs: JobStore, owner: Owner, *, styles: list[dict], content_set
                      webhook_url=webhook_url, devices=devices)
 
 
-def training_pixels(config: dict) -> int:
-    """A job's training work in the quota's unit: steps x batch x crop pixels."""
-    return config["steps"] * config["batch"] * config["size"] ** 2
-
-
 def check_storage(jobs: JobStore, owner: Owner, limits: Settings) -> None:
     """QuotaExceeded once the owner's stored bytes reach the limit (the request that crosses it
     is let through: sizes are known only once stored)."""
@@ -80,30 +74,19 @@ def check_storage(jobs: JobStore, owner: Owner, limits: Settings) -> None:
 
 
 def check_quota(jobs: JobStore, owner: Owner, limits: Settings, new: list[JobRecord]) -> None:
-    """QuotaExceeded (a 429 with Retry-After) if these jobs would take the owner over a limit."""
+    """Count these jobs against the owner's quotas (service/core/usage.py), or raise
+    QuotaExceeded (a 429 with Retry-After) and count nothing."""
     if owner.admin:
         return
     check_storage(jobs, owner, limits)
-    mine = list(jobs.all_jobs(owner.owner))  # every record of the owner's: counted, not paged
-    active = [r for r in mine if not r.final]
-    if len(active) + len(new) > limits.quota_active_jobs:
-        raise QuotaExceeded(f"quota: at most {limits.quota_active_jobs} unfinished jobs at once; you have "
-                            f"{len(active)} (and asked for {len(new)} more); wait for one to end or cancel one",
-                            retry_after_s=60)
-    since = now() - timedelta(seconds=limits.quota_window_s)
-    recent = sorted((r for r in mine if r.created_at > since), key=lambda r: r.created_at)
-    used, asked = sum(training_pixels(r.config) for r in recent), sum(training_pixels(r.config) for r in new)
-    if used + asked > limits.quota_training_pixels:
-        # Room comes back as the oldest jobs leave the window.
-        freed, retry = 0, limits.quota_window_s
-        for r in recent:
-            freed += training_pixels(r.config)
-            if used - freed + asked <= limits.quota_training_pixels:
-                retry = int((r.created_at - since).total_seconds()) + 1
-                break
-        raise QuotaExceeded(f"quota: training work is limited to {limits.quota_training_pixels:.3g} pixel-steps "
-                            f"(steps x batch x size^2) per {limits.quota_window_s} s; you have used {used:.3g} and "
-                            f"this asks for {asked:.3g}", retry_after_s=max(1, retry))
+
+    def still_active(job_id: str) -> bool | None:
+        try:
+            return not jobs.get(job_id).final
+        except NotFound:
+            return None
+
+    usage.reserve(jobs, owner.owner, new, limits, still_active)
 
 
 def submit_job(jobs: JobStore, queue: JobQueue, owner: Owner, *, style_ids: list[str], content_set_id: str | None,

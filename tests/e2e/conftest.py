@@ -139,16 +139,15 @@ def start_worker(service_env, tmp_path_factory):
         w.stop()
 
 
-@pytest.fixture(scope="module")
-def api(service_env, tmp_path_factory) -> httpx.Client:
+@contextmanager
+def running_api(env: dict[str, str], log: Path) -> Iterator[httpx.Client]:
+    """The API under uvicorn on a free port with these settings, and a client with a new key."""
     port = free_port()
-    log = tmp_path_factory.mktemp("api") / "api.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "service.api.main:create_app", "--factory", "--host", "127.0.0.1",
          "--port", str(port), "--log-level", "warning"],
-        env={**os.environ, **service_env}, cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60,
-                          headers={"X-API-Key": api_key(service_env)})
+        env={**os.environ, **env}, cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60, headers={"X-API-Key": api_key(env)})
 
     def healthy() -> bool:
         try:
@@ -157,11 +156,19 @@ def api(service_env, tmp_path_factory) -> httpx.Client:
             assert proc.poll() is None, log.read_text()
             return False
 
-    wait_for(healthy, timeout=60, what="the API")
-    yield client
-    client.close()
-    proc.terminate()
-    proc.wait(timeout=30)
+    try:
+        wait_for(healthy, timeout=60, what="the API")
+        yield client
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def api(service_env, tmp_path_factory) -> httpx.Client:
+    with running_api(service_env, tmp_path_factory.mktemp("api") / "api.log") as client:
+        yield client
 
 
 @contextmanager

@@ -349,7 +349,7 @@ def test_quotas_are_429_with_retry_after_and_say_which_limit(settings, style_id,
         r = c.post("/v1/jobs", json=small)
         assert r.status_code == 429 and "training work is limited" in r.json()["detail"], r.text
         retry = int(r.headers["retry-after"])
-        assert 0 < retry <= tight.quota_window_s
+        assert 0 < retry <= tight.quota_window_s + 60  # work is counted by minute (service/core/usage.py)
         assert len(c.get("/v1/jobs").json()) == 3  # nothing was made by the refused requests
     admin_token = api.app.state.services.keys.create(name="ops", admin=True)[1]
     with client_for(tight, store=store, token=admin_token) as c:

@@ -1,0 +1,54 @@
+"""Compare-and-set on one JSON record in the store: read it with its version, apply a change,
+write it back only if nobody wrote it meanwhile; on a conflict, read and apply again. Every
+record that several processes change (jobs, stylisations, experiments, content sets, an
+owner's usage) is changed this way, so no writer loses another's update."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from pydantic import BaseModel
+
+from service.core.errors import Conflict, NotFound
+from service.core.storage import ObjectNotFound, ObjectStore, VersionConflict
+
+R = TypeVar("R", bound=BaseModel)
+TRIES = 100
+
+
+class Skip(Exception):
+    """Raised by a change that finds nothing to do: the record is left as it is."""
+
+
+def read(store: ObjectStore, key: str, model: type[R], what: str) -> tuple[R, str]:
+    try:
+        data, version = store.get_versioned(key)
+    except ObjectNotFound:
+        raise NotFound(f"no {what}") from None
+    return model.model_validate_json(data), version
+
+
+def update(store: ObjectStore, key: str, model: type[R], change: Callable[[R], None], what: str) -> R:
+    """The record after `change` (which may raise Skip: then as it was). The record must have a
+    `version` field: bumped by every write, so two writes of one record never look alike."""
+    for attempt in range(TRIES):
+        record, version = read(store, key, model, what)
+        try:
+            change(record)
+        except Skip:
+            return record
+        record.version += 1
+        try:
+            store.put_if(key, record.model_dump_json().encode(), version=version, content_type="application/json")
+            return record
+        except VersionConflict:
+            time.sleep(random.uniform(0, 0.01 * min(attempt + 1, 10)))  # another writer won; again
+    raise Conflict(f"{what} is being changed by too many writers at once; try again")
+
+
+def create(store: ObjectStore, key: str, record: BaseModel) -> None:
+    """VersionConflict if the record exists already."""
+    store.put_if(key, record.model_dump_json().encode(), version=None, content_type="application/json")

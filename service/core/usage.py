@@ -1,0 +1,169 @@
+"""Each owner's use of the job quotas as one record, changed by compare-and-set with every job
+that counts, so that a burst of submissions cannot pass a nearly full quota together (each
+reservation is one compare-and-set: the second of two racing ones reads the first's), and a
+submission reads one record, not every job its owner ever made.
+
+- `active`: the owner's unfinished jobs. A submission reserves its jobs' ids before their
+  records are written; a job's end releases its id (JobStore._finished, and a delete).
+  An id left behind by a crash between two writes (a job made final whose release was lost, a
+  reservation whose job was never written) is found when the quota looks full: the
+  reservation then reads those few records (at most the quota's number) and drops the ids of
+  jobs that ended, and of jobs that do not exist IN_FLIGHT_S after their reservation. So the
+  count is never low, and high only until it matters.
+- `minutes`: training work (service/core/submit.py training_pixels) per minute of creation,
+  within the quota's window: a job's work counts from the start of its minute until that
+  minute has left the window (up to a minute longer than the job's own time would).
+
+`recompute` rebuilds the record from the job records: for an operator after a crash
+(`checkerless usage repair`), and where an owner has none yet (made before this record).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, Field
+
+from service.core import cas
+from service.core.errors import NotFound, QuotaExceeded
+from service.core.keys import Keys
+from service.core.records import JobRecord, now
+from service.core.storage import ObjectStore, VersionConflict
+
+# A reserved id whose job record is missing still counts for this long: its submission is
+# writing the record (a reservation comes first). After it, the reservation is taken to have
+# died with its request.
+IN_FLIGHT_S = 120.0
+
+if TYPE_CHECKING:
+    from service.core.jobs import JobStore
+    from service.core.settings import Settings
+
+
+class UsageRecord(BaseModel):
+    owner: str
+    version: int = 0
+    active: dict[str, datetime] = Field(default_factory=dict)  # unfinished jobs' ids: when reserved
+    minutes: dict[int, int] = Field(default_factory=dict)  # minute since the epoch -> training pixels
+
+
+def training_pixels(config: dict) -> int:
+    """A job's training work in the quota's unit: steps x batch x crop pixels."""
+    return config["steps"] * config["batch"] * config["size"] ** 2
+
+
+def _minute(t: datetime) -> int:
+    return int(t.timestamp() // 60)
+
+
+def _trim(record: UsageRecord, window_s: int) -> None:
+    """Minutes that have left the window (their last second older than the window) go."""
+    oldest = (now().timestamp() - window_s) // 60
+    record.minutes = {m: p for m, p in record.minutes.items() if m >= oldest}
+
+
+def read(store: ObjectStore, owner: str) -> UsageRecord:
+    return cas.read(store, Keys.usage(owner), UsageRecord, f"usage record of {owner!r}")[0]
+
+
+def recompute(jobs: JobStore, owner: str, window_s: int) -> UsageRecord:
+    """The owner's usage as the job records say: every record read."""
+    record = UsageRecord(owner=owner)
+    for job in jobs.all_jobs(owner):
+        if not job.final:
+            record.active[job.id] = job.created_at
+        m = _minute(job.created_at)
+        record.minutes[m] = record.minutes.get(m, 0) + training_pixels(job.config)
+    _trim(record, window_s)
+    return record
+
+
+def repair(jobs: JobStore, owner: str, window_s: int) -> UsageRecord:
+    """Overwrite the owner's record with what the job records say (the version goes on, so a
+    reservation racing the repair reads it again)."""
+    fresh = recompute(jobs, owner, window_s)
+
+    def replace(r: UsageRecord) -> None:
+        r.active, r.minutes = fresh.active, fresh.minutes
+
+    try:
+        return cas.update(jobs.store, Keys.usage(owner), UsageRecord, replace, f"usage of {owner!r}")
+    except NotFound:
+        try:
+            cas.create(jobs.store, Keys.usage(owner), fresh)
+            return fresh
+        except VersionConflict:  # made meanwhile: replace that one
+            return cas.update(jobs.store, Keys.usage(owner), UsageRecord, replace, f"usage of {owner!r}")
+
+
+def reserve(jobs: JobStore, owner: str, new: list[JobRecord], limits: Settings,
+            still_active: Callable[[str], bool | None]) -> None:
+    """Count `new` against the owner's quotas, or raise QuotaExceeded (a 429 with Retry-After)
+    and count nothing. `still_active(job_id)` reads a job's record (None: there is none): used
+    only when the active count looks full, to drop ids left behind by a crash."""
+    asked = sum(training_pixels(r.config) for r in new)
+
+    def take(r: UsageRecord) -> None:
+        _trim(r, limits.quota_window_s)
+        if len(r.active) + len(new) > limits.quota_active_jobs:
+            r.active = {i: t for i, t in r.active.items() if _counts(i, t, still_active)}
+            if len(r.active) + len(new) > limits.quota_active_jobs:
+                raise QuotaExceeded(f"quota: at most {limits.quota_active_jobs} unfinished jobs at once; you have "
+                                    f"{len(r.active)} (and asked for {len(new)} more); wait for one to end or "
+                                    "cancel one", retry_after_s=60)
+        used = sum(r.minutes.values())
+        if used + asked > limits.quota_training_pixels:
+            raise QuotaExceeded(f"quota: training work is limited to {limits.quota_training_pixels:.3g} pixel-steps "
+                                f"(steps x batch x size^2) per {limits.quota_window_s} s; you have used {used:.3g} "
+                                f"and this asks for {asked:.3g}", retry_after_s=_room_in(r, used, asked, limits))
+        r.active.update({j.id: now() for j in new})
+        m = _minute(now())
+        r.minutes[m] = r.minutes.get(m, 0) + asked
+
+    key, what = Keys.usage(owner), f"usage of {owner!r}"
+    try:
+        cas.update(jobs.store, key, UsageRecord, take, what)
+    except NotFound:  # the owner's first job since usage records exist: made from the records first
+        try:
+            cas.create(jobs.store, key, recompute(jobs, owner, limits.quota_window_s))
+        except VersionConflict:
+            pass  # another submission made it meanwhile
+        cas.update(jobs.store, key, UsageRecord, take, what)
+
+
+def _counts(job_id: str, reserved_at: datetime, still_active: Callable[[str], bool | None]) -> bool:
+    """Whether a reserved id still counts: its job is unfinished, or its record is missing but
+    was reserved within IN_FLIGHT_S (a submission writes the record just after reserving)."""
+    active = still_active(job_id)
+    if active is None:
+        return (now() - reserved_at).total_seconds() < IN_FLIGHT_S
+    return active
+
+
+def _room_in(r: UsageRecord, used: int, asked: int, limits: Settings) -> int:
+    """Seconds until enough of the window's work has left it for `asked`."""
+    freed = 0
+    for m in sorted(r.minutes):
+        freed += r.minutes[m]
+        if used - freed + asked <= limits.quota_training_pixels:
+            return max(1, int((m + 1) * 60 + limits.quota_window_s - now().timestamp()) + 1)
+    return limits.quota_window_s  # it asks for more than the whole window holds
+
+
+def release(store: ObjectStore, owner: str, job_ids: Iterable[str]) -> None:
+    """These jobs ended (or are gone): their ids leave the owner's active count."""
+    if not owner:  # a job from before owners: never counted
+        return
+    gone = set(job_ids)
+
+    def drop(r: UsageRecord) -> None:
+        if not gone & set(r.active):
+            raise cas.Skip
+        r.active = {i: t for i, t in r.active.items() if i not in gone}
+
+    try:
+        cas.update(store, Keys.usage(owner), UsageRecord, drop, f"usage of {owner!r}")
+    except NotFound:  # an admin's job (not counted), or an owner from before usage records
+        pass
