@@ -123,9 +123,11 @@ def test_a_job_whose_message_the_broker_lost_is_sent_again_and_finishes(api, sta
                                                                        style_id):
     # First in this module, so no worker has started: the job's message waits in Redis, where
     # it is lost as a Redis restarted without its data loses it.
+    broker = redis.Redis.from_url(redis_url)
+    broker.delete("train")  # what other modules of this session left there
     j = submit(api, style_id, steps=2)
     assert queue.depths()["train"] == 1
-    redis.Redis.from_url(redis_url).delete("train")
+    broker.delete("train")
     assert queue.depths()["train"] == 0
     w = start_worker(CHECKERLESS_RESEND_QUEUED_AFTER_S="1")
     try:
