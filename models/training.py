@@ -91,6 +91,7 @@ def train(
     on_checkpoint: Callable[[Path, int], None] | None = None,
     callbacks: Sequence[pl.Callback] = (),
     probe_every: int = 25,
+    probe_size: int | None = None,
     loss_network: LossNetwork | None = None,
 ) -> RunResult:
     """Train a style (or resume one from a checkpoint) and write `out_dir/last.ckpt`.
@@ -107,6 +108,10 @@ def train(
     of the same global batch, so the losses and weights are those of one process within float
     rounding, and a checkpoint resumes with any number of devices. `ddp=True` takes the DDP
     path on one device too (a check of that path on a one-GPU machine).
+
+    The artifact probe (models/callbacks.py ArtifactProbe) measures the network every
+    `probe_every` steps on the panel photos at `probe_size` pixels (None: PROBE_SIZE, 128);
+    a smaller probe costs less at every probe, and measures less of the picture.
     """
     out = Path(out_dir)
     ckpt_path: Path | None = None
@@ -145,9 +150,9 @@ def train(
     data = ContentDataModule(content_set, size=config.size, batch=config.batch, seed=config.seed,
                              num_workers=speed.num_workers, pin_memory=speed.pin_memory)
     history, stopper = LossHistory(), StopWhen(should_stop)
-    from models.preview import PANEL, PROBE_SCORED, probe_batch  # here: preview imports stylize, which imports us
+    from models.preview import PANEL, PROBE_SCORED, PROBE_SIZE, probe_batch  # here: preview imports stylize, which imports us
 
-    probe = ArtifactProbe(probe_batch(), every=probe_every, scored=PANEL.index(PROBE_SCORED))
+    probe = ArtifactProbe(probe_batch(probe_size or PROBE_SIZE), every=probe_every, scored=PANEL.index(PROBE_SCORED))
     saver = PeriodicCheckpoint(out / CHECKPOINT_NAME, every=config.checkpoint_every, on_saved=on_checkpoint)
     bar = [LossProgress()] if progress else []
     trainer = pl.Trainer(

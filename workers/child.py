@@ -39,7 +39,7 @@ def train(spec: dict, folder: Path) -> dict | None:
             out_dir=folder / protocol.RUN, style=spec["style"], content=content, resume=resume,
             steps=steps if resume else None, device=spec.get("device", "auto"), devices=spec.get("devices", 1),
             progress=False, should_stop=lambda: stop_requested(folder), callbacks=[ProgressFile(folder)],
-            probe_every=spec.get("probe_every", 25),
+            probe_every=spec.get("probe_every", 25), probe_size=spec.get("probe_size"),
         )
         if result.rank != 0:
             return None

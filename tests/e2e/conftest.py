@@ -82,6 +82,7 @@ def service_env(redis_url, s3_endpoint, tmp_path_factory) -> dict[str, str]:
         "CHECKERLESS_MAX_PIXELS": "250000",
         "CHECKERLESS_MAX_UPLOAD_BYTES": str(2 * 1024 * 1024),
         "CHECKERLESS_WEBHOOK_ALLOW_PRIVATE": "true",  # the tests' receivers listen on loopback
+        "CHECKERLESS_PROBE_SIZE": "48",  # the probe of a tiny job: measured, at a size it can afford
         "OMP_NUM_THREADS": "1",
     }
 
