@@ -13,6 +13,7 @@ from celery import current_app, shared_task
 from celery.signals import worker_ready, worker_shutting_down
 
 from service.core import webhooks
+from service.core.jobs import JobStore
 from service.core.queue import (DATA_QUEUE, STYLIZE_QUEUE, STYLIZE_TASK, TRAIN_QUEUE, TRAIN_TASK, VALIDATE_TASK,
                                 JobQueue)
 from service.core.settings import Settings
@@ -127,6 +128,7 @@ def start_sweeper(sender=None, **_) -> None:
         store = open_store(settings)
         while not _stop.wait(1.0):
             try:
+                JobStore(store).flush_pending()  # events a crash left between a record and the outbox
                 webhooks.deliver_due(store, allow_private=settings.webhook_allow_private,
                                      attempts=settings.webhook_attempts, retry_base_s=settings.webhook_retry_base_s)
             except Exception:  # noqa: BLE001 - a store hiccup must not stop deliveries

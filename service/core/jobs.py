@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from enum import Enum
@@ -151,17 +152,70 @@ class JobStore:
 
     def create(self, record: JobRecord) -> JobRecord:
         self._index(JOBS, record)
+        self._announce(record)
         self._create(Keys.job(record.id), record)
         self.store.put_bytes(Keys.active(JOBS, record.id), b"")
-        self._announce(record)
+        self.flush_events(record)
         return record
 
+    # --- webhook events, written with the change that made them -------------------------------
+
     def _announce(self, r: JobRecord) -> None:
-        """A state change, to the job's webhook if it has one (through the outbox)."""
+        """A state change, for the job's webhook if it has one: its event goes into the record
+        (written by the caller's compare-and-set), marked first, so that whatever of the two
+        writes a crash leaves, flush_pending finds the event or finds there is none."""
         if r.webhook_url:
-            webhooks.enqueue(self.store, url=r.webhook_url, owner=r.owner, event={
-                "type": "job.state", "job_id": r.id, "experiment_id": r.experiment_id, "state": r.state.value,
-                "step": r.step, "steps": r.steps, "attempts": r.attempts, "error": r.error})
+            event = webhooks.job_event(r)
+            self.store.put_bytes(Keys.webhook_pending(r.id, event["created_ns"], event["id"]), b"")
+            r.pending_events.append(event)
+
+    def flush_events(self, record: JobRecord) -> None:
+        """The record's pending events into the outbox (once each), then out of the record, then
+        their markers gone. A failure here leaves them to flush_pending."""
+        if not record.pending_events:
+            return
+        try:
+            for event in record.pending_events:
+                webhooks.enqueue(self.store, url=record.webhook_url, owner=record.owner, event=event)
+            moved = {e["id"] for e in record.pending_events}
+
+            def drop(r: JobRecord) -> None:
+                if not any(e["id"] in moved for e in r.pending_events):
+                    raise Skip
+                r.pending_events = [e for e in r.pending_events if e["id"] not in moved]
+
+            self._update(Keys.job(record.id), JobRecord, drop, f"job {record.id!r}")
+            for event in record.pending_events:
+                self.store.delete(Keys.webhook_pending(record.id, event["created_ns"], event["id"]))
+        except Exception as e:  # noqa: BLE001 - the change is made; its events wait for flush_pending
+            log.warning("job %s: webhook events left for the next flush (%s)", record.id, e)
+
+    def flush_pending(self, *, settle_s: float = 60.0) -> int:
+        """What a crash left between a change and its outbox: every marked event still in its
+        record is moved. A marker whose event is in no record is removed once `settle_s` old
+        (its record's write lost a race and was tried again with a new event, or the process
+        died before it): younger, its writer may still be between the two writes. Returns
+        the events moved."""
+        moved = 0
+        markers: dict[str, list[str]] = {}
+        for key in self.store.list(Keys.webhook_pending_prefix()):
+            job_id = key.rsplit("/", 2)[1]
+            markers.setdefault(job_id, []).append(key)
+        for job_id, keys in markers.items():
+            try:
+                record = self.get(job_id)
+            except NotFound:  # the job was deleted: so are its events
+                for key in keys:
+                    self.store.delete(key)
+                continue
+            pending = {e["id"] for e in record.pending_events}
+            self.flush_events(record)
+            moved += len(pending)
+            for key in keys:
+                created_ns, event_id = key.rsplit("/", 1)[1].split("-", 1)
+                if event_id not in pending and time.time_ns() - int(created_ns) > settle_s * 1e9:
+                    self.store.delete(key)
+        return moved
 
     def get(self, job_id: str, scope: str | None = None) -> JobRecord:
         """A job; with `scope` (an owner's id), only that owner's: another's is as missing."""
@@ -174,10 +228,11 @@ class JobStore:
         def noting(r: JobRecord) -> None:
             before[:] = [r.state]
             change(r)
+            if r.state != before[0]:
+                self._announce(r)
 
         record = self._update(Keys.job(check_id(job_id, "job")), JobRecord, noting, f"job {job_id!r}")
-        if before and record.state != before[0]:
-            self._announce(record)
+        self.flush_events(record)
         return record
 
     def list(self, scope: str | None = None, *, limit: int, cursor: str | None = None) -> tuple[list[JobRecord], str | None]:

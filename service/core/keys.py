@@ -135,6 +135,15 @@ class Keys:
         return f"webhooks/outbox/{created_ns:020d}-{delivery_id}.json"
 
     @staticmethod
+    def webhook_pending(job_id: str, created_ns: int, event_id: str) -> str:
+        """A marker for an event written into a job's record and not yet in the outbox."""
+        return f"webhooks/pending/{job_id}/{created_ns:020d}-{event_id}"
+
+    @staticmethod
+    def webhook_pending_prefix() -> str:
+        return "webhooks/pending"
+
+    @staticmethod
     def webhook_stats() -> str:
         return "webhooks/stats.json"
 

@@ -107,6 +107,9 @@ class JobRecord(_Record):
     content_set_id: str | None = None  # None: the built-in photographs
     experiment_id: str | None = None
     webhook_url: str | None = None  # state changes are POSTed here (service/core/webhooks.py)
+    # Webhook events written by the change that made them, until moved to the outbox (each
+    # also marked at Keys.webhook_pending: service/core/webhooks.py).
+    pending_events: list[dict] = Field(default_factory=list)
     devices: int = 1  # GPUs (CPU processes) it trains on with DDP; not in config: not what it computes
     step: int = 0
     steps: int

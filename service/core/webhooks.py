@@ -1,10 +1,14 @@
 """Webhooks: a job (or an experiment, for each of its jobs) may name a URL; each change of
 its state is POSTed there as JSON, signed with HMAC-SHA256 under a secret of its owner's.
 
-- The event is written to an outbox in the store when the record changes (JobStore), and
-  delivered by a loop in every worker's main process (workers/tasks.py): claimed with a
-  compare-and-set so one sender sends it, retried with exponential backoff, given up after
-  `webhook_attempts` (kept under webhooks/failed/).
+- The event is written into the job's record by the compare-and-set that changes its state,
+  so no crash can keep the one without the other; a marker written just before names it.
+  Then it is moved to an outbox in the store (JobStore.flush_events), and a loop in every
+  worker's main process (workers/tasks.py) moves any a crash left behind (found by their
+  markers) and delivers the outbox: each delivery claimed with a compare-and-set so one
+  sender sends it, retried with exponential backoff, given up after `webhook_attempts` (kept
+  under webhooks/failed/). A crash can make a delivery repeat, never lose one: receivers
+  drop duplicates by the event's id.
 - Headers: `Checkerless-Delivery` (the event's id: receivers drop duplicates by it) and
   `Checkerless-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>">` (the time is
   signed, so a receiver can refuse old replays).
@@ -106,13 +110,24 @@ def owner_secret(store: ObjectStore, owner: str) -> str:
     return json.loads(store.get_bytes(key))["secret"]
 
 
-def enqueue(store: ObjectStore, *, url: str, owner: str, event: dict) -> str:
-    delivery = {"id": new_id(), "url": url, "owner": owner, "attempts": 0, "next_at": 0.0, "claimed_until": 0.0,
-                "event": {**event, "id": None, "created_at": now().isoformat()}}
-    delivery["event"]["id"] = delivery["id"]
-    store.put_bytes(Keys.webhook_outbox(time.time_ns(), delivery["id"]), json.dumps(delivery).encode(),
-                    content_type="application/json")
-    return delivery["id"]
+def job_event(r) -> dict:
+    """The event of a job's state change (r: a JobRecord), with its id and time: written into
+    the record by the same compare-and-set that makes the change (service/core/jobs.py)."""
+    return {"type": "job.state", "id": new_id(), "created_ns": time.time_ns(), "created_at": now().isoformat(),
+            "job_id": r.id, "experiment_id": r.experiment_id, "state": r.state.value, "step": r.step,
+            "steps": r.steps, "attempts": r.attempts, "error": r.error}
+
+
+def enqueue(store: ObjectStore, *, url: str, owner: str, event: dict) -> None:
+    """An event into the outbox, once: its key is made from its id, and a second enqueue of the
+    same event (a recovery after a crash) leaves the first, and its delivery state, alone."""
+    delivery = {"id": event["id"], "url": url, "owner": owner, "attempts": 0, "next_at": 0.0, "claimed_until": 0.0,
+                "event": {k: v for k, v in event.items() if k != "created_ns"}}
+    try:
+        store.put_if(Keys.webhook_outbox(event["created_ns"], event["id"]), json.dumps(delivery).encode(),
+                     version=None, content_type="application/json")
+    except VersionConflict:
+        pass
 
 
 def deliver_due(store: ObjectStore, *, allow_private: bool, attempts: int, retry_base_s: float,

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from service.api.main import create_app
 from service.core import webhooks
 from service.core.auth import KeyStore
+from service.core.errors import NotFound
 from service.core.jobs import JobStore
 from service.core.keys import new_id
 from service.core.records import JobRecord, JobState
@@ -115,3 +116,76 @@ def test_an_old_or_forged_signature_is_refused():
     assert not webhooks.verify("s", old, body)
     assert not webhooks.verify("s", "t=1,v1=00", body) and not webhooks.verify("s", "garbage", body)
     assert webhooks.verify("s", webhooks.sign("s", int(time.time()), body), body)
+
+
+class Crash(BaseException):
+    """The process dies here (no handler of ours catches it, as none outlives a kill)."""
+
+
+class CrashingStore(LocalStore):
+    """A local store whose `at`-th write (put, conditional put, delete) never happens: the
+    process dies just before it."""
+
+    def __init__(self, root, at: int | None):
+        super().__init__(root)
+        self.at, self.writes = at, 0
+
+    def _write(self) -> None:
+        self.writes += 1
+        if self.writes == self.at:
+            raise Crash
+
+    def put_bytes(self, *args, **kwargs):
+        self._write()
+        return super().put_bytes(*args, **kwargs)
+
+    def put_if(self, *args, **kwargs):
+        self._write()
+        return super().put_if(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        self._write()
+        return super().delete(*args, **kwargs)
+
+
+def _lifecycle(jobs: JobStore, job: JobRecord) -> None:
+    """A job's three changes, each done only if the record shows it is not done yet (what a
+    restarted API or worker does: a retried submit, a redelivery, the supervisor's retry)."""
+    try:
+        jobs.get(job.id)
+    except NotFound:
+        jobs.create(job.model_copy(deep=True))
+    if jobs.get(job.id).state == JobState.queued:
+        jobs.start_attempt(job.id, worker="w", max_attempts=3, stale_after_s=5)
+    if jobs.get(job.id).state == JobState.running:
+        jobs.end_attempt(job.id, 1, JobState.succeeded)
+
+
+def test_a_crash_between_any_two_writes_loses_no_event_and_sends_none_twice(tmp_path, receiver):
+    owner = new_id()
+
+    def new_job() -> JobRecord:
+        return JobRecord(id=new_id(), owner=owner, config={"steps": 2}, style_id=new_id(), steps=2,
+                         webhook_url=receiver.url)
+
+    counting = CrashingStore(tmp_path / "count", at=None)
+    _lifecycle(JobStore(counting), new_job())
+    assert counting.writes > 10
+    for at in range(1, counting.writes + 1):
+        root = tmp_path / f"crash-{at}"
+        job = new_job()
+        with pytest.raises(Crash):
+            _lifecycle(JobStore(CrashingStore(root, at=at)), job)
+        restarted = JobStore(LocalStore(root))  # the next process, on what the store holds
+        restarted.flush_pending(settle_s=0)
+        _lifecycle(restarted, job)
+        restarted.flush_pending(settle_s=0)
+        receiver.received.clear()
+        deliver(restarted.store)
+        events = {}
+        for r in receiver.received:
+            e = json.loads(r["body"])
+            events[e["id"]] = e  # a receiver drops duplicates by the event's id
+        states = [e["state"] for e in sorted(events.values(), key=lambda e: e["created_at"])]
+        assert states == ["queued", "running", "succeeded"], (at, states)
+        assert restarted.store.list("webhooks/pending") == [] and restarted.get(job.id).pending_events == []
