@@ -29,7 +29,12 @@ if TYPE_CHECKING:
     import torch
 
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
-MAX_PIXELS = 40_000_000  # our own limit, checked before decoding (a 40 MP photo is fine)
+# Our own limit on an image's pixels, checked before decoding (a 40 MP photo is fine): the
+# default of CHECKERLESS_MAX_PIXELS (service/core/settings.py). A process that reads images for
+# the service (a training child, a stylise server) takes the operator's value at its start
+# (set_pixel_limit); every decode here and every video probe (models/video.py) honours it.
+MAX_PIXELS = 40_000_000
+_pixel_limit = MAX_PIXELS
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 HIGH_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
@@ -42,8 +47,22 @@ class ImageError(ValueError):
     """An input that is not an image we can use; the message says what to fix."""
 
 
-def decode(source: str | Path | bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Open, check and decode an image, upright (EXIF applied), in the mode it is stored in."""
+def set_pixel_limit(max_pixels: int) -> None:
+    """This process's pixel limit (see MAX_PIXELS)."""
+    global _pixel_limit
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise ValueError(f"the pixel limit must be a whole number >= 1, got {max_pixels!r}")
+    _pixel_limit = max_pixels
+
+
+def pixel_limit() -> int:
+    return _pixel_limit
+
+
+def decode(source: str | Path | bytes, *, max_pixels: int | None = None) -> Image.Image:
+    """Open, check and decode an image, upright (EXIF applied), in the mode it is stored in.
+    `max_pixels`: None, this process's limit (pixel_limit())."""
+    max_pixels = max_pixels or _pixel_limit
     name = "upload" if isinstance(source, bytes) else str(source)
     fp = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
@@ -70,7 +89,7 @@ def decode(source: str | Path | bytes, *, max_pixels: int = MAX_PIXELS) -> Image
         raise ImageError(f"{name}: cannot decode image ({e})") from None
 
 
-def open_image(source: str | Path | bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
+def open_image(source: str | Path | bytes, *, max_pixels: int | None = None) -> Image.Image:
     """Open, check and decode an image; return it as 8-bit RGB, upright (EXIF applied)."""
     img = decode(source, max_pixels=max_pixels)
     return _converting(source, lambda: to_rgb(img))
@@ -142,7 +161,7 @@ class Png:
     height: int
 
 
-def rgb_png(source: str | Path | bytes, *, max_pixels: int = MAX_PIXELS, compress_level: int = 1) -> Png:
+def rgb_png(source: str | Path | bytes, *, max_pixels: int | None = None, compress_level: int = 1) -> Png:
     """Decode an image and write it as an 8-bit RGB PNG, holding at most the decoded image and
     a band: rows are converted and compressed as they come, never a second whole image."""
     img = decode(source, max_pixels=max_pixels)

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from models.flicker import FlickerMeter
-from models.images import MAX_PIXELS
+from models.images import pixel_limit
 from models.stylize import finish, forward, select, stylize_precision
 from models.stylize_options import DEFAULT_COLORS, DEFAULT_STRENGTH, VIDEO_SUFFIXES, check_colors, check_strength
 from models.tiling import DEFAULT_MEMORY_BUDGET, choose_tile, stylize_tiled
@@ -163,8 +163,8 @@ def probe_video(path: str | Path, frame_limit: Callable[[int, int], int] | None 
     finally:
         gen.close()
     width, height = meta["size"]
-    if width * height > MAX_PIXELS:
-        raise VideoError(f"{p.name}: frames are {width}x{height} = {width * height} pixels; the limit is {MAX_PIXELS}")
+    if width * height > pixel_limit():
+        raise VideoError(f"{p.name}: frames are {width}x{height} = {width * height} pixels; the limit is {pixel_limit()}")
     frames = _count_frames(p, None if frame_limit is None else max(0, frame_limit(width, height)) + 1)
     if not frames:
         raise VideoError(f"{p.name}: has no frames ffmpeg can decode ({_reason(text)})")

@@ -20,11 +20,13 @@ def train(spec: dict, folder: Path) -> dict | None:
     (Lightning starts it again as this same command: spec["devices"] > 1)."""
     from models.checkpoint import load_network, read_checkpoint
     from models.config import TrainConfig
+    from models.images import MAX_PIXELS, set_pixel_limit
     from models.preview import save_preview, stylize_panel, stylize_style_panels
     from models.training import train as run_training
     from workers.content_stream import content_set
     from workers.progress import ProgressFile, stop_requested
 
+    set_pixel_limit(spec.get("max_pixels", MAX_PIXELS))  # the operator's, for the style and every content image
     resume, steps = spec.get("resume"), spec["config"]["steps"]
     if resume and read_checkpoint(resume)[0].step >= steps:
         # An earlier attempt finished training but not its bookkeeping: only the outputs are left.

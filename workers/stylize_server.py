@@ -109,8 +109,10 @@ def one_line(e: BaseException) -> str:
 class Server:
     def __init__(self, spec: dict, inbox: Connection, outbox: Connection):
         from models.hardware import resolve_accelerator
+        from models.images import MAX_PIXELS, set_pixel_limit
         from models.stylize import stylize_precision
 
+        set_pixel_limit(spec.get("max_pixels", MAX_PIXELS))  # the operator's, for every image and video frame
         self.inbox, self.outbox = inbox, outbox
         self.device = "cuda" if resolve_accelerator(spec.get("device", "auto")) == "gpu" else "cpu"
         self.precision = stylize_precision(spec.get("precision") or "auto", self.device)  # "32" or "bf16"

@@ -223,7 +223,8 @@ def _prepare(store: ObjectStore, record: JobRecord, settings: Settings, folder: 
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     spec = {"config": record.config, "device": settings.device, "exports": list(settings.export_formats),
-            "style": _styles(store, record, folder), "probe_size": settings.probe_size}
+            "style": _styles(store, record, folder), "probe_size": settings.probe_size,
+            "max_pixels": settings.max_pixels}
     spec["devices"] = record.devices  # DDP ranks: the child's Lightning starts devices - 1 more in its process group
     if record.content_set_id:  # streamed as it trains, through the worker's cache
         spec["content"] = stream_spec(store, settings, record.content_set_id, folder)

@@ -141,7 +141,7 @@ class ServerProcess:
         # precision: auto, 32 or bf16 (auto: from the machine, models/hardware.py).
         spec = {"device": settings.device, "cache_bytes": settings.stylize_cache_bytes,
                 "idle_s": settings.stylize_server_idle_s,
-                "precision": settings.stylize_precision,
+                "precision": settings.stylize_precision, "max_pixels": settings.max_pixels,
                 "video_limits": {"max_frames": settings.max_video_frames,
                                  "max_frame_pixels": settings.max_video_frame_pixels,
                                  "pixel_floor": settings.video_pixel_floor}}

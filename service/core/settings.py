@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models.images import MAX_PIXELS
 from service.core.storage import S3_MIN_PART_BYTES
 
 
@@ -30,7 +31,7 @@ class Settings(BaseSettings):
 
     # Limits on what users send.
     max_upload_bytes: int = Field(50 * 1024 * 1024, gt=0)
-    max_pixels: int = Field(40_000_000, gt=0)
+    max_pixels: int = Field(MAX_PIXELS, gt=0)  # every image and video frame, in the API and the workers
     max_content_images: int = Field(500, gt=0)
     # What archives may unpack to: each member, and all members of one request together.
     # Counted as they decompress, whatever their headers declare.

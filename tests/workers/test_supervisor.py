@@ -96,3 +96,35 @@ def test_a_requeue_whose_publish_was_refused_is_sent_again_once_the_queue_is_emp
     later(job.id)
     assert sorted(sweep_with(broker)) == sorted([job.id, other.id]) and broker.depths()[TRAIN_QUEUE] == 2
     redis.Redis.from_url(url).flushdb()
+
+
+def test_a_raised_pixel_limit_lets_a_larger_style_through_the_api_and_the_worker(tmp_path):
+    # One setting for every reader of images: the API's check, and the training child's own.
+    import io
+
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from models.images import MAX_PIXELS
+    from service.api.main import create_app
+
+    w, h = 6500, 6400
+    assert w * h > MAX_PIXELS
+    buf = io.BytesIO()
+    Image.new("RGB", (w, h), (200, 120, 40)).save(buf, format="PNG")
+    url = f"redis://127.0.0.1:6379/{service_redis_db()}"
+    settings = Settings(data_dir=tmp_path / "data", broker_url=url, probe_size=48, export_formats=[])
+    for limit, status in ((None, 422), (42_000_000, 201)):
+        s = settings.model_copy(update={"max_pixels": limit}) if limit else settings
+        app = create_app(s)
+        with TestClient(app, headers={"X-API-Key": app.state.services.keys.create(name="t")[1]}) as api:
+            r = api.post("/v1/styles", files={"file": ("big.png", buf.getvalue(), "image/png")})
+            assert r.status_code == status, r.text
+            if limit is None:
+                assert f"the limit is {MAX_PIXELS}" in r.json()["detail"]
+                continue
+            job = api.post("/v1/jobs", json={"style_id": r.json()["id"], "steps": 1, "size": 32, "batch": 1}).json()
+        store = app.state.services.store
+        state = run_train_job(s, store, job["id"], worker="w", requeue=[].append)
+        assert state == JobState.succeeded, JobStore(store).get(job["id"]).error
+    redis.Redis.from_url(url).flushdb()
