@@ -11,6 +11,7 @@ from models.vocabulary import (
     LOSS_NETWORKS,
     LOSS_POOLINGS,
     PRECISIONS,
+    STABILITY_SHIFTS,
     decoder_label,
     downsample_label,
     parse_decoder,
@@ -47,11 +48,6 @@ MAX_STABILITY_WEIGHT = 1e6
 # The stability loss's light noise: Gaussian, this standard deviation on the 0..255 scale
 # (about the noise of a video frame's compression).
 STABILITY_NOISE_STD = 2.0
-# The stability loss's shift (models/losses.py stability_loss): "one", the input moved one
-# pixel diagonally at every step; "subgrid", moved by a shift drawn at each step from seed and
-# step, 0 to 3 pixels on each axis (not both 0): every shift that the residual blocks' grid,
-# four pixels apart, does not make equivariant by construction.
-STABILITY_SHIFTS = ("one", "subgrid")
 # Stylising: an image whose untiled pass would take more than this is run in tiles
 # (models/tiling.py); the CLI's --memory-budget and the worker's setting default to it.
 STYLIZE_MEMORY_BUDGET_GIB = 2.0
@@ -87,7 +83,7 @@ class TrainConfig:
     downsample: str = "blur-stride"  # the encoder's two x1/2 stages: one name, or one per stage
     loss_pooling: str = "max"  # the loss network's pooling: "max" (VGG's) or "avg"
     stability_weight: float = 1000.0  # weight of the stability loss (0: off; models/losses.py)
-    stability_shift: str = "one"  # which shifts the stability loss asks equivariance for (STABILITY_SHIFTS)
+    stability_shift: str = "one"  # which shifts the stability loss asks equivariance for (models/vocabulary.py)
     # auto: bf16 autocast where the machine has bf16 matrix units, else fp32 (models/hardware.py)
     precision: str = "auto"
 

@@ -38,6 +38,11 @@ LOSS_POOLINGS = ("max", "avg")
 # for records made before it, each run's own loss network.
 QUALITY_MEASURE = "vgg19-max"
 QUALITY_MEASURE_OLD = "run-loss-network"
+# The stability loss's shift (models/losses.py stability_loss): "one", the input moved one
+# pixel diagonally at every step; "subgrid", moved by a shift drawn at each step from seed and
+# step, 0 to 3 pixels on each axis (not both 0): every shift that the residual blocks' grid,
+# four pixels apart, does not make equivariant by construction.
+STABILITY_SHIFTS = ("one", "subgrid")
 # Arithmetic precision of a run: auto (bf16 where the machine has bf16 matrix units), fp32, bf16.
 PRECISIONS = ("auto", "32", "bf16")
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from models.config import DEFAULTS, LIMITS, MAX_LR, MAX_STABILITY_WEIGHT, MAX_STYLES
-from models.vocabulary import (LOSS_POOLINGS, PRECISIONS, decoder_label, downsample_label, parse_decoder,
+from models.vocabulary import (LOSS_POOLINGS, PRECISIONS, STABILITY_SHIFTS, decoder_label, downsample_label, parse_decoder,
                                parse_downsample)
 from service.core.content_sets import SKIPPED_SHOWN, ContentSetRecord, ContentSetState, ContentSource, Progress
 from service.core.records import QUALITY_MEASURE, QUALITY_MEASURE_OLD, JobState
@@ -105,6 +105,10 @@ class TrainSettings(JsonBody):
     stability_weight: float = Field(DEFAULTS.stability_weight, ge=0, le=MAX_STABILITY_WEIGHT,
                                     description="Weight of the stability loss (the output should not change when "
                                     "the input shifts by a pixel or is lightly noised); 0: off.")
+    stability_shift: str = Field(DEFAULTS.stability_shift, description="The shifts the stability loss asks the "
+                                 "network to follow: one (one pixel diagonally) or subgrid (a shift of 0 to 3 "
+                                 "pixels on each axis drawn at each step: every shift the network's coarse grid "
+                                 "does not follow by construction).", json_schema_extra={"enum": list(STABILITY_SHIFTS)})
     precision: str = Field(DEFAULTS.precision, description="The arithmetic a run trains in: auto (bf16 autocast "
                            "where the worker's machine has bf16 matrix units, else fp32), 32 (fp32) or bf16 (bf16 "
                            "autocast; Grams, losses and the optimizer stay fp32). The job reports what auto became "
@@ -124,6 +128,13 @@ class TrainSettings(JsonBody):
     @classmethod
     def known_precision(cls, v: str) -> str:
         return check_precision(v)
+
+    @field_validator("stability_shift")
+    @classmethod
+    def known_shift(cls, v: str) -> str:
+        if v not in STABILITY_SHIFTS:
+            raise ValueError(f"unknown stability shift {v!r}; valid: {', '.join(STABILITY_SHIFTS)}")
+        return v
 
     @model_validator(mode="after")
     def one_way_to_name_styles(self) -> TrainSettings:

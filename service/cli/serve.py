@@ -208,6 +208,7 @@ def submit(
     downsample: Annotated[str, typer.Option(help="The encoder's downsampling (see `checkerless downsamples`).")] = DEFAULTS.downsample,
     loss_pooling: Annotated[str, typer.Option(help="The loss network's pooling: max or avg.")] = DEFAULTS.loss_pooling,
     stability_weight: Annotated[float, typer.Option(help="Weight of the stability loss; 0: off.")] = DEFAULTS.stability_weight,
+    stability_shift: Annotated[str, typer.Option(help="The stability loss's shifts: one or subgrid.")] = DEFAULTS.stability_shift,
     precision: Annotated[str, typer.Option(help=f"The arithmetic it trains in: {', '.join(PRECISIONS)} (auto: bf16 where the worker's machine has bf16 matrix units, else fp32).")] = DEFAULTS.precision,
     watch: Annotated[bool, typer.Option(help="Show a progress bar until the job ends.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -225,7 +226,7 @@ def submit(
                      if Path(s).is_file() else f"{PREFIX}{s}" for s in styles]
         body = {"style_ids": style_ids, "decoder": decoder, "size": size, "steps": steps, "batch": batch, "seed": seed,
                 "downsample": downsample, "loss_pooling": loss_pooling, "stability_weight": stability_weight,
-                "precision": precision}
+                "stability_shift": stability_shift, "precision": precision}
         if content:
             cs = _call(client, "POST", "/v1/content-sets", files=_files(content)).json()
             for s in cs["skipped"]:

@@ -293,6 +293,13 @@ def test_a_builtin_style_picked_by_its_thumbnail_trains_a_job_with_a_page_of_its
     assert page.eval_on_selector_all("select[name=precision] option", "os => os.map(o => o.value)") == list(PRECISIONS)
     assert page.input_value("select[name=precision]") == DEFAULTS.precision
     page.select_option("select[name=precision]", "32")
+    from models.vocabulary import STABILITY_SHIFTS
+
+    assert page.eval_on_selector_all("select[name=stability_shift] option", "os => os.map(o => o.value)") == list(
+        STABILITY_SHIFTS)
+    assert page.input_value("select[name=stability_shift]") == DEFAULTS.stability_shift
+    shift = next(s for s in STABILITY_SHIFTS if s != DEFAULTS.stability_shift)  # the newcomer asks for the other
+    page.select_option("select[name=stability_shift]", shift)
 
     # The first built-in is picked to start with; the newcomer picks another instead.
     first, other = builtin[0]["name"], builtin[1]["name"]
@@ -312,6 +319,7 @@ def test_a_builtin_style_picked_by_its_thumbnail_trains_a_job_with_a_page_of_its
     with httpx.Client(base_url=server, headers={"X-API-Key": key}) as client:
         submitted = client.get(f"/v1/jobs/{job_id}").json()
         assert submitted["styles"][0]["id"] == f"builtin:{other}" and submitted["config"]["precision"] == "32"
+        assert submitted["config"]["stability_shift"] == shift
 
     page.wait_for_function("['succeeded', 'failed', 'cancelled'].includes(document.querySelector('#state').textContent)",
                            timeout=240_000)

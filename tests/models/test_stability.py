@@ -61,6 +61,29 @@ def test_the_noise_is_a_function_of_seed_and_step_and_each_rank_takes_its_slice(
     assert torch.equal(module.stability_noise(5, torch.zeros(2, 3, 32, 32)), whole[2:])
 
 
+def test_subgrid_shifts_cover_every_shift_off_the_grid_and_depend_on_seed_and_step_only():
+    png = style_png_from_image(load_style("ihc")[1].resize((32, 32)))
+
+    def module(**kw) -> StyleTransferModule:
+        cfg = TrainConfig(size=32, batch=2, loss_network="vgg19-random", **kw)
+        return StyleTransferModule(cfg, style_name="ihc", style_png=png, loss_network=build_loss_network("vgg19-random"))
+
+    one, sub = module(), module(stability_shift="subgrid", seed=3)
+    assert {one.stability_shift(step) for step in range(50)} == {(1, 1)}  # the old behaviour, and stored configs'
+    shifts = [sub.stability_shift(step) for step in range(400)]
+    assert set(shifts) == {(dy, dx) for dy in range(4) for dx in range(4)} - {(0, 0)}
+    assert shifts == [module(stability_shift="subgrid", seed=3).stability_shift(s) for s in range(400)]
+    assert shifts != [module(stability_shift="subgrid", seed=4).stability_shift(s) for s in range(400)]
+    assert TrainConfig.from_stored({"size": 32}).stability_shift == "one"
+    with pytest.raises(ValueError, match="unknown stability shift 'two'; valid: one, subgrid"):
+        TrainConfig(stability_shift="two")
+    # The term at a shift compares the output with the output of the shifted input.
+    pointwise = torch.nn.Conv2d(3, 3, 1)
+    with torch.no_grad():
+        for shift in ((0, 3), (2, 1), (3, 3)):
+            assert stability_loss(pointwise, photos(), noise=torch.zeros(2, 3, 32, 32), shift=shift) == 0
+
+
 def test_a_run_with_the_stability_weight_logs_the_term_and_adds_it(tmp_path):
     random_net = build_loss_network("vgg19-random")
     cfg = TrainConfig(size=32, batch=1, steps=2, log_every=1, loss_network="vgg19-random", stability_weight=0.5,

@@ -83,6 +83,7 @@ def style_id(api) -> str:
     ({"lr": 0}, "lr"),
     ({"colour": "blue"}, "colour"),
     ({"precision": "fp16"}, "precision: unknown precision 'fp16'; valid: auto, 32, bf16"),
+    ({"stability_shift": "two"}, "stability_shift: unknown stability shift 'two'; valid: one, subgrid"),
 ])
 def test_bad_job_settings_are_422_naming_the_field(api, style_id, body, fragment):
     r = api.post("/v1/jobs", json={"style_id": style_id, **body})

@@ -444,7 +444,7 @@ const Checkerless = (() => {
         <p id="eq-t">shift equivariance, EQ-T (PSNR of the output of a shifted input against the shifted output; higher: steadier): ${eqLine(j.artifacts)} dB</p>
         <table class="settings">${setting("decoder", j.decoder)}${setting("downsample", c.downsample)}${setting("loss pooling", c.loss_pooling)}
           ${setting("precision", c.precision && (j.trained_precision ? `${c.precision}: trained in ${j.trained_precision}` : c.precision))}
-          ${setting("stability weight", c.stability_weight)}${setting("crop size", c.size)}${setting("batch", c.batch)}${setting("seed", c.seed)}
+          ${setting("stability weight", c.stability_weight)}${setting("stability shifts", c.stability_shift)}${setting("crop size", c.size)}${setting("batch", c.batch)}${setting("seed", c.seed)}
           ${setting("style weight", c.style_weight)}${setting("styles", stylesOf(j).map(styleName).join(", "))}</table>
         <p>${Object.entries(j.links).filter(([k]) => k !== "self").map(([k, u]) => `<a href="#" data-download="${esc(u)}" data-name="${esc(k)}">${esc(k)}</a>`).join(" · ")}</p>`;
     }
