@@ -126,8 +126,14 @@ class StyleTransferModule(pl.LightningModule):
         pick = int(np.random.SeedSequence([self.config.seed, step, 3]).generate_state(1)[0]) % 15
         return divmod(pick + 1, 4)  # 1..15: every (dy, dx) in 0..3 x 0..3 but (0, 0)
 
+    @property
+    def stability_span(self) -> int:
+        """The largest shift of the configured kind: the stability loss crops this many rows
+        and columns whatever the step's shift, so every step has one shape."""
+        return 1 if self.config.stability_shift == "one" else 3
+
     def losses(self, content: torch.Tensor, style_grams: Mapping[str, torch.Tensor] | None = None,
-               noise: torch.Tensor | None = None, shift: tuple[int, int] = (1, 1)) -> dict[str, torch.Tensor]:
+               noise: torch.Tensor | None = None, shift: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The step's loss terms for the style selected in the net, against `style_grams`
         (the first style's when not given); with `noise`, the stability term too, at `shift`."""
         out = self.net(content)
@@ -137,7 +143,8 @@ class StyleTransferModule(pl.LightningModule):
                                  style_grams=self.target_grams if style_grams is None else style_grams,
                                  weights=LossWeights(cfg.content_weight, cfg.style_weight, cfg.tv_weight))
         if noise is not None and cfg.stability_weight > 0:
-            stability = stability_loss(self.net, content, output=out, noise=noise, shift=shift)
+            stability = stability_loss(self.net, content, output=out, noise=noise, shift=shift,
+                                       span=self.stability_span)
             losses["loss"] = losses["loss"] + cfg.stability_weight * stability
             losses["stability"] = stability
         return losses
@@ -147,7 +154,8 @@ class StyleTransferModule(pl.LightningModule):
         if self.styles > 1:
             self.net.select_style(style)  # the same on every rank: a function of seed and step
         noise = self.stability_noise(self.global_step, batch) if self.config.stability_weight > 0 else None
-        losses = self._step_losses(batch, self.style_grams[style], noise, self.stability_shift(self.global_step))
+        shift = torch.tensor(self.stability_shift(self.global_step))  # a tensor: no recompile when it changes
+        losses = self._step_losses(batch, self.style_grams[style], noise, shift)
         # Under DDP every rank decides alike, so all of them fail the run, not one that leaves
         # the others waiting; the logged losses are the mean over the ranks: the global batch's.
         if not self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(losses["loss"])), all=True):

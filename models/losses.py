@@ -68,15 +68,19 @@ def perceptual_loss(loss_net: LossNetwork, output: torch.Tensor, *, content_targ
 
 
 def stability_loss(net: nn.Module, content: torch.Tensor, *, noise: torch.Tensor,
-                   output: torch.Tensor | None = None, shift: tuple[int, int] = (1, 1)) -> torch.Tensor:
+                   output: torch.Tensor | None = None, shift: torch.Tensor | None = None,
+                   span: int = 1) -> torch.Tensor:
     """How much the network's output moves when its input barely does: a training term that
     lowers flicker in stylised video without optical flow (the idea of Gupta et al. 2017 and
     of the "stability" losses after them, in its simplest form). With y = net(x), on 0..255:
 
-        shift = mean over the overlap of (y[..., dy:, dx:] - net(x[..., dy:, dx:]))^2
+        shift = mean over the crop of (y[..., dy:dy+n, dx:dx+m] - net(x[..., dy:dy+n, dx:dx+m]))^2
                 (the input shifted up by dy and left by dx pixels, `shift` = (dy, dx), by
-                cropping its first rows and columns: a shift-equivariant network gives the
-                shifted output)
+                cropping it: a shift-equivariant network gives the shifted output). The
+                crop is the image less `span` rows and columns (n = H - span, m = W - span),
+                whatever the shift up to span: one shape for every shift, so a compiled step
+                is not compiled again when the shift changes. The default, (1, 1) with span
+                1, is the input less its first row and column.
         noise = mean of (net(x + n) - y)^2, n the given noise (training draws it Gaussian,
                 STABILITY_NOISE_STD in models/config.py, seeded by seed and step)
         stability_loss = shift + noise
@@ -85,7 +89,16 @@ def stability_loss(net: nn.Module, content: torch.Tensor, *, noise: torch.Tensor
     noise; squared 0..255 units, so its weight (TrainConfig.stability_weight) reads against
     the pixel scale, not the loss network's. `output` is y when the caller already has it."""
     y = net(content) if output is None else output
-    dy, dx = shift
-    shifted = F.mse_loss(y[..., dy:, dx:], net(content[..., dy:, dx:]))
+    h, w = content.shape[-2:]
+    if shift is None:
+        shift = torch.ones(2, dtype=torch.long)
+    shift = shift.to(content.device)
+    rows = torch.arange(h - span, device=content.device) + shift[0]  # indices, not slices: the
+    cols = torch.arange(w - span, device=content.device) + shift[1]  # shift is data, not shape
+
+    def crop(t: torch.Tensor) -> torch.Tensor:
+        return t.index_select(-2, rows).index_select(-1, cols)
+
+    shifted = F.mse_loss(crop(y), net(crop(content)))
     noisy = F.mse_loss(net(content + noise), y)
     return shifted + noisy

@@ -81,7 +81,16 @@ def test_subgrid_shifts_cover_every_shift_off_the_grid_and_depend_on_seed_and_st
     pointwise = torch.nn.Conv2d(3, 3, 1)
     with torch.no_grad():
         for shift in ((0, 3), (2, 1), (3, 3)):
-            assert stability_loss(pointwise, photos(), noise=torch.zeros(2, 3, 32, 32), shift=shift) == 0
+            assert stability_loss(pointwise, photos(), noise=torch.zeros(2, 3, 32, 32), shift=torch.tensor(shift),
+                                  span=3) == 0
+    # "one" is the input less its first row and column, as before the shifts were a setting.
+    torch.manual_seed(0)
+    net, x, zero = TransformerNet(residual_blocks=1).eval(), photos(), torch.zeros(2, 3, 32, 32)
+    with torch.no_grad():
+        y = net(x)
+        before = torch.nn.functional.mse_loss(y[..., 1:, 1:], net(x[..., 1:, 1:]))
+        assert torch.equal(stability_loss(net, x, noise=zero, output=y) - torch.nn.functional.mse_loss(net(x), y),
+                           before)
 
 
 def test_a_run_with_the_stability_weight_logs_the_term_and_adds_it(tmp_path):
@@ -96,3 +105,14 @@ def test_a_run_with_the_stability_weight_logs_the_term_and_adds_it(tmp_path):
     plain = train(cfg.replace(stability_weight=0.0), out_dir=tmp_path / "p", style="ihc", progress=False,
                   loss_network=random_net, probe_every=1000)
     assert "stability" not in plain.losses[0]
+
+
+def test_a_compiled_term_is_traced_once_whatever_the_shift():
+    from torch._dynamo.testing import CompileCounter
+
+    net, counter = TransformerNet(residual_blocks=1), CompileCounter()
+    term = torch.compile(lambda x, n, s: stability_loss(net, x, noise=n, shift=s, span=3), backend=counter)
+    x = photos()
+    for shift in ((0, 1), (1, 0), (2, 3), (3, 3), (1, 1), (0, 3)):
+        term(x, torch.zeros_like(x), torch.tensor(shift))
+    assert counter.frame_count == 1
