@@ -113,10 +113,11 @@ def drain_marker(settings: Settings, worker_pid: int) -> Path:
 
 class CheckpointUploader:
     """Uploads the newest checkpoint the child wrote, in a thread of its own; a newer one
-    replaces one still waiting. Each is hard-linked first, so the child may write the next."""
+    replaces one still waiting. Each is hard-linked first, so the child may write the next.
+    After each upload `on_stored()` runs (the record names it as the job's checkpoint)."""
 
-    def __init__(self, store: ObjectStore, key: str, folder: Path):
-        self.store, self.key, self.folder = store, key, folder
+    def __init__(self, store: ObjectStore, key: str, folder: Path, on_stored: Callable[[], None] = lambda: None):
+        self.store, self.key, self.folder, self.on_stored = store, key, folder, on_stored
         self._pending: Path | None = None
         self._busy = False
         self._seen: int | None = None
@@ -157,7 +158,8 @@ class CheckpointUploader:
             try:
                 self.store.put_file(self.key, path)
                 path.unlink(missing_ok=True)
-            except (StoreError, OSError) as e:
+                self.on_stored()
+            except Exception as e:  # noqa: BLE001 - the store, or naming the upload in the record: again
                 log.warning("checkpoint upload failed (%s); will retry", e)
                 time.sleep(1)
                 with self._cond:
@@ -228,8 +230,8 @@ def _prepare(store: ObjectStore, record: JobRecord, settings: Settings, folder: 
     spec["devices"] = record.devices  # DDP ranks: the child's Lightning starts devices - 1 more in its process group
     if record.content_set_id:  # streamed as it trains, through the worker's cache
         spec["content"] = stream_spec(store, settings, record.content_set_id, folder)
-    if store.exists(Keys.checkpoint(record.id)):
-        spec["resume"] = str(store.download(Keys.checkpoint(record.id), folder / "resume.ckpt"))
+    if store.exists(record.checkpoint_key):
+        spec["resume"] = str(store.download(record.checkpoint_key, folder / "resume.ckpt"))
     return spec
 
 
@@ -342,7 +344,8 @@ def _supervise(settings: Settings, store: ObjectStore, jobs: JobStore, record: J
         lease.stop()
         raise lease.lost or LostLease(f"job {job_id}: no heartbeat for {lease.age():.0f} s while preparing")
     proc = spawn("train", spec, folder, gpus)
-    uploader = CheckpointUploader(store, Keys.checkpoint(job_id), folder)
+    uploader = CheckpointUploader(store, Keys.attempt_checkpoint(job_id, attempt), folder,
+                                  on_stored=lambda: _name_checkpoint(store, jobs, job_id, attempt))
     log.info("job %s attempt %d: child pid %d", job_id, attempt, proc.pid)
     ckpt = folder / protocol.RUN / protocol.CHECKPOINT
     stop_reason: str | None = None  # cancel, drain, time limit
@@ -414,6 +417,20 @@ def _supervise(settings: Settings, store: ObjectStore, jobs: JobStore, record: J
     return state
 
 
+def _name_checkpoint(store: ObjectStore, jobs: JobStore, job_id: str, attempt: int) -> None:
+    """The attempt's stored checkpoint becomes the job's, and the one it replaces goes; an
+    attempt that no longer holds the job deletes its own upload instead (the lease's loss
+    stops the supervisor at its next poll)."""
+    key = Keys.attempt_checkpoint(job_id, attempt)
+    try:
+        replaced = jobs.name_checkpoint(job_id, attempt, key)
+    except LostLease:
+        store.delete(key)
+        return
+    if replaced is not None:
+        store.delete(replaced)
+
+
 def _finish_succeeded(store: ObjectStore, jobs: JobStore, job_id: str, attempt: int, folder: Path,
                       settings: Settings) -> JobRecord | None:
     result = read_json(folder / protocol.RESULT) or {}
@@ -430,7 +447,7 @@ def _finish_succeeded(store: ObjectStore, jobs: JobStore, job_id: str, attempt: 
             store.put_file(Keys.export(job_id, fmt), Path(path), content_type="application/octet-stream")
 
     def apply(r: JobRecord) -> None:
-        r.outputs = {"checkpoint": Keys.checkpoint(job_id), "report": Keys.report(job_id)}
+        r.outputs = {"checkpoint": r.checkpoint_key, "report": Keys.report(job_id)}
         if result.get("preview"):
             r.outputs["preview"] = Keys.preview(job_id)
         r.outputs.update({fmt: Keys.export(job_id, fmt) for fmt in result.get("exports", {})})
@@ -538,8 +555,9 @@ def _stylize(settings: Settings, store: ObjectStore, jobs: JobStore, request_id:
     ticket = None
     try:
         try:
-            checkpoint, digest = warm.checkpoints.fetch(store, Keys.checkpoint(record.job_id), folder / "net.ckpt")
-        except ObjectNotFound:
+            checkpoint, digest = warm.checkpoints.fetch(store, jobs.get(record.job_id).checkpoint_key,
+                                                        folder / "net.ckpt")
+        except (ObjectNotFound, NotFound):
             return fail("the job has no trained network any more")
         if video:  # under its own suffix, for whoever looks: ffmpeg is told the sniffed container
             inputs = [str(store.download(record.inputs[0], folder / f"input{record.source_suffix}"))]

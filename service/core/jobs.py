@@ -354,6 +354,25 @@ class JobStore:
         except NotFound:
             raise LostLease(f"job {job_id} was deleted") from None
 
+    def name_checkpoint(self, job_id: str, attempt: int, key: str) -> str | None:
+        """The attempt's stored checkpoint becomes the job's current one, if the attempt still
+        holds the job (LostLease otherwise: the caller drops its upload). Returns the key it
+        replaced, if another: the caller deletes that object."""
+        replaced: list[str | None] = [None]
+
+        def change(r: JobRecord) -> None:
+            self._guard(r, attempt)
+            replaced[0] = r.checkpoint if r.checkpoint != key else None
+            if r.checkpoint == key:
+                raise Skip
+            r.checkpoint = key
+
+        try:
+            self.update(job_id, change)
+        except NotFound:
+            raise LostLease(f"job {job_id} was deleted") from None
+        return replaced[0]
+
     def end_attempt(self, job_id: str, attempt: int, state: JobState, *, reason: str | None = None,
                     result: Callable[[JobRecord], None] | None = None, counted: bool = True) -> JobRecord:
         """The attempt is over: final (succeeded, failed, cancelled) or back on the queue

@@ -77,7 +77,14 @@ class Keys:
 
     @staticmethod
     def checkpoint(job_id: str) -> str:
+        """Where records from before checkpoints per attempt have theirs (JobRecord.checkpoint)."""
         return f"jobs/{job_id}/checkpoint/last.ckpt"
+
+    @staticmethod
+    def attempt_checkpoint(job_id: str, attempt: int) -> str:
+        """An attempt's latest checkpoint: each attempt writes its own, and the record names the
+        one the job resumes from, so a late upload of an attempt that lost the job changes nothing."""
+        return f"jobs/{job_id}/checkpoint/attempt-{attempt}.ckpt"
 
     @staticmethod
     def export(job_id: str, fmt: str) -> str:

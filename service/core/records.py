@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from models.vocabulary import QUALITY_MEASURE, QUALITY_MEASURE_OLD
 from service.core.errors import InvalidTransition
+from service.core.keys import Keys
 
 
 def now() -> datetime:
@@ -122,6 +123,10 @@ class JobRecord(_Record):
     attempts: int = 0  # started attempts; history holds each one
     history: list[Attempt] = Field(default_factory=list)
     resumed_from_step: int | None = None  # the checkpoint step the latest attempt started from
+    # The stored checkpoint the job resumes from and serves: named by its attempt once stored,
+    # while that attempt still holds the job (JobStore.name_checkpoint). None: none stored yet,
+    # or a record from before checkpoints per attempt (checkpoint_key says where that one is).
+    checkpoint: str | None = None
     outputs: dict[str, str] = Field(default_factory=dict)  # name -> store key
     loss_curve: list[dict[str, float]] = Field(default_factory=list)  # step, loss, content, style, tv (<= ~200 rows)
     # The probe's rows (models/callbacks.py ArtifactProbe): step, artifact_p2, artifact_p4,
@@ -144,6 +149,12 @@ class JobRecord(_Record):
     def quality_measure(self) -> str | None:
         """What measured the latest distances (measured_by); None before any were measured."""
         return measured_by(self.artifacts)
+
+    @property
+    def checkpoint_key(self) -> str:
+        """Where the job's current checkpoint is (or would be, for a record from before
+        checkpoints per attempt, which may have one there)."""
+        return self.checkpoint or Keys.checkpoint(self.id)
 
     @property
     def sent_at(self) -> datetime:

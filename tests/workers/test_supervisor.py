@@ -128,3 +128,42 @@ def test_a_raised_pixel_limit_lets_a_larger_style_through_the_api_and_the_worker
         state = run_train_job(s, store, job["id"], worker="w", requeue=[].append)
         assert state == JobState.succeeded, JobStore(store).get(job["id"]).error
     redis.Redis.from_url(url).flushdb()
+
+
+def test_a_late_checkpoint_upload_of_an_attempt_that_lost_the_job_is_never_resumed(tmp_path):
+    import time
+
+    from service.core.keys import Keys
+    from workers.supervisor import CheckpointUploader, _name_checkpoint, _prepare
+
+    settings, store, jobs, job = setup(tmp_path)
+    store.put_bytes(Keys.style(job.style_id), b"style")
+
+    def upload(attempt: int, data: bytes) -> None:
+        folder = tmp_path / f"attempt-{attempt}"
+        folder.mkdir()
+        (folder / "last.ckpt").write_bytes(data)
+        up = CheckpointUploader(store, Keys.attempt_checkpoint(job.id, attempt), folder,
+                                on_stored=lambda: _name_checkpoint(store, jobs, job.id, attempt))
+        up.offer(folder / "last.ckpt")
+        deadline = time.monotonic() + 30
+        while not up.idle() and time.monotonic() < deadline:  # the upload thread's own work, not a clock
+            time.sleep(0.01)
+        up.close()
+
+    jobs.start_attempt(job.id, worker="w1", max_attempts=3, stale_after_s=4)
+    upload(1, b"attempt 1, step 10")
+    assert jobs.get(job.id).checkpoint == Keys.attempt_checkpoint(job.id, 1)
+    jobs.update(job.id, lambda r: setattr(r, "heartbeat_at", now() - timedelta(minutes=1)))  # worker 1 stalls
+    assert jobs.requeue_if_stale(job.id, stale_after_s=4)
+    jobs.start_attempt(job.id, worker="w2", max_attempts=3, stale_after_s=4)  # attempt 2 resumes from step 10...
+    upload(2, b"attempt 2, step 20")  # ...and stores step 20; attempt 1's is gone
+    assert not store.exists(Keys.attempt_checkpoint(job.id, 1))
+    # Attempt 1's upload in flight when it lost the job lands now, after attempt 2's.
+    (tmp_path / "attempt-1").rename(tmp_path / "attempt-1-before")
+    upload(1, b"attempt 1, step 15")
+    record = jobs.get(job.id)
+    assert record.checkpoint == Keys.attempt_checkpoint(job.id, 2)
+    assert not store.exists(Keys.attempt_checkpoint(job.id, 1))  # dropped by the attempt that lost the job
+    spec = _prepare(store, record, settings, tmp_path / "attempt-3")
+    assert open(spec["resume"], "rb").read() == b"attempt 2, step 20"

@@ -17,11 +17,11 @@ from service.core.records import JobRecord, StylizeRecord, measured_by
 from service.core.submit import request_stylize, request_stylize_video, submit_job
 
 router = APIRouter(tags=["jobs"], route_class=JsonBodyRoute)  # JSON bodies under MAX_JSON_BYTES
-FILES = {"checkpoint": ("application/octet-stream", Keys.checkpoint),
-         "report": ("application/json", Keys.report), "preview": ("image/png", Keys.preview),
+FILES = {"checkpoint": ("application/octet-stream", lambda r: r.checkpoint_key),
+         "report": ("application/json", lambda r: Keys.report(r.id)), "preview": ("image/png", lambda r: Keys.preview(r.id)),
          # the trained network exported at the job's end (CHECKERLESS_EXPORT_FORMATS)
-         "onnx": ("application/octet-stream", lambda job_id: Keys.export(job_id, "onnx")),
-         "torchscript": ("application/octet-stream", lambda job_id: Keys.export(job_id, "torchscript"))}
+         "onnx": ("application/octet-stream", lambda r: Keys.export(r.id, "onnx")),
+         "torchscript": ("application/octet-stream", lambda r: Keys.export(r.id, "torchscript"))}
 
 
 ARTIFACT_PREFIXES = ("artifact_", "eq_t")  # the probe's artifact measures: checkerboard scores, shift equivariance
@@ -115,10 +115,11 @@ def get_job_file(job_id: str, name: str, services: ServicesDep, key: CurrentKey,
         raise NotFound(f"no file {name!r}; jobs have: {', '.join(FILES)}")
     record = services.jobs.get(job_id, key.scope)
     media, key_of = FILES[name]
-    if name not in record.outputs and not (name == "checkpoint" and services.store.exists(key_of(job_id))):
+    stored = key_of(record)
+    if name not in record.outputs and not (name == "checkpoint" and services.store.exists(stored)):
         raise NotFound(f"job {job_id} has no {name} yet (it is {record.state.value})")
-    return _object(services, key_of(job_id), media, presign=presign,
-                   filename=f"{job_id}-{key_of(job_id).rsplit('/', 1)[1]}")
+    shown = "last.ckpt" if name == "checkpoint" else stored.rsplit("/", 1)[1]  # one name whatever its attempt
+    return _object(services, stored, media, presign=presign, filename=f"{job_id}-{shown}")
 
 
 def _object(services: Services, key: str, media: str, *, presign: bool, filename: str) -> Response:
