@@ -377,7 +377,7 @@ def test_a_builtin_style_picked_by_its_thumbnail_trains_a_job_with_a_page_of_its
     long_clip, wide = tmp_path / "long.mp4", np.asarray(Image.fromarray(skimage.data.coffee()).resize((64, 64)))
     writer = imageio_ffmpeg.write_frames(str(long_clip), (64, 64), fps=8, codec="libx264", macro_block_size=1)
     writer.send(None)
-    for t in range(400):
+    for t in range(2000):  # long enough to be running still when the cancel reaches it on a loaded machine
         writer.send(np.ascontiguousarray(np.roll(wide, t, axis=1)))
     writer.close()
     page.set_input_files("#stylize .sb-video", str(long_clip))
