@@ -30,7 +30,7 @@ from PIL import Image
 
 from models.checkpoint import load_network
 from models.config import TrainConfig
-from models.hardware import cpu_model
+from models.hardware import CPU_BF16_FLAGS, cpu_flags, cpu_model
 from models.images import resize_shorter, save_png, to_tensor
 from models.measures import MEASURE_SIZE, measure_network, panel
 from models.training import train
@@ -83,7 +83,7 @@ def run_one(name: str, style: str, seed: int, *, steps: int | None, out: Path) -
     seconds = time.perf_counter() - started
     net, info = load_network(result.checkpoint)
     row = {"config": name, "style": style, "seed": seed, "steps": config.steps, "seconds": round(seconds, 1),
-           "settings": settings, "train_config": dataclasses.asdict(config), **measure_network(net, style_tensors(info), train_size=config.size)}
+           "cpu": cpu_model(), "bf16_units": sorted(set(cpu_flags()) & set(CPU_BF16_FLAGS)), "settings": settings, "train_config": dataclasses.asdict(config), **measure_network(net, style_tensors(info), train_size=config.size)}
     with torch.no_grad():
         image = net(panel(MEASURE_SIZE)[1:2])[0]  # astronaut
     save_png(image, out / "images" / f"{name}-{style}-s{seed}.png")
@@ -104,15 +104,17 @@ def report(out: Path, *, as_json: bool) -> None:
         groups.setdefault((r["config"], r["style"]), []).append(r)
     table = []
     for (config, style), rs in sorted(groups.items()):
-        entry = {"config": config, "style": style, "seeds": len(rs)}
+        entry = {"config": config, "style": style, "seeds": len(rs),
+                 "cpus": sorted({r.get("cpu", "unrecorded") for r in rs})}
         for k in KEYS:
             entry[k] = interval([r[k] for r in rs])
         table.append(entry)
     if as_json:
         print(json.dumps(table, indent=1))
         return
-    print(f"CPU: {cpu_model()}; {len(rows)} runs; mean ± 95% interval over seeds")
-    head = ["config", "style", "n", *KEYS]
+    print(f"{len(rows)} runs; mean ± 95% interval over seeds; each row names the CPUs its runs were on "
+          "(bf16 kernels differ between them)")
+    head = ["config", "style", "n", *KEYS, "cpus"]
     print(" | ".join(head))
     for e in table:
         cells = [e["config"], e["style"], str(e["seeds"])]
@@ -120,7 +122,7 @@ def report(out: Path, *, as_json: bool) -> None:
             m, h = e[k]
             cells.append(f"{m:.2f}±{h:.2f}" if k == "style_taken" else f"{m:.3g}±{h:.2g}" if k == "content_distance"
                          else f"{m:.1f}±{h:.1f}")
-        print(" | ".join(cells))
+        print(" | ".join([*cells, ", ".join(e["cpus"])]))
 
 
 def figure(out: Path, configs: list[str], styles: list[str], path: Path, *, seed: int = 0) -> Path:

@@ -189,16 +189,6 @@ def test_bench_reports_ratios_against_the_baseline_measured_in_the_same_run():
     assert_one_line_error(cli("bench", "--decoders", "deconv nope"), "unknown decoder 'nope'")
 
 
-@pytest.mark.slow
-def test_bench_end_to_end_times_whole_training_processes():
-    p = cli("bench", "--end-to-end", "--size", "32", "--batch", "1", "--steps", "1", "--repeats", "1", "--json")
-    assert p.returncode == 0, p.stderr
-    rows = {r["variant"]: r for r in json.loads(p.stdout)["rows"]}
-    assert set(rows) == {"reference", "train --compile off", "train --compile on"}
-    assert rows["reference"]["speedup"] == 1.0
-    assert all(r["short_s"] > 0 and r["long_s"] > 0 for r in rows.values())
-
-
 def _render(table) -> list[str]:
     from rich.console import Console
 

@@ -302,7 +302,8 @@ def bench(
     from models.vocabulary import decoder_label, parse_decoder
 
     if end_to_end:
-        return _bench_end_to_end(size=size, batch=batch, short=steps, repeats=repeats, as_json=as_json)
+        return _bench_end_to_end(size=size, batch=batch, short=steps, repeats=repeats, precision=precision,
+                                 as_json=as_json)
     accelerator = resolve_accelerator(device)
     resolved = resolve_precision(precision, accelerator)
     if stylize:
@@ -333,15 +334,17 @@ def bench(
     out.print(table)
 
 
-def _bench_end_to_end(*, size: int, batch: int, short: int, repeats: int, as_json: bool) -> None:
+def _bench_end_to_end(*, size: int, batch: int, short: int, repeats: int, precision: str, as_json: bool) -> None:
     from service.cli.train_bench import end_to_end
 
-    rows = end_to_end(short=short, long=3 * short, size=size, batch=batch, repeats=repeats)
+    rows = end_to_end(short=short, long=3 * short, size=size, batch=batch, repeats=repeats, precision=precision)
     if as_json:
-        print(json.dumps({"size": size, "batch": batch, "rows": [r.as_dict() for r in rows]}, indent=2))
+        print(json.dumps({"size": size, "batch": batch, "precision": precision, "rows": [r.as_dict() for r in rows]},
+                         indent=2))
         return
     table = Table("variant", f"{short} steps s", f"{3 * short} steps s", "s per step", "start-up s", "x reference",
-                  title=f"whole processes on the CPU, {size} px, batch {batch}; median of {repeats}, alternated",
+                  title=f"whole processes on the CPU, {size} px, batch {batch}, train --precision {precision} "
+                        f"(the reference in fp32); median of {repeats}, alternated",
                   title_justify="left")
     for r in rows:
         table.add_row(r.variant, f"{r.short_s:.1f}", f"{r.long_s:.1f}", f"{r.step_s:.3f}", f"{r.startup_s:.1f}",

@@ -26,16 +26,19 @@ class EndToEndRow:
         return asdict(self)
 
 
-def _train_command(steps: int, size: int, batch: int, compile: str, out: str) -> list[str]:
+def _train_command(steps: int, size: int, batch: int, compile: str, precision: str, out: str) -> list[str]:
     return [sys.executable, "-m", "service.cli", "train", "brick", "--steps", str(steps), "--size", str(size),
-            "--batch", str(batch), "--device", "cpu", "--compile", compile, "--out", out, "--json"]
+            "--batch", str(batch), "--device", "cpu", "--compile", compile, "--precision", precision, "--out", out,
+            "--json"]
 
 
 def end_to_end(*, short: int = 8, long: int = 24, size: int = 128, batch: int = 4, repeats: int = 2,
-               compile_variants: tuple[str, ...] = ("off", "on")) -> list[EndToEndRow]:
+               compile_variants: tuple[str, ...] = ("off", "on"), precision: str = "auto") -> list[EndToEndRow]:
+    """`precision`: what `checkerless train` runs in (auto: as a user's run would); the
+    reference recipe is fp32 whatever it is."""
     variants = {"reference": lambda n, out: [sys.executable, "-m", "models.reference", str(n), str(size), str(batch)]}
     for c in compile_variants:
-        variants[f"train --compile {c}"] = (lambda c: lambda n, out: _train_command(n, size, batch, c, out))(c)
+        variants[f"train --compile {c}"] = (lambda c: lambda n, out: _train_command(n, size, batch, c, precision, out))(c)
     times: dict[tuple[str, int], list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(repeats):  # alternated, so a busy moment touches every variant alike

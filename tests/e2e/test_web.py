@@ -31,7 +31,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     data, port = tmp_path_factory.mktemp("web-data"), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")} | {"OMP_NUM_THREADS": "1"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")} | {
+        "OMP_NUM_THREADS": "1", "CHECKERLESS_PROBE_SIZE": "48"}  # the probe of a tiny job, at a size it can afford
     proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--data-dir", str(data)],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -61,6 +62,9 @@ def browser():
 
 
 def test_an_experiment_through_the_page(server, browser, tmp_path):
+    """The A/B user's whole path in Chromium: an experiment made from the form, trained through
+    `checkerless serve`, its page read on trained networks. Over a minute on a 2-core CPU: two
+    real training jobs, each a process that imports torch, are what the page is shown on."""
     server, key = server
     ARTIFACTS.mkdir(exist_ok=True)
     style, own = tmp_path / "style.png", tmp_path / "own.png"
@@ -269,7 +273,9 @@ def _loaded(selector: str) -> str:
 def test_a_builtin_style_picked_by_its_thumbnail_trains_a_job_with_a_page_of_its_own(server, browser, tmp_path):
     """The newcomer's path: no file of one's own; a thumbnail picked, one decoder, submit; the
     job's page shows progress, curves, the style beside the outputs, and stylises a photo with
-    the options the API takes (strength 0 gives the photo back)."""
+    the options the API takes (strength 0 gives the photo back), then a video, and a long one
+    cancelled. Over a minute on a 2-core CPU: a real training job, then real stylisations on
+    the warm stylise servers, each shown in the page."""
     server, key = server
     errors: list[str] = []
     page = _page(browser, key, errors)
