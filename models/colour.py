@@ -28,7 +28,6 @@ import torch
 RGB_TO_YCBCR = torch.tensor([[0.299, 0.587, 0.114],
                              [-0.168735892, -0.331264108, 0.5],
                              [0.5, -0.418687589, -0.081312411]], dtype=torch.float64)
-YCBCR_TO_RGB = torch.linalg.inv(RGB_TO_YCBCR)
 # A tiny ridge on the covariances: a flat (single-colour) output or photo has a singular one.
 COVARIANCE_EPS = 1e-3
 

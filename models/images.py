@@ -35,7 +35,6 @@ FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
 # (set_pixel_limit); every decode here and every video probe (models/video.py) honours it.
 MAX_PIXELS = 40_000_000
 _pixel_limit = MAX_PIXELS
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 HIGH_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 # Source bytes converted at a time: the temporaries of a band (its RGB rows, PNG's filter

@@ -44,9 +44,6 @@ DECODER_HALO = 4  # quarter-resolution pixels: the decoder and the 9x9 output co
 # `checkerless bench --tiling` (docs/performance.md): the 32-channel full-resolution maps
 # and the reflection-padded copies dominate.
 UNTILED_BYTES_PER_PIXEL = 1024
-# What the tiled path keeps per input pixel: three 128-channel quarter-resolution maps
-# (residual input, two conv outputs), the input and the output.
-TILED_BYTES_PER_PIXEL = 3 * 128 * 4 // 16 + 2 * 3 * 4
 DEFAULT_MEMORY_BUDGET = int(STYLIZE_MEMORY_BUDGET_GIB * 2**30)
 
 

@@ -32,11 +32,6 @@ def builtin_name(style_id: str) -> str:
     return name
 
 
-def style_label(style_id: str) -> str:
-    """A built-in's name, or an uploaded style's id as it is."""
-    return style_id.removeprefix(PREFIX) if is_builtin(style_id) else style_id
-
-
 def image(name: str) -> Image.Image:
     """The built-in style's image, RGB (the grey textures as three equal channels)."""
     import skimage.data

@@ -122,7 +122,8 @@ class Settings(BaseSettings):
     # GPUs a train worker runs jobs on, one job per GPU (workers/gpus.py); None: those named by
     # CUDA_VISIBLE_DEVICES, else every GPU `nvidia-smi -L` lists (none when device is "cpu").
     gpus: int | None = Field(None, ge=0)
-    vgg16_weights: str | None = None
+    # CHECKERLESS_VGG16_WEIGHTS (torchvision's VGG16 file) is read where the loss network is
+    # built, in the training process (models/loss_network.py): models/ reads no settings.
 
     # Webhooks (service/core/webhooks.py).
     webhook_allow_private: bool = False  # allow URLs to private, loopback and link-local addresses
