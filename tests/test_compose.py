@@ -25,7 +25,8 @@ def test_gpu_workers_reserve_one_gpu_each_and_have_time_to_checkpoint(compose):
         assert devices[0]["driver"] == "nvidia" and devices[0]["capabilities"] == ["gpu"], name
         ids += devices[0]["device_ids"]
         assert svc["shm_size"] and svc["stop_grace_period"]
-        assert "--concurrency" in " ".join(map(str, svc["command"])) and "1" in map(str, svc["command"])
+        command = list(map(str, svc["command"]))
+        assert command[command.index("--concurrency") + 1] == "1", name  # one job at a time on its GPU
     assert len(ids) == len(set(ids))  # one worker per GPU
 
 

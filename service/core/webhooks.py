@@ -27,6 +27,7 @@ import logging
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from service.core.keys import Keys, new_id
@@ -131,8 +132,9 @@ def enqueue(store: ObjectStore, *, url: str, owner: str, event: dict) -> None:
 
 
 def deliver_due(store: ObjectStore, *, allow_private: bool, attempts: int, retry_base_s: float,
-                timeout_s: float = 10.0) -> dict[str, int]:
-    """Send every due delivery once; returns counts by result (delivered, retry, failed)."""
+                timeout_s: float = 10.0, clock: Callable[[], float] = time.time) -> dict[str, int]:
+    """Send every due delivery once; returns counts by result (delivered, retry, failed).
+    `clock` schedules retries and claims (the signature's time is always the real one)."""
     import httpx
 
     results = {"delivered": 0, "retry": 0, "failed": 0}
@@ -142,7 +144,7 @@ def deliver_due(store: ObjectStore, *, allow_private: bool, attempts: int, retry
         except ObjectNotFound:
             continue
         d = json.loads(data)
-        t = time.time()
+        t = clock()
         if d["next_at"] > t or d["claimed_until"] > t:
             continue
         d["claimed_until"] = t + timeout_s + 5  # ours while we try; another sender skips it
@@ -175,7 +177,7 @@ def deliver_due(store: ObjectStore, *, allow_private: bool, attempts: int, retry
             results["failed"] += 1
             log.warning("webhook %s to %s given up after %d attempts: %s", d["id"], d["url"], d["attempts"], error)
         else:
-            d["next_at"] = time.time() + retry_base_s * 2 ** (d["attempts"] - 1)
+            d["next_at"] = clock() + retry_base_s * 2 ** (d["attempts"] - 1)
             store.put_bytes(key, json.dumps(d).encode(), content_type="application/json")
             results["retry"] += 1
     if any(results.values()):

@@ -61,8 +61,19 @@ def test_webhook_urls_to_private_addresses_are_refused(tmp_path, url, fragment):
     assert webhooks.check_url("http://[64:ff9b::5db8:d822]/hook", allow_private=False)  # NAT64 to a public one
 
 
-def deliver(store, **kw):
-    return webhooks.deliver_due(store, allow_private=True, attempts=kw.get("attempts", 3), retry_base_s=0.2)
+class Clock:
+    """The delivery loop's time, moved by the test: no test waits on the real one."""
+
+    def __init__(self):
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def deliver(store, clock=time.time, **kw):
+    return webhooks.deliver_due(store, allow_private=True, attempts=kw.get("attempts", 3), retry_base_s=0.2,
+                                clock=clock)
 
 
 def test_state_changes_are_delivered_signed_retried_and_given_up(tmp_path, receiver):
@@ -74,9 +85,11 @@ def test_state_changes_are_delivered_signed_retried_and_given_up(tmp_path, recei
                                 webhook_url=receiver.url))
     jobs.start_attempt(job.id, worker="w", max_attempts=3, stale_after_s=5)
     jobs.end_attempt(job.id, 1, JobState.succeeded)
-    assert deliver(store) == {"delivered": 2, "retry": 1, "failed": 0}  # queued: 500, running, succeeded
-    time.sleep(0.3)  # past the first backoff (0.2 s)
-    assert deliver(store) == {"delivered": 1, "retry": 0, "failed": 0}
+    clock = Clock()
+    assert deliver(store, clock) == {"delivered": 2, "retry": 1, "failed": 0}  # queued: 500, running, succeeded
+    assert deliver(store, clock) == {"delivered": 0, "retry": 0, "failed": 0}  # not due yet
+    clock.now += 0.3  # past the first backoff (0.2 s)
+    assert deliver(store, clock) == {"delivered": 1, "retry": 0, "failed": 0}
     assert store.list("webhooks/outbox") == []
 
     secret = webhooks.owner_secret(store, key.owner)
@@ -95,8 +108,8 @@ def test_state_changes_are_delivered_signed_retried_and_given_up(tmp_path, recei
     jobs.request_cancel(jobs.create(JobRecord(id=new_id(), owner=key.owner, config={"steps": 1}, style_id=new_id(),
                                               steps=1, webhook_url=receiver.url)).id)
     for _ in range(6):
-        deliver(store, attempts=2)
-        time.sleep(0.25)
+        deliver(store, clock, attempts=2)
+        clock.now += 0.25
     failed = [json.loads(store.get_bytes(k)) for k in store.list("webhooks/failed")]
     assert len(failed) == 2 and all(f["attempts"] == 2 and f["last_error"] == "HTTP 503" for f in failed)
     assert store.list("webhooks/outbox") == []

@@ -59,11 +59,11 @@ def test_a_file_of_the_wrong_size_is_fetched_again(tmp_path):
 def test_least_recently_used_go_first_once_past_the_budget(tmp_path):
     cache = ContentCache(tmp_path, 1000)
     ids = [ContentCache.identity("s", None, f"k{i}", 300) for i in range(5)]
+    past = time.time_ns() - 3600 * 10**9
     for i in range(3):
         cache.get(ids[i], 300, lambda i=i: blob(300, i))
-        time.sleep(0.02)  # distinct mtimes
-    cache.get(ids[0], 300, lambda: pytest.fail("k0 is cached"))  # k0 is now the most recently used
-    time.sleep(0.02)
+        os.utime(cache.path(ids[i]), ns=(past + i, past + i))  # used in this order, an hour ago
+    cache.get(ids[0], 300, lambda: pytest.fail("k0 is cached"))  # a hit touches k0: now the most recently used
     cache.get(ids[3], 300, lambda: blob(300, 3))  # 1200 bytes > 1000: evict to 900
     kept = [p.exists() for p in map(cache.path, ids[:4])]
     assert kept == [True, False, True, True], "k1, the least recently used, goes; k0 was just read"
