@@ -37,6 +37,7 @@ LIMITS: dict[str, tuple[int, int]] = {
     "checkpoint_every": (1, MAX_STEPS),
     "log_every": (1, MAX_STEPS),
     "style_size": (16, MAX_SIZE),
+    "full_res_blocks": (0, 4),
 }
 MAX_LR = 1.0
 # Several styles in one network (conditional instance norm): at most this many style images
@@ -58,7 +59,7 @@ STYLIZE_MEMORY_BUDGET_GIB = 2.0
 # (every downsampling kind has the same weights: stride-conv read as blur-stride would load
 # silently and compute something else) and resumes with the loss it trained with.
 STORED_FALLBACKS = {"downsample": "stride-conv", "loss_pooling": "max", "stability_weight": 0.0,
-                    "stability_shift": "one", "precision": "32"}
+                    "stability_shift": "one", "full_res_blocks": 0, "precision": "32"}
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class TrainConfig:
     loss_pooling: str = "max"  # the loss network's pooling: "max" (VGG's) or "avg"
     stability_weight: float = 1000.0  # weight of the stability loss (0: off; models/losses.py)
     stability_shift: str = "one"  # which shifts the stability loss asks equivariance for (models/vocabulary.py)
+    full_res_blocks: int = 0  # residual blocks at full resolution after the decoder (models/transformer_net.py)
     # auto: bf16 autocast where the machine has bf16 matrix units, else fp32 (models/hardware.py)
     precision: str = "auto"
 

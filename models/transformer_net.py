@@ -56,7 +56,8 @@ class TransformerNet(nn.Module):
     """
 
     def __init__(self, *, decoder: str | Sequence[str] = "resize-nearest",
-                 downsample: str | Sequence[str] = "stride-conv", styles: int = 1, residual_blocks: int = 5):
+                 downsample: str | Sequence[str] = "stride-conv", styles: int = 1, residual_blocks: int = 5,
+                 full_res_blocks: int = 0):
         super().__init__()
         if isinstance(styles, bool) or not isinstance(styles, int) or not 1 <= styles <= MAX_STYLES:
             raise ValueError(f"styles must be a whole number between 1 and {MAX_STYLES}, got {styles!r}")
@@ -89,6 +90,12 @@ class TransformerNet(nn.Module):
                 for name, (c_in, c_out) in zip(self.decoder, [(128, 64), (64, 32)])
             )
         )
+
+        # Residual blocks at full resolution, after the decoder (0: none, Johnson's network):
+        # a place where the network may put a texture's points at any pixel, not once per cell
+        # of the residual blocks' grid four pixels apart. Built last, so the weights of every
+        # other part are those of the same seed without them.
+        self.full_res = nn.Sequential(*(ResidualBlock(32, norm_layer=norm) for _ in range(full_res_blocks)))
 
         self.selected: tuple[float, ...] = (1.0,) + (0.0,) * (styles - 1)  # style 0
 
@@ -145,7 +152,7 @@ class TransformerNet(nn.Module):
         # Padded even when nothing is missing (a zero pad changes no value): with no branch on
         # the size, an exported graph (models/export.py) computes the padding for every size.
         x = F.pad(x, (0, inner_size(w) - w, 0, inner_size(h) - h), mode="replicate")
-        y = self.to_rgb(self.upsample(self.residuals(self.encoder(x))))
+        y = self.to_rgb(self.full_res(self.upsample(self.residuals(self.encoder(x)))))
         return y[..., :h, :w]
 
     def shared_state_dict(self) -> dict[str, torch.Tensor]:

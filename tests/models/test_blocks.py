@@ -150,3 +150,23 @@ def test_the_lowpass_interpolates_constants_and_ramps_exactly():
     up = LowpassUpsample()(ramp)[0, 0, 2, 6:-6]  # away from the edges
     step = up[1:] - up[:-1]
     assert torch.allclose(step, torch.full_like(step, 0.5), atol=1e-5)  # no period-2 ripple on a gradient
+
+
+def test_full_resolution_blocks_add_only_their_own_weights():
+    """models/transformer_net.py: residual blocks after the decoder (TrainConfig.full_res_blocks),
+    built last: under one seed every other weight is the network's without them, and a config
+    or checkpoint that never named them means none."""
+    import torch
+
+    from models.config import TrainConfig
+    from models.transformer_net import TransformerNet
+
+    torch.manual_seed(0)
+    plain = TransformerNet().state_dict()
+    torch.manual_seed(0)
+    net = TransformerNet(full_res_blocks=2)
+    extra = {k for k in net.state_dict() if k not in plain}
+    assert extra and all(k.startswith("full_res.") for k in extra)
+    assert all(torch.equal(plain[k], net.state_dict()[k]) for k in plain)
+    assert net(torch.rand(1, 3, 30, 35) * 255).shape == (1, 3, 30, 35)
+    assert TrainConfig.from_stored({"size": 32}).full_res_blocks == 0
