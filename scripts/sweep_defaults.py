@@ -94,6 +94,9 @@ def run_one(name: str, style: str, seed: int, *, steps: int | None, out: Path) -
     return row
 
 
+STYLE_ORDER = ["ihc", "hubble", "colorwheel", "gravel", "brick"]
+
+
 def interval(values: list[float]) -> tuple[float, float]:
     """Mean and the half-width of its 95% interval over seeds (0 for one seed): the experiments'
     own definition (service/core/seeds.py), so the sweep and the A/B page read alike."""
@@ -101,7 +104,7 @@ def interval(values: list[float]) -> tuple[float, float]:
     return i["mean"], (0.0 if i["low"] is None else i["high"] - i["mean"])
 
 
-def report(out: Path, *, as_json: bool) -> None:
+def report(out: Path, *, as_json: bool, markdown: bool = False) -> None:
     rows = [json.loads(p.read_text()) for p in sorted((out / "rows").glob("*.json"))]
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
@@ -115,6 +118,22 @@ def report(out: Path, *, as_json: bool) -> None:
         table.append(entry)
     if as_json:
         print(json.dumps(table, indent=1))
+        return
+    if markdown:  # docs/training.md's table
+        cols = ["style taken", "content distance", "excess p2", "p4", "p8", "EQ-T 1 px", "2 px", "3 px", "4 px"]
+        print("| style | configuration | seeds | " + " | ".join(cols) + " | CPUs |")
+        print("| --- | --- | ---: | " + " | ".join("---:" for _ in cols) + " | --- |")
+        for e in sorted(table, key=lambda e: (STYLE_ORDER.index(e["style"]) if e["style"] in STYLE_ORDER else 99,
+                                               e["config"])):
+            cells = []
+            for k in KEYS:
+                m, h = e[k]
+                cells.append(f"{m:.2f}" + (f" ± {h:.2f}" if e["seeds"] > 1 else "") if k == "style_taken"
+                             else f"{m:.3g}" if k == "content_distance"
+                             else f"{m:+.1f}" + (f" ± {h:.1f}" if e["seeds"] > 1 else "") if k.startswith("excess")
+                             else f"{m:.1f}" + (f" ± {h:.1f}" if e["seeds"] > 1 else ""))
+            cpus = ", ".join("Intel Xeon (AMX)" if c.startswith("Intel") else c for c in e["cpus"])
+            print(f"| {e['style']} | {e['config']} | {e['seeds']} | " + " | ".join(cells) + f" | {cpus} |")
         return
     print(f"{len(rows)} runs; mean ± 95% interval over seeds; each row names the CPUs its runs were on "
           "(bf16 kernels differ between them)")
@@ -164,6 +183,7 @@ def main() -> None:
     ap.add_argument("--report", action="store_true", help="print the table of what is measured so far")
     ap.add_argument("--figure", type=Path, default=None, help="write a picture of --configs' outputs per style here")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--markdown", action="store_true", help="with --report: the table as docs/training.md has it")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads [default: torch's]; 1 lets two sweeps share a 2-core machine without "
                          "their thread pools spinning against each other")
@@ -171,7 +191,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.report:
-        report(args.out, as_json=args.json)
+        report(args.out, as_json=args.json, markdown=args.markdown)
         return
     if args.figure:
         print(figure(args.out, args.configs.split(","), args.styles.split(","), args.figure))
