@@ -417,13 +417,16 @@ def test_videos_take_turns_by_owner_go_back_untouched_and_a_cancelled_one_frees_
     from service.core.errors import Conflict, NotFound
     from service.core.jobs import JobStore
     from service.core.keys import Keys, new_id
-    from service.core.records import JobState, StylizeRecord
+    from service.core.records import JobRecord, JobState, StylizeRecord
     from workers.supervisor import run_stylize
     from workers.warm_stylize import LANES, warm_stylizer
 
     settings = settings_for(tmp_path, heartbeat_s=0.2, **SMALL)
     store = LocalStore(tmp_path / "store")
     jobs, job_id = JobStore(store), new_id()
+    # A trained job: its record names its checkpoint (a record from before checkpoints per
+    # attempt, here: the checkpoint at its old key).
+    jobs.create(JobRecord(id=job_id, config={"steps": 1}, style_id=new_id(), steps=1))
     store.put_file(Keys.checkpoint(job_id), checkpoints[0][0])
 
     def clip_request(owner: str, size: tuple[int, int], frames: int) -> str:
