@@ -393,40 +393,39 @@ class JobStore:
 
     def requeue_if_stale(self, job_id: str, *, stale_after_s: float) -> bool:
         """The sweeper's change: a running job whose heartbeat stopped goes back to queued."""
-        requeued = [False]
-
         def change(r: JobRecord) -> None:
-            requeued[0] = False
             if r.state != JobState.running or not r.stale(stale_after_s):
                 raise Skip
             r.end_attempt("requeued", f"its worker stopped sending heartbeats for {stale_after_s:.0f} s")
             r.requeued_at = now()
             r.move(JobState.queued)
-            requeued[0] = True
 
-        try:
-            self.update(job_id, change)
-        except NotFound:
-            return False
-        return requeued[0]
+        return self._written(job_id, change)
 
     def claim_resend(self, job_id: str, *, after_s: float) -> bool:
         """The sweeper's claim on a queued job whose message looks lost (sent more than after_s
         ago): True for exactly one sweeper, which then sends it again."""
-        claimed = [False]
-
         def change(r: JobRecord) -> None:
-            claimed[0] = False
             if r.state != JobState.queued or (now() - r.sent_at).total_seconds() <= after_s:
                 raise Skip
             r.resent_at = now()
-            claimed[0] = True
+
+        return self._written(job_id, change)
+
+    def _written(self, job_id: str, change: Callable[[JobRecord], None]) -> bool:
+        """Whether `change` was written: False if it skipped (raised Skip) or the job is gone."""
+        written = [False]
+
+        def tracked(r: JobRecord) -> None:
+            written[0] = False  # a retry after a conflict starts again
+            change(r)
+            written[0] = True
 
         try:
-            self.update(job_id, change)
+            self.update(job_id, tracked)
         except NotFound:
             return False
-        return claimed[0]
+        return written[0]
 
     # --- styles and content sets ----------------------------------------------------------
 

@@ -88,14 +88,7 @@ def repair(jobs: JobStore, owner: str, window_s: int) -> UsageRecord:
     def replace(r: UsageRecord) -> None:
         r.active, r.minutes = fresh.active, fresh.minutes
 
-    try:
-        return cas.update(jobs.store, Keys.usage(owner), UsageRecord, replace, f"usage of {owner!r}")
-    except NotFound:
-        try:
-            cas.create(jobs.store, Keys.usage(owner), fresh)
-            return fresh
-        except VersionConflict:  # made meanwhile: replace that one
-            return cas.update(jobs.store, Keys.usage(owner), UsageRecord, replace, f"usage of {owner!r}")
+    return _change(jobs.store, owner, replace, lambda: fresh)
 
 
 def reserve(jobs: JobStore, owner: str, new: list[JobRecord], limits: Settings,
@@ -122,15 +115,23 @@ def reserve(jobs: JobStore, owner: str, new: list[JobRecord], limits: Settings,
         m = _minute(now())
         r.minutes[m] = r.minutes.get(m, 0) + asked
 
+    # The owner's first job since usage records exist: the record is made from the jobs first.
+    _change(jobs.store, owner, take, lambda: recompute(jobs, owner, limits.quota_window_s))
+
+
+def _change(store: ObjectStore, owner: str, change: Callable[[UsageRecord], None],
+            make: Callable[[], UsageRecord]) -> UsageRecord:
+    """`change` applied to the owner's record by compare-and-set; where there is none yet, it
+    is made by `make` first (another process making it meanwhile is as good)."""
     key, what = Keys.usage(owner), f"usage of {owner!r}"
     try:
-        cas.update(jobs.store, key, UsageRecord, take, what)
-    except NotFound:  # the owner's first job since usage records exist: made from the records first
+        return cas.update(store, key, UsageRecord, change, what)
+    except NotFound:
         try:
-            cas.create(jobs.store, key, recompute(jobs, owner, limits.quota_window_s))
+            cas.create(store, key, make())
         except VersionConflict:
-            pass  # another submission made it meanwhile
-        cas.update(jobs.store, key, UsageRecord, take, what)
+            pass
+        return cas.update(store, key, UsageRecord, change, what)
 
 
 def _counts(job_id: str, reserved_at: datetime, still_active: Callable[[str], bool | None]) -> bool:
