@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 out = Console()
 usage_app = typer.Typer(help="Owners' quota usage: show it, or repair it from the job records after a crash. "
@@ -40,7 +40,8 @@ def _print(rows: list[dict], as_json: bool) -> None:
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table("owner", "unfinished jobs", "training pixel-steps in the window")
+    # The owner whole: it is what `usage repair` takes.
+    table = Table(Column("owner", no_wrap=True), "unfinished jobs", "training pixel-steps in the window")
     for r in rows:
         table.add_row(r["owner"], str(len(r["active"])), f"{r['window_pixels']:.3g}")
     out.print(table)
