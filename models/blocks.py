@@ -84,12 +84,12 @@ class ConvLayer(nn.Sequential):
 class ResidualBlock(nn.Module):
     """Two 3x3 convs with a skip connection (He et al. 2016, as in Johnson et al. 2016)."""
 
-    def __init__(self, channels: int, *, norm_layer: NormLayer = instance_norm):
+    def __init__(self, channels: int, *, norm_layer: NormLayer = instance_norm, filtered: bool = False):
         super().__init__()
         self.body = nn.Sequential(
             ConvLayer(channels, channels, kernel_size=3),
             norm_layer(channels),
-            nn.ReLU(inplace=True),
+            activation(filtered),
             ConvLayer(channels, channels, kernel_size=3),
             norm_layer(channels),
         )
@@ -234,26 +234,77 @@ def lowpass_phases(reach: int = LOWPASS_REACH, beta: float = LOWPASS_BETA) -> to
     return torch.stack(rows).float()
 
 
+def lowpass_kernel(reach: int = LOWPASS_REACH) -> torch.Tensor:
+    """(2*(2*reach+1),): lowpass_phases interleaved into the one kernel of a x2 upsampler at the
+    full rate: tap t weighs the low-resolution pixel i at output pixel o = 2i + t - 2*reach.
+    Symmetric, sums to 2 (each phase sums to 1)."""
+    phases = lowpass_phases(reach)
+    kernel = torch.zeros(2 * phases.shape[1])
+    for p in range(2):
+        for d in range(-reach, reach + 1):
+            kernel[p - 2 * d + 2 * reach] = phases[p, d + reach]
+    return kernel
+
+
 class LowpassUpsample(nn.Module):
-    """x2 upsampling by zero insertion and a fixed low-pass (lowpass_phases), separable: each
-    axis is filtered once per output phase and the phases interleaved. Edge-replicated at
-    low resolution. No weights; the filter is a buffer outside the state_dict."""
+    """x2 upsampling by zero insertion and a fixed low-pass (lowpass_phases): a depthwise
+    transposed convolution of stride 2 by lowpass_kernel on each axis. Edge-replicated at low
+    resolution. No weights; the filter is a buffer outside the state_dict."""
+
+    def __init__(self, reach: int = LOWPASS_REACH) -> None:
+        super().__init__()
+        k = lowpass_kernel(reach)
+        self.reach = reach
+        self.register_buffer("kernel", (k[:, None] * k[None, :])[None, None], persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r, c = self.reach, x.shape[1]
+        h, w = x.shape[-2:]
+        # In float32 whatever the autocast: CPUs run depthwise convolutions in bf16 about 6x
+        # slower than in float32 (a fixed filter has nothing for the matrix units to do).
+        with torch.autocast("cpu", enabled=False):
+            y = F.pad(x.float(), (r, r, r, r), mode="replicate")
+            y = F.conv_transpose2d(y, self.kernel.expand(c, 1, -1, -1), stride=2, groups=c)
+        return y[..., 4 * r:4 * r + 2 * h, 4 * r:4 * r + 2 * w].to(x.dtype)
+
+
+class LowpassDownsample(nn.Module):
+    """x1/2 downsampling by the same low-pass as LowpassUpsample, then decimation: that layer's
+    adjoint (a strided depthwise convolution by lowpass_kernel), scaled so that a constant
+    keeps its value. Edge-replicated. No weights. Even sizes only."""
+
+    def __init__(self, reach: int = LOWPASS_REACH) -> None:
+        super().__init__()
+        k = lowpass_kernel(reach) / 2
+        self.reach = reach
+        self.register_buffer("kernel", (k[:, None] * k[None, :])[None, None], persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r, c = self.reach, x.shape[1]
+        with torch.autocast("cpu", enabled=False):  # float32: as LowpassUpsample
+            y = F.pad(x.float(), (2 * r, 2 * r, 2 * r, 2 * r), mode="replicate")
+            y = F.conv2d(y, self.kernel.expand(c, 1, -1, -1), stride=2, groups=c)
+        return y.to(x.dtype)
+
+
+class FilteredReLU(nn.Module):
+    """A ReLU evaluated at twice the resolution between the two low-pass filters (Karras et al.
+    2021, "Alias-Free Generative Adversarial Networks", their filtered nonlinearity): the
+    high frequencies a ReLU creates are removed before they fold back onto the coarse grid, so
+    what follows cannot tell where the grid's cells are from them. Even sizes only (inside the
+    network every size below full resolution is)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.register_buffer("phases", lowpass_phases(), persistent=False)
-
-    def _along_width(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        reach = (self.phases.shape[1] - 1) // 2
-        padded = F.pad(x.reshape(b * c, 1, h, w), (reach, reach, 0, 0), mode="replicate")
-        kernel = self.phases.to(x.dtype)[:, None, None, :]  # (2, 1, 1, taps): one output channel per phase
-        out = F.conv2d(padded, kernel)  # (B*C, 2, H, W)
-        return out.permute(0, 2, 3, 1).reshape(b, c, h, 2 * w)
+        self.up, self.down = LowpassUpsample(), LowpassDownsample()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._along_width(x)
-        return self._along_width(x.transpose(2, 3)).transpose(2, 3)
+        return self.down(F.relu(self.up(x)))
+
+
+def activation(filtered: bool) -> nn.Module:
+    """The nonlinearity of a stage below full resolution."""
+    return FilteredReLU() if filtered else nn.ReLU(inplace=True)
 
 
 class LowpassResizeConv(nn.Sequential):

@@ -105,8 +105,7 @@ def read_checkpoint(path: str | Path) -> tuple[CheckpointInfo, dict]:
 def load_network(path: str | Path) -> tuple[TransformerNet, CheckpointInfo]:
     """The trained network, in eval mode on the CPU, and its description."""
     info, raw = read_checkpoint(path)
-    net = TransformerNet(decoder=info.config.decoder_stages, downsample=info.config.downsample_stages,
-                         styles=len(info.styles), full_res_blocks=info.config.full_res_blocks)
+    net = TransformerNet.for_config(info.config, styles=len(info.styles))
     state = {k.removeprefix("net."): v for k, v in raw["state_dict"].items() if k.startswith("net.")}
     try:
         net.load_state_dict(state)

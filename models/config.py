@@ -59,7 +59,8 @@ STYLIZE_MEMORY_BUDGET_GIB = 2.0
 # (every downsampling kind has the same weights: stride-conv read as blur-stride would load
 # silently and compute something else) and resumes with the loss it trained with.
 STORED_FALLBACKS = {"downsample": "stride-conv", "loss_pooling": "max", "stability_weight": 0.0,
-                    "stability_shift": "one", "full_res_blocks": 0, "precision": "32"}
+                    "stability_shift": "one", "full_res_blocks": 0, "filtered_relu": False,
+                    "precision": "32"}
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class TrainConfig:
     stability_weight: float = 1000.0  # weight of the stability loss (0: off; models/losses.py)
     stability_shift: str = "one"  # which shifts the stability loss asks equivariance for (models/vocabulary.py)
     full_res_blocks: int = 0  # residual blocks at full resolution after the decoder (models/transformer_net.py)
+    filtered_relu: bool = False  # ReLUs below full resolution filtered (models/blocks.py FilteredReLU)
     # auto: bf16 autocast where the machine has bf16 matrix units, else fp32 (models/hardware.py)
     precision: str = "auto"
 
@@ -98,6 +100,8 @@ class TrainConfig:
             raise ValueError(f"unknown stability shift {self.stability_shift!r}; valid: {', '.join(STABILITY_SHIFTS)}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        if not isinstance(self.filtered_relu, bool):
+            raise ValueError(f"filtered_relu must be true or false, got {self.filtered_relu!r}")
         sw = self.stability_weight
         if isinstance(sw, bool) or not isinstance(sw, (int, float)) or not (0 <= sw <= MAX_STABILITY_WEIGHT):
             raise ValueError(f"stability_weight must be a number between 0 and {MAX_STABILITY_WEIGHT:g}, got {sw!r}")

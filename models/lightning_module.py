@@ -59,8 +59,7 @@ class StyleTransferModule(pl.LightningModule):
         # Seeded here so the same seed gives the same shared weights whatever the decoder.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
-            self.net = TransformerNet(decoder=config.decoder_stages, downsample=config.downsample_stages,
-                                      styles=len(styles), full_res_blocks=config.full_res_blocks)
+            self.net = TransformerNet.for_config(config, styles=len(styles))
         loss_network = loss_network or build_loss_network(config.loss_network, pooling=config.loss_pooling)
         if not loss_network.pretrained and config.loss_network != "vgg19-random":
             raise ValueError("refusing to train against a loss network with random weights")

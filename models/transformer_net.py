@@ -16,6 +16,7 @@ from models.blocks import (
     ConditionalInstanceNorm2d,
     ConvLayer,
     ResidualBlock,
+    activation,
     build_downsample,
     decoder_label,
     downsample_label,
@@ -23,7 +24,7 @@ from models.blocks import (
     parse_decoder,
     parse_downsample,
 )
-from models.config import MAX_STYLES
+from models.config import MAX_STYLES, TrainConfig
 
 # Two stride-2 convs down, two x2 stages up: sizes must be multiples of this inside the net.
 SIZE_MULTIPLE = 4
@@ -57,7 +58,7 @@ class TransformerNet(nn.Module):
 
     def __init__(self, *, decoder: str | Sequence[str] = "resize-nearest",
                  downsample: str | Sequence[str] = "stride-conv", styles: int = 1, residual_blocks: int = 5,
-                 full_res_blocks: int = 0):
+                 full_res_blocks: int = 0, filtered_relu: bool = False):
         super().__init__()
         if isinstance(styles, bool) or not isinstance(styles, int) or not 1 <= styles <= MAX_STYLES:
             raise ValueError(f"styles must be a whole number between 1 and {MAX_STYLES}, got {styles!r}")
@@ -73,21 +74,27 @@ class TransformerNet(nn.Module):
         # weights whatever the downsampling and the number of styles.
         first = ConvLayer(3, 32, kernel_size=9)
         down1, down2 = build_downsample(self.downsample, [(32, 64), (64, 128)])
+        # filtered_relu: every nonlinearity below full resolution is a filtered one
+        # (models/blocks.py FilteredReLU): no parameters, the same state_dict, the same weights
+        # under a seed.
+        self.filtered_relu = filtered_relu
         self.encoder = nn.Sequential(
             first, norm(32), nn.ReLU(inplace=True),
-            down1, norm(64), nn.ReLU(inplace=True),
-            down2, norm(128), nn.ReLU(inplace=True),
+            down1, norm(64), activation(filtered_relu),
+            down2, norm(128), activation(filtered_relu),
         )
-        self.residuals = nn.Sequential(*(ResidualBlock(128, norm_layer=norm) for _ in range(residual_blocks)))
+        self.residuals = nn.Sequential(*(ResidualBlock(128, norm_layer=norm, filtered=filtered_relu)
+                                         for _ in range(residual_blocks)))
         self.to_rgb = ConvLayer(32, 3, kernel_size=9)
         # Departure from Johnson et al.: the output starts at the ImageNet mean colour, not at
         # black, so short runs spend no steps just brightening the image. Same for every decoder.
         with torch.no_grad():
             self.to_rgb[1].bias.copy_(torch.tensor(IMAGENET_MEAN_255))
+        # The first stage's output is at half resolution, the second's at full.
         self.upsample = nn.Sequential(
             *(
-                nn.Sequential(DECODERS[name].build(c_in, c_out), norm(c_out), nn.ReLU(inplace=True))
-                for name, (c_in, c_out) in zip(self.decoder, [(128, 64), (64, 32)])
+                nn.Sequential(DECODERS[name].build(c_in, c_out), norm(c_out), activation(filtered_relu and half))
+                for name, (c_in, c_out), half in zip(self.decoder, [(128, 64), (64, 32)], [True, False])
             )
         )
 
@@ -98,6 +105,12 @@ class TransformerNet(nn.Module):
         self.full_res = nn.Sequential(*(ResidualBlock(32, norm_layer=norm) for _ in range(full_res_blocks)))
 
         self.selected: tuple[float, ...] = (1.0,) + (0.0,) * (styles - 1)  # style 0
+
+    @classmethod
+    def for_config(cls, config: TrainConfig, styles: int = 1) -> TransformerNet:
+        """The network a run's settings describe (training builds it, a checkpoint loads into it)."""
+        return cls(decoder=config.decoder_stages, downsample=config.downsample_stages, styles=styles,
+                   full_res_blocks=config.full_res_blocks, filtered_relu=config.filtered_relu)
 
     # plain Python: torch.jit.script skips them
     __jit_unused_properties__ = ["decoder_label", "downsample_label", "selected_style"]

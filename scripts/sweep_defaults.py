@@ -42,7 +42,7 @@ from service.core.seeds import interval as seeds_interval
 # would train with today's default of it (the stability weight left out made "old" runs train
 # with the term on, once it became a default).
 OLD = {"decoder": "resize-nearest", "downsample": "stride-conv", "loss_pooling": "max", "lr": 5e-3,
-       "style_weight": 5e-2, "stability_weight": 0.0, "stability_shift": "one"}
+       "style_weight": 5e-2, "stability_weight": 0.0, "stability_shift": "one", "filtered_relu": False}
 CONFIGS: dict[str, dict] = {
     "old": OLD,
     "lowpass": {**OLD, "decoder": "resize-lowpass"},
@@ -69,6 +69,18 @@ CONFIGS: dict[str, dict] = {
     "lowpass-blur-stab1000-subgrid-sw2": {**OLD, "decoder": "resize-lowpass", "downsample": "blur-stride",
                                           "stability_weight": 1000.0, "stability_shift": "subgrid",
                                           "style_weight": 0.1},
+    # The two remedies together (subgrid shifts asked for, a full-resolution stage to answer
+    # them with), and the shifts asked for harder.
+    "lowpass-blur-stab1000-subgrid-fullres": {**OLD, "decoder": "resize-lowpass", "downsample": "blur-stride",
+                                              "stability_weight": 1000.0, "stability_shift": "subgrid",
+                                              "full_res_blocks": 1},
+    "lowpass-blur-stab3000-subgrid": {**OLD, "decoder": "resize-lowpass", "downsample": "blur-stride",
+                                      "stability_weight": 3000.0, "stability_shift": "subgrid"},
+    # Filtered nonlinearities (models/blocks.py FilteredReLU): no ReLU below full resolution
+    # folds its harmonics back onto the coarse grid. Alone, and with today's defaults.
+    "lowpass-blur-filtered": {**OLD, "decoder": "resize-lowpass", "downsample": "blur-stride", "filtered_relu": True},
+    "lowpass-blur-stab1000-filtered": {**OLD, "decoder": "resize-lowpass", "downsample": "blur-stride",
+                                       "stability_weight": 1000.0, "filtered_relu": True},
 }
 KEYS = ("style_taken", "content_distance", "excess_p2", "excess_p4", "excess_p8", "eq_t1", "eq_t2", "eq_t3", "eq_t4")
 
