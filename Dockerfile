@@ -31,6 +31,10 @@ RUN mkdir -p models workers service \
  && pip uninstall -y checkerless \
  && rm -rf models workers service build ./*.egg-info
 
+# The client library (clients/python; it brings httpx): the CLI's `jobs` and `content-sets` use it.
+COPY clients/python ./clients/python
+RUN pip install --no-cache-dir ./clients/python && rm -rf clients
+
 # The code.
 COPY models ./models
 COPY workers ./workers

@@ -348,3 +348,60 @@ class StylizationPublic(BaseModel):
                                                      "and output, in 8-bit levels; None where no pixel stood still.")
     cancel_requested: bool = Field(False, description="Cancel was asked while it runs: its worker stops it at the "
                                    "next heartbeat, and it ends cancelled.")
+
+
+# Experiments are answered as plain dicts (service/api/routes/experiments.py builds them from
+# their jobs); these models describe them in the OpenAPI schema (`responses=`), so clients can
+# read their shape. tests/client checks real answers against them, key for key.
+class ExperimentRun(BaseModel):
+    """One seed's job of a variant, in brief."""
+
+    job_id: str
+    seed: int | None
+    state: JobState
+    step: int
+    steps: int
+    error: str | None
+    final: dict[str, float] | None = Field(description="Its final measures (the probe's last row and the last "
+                                           "step's loss) once it has succeeded; None before.")
+
+
+class ExperimentVariant(JobPublic):
+    """A variant: its first seed's job as GET /v1/jobs/{id} shows it, and what the experiment adds."""
+
+    label: str = Field(description="The variant's canonical name: its decoder, then what differs from the defaults.")
+    scores: dict[str, dict[str, float] | None] = Field(description="init and final: the probe's first and last rows.")
+    runs: list[ExperimentRun] = Field(description="Every seed's job, in the order of the experiment's seeds.")
+    summary: dict[str, dict[str, float | int | None]] = Field(
+        description="Per measure of the finished runs: mean, and low and high of its 95% interval over the seeds "
+        "(None with one), and n, the seeds it holds.")
+    spectrum_profile: dict[str, Any] | None = Field(description="The 1-D spectrum of its first panel photo "
+                                                    "(photo, freqs, power); None before it has one.")
+
+
+class ExperimentPublic(BaseModel):
+    id: str
+    created_at: datetime
+    state: str = Field(description="running while any job is queued or running; then succeeded, failed or "
+                       "cancelled.")
+    style_id: str
+    styles: list[dict]
+    content_set_id: str | None
+    settings: dict
+    seeds: list[int | None]
+    variants: list[ExperimentVariant]
+    panel: list[str] = Field(description="The panel photos every variant has an output on.")
+    differences: list[dict] = Field(description="For each pair of variants and measure: a, b, measure, differ.")
+    spectra: dict[str, list[str]]
+    comparisons: list[dict]
+
+
+class ExperimentBrief(BaseModel):
+    """An experiment as GET /v1/experiments lists it."""
+
+    id: str
+    created_at: datetime
+    state: str
+    variants: list[str] = Field(description="The variants' labels.")
+    settings: dict
+    seeds: int = Field(description="How many seeds each variant trains with.")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,7 +12,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 from rich.table import Table
 
-from service.cli.serve import ApiError, ApiOpt, KeyOpt, _call, _client, err, out
+from service.cli.serve import ApiOpt, CliError, KeyOpt, _client, err, out
 from service.core.content_sets import ARCHIVE_KINDS, ARCHIVE_SNIFF_BYTES, archive_kind
 
 app = typer.Typer(help="Content sets: upload an archive, register an S3 prefix, list, show, delete.",
@@ -21,7 +20,6 @@ app = typer.Typer(help="Content sets: upload an archive, register an S3 prefix, 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 WaitOpt = Annotated[bool, typer.Option("--wait", help="Show validation progress until the set is ready or failed "
                                                        "(exit 1 if it failed).")]
-CHUNK = 1 << 20
 POLL_S = 1.0
 
 
@@ -34,12 +32,11 @@ def upload(archive: Annotated[Path, typer.Argument(help="A tar, tar.gz or zip of
     started = time.monotonic()
     with _client(api, key) as client, _bar() as bar:
         task = bar.add_task("sending", total=size)
-        r = _call(client, "POST", "/v1/content-sets/archive", params={"name": name or archive.name},
-                  content=_read(archive, lambda n: bar.advance(task, n)),
-                  headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"})
+        found = client.upload_archive(archive, name=name or archive.name,
+                                      progress=lambda sent, _total: bar.update(task, completed=sent))
     seconds = time.monotonic() - started
     err.print(f"sent {_mb(size)} MB in {seconds:.1f} s ({_mb(size / max(seconds, 1e-3))} MB/s)", highlight=False)
-    _after(r.json(), wait=wait, as_json=as_json, api=api, key=key)
+    _after(found, wait=wait, as_json=as_json, api=api, key=key)
 
 
 @app.command("register")
@@ -50,23 +47,23 @@ def register(prefix: Annotated[str, typer.Argument(help="Key prefix of the image
     """Operators (an admin key): images already under an S3 prefix become a content set, read in
     place; nothing is copied, and deleting the set leaves them."""
     with _client(api, key) as client:
-        r = _call(client, "POST", "/v1/content-sets/register", json={"prefix": prefix, "bucket": bucket, "name": name})
-    _after(r.json(), wait=wait, as_json=as_json, api=api, key=key)
+        found = client.register_content_set(prefix, bucket=bucket, name=name)
+    _after(found, wait=wait, as_json=as_json, api=api, key=key)
 
 
 @app.command("list")
 def list_sets(as_json: JsonOpt = False, api: ApiOpt = None, key: KeyOpt = None) -> None:
     """Your content sets, newest first."""
     with _client(api, key) as client:
-        sets = _call(client, "GET", "/v1/content-sets").json()
+        sets = client.content_sets()
     if as_json:
-        print(json.dumps(sets, indent=2))
+        print(json.dumps([s.to_json() for s in sets], indent=2))
         return
     table = Table("id", "name", "source", "state", "images", "read", "created")
     table.columns[0].no_wrap = True
     for s in sets:
-        table.add_row(s["id"], s["name"] or "", s["source"], s["state"] + (f": {s['error']}" if s["error"] else ""),
-                      str(s["count"]), _read_so_far(s), (s["created_at"] or "")[:19])
+        table.add_row(s.id, s.name or "", s.source, s.state + (f": {s.error}" if s.error else ""),
+                      str(s.count), _read_so_far(s), (s.to_json()["created_at"] or "")[:19])
     out.print(table)
 
 
@@ -74,7 +71,7 @@ def list_sets(as_json: JsonOpt = False, api: ApiOpt = None, key: KeyOpt = None) 
 def show(set_id: str, wait: WaitOpt = False, as_json: JsonOpt = False, api: ApiOpt = None, key: KeyOpt = None) -> None:
     """One content set: its state, validation progress, image count and what was skipped."""
     with _client(api, key) as client:
-        found = _call(client, "GET", f"/v1/content-sets/{set_id}").json()
+        found = client.content_set(set_id)
     _after(found, wait=wait, as_json=as_json, api=api, key=key)
 
 
@@ -82,28 +79,21 @@ def show(set_id: str, wait: WaitOpt = False, as_json: JsonOpt = False, api: ApiO
 def delete(set_id: str, api: ApiOpt = None, key: KeyOpt = None) -> None:
     """Delete a content set (also while it is validating); a registered prefix's objects stay."""
     with _client(api, key) as client:
-        _call(client, "DELETE", f"/v1/content-sets/{set_id}")
+        client.delete_content_set(set_id)
     out.print(f"deleted content set {set_id}")
 
 
 def _check_archive(path: Path) -> int:
     """The file's size, once it is known to be a non-empty archive (what the API would refuse, said before sending)."""
     if not path.is_file():
-        raise ApiError(f"{path}: no such file")
+        raise CliError(f"{path}: no such file")
     with open(path, "rb") as f:
         head = f.read(ARCHIVE_SNIFF_BYTES)
     if not head:
-        raise ApiError(f"{path}: the file is empty")
+        raise CliError(f"{path}: the file is empty")
     if archive_kind(head) is None:
-        raise ApiError(f"{path}: not an archive the server reads; send {ARCHIVE_KINDS}")
+        raise CliError(f"{path}: not an archive the server reads; send {ARCHIVE_KINDS}")
     return path.stat().st_size
-
-
-def _read(path: Path, sent) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            yield chunk
-            sent(len(chunk))
 
 
 def _bar() -> Progress:
@@ -111,33 +101,31 @@ def _bar() -> Progress:
                     TransferSpeedColumn(), TimeElapsedColumn(), console=err, transient=True)  # a line after
 
 
-def _read_so_far(s: dict) -> str:
-    p = s["progress"]
-    total = f"/{_mb(p['total_bytes'])}" if p["total_bytes"] else ""
-    return f"{p['members']} members, {_mb(p['bytes_read'])}{total} MB read"
+def _read_so_far(s) -> str:
+    p = s.progress
+    total = f"/{_mb(p.total_bytes)}" if p.total_bytes else ""
+    return f"{p.members} members, {_mb(p.bytes_read)}{total} MB read"
 
 
 def _mb(n: int) -> str:
     return f"{n / 1e6:.1f}"
 
 
-def _after(found: dict, *, wait: bool, as_json: bool, api: str | None, key: str | None) -> None:
-    if wait and found["state"] == "validating":
+def _after(found, *, wait: bool, as_json: bool, api: str | None, key: str | None) -> None:
+    if wait and found.state == "validating":
         with _client(api, key) as client, Progress(
                 TextColumn("[bold]validating"), BarColumn(bar_width=24), TextColumn("{task.fields[info]}"),
                 TimeElapsedColumn(), console=err) as bar:
-            task = bar.add_task("validating", total=found["progress"]["total_bytes"], info=_read_so_far(found))
-            while found["state"] == "validating":
-                time.sleep(POLL_S)
-                found = _call(client, "GET", f"/v1/content-sets/{found['id']}").json()
-                bar.update(task, completed=found["progress"]["bytes_read"], info=_read_so_far(found))
+            task = bar.add_task("validating", total=found.progress.total_bytes, info=_read_so_far(found))
+            found = client.wait_content_set(found.id, poll_s=POLL_S, progress=lambda s: bar.update(
+                task, completed=s.progress.bytes_read, info=_read_so_far(s)))
     if as_json:
-        print(json.dumps(found, indent=2))
+        print(json.dumps(found.to_json(), indent=2))
     else:
-        out.print(f"content set {found['id']} ({found['name'] or found['source']}): {found['state']}, "
-                  f"{found['count']} images, {_read_so_far(found)}"
-                  + (f"; error: {found['error']}" if found["error"] else ""), highlight=False, markup=False)
-        for s in found["skipped"][:5]:
+        out.print(f"content set {found.id} ({found.name or found.source}): {found.state}, "
+                  f"{found.count} images, {_read_so_far(found)}"
+                  + (f"; error: {found.error}" if found.error else ""), highlight=False, markup=False)
+        for s in found.skipped[:5]:
             err.print(f"skipped {s['name']}: {s['reason']}", highlight=False, markup=False)
-    if wait and found["state"] == "failed":
+    if wait and found.state == "failed":
         raise typer.Exit(1)

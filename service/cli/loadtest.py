@@ -57,27 +57,27 @@ def loadtest(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Load-test an embedded server on loopback: submissions, lists and stylisations."""
-    import httpx
+    from checkerless_client import Client, RetryPolicy
 
-    from service.cli.serve import embedded_server, list_pages, wait_ready
+    from service.cli.serve import embedded_server, wait_ready
 
-    def every_job(client) -> list[dict]:
-        return list_pages(client, "/v1/jobs", limit=1000, every=True)[0]
+    def every_job(client) -> list:
+        return list(client.jobs(limit=1000))
 
     deadline = time.monotonic() + timeout
     env = {"CHECKERLESS_QUOTA_ACTIVE_JOBS": str(submits + 10), "OMP_NUM_THREADS": "1"}
     with embedded_server(prefix="checkerless-load-", env=env) as (url, data, server):
-        # Idle connections are dropped before uvicorn's keep-alive timeout (5 s) closes them under us.
-        limits = httpx.Limits(max_connections=max(submits, lists, stylizations), keepalive_expiry=2)
-        with httpx.Client(base_url=url, timeout=120, limits=limits) as client:
-            if not wait_ready(client, server, deadline=deadline):
+        with Client(url) as probe:
+            if not wait_ready(probe, server, deadline=deadline):
                 raise ValueError("the embedded server did not start")
-            client.headers["X-API-Key"] = (data / "local-key").read_text().strip()
-            style = client.post("/v1/styles", files={"file": ("s.png", _png(32, 32, 0))}).json()["id"]
-            tiny = {"style_id": style, "steps": 1, "size": 16, "batch": 1}
+        # A load test measures the server: nothing is retried (a lost request shows as lost).
+        with Client(url, (data / "local-key").read_text().strip(), retry=RetryPolicy(attempts=1),
+                    max_connections=max(submits, lists, stylizations)) as client:
+            style = client.upload_style(("s.png", _png(32, 32, 0))).id
+            tiny = {"steps": 1, "size": 16, "batch": 1}
             # One trained network to stylise with.
-            trained = client.post("/v1/jobs", json=tiny).json()["id"]
-            while (state := client.get(f"/v1/jobs/{trained}").json()["state"]) not in ("succeeded", "failed", "cancelled"):
+            trained = client.submit(style, **tiny).id
+            while (state := client.job(trained).state) not in ("succeeded", "failed", "cancelled"):
                 if time.monotonic() > deadline:
                     raise ValueError("the first job did not finish in time")
                 time.sleep(0.5)
@@ -85,27 +85,25 @@ def loadtest(
                 raise ValueError(f"the first job {state}")
             rows = {}
 
-            ids, rows["submit jobs"] = _burst(lambda i: client.post("/v1/jobs", json={**tiny, "seed": i}).json()["id"],
-                                              submits, submits)
-            listed = {j["id"] for j in every_job(client)}
+            ids, rows["submit jobs"] = _burst(lambda i: client.submit(style, **tiny, seed=i).id, submits, submits)
+            listed = {j.id for j in every_job(client)}
             exactly_once = len(set(ids)) == submits and set(ids) <= listed and len(listed) == submits + 1
-            _, rows["list jobs"] = _burst(lambda i: client.get("/v1/jobs").status_code, lists, lists)  # a first page
+            _, rows["list jobs"] = _burst(lambda i: len(client.jobs_page().items), lists, lists)  # a first page
             for job_id in ids:  # every job to a final state: queued ones end at once
-                client.post(f"/v1/jobs/{job_id}/cancel")
-            while any(j["state"] in ("queued", "running") for j in every_job(client)):
+                client.cancel(job_id)
+            while any(j.state in ("queued", "running") for j in every_job(client)):
                 if time.monotonic() > deadline:
                     break
                 time.sleep(1)
-            final = sum(j["state"] in ("succeeded", "failed", "cancelled") for j in every_job(client))
+            final = sum(j.state in ("succeeded", "failed", "cancelled") for j in every_job(client))
 
             photo = _png(64, 48, 1)
             requests, rows["request stylisations"] = _burst(
-                lambda i: client.post(f"/v1/jobs/{trained}/stylize", files=[("files", ("p.png", photo))]).json()["id"],
-                stylizations, stylizations)
+                lambda i: client.request_stylization(trained, [("p.png", photo)]).id, stylizations, stylizations)
             started = time.perf_counter()
             pending = set(requests)
             while pending and time.monotonic() < deadline:
-                pending = {r for r in pending if client.get(f"/v1/stylizations/{r}").json()["state"] in ("queued", "running")}
+                pending = {r for r in pending if client.stylization(r).state in ("queued", "running")}
                 time.sleep(1)
             finished = stylizations - len(pending)
     summary = {"rows": rows, "jobs_recorded_exactly_once": exactly_once, "jobs_final": f"{final}/{submits + 1}",

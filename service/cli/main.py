@@ -494,6 +494,15 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as e:  # ImageError, CheckpointError, config errors...
         _error(str(e))
         return 1
+    except Exception as e:
+        # The API's answers, through the client library (checkerless_client: ApiError with the
+        # API's detail and status, ApiUnreachable...). Not imported here (httpx's import would
+        # slow every command): if a command raised one, the library is already loaded.
+        library = sys.modules.get("checkerless_client")
+        if library is None or not isinstance(e, library.CheckerlessError):
+            raise
+        _error(str(e))
+        return 1
 
 
 def _error(message: str) -> None:

@@ -118,43 +118,30 @@ def serve(
         workers.stop()
 
 
-# --- the client -------------------------------------------------------------------------
+# --- the client: the checkerless_client library (clients/python), the project's one HTTP client ---
 
 
-class ApiError(ValueError):
-    pass
+class CliError(ValueError):
+    """Bad input found before anything is sent: one line, exit 1 (service/cli/main.py)."""
 
 
 def _client(api: str | None, key: str | None = None):
-    import httpx
+    from checkerless_client import Client, RetryPolicy
 
     from service.core.auth import read_local_key
     from service.core.settings import Settings
 
     settings = Settings()
-    base = (api or settings.api_url).rstrip("/")
-    # The key: --key, else CHECKERLESS_API_KEY, else the local key `serve` made in its data folder.
+    # The key: --key, else CHECKERLESS_API_KEY, else the local key `serve` made in its data folder
+    # (read through the service's settings, so a .env here counts as it does for `serve`).
     token = key or settings.api_key or read_local_key(settings.local_key_file)
-    return httpx.Client(base_url=base, timeout=120, headers={"X-API-Key": token} if token else {})
+    # A person is waiting: a refused connection or a 502/503/504 is tried twice more (about a
+    # second of backoff), and a quota's 429 is said at once rather than waited out.
+    return Client(api or settings.api_url, token,
+                  retry=RetryPolicy(attempts=3, statuses=frozenset({502, 503, 504})))
 
 
-def _call(client, method: str, path: str, **kw):
-    import httpx
-
-    try:
-        r = client.request(method, path, **kw)
-    except httpx.HTTPError as e:
-        raise ApiError(f"cannot reach the API at {client.base_url} ({type(e).__name__}); is `checkerless serve` running?") from None
-    if r.status_code >= 400:
-        try:
-            detail = r.json().get("detail", r.text)
-        except ValueError:
-            detail = r.text
-        raise ApiError(f"{detail} (HTTP {r.status_code})")
-    return r
-
-
-def _files(paths: list[Path]) -> list[tuple[str, tuple[str, bytes]]]:
+def _files(paths: list[Path]) -> list[tuple[str, bytes]]:
     from models.images import list_images
 
     found = []
@@ -164,36 +151,34 @@ def _files(paths: list[Path]) -> list[tuple[str, tuple[str, bytes]]]:
         elif p.is_file():
             found.append(p)
         else:
-            raise ApiError(f"{p}: no such file or folder")
-    return [("files", (f.name, f.read_bytes())) for f in found]
+            raise CliError(f"{p}: no such file or folder")
+    return [(f.name, f.read_bytes()) for f in found]
 
 
-def _watch(client, job_id: str) -> dict:
+def _watch(client, job_id: str):
+    """A progress bar until the job ends: the final Job."""
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
                   TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=err) as bar:
         task = None
-        while True:
-            job = _call(client, "GET", f"/v1/jobs/{job_id}").json()
-            info = " ".join(f"{k} {v:.3g}" for k, v in job["losses"].items())
+        for job in client.watch(job_id, poll_s=1):
+            info = " ".join(f"{k} {v:.3g}" for k, v in job.losses.items())
             if task is None:
-                task = bar.add_task(f"{job['decoder']} {job['state']}", total=job["steps"], info="")
-            bar.update(task, completed=job["step"], description=f"{job['decoder']} {job['state']}", info=info)
-            if job["state"] in ("succeeded", "failed", "cancelled"):
-                return job
-            time.sleep(1)
+                task = bar.add_task(f"{job.decoder} {job.state}", total=job.steps, info="")
+            bar.update(task, completed=job.step, description=f"{job.decoder} {job.state}", info=info)
+    return job
 
 
-def _print_job(job: dict, as_json: bool) -> None:
+def _print_job(job, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(job, indent=2))
+        print(json.dumps(job.to_json(), indent=2))
         return
-    out.print(f"job {job['id']}: {job['state']} at step {job['step']}/{job['steps']} ({job['decoder']}), "
-              f"attempts {job['attempts']}" + (f"; error: {job['error']}" if job.get("error") else ""),
+    out.print(f"job {job.id}: {job.state} at step {job.step}/{job.steps} ({job.decoder}), "
+              f"attempts {job.attempts}" + (f"; error: {job.error}" if job.error else ""),
               highlight=False)
-    for a in job.get("history", []) if len(job.get("history", [])) > 1 or job.get("error") else []:
-        ended = f"{a['outcome']} at step {a['end_step']}" if a["outcome"] else "running"
-        out.print(f"  attempt {a['number']} on {a['worker']}: from step {a['start_step']}, {ended}"
-                  + (f" ({a['reason']})" if a["reason"] else ""), highlight=False, markup=False)
+    for a in job.history if len(job.history) > 1 or job.error else []:
+        ended = f"{a.outcome} at step {a.end_step}" if a.outcome else "running"
+        out.print(f"  attempt {a.number} on {a.worker}: from step {a.start_step}, {ended}"
+                  + (f" ({a.reason})" if a.reason else ""), highlight=False, markup=False)
 
 
 @jobs_app.command("submit")
@@ -220,38 +205,24 @@ def submit(
 
     for style in styles:  # every name checked before anything is uploaded
         if not Path(style).is_file() and style not in BUILTIN_STYLES:
-            raise ApiError(f"{style}: no such file (built-in styles: {', '.join(BUILTIN_STYLES)})")
+            raise CliError(f"{style}: no such file (built-in styles: {', '.join(BUILTIN_STYLES)})")
     with _client(api, key) as client:
-        style_ids = [_call(client, "POST", "/v1/styles", files={"file": (Path(s).name, Path(s).read_bytes())}).json()["id"]
-                     if Path(s).is_file() else f"{PREFIX}{s}" for s in styles]
-        body = {"style_ids": style_ids, "decoder": decoder, "size": size, "steps": steps, "batch": batch, "seed": seed,
-                "downsample": downsample, "loss_pooling": loss_pooling, "stability_weight": stability_weight,
-                "stability_shift": stability_shift, "precision": precision}
+        # A file is uploaded (a file wins over a built-in of the same name); a name is the built-in's id.
+        refs = [Path(s) if Path(s).is_file() else f"{PREFIX}{s}" for s in styles]
+        content_set = None
         if content:
-            cs = _call(client, "POST", "/v1/content-sets", files=_files(content)).json()
-            for s in cs["skipped"]:
+            cs = client.upload_content_set(_files(content))
+            for s in cs.skipped:
                 err.print(f"[yellow]skipped[/] {s['reason']}")
-            body["content_set_id"] = cs["id"]
-        job = _call(client, "POST", "/v1/jobs", json=body).json()
+            content_set = cs.id
+        job = client.submit(refs, content_set=content_set, decoder=decoder, size=size, steps=steps, batch=batch,
+                            seed=seed, downsample=downsample, loss_pooling=loss_pooling,
+                            stability_weight=stability_weight, stability_shift=stability_shift, precision=precision)
         if watch:
-            job = _watch(client, job["id"])
+            job = _watch(client, job.id)
         _print_job(job, as_json)
-        if job["state"] == "failed":
+        if job.state == "failed":
             raise typer.Exit(1)
-
-
-def list_pages(client, path: str, *, limit: int | None = None, cursor: str | None = None,
-               every: bool = False) -> tuple[list, str | None]:
-    """A paged list (GET /v1/jobs, /v1/experiments): one page, or with `every` each page in
-    turn; and the cursor of the page after the last one read (None: there is none)."""
-    items: list = []
-    while True:
-        params = {k: v for k, v in (("limit", limit), ("cursor", cursor)) if v is not None}
-        r = _call(client, "GET", path, params=params)
-        items += r.json()
-        cursor = r.headers.get("X-Next-Cursor")
-        if cursor is None or not every:
-            return items, cursor
 
 
 @jobs_app.command("list")
@@ -265,15 +236,18 @@ def list_jobs(
 ) -> None:
     """List jobs, newest first, a page at a time (the next page's cursor is printed on stderr)."""
     with _client(api, key) as client:
-        jobs, after = list_pages(client, "/v1/jobs", limit=limit, cursor=cursor, every=every)
+        if every:  # page after page, each one's Link to the next
+            jobs, after = list(client.jobs(limit=limit, cursor=cursor)), None
+        else:
+            page = client.jobs_page(limit=limit, cursor=cursor)
+            jobs, after = page.items, page.next_cursor
     if as_json:
-        print(json.dumps(jobs, indent=2))
+        print(json.dumps([j.to_json() for j in jobs], indent=2))
     else:
         table = Table("id", "state", "decoder", "step", "loss", "p2 dB", "created")
         for j in jobs:
-            table.add_row(j["id"], j["state"], j["decoder"], f"{j['step']}/{j['steps']}",
-                          f"{j['losses'].get('loss', float('nan')):.4g}",
-                          f"{j['artifacts'].get('artifact_p2', float('nan')):+.1f}", j["created_at"][:19])
+            table.add_row(j.id, j.state, j.decoder, f"{j.step}/{j.steps}", f"{j.losses.get('loss', float('nan')):.4g}",
+                          f"{j.artifacts.get('artifact_p2', float('nan')):+.1f}", j.to_json()["created_at"][:19])
         out.print(table)
     if after is not None:  # on stderr, one line (never wrapped), so --json output stays one JSON list
         print(f"more: checkerless jobs list --cursor {after}" + (f" --limit {limit}" if limit else ""),
@@ -284,7 +258,7 @@ def list_jobs(
 def show(job_id: str, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False, api: ApiOpt = None, key: KeyOpt = None) -> None:
     """One job's state."""
     with _client(api, key) as client:
-        _print_job(_call(client, "GET", f"/v1/jobs/{job_id}").json(), as_json)
+        _print_job(client.job(job_id), as_json)
 
 
 @jobs_app.command("watch")
@@ -293,7 +267,7 @@ def watch_job(job_id: str, as_json: Annotated[bool, typer.Option("--json", help=
     with _client(api, key) as client:
         job = _watch(client, job_id)
     _print_job(job, as_json)
-    if job["state"] == "failed":
+    if job.state == "failed":
         raise typer.Exit(1)
 
 
@@ -301,7 +275,7 @@ def watch_job(job_id: str, as_json: Annotated[bool, typer.Option("--json", help=
 def cancel(job_id: str, api: ApiOpt = None, key: KeyOpt = None) -> None:
     """Ask a job to stop (it keeps its last checkpoint)."""
     with _client(api, key) as client:
-        _call(client, "POST", f"/v1/jobs/{job_id}/cancel")
+        client.cancel(job_id)
     out.print(f"cancel requested for job {job_id}")
 
 
@@ -310,16 +284,16 @@ def cancel_stylization(request_id: str, api: ApiOpt = None, key: KeyOpt = None) 
     """Stop a stylisation (the id `stylize-video` prints): a queued one at once, a running one at its worker's
     next heartbeat."""
     with _client(api, key) as client:
-        req = _call(client, "POST", f"/v1/stylizations/{request_id}/cancel").json()
-    out.print(f"stylization {request_id}: " + ("cancelled" if req["state"] == "cancelled" else
-                                              f"cancel requested ({req['state']}); it stops within seconds"))
+        req = client.cancel_stylization(request_id)
+    out.print(f"stylization {request_id}: " + ("cancelled" if req.state == "cancelled" else
+                                              f"cancel requested ({req.state}); it stops within seconds"))
 
 
 @jobs_app.command("delete")
 def delete(job_id: str, api: ApiOpt = None, key: KeyOpt = None) -> None:
     """Delete a finished job and its stored files."""
     with _client(api, key) as client:
-        _call(client, "DELETE", f"/v1/jobs/{job_id}")
+        client.delete_job(job_id)
     out.print(f"deleted job {job_id}")
 
 
@@ -331,17 +305,15 @@ JobStrengthOpt = Annotated[Optional[str], typer.Option("--strength", help="How m
 JobColorsOpt = Annotated[Optional[str], typer.Option("--colors", help="style (default), luminance or histogram (the photo's colours).")]
 
 
-def _options_form(style: str | None, mix: str | None, strength: str | None, colors: str | None) -> dict[str, str]:
+def _options(style: str | None, mix: str | None, strength: str | None, colors: str | None) -> dict[str, str]:
+    """The options as given (text), for the API's form: it checks them and says what is wrong."""
     return {k: v for k, v in {"style": style, "mix": mix, "strength": strength, "colors": colors}.items()
             if v is not None}
 
 
-def _wait_stylization(client, req: dict, *, what: str) -> dict:
-    while req["state"] in ("queued", "running"):
-        time.sleep(0.5)
-        req = _call(client, "GET", f"/v1/stylizations/{req['id']}").json()
-    if req["state"] != "succeeded":
-        raise ApiError(f"stylising {what} failed: {req['error']}")
+def _succeeded(req, *, what: str):
+    if req.state != "succeeded":
+        raise CliError(f"stylising {what} failed: {req.error}")
     return req
 
 
@@ -360,13 +332,12 @@ def stylize(
     """Stylise images with a finished job's network and download the PNGs."""
     files = _files(images)
     with _client(api, key) as client:
-        req = _call(client, "POST", f"/v1/jobs/{job_id}/stylize", files=files,
-                    data=_options_form(style, mix, strength, colors)).json()
-        req = _wait_stylization(client, req, what="the images")
+        req = client.request_stylization(job_id, files, **_options(style, mix, strength, colors))
+        req = _succeeded(client.wait_stylization(req.id, poll_s=0.5), what="the images")
         out_dir.mkdir(parents=True, exist_ok=True)
-        for (_, (name, _data)), o in zip(files, req["outputs"]):
+        for (name, _data), o in zip(files, req.outputs):
             path = out_dir / f"{Path(name).stem}.png"
-            path.write_bytes(_call(client, "GET", o["url"]).content)
+            client.output(req.id, o["index"], path)
             out.print(f"{name} -> {path} ({o['width']}x{o['height']})")
 
 
@@ -386,30 +357,29 @@ def stylize_video(
     """Stylise a video with a finished job's network on the service (same frame count, rate and size, the audio
     kept) and download the mp4; prints its flicker."""
     if not video.is_file():
-        raise ApiError(f"{video}: no such file")
-    with _client(api, key) as client, open(video, "rb") as f:
-        req = _call(client, "POST", f"/v1/jobs/{job_id}/stylize-video", files={"file": (video.name, f)},
-                    data=_options_form(style, mix, strength, colors)).json()
+        raise CliError(f"{video}: no such file")
+    with _client(api, key) as client:
+        req = client.request_video_stylization(job_id, video, **_options(style, mix, strength, colors))
         if not as_json:  # on stderr: the id to stop it with from elsewhere
-            err.print(f"stylization {req['id']} queued (stop it: checkerless jobs cancel-stylization {req['id']})",
+            err.print(f"stylization {req.id} queued (stop it: checkerless jobs cancel-stylization {req.id})",
                       highlight=False)
         with Progress(TextColumn("[bold]frames"), BarColumn(bar_width=24), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err, disable=as_json) as bar:
             task = bar.add_task("frames", total=None)
-            while req["state"] in ("queued", "running"):
-                time.sleep(0.5)
-                req = _call(client, "GET", f"/v1/stylizations/{req['id']}").json()
-                if req.get("progress"):
-                    bar.update(task, completed=req["progress"]["done"], total=req["progress"]["total"])
-        req = _wait_stylization(client, req, what=video.name)
-        (o,) = req["outputs"]
+
+            def frames(r) -> None:
+                if r.progress:
+                    bar.update(task, completed=r.progress["done"], total=r.progress["total"])
+
+            req = _succeeded(client.wait_stylization(req.id, poll_s=0.5, progress=frames), what=video.name)
+        (o,) = req.outputs
         out_file.parent.mkdir(parents=True, exist_ok=True)
-        out_file.write_bytes(_call(client, "GET", o["url"]).content)
+        client.output(req.id, 0, out_file)
     if as_json:
-        print(json.dumps({"id": req["id"], "output": str(out_file), **{k: o[k] for k in ("width", "height", "frames", "fps", "has_audio",
+        print(json.dumps({"id": req.id, "output": str(out_file), **{k: o[k] for k in ("width", "height", "frames", "fps", "has_audio",
                                                                         "flicker")}}, indent=2))
         return
-    flicker = req["flicker"] or {}
+    flicker = req.flicker or {}
     f = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
     out.print(f"{video.name} -> {out_file} ({o['width']}x{o['height']}, {o['frames']} frames at {o['fps']:g} fps); "
               f"flicker {f(flicker.get('input'))} -> {f(flicker.get('output'))} levels", highlight=False)
@@ -442,14 +412,15 @@ def embedded_server(*, prefix: str, env: dict[str, str] | None = None) -> Iterat
 
 
 def wait_ready(client, server: subprocess.Popen, *, deadline: float) -> bool:
-    """Until the embedded server answers /v1/ready; False if it died or the deadline passed."""
-    import httpx
+    """Until the embedded server answers /v1/ready (client: a checkerless_client.Client); False
+    if it died or the deadline passed."""
+    from checkerless_client import CheckerlessError
 
     while True:
         try:
-            if client.get("/v1/ready").status_code == 200:
+            if client.ready()["status"] == "ready":
                 return True
-        except httpx.HTTPError:
+        except CheckerlessError:  # not listening yet
             pass
         if server.poll() is not None or time.monotonic() > deadline:
             return False
@@ -464,7 +435,7 @@ def demo_through_service(*, config, style: str, variants: list[str], photo: str,
     score as a mean and 95% interval over them."""
     import io
 
-    import httpx
+    from checkerless_client import Client
 
     from service.core.builtin_styles import BUILTIN_STYLES, PREFIX
 
@@ -493,21 +464,19 @@ def demo_through_service(*, config, style: str, variants: list[str], photo: str,
         from service.core.settings import Settings
 
         key_file = Settings(data_dir=data_dir).local_key_file
-        with httpx.Client(base_url=url, timeout=120) as client:
-            if not wait_ready(client, server, deadline=time.monotonic() + 120):
-                raise ApiError(f"the embedded server did not start (see `checkerless serve --port {port}`)")
-            key = read_local_key(key_file)  # made by the server on its first start
-            client.headers["X-API-Key"] = key or ""
-            style_id = (f"{PREFIX}{style}" if upload is None
-                        else _call(client, "POST", "/v1/styles", files={"file": upload}).json()["id"])
-            body = {"style_id": style_id, "variants": variants, "size": config.size, "steps": config.steps,
-                    "batch": config.batch, "seed": config.seed, "style_weight": config.style_weight, "seeds": seeds}
-            exp = _call(client, "POST", "/v1/experiments", json=body).json()
-            page = f"{url}/ui/experiment.html?id={exp['id']}"
+        with Client(url) as probe:
+            if not wait_ready(probe, server, deadline=time.monotonic() + 120):
+                raise CliError(f"the embedded server did not start (see `checkerless serve --port {port}`)")
+        # The key the server made on its first start.
+        with Client(url, read_local_key(key_file)) as client:
+            style_ref = f"{PREFIX}{style}" if upload is None else client.upload_style(upload)
+            exp = client.create_experiment(style_ref, variants, seeds=seeds, size=config.size, steps=config.steps,
+                                           batch=config.batch, seed=config.seed, style_weight=config.style_weight)
+            page = f"{url}/ui/experiment.html?id={exp.id}"
             if not as_json:
                 out.print(f"training {' vs '.join(variants)}{f', {seeds} seeds each' if seeds > 1 else ''}; watch it live at\n  [bold]{page}[/]\n"
                           f"(the page asks once for the API key in {key_file.resolve()})", soft_wrap=True)
-            exp = _watch_experiment(client, exp["id"], quiet=as_json)
+            exp = _watch_experiment(client, exp.id, quiet=as_json).to_json()
         rows = demo_rows(exp, photo)
         if as_json:
             print(json.dumps({"experiment": exp["id"], "state": exp["state"], "url": page, "variants": rows}, indent=2))
@@ -515,7 +484,7 @@ def demo_through_service(*, config, style: str, variants: list[str], photo: str,
             out.print(service_table(rows, photo))
             out.print(f"the stylised photos beside the style, at pixel zoom:\n  [bold]{page}[/]", soft_wrap=True)
         if exp["state"] != "succeeded":
-            raise ApiError(f"the experiment {exp['state']}: " + "; ".join(r["error"] or "" for r in rows))
+            raise CliError(f"the experiment {exp['state']}: " + "; ".join(r["error"] or "" for r in rows))
         if not exit_after:
             out.print("serving; Ctrl-C to stop")
             server.wait()
@@ -551,20 +520,20 @@ def demo_rows(exp: dict, photo: str) -> list[dict]:
     return rows
 
 
-def _watch_experiment(client, experiment_id: str, *, quiet: bool) -> dict:
+def _watch_experiment(client, experiment_id: str, *, quiet: bool):
+    """A bar per variant until no job of the experiment is queued or running: the final Experiment."""
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
                   TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=err, disable=quiet) as bar:
         tasks = {}
-        while True:
-            exp = _call(client, "GET", f"/v1/experiments/{experiment_id}").json()
-            for v in exp["variants"]:
-                runs = v.get("runs") or [v]  # every seed's job (older servers: the one)
-                if v["label"] not in tasks:
-                    tasks[v["label"]] = bar.add_task(v["label"], total=sum(r["steps"] for r in runs), info="")
-                p2 = v["artifacts"].get("artifact_p2")
-                bar.update(tasks[v["label"]], completed=sum(r["step"] for r in runs),
-                           info=f"{v['state']}" + (f" loss {v['losses']['loss']:.3g}" if v["losses"] else "")
+
+        def show(exp) -> None:
+            for v in exp.variants:
+                runs = v.runs or [v]  # every seed's job (older servers: the one)
+                if v.label not in tasks:
+                    tasks[v.label] = bar.add_task(v.label, total=sum(r.steps for r in runs), info="")
+                p2 = v.artifacts.get("artifact_p2")
+                bar.update(tasks[v.label], completed=sum(r.step for r in runs),
+                           info=f"{v.state}" + (f" loss {v.losses['loss']:.3g}" if v.losses else "")
                            + (f" p2 {p2:+.1f} dB" if p2 is not None else ""))
-            if exp["state"] != "running":
-                return exp
-            time.sleep(1)
+
+        return client.wait_experiment(experiment_id, poll_s=1, progress=show)

@@ -50,8 +50,8 @@ def stylebench(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Stylisation latency through the real API, as a multiple of the network's bare forward time."""
-    import httpx
     import torch
+    from checkerless_client import Client, RetryPolicy
 
     from models.checkpoint import load_network
     from models.images import load_tensor
@@ -74,20 +74,21 @@ def stylebench(
             time.sleep(interval)
 
     with embedded_server(prefix="checkerless-stylebench-") as (url, data, server):
-        with httpx.Client(base_url=url, timeout=120) as client:
-            if not wait_ready(client, server, deadline=deadline):
+        with Client(url) as probe:
+            if not wait_ready(probe, server, deadline=deadline):
                 raise ValueError("the embedded server did not start")
-            client.headers["X-API-Key"] = (data / "local-key").read_text().strip()
-            style = client.post("/v1/styles", files={"file": ("s.png", _photo_png(32))}).json()["id"]
-            job = client.post("/v1/jobs", json={"style_id": style, "steps": 1, "size": 16, "batch": 1}).json()["id"]
-            state = until("the network to train", lambda: (s := client.get(f"/v1/jobs/{job}").json()["state"])
+        # A benchmark measures: nothing is retried.
+        with Client(url, (data / "local-key").read_text().strip(), retry=RetryPolicy(attempts=1)) as client:
+            style = client.upload_style(("s.png", _photo_png(32))).id
+            job = client.submit(style, steps=1, size=16, batch=1).id
+            state = until("the network to train", lambda: (s := client.job(job).state)
                           in ("succeeded", "failed", "cancelled") and s, 0.5)
             if state != "succeeded":
                 raise ValueError(f"training the network {state}")
 
             # The bare forward: the same checkpoint, in this process, on the device the server uses.
             ckpt = data / "bench.ckpt"
-            ckpt.write_bytes(client.get(f"/v1/jobs/{job}/checkpoint").content)
+            client.download(job, "checkpoint", ckpt)
             net, _ = load_network(ckpt)
             net = net.to(device)
             (data / "bench.png").write_bytes(photo)
@@ -101,17 +102,15 @@ def stylebench(
 
             def request() -> dict:
                 t0, wall = time.perf_counter(), time.time()  # wall clock: to place the records' times
-                r = client.post(f"/v1/jobs/{job}/stylize", files=[("files", ("photo.png", photo, "image/png"))])
-                r.raise_for_status()
-                request_id = r.json()["id"]
-                while (s := client.get(f"/v1/stylizations/{request_id}").json())["state"] in ("queued", "running"):
+                request_id = client.request_stylization(job, [("photo.png", photo)]).id
+                while (s := client.stylization(request_id)).state in ("queued", "running"):
                     if time.monotonic() > deadline:
                         raise ValueError(f"stylisation {request_id} did not finish in time")
                     time.sleep(poll)
                 noticed = time.perf_counter()
-                if s["state"] != "succeeded":
-                    raise ValueError(f"stylisation {request_id} {s['state']}: {s['error']}")
-                png = client.get(s["outputs"][0]["url"]).content
+                if s.state != "succeeded":
+                    raise ValueError(f"stylisation {request_id} {s.state}: {s.error}")
+                png = client.output(request_id, s.outputs[0]["index"])
                 t1 = time.perf_counter()
                 if not png.startswith(b"\x89PNG"):
                     raise ValueError("the output is not a PNG")

@@ -105,7 +105,7 @@ def reserve(jobs: JobStore, owner: str, new: list[JobRecord], limits: Settings,
             if len(r.active) + len(new) > limits.quota_active_jobs:
                 raise QuotaExceeded(f"quota: at most {limits.quota_active_jobs} unfinished jobs at once; you have "
                                     f"{len(r.active)} (and asked for {len(new)} more); wait for one to end or "
-                                    "cancel one", retry_after_s=60)
+                                    "cancel one", retry_after_s=limits.quota_retry_after_s)
         used = sum(r.minutes.values())
         if used + asked > limits.quota_training_pixels:
             raise QuotaExceeded(f"quota: training work is limited to {limits.quota_training_pixels:.3g} pixel-steps "

@@ -400,7 +400,8 @@ def _follow(c: TestClient, url: str) -> list[list[str]]:
 
 
 def test_jobs_and_experiments_are_listed_a_page_at_a_time(settings, api):
-    from service.cli.serve import list_pages
+    from checkerless_client import Client
+
     from service.core.keys import new_id
     from service.core.records import ExperimentRecord
 
@@ -411,11 +412,11 @@ def test_jobs_and_experiments_are_listed_a_page_at_a_time(settings, api):
     assert [len(p) for p in pages] == [3, 3, 1] and [i for p in pages for i in p] == ids
     assert _follow(api, "/v1/jobs") == [ids]  # the default page holds them all: no cursor
     assert _follow(api, "/v1/jobs?limit=7") == [ids]
-    # The CLI's client: one page and its cursor, or every page.
-    first, cursor = list_pages(api, "/v1/jobs", limit=3)
-    assert [j["id"] for j in first] == ids[:3] and cursor == api.get("/v1/jobs?limit=3").headers["x-next-cursor"]
-    every, cursor = list_pages(api, "/v1/jobs", limit=3, every=True)
-    assert [j["id"] for j in every] == ids and cursor is None
+    # The client library (the CLI's `jobs list`): one page and its cursor, or every page by their Links.
+    client = Client(http=api, key=token)
+    first = client.jobs_page(limit=3)
+    assert [j.id for j in first.items] == ids[:3] and first.next_cursor == api.get("/v1/jobs?limit=3").headers["x-next-cursor"]
+    assert [j.id for j in client.jobs(limit=3)] == ids
 
     for limit, fragment in ((0, "greater than or equal to 1"), (1001, "less than or equal to 1000"), ("x", "integer")):
         r = api.get("/v1/jobs", params={"limit": limit})

@@ -7,7 +7,7 @@ from service.api.deps import PAGED, CurrentKey, PageDep, Services, ServicesDep, 
 from service.api.json_body import JsonBodyRoute
 from service.api.routes.jobs import (ColorsField, MixField, StrengthField, StyleField, public, stylization_public,
                                      stylize_options)
-from service.api.schemas import ExperimentCreate
+from service.api.schemas import ExperimentBrief, ExperimentCreate, ExperimentPublic
 from service.api.uploads import check_image
 from service.core import seeds
 from service.core.errors import NotFound
@@ -80,7 +80,8 @@ def experiment_public(services: Services, exp: ExperimentRecord) -> dict:
             "comparisons": comparisons}
 
 
-@router.post("/experiments", status_code=201)
+@router.post("/experiments", status_code=201, response_model=None,
+             responses={201: {"model": ExperimentPublic}})
 def create_experiment(request: ExperimentCreate, services: ServicesDep, key: CurrentKey) -> dict:
     """Train two or more variants alike, once per seed: the same seeds (so the same shared initial weights
     and data order), the same settings, only the variant differs."""
@@ -91,7 +92,8 @@ def create_experiment(request: ExperimentCreate, services: ServicesDep, key: Cur
     return experiment_public(services, exp)
 
 
-@router.get("/experiments", responses=PAGED)
+@router.get("/experiments", response_model=None,
+            responses={200: {"model": list[ExperimentBrief], **PAGED[200]}})
 def list_experiments(services: ServicesDep, key: CurrentKey, page: PageDep, request: Request,
                      response: Response) -> list[dict]:
     """Your experiments (an admin key: everyone's), newest first, a page at a time (ids, variants, state)."""
@@ -109,7 +111,7 @@ def list_experiments(services: ServicesDep, key: CurrentKey, page: PageDep, requ
     return out
 
 
-@router.get("/experiments/{experiment_id}")
+@router.get("/experiments/{experiment_id}", response_model=None, responses={200: {"model": ExperimentPublic}})
 def get_experiment(experiment_id: str, services: ServicesDep, key: CurrentKey) -> dict:
     """Per variant: state, progress, loss and probe curves, time per step, scores at init and at the end
     (period-2/4/8 artifact scores and shift equivariance beside style and content distance), outputs on the
