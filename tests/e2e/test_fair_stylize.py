@@ -9,7 +9,11 @@ worker serves the next requests. What the video lane did is read from its status
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -76,20 +80,37 @@ def video_lane(env: dict[str, str], worker) -> dict:
     return json.loads(path.read_text())
 
 
+@contextmanager
+def paused(env: dict[str, str], worker) -> Iterator[None]:
+    """The video lane's server stopped (SIGSTOP) for the block: a running video cannot end while
+    the test looks at what happens beside it, however fast the CPU (a race the tests lost when
+    they relied on the video's length). A SIGKILL still ends it; the worker's heartbeat runs
+    elsewhere."""
+    pid = video_lane(env, worker)["server"]["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass  # killed meanwhile (a cancel)
+
+
 def test_another_owners_image_and_video_go_first_while_one_owner_holds_the_video_lane(owners, service_env, workers,
                                                                                      tmp_path):
     alice, bob = owners["alice"], owners["bob"]
     heaviest = send_video(alice, clip(tmp_path / "heavy.mp4", (64, 64), 160))  # exactly at the work limit
     running_frames(alice, heaviest)
     short = clip(tmp_path / "short.mp4", (16, 16), 4)
-    alice_second = send_video(alice, short)
-    bob_video = send_video(bob, short)  # after alice's second, which is already waiting for the lane
-    client, job_id = bob
-    r = client.post(f"/v1/jobs/{job_id}/stylize", files=[("files", ("p.png", png(40, 30), "image/png"))])
-    image = ended(bob, r.json()["id"], timeout=120)
-    assert image["state"] == "succeeded", image
-    assert alice[0].get(f"/v1/stylizations/{heaviest}").json()["state"] == "running", \
-        "the video ended before the image: this run shows nothing"
+    with paused(service_env, workers[1]):
+        alice_second = send_video(alice, short)
+        bob_video = send_video(bob, short)  # after alice's second, which is already waiting for the lane
+        client, job_id = bob
+        r = client.post(f"/v1/jobs/{job_id}/stylize", files=[("files", ("p.png", png(40, 30), "image/png"))])
+        image = ended(bob, r.json()["id"], timeout=120)
+        assert image["state"] == "succeeded", image
+        assert alice[0].get(f"/v1/stylizations/{heaviest}").json()["state"] == "running"
     for owner, request_id in ((alice, heaviest), (bob, bob_video), (alice, alice_second)):
         assert ended(owner, request_id)["state"] == "succeeded"
     finished = {i: record(service_env, i).finished_at for i in (image["id"], heaviest)}
@@ -118,8 +139,9 @@ def test_a_running_video_cancelled_through_the_cli_ends_cancelled_and_the_worker
     victim = send_video(alice, clip(tmp_path / "heavy.mp4", (64, 64), 160))
     running_frames(alice, victim)
     server = video_lane(service_env, workers[1])["server"]["pid"]
-    p = cli("jobs", "cancel-stylization", victim, "--api", str(client.base_url), "--key",
-            client.headers["X-API-Key"])
+    with paused(service_env, workers[1]):  # the cancel arrives while the video runs
+        p = cli("jobs", "cancel-stylization", victim, "--api", str(client.base_url), "--key",
+                client.headers["X-API-Key"])
     assert p.returncode == 0 and f"stylization {victim}: cancel requested (running)" in p.stdout, p.stderr
     cancelled = ended(alice, victim, timeout=30)
     assert cancelled["state"] == "cancelled" and cancelled["error"] is None and cancelled["progress"]["done"] < 160
