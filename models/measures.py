@@ -1,6 +1,5 @@
 """Every measure of a trained network in one call, on the fixed panel of photos: what the
-defaults sweep (scripts/sweep_defaults.py) and `checkerless artifacts score --checkpoint`
-report, so their numbers are one definition.
+defaults sweep (scripts/sweep_defaults.py) reports for each run.
 
 - style_taken: how much of the photos' style distance to the style the outputs close, by the
   yardstick (models/quality.py): 1 - d(output, style) / d(photo, style), the mean over the
@@ -10,6 +9,11 @@ report, so their numbers are one definition.
 - artifact_p2/p4/p8: the checkerboard score (models/artifacts/score.py) of the outputs, and
   excess_p2/p4/p8: the same minus the photos' own score, photo by photo (> 0: the network
   adds power at that period that the photo did not have), each the mean over the panel.
+- locked_p2/p4/p8: the part of the outputs' checkerboard score the network's grid holds in
+  place: the score minus that of the grid-averaged output (models/artifacts/equivariance.py
+  grid_averaged), each the mean over the panel. A lattice tied to the grid shows here; a
+  style's own fine texture, which follows the content, does not (it does in excess_p*: the
+  built-in styles themselves score up to 15 dB above the photos at these periods).
 - eq_t1..eq_t4: shift equivariance (models/artifacts/equivariance.py), the mean over the panel.
 
 The artifact measures run on the panel at `size` (default 256: finer spectral bins than the
@@ -22,7 +26,7 @@ import numpy as np
 import torch
 from PIL import ImageOps
 
-from models.artifacts.equivariance import shift_equivariance
+from models.artifacts.equivariance import grid_averaged, shift_equivariance
 from models.artifacts.score import PERIODS, checkerboard_score
 from models.data import BUILTIN_PHOTOS
 from models.images import from_tensor, to_tensor
@@ -64,6 +68,7 @@ def measure_network(net: TransformerNet, style_images: list[torch.Tensor], *, tr
         d_photo = distances(ruler, small, small, grams)["style_distance"]
         big = net(large)
         scores = [checkerboard_score(np.asarray(from_tensor(o))) for o in big]
+        unlocked = [checkerboard_score(np.asarray(from_tensor(o))) for o in grid_averaged(net, large)]
         row: dict[str, float] = {
             "style_taken": float((1 - d_out["style_distance"] / d_photo).mean()),
             "style_distance": float(d_out["style_distance"].mean()),
@@ -72,6 +77,7 @@ def measure_network(net: TransformerNet, style_images: list[torch.Tensor], *, tr
         for p in PERIODS:
             row[f"artifact_p{p}"] = float(np.mean([s[p] for s in scores]))
             row[f"excess_p{p}"] = float(np.mean([s[p] - own[p] for s, own in zip(scores, photos_own)]))
+            row[f"locked_p{p}"] = float(np.mean([s[p] - u[p] for s, u in zip(scores, unlocked)]))
         row.update({f"eq_t{k}": v for k, v in shift_equivariance(net, large).items()})
         rows.append(row)
     if net.styles > 1:

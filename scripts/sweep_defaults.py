@@ -11,6 +11,7 @@ interval over seeds.
 
     .venv/bin/python scripts/sweep_defaults.py --configs old,lowpass --seeds 0,1,2 --out runs/sweep
     .venv/bin/python scripts/sweep_defaults.py --out runs/sweep --report [--json]
+    .venv/bin/python scripts/sweep_defaults.py --out runs/sweep --remeasure   # a measure added since, on kept checkpoints
     .venv/bin/python scripts/sweep_defaults.py --out runs/sweep --figure sweep.png --configs old,lowpass-blur-stab1000
 
 The configurations are CONFIGS below: each is the old defaults with a few settings changed.
@@ -82,7 +83,8 @@ CONFIGS: dict[str, dict] = {
     "lowpass-blur-stab1000-filtered": {**OLD, "decoder": "resize-lowpass", "downsample": "blur-stride",
                                        "stability_weight": 1000.0, "filtered_relu": True},
 }
-KEYS = ("style_taken", "content_distance", "excess_p2", "excess_p4", "excess_p8", "eq_t1", "eq_t2", "eq_t3", "eq_t4")
+KEYS = ("style_taken", "content_distance", "excess_p2", "excess_p4", "excess_p8", "locked_p2", "locked_p4", "locked_p8",
+        "eq_t1", "eq_t2", "eq_t3", "eq_t4")
 
 
 def style_tensors(info) -> list[torch.Tensor]:
@@ -99,7 +101,8 @@ def run_one(name: str, style: str, seed: int, *, steps: int | None, out: Path) -
     seconds = time.perf_counter() - started
     net, info = load_network(result.checkpoint)
     row = {"config": name, "style": style, "seed": seed, "steps": config.steps, "seconds": round(seconds, 1),
-           "cpu": cpu_model(), "bf16_units": sorted(set(cpu_flags()) & set(CPU_BF16_FLAGS)), "settings": settings, "train_config": dataclasses.asdict(config), **measure_network(net, style_tensors(info), train_size=config.size)}
+           "cpu": cpu_model(), "bf16_units": sorted(set(cpu_flags()) & set(CPU_BF16_FLAGS)), "settings": settings,
+           "train_config": dataclasses.asdict(config), **measure_network(net, style_tensors(info), train_size=config.size)}
     with torch.no_grad():
         image = net(panel(MEASURE_SIZE)[1:2])[0]  # astronaut
     save_png(image, out / "images" / f"{name}-{style}-s{seed}.png")
@@ -109,9 +112,26 @@ def run_one(name: str, style: str, seed: int, *, steps: int | None, out: Path) -
 STYLE_ORDER = ["ihc", "hubble", "colorwheel", "gravel", "brick"]
 
 
-def interval(values: list[float]) -> tuple[float, float]:
+def remeasure(out: Path) -> None:
+    """Measure again every run whose row lacks a measure added since and whose checkpoint is
+    still in OUT/runs (rows from runs whose checkpoints are gone keep what they had)."""
+    for path in sorted((out / "rows").glob("*.json")):
+        row = json.loads(path.read_text())
+        ckpt = out / "runs" / path.stem / "last.ckpt"
+        if all(k in row for k in KEYS) or not ckpt.exists():
+            continue
+        net, info = load_network(ckpt)
+        row.update(measure_network(net, style_tensors(info), train_size=info.config.size))
+        path.write_text(json.dumps(row, indent=1))
+        print(path.stem, {k: round(row[k], 2) for k in KEYS}, flush=True)
+
+
+def interval(values: list[float]) -> tuple[float, float] | None:
     """Mean and the half-width of its 95% interval over seeds (0 for one seed): the experiments'
-    own definition (service/core/seeds.py), so the sweep and the A/B page read alike."""
+    own definition (service/core/seeds.py), so the sweep and the A/B page read alike. None
+    where no run has the measure (rows measured before it existed)."""
+    if not values:
+        return None
     i = seeds_interval(values)
     return i["mean"], (0.0 if i["low"] is None else i["high"] - i["mean"])
 
@@ -126,24 +146,30 @@ def report(out: Path, *, as_json: bool, markdown: bool = False) -> None:
         entry = {"config": config, "style": style, "seeds": len(rs),
                  "cpus": sorted({r.get("cpu", "unrecorded") for r in rs})}
         for k in KEYS:
-            entry[k] = interval([r[k] for r in rs])
+            entry[k] = interval([r[k] for r in rs if k in r])
+            entry[f"{k}_runs"] = sum(k in r for r in rs)
         table.append(entry)
     if as_json:
         print(json.dumps(table, indent=1))
         return
     if markdown:  # docs/training.md's table
-        cols = ["style taken", "content distance", "excess p2", "p4", "p8", "EQ-T 1 px", "2 px", "3 px", "4 px"]
+        cols = ["style taken", "content distance", "excess p2", "p4", "p8", "locked p2", "p4", "p8",
+                "EQ-T 1 px", "2 px", "3 px", "4 px"]
         print("| style | configuration | seeds | " + " | ".join(cols) + " | CPUs |")
         print("| --- | --- | ---: | " + " | ".join("---:" for _ in cols) + " | --- |")
         for e in sorted(table, key=lambda e: (STYLE_ORDER.index(e["style"]) if e["style"] in STYLE_ORDER else 99,
                                                e["config"])):
             cells = []
             for k in KEYS:
+                if e[k] is None:
+                    cells.append("–")
+                    continue
                 m, h = e[k]
-                cells.append(f"{m:.2f}" + (f" ± {h:.2f}" if e["seeds"] > 1 else "") if k == "style_taken"
+                pm = e[f"{k}_runs"] > 1
+                cells.append(f"{m:.2f}" + (f" ± {h:.2f}" if pm else "") if k == "style_taken"
                              else f"{m:.3g}" if k == "content_distance"
-                             else f"{m:+.1f}" + (f" ± {h:.1f}" if e["seeds"] > 1 else "") if k.startswith("excess")
-                             else f"{m:.1f}" + (f" ± {h:.1f}" if e["seeds"] > 1 else ""))
+                             else f"{m:+.1f}" + (f" ± {h:.1f}" if pm else "") if k.startswith(("excess", "locked"))
+                             else f"{m:.1f}" + (f" ± {h:.1f}" if pm else ""))
             cpus = ", ".join("Intel Xeon (AMX)" if c.startswith("Intel") else c for c in e["cpus"])
             print(f"| {e['style']} | {e['config']} | {e['seeds']} | " + " | ".join(cells) + f" | {cpus} |")
         return
@@ -154,6 +180,9 @@ def report(out: Path, *, as_json: bool, markdown: bool = False) -> None:
     for e in table:
         cells = [e["config"], e["style"], str(e["seeds"])]
         for k in KEYS:
+            if e[k] is None:
+                cells.append("-")
+                continue
             m, h = e[k]
             cells.append(f"{m:.2f}±{h:.2f}" if k == "style_taken" else f"{m:.3g}±{h:.2g}" if k == "content_distance"
                          else f"{m:.1f}±{h:.1f}")
@@ -193,6 +222,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="[default: TrainConfig's]")
     ap.add_argument("--out", type=Path, default=Path("runs/sweep"))
     ap.add_argument("--report", action="store_true", help="print the table of what is measured so far")
+    ap.add_argument("--remeasure", action="store_true",
+                    help="measure again the runs whose rows lack a measure and whose checkpoints are in OUT/runs")
     ap.add_argument("--figure", type=Path, default=None, help="write a picture of --configs' outputs per style here")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--markdown", action="store_true", help="with --report: the table as docs/training.md has it")
@@ -204,6 +235,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.report:
         report(args.out, as_json=args.json, markdown=args.markdown)
+        return
+    if args.remeasure:
+        remeasure(args.out)
         return
     if args.figure:
         print(figure(args.out, args.configs.split(","), args.styles.split(","), args.figure))

@@ -61,3 +61,25 @@ def shift_equivariance(net: Callable[[torch.Tensor], torch.Tensor], photos: torc
             b = base.narrow(axis, margin + s, n - 2 * margin - s).narrow(other, margin, m - 2 * margin)
             sq[s].append(float((a.float() - b.float()).pow(2).mean()))
     return {s: _psnr(sum(v) / len(v)) for s, v in sq.items()}
+
+
+# The grid a pattern can be tied to: the network's two x2 stages (models/transformer_net.py
+# SIZE_MULTIPLE), so its residual blocks sit on a grid of 4x4-pixel cells.
+GRID = 4
+
+
+@torch.no_grad()
+def grid_averaged(net: Callable[[torch.Tensor], torch.Tensor], photos: torch.Tensor, *, grid: int = GRID) -> torch.Tensor:
+    """The network's output with everything tied to its grid averaged away: the mean, over the
+    grid*grid phases at which the grid can meet the photo, of the output at that phase (the
+    photo moved by (a, b) pixels with edge replication, the output moved back). A pattern fixed
+    to the grid lands at every phase once and averages to its mean; whatever follows the
+    content stays. So what this changes in an output (models/measures.py `locked_p*`) is what
+    the grid holds in place, apart from the style's own texture. grid*grid passes of the net."""
+    h, w = photos.shape[-2:]
+    total = torch.zeros_like(photos, dtype=torch.float32)
+    for a in range(grid):
+        for b in range(grid):
+            out = net(torch.nn.functional.pad(photos, (b, 0, a, 0), mode="replicate"))
+            total += out[..., a:a + h, b:b + w].float()
+    return total / grid**2

@@ -55,3 +55,29 @@ def test_too_small_images_are_refused_with_a_message():
     with pytest.raises(ValueError, match="larger than"):
         shift_equivariance(lambda x: x, torch.zeros(1, 3, 12, 12))
     assert shift_equivariance(lambda x: x, torch.zeros(1, 3, 32, 32))[1] == 100.0  # small: a smaller margin
+
+
+def test_grid_averaging_removes_a_pattern_tied_to_the_grid_and_keeps_one_that_follows_the_content(bilinear, photos):
+    """models/artifacts/equivariance.py grid_averaged: a period-4 pattern fixed to the pixel grid
+    averages to its mean, the same pattern painted into the photo (so it moves with it) stays;
+    the grid-averaged network is equivariant at every shift. The checkerboard score of what it
+    takes away is measures.py's locked_p4."""
+    import numpy as np
+
+    from models.artifacts.equivariance import grid_averaged
+    from models.artifacts.score import checkerboard_score
+
+    def score(t: torch.Tensor) -> dict[int, float]:
+        return checkerboard_score(np.asarray(t[0].clamp(0, 255).permute(1, 2, 0).round().byte()))
+
+    photo = photos[:1]
+    locked = with_pattern(bilinear, 4)
+    out, averaged = locked(photo), grid_averaged(locked, photo)
+    assert torch.allclose(averaged, grid_averaged(bilinear, photo) + 10.0, atol=1e-3)  # the pattern's mean: 20 / 2
+    assert score(out)[4] - score(averaged)[4] > 10
+    eq = shift_equivariance(lambda x: grid_averaged(locked, x), photos)
+    assert min(eq[1], eq[2], eq[3]) > eq[4] - 3, eq  # no drop at any shift
+
+    follows = with_pattern(lambda x: x, 4)(photo)  # the pattern in the photo itself
+    inner = (slice(None), slice(None), slice(8, -8), slice(8, -8))  # away from the replicated edges
+    assert torch.allclose(grid_averaged(lambda x: x, follows)[inner], follows[inner], atol=1e-3)
