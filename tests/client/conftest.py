@@ -29,7 +29,7 @@ def trainer(service_env, start_worker, tmp_path_factory) -> Server:
     """The API with a worker that trains and stylises (Redis, S3)."""
     log = tmp_path_factory.mktemp("trainer") / "api.log"
     with running_api(service_env, log) as api:
-        start_worker()
+        start_worker(CHECKERLESS_EXPORT_FORMATS='["onnx", "torchscript"]')  # the user path downloads them
         yield Server(str(api.base_url), service_env, log)
 
 

@@ -83,6 +83,9 @@ def service_env(redis_url, s3_endpoint, tmp_path_factory) -> dict[str, str]:
         "CHECKERLESS_MAX_UPLOAD_BYTES": str(2 * 1024 * 1024),
         "CHECKERLESS_WEBHOOK_ALLOW_PRIVATE": "true",  # the tests' receivers listen on loopback
         "CHECKERLESS_PROBE_SIZE": "48",  # the probe of a tiny job: measured, at a size it can afford
+        # No ONNX/TorchScript files for finished jobs (an ONNX export costs a job 10-20 s of CPU):
+        # the tests of exports ask for them (test_service.py, tests/client).
+        "CHECKERLESS_EXPORT_FORMATS": "[]",
         "OMP_NUM_THREADS": "1",
     }
 

@@ -19,7 +19,7 @@ TINY = {"size": 32, "batch": 2, "devices": 2}
 
 @pytest.fixture(scope="module")
 def worker(start_worker):
-    return start_worker(queues="train", CHECKERLESS_EXPORT_FORMATS="[]")  # exports are rank 0's, and slow
+    return start_worker(queues="train")
 
 
 @pytest.fixture(scope="module")

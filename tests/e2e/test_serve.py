@@ -20,6 +20,10 @@ from models.config import DEFAULTS
 from tests.e2e.conftest import ROOT, free_port, wait_for
 
 
+# A tiny job's probe size, and no ONNX/TorchScript exports (10-20 s of CPU a job; not what these test).
+TINY_SERVICE = {"CHECKERLESS_PROBE_SIZE": "48", "CHECKERLESS_EXPORT_FORMATS": "[]"}
+
+
 def cli(*args, env=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "service.cli", *map(str, args)], capture_output=True, text=True,
                           cwd=ROOT, env={**os.environ, **(env or {})}, timeout=300)
@@ -45,7 +49,7 @@ def test_serve_then_submit_watch_and_stylize_with_the_client(tmp_path):
     """Started in an empty folder, `serve` writes only under --data-dir (broker, store, scratch)."""
     port, data, empty = free_port(), tmp_path / "data", tmp_path / "here"
     empty.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")} | {"CHECKERLESS_PROBE_SIZE": "48"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")} | TINY_SERVICE
     env["OMP_NUM_THREADS"] = "1"
     server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--data-dir", str(data)],
                               cwd=empty, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -88,7 +92,7 @@ def test_serve_then_submit_watch_and_stylize_with_the_client(tmp_path):
 
 def test_a_train_worker_killed_mid_run_is_started_again_and_the_job_finishes(tmp_path):
     port, data = free_port(), tmp_path / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")} | {"CHECKERLESS_PROBE_SIZE": "48"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")} | TINY_SERVICE
     env.update(OMP_NUM_THREADS="1", CHECKERLESS_HEARTBEAT_S="0.5", CHECKERLESS_STALE_AFTER_S="4")
     server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--data-dir", str(data)],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -144,7 +148,7 @@ def test_demo_trains_the_pair_through_the_service_and_prints_the_page(tmp_path):
     jobs trained (two decoders x two seeds), the page's address printed. About a minute on a
     2-core CPU: four training processes, which is the claim being tested."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")} | {"CHECKERLESS_PROBE_SIZE": "48"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")} | TINY_SERVICE
     p = cli("demo", "--steps", "2", "--size", "32", "--batch", "1", "--port", port, "--out", tmp_path, "--exit", "--json",
             "--seeds", "2", env=env)
     assert p.returncode == 0, p.stderr

@@ -28,7 +28,7 @@ def photo(name: str, w: int, h: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def worker(start_worker):
-    return start_worker()
+    return start_worker(CHECKERLESS_EXPORT_FORMATS='["onnx", "torchscript"]')  # the exports are tested here
 
 
 @pytest.fixture(scope="module")

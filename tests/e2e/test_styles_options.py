@@ -39,7 +39,7 @@ def photo() -> bytes:
 
 @pytest.fixture(scope="module")
 def worker(start_worker):
-    return start_worker(CHECKERLESS_EXPORT_FORMATS="[]")  # no ONNX/TorchScript files: not what this tests
+    return start_worker()
 
 
 @pytest.fixture(scope="module")
