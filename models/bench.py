@@ -404,7 +404,7 @@ def photo_tensor(name: str, width: int, height: int) -> torch.Tensor:
     """A built-in photo cropped to the aspect of width x height and resized to it: (3, H, W) 0..255."""
     from PIL import Image, ImageOps
 
-    from models.data import BUILTIN_PHOTOS
+    from models.builtin_images import BUILTIN_PHOTOS
     from models.images import to_tensor
 
     photo = BUILTIN_PHOTOS[name]().convert("RGB")

@@ -7,7 +7,6 @@ batch it stopped at. The A/B comparison and exact resume both rest on this.
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,8 +19,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from models.config import MAX_STYLES, per_device_batch
-from models.vocabulary import BUILTIN_STYLE_INFO
-from models.images import ImageError, open_image, resize_shorter, to_rgb, list_images
+from models.builtin_images import BUILTIN_PHOTOS, load_style
+from models.images import ImageError, list_images, open_image, resize_shorter
 
 log = logging.getLogger(__name__)
 
@@ -30,30 +29,6 @@ log = logging.getLogger(__name__)
 class ImageSource:
     name: str
     load: Callable[[], Image.Image]  # -> RGB image; raises ImageError
-
-
-def _skimage(fn: str, index: int | None = None) -> Callable[[], Image.Image]:
-    @functools.cache  # small, shipped images: decode once per process
-    def load() -> Image.Image:
-        import skimage.data
-
-        a = getattr(skimage.data, fn)()
-        return to_rgb(Image.fromarray(a[index] if index is not None else a))
-
-    return load
-
-
-# Photographs that scikit-image ships in its wheel (nothing is downloaded).
-BUILTIN_PHOTOS = {
-    "astronaut": _skimage("astronaut"),
-    "coffee": _skimage("coffee"),
-    "chelsea": _skimage("chelsea"),
-    "rocket": _skimage("rocket"),
-    "camera": _skimage("camera"),
-    "motorcycle": _skimage("stereo_motorcycle", 0),
-}
-# The built-in styles, named in models/vocabulary.py.
-BUILTIN_STYLES = {name: _skimage(info.source) for name, info in BUILTIN_STYLE_INFO.items()}
 
 
 BUILTIN_LABEL = "builtin"
@@ -88,16 +63,6 @@ def style_for_step(seed: int, step: int, n: int) -> int:
         return 0
     rnd, pos = divmod(step, n)
     return int(np.random.default_rng([seed, rnd, _STYLE_STREAM]).permutation(n)[pos])
-
-
-def load_style(spec: str | Path) -> tuple[str, Image.Image]:
-    """A style image from a file, or a built-in style by name; returns (name, RGB image)."""
-    path = Path(spec)
-    if path.exists():  # a file wins over a built-in of the same name
-        return path.name, open_image(path)
-    if str(spec) in BUILTIN_STYLES:
-        return str(spec), BUILTIN_STYLES[str(spec)]()
-    raise ImageError(f"{spec}: no such file (built-in styles: {', '.join(BUILTIN_STYLES)})")
 
 
 @dataclass

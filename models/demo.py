@@ -13,7 +13,7 @@ from models.artifacts import checkerboard_score
 from models.artifacts.figures import artifact_curves, side_by_side
 from models.checkpoint import load_network
 from models.config import DEFAULTS, TrainConfig
-from models.data import BUILTIN_PHOTOS
+from models.builtin_images import BUILTIN_PHOTOS
 from models.images import from_tensor, save_png, to_tensor
 from models.stylize import stylize_tensor
 from models.training import train

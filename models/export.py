@@ -242,7 +242,7 @@ def max_8bit_difference(path: str | Path, net: TransformerNet, images: Iterable[
 
 def check_images() -> list[torch.Tensor]:
     """The built-in check: a photo at full size and at a smaller, odd size."""
-    from models.data import BUILTIN_PHOTOS
+    from models.builtin_images import BUILTIN_PHOTOS
     from models.images import resize_shorter, to_tensor
 
     photo = BUILTIN_PHOTOS[CHECK_PHOTO]()

@@ -28,7 +28,7 @@ from PIL import ImageOps
 
 from models.artifacts.equivariance import grid_averaged, shift_equivariance
 from models.artifacts.score import PERIODS, checkerboard_score
-from models.data import BUILTIN_PHOTOS
+from models.builtin_images import BUILTIN_PHOTOS
 from models.images import from_tensor, to_tensor
 from models.preview import PANEL
 from models.quality import QUALITY_MEASURE, distances, style_grams, yardstick

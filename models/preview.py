@@ -11,7 +11,7 @@ import torch
 from PIL import ImageOps
 
 from models.artifacts import checkerboard_score
-from models.data import BUILTIN_PHOTOS
+from models.builtin_images import BUILTIN_PHOTOS
 from models.images import from_tensor, resize_shorter, save_png, to_tensor
 from models.stylize import stylize_tensor
 from models.transformer_net import TransformerNet

@@ -129,7 +129,8 @@ def train_reference(*, steps: int, size: int = 128, batch: int = 4, style: str =
 
     import numpy as np
 
-    from models.data import builtin_photos, load_style
+    from models.data import builtin_photos
+    from models.builtin_images import load_style
     from models.images import resize_shorter, to_tensor
 
     torch.manual_seed(seed)

@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from models.checkpoint import load_network, read_checkpoint  # noqa: E402
-from models.data import BUILTIN_PHOTOS  # noqa: E402
+from models.builtin_images import BUILTIN_PHOTOS  # noqa: E402
 from models.flicker import FlickerMeter  # noqa: E402
 from models.lightning_module import StyleTransferModule  # noqa: E402
 from models.loss_network import build_loss_network  # noqa: E402

@@ -55,7 +55,7 @@ if [ "$DEVICE" = gpu ]; then
 import sys, torch
 from models.bench import psnr
 from models.checkpoint import load_network
-from models.data import BUILTIN_PHOTOS
+from models.builtin_images import BUILTIN_PHOTOS
 from models.images import to_tensor
 net = load_network(sys.argv[1])[0].cuda().eval()
 for name in ("astronaut", "coffee", "chelsea"):

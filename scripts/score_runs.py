@@ -23,7 +23,7 @@ from PIL import Image  # noqa: E402
 
 from models.artifacts import checkerboard_score  # noqa: E402
 from models.checkpoint import load_network, read_checkpoint  # noqa: E402
-from models.data import BUILTIN_PHOTOS  # noqa: E402
+from models.builtin_images import BUILTIN_PHOTOS  # noqa: E402
 from models.images import from_tensor, resize_shorter, to_tensor  # noqa: E402
 from models.lightning_module import StyleTransferModule  # noqa: E402
 from models.loss_network import build_loss_network  # noqa: E402

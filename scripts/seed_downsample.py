@@ -25,7 +25,7 @@ from models.artifacts import checkerboard_score
 from models.artifacts.spectra import spectral_decay
 from models.checkpoint import load_network
 from models.config import TrainConfig
-from models.data import BUILTIN_PHOTOS
+from models.builtin_images import BUILTIN_PHOTOS
 from models.images import to_tensor
 from models.loss_network import build_loss_network
 from models.training import train

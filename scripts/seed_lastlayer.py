@@ -19,7 +19,7 @@ from models.artifacts.lastlayer import LAST_LAYER_MIXES, spectrum_rows
 from models.artifacts.spectra import plot_radial_spectra, radial_power_spectrum
 from models.checkpoint import load_network
 from models.config import TrainConfig
-from models.data import BUILTIN_PHOTOS
+from models.builtin_images import BUILTIN_PHOTOS
 from models.images import to_tensor
 from models.loss_network import build_loss_network
 from models.training import train

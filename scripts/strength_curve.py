@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from models.checkpoint import load_network, read_checkpoint  # noqa: E402
-from models.data import BUILTIN_PHOTOS  # noqa: E402
+from models.builtin_images import BUILTIN_PHOTOS  # noqa: E402
 from models.images import from_tensor, resize_shorter, to_tensor  # noqa: E402
 from models.lightning_module import StyleTransferModule  # noqa: E402
 from models.loss_network import build_loss_network  # noqa: E402

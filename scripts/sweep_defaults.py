@@ -12,6 +12,7 @@ interval over seeds.
     .venv/bin/python scripts/sweep_defaults.py --configs old,lowpass --seeds 0,1,2 --out runs/sweep
     .venv/bin/python scripts/sweep_defaults.py --out runs/sweep --report [--json]
     .venv/bin/python scripts/sweep_defaults.py --out runs/sweep --remeasure   # a measure added since, on kept checkpoints
+    .venv/bin/python scripts/sweep_defaults.py --style-levels   # the styles' own scores above the photos
     .venv/bin/python scripts/sweep_defaults.py --out runs/sweep --figure sweep.png --configs old,lowpass-blur-stab1000
 
 The configurations are CONFIGS below: each is the old defaults with a few settings changed.
@@ -33,6 +34,7 @@ from models.checkpoint import load_network
 from models.config import TrainConfig
 from models.hardware import CPU_BF16_FLAGS, cpu_flags, cpu_model
 from models.images import resize_shorter, save_png, to_tensor
+from models.artifacts.score import PERIODS
 from models.measures import MEASURE_SIZE, measure_network, panel
 from models.training import train
 from models.vocabulary import BUILTIN_STYLE_INFO
@@ -189,12 +191,32 @@ def report(out: Path, *, as_json: bool, markdown: bool = False) -> None:
         print(" | ".join([*cells, ", ".join(e["cpus"])]))
 
 
+def style_levels() -> None:
+    """Each built-in style's own checkerboard score at the size it is trained at (the default
+    crop size), minus the panel photos' mean: how much a network that takes the style fully
+    adds to excess_p* by the style's texture alone (markdown)."""
+    import numpy as np
+
+    from models.artifacts.score import checkerboard_score
+    from models.builtin_images import load_style
+    from models.measures import photo_scores
+
+    photos = photo_scores()
+    level = {p: float(np.mean([s[p] for s in photos])) for p in PERIODS}
+    side = TrainConfig().size
+    print("| style | p2 | p4 | p8 |")
+    print("| --- | ---: | ---: | ---: |")
+    for name in STYLE_ORDER:
+        own = checkerboard_score(np.asarray(resize_shorter(load_style(name)[1].convert("RGB"), side)))
+        print(f"| {name} | " + " | ".join(f"{own[p] - level[p]:+.1f}" for p in PERIODS) + " |")
+
+
 def figure(out: Path, configs: list[str], styles: list[str], path: Path, *, seed: int = 0) -> Path:
     """One row per style: the style, then per configuration its astronaut output and a 64 px
     crop of it at 4x pixel zoom (nearest neighbour: every pixel a square, nothing smoothed)."""
     from PIL import ImageDraw
 
-    from models.data import load_style
+    from models.builtin_images import load_style
 
     cell, pad = 256, 6
     sheet = Image.new("RGB", (cell + len(configs) * 2 * (cell + pad), len(styles) * (cell + pad) + 20), "white")
@@ -222,6 +244,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="[default: TrainConfig's]")
     ap.add_argument("--out", type=Path, default=Path("runs/sweep"))
     ap.add_argument("--report", action="store_true", help="print the table of what is measured so far")
+    ap.add_argument("--style-levels", action="store_true",
+                    help="print each built-in style's own checkerboard score above the photos' (markdown)")
     ap.add_argument("--remeasure", action="store_true",
                     help="measure again the runs whose rows lack a measure and whose checkpoints are in OUT/runs")
     ap.add_argument("--figure", type=Path, default=None, help="write a picture of --configs' outputs per style here")
@@ -235,6 +259,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.report:
         report(args.out, as_json=args.json, markdown=args.markdown)
+        return
+    if args.style_levels:
+        style_levels()
         return
     if args.remeasure:
         remeasure(args.out)

@@ -158,7 +158,7 @@ def init_gan_table(*, generators: Sequence[str] = tuple(GENERATORS), seeds: Sequ
 def photo_crops(seed: int, *, scale: int = 128) -> Callable[[int], torch.Tensor]:
     """A sampler of n random 64x64 crops (-1..1) of scikit-image's photographs, each photo
     first resized so its shorter side is `scale` pixels (crops then hold whole objects)."""
-    from models.data import BUILTIN_PHOTOS
+    from models.builtin_images import BUILTIN_PHOTOS
     from models.images import to_tensor
 
     photos = []

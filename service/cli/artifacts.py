@@ -26,7 +26,7 @@ SizeOpt = Annotated[int, typer.Option(help="Side of the probe photograph in pixe
 
 def _photo(size: int):
     """scikit-image's astronaut at size x size: the probe photograph of every table."""
-    from models.data import BUILTIN_PHOTOS
+    from models.builtin_images import BUILTIN_PHOTOS
     from models.images import to_tensor
 
     return to_tensor(BUILTIN_PHOTOS["astronaut"]().resize((size, size)))
@@ -234,7 +234,7 @@ def gradient(
     photo = _photo(size)
     nets, style = {}, None
     if loss_network:
-        from models.data import BUILTIN_STYLES
+        from models.builtin_images import BUILTIN_STYLES
         from models.images import to_tensor
         from models.loss_network import build_loss_network
 

@@ -445,7 +445,7 @@ def demo_through_service(*, config, style: str, variants: list[str], photo: str,
         raise ValueError(f"port {port} is in use; pick another with --port")
     upload = None  # a style file (a file wins over a built-in of the same name, as in `train`)
     if Path(style).exists() or style not in BUILTIN_STYLES:
-        from models.data import load_style
+        from models.builtin_images import load_style
 
         name, image = load_style(style)
         buf = io.BytesIO()

@@ -8,7 +8,7 @@ import torch
 from models.bench import psnr
 from models.checkpoint import load_network
 from models.config import TrainConfig
-from models.data import BUILTIN_PHOTOS
+from models.builtin_images import BUILTIN_PHOTOS
 from models.images import to_tensor
 from models.stylize import stylize_tensor
 from models.training import Speed, train

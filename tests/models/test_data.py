@@ -3,7 +3,8 @@ import itertools
 import pytest
 import torch
 
-from models.data import ContentSet, CropStream, load_style
+from models.data import ContentSet, CropStream
+from models.builtin_images import load_style
 from models.images import ImageError
 from torch.utils.data import DataLoader
 

@@ -17,7 +17,8 @@ import torch
 
 from models.checkpoint import load_network, read_checkpoint
 from models.config import TrainConfig
-from models.data import BUILTIN_PHOTOS, ContentSet, CropStream
+from models.data import ContentSet, CropStream
+from models.builtin_images import BUILTIN_PHOTOS
 from models.images import to_tensor
 from models.training import train
 

@@ -125,7 +125,7 @@ def test_resize_down_averages_2x2_before_its_conv():
 
 def test_loss_pooling_reaches_the_loss_network():
     from models.lightning_module import StyleTransferModule, style_png_from_image
-    from models.data import load_style
+    from models.builtin_images import load_style
     from models.loss_network import build_loss_network
 
     png = style_png_from_image(load_style("ihc")[1].resize((32, 32)))

@@ -13,7 +13,7 @@ from models.artifacts import checkerboard_score
 from models.config import TrainConfig
 from models.images import from_tensor, to_tensor
 from models.lightning_module import StyleTransferModule, style_png_from_image
-from models.data import load_style
+from models.builtin_images import load_style
 from models.losses import gram_matrix, style_loss
 from models.preview import PANEL, PROBE_SCORED, probe_batch
 from models.quality import KEYS, distances

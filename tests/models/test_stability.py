@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from models.config import STABILITY_NOISE_STD, TrainConfig
-from models.data import load_style
+from models.builtin_images import load_style
 from models.lightning_module import StyleTransferModule, style_png_from_image
 from models.loss_network import build_loss_network
 from models.losses import stability_loss

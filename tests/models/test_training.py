@@ -12,7 +12,8 @@ import torch
 from models.checkpoint import CheckpointError, load_network, read_checkpoint
 from models.config import TrainConfig
 from models.lightning_module import StyleTransferModule, style_png_from_image
-from models.data import ContentSet, CropStream, load_style
+from models.data import ContentSet, CropStream
+from models.builtin_images import load_style
 from models.loss_network import build_loss_network
 from models.training import train
 

@@ -32,7 +32,7 @@ def style_id(api) -> str:
 
 
 def test_the_service_and_the_models_give_the_built_in_styles_the_same_names_and_pixels():
-    from models.data import BUILTIN_STYLES
+    from models.builtin_images import BUILTIN_STYLES
 
     assert list(builtin_styles.BUILTIN_STYLES) == list(BUILTIN_STYLES)
     for name, load in BUILTIN_STYLES.items():
