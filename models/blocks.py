@@ -9,8 +9,9 @@ names are the project's vocabulary (API, CLI, config, reports); see the table in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,7 @@ from models.vocabulary import (  # noqa: F401 (re-exported)
 )
 
 NormLayer = Callable[[int], nn.Module]
+Info = TypeVar("Info", DecoderInfo, DownsampleInfo)
 
 
 def instance_norm(channels: int) -> nn.Module:
@@ -98,43 +100,46 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
-# --- the decoder registry -----------------------------------------------------------------
+# --- the registries ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Decoder:
-    info: DecoderInfo  # name, what the layer does, its overlap (models/vocabulary.py)
-    build: Callable[[int, int], nn.Module]  # (in_channels, out_channels) -> x2 upsampler
+class Registered(Generic[Info]):
+    """A layer kind: its row in models/vocabulary.py (name, what the layer does, and for
+    decoders its overlap, read through this object: `.name`, `.layer`, `.overlap`) and the
+    builder of its module from (in_channels, out_channels)."""
 
-    @property
-    def name(self) -> str:
-        return self.info.name
+    info: Info
+    build: Callable[[int, int], nn.Module]
 
-    @property
-    def layer(self) -> str:
-        return self.info.layer
-
-    @property
-    def overlap(self) -> str:
-        return self.info.overlap
+    def __getattr__(self, attribute: str):  # the vocabulary row's fields
+        if attribute == "info" or attribute.startswith("__"):  # not yet set (copy, pickle)
+            raise AttributeError(attribute)
+        return getattr(self.info, attribute)
 
 
-DECODERS: dict[str, Decoder] = {}
+def registry(kind: str, vocabulary: Mapping[str, Info]) -> tuple[dict[str, Registered[Info]], Callable]:
+    """An empty registry of `kind` layers and the decorator that fills it. A kind is a row in
+    models/vocabulary.py plus one builder here, registered by name; a name missing from the
+    vocabulary, or registered twice, is a programming error."""
+    kinds: dict[str, Registered[Info]] = {}
+
+    def register(name: str) -> Callable:
+        def wrap(build: Callable[[int, int], nn.Module]) -> Callable[[int, int], nn.Module]:
+            if name in kinds:
+                raise ValueError(f"{kind} {name!r} is already registered")
+            if name not in vocabulary:
+                raise ValueError(f"{kind} {name!r} is not in models/vocabulary.py")
+            kinds[name] = Registered(info=vocabulary[name], build=build)
+            return build
+
+        return wrap
+
+    return kinds, register
 
 
-def register_decoder(name: str) -> Callable:
-    """A decoder is a row in models/vocabulary.py plus one builder here, registered by name;
-    a name missing from the vocabulary, or registered twice, is a programming error."""
-
-    def wrap(build: Callable[[int, int], nn.Module]) -> Callable[[int, int], nn.Module]:
-        if name in DECODERS:
-            raise ValueError(f"decoder {name!r} is already registered")
-        if name not in DECODER_INFO:
-            raise ValueError(f"decoder {name!r} is not in models/vocabulary.py")
-        DECODERS[name] = Decoder(info=DECODER_INFO[name], build=build)
-        return build
-
-    return wrap
+# The decoders: x2 upsampling stages.
+DECODERS, register_decoder = registry("decoder", DECODER_INFO)
 
 
 @register_decoder("deconv")
@@ -330,36 +335,7 @@ def _resize_lowpass(in_channels: int, out_channels: int) -> nn.Module:
 # checkpoints load).
 
 
-@dataclass(frozen=True)
-class Downsample:
-    info: DownsampleInfo  # name, what the layer does, where it comes from (models/vocabulary.py)
-    build: Callable[[int, int], nn.Module]  # (in_channels, out_channels) -> x1/2 downsampler
-
-    @property
-    def name(self) -> str:
-        return self.info.name
-
-    @property
-    def layer(self) -> str:
-        return self.info.layer
-
-
-DOWNSAMPLES: dict[str, Downsample] = {}
-
-
-def register_downsample(name: str) -> Callable:
-    """A downsampling kind is a row in models/vocabulary.py plus one builder here, registered
-    by name; a name missing from the vocabulary, or registered twice, is a programming error."""
-
-    def wrap(build: Callable[[int, int], nn.Module]) -> Callable[[int, int], nn.Module]:
-        if name in DOWNSAMPLES:
-            raise ValueError(f"downsample {name!r} is already registered")
-        if name not in DOWNSAMPLE_INFO:
-            raise ValueError(f"downsample {name!r} is not in models/vocabulary.py")
-        DOWNSAMPLES[name] = Downsample(info=DOWNSAMPLE_INFO[name], build=build)
-        return build
-
-    return wrap
+DOWNSAMPLES, register_downsample = registry("downsample", DOWNSAMPLE_INFO)
 
 
 @register_downsample("stride-conv")
