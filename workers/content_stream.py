@@ -17,7 +17,6 @@ Imported by the supervisor, so torch and the models that need it are imported on
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import os
@@ -29,7 +28,7 @@ from service.core.errors import NotFound
 from service.core.jobs import JobStore
 from service.core.keys import Keys
 from service.core.settings import Settings
-from service.core.storage import ObjectNotFound, ObjectStore, S3Store, open_store
+from service.core.storage import ObjectNotFound, ObjectStore, open_store
 from workers.content_cache import ContentCache
 
 if TYPE_CHECKING:
@@ -90,7 +89,7 @@ class StoredImages:
     def store(self, bucket: str | None) -> ObjectStore:
         if self._pid != os.getpid():
             self._store, self._pid = open_store(Settings(**self.store_fields)), os.getpid()
-        return in_bucket(self._store, bucket)
+        return self._store.in_bucket(bucket)
 
     def where(self, bucket: str | None) -> tuple[str, str | None]:
         """The object's store and bucket, named without opening a client: a warm cache needs none."""
@@ -122,18 +121,6 @@ class StoredImages:
             return open_image(data)
         except ImageError as e:  # open_image names bytes "upload": name the image instead
             raise ImageError(f"{image['name']}: {str(e).removeprefix('upload: ')}") from None
-
-
-def in_bucket(store: ObjectStore, bucket: str | None) -> ObjectStore:
-    """The store reading another bucket through the same endpoint and credentials (objects an
-    operator registered in place); ValueError where the store has no buckets."""
-    if bucket is None or bucket == getattr(store, "bucket", None):
-        return store
-    if not isinstance(store, S3Store):
-        raise ValueError(f"{store.describe()} has no buckets (the image names bucket {bucket!r})")
-    other = copy.copy(store)  # a boto3 client names the bucket per call: share it
-    other.bucket = bucket
-    return other
 
 
 def content_set(spec: dict[str, Any]) -> ContentSet:

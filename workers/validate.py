@@ -43,7 +43,6 @@ from service.core.keys import Keys
 from service.core.records import now
 from service.core.settings import Settings
 from service.core.storage import ObjectNotFound, ObjectStore, StoreError, StoreUnavailable
-from workers.content_stream import in_bucket
 
 log = logging.getLogger(__name__)
 
@@ -609,7 +608,7 @@ def _read_prefix(settings: Settings, store: ObjectStore, record: ContentSetRecor
     prefix = record.prefix or ""
     where = f"s3://{record.bucket or getattr(store, 'bucket', '')}/{prefix}"
     try:
-        source = in_bucket(store, record.bucket)
+        source = store.in_bucket(record.bucket)
         keys = source.list(prefix)  # S3: the list_objects_v2 paginator, sorted
     except (StoreError, ValueError) as e:
         raise Refused(f"cannot list {where}: {e}") from None

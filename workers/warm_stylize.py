@@ -48,7 +48,7 @@ from pathlib import Path
 
 from service.core import protocol
 from service.core.settings import Settings
-from service.core.storage import LocalStore, ObjectNotFound, ObjectStore, S3Store
+from service.core.storage import ObjectNotFound, ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -533,21 +533,6 @@ def video_lane(settings: Settings) -> VideoLane:
 # --- checkpoints on local disk ------------------------------------------------------------------
 
 
-def store_version(store: ObjectStore, key: str) -> str | None:
-    """The stored object's version, without reading it: S3's ETag (a HEAD request), or the
-    local file's identity (inode, size, mtime: every write replaces the file). None: unknown."""
-    if isinstance(store, S3Store):
-        with store._errors(key):  # noqa: SLF001 - ObjectStore has no HEAD-for-version yet
-            return str(store._client.head_object(Bucket=store.bucket, Key=key)["ETag"]).strip('"')  # noqa: SLF001
-    if isinstance(store, LocalStore):
-        try:
-            st = store._file(key).stat()  # noqa: SLF001
-        except FileNotFoundError:
-            raise ObjectNotFound(key) from None
-        return f"{st.st_ino}-{st.st_size}-{st.st_mtime_ns}"
-    return None
-
-
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -571,7 +556,7 @@ class CheckpointCache:
 
     def fetch(self, store: ObjectStore, key: str, dest: Path) -> tuple[Path, str]:
         """The object at `dest` and its sha256. ObjectNotFound if it is not stored."""
-        version = store_version(store, key)
+        version = store.version(key)
         if version is not None:
             try:
                 digest = json.loads(self._index(key, version).read_text())["digest"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import bisect
+import copy
 import builtins
 import fcntl
 import hashlib
@@ -250,6 +251,20 @@ class ObjectStore(abc.ABC):
         """A URL that fetches the object without credentials, or None if the backend has none."""
 
     @abc.abstractmethod
+    def version(self, key: str) -> str:
+        """The object's version without reading its bytes, as get_versioned and put_if name it
+        where the backend can say it cheaply (S3's ETag), else an identity that changes with
+        every write (a local file's inode, size and modification time). ObjectNotFound if none."""
+
+    def in_bucket(self, bucket: str | None) -> ObjectStore:
+        """This store reading another bucket through the same endpoint and credentials (objects
+        an operator registered in place); itself for None or its own bucket. ValueError where
+        the backend has no buckets."""
+        if bucket is None:
+            return self
+        raise ValueError(f"{self.describe()} has no buckets (the image names bucket {bucket!r})")
+
+    @abc.abstractmethod
     def ping(self) -> None:
         """Return if the store is usable; raise StoreUnavailable saying why not."""
 
@@ -320,6 +335,13 @@ class LocalStore(ObjectStore):
     def get_versioned(self, key: str) -> tuple[bytes, str]:
         data = self.get_bytes(key)
         return data, _md5(data)
+
+    def version(self, key: str) -> str:
+        try:
+            st = self._file(key).stat()
+        except FileNotFoundError:
+            raise ObjectNotFound(key) from None
+        return f"{st.st_ino}-{st.st_size}-{st.st_mtime_ns}"  # every write replaces the file
 
     @contextmanager
     def _locked(self, key: str) -> Iterator[None]:
@@ -698,6 +720,18 @@ class S3Store(ObjectStore):
             response = self._client.get_object(Bucket=self.bucket, Key=key)
             with response["Body"] as body:
                 return body.read(), response["ETag"].strip('"')
+
+    def version(self, key: str) -> str:
+        check_key(key)
+        with self._errors(key):
+            return str(self._client.head_object(Bucket=self.bucket, Key=key)["ETag"]).strip('"')
+
+    def in_bucket(self, bucket: str | None) -> ObjectStore:
+        if bucket is None or bucket == self.bucket:
+            return self
+        other = copy.copy(self)  # a boto3 client names the bucket per call: share it
+        other.bucket = bucket
+        return other
 
     def put_if(self, key: str, data: bytes, *, version: str | None,
                content_type: str = DEFAULT_CONTENT_TYPE) -> str:

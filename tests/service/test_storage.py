@@ -407,3 +407,32 @@ def test_folders_are_named_without_listing_their_objects(store: ObjectStore) -> 
         store.put_bytes(key, b"x")
     assert store.folders("sets") == ["a", "b"] == store.folders("sets/")
     assert store.folders("sets/b") == ["images"] and store.folders("nothing") == []
+
+
+def test_version_names_a_write_without_reading_it(store: ObjectStore) -> None:
+    """ObjectStore.version: changes with every write, and on S3 is the version get_versioned
+    and put_if use (the ETag, from a HEAD request)."""
+    store.put_bytes("v/one", b"abc")
+    first = store.version("v/one")
+    assert store.version("v/one") == first
+    if isinstance(store, S3Store):
+        assert first == store.get_versioned("v/one")[1]
+    store.put_bytes("v/one", b"abcd")
+    assert store.version("v/one") != first
+    with pytest.raises(ObjectNotFound):
+        store.version("v/none")
+
+
+def test_another_bucket_through_the_same_client(store: ObjectStore, s3_endpoint: str) -> None:
+    """ObjectStore.in_bucket: S3 reads a bucket an operator named (same endpoint, same
+    credentials); its own bucket or None is itself; a local store has no buckets."""
+    assert store.in_bucket(None) is store
+    if not isinstance(store, S3Store):
+        with pytest.raises(ValueError, match="has no buckets"):
+            store.in_bucket("elsewhere")
+        return
+    other = make_s3_store(s3_endpoint)
+    other.put_bytes("shared/x", b"xyz")
+    seen = store.in_bucket(other.bucket)
+    assert seen.get_bytes("shared/x") == b"xyz" and store.in_bucket(store.bucket) is store
+    assert not store.exists("shared/x")  # the original still reads its own bucket

@@ -504,17 +504,16 @@ def test_the_s3_version_is_its_etag(s3_endpoint, tmp_path):
     import uuid
 
     from service.core.storage import S3Store
-    from workers.warm_stylize import store_version
 
     store = S3Store(bucket=f"warm-{uuid.uuid4().hex[:10]}", endpoint_url=s3_endpoint, access_key="test",
                     secret_key="test", create_bucket=True)
     store.put_bytes("k/one", b"abc")
-    first = store_version(store, "k/one")
+    first = store.version("k/one")
     assert first == store.get_versioned("k/one")[1]
     store.put_bytes("k/one", b"abcd")
-    assert store_version(store, "k/one") != first
+    assert store.version("k/one") != first
     with pytest.raises(ObjectNotFound):
-        store_version(store, "k/none")
+        store.version("k/none")
     cache = CheckpointCache(tmp_path / "cache", budget_bytes=10_000)
     cache.fetch(store, "k/one", tmp_path / "a")
     cache.fetch(store, "k/one", tmp_path / "b")
