@@ -3,6 +3,7 @@ server over HTTP, a Celery worker process and the API under uvicorn on a free po
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -208,7 +209,10 @@ def api_key(env: dict[str, str], **key) -> str:
     from service.core.settings import Settings
     from service.core.storage import open_store
 
-    settings = Settings(**{k.removeprefix("CHECKERLESS_").lower(): v for k, v in env.items()
+    # As the environment would give them: a list or dict setting is JSON there (pydantic-settings
+    # decodes it from an environment variable, not from a keyword argument).
+    decoded = lambda v: json.loads(v) if v[:1] in "[{" else v  # noqa: E731
+    settings = Settings(**{k.removeprefix("CHECKERLESS_").lower(): decoded(v) for k, v in env.items()
                            if k.startswith("CHECKERLESS_")})
     return KeyStore(open_store(settings)).create(name="e2e", **key)[1]
 
