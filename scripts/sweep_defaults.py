@@ -13,6 +13,8 @@ interval over seeds.
     .venv/bin/python scripts/sweep_defaults.py --out runs/sweep --report [--json]
     .venv/bin/python scripts/sweep_defaults.py --out runs/sweep --remeasure   # a measure added since, on kept checkpoints
     .venv/bin/python scripts/sweep_defaults.py --style-levels   # the styles' own scores above the photos
+    .venv/bin/python scripts/sweep_defaults.py --out runs/sweep --tradeoff tradeoff.png --configs old,lowpass-blur-stab1000
+    .venv/bin/python scripts/sweep_defaults.py --step-time --configs old,lowpass-blur-stab1000 --threads 2
     .venv/bin/python scripts/sweep_defaults.py --out runs/sweep --figure sweep.png --configs old,lowpass-blur-stab1000
 
 The configurations are CONFIGS below: each is the old defaults with a few settings changed.
@@ -211,6 +213,88 @@ def style_levels() -> None:
         print(f"| {name} | " + " | ".join(f"{own[p] - level[p]:+.1f}" for p in PERIODS) + " |")
 
 
+def step_times(configs: list[str], *, repeats: int = 5) -> None:
+    """The training step of each configuration (the transfer network, the loss network, the
+    stability term's extra passes; 128 px, batch 4, in the precision `auto` picks here), timed
+    in this one process with the configurations alternated repetition by repetition so that
+    a busy machine slows them alike; the median, and its ratio to the first configuration."""
+    import statistics
+
+    from models.builtin_images import load_style
+    from models.hardware import autocast, resolve_precision
+    from models.lightning_module import StyleTransferModule, style_png_from_image
+    from models.loss_network import build_loss_network
+
+    precision = resolve_precision("auto", "cpu")
+    png = style_png_from_image(load_style("gravel")[1])
+    batch = panel(TrainConfig().size)[:1].repeat(TrainConfig().batch, 1, 1, 1)
+    steps = {}
+    for name in configs:
+        config = TrainConfig(**CONFIGS[name])
+        module = StyleTransferModule(config, style_name="gravel", style_png=png,
+                                     loss_network=build_loss_network("vgg19", pooling=config.loss_pooling))
+        module.compute_style_grams()
+        opt = torch.optim.Adam(module.net.parameters(), lr=config.lr)
+        noise = torch.randn_like(batch) * 2.0 if config.stability_weight > 0 else None
+
+        def step(module=module, opt=opt, noise=noise) -> None:
+            with autocast(precision, "cpu"):
+                loss = module.losses(batch, None, noise, torch.tensor(module.stability_shift(0)))["loss"]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        step()  # warm-up
+        steps[name] = step
+    times: dict[str, list[float]] = {name: [] for name in configs}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            started = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - started)
+    base = statistics.median(times[configs[0]])
+    print(f"training step, 128 px x4, {precision}, {torch.get_num_threads()} thread(s), {cpu_model()}; "
+          f"median of {repeats}, configurations alternated")
+    print("| configuration | step (ms) | ratio |")
+    print("| --- | ---: | ---: |")
+    for name in configs:
+        m = statistics.median(times[name])
+        print(f"| {name} | {m * 1000:.0f} | {m / base:.2f} |")
+
+
+def tradeoff(out: Path, path: Path, configs: list[str]) -> Path:
+    """The trade-off the defaults were chosen on, one panel per textured style: style taken
+    (x) against the drop of shift equivariance at 1 pixel below 4 (y, dB; 0 is no drop), a
+    point per run of each configuration named, the old defaults for reference."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(p.read_text()) for p in sorted((out / "rows").glob("*.json"))]
+    styles = [s for s in STYLE_ORDER if s != "colorwheel"]  # no texture: nothing to stick to the grid
+    fig, axes = plt.subplots(1, len(styles), figsize=(4 * len(styles), 4.2), sharey=True)
+    for ax, style in zip(axes, styles):
+        for i, config in enumerate(configs):
+            runs = [r for r in rows if r["style"] == style and r["config"] == config]
+            if runs:
+                ax.scatter([r["style_taken"] for r in runs], [r["eq_t4"] - r["eq_t1"] for r in runs],
+                           label=config, color=f"C{i}", s=28)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_title(style)
+        ax.set_xlabel("style taken (fixed yardstick)")
+    axes[0].set_ylabel("EQ-T drop at 1 px (dB): EQ-T 4 - EQ-T 1")
+    handles = {}
+    for ax in axes:  # every configuration once, whichever panels it has points in
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    fig.legend(handles.values(), handles.keys(), fontsize=8, loc="lower center", ncol=min(len(handles), 4))
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
+
+
 def figure(out: Path, configs: list[str], styles: list[str], path: Path, *, seed: int = 0) -> Path:
     """One row per style: the style, then per configuration its astronaut output and a 64 px
     crop of it at 4x pixel zoom (nearest neighbour: every pixel a square, nothing smoothed)."""
@@ -244,6 +328,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="[default: TrainConfig's]")
     ap.add_argument("--out", type=Path, default=Path("runs/sweep"))
     ap.add_argument("--report", action="store_true", help="print the table of what is measured so far")
+    ap.add_argument("--step-time", action="store_true",
+                    help="time the training step of each of --configs (the first is the baseline)")
+    ap.add_argument("--tradeoff", type=Path, default=None,
+                    help="write the plot of style taken against the EQ-T drop for --configs here")
     ap.add_argument("--style-levels", action="store_true",
                     help="print each built-in style's own checkerboard score above the photos' (markdown)")
     ap.add_argument("--remeasure", action="store_true",
@@ -259,6 +347,12 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.report:
         report(args.out, as_json=args.json, markdown=args.markdown)
+        return
+    if args.step_time:
+        step_times(args.configs.split(","))
+        return
+    if args.tradeoff:
+        print(tradeoff(args.out, args.tradeoff, args.configs.split(",")))
         return
     if args.style_levels:
         style_levels()
