@@ -66,9 +66,10 @@ STORED_FALLBACKS = {"downsample": "stride-conv", "loss_pooling": "max", "stabili
 @dataclass(frozen=True)
 class TrainConfig:
     # The defaults were chosen by scripts/sweep_defaults.py (docs/training.md, "How the defaults
-    # were chosen"): a filtered upsampling, an anti-aliased downsampling and the stability
-    # loss's shift term against the period-4 texture a network paints on its residual blocks'
-    # grid. The sweep's old defaults were resize-nearest, stride-conv and no stability term.
+    # were chosen"): a filtered upsampling, an anti-aliased downsampling, filtered ReLUs and the
+    # stability loss's shift term against the period-4 texture a network paints on its residual
+    # blocks' grid. The sweep's old defaults were resize-nearest, stride-conv, plain ReLUs and no
+    # stability term.
     decoder: str = "resize-lowpass"  # one name, or one per stage comma-separated
     size: int = 128  # square crop side in pixels (Johnson: 256)
     steps: int = 200  # optimiser steps (Johnson: ~40k)
@@ -87,7 +88,9 @@ class TrainConfig:
     stability_weight: float = 1000.0  # weight of the stability loss (0: off; models/losses.py)
     stability_shift: str = "one"  # which shifts the stability loss asks equivariance for (models/vocabulary.py)
     full_res_blocks: int = 0  # residual blocks at full resolution after the decoder (models/transformer_net.py)
-    filtered_relu: bool = False  # ReLUs below full resolution filtered (models/blocks.py FilteredReLU)
+    # Every ReLU below full resolution filtered (models/blocks.py FilteredReLU): the network
+    # follows shifts of the photo that its coarse grid does not (docs/training.md).
+    filtered_relu: bool = True
     # auto: bf16 autocast where the machine has bf16 matrix units, else fp32 (models/hardware.py)
     precision: str = "auto"
 

@@ -227,12 +227,15 @@ def test_the_demos_score_tables_read_whole_in_80_columns():
 
 
 def test_train_takes_several_styles_and_the_encoder_and_loss_settings(tmp_path):
+    from models.checkpoint import read_checkpoint
+
     p = cli("train", "ihc", "gravel", "--downsample", "blur-stride,stride-conv", "--loss-pooling", "avg",
-            "--stability-weight", "0.5", "--steps", "1", *TINY, "--out", tmp_path, "--json")
+            "--stability-weight", "0.5", "--plain-relu", "--steps", "1", *TINY, "--out", tmp_path, "--json")
     assert p.returncode == 0, p.stderr
     summary = json.loads(p.stdout)
     assert summary["styles"] == ["ihc", "gravel"] and summary["step"] == 1
     assert (summary["downsample"], summary["loss_pooling"]) == ("blur-stride,stride-conv", "avg")
+    assert read_checkpoint(tmp_path / "last.ckpt")[0].config.filtered_relu is False  # the default is filtered
     assert_one_line_error(cli("train", "ihc", "--loss-pooling", "median", *TINY), "unknown loss pooling 'median'")
     assert_one_line_error(cli("train", "ihc", "--downsample", "maxpool", *TINY), "unknown downsample 'maxpool'",
                           "stride-conv, blur-stride, resize-down")

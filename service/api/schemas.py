@@ -109,6 +109,9 @@ class TrainSettings(JsonBody):
                                  "network to follow: one (one pixel diagonally) or subgrid (a shift of 0 to 3 "
                                  "pixels on each axis drawn at each step: every shift the network's coarse grid "
                                  "does not follow by construction).", json_schema_extra={"enum": list(STABILITY_SHIFTS)})
+    filtered_relu: bool = Field(DEFAULTS.filtered_relu, description="Every ReLU below full resolution evaluated at "
+                                "twice the resolution between two low-pass filters (Karras et al. 2021): the network "
+                                "follows shifts of the photo its coarse grid does not; false: plain ReLUs, a faster step.")
     precision: str = Field(DEFAULTS.precision, description="The arithmetic a run trains in: auto (bf16 autocast "
                            "where the worker's machine has bf16 matrix units, else fp32), 32 (fp32) or bf16 (bf16 "
                            "autocast; Grams, losses and the optimizer stay fp32). The job reports what auto became "

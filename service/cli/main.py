@@ -122,6 +122,7 @@ def train(
     loss_pooling: Annotated[str, typer.Option(help=f"The loss network's pooling: {' or '.join(LOSS_POOLINGS)}.")] = DEFAULTS.loss_pooling,
     stability_weight: Annotated[float, typer.Option(help="Weight of the stability loss (the output should not change when the input shifts by a pixel or is lightly noised; reduces flicker in video); 0: off.")] = DEFAULTS.stability_weight,
     stability_shift: Annotated[str, typer.Option(help="The shifts the stability loss asks the network to follow: one (one pixel diagonally) or subgrid (0 to 3 pixels on each axis, drawn each step).")] = DEFAULTS.stability_shift,
+    filtered_relu: Annotated[bool, typer.Option("--filtered-relu/--plain-relu", help="ReLUs below full resolution filtered (the network follows sub-grid shifts of the photo; docs/training.md), or plain (a faster step).")] = DEFAULTS.filtered_relu,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = DEFAULTS.checkpoint_every,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder: last.ckpt, logs/, preview.png.")] = Path("runs/style"),
     resume: Annotated[Optional[Path], typer.Option(help="Continue from this checkpoint (settings come from it).")] = None,
@@ -154,7 +155,7 @@ def train(
             content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
             style_size=style_size, seed=seed, loss_network=loss_network, checkpoint_every=checkpoint_every,
             downsample=downsample, loss_pooling=loss_pooling, stability_weight=stability_weight,
-            stability_shift=stability_shift, precision=precision or DEFAULTS.precision,
+            stability_shift=stability_shift, filtered_relu=filtered_relu, precision=precision or DEFAULTS.precision,
         )
     elif steps is not None and steps < 1:
         raise ValueError(f"steps must be between 1 and 1000000, got {steps}")

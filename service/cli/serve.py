@@ -194,6 +194,7 @@ def submit(
     loss_pooling: Annotated[str, typer.Option(help="The loss network's pooling: max or avg.")] = DEFAULTS.loss_pooling,
     stability_weight: Annotated[float, typer.Option(help="Weight of the stability loss; 0: off.")] = DEFAULTS.stability_weight,
     stability_shift: Annotated[str, typer.Option(help="The stability loss's shifts: one or subgrid.")] = DEFAULTS.stability_shift,
+    filtered_relu: Annotated[bool, typer.Option("--filtered-relu/--plain-relu", help="Filtered ReLUs below full resolution, or plain ones (a faster step).")] = DEFAULTS.filtered_relu,
     precision: Annotated[str, typer.Option(help=f"The arithmetic it trains in: {', '.join(PRECISIONS)} (auto: bf16 where the worker's machine has bf16 matrix units, else fp32).")] = DEFAULTS.precision,
     watch: Annotated[bool, typer.Option(help="Show a progress bar until the job ends.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -217,7 +218,8 @@ def submit(
             content_set = cs.id
         job = client.submit(refs, content_set=content_set, decoder=decoder, size=size, steps=steps, batch=batch,
                             seed=seed, downsample=downsample, loss_pooling=loss_pooling,
-                            stability_weight=stability_weight, stability_shift=stability_shift, precision=precision)
+                            stability_weight=stability_weight, stability_shift=stability_shift,
+                            filtered_relu=filtered_relu, precision=precision)
         if watch:
             job = _watch(client, job.id)
         _print_job(job, as_json)

@@ -84,6 +84,7 @@ def style_id(api) -> str:
     ({"colour": "blue"}, "colour"),
     ({"precision": "fp16"}, "precision: unknown precision 'fp16'; valid: auto, 32, bf16"),
     ({"stability_shift": "two"}, "stability_shift: unknown stability shift 'two'; valid: one, subgrid"),
+    ({"filtered_relu": "maybe"}, "filtered_relu"),
 ])
 def test_bad_job_settings_are_422_naming_the_field(api, style_id, body, fragment):
     r = api.post("/v1/jobs", json={"style_id": style_id, **body})
@@ -246,6 +247,9 @@ def test_the_precision_is_a_setting_of_jobs_and_experiments_and_the_job_says_wha
     assert exp["settings"]["precision"] == "32" and {v["config"]["precision"] for v in exp["variants"]} == {"32"}
     default = api.post("/v1/jobs", json={"style_id": style_id, "steps": 3}).json()
     assert default["config"]["precision"] == DEFAULTS.precision
+    assert default["config"]["filtered_relu"] is DEFAULTS.filtered_relu is True  # the default network's ReLUs
+    plain = api.post("/v1/jobs", json={"style_id": style_id, "steps": 3, "filtered_relu": False}).json()
+    assert plain["config"]["filtered_relu"] is False
     # A worker that reports what "auto" became on its machine: the record keeps it, the API shows it.
     jobs = api.app.state.services.jobs
 
