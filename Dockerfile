@@ -7,6 +7,13 @@
 # NVIDIA driver and the NVIDIA Container Toolkit; Compose's GPU reservation mounts the driver
 # into the worker containers. The same image runs on CPU where no GPU is reserved.
 
+# onnxruntime-web for the live page (/ui/live.html), from the npm registry at the version
+# service/api/web/package-lock.json pins; only its runtime files go into the image (below).
+FROM node:20-slim AS web
+WORKDIR /web
+COPY service/api/web/package.json service/api/web/package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 \
@@ -39,6 +46,15 @@ RUN pip install --no-cache-dir ./clients/python && rm -rf clients
 COPY models ./models
 COPY workers ./workers
 COPY service ./service
+# The files service/api/main.py's ORT_FILES serves, where it looks for them (the API runs from
+# /app, so /app/service is the copy it imports).
+COPY --from=web /web/node_modules/onnxruntime-web/dist/ort.wasm.min.js \
+     /web/node_modules/onnxruntime-web/dist/ort.webgpu.min.js \
+     /web/node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.mjs \
+     /web/node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm \
+     /web/node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.asyncify.mjs \
+     /web/node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.asyncify.wasm \
+     ./service/api/web/node_modules/onnxruntime-web/dist/
 RUN pip install --no-cache-dir --no-deps . \
  && rm -rf build ./*.egg-info \
  && mkdir -p /data \

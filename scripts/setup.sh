@@ -17,3 +17,14 @@ if ! .venv/bin/python -c "import models, service, checkerless_client, pytest" 2>
   .venv/bin/python -m pip install --quiet -e '.[dev]'
   touch .venv/.installed
 fi
+# onnxruntime-web for the live page (/ui/live.html), pinned in service/api/web/package-lock.json
+# and served by the API from node_modules (no CDN). Skipped, with a warning, where npm is absent:
+# the API and every other page work without it; the live page says it is missing.
+if command -v npm >/dev/null 2>&1; then
+  if [ ! -f service/api/web/node_modules/onnxruntime-web/package.json ] \
+     || [ service/api/web/package-lock.json -nt service/api/web/node_modules/.package-lock.json ]; then
+    (cd service/api/web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+  fi
+else
+  echo "setup: npm not found; the live page (/ui/live.html) needs onnxruntime-web: install Node.js and npm, then rerun" >&2
+fi

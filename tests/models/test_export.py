@@ -15,6 +15,7 @@ from models.export import (
     FORMATS,
     SUFFIXES,
     ExportError,
+    export_and_check,
     export_network,
     exported_format,
     load_exported,
@@ -141,3 +142,32 @@ def test_a_several_style_network_exports_with_its_selected_mix_baked_in(fmt, tmp
     assert (meta["checkerless.styles"], meta["checkerless.style_mix"]) == ("3", "0,0.25,0.75")
     assert meta["checkerless.downsample"] == "blur-stride"
     assert max_8bit_difference(path, net.select_style(0), images) > 1  # another style: another output
+
+
+def test_a_several_style_onnx_export_takes_the_mix_as_an_input(tmp_path):
+    """One file for every style and blend: the `mix` input sets the conditional instance norms'
+    mix (normalised in the graph), matching the eager network at that mix; without a mix the
+    file runs its exported default. A one-style export keeps its single input."""
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    net = TransformerNet(decoder="resize-nearest", downsample="blur-stride", styles=2, residual_blocks=1)
+    with torch.no_grad():
+        for m in net.modules():
+            if hasattr(m, "mix"):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    result = export_and_check(net, tmp_path / "two.onnx", "onnx")
+    assert result.max_8bit_diff <= 1  # the default mix and an even blend, checked by the export itself
+    names = [i.name for i in ort.InferenceSession(str(result.path)).get_inputs()]
+    assert names == ["image", "mix"]
+    assert read_metadata(result.path)["checkerless.inputs"] == "image,mix"
+    images = [photo(37, 45)]
+    for mix in ([0.0, 1.0], [3.0, 1.0], [0.5, 0.5]):
+        assert max_8bit_difference(result.path, net, images, mix=mix) <= 1
+    assert max_8bit_difference(result.path, net.select_style(1), images) > 1  # the file's default is style 0
+    one = export_network(TransformerNet(residual_blocks=1), tmp_path / "one.onnx", "onnx")
+    assert [i.name for i in ort.InferenceSession(str(one)).get_inputs()] == ["image"]
+    assert read_metadata(one)["checkerless.inputs"] == "image"
+    with pytest.raises(ExportError, match="no 'mix' input"):
+        load_exported(one, mix=[1.0])

@@ -446,7 +446,8 @@ const Checkerless = (() => {
           ${setting("precision", c.precision && (j.trained_precision ? `${c.precision}: trained in ${j.trained_precision}` : c.precision))}
           ${setting("stability weight", c.stability_weight)}${setting("stability shifts", c.stability_shift)}${setting("crop size", c.size)}${setting("batch", c.batch)}${setting("seed", c.seed)}
           ${setting("style weight", c.style_weight)}${setting("styles", stylesOf(j).map(styleName).join(", "))}</table>
-        <p>${Object.entries(j.links).filter(([k]) => k !== "self").map(([k, u]) => `<a href="#" data-download="${esc(u)}" data-name="${esc(k)}">${esc(k)}</a>`).join(" · ")}</p>`;
+        <p>${Object.entries(j.links).filter(([k]) => k !== "self").map(([k, u]) => `<a href="#" data-download="${esc(u)}" data-name="${esc(k)}">${esc(k)}</a>`).join(" · ")}${
+          j.state === "succeeded" && j.links.onnx ? ` · <a id="live-link" href="live.html?id=${encodeURIComponent(id)}">Run in this browser</a> <span class="muted">(the ONNX network, live on the webcam or your files)</span>` : ""}</p>`;
     }
 
     function renderCurves() {
