@@ -306,6 +306,9 @@ def test_a_builtin_style_picked_by_its_thumbnail_trains_a_job_with_a_page_of_its
     assert page.input_value("select[name=stability_shift]") == DEFAULTS.stability_shift
     shift = next(s for s in STABILITY_SHIFTS if s != DEFAULTS.stability_shift)  # the newcomer asks for the other
     page.select_option("select[name=stability_shift]", shift)
+    # Filtered ReLUs: a box ticked as the default is; the newcomer unticks it for a faster step.
+    assert page.is_checked("input[name=filtered_relu]") is DEFAULTS.filtered_relu is True
+    page.uncheck("input[name=filtered_relu]")
 
     # The first built-in is picked to start with; the newcomer picks another instead.
     first, other = builtin[0]["name"], builtin[1]["name"]
@@ -325,12 +328,13 @@ def test_a_builtin_style_picked_by_its_thumbnail_trains_a_job_with_a_page_of_its
     with httpx.Client(base_url=server, headers={"X-API-Key": key}) as client:
         submitted = client.get(f"/v1/jobs/{job_id}").json()
         assert submitted["styles"][0]["id"] == f"builtin:{other}" and submitted["config"]["precision"] == "32"
-        assert submitted["config"]["stability_shift"] == shift
+        assert submitted["config"]["stability_shift"] == shift and submitted["config"]["filtered_relu"] is False
 
     page.wait_for_function("['succeeded', 'failed', 'cancelled'].includes(document.querySelector('#state').textContent)",
                            timeout=240_000)
     assert page.inner_text("#state") == "succeeded", (page.inner_text("#summary"), errors)
     assert "3 / 3" in page.inner_text("#summary")
+    assert page.inner_text("table.settings tr:has(th:text-is('filtered ReLUs')) td") == "no"
     page.wait_for_function(_loaded("#views .viewer img") + " && " + _loaded("#styles img"), timeout=30_000)
     assert other in page.inner_text("#styles")
     curves = page.eval_on_selector_all("#curves svg.chart", """svgs => Object.fromEntries(svgs.map(s => [

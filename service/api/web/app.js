@@ -274,7 +274,7 @@ const Checkerless = (() => {
       const field = (input.dataset.experimentSetting !== undefined ? experimentProps : props)[input.name];
       if (!field) { input.closest("label").hidden = true; input.disabled = true; continue; }  // not taken by this server
       if (input.tagName === "SELECT") input.innerHTML = (choices(field) ?? [field.default]).map(c => `<option>${esc(c)}</option>`).join("");
-      input.value = field.default;
+      if (input.type === "checkbox") input.checked = !!field.default; else input.value = field.default;
       if (field.minimum !== undefined) input.min = field.minimum;
       if (field.exclusiveMinimum !== undefined) input.min = field.exclusiveMinimum;
       if (field.maximum !== undefined) input.max = field.maximum;
@@ -360,7 +360,7 @@ const Checkerless = (() => {
           contentId = (await api("/v1/content-sets", {method: "POST", body: c})).id;
         }
         const settings = {...(styleIds.length === 1 ? {style_id: styleIds[0]} : {style_ids: styleIds}), content_set_id: contentId};
-        for (const input of f.querySelectorAll("[data-setting]:not(:disabled)")) settings[input.name] = input.type === "number" ? +input.value : input.value;
+        for (const input of f.querySelectorAll("[data-setting]:not(:disabled)")) settings[input.name] = input.type === "number" ? +input.value : input.type === "checkbox" ? input.checked : input.value;
         const seeds = f.seeds && !f.seeds.disabled ? +f.seeds.value : 1;
         // Every ticked combination is a variant; an axis with one value is a setting of them all.
         const combos = decs.flatMap(d => (downs.length ? downs : [null]).flatMap(ds => (pools.length ? pools : [null]).map(p => ({decoder: d, downsample: ds, loss_pooling: p}))));
@@ -444,7 +444,7 @@ const Checkerless = (() => {
         <p id="eq-t">shift equivariance, EQ-T (PSNR of the output of a shifted input against the shifted output; higher: steadier): ${eqLine(j.artifacts)} dB</p>
         <table class="settings">${setting("decoder", j.decoder)}${setting("downsample", c.downsample)}${setting("loss pooling", c.loss_pooling)}
           ${setting("precision", c.precision && (j.trained_precision ? `${c.precision}: trained in ${j.trained_precision}` : c.precision))}
-          ${setting("stability weight", c.stability_weight)}${setting("stability shifts", c.stability_shift)}${setting("crop size", c.size)}${setting("batch", c.batch)}${setting("seed", c.seed)}
+          ${setting("stability weight", c.stability_weight)}${setting("stability shifts", c.stability_shift)}${setting("filtered ReLUs", c.filtered_relu === undefined ? undefined : c.filtered_relu ? "yes" : "no")}${setting("crop size", c.size)}${setting("batch", c.batch)}${setting("seed", c.seed)}
           ${setting("style weight", c.style_weight)}${setting("styles", stylesOf(j).map(styleName).join(", "))}</table>
         <p>${Object.entries(j.links).filter(([k]) => k !== "self").map(([k, u]) => `<a href="#" data-download="${esc(u)}" data-name="${esc(k)}">${esc(k)}</a>`).join(" · ")}${
           j.state === "succeeded" && j.links.onnx ? ` · <a id="live-link" href="live.html?id=${encodeURIComponent(id)}">Run in this browser</a> <span class="muted">(the ONNX network, live on the webcam or your files)</span>` : ""}</p>`;
