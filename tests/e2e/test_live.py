@@ -8,7 +8,7 @@ What the user sees is checked against the server's own fp32 stylisation of the s
 photo's luminance kept, the colour histogram at strength 0.5, the second style through the mix
 input; strength 0 gives the photo back; the snapshot is the canvas as a PNG. The webcam path runs
 on Chromium's fake camera: frames are stylised, fps is shown (and a slow network says so), and
-a frame matches the server's stylisation of it. A page screenshot is kept in test-artifacts/."""
+a frame matches the server's stylisation of it; a video file likewise. A page screenshot is kept in test-artifacts/."""
 
 from __future__ import annotations
 
@@ -201,6 +201,39 @@ def test_the_webcam_is_stylised_live(page, api, job):
     assert psnr(out, server) >= MIN_PSNR, psnr(out, server)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "live-webcam.png"), full_page=True)
+
+
+def test_a_video_file_is_stylised_frame_by_frame(page, api, job, tmp_path):
+    """A video chosen from disk (WebM: Chromium plays VP8 without licensed codecs) plays through
+    the network, at its own size when asked: frames go by, and the frame in hand when stopped is stylised
+    as the server stylises it."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    clip = tmp_path / "clip.webm"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
+                    "-i", "testsrc=size=64x48:rate=10", "-frames:v", "30", "-c:v", "libvpx", "-b:v", "200k",
+                    str(clip)], check=True, capture_output=True)
+    open_live(page, api, job["id"])
+    page.select_option("#resolution", "original")  # the clip's own 64x48 (the default draws it at 256 px)
+    page.set_input_files("#video-file", str(clip))
+    page.wait_for_function("+document.querySelector('#output').dataset.frames >= 5", timeout=60_000)
+    assert page.get_attribute("#output", "data-size") == "64x48"
+    assert float(page.get_attribute("#fps", "data-fps")) > 0
+    page.click("#stop")
+
+    def settled() -> bool:
+        n = frames(page)
+        time.sleep(0.5)
+        return frames(page) == n
+
+    wait_for(settled, timeout=30, what="the last frame")
+    frame, out = canvas(page, "#input"), canvas(page, "#output")
+    assert frame.std() > 10  # testsrc's bars, not a black frame
+    png = io.BytesIO()
+    Image.fromarray(frame.astype(np.uint8)).save(png, format="PNG")
+    assert psnr(out, stylize_on_server(api, job["id"], png.getvalue())) >= MIN_PSNR
 
 
 def test_a_server_without_onnxruntime_web_is_said_on_the_page(page, api, job):
