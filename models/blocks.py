@@ -239,6 +239,16 @@ def lowpass_phases(reach: int = LOWPASS_REACH, beta: float = LOWPASS_BETA) -> to
     return torch.stack(rows).float()
 
 
+def replicate_pad(x: torch.Tensor, n: int) -> torch.Tensor:
+    """F.pad(x, (n, n, n, n), mode="replicate") by index_select: the same values, and a
+    backward torch.compile takes (replication_pad2d_backward fails its layout checks there on
+    the maps these filters see)."""
+    h, w = x.shape[-2:]
+    rows = torch.arange(-n, h + n, device=x.device).clamp(0, h - 1)
+    cols = torch.arange(-n, w + n, device=x.device).clamp(0, w - 1)
+    return x.index_select(-2, rows).index_select(-1, cols)
+
+
 def lowpass_kernel(reach: int = LOWPASS_REACH) -> torch.Tensor:
     """(2*(2*reach+1),): lowpass_phases interleaved into the one kernel of a x2 upsampler at the
     full rate: tap t weighs the low-resolution pixel i at output pixel o = 2i + t - 2*reach.
@@ -268,8 +278,9 @@ class LowpassUpsample(nn.Module):
         # In float32 whatever the autocast: CPUs run depthwise convolutions in bf16 about 6x
         # slower than in float32 (a fixed filter has nothing for the matrix units to do).
         with torch.autocast("cpu", enabled=False):
-            y = F.pad(x.float(), (r, r, r, r), mode="replicate")
-            y = F.conv_transpose2d(y, self.kernel.expand(c, 1, -1, -1), stride=2, groups=c)
+            y = replicate_pad(x.float(), r)
+            # repeat, not expand: a weight with stride 0 trips torch.compile's layout checks
+            y = F.conv_transpose2d(y, self.kernel.repeat(c, 1, 1, 1), stride=2, groups=c)
         return y[..., 4 * r:4 * r + 2 * h, 4 * r:4 * r + 2 * w].to(x.dtype)
 
 
@@ -287,8 +298,8 @@ class LowpassDownsample(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         r, c = self.reach, x.shape[1]
         with torch.autocast("cpu", enabled=False):  # float32: as LowpassUpsample
-            y = F.pad(x.float(), (2 * r, 2 * r, 2 * r, 2 * r), mode="replicate")
-            y = F.conv2d(y, self.kernel.expand(c, 1, -1, -1), stride=2, groups=c)
+            y = replicate_pad(x.float(), 2 * r)
+            y = F.conv2d(y, self.kernel.repeat(c, 1, 1, 1), stride=2, groups=c)
         return y.to(x.dtype)
 
 

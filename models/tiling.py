@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.blocks import ConditionalInstanceNorm2d, ConvLayer, ResidualBlock
+from models.blocks import ConditionalInstanceNorm2d, ConvLayer, FilteredReLU, ResidualBlock
 from models.config import STYLIZE_MEMORY_BUDGET_GIB
 from models.hardware import autocast, check_precision
 from models.transformer_net import MIN_INNER_SIZE, SIZE_MULTIPLE, TransformerNet
@@ -37,9 +37,11 @@ from models.transformer_net import MIN_INNER_SIZE, SIZE_MULTIPLE, TransformerNet
 DEFAULT_TILE = 512  # input pixels per tile side (a multiple of 4)
 MIN_TILE = 64
 # Input pixels: the encoder reaches 7 with stride-2 convs (9x9, then two stride-2 3x3 convs),
-# 10 with blur-stride (each 3x3 conv then a 3x3 blur) or resize-down (2x2 pool, 3x3 conv).
-ENCODER_HALO = 16
-DECODER_HALO = 4  # quarter-resolution pixels: the decoder and the 9x9 output conv reach 3
+# 10 with blur-stride (each 3x3 conv then a 3x3 blur) or resize-down (2x2 pool, 3x3 conv);
+# filtered ReLUs add about 3 pixels of their own resolution each (the low-pass's reach up, then
+# down): 6 input pixels at half resolution, 12 at a quarter.
+ENCODER_HALO = 40
+DECODER_HALO = 8  # quarter-resolution pixels: the decoder and the 9x9 output conv reach 3, a filtered ReLU 2 more
 # Peak memory of an untiled forward pass per input pixel, fp32, measured with
 # `checkerless bench --tiling` (docs/performance.md): the 32-channel full-resolution maps
 # and the reflection-padded copies dominate.
@@ -182,9 +184,22 @@ def _norm_(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
     return x.mul_(a).add_(b)
 
 
+def _filtered_in_bands(act: FilteredReLU, x: torch.Tensor, band: int = 64, halo: int = 6) -> torch.Tensor:
+    """A filtered ReLU over a whole map, in horizontal bands with a halo beyond its reach: the
+    same result without the map at twice the resolution."""
+    _, _, height, _ = x.shape
+    out = torch.empty_like(x)
+    for r0 in range(0, height, band):
+        r1 = min(height, r0 + band)
+        lo, hi = max(0, r0 - halo), min(height, r1 + halo)
+        out[:, :, r0:r1] = act(x[:, :, lo:hi])[:, :, r0 - lo:r1 - lo]
+    return out
+
+
 def _residual_whole(block: ResidualBlock, x: torch.Tensor) -> torch.Tensor:
-    conv1, norm1, _, conv2, norm2 = block.body
-    h = _norm_(_conv_in_bands(conv1, x), norm1).relu_()
+    conv1, norm1, act, conv2, norm2 = block.body
+    h = _norm_(_conv_in_bands(conv1, x), norm1)
+    h = _filtered_in_bands(act, h) if isinstance(act, FilteredReLU) else h.relu_()
     h = _norm_(_conv_in_bands(conv2, h), norm2)
     return h.add_(x)
 

@@ -24,10 +24,9 @@ from checkerless_client import (ApiError, ApiUnreachable, AsyncClient, Client, C
 from service.core.jobs import JobStore
 from service.core.keys import new_id
 from service.core.records import JobRecord, now
-from service.core.settings import Settings
 from service.core.storage import open_store
 from tests.client.proxy import FlakyProxy
-from tests.e2e.conftest import free_port, wait_for
+from tests.e2e.conftest import free_port, settings_of, wait_for
 from tests.webhook_receiver import Receiver
 
 TINY = {"size": 32, "batch": 1}
@@ -126,9 +125,7 @@ def test_a_user_trains_a_style_and_stylises_a_photo_video_and_downloads_the_netw
 def test_every_page_of_250_jobs_by_the_link_header(idle):
     """Jobs written straight into the store (as the API writes them), listed through the API."""
     key = idle.new_key()
-    settings = Settings(**{k.removeprefix("CHECKERLESS_").lower(): v for k, v in idle.env.items()
-                           if k.startswith("CHECKERLESS_")})
-    store = open_store(settings)
+    store = open_store(settings_of(idle.env))
     from service.core.auth import KeyStore
 
     owner = KeyStore(store).lookup(key).owner

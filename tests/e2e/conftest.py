@@ -203,18 +203,23 @@ def bare_api(data_dir: Path, *, timeout: float) -> Iterator[tuple[httpx.Client, 
         proc.wait(timeout=30)
 
 
+def settings_of(env: dict[str, str]):
+    """The service's Settings for an environment such as service_env, as its processes read it:
+    a list or dict setting is JSON there (pydantic-settings decodes it from an environment
+    variable, not from a keyword argument)."""
+    from service.core.settings import Settings
+
+    decoded = lambda v: json.loads(v) if v.startswith(("[", "{")) else v  # noqa: E731
+    return Settings(**{k.removeprefix("CHECKERLESS_").lower(): decoded(v) for k, v in env.items()
+                       if k.startswith("CHECKERLESS_")})
+
+
 def api_key(env: dict[str, str], **key) -> str:
     """A new API key in the store these settings name (a new owner's unless `owner` is given)."""
     from service.core.auth import KeyStore
-    from service.core.settings import Settings
     from service.core.storage import open_store
 
-    # As the environment would give them: a list or dict setting is JSON there (pydantic-settings
-    # decodes it from an environment variable, not from a keyword argument).
-    decoded = lambda v: json.loads(v) if v[:1] in "[{" else v  # noqa: E731
-    settings = Settings(**{k.removeprefix("CHECKERLESS_").lower(): decoded(v) for k, v in env.items()
-                           if k.startswith("CHECKERLESS_")})
-    return KeyStore(open_store(settings)).create(name="e2e", **key)[1]
+    return KeyStore(open_store(settings_of(env))).create(name="e2e", **key)[1]
 
 
 def child_processes(job_id: str) -> list[int]:

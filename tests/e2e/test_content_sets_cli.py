@@ -16,9 +16,8 @@ from skimage import data as samples
 
 from service.core.content_sets import ContentSetState
 from service.core.jobs import JobStore
-from service.core.settings import Settings
 from service.core.storage import open_store
-from tests.e2e.conftest import api_key, free_port
+from tests.e2e.conftest import api_key, free_port, settings_of
 from tests.test_cli import assert_one_line_error, cli
 
 
@@ -34,8 +33,7 @@ def photos_tar(path):
 
 
 def store_of(env: dict[str, str]) -> JobStore:
-    settings = Settings(**{k.removeprefix("CHECKERLESS_").lower(): v for k, v in env.items() if k.startswith("CHECKERLESS_")})
-    return JobStore(open_store(settings))
+    return JobStore(open_store(settings_of(env)))
 
 
 def validate_soon(jobs: JobStore, set_id_of, *, error: str | None = None) -> threading.Thread:

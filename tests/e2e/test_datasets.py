@@ -15,9 +15,8 @@ from PIL import Image
 
 from service.core.jobs import JobStore
 from service.core.keys import Keys
-from service.core.settings import Settings
 from service.core.storage import open_store
-from tests.e2e.conftest import wait_for
+from tests.e2e.conftest import settings_of, wait_for
 from tests.e2e.test_service import photo, submit, wait_state
 from tests.zips import long_name_tar_gz
 
@@ -130,9 +129,7 @@ def test_a_validation_cut_off_by_a_killed_worker_starts_again_on_another(api, st
     start_worker(queues="data")  # its sweeper finds the set's record gone stale and sends it again
     final = validated(api, content["id"], timeout=300)
     assert final["state"] == "ready" and final["count"] == 1500, final
-    settings = Settings(**{k.removeprefix("CHECKERLESS_").lower(): v for k, v in service_env.items()
-                           if k.startswith("CHECKERLESS_")})
-    store = open_store(settings)
+    store = open_store(settings_of(service_env))
     assert JobStore(store).get_content_set(content["id"]).attempts == 2
     assert len(store.list(Keys.content_prefix(content["id"]))) == 1500  # the first attempt's members redone, not doubled
     assert not store.exists(Keys.content_archive(content["id"]))

@@ -17,17 +17,12 @@ import redis
 from service.core import usage
 from service.core.auth import KeyStore
 from service.core.records import now
-from service.core.settings import Settings
 from service.core.storage import open_store
-from tests.e2e.conftest import ROOT, running_api
+from tests.e2e.conftest import ROOT, running_api, settings_of
 
 pytestmark = pytest.mark.slow
 BURST = 24
 JOB = {"style_id": "builtin:ihc", "steps": 2, "size": 32, "batch": 1}
-
-
-def settings_of(env: dict[str, str]) -> Settings:
-    return Settings(**{k.removeprefix("CHECKERLESS_").lower(): v for k, v in env.items() if k.startswith("CHECKERLESS_")})
 
 
 def burst(client, n: int) -> list[int]:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.e2e.conftest import wait_for
+from tests.e2e.conftest import settings_of, wait_for
 
 pytestmark = pytest.mark.slow
 TINY = {"size": 32, "batch": 1, "steps": 2}
@@ -47,12 +47,9 @@ def facts(env: dict[str, str], request_id: str) -> list[dict]:
 
 def record(env: dict[str, str], request_id: str):
     from service.core.jobs import JobStore
-    from service.core.settings import Settings
     from service.core.storage import open_store
 
-    settings = Settings(**{k.removeprefix("CHECKERLESS_").lower(): v for k, v in env.items()
-                           if k.startswith("CHECKERLESS_")})
-    return JobStore(open_store(settings)).get_stylize(request_id)
+    return JobStore(open_store(settings_of(env))).get_stylize(request_id)
 
 
 @pytest.fixture(scope="module")

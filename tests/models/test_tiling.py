@@ -11,9 +11,9 @@ from models.transformer_net import TransformerNet
 from models.vocabulary import DECODER_INFO
 
 
-def _net(decoder: str) -> TransformerNet:
+def _net(decoder: str, **kwargs) -> TransformerNet:
     torch.manual_seed(0)
-    net = TransformerNet(decoder=decoder).eval()
+    net = TransformerNet(decoder=decoder, **kwargs).eval()
     with torch.no_grad():  # give the norms' scale and shift a part to play, as training does
         for m in net.modules():
             if isinstance(m, torch.nn.InstanceNorm2d):
@@ -32,6 +32,26 @@ def test_tiles_equal_the_whole_image_for_every_decoder(decoder):
     assert tiled.shape == whole.shape
     assert psnr(tiled, whole) >= 60
     assert (tiled - whole).abs().max() < 1e-2
+
+
+def test_tiles_equal_the_whole_image_for_todays_default_network():
+    """The defaults (models/config.py): blur-stride, resize-lowpass and filtered ReLUs, whose
+    low-pass filters widen every stage's reach (models/tiling.py's halos) and run in bands on
+    the residual blocks' whole map."""
+    from models.config import DEFAULTS
+
+    net = _net(DEFAULTS.decoder, downsample=DEFAULTS.downsample, filtered_relu=DEFAULTS.filtered_relu)
+    image = torch.rand(1, 3, 203, 150, generator=torch.Generator().manual_seed(1)) * 255
+    with torch.inference_mode():
+        whole = net(image)
+    tiled = stylize_tiled(net, image, tile=64)
+    assert psnr(tiled, whole) >= 60 and (tiled - whole).abs().max() < 1e-2, (tiled - whole).abs().max()
+    # The residual stage's filtered ReLUs in bands (a map taller than one band): the same map.
+    from models.blocks import FilteredReLU
+    from models.tiling import _filtered_in_bands
+
+    x = torch.randn(1, 8, 45, 20, generator=torch.Generator().manual_seed(2))
+    assert torch.allclose(_filtered_in_bands(FilteredReLU(), x, band=8), FilteredReLU()(x), atol=1e-5)
 
 
 def test_per_tile_statistics_would_not_agree():
