@@ -99,6 +99,26 @@ def frames(page) -> int:
     return int(page.get_attribute("#output", "data-frames") or 0)
 
 
+def stopped(page) -> tuple[np.ndarray, np.ndarray]:
+    """Stop a playing source; the loop ends after the frame in hand, and then the canvases hold
+    one frame and its output: (frame, output)."""
+    page.click("#stop")
+
+    def settled() -> bool:
+        n = frames(page)
+        time.sleep(0.5)
+        return frames(page) == n
+
+    wait_for(settled, timeout=30, what="the last frame")
+    return canvas(page, "#input"), canvas(page, "#output")
+
+
+def as_png(rgb: np.ndarray) -> bytes:
+    png = io.BytesIO()
+    Image.fromarray(rgb.astype(np.uint8)).save(png, format="PNG")
+    return png.getvalue()
+
+
 def set_option(page, selector: str, value: str) -> None:
     """Change a control as the user would (its input/change events), then wait for the next frame."""
     before = frames(page)
@@ -185,19 +205,9 @@ def test_the_webcam_is_stylised_live(page, api, job):
     assert fps > 0
     # A network under 5 fps says so (after its first frames) and offers a lower resolution.
     assert page.locator("#slow").is_visible() == (fps < 5), (fps, page.inner_text("#slow"))
-    page.click("#stop")
-    # The loop ends after the frame in hand; then the canvases hold one frame and its output.
-    def settled() -> bool:
-        n = frames(page)
-        time.sleep(0.5)
-        return frames(page) == n
-
-    wait_for(settled, timeout=30, what="the last frame")
-    frame, out = canvas(page, "#input"), canvas(page, "#output")
+    frame, out = stopped(page)
     assert frame.std() > 10  # the fake camera's moving picture, not a black frame
-    png = io.BytesIO()
-    Image.fromarray(frame.astype(np.uint8)).save(png, format="PNG")
-    server = stylize_on_server(api, job["id"], png.getvalue())
+    server = stylize_on_server(api, job["id"], as_png(frame))
     assert psnr(out, server) >= MIN_PSNR, psnr(out, server)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "live-webcam.png"), full_page=True)
@@ -221,19 +231,9 @@ def test_a_video_file_is_stylised_frame_by_frame(page, api, job, tmp_path):
     page.wait_for_function("+document.querySelector('#output').dataset.frames >= 5", timeout=60_000)
     assert page.get_attribute("#output", "data-size") == "64x48"
     assert float(page.get_attribute("#fps", "data-fps")) > 0
-    page.click("#stop")
-
-    def settled() -> bool:
-        n = frames(page)
-        time.sleep(0.5)
-        return frames(page) == n
-
-    wait_for(settled, timeout=30, what="the last frame")
-    frame, out = canvas(page, "#input"), canvas(page, "#output")
+    frame, out = stopped(page)
     assert frame.std() > 10  # testsrc's bars, not a black frame
-    png = io.BytesIO()
-    Image.fromarray(frame.astype(np.uint8)).save(png, format="PNG")
-    assert psnr(out, stylize_on_server(api, job["id"], png.getvalue())) >= MIN_PSNR
+    assert psnr(out, stylize_on_server(api, job["id"], as_png(frame))) >= MIN_PSNR
 
 
 def test_a_server_without_onnxruntime_web_is_said_on_the_page(page, api, job):
