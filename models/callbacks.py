@@ -10,6 +10,8 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from models.probe_row import ProbeRow
+
 
 class LossHistory(pl.Callback):
     """Keeps every step's logged losses in memory: the loss curve of the run."""
@@ -125,10 +127,8 @@ class ArtifactProbe(pl.Callback):
     `photos[scored]` (dB, on the pixels a PNG holds); and the shift equivariance of the
     network on that photo (models/artifacts/equivariance.py, EQ-T at shifts 1 to 4, dB).
 
-    Rows {step, artifact_p2, artifact_p4, artifact_p8, eq_t1..eq_t4, style_distance,
-    content_distance} are kept in `rows` and sent to the logger as probe/<name>. Rows of runs
-    from before a measure was probed lack its keys; readers take them as missing. Under DDP
-    only rank 0 measures.
+    Rows (models/probe_row.py ProbeRow) are kept in `rows` and sent to the logger as
+    probe/<name>. Under DDP only rank 0 measures.
 
     A network of several styles is measured with each style selected in turn, against that
     style's own Grams; the row holds the mean over the styles under the same keys (so curves
@@ -138,7 +138,7 @@ class ArtifactProbe(pl.Callback):
         self.photos = photos  # (N, 3, H, W) 0..255
         self.every = every
         self.scored = scored
-        self.rows: list[dict[str, float]] = []
+        self.rows: list[ProbeRow] = []
         self._grams: list[dict[str, torch.Tensor]] = []  # each style's Grams by the yardstick
 
     def _yardstick(self, pl_module: pl.LightningModule):
@@ -157,7 +157,7 @@ class ArtifactProbe(pl.Callback):
         from models.quality import distances
 
         step = trainer.global_step
-        if not trainer.is_global_zero or (self.rows and self.rows[-1]["step"] == step):
+        if not trainer.is_global_zero or (self.rows and self.rows[-1].step == step):
             return
         photos = self.photos.to(pl_module.device)
         net = pl_module.net
@@ -177,10 +177,10 @@ class ArtifactProbe(pl.Callback):
                               **{k: float(v.mean()) for k, v in d.items()}})
         if net.styles > 1:
             net.select_style(list(was))
-        row = {"step": step, **{k: float(np.mean([r[k] for r in per_style])) for k in per_style[0]}}
+        row = ProbeRow(step=step, **{k: float(np.mean([r[k] for r in per_style])) for k in per_style[0]})
         self.rows.append(row)
         if trainer.logger is not None:
-            trainer.logger.log_metrics({f"probe/{k}": v for k, v in row.items() if k != "step"}, step=step)
+            trainer.logger.log_metrics({f"probe/{k}": v for k, v in row.measures().items()}, step=step)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.measure(trainer, pl_module)

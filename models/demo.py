@@ -27,7 +27,7 @@ class Variant:
     scores: dict[int, float]
     seconds: float
     final_loss: float
-    curve: list[dict[str, float]]  # probe scores over training (step, artifact_p2, artifact_p4)
+    curve: list[dict[str, float]]  # the probe's rows over training (models/probe_row.py), as dicts
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def run_demo(*, out_dir: str | Path, config: TrainConfig, style: str = "ihc",
             decoder=cfg.decoder, checkpoint=result.checkpoint, image=save_png(styled, run_dir / f"{photo}.png"),
             # Scored on the PNG's pixels: what the user sees.
             scores=checkerboard_score(np.asarray(from_tensor(styled))), seconds=result.seconds,
-            final_loss=result.final.get("loss", float("nan")), curve=result.artifacts,
+            final_loss=result.final.get("loss", float("nan")), curve=[row.to_dict() for row in result.artifacts],
         ))
     figure = side_by_side(
         outputs, out / "comparison.png",

@@ -19,6 +19,7 @@ from models.data import BUILTIN_LABEL, ContentDataModule, ContentSet, load_style
 from models.lightning_module import StyleTransferModule, style_png_from_image
 from models.hardware import resolve_accelerator, resolve_precision
 from models.loss_network import LossNetwork
+from models.probe_row import ProbeRow
 
 log = logging.getLogger(__name__)
 CHECKPOINT_NAME = "last.ckpt"
@@ -32,7 +33,7 @@ class RunResult:
     stopped: bool  # stopped before reaching `steps` (Ctrl-C, cancel)
     seconds: float
     losses: list[dict[str, float]]  # one row per step of this run
-    artifacts: list[dict[str, float]]  # probe rows (models/callbacks.py ArtifactProbe): step, scores, EQ-T, distances
+    artifacts: list[ProbeRow]  # the probe's rows (models/callbacks.py ArtifactProbe)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # unreadable content files
     rank: int = 0  # this process's DDP rank: rank 0 alone does the run's once-only work (outputs, reports)
 
@@ -45,6 +46,9 @@ class RunResult:
 # compiled step is faster once warm, but compiling costs tens of seconds at a job's start, so
 # `auto` compiles only runs long enough to win it back.
 COMPILE_AUTO_MIN_STEPS = 300
+# Steps between the probe's measurements (models/callbacks.py ArtifactProbe), besides the
+# first and the last step.
+PROBE_EVERY = 25
 DATA_WORKERS = min(4, os.cpu_count() or 1)  # DataLoader processes where decoding goes off the training process
 
 
@@ -90,7 +94,7 @@ def train(
     should_stop: Callable[[], bool] = lambda: False,
     on_checkpoint: Callable[[Path, int], None] | None = None,
     callbacks: Sequence[pl.Callback] = (),
-    probe_every: int = 25,
+    probe_every: int = PROBE_EVERY,
     probe_size: int | None = None,
     loss_network: LossNetwork | None = None,
 ) -> RunResult:

@@ -74,7 +74,7 @@ def main() -> None:
         result = train(cfg, out_dir=args.out / decoder.replace(",", "+"), style=args.style, progress=False,
                        device="cpu", compile="off", loss_network=loss_net, probe_every=args.probe_every)
         t_probe = probe_seconds(result.checkpoint, loss_net)
-        rows.append({"decoder": cfg.decoder, "init": result.artifacts[0], "end": result.artifacts[-1],
+        rows.append({"decoder": cfg.decoder, "init": result.artifacts[0].to_dict(), "end": result.artifacts[-1].to_dict(),
                      "seconds_per_step": result.seconds / result.steps, "probe_seconds": t_probe,
                      "probes": len(result.artifacts), "run_seconds": result.seconds,
                      "probe_share": len(result.artifacts) * t_probe / result.seconds})

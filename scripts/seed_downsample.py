@@ -69,8 +69,8 @@ def main() -> None:
                 "p2_mean": float(np.mean([s[2] for s in scores])), "p4_mean": float(np.mean([s[4] for s in scores])),
                 "p2_max": float(np.max([s[2] for s in scores])), "p4_max": float(np.max([s[4] for s in scores])),
                 "decay_mean": float(np.mean([spectral_decay(o)["decay"] for o in outs])),
-                "probe_step0_p2": result.artifacts[0]["artifact_p2"], "probe_step0_p4": result.artifacts[0]["artifact_p4"],
-                "probe_end_p2": result.artifacts[-1]["artifact_p2"], "probe_end_p4": result.artifacts[-1]["artifact_p4"],
+                "probe_step0_p2": result.artifacts[0].artifact_p2, "probe_step0_p4": result.artifacts[0].artifact_p4,
+                "probe_end_p2": result.artifacts[-1].artifact_p2, "probe_end_p4": result.artifacts[-1].artifact_p4,
                 "final_loss": result.losses[-1].get("loss") if result.losses else None,
             })
             print(json.dumps(rows[-1]), flush=True)

@@ -6,7 +6,7 @@ service/core/protocol.py.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import sys
 import traceback
 from pathlib import Path
@@ -15,49 +15,47 @@ from service.core import protocol
 from service.core.storage import StoreError
 
 
-def train(spec: dict, folder: Path) -> dict | None:
+def train(spec: protocol.TrainSpec, folder: Path) -> protocol.TrainResult | None:
     """The job's run, then its outputs; None in a DDP rank other than 0, which only trains
-    (Lightning starts it again as this same command: spec["devices"] > 1)."""
+    (Lightning starts it again as this same command: spec.devices > 1)."""
     from models.checkpoint import load_network, read_checkpoint
     from models.config import TrainConfig
-    from models.images import MAX_PIXELS, set_pixel_limit
+    from models.images import set_pixel_limit
     from models.preview import save_preview, stylize_panel, stylize_style_panels
     from models.training import train as run_training
     from workers.content_stream import content_set
     from workers.progress import ProgressFile, stop_requested
 
-    set_pixel_limit(spec.get("max_pixels", MAX_PIXELS))  # the operator's, for the style and every content image
-    resume, steps = spec.get("resume"), spec["config"]["steps"]
-    if resume and read_checkpoint(resume)[0].step >= steps:
+    set_pixel_limit(spec.max_pixels)  # the operator's, for the style and every content image
+    steps = spec.config["steps"]
+    if spec.resume and read_checkpoint(spec.resume)[0].step >= steps:
         # An earlier attempt finished training but not its bookkeeping: only the outputs are left.
-        info, _ = read_checkpoint(resume)
-        summary = {"step": info.step, "steps": steps, "stopped": False, "checkpoint": resume,
-                   "losses": [], "artifacts": [], "final": {}, "skipped": [], "seconds": 0.0}
-        checkpoint = Path(resume)
+        info, _ = read_checkpoint(spec.resume)
+        result = protocol.TrainResult(step=info.step, steps=steps, stopped=False, seconds=0.0, checkpoint=spec.resume)
     else:
-        content = content_set(spec["content"]) if spec.get("content") else None  # None: the built-in photographs
-        result = run_training(
-            None if resume else TrainConfig.from_dict(spec["config"]),
-            out_dir=folder / protocol.RUN, style=spec["style"], content=content, resume=resume,
-            steps=steps if resume else None, device=spec.get("device", "auto"), devices=spec.get("devices", 1),
+        content = content_set(spec.content) if spec.content else None  # None: the built-in photographs
+        run = run_training(
+            None if spec.resume else TrainConfig.from_dict(spec.config),
+            out_dir=folder / protocol.RUN, style=spec.style, content=content, resume=spec.resume,
+            steps=steps if spec.resume else None, device=spec.device, devices=spec.devices,
             progress=False, should_stop=lambda: stop_requested(folder), callbacks=[ProgressFile(folder)],
-            probe_every=spec.get("probe_every", 25), probe_size=spec.get("probe_size"),
+            probe_size=spec.probe_size,
         )
-        if result.rank != 0:
+        if run.rank != 0:
             return None
-        summary = {"step": result.step, "steps": result.steps, "stopped": result.stopped, "seconds": result.seconds,
-                   "losses": result.losses, "artifacts": result.artifacts, "final": result.final,
-                   "skipped": [{"file": f, "reason": r} for f, r in result.skipped],
-                   "checkpoint": str(result.checkpoint)}
-        checkpoint = result.checkpoint
-    if not summary["stopped"]:
-        net, _ = load_network(checkpoint)
-        summary["preview"] = str(save_preview(net, folder / "preview.png"))
-        summary["panel"] = stylize_panel(net, folder / "panel")
-        if getattr(net, "styles", 1) > 1:  # every other style on the same photos (style 0's is the panel)
-            summary["style_panels"] = stylize_style_panels(net, folder / "style-panels")[1:]
-        summary["exports"] = _export(net, spec.get("exports", ()), folder)
-    return summary
+        result = protocol.TrainResult(
+            step=run.step, steps=run.steps, stopped=run.stopped, seconds=run.seconds, checkpoint=str(run.checkpoint),
+            losses=run.losses, probe=run.artifacts, skipped=[protocol.Skipped(name, why) for name, why in run.skipped])
+    if result.stopped:
+        return result
+    net, _ = load_network(result.checkpoint)
+    panels = (stylize_style_panels(net, folder / "style-panels")[1:]  # style 0's is the panel
+              if getattr(net, "styles", 1) > 1 else [])
+    return dataclasses.replace(
+        result, preview=str(save_preview(net, folder / "preview.png")),
+        panel=[protocol.PanelImage(**item) for item in stylize_panel(net, folder / "panel")],
+        style_panels=[[protocol.PanelImage(**item) for item in panel] for panel in panels],
+        exports=_export(net, spec.exports, folder))
 
 
 def _store_failure(e: StoreError) -> str:
@@ -86,11 +84,11 @@ def main(argv: list[str]) -> int:
     kind, spec_path = argv
     folder = Path(spec_path).parent
     try:
-        spec = json.loads(Path(spec_path).read_text())
+        spec = protocol.read(Path(spec_path), protocol.TrainSpec)
         result = {"train": train}[kind](spec, folder)
         if result is None:  # a DDP rank other than 0: rank 0 writes the result
             return protocol.EXIT_OK
-        (folder / protocol.RESULT).write_text(json.dumps(result))
+        protocol.write(folder / protocol.RESULT, result)
         return protocol.EXIT_OK
     except StoreError as e:  # the store failed while training read from it: worth another attempt
         (folder / protocol.ERROR).write_text(_store_failure(e))

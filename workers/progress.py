@@ -3,21 +3,13 @@ run folder (the child never touches the store or the broker)."""
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from pathlib import Path
 
 import pytorch_lightning as pl
 
 from models.callbacks import ArtifactProbe
-from service.core.protocol import PROGRESS, STOP
-
-
-def write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)  # the supervisor never reads half a file
+from service.core import protocol
 
 
 class ProgressFile(pl.Callback):
@@ -25,7 +17,7 @@ class ProgressFile(pl.Callback):
     DDP on rank 0 only (the losses it writes are already the mean over the ranks)."""
 
     def __init__(self, folder: Path):
-        self.path = Path(folder) / PROGRESS
+        self.path = Path(folder) / protocol.PROGRESS
         self.start_step = None
         self.started = time.perf_counter()
 
@@ -44,14 +36,14 @@ class ProgressFile(pl.Callback):
         done = trainer.global_step - (self.start_step or 0)
         m = trainer.callback_metrics
         probe = next((c for c in trainer.callbacks if isinstance(c, ArtifactProbe)), None)
-        write_json(self.path, {
-            "step": trainer.global_step, "steps": trainer.max_steps, "start_step": self.start_step,
-            "losses": {k.removeprefix("train/"): float(v) for k, v in m.items() if k.startswith("train/")},
-            "artifacts": dict(probe.rows[-1]) if probe and probe.rows else {},  # with its step
-            "seconds_per_step": (time.perf_counter() - self.started) / done if done else None,
-            "precision": trainer.precision,  # "32-true" or "bf16-mixed": the record's trained_precision
-        })
+        protocol.write(self.path, protocol.TrainProgress(
+            step=trainer.global_step, steps=trainer.max_steps, start_step=self.start_step,
+            losses={k.removeprefix("train/"): float(v) for k, v in m.items() if k.startswith("train/")},
+            probe=probe.rows[-1] if probe and probe.rows else None,
+            seconds_per_step=(time.perf_counter() - self.started) / done if done else None,
+            precision=trainer.precision,
+        ))
 
 
 def stop_requested(folder: Path) -> bool:
-    return (Path(folder) / STOP).exists()
+    return (Path(folder) / protocol.STOP).exists()

@@ -23,6 +23,7 @@ record true around them, takes a video's turn in the video lane, and stops a can
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -54,10 +55,10 @@ POLL_S = 0.5
 # --- the child process ----------------------------------------------------------------------
 
 
-def spawn(kind: str, spec: dict, folder: Path, gpus: list[str] | None = None) -> subprocess.Popen:
+def spawn(kind: str, spec: protocol.TrainSpec, folder: Path, gpus: list[str] | None = None) -> subprocess.Popen:
     """The child, in its own session; given `gpus` (the slots its task holds), it sees only those."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / protocol.SPEC).write_text(json.dumps(spec))
+    protocol.write(folder / protocol.SPEC, spec)
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(gpus)} if gpus else None
     with open(folder / protocol.LOG, "ab") as log_file:  # the child keeps its own copy; ours closes here
         return subprocess.Popen([sys.executable, "-m", "workers.child", kind, str(folder / protocol.SPEC)],
@@ -79,13 +80,6 @@ def stop_now(proc: subprocess.Popen) -> None:
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         log.error("child %d did not die after SIGKILL", proc.pid)
-
-
-def read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
 
 
 def error_text(folder: Path, rc: int) -> str:
@@ -221,18 +215,17 @@ class Lease:
 # --- training -------------------------------------------------------------------------------
 
 
-def _prepare(store: ObjectStore, record: JobRecord, settings: Settings, folder: Path) -> dict:
+def _prepare(store: ObjectStore, record: JobRecord, settings: Settings, folder: Path) -> protocol.TrainSpec:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    spec = {"config": record.config, "device": settings.device, "exports": list(settings.export_formats),
-            "style": _styles(store, record, folder), "probe_size": settings.probe_size,
-            "max_pixels": settings.max_pixels}
-    spec["devices"] = record.devices  # DDP ranks: the child's Lightning starts devices - 1 more in its process group
-    if record.content_set_id:  # streamed as it trains, through the worker's cache
-        spec["content"] = stream_spec(store, settings, record.content_set_id, folder)
-    if store.exists(record.checkpoint_key):
-        spec["resume"] = str(store.download(record.checkpoint_key, folder / "resume.ckpt"))
-    return spec
+    return protocol.TrainSpec(
+        config=record.config, style=_styles(store, record, folder), max_pixels=settings.max_pixels,
+        device=settings.device, devices=record.devices, exports=list(settings.export_formats),
+        probe_size=settings.probe_size,
+        # streamed as it trains, through the worker's cache
+        content=stream_spec(store, settings, record.content_set_id, folder) if record.content_set_id else None,
+        resume=(str(store.download(record.checkpoint_key, folder / "resume.ckpt"))
+                if store.exists(record.checkpoint_key) else None))
 
 
 def _styles(store: ObjectStore, record: JobRecord, folder: Path) -> str | list[str]:
@@ -327,7 +320,7 @@ def _supervise(settings: Settings, store: ObjectStore, jobs: JobStore, record: J
     job_id, attempt = record.id, record.attempts
     # Heartbeats begin with the attempt: preparing it (the style, the content, the checkpoint to
     # resume from) can take longer than the stale timeout, and the job must not look dead meanwhile.
-    lease = Lease(lambda: jobs.heartbeat(job_id, attempt, read_json(folder / protocol.PROGRESS)),
+    lease = Lease(lambda: jobs.heartbeat(job_id, attempt, protocol.read(folder / protocol.PROGRESS, protocol.TrainProgress)),
                   settings.heartbeat_s, name=f"heartbeat-{job_id[:8]}")
     try:
         spec = _prepare(store, record, settings, folder)
@@ -387,7 +380,7 @@ def _supervise(settings: Settings, store: ObjectStore, jobs: JobStore, record: J
         # After losing the lease, nothing more is uploaded: a late upload could overwrite the
         # checkpoint of the attempt that took over.
         uploader.close(discard=not ended)
-    progress = read_json(folder / protocol.PROGRESS)
+    progress = protocol.read(folder / protocol.PROGRESS, protocol.TrainProgress)
     # The child has ended and its last checkpoint is stored. If the store fails now, the
     # writes below give up within the lease and the sweeper requeues the job from that checkpoint.
     end = lambda state, reason=None, counted=True: _retry(  # noqa: E731
@@ -433,39 +426,42 @@ def _name_checkpoint(store: ObjectStore, jobs: JobStore, job_id: str, attempt: i
 
 def _finish_succeeded(store: ObjectStore, jobs: JobStore, job_id: str, attempt: int, folder: Path,
                       settings: Settings) -> JobRecord | None:
-    result = read_json(folder / protocol.RESULT) or {}
+    result = protocol.read(folder / protocol.RESULT, protocol.TrainResult)
+    if result is None:  # exit 0 and no result: not a run to call succeeded
+        return _retry(f"job {job_id} failed", lambda: jobs.end_attempt(
+            job_id, attempt, JobState.failed, reason="the training process ended without its result"), for_s=settings.lease_s)
 
     def upload() -> None:
-        if result.get("preview"):
-            store.put_file(Keys.preview(job_id), Path(result["preview"]), content_type="image/png")
-        for item in result.get("panel", []):
-            store.put_file(Keys.panel(job_id, item["name"]), Path(item["path"]), content_type="image/png")
-        for style, panel in enumerate(result.get("style_panels", []), start=1):
+        if result.preview:
+            store.put_file(Keys.preview(job_id), Path(result.preview), content_type="image/png")
+        for item in result.panel:
+            store.put_file(Keys.panel(job_id, item.name), Path(item.path), content_type="image/png")
+        for style, panel in enumerate(result.style_panels, start=1):
             for item in panel:
-                store.put_file(Keys.panel(job_id, item["name"], style), Path(item["path"]), content_type="image/png")
-        for fmt, path in result.get("exports", {}).items():
+                store.put_file(Keys.panel(job_id, item.name, style), Path(item.path), content_type="image/png")
+        for fmt, path in result.exports.items():
             store.put_file(Keys.export(job_id, fmt), Path(path), content_type="application/octet-stream")
 
     def apply(r: JobRecord) -> None:
         r.outputs = {"checkpoint": r.checkpoint_key, "report": Keys.report(job_id)}
-        if result.get("preview"):
+        if result.preview:
             r.outputs["preview"] = Keys.preview(job_id)
-        r.outputs.update({fmt: Keys.export(job_id, fmt) for fmt in result.get("exports", {})})
-        r.step = result.get("step", r.step)
-        if result.get("artifacts"):
-            r.artifacts = {k: v for k, v in result["artifacts"][-1].items() if k != "step"}
-            r.artifact_curve = result["artifacts"]
-        r.panel = [{k: v for k, v in item.items() if k != "path"} | {"key": Keys.panel(job_id, item["name"])}
-                   for item in result.get("panel", [])]
-        r.style_panels = [[{k: v for k, v in item.items() if k != "path"} | {"key": Keys.panel(job_id, item["name"], style)}
-                           for item in panel] for style, panel in enumerate(result.get("style_panels", []), start=1)]
+        r.outputs.update({fmt: Keys.export(job_id, fmt) for fmt in result.exports})
+        r.step = result.step
+        if result.probe:
+            r.artifacts = result.probe[-1].measures()
+            r.artifact_curve = [row.to_dict() for row in result.probe]
+        r.panel = [item.shown() | {"key": Keys.panel(job_id, item.name)} for item in result.panel]
+        r.style_panels = [[item.shown() | {"key": Keys.panel(job_id, item.name, style)} for item in panel]
+                          for style, panel in enumerate(result.style_panels, start=1)]
 
     def finish() -> JobRecord:
         upload()
         current = jobs.get(job_id)
         apply(current)
-        report = {"job": current.model_dump(mode="json"),
-                  **{k: result.get(k) for k in ("losses", "artifacts", "final", "seconds", "skipped")}}
+        report = {"job": current.model_dump(mode="json"), "losses": result.losses, "final": result.final,
+                  "artifacts": [row.to_dict() for row in result.probe], "seconds": result.seconds,
+                  "skipped": [dataclasses.asdict(s) for s in result.skipped]}
         store.put_bytes(Keys.report(job_id), json.dumps(report).encode(), content_type="application/json")
         return jobs.end_attempt(job_id, attempt, JobState.succeeded, result=apply)
 

@@ -194,7 +194,7 @@ def train(
         "step": result.step, "steps": result.steps, "stopped": result.stopped,
         "seconds": round(result.seconds, 2), "final": result.final,
         "skipped": [{"file": f, "reason": r} for f, r in result.skipped],
-        "probe": result.artifacts,  # step, artifact_p2, artifact_p4, style_distance, content_distance
+        "probe": [row.to_dict() for row in result.artifacts],  # models/probe_row.py
     }
     if as_json:
         print(json.dumps(summary, indent=2))
@@ -207,8 +207,8 @@ def train(
               f"{'fp32' if computed == '32' else computed} (--precision {info.config.precision})", highlight=False)
     if result.artifacts:  # the probe (the panel at 128 px) at this run's first and last step
         first, last = result.artifacts[0], result.artifacts[-1]
-        change = lambda k, f: f"{format(first[k], f)} → {format(last[k], f)}"  # noqa: E731
-        out.print(f"probe, step {first['step']} → {last['step']} (scores: higher is worse; distances: lower is better)\n"
+        change = lambda k, f: f"{format(getattr(first, k), f)} → {format(getattr(last, k), f)}"  # noqa: E731
+        out.print(f"probe, step {first.step} → {last.step} (scores: higher is worse; distances: lower is better)\n"
                   f"  checkerboard: period 2 {change('artifact_p2', '+.1f')} dB, period 4 {change('artifact_p4', '+.1f')} dB\n"
                   f"  style distance {change('style_distance', '.3g')}, content distance {change('content_distance', '.3g')}")
     out.print(f"checkpoint: {result.checkpoint}\npreview:    {preview}")

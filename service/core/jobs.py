@@ -24,6 +24,7 @@ from service.core.cas import Skip
 from service.core.content_sets import ContentSetRecord, ContentSetState, Manifest
 from service.core.errors import Conflict, LostLease, NotFound
 from service.core.keys import Keys, check_id
+from service.core.protocol import TrainProgress
 from service.core.records import Attempt, ExperimentRecord, JobRecord, JobState, StylizeRecord, now
 from service.core.storage import ObjectNotFound, ObjectStore
 
@@ -340,7 +341,7 @@ class JobStore:
         if r.state != JobState.running or r.attempts != attempt:
             raise LostLease(f"job {r.id} is {r.state.value} at attempt {r.attempts}, not running attempt {attempt}")
 
-    def heartbeat(self, job_id: str, attempt: int, progress: dict | None = None) -> JobRecord:
+    def heartbeat(self, job_id: str, attempt: int, progress: TrainProgress | None = None) -> JobRecord:
         """Renew the attempt's lease and record the child's latest progress. LostLease if the
         job was requeued, cancelled or deleted meanwhile."""
         def change(r: JobRecord) -> None:
@@ -714,20 +715,20 @@ def _content_set(set_id: str, data: bytes) -> ContentSetRecord:
     return ContentSetRecord.model_validate(raw)
 
 
-def apply_progress(r: JobRecord, progress: dict) -> None:
-    """The child's progress file (service/core/protocol.py) into the record: step, latest
-    losses and probe scores, speed, and thinned curves."""
-    if progress.get("losses") and progress["step"] != r.step and (
-            progress["step"] % max(1, r.steps // CURVE_POINTS) == 0 or progress["step"] == r.steps):
-        r.loss_curve.append({"step": progress["step"], **progress["losses"]})
-    probe = progress.get("artifacts") or {}
-    if probe and (not r.artifact_curve or r.artifact_curve[-1]["step"] != probe["step"]):
-        r.artifact_curve.append(probe)
-    r.step = progress["step"]
-    if progress.get("start_step") is not None and r.attempt is not None:
-        r.attempt.start_step = progress["start_step"]
-        r.resumed_from_step = progress["start_step"] or None
-    r.losses = progress.get("losses") or r.losses
-    r.artifacts = {k: v for k, v in probe.items() if k != "step"} or r.artifacts
-    r.seconds_per_step = progress.get("seconds_per_step") or r.seconds_per_step
-    r.trained_precision = progress.get("precision") or r.trained_precision  # a worker that reports it
+def apply_progress(r: JobRecord, progress: TrainProgress) -> None:
+    """The child's progress (service/core/protocol.py) into the record: step, latest losses and
+    probe row, speed, and thinned curves."""
+    if progress.losses and progress.step != r.step and (
+            progress.step % max(1, r.steps // CURVE_POINTS) == 0 or progress.step == r.steps):
+        r.loss_curve.append({"step": progress.step, **progress.losses})
+    probe = progress.probe
+    if probe and (not r.artifact_curve or r.artifact_curve[-1]["step"] != probe.step):
+        r.artifact_curve.append(probe.to_dict())
+    r.step = progress.step
+    if progress.start_step is not None and r.attempt is not None:
+        r.attempt.start_step = progress.start_step
+        r.resumed_from_step = progress.start_step or None
+    r.losses = progress.losses or r.losses
+    r.artifacts = (probe.measures() if probe else {}) or r.artifacts
+    r.seconds_per_step = progress.seconds_per_step or r.seconds_per_step
+    r.trained_precision = progress.precision or r.trained_precision

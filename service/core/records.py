@@ -129,9 +129,8 @@ class JobRecord(_Record):
     checkpoint: str | None = None
     outputs: dict[str, str] = Field(default_factory=dict)  # name -> store key
     loss_curve: list[dict[str, float]] = Field(default_factory=list)  # step, loss, content, style, tv (<= ~200 rows)
-    # The probe's rows (models/callbacks.py ArtifactProbe): step, artifact_p2, artifact_p4,
-    # artifact_p8 (dB), eq_t1..eq_t4 (dB), style_distance, content_distance (models/quality.py).
-    # Rows of older jobs lack the measures added since (p8 and eq_t, or all but p2 and p4).
+    # The probe's rows, as models/probe_row.py ProbeRow.to_dict() writes them: rows of older
+    # jobs lack the measures added since (p8 and eq_t, or all but p2 and p4).
     artifact_curve: list[dict[str, float]] = Field(default_factory=list)
     panel: list[dict] = Field(default_factory=list)  # the fixed photos stylised at the end: name, key, scores
     # A several-style network's other styles on the same photos: style_panels[i - 1] is style i's panel.

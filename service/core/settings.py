@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     # harmless (a delivery starts a job only while it is queued), so this only bounds the wait.
     resend_queued_after_s: float = Field(600.0, gt=0)
     # The training probe's photo size (models/training.py train's probe_size): its artifact and
-    # quality curves are measured at this many pixels, every probe_every steps. The test suite
+    # quality curves are measured at this many pixels, every PROBE_EVERY steps. The test suite
     # runs it smaller: a tiny job's probe at 128 px costs more than its training.
     probe_size: int = Field(128, ge=32, le=512)
     cancel_grace_s: float = Field(20.0, ge=0)  # after the cancel flag, before SIGTERM (and again to SIGKILL)

@@ -82,8 +82,8 @@ def test_spectra_and_difference_spectra(tmp_path):
 def test_the_probe_callback_logs_a_score_during_training(tmp_path, vgg19):
     result = train(TrainConfig(size=32, batch=1, steps=4, decoder="deconv", log_every=1), out_dir=tmp_path,
                    style="ihc", progress=False, loss_network=vgg19, probe_every=2)
-    assert [r["step"] for r in result.artifacts] == [0, 2, 4]
-    assert result.artifacts[0]["artifact_p2"] > 5  # deconv at init
+    assert [r.step for r in result.artifacts] == [0, 2, 4]
+    assert result.artifacts[0].artifact_p2 > 5  # deconv at init
     with open(tmp_path / "logs" / "version_0" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert any(r.get("probe/artifact_p2") for r in rows)

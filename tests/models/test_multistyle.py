@@ -123,8 +123,8 @@ def test_a_two_style_network_stylises_with_each_style_and_a_mix(two_style_run, v
     assert far[0][0] < far[2][0] < far[1][0] and far[1][1] < far[2][1] < far[0][1], far
     assert (outs[0] - outs[1]).abs().mean() > 5  # 0..255: visibly different pictures
     # The probe measured both styles (the mean, under the one-style keys).
-    assert [r["step"] for r in two_style_run.artifacts] == [0, 20]
-    assert set(two_style_run.artifacts[-1]) == {"step", "artifact_p2", "artifact_p4", "artifact_p8", "eq_t1", "eq_t2", "eq_t3",
+    assert [r.step for r in two_style_run.artifacts] == [0, 20]
+    assert set(two_style_run.artifacts[-1].to_dict()) == {"step", "artifact_p2", "artifact_p4", "artifact_p8", "eq_t1", "eq_t2", "eq_t3",
                                                 "eq_t4", "style_distance", "content_distance"}
 
 
@@ -144,7 +144,7 @@ def test_the_probe_reports_the_mean_over_styles_each_against_its_own_grams(two_s
     for i, grams in enumerate(module.style_grams):
         with torch.no_grad():
             each.append(float(distances(vgg19, module.net.select_style(i)(photos), photos, grams)["style_distance"].mean()))
-    assert probe.rows[0]["style_distance"] == pytest.approx(sum(each) / 2, rel=1e-5)
+    assert probe.rows[0].style_distance == pytest.approx(sum(each) / 2, rel=1e-5)
     assert each[0] != pytest.approx(each[1], rel=1e-2)
 
 

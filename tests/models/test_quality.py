@@ -76,7 +76,7 @@ def test_the_outputs_are_measured_as_a_png_holds_them(vgg19, photos, style):
 def test_the_probe_records_quality_and_artifacts_at_init_every_n_steps_and_at_the_end(tmp_path, vgg19):
     cfg = TrainConfig(size=32, batch=2, steps=5, lr=1e-2, seed=3, decoder="deconv", log_every=1)
     result = train(cfg, out_dir=tmp_path, style="ihc", progress=False, loss_network=vgg19, probe_every=2)
-    rows = result.artifacts
+    rows = [r.to_dict() for r in result.artifacts]  # every measure present: no None left out
     assert [r["step"] for r in rows] == [0, 2, 4, 5]
     for r in rows:
         assert set(r) == {"step", "artifact_p2", "artifact_p4", "artifact_p8", "eq_t1", "eq_t2", "eq_t3", "eq_t4", *KEYS}
@@ -122,7 +122,7 @@ def test_the_probe_measures_by_the_yardstick_whatever_the_run_trains_against(tmp
     assert ruler.pooling == "max" and ruler.arch == "vgg19"
     expected = distances(ruler, out, batch, style_grams(ruler, module.style_image))
     own = distances(avg, out, batch, style_grams(avg, module.style_image))
-    row = result.artifacts[0]
+    row = result.artifacts[0].to_dict()
     assert row["style_distance"] == pytest.approx(expected["style_distance"].mean().item(), rel=1e-4)
     assert row["content_distance"] == pytest.approx(expected["content_distance"].mean().item(), rel=1e-4)
     assert abs(own["style_distance"].mean().item() / row["style_distance"] - 1) > 0.1  # the run's own net differs

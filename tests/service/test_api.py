@@ -239,6 +239,7 @@ def test_the_schema_carries_the_training_configs_defaults_and_limits(api):
 
 def test_the_precision_is_a_setting_of_jobs_and_experiments_and_the_job_says_what_it_trained_in(api, style_id):
     from service.core.jobs import apply_progress
+    from service.core.protocol import TrainProgress
 
     job = api.post("/v1/jobs", json={"style_id": style_id, "steps": 3, "precision": "bf16"}).json()
     assert job["config"]["precision"] == "bf16" and job["trained_precision"] is None  # not reported yet
@@ -255,7 +256,8 @@ def test_the_precision_is_a_setting_of_jobs_and_experiments_and_the_job_says_wha
 
     def progress(r) -> None:
         r.move(JobState.running)
-        apply_progress(r, {"step": 1, "losses": {"loss": 1.0}, "precision": "bf16-mixed"})
+        apply_progress(r, TrainProgress(step=1, steps=3, start_step=0, losses={"loss": 1.0}, probe=None,
+                                        seconds_per_step=None, precision="bf16-mixed"))
 
     jobs.update(default["id"], progress)
     assert api.get(f"/v1/jobs/{default['id']}").json()["trained_precision"] == "bf16-mixed"

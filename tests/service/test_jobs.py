@@ -13,6 +13,7 @@ import pytest
 from service.core.errors import Conflict, InvalidTransition, LostLease
 from service.core.jobs import JobStore, Start
 from service.core.keys import new_id
+from service.core.protocol import TrainProgress
 from service.core.records import JobRecord, JobState, now
 from service.core.storage import LocalStore, S3Store
 
@@ -36,9 +37,9 @@ def start(jobs: JobStore, job_id: str, **kw) -> tuple[Start, JobRecord]:
                               stale_after_s=kw.pop("stale_after_s", 5))
 
 
-def progress(step: int) -> dict:
-    return {"step": step, "steps": 30, "start_step": 0, "losses": {"loss": 100.0 - step}, "artifacts": {},
-            "seconds_per_step": 0.1}
+def progress(step: int) -> TrainProgress:
+    return TrainProgress(step=step, steps=30, start_step=0, losses={"loss": 100.0 - step}, probe=None,
+                         seconds_per_step=0.1, precision="32-true")
 
 
 def test_final_states_are_final(jobs):

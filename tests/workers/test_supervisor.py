@@ -166,4 +166,4 @@ def test_a_late_checkpoint_upload_of_an_attempt_that_lost_the_job_is_never_resum
     assert record.checkpoint == Keys.attempt_checkpoint(job.id, 2)
     assert not store.exists(Keys.attempt_checkpoint(job.id, 1))  # dropped by the attempt that lost the job
     spec = _prepare(store, record, settings, tmp_path / "attempt-3")
-    assert open(spec["resume"], "rb").read() == b"attempt 2, step 20"
+    assert open(spec.resume, "rb").read() == b"attempt 2, step 20"
