@@ -39,7 +39,8 @@ from pathlib import Path
 from service.core import protocol
 from service.core.builtin_styles import builtin_name, is_builtin
 from service.core.errors import LostLease, NotFound
-from service.core.jobs import JobStore, Start
+from service.core.jobs import JobStore
+from service.core.lease import Start, exhausted, gave_up, hold, stale
 from service.core.keys import Keys
 from service.core.records import JobRecord, JobState, StylizeRecord
 from service.core.settings import Settings
@@ -180,7 +181,7 @@ class CheckpointUploader:
             self._cond.notify_all()
 
 
-class Lease:
+class LeaseKeeper:
     """Heartbeats in a thread of their own: `renew()` every `every_s` seconds. The supervisor
     reads `age()` (seconds since the last successful renewal) and `lost` (the record says the
     attempt is no longer ours), and never waits on a store call that hangs."""
@@ -320,7 +321,7 @@ def _supervise(settings: Settings, store: ObjectStore, jobs: JobStore, record: J
     job_id, attempt = record.id, record.attempts
     # Heartbeats begin with the attempt: preparing it (the style, the content, the checkpoint to
     # resume from) can take longer than the stale timeout, and the job must not look dead meanwhile.
-    lease = Lease(lambda: jobs.heartbeat(job_id, attempt, protocol.read(folder / protocol.PROGRESS, protocol.TrainProgress)),
+    lease = LeaseKeeper(lambda: jobs.heartbeat(job_id, attempt, protocol.read(folder / protocol.PROGRESS, protocol.TrainProgress)),
                   settings.heartbeat_s, name=f"heartbeat-{job_id[:8]}")
     try:
         spec = _prepare(store, record, settings, folder)
@@ -486,7 +487,7 @@ def run_stylize(settings: Settings, store: ObjectStore, request_id: str, *,
         record = jobs.get_stylize(request_id)
     except NotFound:
         return None
-    fresh = record.state == JobState.running and not record.stale(settings.stale_after_s)
+    fresh = record.state == JobState.running and not stale(record.heartbeat_at, settings.stale_after_s)
     if record.kind != "video" or record.final or fresh:  # images; or nothing to run (start_stylize says so)
         return _stylize(settings, store, jobs, request_id, requeue)
     lane = video_lane(settings)
@@ -520,8 +521,7 @@ def _stylize(settings: Settings, store: ObjectStore, jobs: JobStore, request_id:
 
     def end(change: Callable[[StylizeRecord], None], what: str) -> JobState | None:
         def at_our_attempt(r: StylizeRecord) -> None:
-            if r.state != JobState.running or r.attempts != attempt:
-                raise LostLease(f"stylization {request_id} is {r.state.value}")
+            hold(r, attempt, "stylization")
             change(r)
 
         done = _retry(f"stylization {what}", lambda: jobs.update_stylize(request_id, at_our_attempt),
@@ -535,8 +535,8 @@ def _stylize(settings: Settings, store: ObjectStore, jobs: JobStore, request_id:
         def change(r: StylizeRecord) -> None:
             if r.cancel_requested_at is not None:  # asked to stop meanwhile: not run again
                 r.move(JobState.cancelled)
-            elif r.attempts >= settings.max_attempts:
-                r.move(JobState.failed, error=f"gave up after {r.attempts} attempts: {reason}")
+            elif exhausted(r.attempts, settings.max_attempts):
+                r.move(JobState.failed, error=gave_up(r.attempts, reason))
             else:
                 r.move(JobState.queued, error=f"attempt {r.attempts}: {reason}; queued again")
 
@@ -560,7 +560,7 @@ def _stylize(settings: Settings, store: ObjectStore, jobs: JobStore, request_id:
         else:
             inputs = [str(store.download(k, folder / k.rsplit("/", 1)[1])) for k in record.inputs]
         limit_s = settings.video_time_limit_s if video else settings.stylize_time_limit_s
-        lease = Lease(lambda: jobs.stylize_heartbeat(request_id, attempt, ticket.progress if ticket else None),
+        lease = LeaseKeeper(lambda: jobs.stylize_heartbeat(request_id, attempt, ticket.progress if ticket else None),
                       settings.heartbeat_s, name=f"heartbeat-{request_id[:8]}")
         started = time.monotonic()
         try:

@@ -28,7 +28,6 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import timedelta
 from pathlib import PurePosixPath, PureWindowsPath
 
 from PIL import Image
@@ -38,6 +37,7 @@ from service.core.content_sets import (ARCHIVE_KINDS, ARCHIVE_SNIFF_BYTES, SKIPP
                                        ContentSetRecord, ContentSetState, ContentSource, Manifest, ManifestImage,
                                        Progress, Skipped, ZipDirectoryTooLarge, archive_kind, open_zip, shown)
 from service.core.errors import NotFound
+from service.core import lease
 from service.core.jobs import JobStore
 from service.core.keys import Keys
 from service.core.records import now
@@ -92,7 +92,7 @@ def validate_content_set(settings: Settings, store: ObjectStore, set_id: str) ->
             record = tracker.start(settings.stale_after_s)
             store.put_bytes(marker, b"")  # for the sweep, should this worker die
             _remove_output(store, set_id)  # members of an earlier attempt cut off partway
-            if record.attempts > settings.max_attempts:
+            if lease.exhausted(record.attempts - 1, settings.max_attempts):  # this one not counted
                 raise Refused(f"validation was cut off {record.attempts - 1} times (its worker died, was "
                               "stopped or lost the store each time); given up: the archive may hold what kills "
                               "the worker")
@@ -145,16 +145,12 @@ def sweep_content_sets(settings: Settings, store: ObjectStore, send: Callable[[s
             continue
         if record.state != ContentSetState.validating:
             store.delete(key)
-        elif _stale(record, settings.stale_after_s):
+        elif lease.stale(record.updated_at, settings.stale_after_s):
             send(set_id)
             resent.append(set_id)
             log.warning("content set %s: its validation stopped %.0f s ago; sent again", set_id,
                         (now() - record.updated_at).total_seconds())
     return resent
-
-
-def _stale(record: ContentSetRecord, stale_after_s: float) -> bool:
-    return now() - record.updated_at > timedelta(seconds=stale_after_s)
 
 
 def _remove_output(store: ObjectStore, set_id: str) -> None:
@@ -178,7 +174,7 @@ class _Tracker:
 
     def start(self, stale_after_s: float) -> ContentSetRecord:
         def change(r: ContentSetRecord) -> None:
-            if r.state != ContentSetState.validating or (r.attempts and not _stale(r, stale_after_s)):
+            if r.state != ContentSetState.validating or (r.attempts and not lease.stale(r.updated_at, stale_after_s)):
                 raise _Superseded(r.state)
             r.attempts += 1
             r.progress = Progress(total_bytes=r.progress.total_bytes)

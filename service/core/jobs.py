@@ -14,13 +14,13 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from enum import Enum
 from typing import TypeVar
 
 from pydantic import BaseModel
 
-from service.core import cas, usage, webhooks
+from service.core import cas, lease, usage, webhooks
 from service.core.cas import Skip
+from service.core.lease import Start
 from service.core.content_sets import ContentSetRecord, ContentSetState, Manifest
 from service.core.errors import Conflict, LostLease, NotFound
 from service.core.keys import Keys, check_id
@@ -35,15 +35,6 @@ EXPERIMENTS = "experiments"  # with JOBS, the kinds of the list index
 READERS = 16  # records of one page read at once (S3 answers each GET in milliseconds)
 WALK_PAGE = 1000  # index entries per listing when every record is wanted
 CURVE_POINTS = 200  # the loss curve in a record keeps about this many rows
-
-
-class Start(str, Enum):
-    """What a worker that received a job should do."""
-
-    run = "run"
-    running_elsewhere = "running elsewhere"  # a fresh heartbeat: never run twice
-    over = "over"  # final already, or just made final (cancelled, gave up)
-    gone = "gone"  # deleted before it ran
 
 
 class JobStore:
@@ -300,35 +291,25 @@ class JobStore:
 
     def start_attempt(self, job_id: str, *, worker: str, max_attempts: int,
                       stale_after_s: float) -> tuple[Start, JobRecord | None]:
-        """Decide, atomically, whether this worker runs the job now, and if so begin an attempt."""
+        """Decide, atomically, whether this worker runs the job now (service/core/lease.py), and
+        if so begin an attempt."""
         decision = [Start.run]
 
+        def given_up(r: JobRecord) -> str:
+            last = r.attempt.reason if r.attempt and r.attempt.reason else "each ended without finishing"
+            return f"the last at step {r.step}: {last}"
+
         def change(r: JobRecord) -> None:
-            if r.final:
-                decision[0] = Start.over
+            decision[0], changed = lease.begin(
+                r, used=r.counted_attempts, max_attempts=max_attempts, stale_after_s=stale_after_s,
+                why=lambda: given_up(r),
+                taken_over=lambda r: r.end_attempt("requeued", "its worker stopped sending heartbeats"))
+            if not changed:
                 raise Skip
-            if r.state == JobState.running and not r.stale(stale_after_s):
-                decision[0] = Start.running_elsewhere
-                raise Skip
-            if r.state == JobState.running:  # its worker died and no sweeper requeued it yet
-                r.end_attempt("requeued", "its worker stopped sending heartbeats")
-                r.move(JobState.queued)
-            if r.cancel_requested_at is not None:
-                decision[0] = Start.over
-                r.move(JobState.cancelled)
-                return
-            if r.counted_attempts >= max_attempts:
-                decision[0] = Start.over
-                last = r.attempt.reason if r.attempt and r.attempt.reason else "each ended without finishing"
-                r.move(JobState.failed, error=f"gave up after {max_attempts} attempts, the last at step {r.step}: {last}")
-                return
-            decision[0] = Start.run
-            r.move(JobState.running, error=None)
-            r.attempts += 1
-            r.error = None
-            r.started_at = r.started_at or now()
-            r.heartbeat_at = now()
-            r.history.append(Attempt(number=r.attempts, worker=worker, start_step=r.step))
+            if decision[0] == Start.run:
+                r.error = None
+                r.started_at = r.started_at or now()
+                r.history.append(Attempt(number=r.attempts, worker=worker, start_step=r.step))
 
         try:
             record = self.update(job_id, change)
@@ -337,16 +318,11 @@ class JobStore:
         self._finished(JOBS, record)
         return decision[0], record
 
-    def _guard(self, r: JobRecord, attempt: int) -> None:
-        if r.state != JobState.running or r.attempts != attempt:
-            raise LostLease(f"job {r.id} is {r.state.value} at attempt {r.attempts}, not running attempt {attempt}")
-
     def heartbeat(self, job_id: str, attempt: int, progress: TrainProgress | None = None) -> JobRecord:
         """Renew the attempt's lease and record the child's latest progress. LostLease if the
         job was requeued, cancelled or deleted meanwhile."""
         def change(r: JobRecord) -> None:
-            self._guard(r, attempt)
-            r.heartbeat_at = now()
+            lease.renew(r, attempt, "job")
             if progress:
                 apply_progress(r, progress)
 
@@ -362,7 +338,7 @@ class JobStore:
         replaced: list[str | None] = [None]
 
         def change(r: JobRecord) -> None:
-            self._guard(r, attempt)
+            lease.hold(r, attempt, "job")
             replaced[0] = r.checkpoint if r.checkpoint != key else None
             if r.checkpoint == key:
                 raise Skip
@@ -379,7 +355,7 @@ class JobStore:
         """The attempt is over: final (succeeded, failed, cancelled) or back on the queue
         (`counted=False`: not against the attempt limit, as when its worker shuts down)."""
         def change(r: JobRecord) -> None:
-            self._guard(r, attempt)
+            lease.hold(r, attempt, "job")
             if result is not None:
                 result(r)
             outcome = "requeued" if state == JobState.queued else state.value
@@ -395,7 +371,7 @@ class JobStore:
     def requeue_if_stale(self, job_id: str, *, stale_after_s: float) -> bool:
         """The sweeper's change: a running job whose heartbeat stopped goes back to queued."""
         def change(r: JobRecord) -> None:
-            if r.state != JobState.running or not r.stale(stale_after_s):
+            if not lease.lapsed(r, stale_after_s):
                 raise Skip
             r.end_attempt("requeued", f"its worker stopped sending heartbeats for {stale_after_s:.0f} s")
             r.requeued_at = now()
@@ -619,29 +595,14 @@ class JobStore:
         return self.update_stylize(request_id, lambda r: _ask_to_cancel(r, scope, "stylization", request_id))
 
     def start_stylize(self, request_id: str, *, max_attempts: int, stale_after_s: float) -> tuple[Start, StylizeRecord | None]:
+        """Whether this worker runs the stylisation now (service/core/lease.py)."""
         decision = [Start.run]
 
         def change(r: StylizeRecord) -> None:
-            if r.final:
-                decision[0] = Start.over
+            decision[0], changed = lease.begin(r, used=r.attempts, max_attempts=max_attempts,
+                                               stale_after_s=stale_after_s, why=lambda: "each ended without finishing")
+            if not changed:
                 raise Skip
-            if r.state == JobState.running and not r.stale(stale_after_s):
-                decision[0] = Start.running_elsewhere  # a duplicate delivery
-                raise Skip
-            if r.cancel_requested_at is not None:  # cancelled while running, then requeued: ends here
-                decision[0] = Start.over
-                r.move(JobState.cancelled)
-                return
-            if r.attempts >= max_attempts:
-                decision[0] = Start.over
-                r.move(JobState.failed, error=f"gave up after {max_attempts} attempts: each ended without finishing")
-                return
-            decision[0] = Start.run
-            if r.state == JobState.running:
-                r.move(JobState.queued)
-            r.move(JobState.running)
-            r.attempts += 1
-            r.heartbeat_at = now()
 
         try:
             record = self.update_stylize(request_id, change)
@@ -652,9 +613,7 @@ class JobStore:
     def stylize_heartbeat(self, request_id: str, attempt: int, progress: dict[str, int] | None = None) -> StylizeRecord:
         """The lease renewed (and a video's progress noted); the record tells of a cancel."""
         def change(r: StylizeRecord) -> None:
-            if r.state != JobState.running or r.attempts != attempt:
-                raise LostLease(f"stylization {request_id} is {r.state.value}")
-            r.heartbeat_at = now()
+            lease.renew(r, attempt, "stylization")
             if progress:
                 r.progress = dict(progress)
 
@@ -670,12 +629,12 @@ class JobStore:
 
         def change(r: StylizeRecord) -> None:
             requeued[0] = False
-            if r.state != JobState.running or not r.stale(stale_after_s):
+            if not lease.lapsed(r, stale_after_s):
                 raise Skip
             if r.cancel_requested_at is not None:  # its worker died before it could stop it
                 r.move(JobState.cancelled)
-            elif r.attempts >= max_attempts:
-                r.move(JobState.failed, error=f"gave up after {max_attempts} attempts: its worker stopped each time")
+            elif lease.exhausted(r.attempts, max_attempts):
+                r.move(JobState.failed, error=lease.gave_up(max_attempts, "its worker stopped each time"))
             else:
                 r.move(JobState.queued)
                 requeued[0] = True

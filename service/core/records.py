@@ -91,9 +91,6 @@ class _Record(BaseModel):
         elif error is not None:
             self.error = error
 
-    def stale(self, after_s: float) -> bool:
-        return self.heartbeat_at is None or (now() - self.heartbeat_at).total_seconds() > after_s
-
 
 class JobRecord(_Record):
     started_at: datetime | None = None
