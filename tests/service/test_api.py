@@ -226,7 +226,7 @@ def test_an_experiment_is_created_whole_or_not_at_all(settings, style_id, api):
 
 
 def test_the_schema_carries_the_training_configs_defaults_and_limits(api):
-    """The web form fills itself from this (service/api/web/app.js): one place for each default."""
+    """The web form fills itself from this (service/api/web/index.js): one place for each default."""
     fields = api.get("/openapi.json").json()["components"]["schemas"]["JobCreate"]["properties"]
     for name in ("size", "steps", "batch", "seed", "style_weight", "lr", "decoder", "precision"):
         assert fields[name]["default"] == getattr(DEFAULTS, name), name

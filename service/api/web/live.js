@@ -4,24 +4,13 @@
 // (models/stylize.py's finish, models/colour.py). Plain JS, no build step.
 const CheckerlessLive = (() => {
   const $ = sel => document.querySelector(sel);
-  const esc = s => String(s).replace(/[&<>"]/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c]));
+  const {esc} = Checkerless;
   const VENDOR = "vendor/ort/";
   const SLOW_FPS = 5, SLOW_FRAMES = 6;  // under 5 fps over the first 6 measured frames: not live
 
-  // ---- the API key, as app.js keeps it (same sessionStorage entry, so one prompt per tab) ----
-  const KEY = "checkerless-api-key";
-  function apiKey(again = false) {
-    let key = again ? null : sessionStorage.getItem(KEY);
-    if (!key) {
-      key = (prompt("API key (from `checkerless keys create`; with `checkerless serve`, the file local-key in its data folder):") || "").trim();
-      sessionStorage.setItem(KEY, key);
-    }
-    return key;
-  }
+  // The API key as every page keeps it (common.js: one prompt per tab); a refusal here is an error.
   async function authFetch(path) {
-    const send = key => fetch(path, {headers: {"X-API-Key": key}});
-    let r = await send(apiKey());
-    if (r.status === 401) r = await send(apiKey(true));
+    const r = await Checkerless.authFetch(path);
     if (!r.ok) {
       const body = r.headers.get("content-type")?.includes("json") ? await r.json() : {detail: await r.text()};
       throw new Error(`${path}: ${r.status} ${body.detail || r.statusText}`);
