@@ -202,7 +202,7 @@ def _render(table) -> list[str]:
 def test_the_demos_score_tables_read_whole_in_80_columns():
     """No cut name ("resize-nea…"), no wrapped header, nothing past column 80."""
     from service.cli.demo_table import offline_table, service_table
-    from service.cli.serve import demo_rows
+    from service.cli.demo_service import demo_rows
 
     from models.vocabulary import DECODER_INFO
 

@@ -100,7 +100,7 @@ def start_sweeper(sender=None, **_) -> None:
     settings = _settings(app)
     drain_marker(settings, os.getpid()).unlink(missing_ok=True)  # a marker left by an earlier process of this pid
     if getattr(app.conf, "checkerless_prestart_stylize", False):
-        # Tasks run as threads of this process (service/cli/serve.py): its stylise server can
+        # Tasks run as threads of this process (service/cli/launch.py): its stylise server can
         # start now, so the first request does not wait for torch to import.
         warm_stylizer(settings).prestart()
     queues = getattr(app.conf, "checkerless_queues", [])

@@ -12,7 +12,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 from rich.table import Table
 
-from service.cli.serve import ApiOpt, CliError, KeyOpt, _client, err, out
+from service.cli.api_client import ApiOpt, CliError, KeyOpt, _client, err, out
 from service.core.content_sets import ARCHIVE_KINDS, ARCHIVE_SNIFF_BYTES, archive_kind
 
 app = typer.Typer(help="Content sets: upload an archive, register an S3 prefix, list, show, delete.",

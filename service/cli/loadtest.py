@@ -59,7 +59,7 @@ def loadtest(
     """Load-test an embedded server on loopback: submissions, lists and stylisations."""
     from checkerless_client import Client, RetryPolicy
 
-    from service.cli.serve import embedded_server, wait_ready
+    from service.cli.launch import embedded_server, wait_ready
 
     def every_job(client) -> list:
         return list(client.jobs(limit=1000))

@@ -41,7 +41,8 @@ def _add_subcommands() -> None:
     from service.cli.export import export
     from service.cli.keys import keys_app
     from service.cli.loadtest import loadtest
-    from service.cli.serve import jobs_app, serve, worker
+    from service.cli.jobs import jobs_app
+    from service.cli.launch import serve, worker
     from service.cli.stylebench import stylebench
     from service.cli.stylize import stylize, stylize_video
     from service.cli.usage import usage_app
@@ -250,7 +251,7 @@ def demo(
 
     config = TrainConfig(steps=steps, size=size, batch=batch, style_weight=style_weight, seed=seed)
     if not offline:
-        from service.cli.serve import demo_through_service
+        from service.cli.demo_service import demo_through_service
 
         return demo_through_service(config=config, style=style, variants=decoders.split(), photo=photo, port=port,
                                     data_dir=out_dir / "server", exit_after=exit_after, as_json=as_json, seeds=seeds)

@@ -57,7 +57,7 @@ def stylebench(
     from models.images import load_tensor
     from models.stylize import stylize_precision, stylize_tensor
     from models.hardware import resolve_accelerator
-    from service.cli.serve import embedded_server, wait_ready
+    from service.cli.launch import embedded_server, wait_ready
 
     deadline = time.monotonic() + timeout
     photo = _photo_png(size)

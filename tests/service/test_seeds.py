@@ -119,7 +119,7 @@ def test_two_variants_times_two_seeds_make_four_jobs_reported_as_intervals(setti
     from rich.console import Console
 
     from service.cli.demo_table import WIDTH, service_table
-    from service.cli.serve import demo_rows
+    from service.cli.demo_service import demo_rows
 
     console = Console(width=WIDTH, record=True, file=open("/dev/null", "w"))
     console.print(service_table(demo_rows(exp, "chelsea"), "chelsea"))
