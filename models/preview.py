@@ -13,6 +13,7 @@ from PIL import ImageOps
 from models.artifacts import checkerboard_score
 from models.builtin_images import BUILTIN_PHOTOS
 from models.images import from_tensor, resize_shorter, save_png, to_tensor
+from models.probe_row import PROBE_SIZE
 from models.stylize import stylize_tensor
 from models.transformer_net import TransformerNet
 
@@ -22,7 +23,7 @@ PANEL_SIZE = 192  # shorter side: enough to see the pattern, small enough to loa
 # During training the panel is probed at 128 px square, one batch, one forward; the artifact
 # scores are of astronaut's output alone, the probe image of runs before the panel was probed,
 # so their curves compare.
-PROBE_SIZE, PROBE_SCORED = 128, "astronaut"
+PROBE_SCORED = "astronaut"  # its size: models/probe_row.py PROBE_SIZE, probe_size()
 
 
 def _stylize(net: TransformerNet, photo: torch.Tensor, style: int | None) -> torch.Tensor:

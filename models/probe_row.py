@@ -1,12 +1,33 @@
-"""One row of the training probe (models/callbacks.py ArtifactProbe): what it measured of the
-network at one step. The one definition of its shape: the run's result, the child's progress
-and result files (service/core/protocol.py), the job record's artifact_curve and the pages all
-read these names. No torch here: the job core reads rows without loading it."""
+"""The training probe (models/callbacks.py ArtifactProbe): the size of its photos, and one row of
+what it measured of the network at one step. The one definition of the row's shape: the run's
+result, the child's progress and result files (service/core/protocol.py), the job record's
+artifact_curve and the pages all read these names. No torch here: the job core reads rows
+without loading it."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
+
+# The probe runs on the panel photos (models/preview.py probe_batch) at this size, square.
+PROBE_SIZE = 128
+# The operator's probe size, for every training run of the process and its children (the
+# service's setting of the same name, service/core/settings.py): a run of a few steps at a
+# small size spends most of its time probing at 128 px, so the test suite sets 32.
+PROBE_SIZE_ENV, PROBE_SIZE_RANGE = "CHECKERLESS_PROBE_SIZE", (32, 512)
+
+
+def probe_size() -> int:
+    """The probe's size: CHECKERLESS_PROBE_SIZE where set, else PROBE_SIZE. ValueError if it
+    is not a whole number of pixels in PROBE_SIZE_RANGE."""
+    raw = os.environ.get(PROBE_SIZE_ENV, "").strip()
+    if not raw:
+        return PROBE_SIZE
+    lo, hi = PROBE_SIZE_RANGE
+    if not raw.isdigit() or not lo <= int(raw) <= hi:
+        raise ValueError(f"{PROBE_SIZE_ENV} must be a whole number of pixels from {lo} to {hi}, not {raw!r}")
+    return int(raw)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from models.lightning_module import StyleTransferModule, style_png_from_image
 from models.hardware import resolve_accelerator, resolve_precision
 from models.loss_network import LossNetwork
 from models.probe_row import ProbeRow
+from models.probe_row import probe_size as default_probe_size
 
 log = logging.getLogger(__name__)
 CHECKPOINT_NAME = "last.ckpt"
@@ -114,7 +115,7 @@ def train(
     path on one device too (a check of that path on a one-GPU machine).
 
     The artifact probe (models/callbacks.py ArtifactProbe) measures the network every
-    `probe_every` steps on the panel photos at `probe_size` pixels (None: PROBE_SIZE, 128);
+    `probe_every` steps on the panel photos at `probe_size` pixels (None: models/probe_row.py probe_size());
     a smaller probe costs less at every probe, and measures less of the picture.
     """
     out = Path(out_dir)
@@ -154,9 +155,10 @@ def train(
     data = ContentDataModule(content_set, size=config.size, batch=config.batch, seed=config.seed,
                              num_workers=speed.num_workers, pin_memory=speed.pin_memory)
     history, stopper = LossHistory(), StopWhen(should_stop)
-    from models.preview import PANEL, PROBE_SCORED, PROBE_SIZE, probe_batch  # here: preview imports stylize, which imports us
+    from models.preview import PANEL, PROBE_SCORED, probe_batch
 
-    probe = ArtifactProbe(probe_batch(probe_size or PROBE_SIZE), every=probe_every, scored=PANEL.index(PROBE_SCORED))
+    probe = ArtifactProbe(probe_batch(probe_size or default_probe_size()), every=probe_every,
+                          scored=PANEL.index(PROBE_SCORED))
     saver = PeriodicCheckpoint(out / CHECKPOINT_NAME, every=config.checkpoint_every, on_saved=on_checkpoint)
     bar = [LossProgress()] if progress else []
     trainer = pl.Trainer(

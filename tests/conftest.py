@@ -12,6 +12,10 @@ from PIL import Image
 # Training on two cores: keep torch from oversubscribing them in tests (scripts/test.sh runs
 # two pytest-xdist workers with one thread each).
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# The training probe at a test's size, in this process and every one it starts (models/probe_row.py
+# probe_size): a few steps at 32 px spend most of their time probing at the default 128 px. The
+# tests of the probe's own numbers name their size.
+os.environ.setdefault("CHECKERLESS_PROBE_SIZE", "32")
 
 # The Redis databases tests/service flush as their own, one per pytest-xdist worker (gw0, gw1,
 # ...; none is gw0); tests/e2e claim others (tests/e2e/conftest.py, REDIS_DBS).

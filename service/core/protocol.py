@@ -48,7 +48,7 @@ class TrainSpec:
     device: str = "auto"
     devices: int = 1  # DDP ranks: the child's Lightning starts devices - 1 more in its process group
     exports: list[str] = field(default_factory=list)  # formats of models/export.py to write
-    probe_size: int | None = None  # None: models/preview.py PROBE_SIZE
+    probe_size: int | None = None  # None: models/probe_row.py probe_size()
     content: dict[str, Any] | None = None  # workers/content_stream.py stream_spec; None: the built-in photos
     resume: str | None = None  # a checkpoint file to resume from
 

@@ -11,6 +11,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.images import MAX_PIXELS
+from models.probe_row import PROBE_SIZE_RANGE
 from service.core.storage import S3_MIN_PART_BYTES
 
 
@@ -76,9 +77,11 @@ class Settings(BaseSettings):
     # harmless (a delivery starts a job only while it is queued), so this only bounds the wait.
     resend_queued_after_s: float = Field(600.0, gt=0)
     # The training probe's photo size (models/training.py train's probe_size): its artifact and
-    # quality curves are measured at this many pixels, every PROBE_EVERY steps. The test suite
-    # runs it smaller: a tiny job's probe at 128 px costs more than its training.
-    probe_size: int = Field(128, ge=32, le=512)
+    # quality curves are measured at this many pixels, every PROBE_EVERY steps. None: the
+    # models' default (models/probe_row.py probe_size, which reads this same variable in the
+    # training child). The test suite runs it smaller: a tiny job's probe at 128 px costs more
+    # than its training.
+    probe_size: int | None = Field(None, ge=PROBE_SIZE_RANGE[0], le=PROBE_SIZE_RANGE[1])
     cancel_grace_s: float = Field(20.0, ge=0)  # after the cancel flag, before SIGTERM (and again to SIGKILL)
     stylize_time_limit_s: int = Field(600, gt=0)  # a stylisation still running after this fails
     # Videos (POST /v1/jobs/{id}/stylize-video): the largest upload, and the longest stylisation.

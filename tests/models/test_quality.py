@@ -19,6 +19,8 @@ from models.preview import PANEL, PROBE_SCORED, probe_batch
 from models.quality import KEYS, distances
 from models.training import train
 
+SIZE = 48  # the probe's photos here: its numbers are checked against a computation at the same size
+
 
 def image(array, size=64) -> torch.Tensor:
     return to_tensor(Image.fromarray(array).convert("RGB").resize((size, size)))
@@ -75,7 +77,8 @@ def test_the_outputs_are_measured_as_a_png_holds_them(vgg19, photos, style):
 
 def test_the_probe_records_quality_and_artifacts_at_init_every_n_steps_and_at_the_end(tmp_path, vgg19):
     cfg = TrainConfig(size=32, batch=2, steps=5, lr=1e-2, seed=3, decoder="deconv", log_every=1)
-    result = train(cfg, out_dir=tmp_path, style="ihc", progress=False, loss_network=vgg19, probe_every=2)
+    result = train(cfg, out_dir=tmp_path, style="ihc", progress=False, loss_network=vgg19, probe_every=2,
+                   probe_size=SIZE)
     rows = [r.to_dict() for r in result.artifacts]  # every measure present: no None left out
     assert [r["step"] for r in rows] == [0, 2, 4, 5]
     for r in rows:
@@ -88,8 +91,8 @@ def test_the_probe_records_quality_and_artifacts_at_init_every_n_steps_and_at_th
     module = StyleTransferModule(cfg, style_name="ihc", style_png=style_png_from_image(load_style("ihc")[1]),
                                  loss_network=vgg19)
     module.on_fit_start()
-    batch = probe_batch()
-    assert batch.shape == (len(PANEL), 3, 128, 128)
+    batch = probe_batch(SIZE)
+    assert batch.shape == (len(PANEL), 3, SIZE, SIZE)
     with torch.no_grad():
         out = module.net(batch)
     s = checkerboard_score(np.asarray(from_tensor(out[PANEL.index(PROBE_SCORED)])))
@@ -112,10 +115,11 @@ def test_the_probe_measures_by_the_yardstick_whatever_the_run_trains_against(tmp
 
     avg = build_loss_network("vgg19", pooling="avg")
     cfg = TrainConfig(size=32, batch=2, steps=1, seed=4, loss_pooling="avg", style_size=48)
-    result = train(cfg, out_dir=tmp_path, style="ihc", progress=False, loss_network=avg, probe_every=10)
+    result = train(cfg, out_dir=tmp_path, style="ihc", progress=False, loss_network=avg, probe_every=10,
+                   probe_size=SIZE)
     module = StyleTransferModule(cfg, style_name="ihc", style_png=style_png_from_image(load_style("ihc")[1]),
                                  loss_network=avg)
-    batch = probe_batch()
+    batch = probe_batch(SIZE)
     with torch.no_grad():
         out = module.net(batch)  # the network the run started from: the probe's step-0 row
     ruler = yardstick()
