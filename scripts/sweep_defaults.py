@@ -86,6 +86,10 @@ CONFIGS: dict[str, dict] = {
     "lowpass-blur-filtered": {**OLD, "decoder": "resize-lowpass", "downsample": "blur-stride", "filtered_relu": True},
     "lowpass-blur-stab1000-filtered": {**OLD, "decoder": "resize-lowpass", "downsample": "blur-stride",
                                        "stability_weight": 1000.0, "filtered_relu": True},
+    # The same asked for twice the style: does it take the old defaults' style back, and keep
+    # the lattice away?
+    "lowpass-blur-stab1000-filtered-sw2": {**OLD, "decoder": "resize-lowpass", "downsample": "blur-stride",
+                                           "stability_weight": 1000.0, "filtered_relu": True, "style_weight": 0.1},
 }
 KEYS = ("style_taken", "content_distance", "excess_p2", "excess_p4", "excess_p8", "locked_p2", "locked_p4", "locked_p8",
         "eq_t1", "eq_t2", "eq_t3", "eq_t4")
