@@ -48,7 +48,8 @@ from pathlib import Path
 
 from service.core import protocol
 from service.core.settings import Settings
-from service.core.storage import ObjectNotFound, ObjectStore
+from service.core.storage import ObjectStore
+from workers.disk_cache import DiskCache
 
 log = logging.getLogger(__name__)
 
@@ -542,13 +543,13 @@ def sha256_file(path: Path) -> str:
 
 
 class CheckpointCache:
-    """Checkpoints downloaded once per stored version: `<sha256>.ckpt` files, found through an
-    index by (key, version). Least recently used files go past `budget_bytes`. A request gets
-    a hard link of its own, so eviction (by any process sharing the folder) never pulls a file
-    from under a request."""
+    """Checkpoints downloaded once per stored version: files named by their sha256 in a disk
+    cache (workers/disk_cache.py, bounded by `budget_bytes`, least recently used out), found
+    through an index by (key, version). A request gets a hard link of its own, so eviction (by
+    any process sharing the folder) never pulls a file from under a request."""
 
     def __init__(self, folder: Path, budget_bytes: int):
-        self.folder, self.budget = folder, budget_bytes
+        self.folder, self.files = folder, DiskCache(folder, budget_bytes)
         self.hits = self.misses = 0
 
     def _index(self, key: str, version: str) -> Path:
@@ -560,54 +561,21 @@ class CheckpointCache:
         if version is not None:
             try:
                 digest = json.loads(self._index(key, version).read_text())["digest"]
-                cached = self.folder / f"{digest}.ckpt"
-                self._link(cached, dest)
-                os.utime(cached)  # recently used
-                self.hits += 1
-                return dest, digest
+                cached = self.files.hit(f"{digest}.ckpt")
+                if cached is not None:
+                    self.files.link(cached, dest)
+                    self.hits += 1
+                    return dest, digest
             except (OSError, ValueError, KeyError):
                 pass
         self.misses += 1
-        (self.folder / "index").mkdir(parents=True, exist_ok=True)
-        tmp = store.download(key, self.folder / f"download-{uuid.uuid4().hex}.tmp")
-        try:
-            digest = sha256_file(tmp)
-            cached = self.folder / f"{digest}.ckpt"
-            os.replace(tmp, cached)
-        finally:
-            tmp.unlink(missing_ok=True)
+        tmp = store.download(key, self.files.temp())
+        digest = sha256_file(tmp)
+        self.files.link(self.files.add_file(f"{digest}.ckpt", tmp), dest)
         if version is not None:
             index = self._index(key, version)
+            index.parent.mkdir(parents=True, exist_ok=True)
             part = index.with_suffix(f".tmp-{uuid.uuid4().hex}")
             part.write_text(json.dumps({"key": key, "version": version, "digest": digest}))
             os.replace(part, index)
-        self._link(cached, dest)
-        self._evict(keep=cached)
         return dest, digest
-
-    @staticmethod
-    def _link(cached: Path, dest: Path) -> None:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.unlink(missing_ok=True)
-        try:
-            os.link(cached, dest)
-        except OSError as e:
-            if not cached.exists():
-                raise FileNotFoundError(cached) from e
-            shutil.copyfile(cached, dest)  # another filesystem
-
-    def _evict(self, keep: Path) -> None:
-        files = []
-        for p in self.folder.glob("*.ckpt"):
-            try:
-                st = p.stat()
-            except FileNotFoundError:
-                continue
-            files.append((st.st_mtime, st.st_size, p))
-        total = sum(size for _, size, _ in files)
-        for _, size, p in sorted(files):
-            if total <= self.budget:
-                break
-            if p != keep:
-                p.unlink(missing_ok=True)
-                total -= size
