@@ -41,6 +41,8 @@ def _span(attempt: dict) -> tuple[datetime, datetime]:
 
 
 def test_two_workers_share_the_jobs_and_a_dead_ones_job_finishes_on_the_other(api, start_worker, style_id):
+    """About a minute on a 2-core CPU: two workers, two jobs, one worker killed and its job
+    resumed on the other past the stale timeout."""
     workers = [start_worker(queues="train", **STALE), start_worker(queues="train", **STALE)]
     a, b = (submit(api, style_id, steps=40, checkpoint_every=CHECKPOINT_EVERY) for _ in range(2))
     watches = {j["id"]: ChildWatch(j["id"]) for j in (a, b)}

@@ -57,6 +57,8 @@ def own_redis(tmp_path):
 
 def test_jobs_and_events_survive_a_broker_restart_and_a_broker_that_lost_its_data(service_env, own_redis,
                                                                                       start_worker, tmp_path):
+    """About a minute on a 2-core CPU: a Redis of its own is restarted mid-job, then replaced by
+    one that lost its data, and the job and its events are followed through both."""
     env = {**service_env, "CHECKERLESS_BROKER_URL": f"redis://127.0.0.1:{own_redis.port}/0",
            "CHECKERLESS_RESEND_QUEUED_AFTER_S": "2"}
     receiver = Receiver()
