@@ -321,8 +321,9 @@ def _supervise(settings: Settings, store: ObjectStore, jobs: JobStore, record: J
     job_id, attempt = record.id, record.attempts
     # Heartbeats begin with the attempt: preparing it (the style, the content, the checkpoint to
     # resume from) can take longer than the stale timeout, and the job must not look dead meanwhile.
-    lease = LeaseKeeper(lambda: jobs.heartbeat(job_id, attempt, protocol.read(folder / protocol.PROGRESS, protocol.TrainProgress)),
-                  settings.heartbeat_s, name=f"heartbeat-{job_id[:8]}")
+    lease = LeaseKeeper(
+        lambda: jobs.heartbeat(job_id, attempt, protocol.read(folder / protocol.PROGRESS, protocol.TrainProgress)),
+        settings.heartbeat_s, name=f"heartbeat-{job_id[:8]}")
     try:
         spec = _prepare(store, record, settings, folder)
     except ObjectNotFound as e:  # its style or content set was deleted: retrying cannot help
@@ -430,7 +431,8 @@ def _finish_succeeded(store: ObjectStore, jobs: JobStore, job_id: str, attempt: 
     result = protocol.read(folder / protocol.RESULT, protocol.TrainResult)
     if result is None:  # exit 0 and no result: not a run to call succeeded
         return _retry(f"job {job_id} failed", lambda: jobs.end_attempt(
-            job_id, attempt, JobState.failed, reason="the training process ended without its result"), for_s=settings.lease_s)
+            job_id, attempt, JobState.failed, reason="the training process ended without its result"),
+            for_s=settings.lease_s)
 
     def upload() -> None:
         if result.preview:
