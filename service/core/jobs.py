@@ -297,7 +297,7 @@ class JobStore:
 
         def given_up(r: JobRecord) -> str:
             last = r.attempt.reason if r.attempt and r.attempt.reason else "each ended without finishing"
-            return f"the last at step {r.step}: {last}"
+            return f"the last ended at step {r.step}: {last}"
 
         def change(r: JobRecord) -> None:
             decision[0], changed = lease.begin(
