@@ -3,8 +3,8 @@ and on moto's S3 server (in this process, when moto is installed):
 
     .venv/bin/python scripts/list_bench.py [--jobs 10000] [--limit 10] [--repeat 20] [--no-s3] [--no-scan]
 
-Jobs are made through JobStore.create (index entries, record, active marker), a few at a time;
-the list is JobStore.list, as GET /v1/jobs calls it. "full scan" is what a list did before the
+Jobs are made through Jobs.create (index entries, record, active marker), a few at a time;
+the list is Jobs.list, as GET /v1/jobs calls it. "full scan" is what a list did before the
 index: every key under jobs/ listed and every record read, one after another. "index listing"
 is the page's ObjectStore.list_page alone. moto's server lists a bucket by going through every
 object in it (moto/s3/models.py, list_objects), so on moto the listing grows with the bucket;
@@ -25,23 +25,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from service.core.jobs import JobStore  # noqa: E402
+from service.core.stores import Stores  # noqa: E402
 from service.core.keys import Keys, new_id  # noqa: E402
 from service.core.records import JobRecord  # noqa: E402
 from service.core.storage import LocalStore, ObjectStore, S3Store  # noqa: E402
 
 
-def fill(store: ObjectStore, n: int, owner: str) -> JobStore:
-    jobs = JobStore(store)
-    jobs.ensure_index()  # an empty store: the index's version marker, as the API writes at its start
+def fill(store: ObjectStore, n: int, owner: str) -> Stores:
+    stores = Stores(store)
+    stores.records.ensure_index()  # an empty store: the index's version marker, as the API writes at its start
     with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda _: jobs.create(JobRecord(id=new_id(), owner=owner, config={"decoder": "deconv", "steps": 3},
-                                                      style_id=new_id(), steps=3)), range(n)))
-    return jobs
+        list(pool.map(lambda _: stores.jobs.create(JobRecord(id=new_id(), owner=owner, config={"decoder": "deconv", "steps": 3},
+                                                             style_id=new_id(), steps=3)), range(n)))
+    return stores
 
 
 def full_scan(store: ObjectStore, owner: str) -> list[JobRecord]:
-    """JobStore.list before the index: every key under jobs/, every record read, then sorted."""
+    """Jobs.list before the index: every key under jobs/, every record read, then sorted."""
     records = [JobRecord.model_validate_json(store.get_bytes(k)) for k in store.list("jobs") if k.endswith("/job.json")]
     return [r for r in sorted(records, key=lambda r: r.created_at, reverse=True) if r.owner == owner]
 
@@ -80,8 +80,8 @@ def main() -> None:
             server.start()
             host, port = server.get_host_and_port()
             stores.append(("s3 (moto)", lambda n: S3Store(bucket=f"bench-{n}-{uuid.uuid4().hex[:8]}",
-                                                         endpoint_url=f"http://{host}:{port}", access_key="test",
-                                                         secret_key="test", create_bucket=True)))
+                                                          endpoint_url=f"http://{host}:{port}", access_key="test",
+                                                          secret_key="test", create_bucket=True)))
     rows = []
     try:
         for name, make in stores:
@@ -89,21 +89,21 @@ def main() -> None:
             for n in (10, args.jobs):
                 owner = new_id()
                 started = time.perf_counter()
-                jobs = fill(make(n), n, owner)
+                stores = fill(make(n), n, owner)
                 made_s = time.perf_counter() - started
-                page = median_ms(lambda: jobs.list(owner, limit=args.limit), args.repeat)
-                listing = median_ms(lambda: jobs.store.list_page(Keys.index_prefix("jobs", owner), limit=args.limit + 1),
+                page = median_ms(lambda: stores.jobs.list(owner, limit=args.limit), args.repeat)
+                listing = median_ms(lambda: stores.store.list_page(Keys.index_prefix("jobs", owner), limit=args.limit + 1),
                                     args.repeat)
                 base = base or page
                 scan = None
                 if not args.no_scan:
-                    scan = median_ms(lambda: full_scan(jobs.store, owner), 1 if n > 10 else args.repeat)
+                    scan = median_ms(lambda: full_scan(stores.store, owner), 1 if n > 10 else args.repeat)
                 rows.append((name, n, page, page / base, listing, scan))
                 print(f"  {name}: {n} jobs made in {made_s:.1f} s", file=sys.stderr)
     finally:
         if server is not None:
             server.stop()
-    print(f"first page of {args.limit} (JobStore.list, median of {args.repeat}); full scan: the list before the index")
+    print(f"first page of {args.limit} (Jobs.list, median of {args.repeat}); full scan: the list before the index")
     print("| store | jobs | first page ms | vs 10 jobs | of which index listing ms | full scan ms |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, n, page, ratio, listing, scan in rows:

@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from models.data import ContentSet, CropStream  # noqa: E402
 from service.core.content_sets import Manifest, ManifestImage  # noqa: E402
-from service.core.jobs import JobStore  # noqa: E402
+from service.core.stores import Stores  # noqa: E402
 from service.core.keys import Keys, new_id  # noqa: E402
 from service.core.settings import Settings  # noqa: E402
 from service.core.storage import ObjectStore, open_store  # noqa: E402
@@ -90,7 +90,7 @@ def upload(store: ObjectStore, images: list[bytes], side: int) -> str:
         store.put_bytes(key, data, content_type="image/jpeg")
         listed.append(ManifestImage(name=f"photo-{i:05d}.jpg", key=key, bytes=len(data), width=side,
                                     height=side * 3 // 4))
-    JobStore(store).put_manifest(set_id, Manifest(images=listed))
+    Stores(store).content_sets.put_manifest(set_id, Manifest(images=listed))
     return set_id
 
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from models.images import ImageError, open_image
 from service.core.errors import NotFound
-from service.core.jobs import JobStore
+from service.core.stores import Stores
 from service.core.keys import Keys
 from service.core.settings import Settings
 from service.core.storage import ObjectNotFound, ObjectStore, open_store
@@ -52,7 +52,7 @@ def set_images(store: ObjectStore, set_id: str) -> list[dict[str, Any]]:
     """The set's images in training order: {name, key, bucket, bytes} each. ObjectNotFound if
     the set has neither a manifest nor images (deleted)."""
     try:
-        manifest = JobStore(store).get_manifest(set_id)
+        manifest = Stores(store).content_sets.get_manifest(set_id)
         return [image.model_dump(include={"name", "key", "bucket", "bytes"}) for image in manifest.images]
     except NotFound:
         pass

@@ -1,6 +1,7 @@
-"""Celery tasks: thin wrappers that take an id and hand it to the supervisor; and the worker's
-own signal handlers: the sweeper (requeue work whose worker died) and the drain marker that
-asks running supervisors to checkpoint and requeue when the worker is told to stop."""
+"""Celery tasks: thin wrappers that take an id and hand it to its task (train_task.py,
+stylize_task.py, validate.py); and the worker's own signal handlers: the sweepers
+(sweepers.py: requeue work whose worker died) and the drain marker (drain.py) that asks
+running supervisors to checkpoint and requeue when the worker is told to stop."""
 
 from __future__ import annotations
 
@@ -13,13 +14,16 @@ from celery import current_app, shared_task
 from celery.signals import worker_ready, worker_shutting_down
 
 from service.core import webhooks
-from service.core.jobs import JobStore
+from service.core.stores import Stores
 from service.core.queue import (DATA_QUEUE, STYLIZE_QUEUE, STYLIZE_TASK, TRAIN_QUEUE, TRAIN_TASK, VALIDATE_TASK,
                                 JobQueue)
 from service.core.settings import Settings
 from service.core.storage import ObjectStore, StoreUnavailable, open_store
 from workers.gpus import GpuSlots
-from workers.supervisor import drain_marker, run_stylize, run_train_job, sweep
+from workers.drain import drain_marker
+from workers.stylize_task import run_stylize
+from workers.sweepers import sweep
+from workers.train_task import run_train_job
 from workers.validate import sweep_content_sets, validate_content_set
 from workers.warm_stylize import warm_stylizer
 
@@ -128,7 +132,7 @@ def start_sweeper(sender=None, **_) -> None:
         store = open_store(settings)
         while not _stop.wait(1.0):
             try:
-                JobStore(store).flush_pending()  # events a crash left between a record and the outbox
+                Stores(store).announcements.flush_pending()  # events a crash left between a record and the outbox
                 webhooks.deliver_due(store, allow_private=settings.webhook_allow_private,
                                      attempts=settings.webhook_attempts, retry_base_s=settings.webhook_retry_base_s)
             except Exception:  # noqa: BLE001 - a store hiccup must not stop deliveries

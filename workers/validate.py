@@ -38,7 +38,7 @@ from service.core.content_sets import (ARCHIVE_KINDS, ARCHIVE_SNIFF_BYTES, SKIPP
                                        Progress, Skipped, ZipDirectoryTooLarge, archive_kind, open_zip, shown)
 from service.core.errors import NotFound
 from service.core import lease
-from service.core.jobs import JobStore
+from service.core.stores import Stores
 from service.core.keys import Keys
 from service.core.records import now
 from service.core.settings import Settings
@@ -84,8 +84,8 @@ def validate_content_set(settings: Settings, store: ObjectStore, set_id: str) ->
     it (its record is fresh); None if the set was deleted. Never raises for bad input; raises
     StoreUnavailable if the service's store cannot be reached (the set stays validating, to be
     tried again: nothing is lost to an outage)."""
-    sets = JobStore(store)
-    tracker = _Tracker(sets, set_id)
+    stores = Stores(store)
+    tracker = _Tracker(stores, set_id)
     marker = Keys.active(ACTIVE, set_id)
     try:
         try:
@@ -99,7 +99,7 @@ def validate_content_set(settings: Settings, store: ObjectStore, set_id: str) ->
             manifest = _read(settings, store, record, tracker)
             if not manifest.images:
                 raise Refused(_nothing_readable(manifest))
-            sets.put_manifest(set_id, manifest)  # last: it lists only members already stored
+            stores.content_sets.put_manifest(set_id, manifest)  # last: it lists only members already stored
             tracker.finish(ContentSetState.ready, count=manifest.count,
                            skipped=[s.model_dump() for s in manifest.skipped[:SKIPPED_SHOWN]])
             state = ContentSetState.ready
@@ -135,11 +135,11 @@ def sweep_content_sets(settings: Settings, store: ObjectStore, send: Callable[[s
     """Sets whose validation stopped with its worker (the record not written for stale_after_s:
     a worker killed whole leaves its message unacknowledged for the broker's visibility timeout,
     hours) are sent again; the next attempt starts from scratch, and max_attempts bounds them."""
-    sets, resent = JobStore(store), []
+    stores, resent = Stores(store), []
     for key in store.list(Keys.active_prefix(ACTIVE)):
         set_id = key.rsplit("/", 1)[1]
         try:
-            record = sets.get_content_set(set_id)
+            record = stores.content_sets.get(set_id)
         except NotFound:
             store.delete(key)
             continue
@@ -168,8 +168,8 @@ class _Tracker:
     progress rewritten at most every PROGRESS_EVERY_S (which keeps it fresh), and its final
     state. Each write also finds out whether the set was deleted, or taken by a later attempt."""
 
-    def __init__(self, sets: JobStore, set_id: str):
-        self.sets, self.set_id, self.last, self.attempt = sets, set_id, time.monotonic(), 0
+    def __init__(self, stores: Stores, set_id: str):
+        self.stores, self.set_id, self.last, self.attempt = stores, set_id, time.monotonic(), 0
         self.latest: Progress | None = None  # written with the final state in any case
 
     def start(self, stale_after_s: float) -> ContentSetRecord:
@@ -214,7 +214,7 @@ class _Tracker:
 
     def _update(self, change: Callable[[ContentSetRecord], None]) -> ContentSetRecord:
         try:
-            return self.sets.update_content_set(self.set_id, change)
+            return self.stores.content_sets.update(self.set_id, change)
         except NotFound:
             raise _Gone from None
 

@@ -11,7 +11,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from service.api.gate import authenticate, authenticated, request_token
 from service.api.schemas import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX
 from service.core.auth import ApiKey, KeyStore
-from service.core.jobs import JobStore
+from service.core.stores import Stores
 from service.core.queue import JobQueue
 from service.core.settings import Settings
 from service.core.storage import ObjectStore
@@ -21,7 +21,7 @@ from service.core.storage import ObjectStore
 class Services:
     settings: Settings
     store: ObjectStore
-    jobs: JobStore
+    stores: Stores
     queue: JobQueue
     keys: KeyStore
 

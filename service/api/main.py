@@ -17,7 +17,7 @@ from service.api.idempotency import Idempotency
 from service.api.metrics import Metrics
 from service.api.routes import builtin_styles, content_sets, experiments, health, jobs, uploads, webhooks
 from service.core.auth import KeyStore
-from service.core.jobs import JobStore
+from service.core.stores import Stores
 from service.core.queue import JobQueue, make_celery
 from service.core.settings import Settings
 from service.core.storage import ObjectStore, StoreError, open_store
@@ -31,14 +31,14 @@ def create_app(settings: Settings | None = None, *, store: ObjectStore | None = 
     store = store or open_store(settings)
     app = FastAPI(title="checkerless", version="0.1.0",
                   description="Train style-transfer networks, stylise images, measure checkerboard artifacts.")
-    services = Services(settings=settings, store=store, jobs=JobStore(store),
+    services = Services(settings=settings, store=store, stores=Stores(store),
                         queue=queue or JobQueue(make_celery(settings)), keys=KeyStore(store))
     app.state.services = services
     try:  # records stored before the list index had one: indexed once (else at the first list)
-        services.jobs.ensure_index()
+        services.stores.records.ensure_index()
     except StoreError as e:
         log.warning("the list index is not checked yet (the first list will): %s", e)
-    app.state.metrics = metrics = Metrics(services.jobs, services.queue)
+    app.state.metrics = metrics = Metrics(services.stores, services.queue)
     app.add_route("/metrics", metrics.endpoint, include_in_schema=False)
     # Outermost last: the key, then the body's size, are settled before anything reads a body.
     app.add_middleware(Idempotency, store=store, keep_s=settings.idempotency_keep_s)

@@ -11,7 +11,7 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.core.jobs import JobStore
+from service.core.stores import Stores
 from service.core.keys import Keys
 from service.core.queue import JobQueue
 from service.core.records import JobState
@@ -21,11 +21,11 @@ STYLIZE_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, float("inf"))
 
 
 class RecordCollector(Collector):
-    def __init__(self, jobs: JobStore, queue: JobQueue):
-        self.jobs, self.queue = jobs, queue
+    def __init__(self, stores: Stores, queue: JobQueue):
+        self.stores, self.queue = stores, queue
 
     def collect(self):
-        records = list(self.jobs.all_jobs())  # every record: counted, not paged
+        records = list(self.stores.jobs.all())  # every record: counted, not paged
         by_state = GaugeMetricFamily("checkerless_jobs", "Training jobs by state.", labels=["state"])
         for state in JobState:
             by_state.add_metric([state.value], sum(r.state == state for r in records))
@@ -41,7 +41,7 @@ class RecordCollector(Collector):
             speed.add_metric([decoder], sum(values) / len(values))
         yield speed
 
-        latencies = [(s.finished_at - s.created_at).total_seconds() for s in self.jobs.list_stylizations()
+        latencies = [(s.finished_at - s.created_at).total_seconds() for s in self.stores.stylizations.all()
                      if s.state == JobState.succeeded and s.finished_at]
         buckets = [(str(b) if b != float("inf") else "+Inf", sum(x <= b for x in latencies)) for b in STYLIZE_BUCKETS]
         yield HistogramMetricFamily("checkerless_stylize_seconds", "Stylisations kept in the store: request to "
@@ -49,7 +49,7 @@ class RecordCollector(Collector):
 
         hooks = GaugeMetricFamily("checkerless_webhooks", "Webhook deliveries waiting (pending) and given up "
                                   "(failed).", labels=["state"])
-        store = self.jobs.store
+        store = self.stores.store
         hooks.add_metric(["pending"], len(store.list(Keys.webhook_outbox_prefix())))
         hooks.add_metric(["failed"], len(store.list(Keys.webhook_failed_prefix())))
         yield hooks
@@ -72,9 +72,9 @@ class RecordCollector(Collector):
 
 
 class Metrics:
-    def __init__(self, jobs: JobStore, queue: JobQueue):
+    def __init__(self, stores: Stores, queue: JobQueue):
         self.registry = CollectorRegistry()
-        self.registry.register(RecordCollector(jobs, queue))
+        self.registry.register(RecordCollector(stores, queue))
         self.refused = Counter("checkerless_uploads_refused", "Uploads refused (whole requests or files in them), "
                                "by reason.", ["reason"], registry=self.registry)
 

@@ -1,7 +1,7 @@
 """The worker processes `checkerless serve` runs beside its API, kept alive: one that exits
 while serving is started again (at once, then backing off if it keeps dying), said in the
 log and in /v1/ready. A job whose worker died mid-run goes back on the queue when its lease
-goes stale (workers/supervisor.py's sweep), so the restarted worker finishes it."""
+goes stale (workers/sweepers.py), so the restarted worker finishes it."""
 
 from __future__ import annotations
 

@@ -18,13 +18,13 @@ usage_app = typer.Typer(help="Owners' quota usage: show it, or repair it from th
 
 def _open():
     from service.core.auth import KeyStore
-    from service.core.jobs import JobStore
+    from service.core.stores import Stores
     from service.core.settings import Settings
     from service.core.storage import open_store
 
     settings = Settings()
     store = open_store(settings)
-    return settings, JobStore(store), KeyStore(store)
+    return settings, Stores(store), KeyStore(store)
 
 
 def _owners(keys, owner: str | None) -> list[str]:
@@ -60,13 +60,13 @@ def show(
     from service.core import usage
     from service.core.errors import NotFound
 
-    settings, jobs, keys = _open()
+    settings, stores, keys = _open()
     rows = []
     for o in _owners(keys, owner):
         try:
-            record = usage.read(jobs.store, o)
+            record = usage.read(stores.store, o)
         except NotFound:
-            record = usage.recompute(jobs, o, settings.quota_window_s)
+            record = usage.recompute(stores, o, settings.quota_window_s)
         rows.append(_row(record))
     _print(rows, as_json)
 
@@ -80,5 +80,5 @@ def repair(
     crash left it counting jobs that ended, or missing ones made around the API."""
     from service.core import usage
 
-    settings, jobs, keys = _open()
-    _print([_row(usage.repair(jobs, o, settings.quota_window_s)) for o in _owners(keys, owner)], as_json)
+    settings, stores, keys = _open()
+    _print([_row(usage.repair(stores, o, settings.quota_window_s)) for o in _owners(keys, owner)], as_json)

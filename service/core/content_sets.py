@@ -133,7 +133,7 @@ class ContentSetRecord(BaseModel):
     skipped: list[dict[str, str]] = Field(default_factory=list)  # name, reason: the first SKIPPED_SHOWN
     created_at: datetime = Field(default_factory=now)
     updated_at: datetime = Field(default_factory=now)
-    version: int = 0  # bumped by every write (JobStore.update_content_set), as job records' is
+    version: int = 0  # bumped by every write (ContentSets.update), as job records' is
 
     @field_validator("skipped")
     @classmethod

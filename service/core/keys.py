@@ -201,7 +201,7 @@ class Keys:
     def stylize_video_output(request_id: str) -> str:
         return f"stylizations/{request_id}/output.mp4"
 
-    # --- the list index (service/core/jobs.py, JobStore.list): one empty marker per job or
+    # --- the list index (service/core/stores/record_store.py, RecordStore.page): one empty marker per job or
     # experiment, everyone's under index/<kind>/all and each owner's under
     # index/<kind>/owner/<owner>, named by sort_key so that key order is newest first, in
     # folders named by the sort key's leading digits (_index_path): a local store's walk to
@@ -209,7 +209,7 @@ class Keys:
 
     @staticmethod
     def index_version() -> str:
-        """Written once the index holds every record (JobStore.rebuild_index)."""
+        """Written once the index holds every record (RecordStore.rebuild_index)."""
         return "index/version"
 
     @staticmethod

@@ -1,5 +1,5 @@
 """The lease a worker holds on a record while it runs it: a training job or a stylisation. The
-rules are written here once; the stores (service/core/jobs.py) apply them inside one
+rules are written here once; the stores (service/core/stores/) apply them inside one
 compare-and-set of the record, and a content set's validation (workers/validate.py) uses the
 same staleness and give-up rule on its own states.
 

@@ -1,6 +1,6 @@
 """The stored shapes of jobs, stylisations and experiments, and the one state machine they
 follow. Records are JSON objects in the store, the source of truth (not Celery's results);
-service/core/jobs.py is the only code that writes them."""
+service/core/stores/ is the only code that writes them."""
 
 from __future__ import annotations
 
@@ -121,7 +121,7 @@ class JobRecord(_Record):
     history: list[Attempt] = Field(default_factory=list)
     resumed_from_step: int | None = None  # the checkpoint step the latest attempt started from
     # The stored checkpoint the job resumes from and serves: named by its attempt once stored,
-    # while that attempt still holds the job (JobStore.name_checkpoint). None: none stored yet,
+    # while that attempt still holds the job (Jobs.name_checkpoint). None: none stored yet,
     # or a record from before checkpoints per attempt (checkpoint_key says where that one is).
     checkpoint: str | None = None
     outputs: dict[str, str] = Field(default_factory=dict)  # name -> store key

@@ -17,7 +17,7 @@ from service.core import builtin_styles, usage, webhooks
 from service.core.auth import ApiKey as Owner
 from service.core.content_sets import ContentSetRecord, ContentSetState, ContentSource
 from service.core.errors import BadRequest, Conflict, Forbidden, NotFound, QuotaExceeded, Unavailable
-from service.core.jobs import JobStore
+from service.core.stores import Stores
 from service.core.keys import Keys, new_id
 from service.core.queue import STYLIZE_TASK, TRAIN_TASK, VALIDATE_TASK, JobQueue
 from service.core.records import ExperimentRecord, JobRecord, JobState, StylizeRecord
@@ -28,7 +28,7 @@ from service.core.storage import AccessDenied, BucketNotFound, S3Store
 log = logging.getLogger(__name__)
 
 
-def resolve_styles(jobs: JobStore, owner: Owner, style_ids: list[str]) -> list[dict]:
+def resolve_styles(stores: Stores, owner: Owner, style_ids: list[str]) -> list[dict]:
     """Each style a job names, as {"id", "name"}: a built-in by its name, an uploaded style by the
     file name it was uploaded with; NotFound for one that does not exist (or is another owner's)."""
     if not 1 <= len(style_ids) <= MAX_STYLES:
@@ -39,7 +39,7 @@ def resolve_styles(jobs: JobStore, owner: Owner, style_ids: list[str]) -> list[d
             styles.append({"id": style_id, "name": builtin_styles.builtin_name(style_id)})
             continue
         try:
-            meta = jobs.style_meta(style_id, owner.scope)
+            meta = stores.styles.meta(style_id, owner.scope)
         except NotFound:
             raise NotFound(f"no style {style_id!r}; upload one with POST /v1/styles, or name a built-in one as "
                            f"'builtin:<name>' ({', '.join(builtin_styles.BUILTIN_STYLES)})") from None
@@ -47,10 +47,10 @@ def resolve_styles(jobs: JobStore, owner: Owner, style_ids: list[str]) -> list[d
     return styles
 
 
-def _job_record(jobs: JobStore, owner: Owner, *, styles: list[dict], content_set_id: str | None, settings: dict,
+def _job_record(stores: Stores, owner: Owner, *, styles: list[dict], content_set_id: str | None, settings: dict,
                 max_devices: int, experiment_id: str | None = None, webhook_url: str | None = None) -> JobRecord:
     if content_set_id is not None:
-        jobs.ready_content_set(content_set_id, owner.scope)  # 409 while validating, or if it failed
+        stores.content_sets.ready(content_set_id, owner.scope)  # 409 while validating, or if it failed
     settings = dict(settings)
     devices = settings.pop("devices", 1)  # how the job runs, beside what it computes (its config)
     config = TrainConfig.from_dict(settings)  # the same validation as the CLI
@@ -62,51 +62,51 @@ def _job_record(jobs: JobStore, owner: Owner, *, styles: list[dict], content_set
                      webhook_url=webhook_url, devices=devices)
 
 
-def check_storage(jobs: JobStore, owner: Owner, limits: Settings) -> None:
+def check_storage(stores: Stores, owner: Owner, limits: Settings) -> None:
     """QuotaExceeded once the owner's stored bytes reach the limit (the request that crosses it
     is let through: sizes are known only once stored)."""
     if owner.admin:
         return
-    used = jobs.storage_used(owner.owner)
+    used = stores.storage_used(owner.owner)
     if used >= limits.quota_storage_bytes:
         raise QuotaExceeded(f"quota: storage is limited to {limits.quota_storage_bytes} bytes and you use {used}; "
                             "delete jobs, styles or content sets you no longer need", retry_after_s=3600)
 
 
-def check_quota(jobs: JobStore, owner: Owner, limits: Settings, new: list[JobRecord]) -> None:
+def check_quota(stores: Stores, owner: Owner, limits: Settings, new: list[JobRecord]) -> None:
     """Count these jobs against the owner's quotas (service/core/usage.py), or raise
     QuotaExceeded (a 429 with Retry-After) and count nothing."""
     if owner.admin:
         return
-    check_storage(jobs, owner, limits)
+    check_storage(stores, owner, limits)
 
     def still_active(job_id: str) -> bool | None:
         try:
-            return not jobs.get(job_id).final
+            return not stores.jobs.get(job_id).final
         except NotFound:
             return None
 
-    usage.reserve(jobs, owner.owner, new, limits, still_active)
+    usage.reserve(stores, owner.owner, new, limits, still_active)
 
 
-def submit_job(jobs: JobStore, queue: JobQueue, owner: Owner, *, style_ids: list[str], content_set_id: str | None,
+def submit_job(stores: Stores, queue: JobQueue, owner: Owner, *, style_ids: list[str], content_set_id: str | None,
                settings: dict, limits: Settings, webhook_url: str | None = None) -> JobRecord:
     """A training job, queued. `settings` are TrainConfig fields, and devices."""
     if webhook_url:
         webhooks.check_url(webhook_url, allow_private=limits.webhook_allow_private)
-    record = _job_record(jobs, owner, styles=resolve_styles(jobs, owner, style_ids), content_set_id=content_set_id,
+    record = _job_record(stores, owner, styles=resolve_styles(stores, owner, style_ids), content_set_id=content_set_id,
                          settings=settings, max_devices=limits.max_devices_per_job, webhook_url=webhook_url)
-    check_quota(jobs, owner, limits, [record])
-    record = jobs.create(record)
+    check_quota(stores, owner, limits, [record])
+    record = stores.jobs.create(record)
     try:
         queue.send(TRAIN_TASK, record.id)
     except Unavailable:
-        jobs.fail_unqueued(record.id, "could not be queued: the job queue was unreachable")
+        stores.jobs.fail_unqueued(record.id, "could not be queued: the job queue was unreachable")
         raise
     return record
 
 
-def create_experiment(jobs: JobStore, queue: JobQueue, owner: Owner, *, style_ids: list[str],
+def create_experiment(stores: Stores, queue: JobQueue, owner: Owner, *, style_ids: list[str],
                       content_set_id: str | None, shared: dict, variants: list[dict], limits: Settings,
                       webhook_url: str | None = None, seeds: int = 1) -> ExperimentRecord:
     """One job per variant and seed with the same settings otherwise, or nothing at all. Each
@@ -115,25 +115,25 @@ def create_experiment(jobs: JobStore, queue: JobQueue, owner: Owner, *, style_id
     experiment_id = new_id()
     if webhook_url:
         webhooks.check_url(webhook_url, allow_private=limits.webhook_allow_private)
-    styles = resolve_styles(jobs, owner, style_ids)
+    styles = resolve_styles(stores, owner, style_ids)
     varied = ("decoder", "downsample", "loss_pooling")
     seed_list = seeds_for(shared.get("seed", DEFAULTS.seed), seeds)
     # runs[v][s]: variant v at seed s; every config validated before anything is written.
-    runs = [[_job_record(jobs, owner, styles=styles, content_set_id=content_set_id,
+    runs = [[_job_record(stores, owner, styles=styles, content_set_id=content_set_id,
                          settings={**shared, **{k: v[k] for k in varied}, "seed": seed},
                          max_devices=limits.max_devices_per_job, experiment_id=experiment_id, webhook_url=webhook_url)
              for seed in seed_list] for v in variants]
     records = [r for per_seed in runs for r in per_seed]
-    check_quota(jobs, owner, limits, records)  # every job counts
+    check_quota(stores, owner, limits, records)  # every job counts
     created: list[str] = []
     try:
         for record in records:
-            jobs.create(record)
+            stores.jobs.create(record)
             created.append(record.id)
         for s in range(len(seed_list)):  # seed by seed: with few workers, every variant's first run ends first
             for per_seed in runs:
                 queue.send(TRAIN_TASK, per_seed[s].id)
-        return jobs.create_experiment(ExperimentRecord(
+        return stores.experiments.create(ExperimentRecord(
             id=experiment_id, owner=owner.owner, style_id=style_ids[0], style_ids=style_ids,
             content_set_id=content_set_id, settings={k: v for k, v in shared.items() if k not in varied},
             seeds=seed_list,
@@ -142,15 +142,15 @@ def create_experiment(jobs: JobStore, queue: JobQueue, owner: Owner, *, style_id
                       for v, per_seed in zip(variants, runs)]))
     except BaseException:
         for job_id in created:  # a worker that already received one finds it gone
-            _take_back(jobs, job_id)
+            _take_back(stores, job_id)
         raise
 
 
-def _take_back(jobs: JobStore, job_id: str) -> None:
+def _take_back(stores: Stores, job_id: str) -> None:
     try:
-        if jobs.get(job_id).state == JobState.queued:
-            jobs.request_cancel(job_id)
-        jobs.delete(job_id)
+        if stores.jobs.get(job_id).state == JobState.queued:
+            stores.jobs.request_cancel(job_id)
+        stores.jobs.delete(job_id)
     except Exception:  # noqa: BLE001 - the rollback does what it can; the caller's error is what matters
         log.exception("could not take back job %s of a failed experiment", job_id)
 
@@ -165,43 +165,43 @@ def check_options_for(record: JobRecord, options: StylizeOptions) -> None:
         raise ValueError(f"mix has {len(options.mix)} weight(s); job {record.id} has {n} style(s): give one weight each")
 
 
-def _stylizable(jobs: JobStore, owner: Owner, job_id: str, options: StylizeOptions, limits: Settings) -> JobRecord:
-    record = jobs.get(job_id, owner.scope)
-    check_storage(jobs, owner, limits)
+def _stylizable(stores: Stores, owner: Owner, job_id: str, options: StylizeOptions, limits: Settings) -> JobRecord:
+    record = stores.jobs.get(job_id, owner.scope)
+    check_storage(stores, owner, limits)
     if record.state != JobState.succeeded:
         raise Conflict(f"job {job_id} is {record.state.value}; only a succeeded job can stylise")
     check_options_for(record, options)
     return record
 
 
-def _queue_stylize(jobs: JobStore, queue: JobQueue, request: StylizeRecord) -> StylizeRecord:
-    request = jobs.create_stylize(request)
+def _queue_stylize(stores: Stores, queue: JobQueue, request: StylizeRecord) -> StylizeRecord:
+    request = stores.stylizations.create(request)
     try:
         queue.send(STYLIZE_TASK, request.id)
     except Unavailable:
-        jobs.update_stylize(request.id, lambda r: r.move(JobState.failed, error="could not be queued"))
+        stores.stylizations.update(request.id, lambda r: r.move(JobState.failed, error="could not be queued"))
         raise
     return request
 
 
-def request_stylize(jobs: JobStore, queue: JobQueue, owner: Owner, job_id: str, pngs: list[bytes],
+def request_stylize(stores: Stores, queue: JobQueue, owner: Owner, job_id: str, pngs: list[bytes],
                     limits: Settings, options: StylizeOptions | None = None) -> StylizeRecord:
     """Stylise images (already checked and re-encoded as PNG) with a finished job's network."""
     options = options or StylizeOptions()
-    _stylizable(jobs, owner, job_id, options, limits)
+    _stylizable(stores, owner, job_id, options, limits)
     request_id = new_id()
     inputs = []
     for i, png in enumerate(pngs):
-        jobs.store.put_bytes(Keys.stylize_input(request_id, i), png, content_type="image/png")
+        stores.store.put_bytes(Keys.stylize_input(request_id, i), png, content_type="image/png")
         inputs.append(Keys.stylize_input(request_id, i))
-    return _queue_stylize(jobs, queue, StylizeRecord(id=request_id, owner=owner.owner, job_id=job_id, inputs=inputs,
-                                                     options=options.to_dict()))
+    return _queue_stylize(stores, queue, StylizeRecord(id=request_id, owner=owner.owner, job_id=job_id, inputs=inputs,
+                                                       options=options.to_dict()))
 
 
 VIDEO_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,5}")  # kept from the uploaded name, else none
 
 
-def request_stylize_video(jobs: JobStore, queue: JobQueue, owner: Owner, job_id: str, chunks: Iterable[bytes],
+def request_stylize_video(stores: Stores, queue: JobQueue, owner: Owner, job_id: str, chunks: Iterable[bytes],
                           filename: str, limits: Settings, options: StylizeOptions | None = None) -> StylizeRecord:
     """Stylise a video with a finished job's network: stored as uploaded, then read by the stylise
     worker (a file ffmpeg cannot read fails the request there, with ffmpeg's reason). Its first
@@ -209,7 +209,7 @@ def request_stylize_video(jobs: JobStore, queue: JobQueue, owner: Owner, job_id:
     manifest or anything else not a single-file video container is a ValueError (422) at once,
     and nothing is stored."""
     options = options or StylizeOptions()
-    _stylizable(jobs, owner, job_id, options, limits)
+    _stylizable(stores, owner, job_id, options, limits)
     rest = iter(chunks)
     head = b""
     for chunk in rest:
@@ -219,40 +219,40 @@ def request_stylize_video(jobs: JobStore, queue: JobQueue, owner: Owner, job_id:
     sniff(head[:SNIFF_BYTES], filename or "the video")  # VideoError, a ValueError: empty, or not a container we read
     request_id = new_id()
     key = Keys.stylize_video_input(request_id)
-    jobs.store.put_stream(key, itertools.chain([head], rest), content_type="application/octet-stream")
+    stores.store.put_stream(key, itertools.chain([head], rest), content_type="application/octet-stream")
     suffix = Path(filename or "").suffix
-    return _queue_stylize(jobs, queue, StylizeRecord(
+    return _queue_stylize(stores, queue, StylizeRecord(
         id=request_id, owner=owner.owner, job_id=job_id, inputs=[key], options=options.to_dict(), kind="video",
         source_suffix=suffix if VIDEO_SUFFIX.fullmatch(suffix) else ""))
 
 
-def validate_content_set(jobs: JobStore, queue: JobQueue, record: ContentSetRecord) -> ContentSetRecord:
+def validate_content_set(stores: Stores, queue: JobQueue, record: ContentSetRecord) -> ContentSetRecord:
     """A content set to validate (an archive stored, or a prefix registered): its record is
     written, then its id sent to the data queue; if sending fails the set is failed with the
     reason and its archive taken back (a failed set keeps nothing but its record)."""
-    jobs.create_content_set(record)
+    stores.content_sets.create(record)
     try:
         queue.send(VALIDATE_TASK, record.id)
     except Unavailable as e:
-        jobs.store.delete(Keys.content_archive(record.id))
+        stores.store.delete(Keys.content_archive(record.id))
         reason = f"could not be queued for validation: {e}"
 
         def fail(r: ContentSetRecord) -> None:
             r.state, r.error = ContentSetState.failed, reason
 
-        jobs.update_content_set(record.id, fail)
+        stores.content_sets.update(record.id, fail)
         raise
     return record
 
 
-def register_prefix(jobs: JobStore, queue: JobQueue, owner: Owner, *, prefix: str, bucket: str | None,
+def register_prefix(stores: Stores, queue: JobQueue, owner: Owner, *, prefix: str, bucket: str | None,
                     name: str | None) -> ContentSetRecord:
     """An operator's S3 prefix as a content set, read in place by the validating worker (nothing
     is copied). Checked at once: an S3 store, an admin key, a bucket that exists and a prefix
     with at least one object the service's credentials may list."""
     if not owner.admin:
         raise Forbidden("registering an S3 prefix needs an admin key (`checkerless keys create --name NAME --admin`)")
-    store = jobs.store
+    store = stores.store
     if not isinstance(store, S3Store):
         raise BadRequest(f"registering a prefix needs an S3 store; this service stores in a {store.describe()} "
                          "(set CHECKERLESS_STORE=s3), or upload an archive instead")
@@ -267,6 +267,6 @@ def register_prefix(jobs: JobStore, queue: JobQueue, owner: Owner, *, prefix: st
     where = f"s3://{bucket or store.bucket}/{prefix}"
     if first is None:
         raise BadRequest(f"no object under {where}: check the bucket and the prefix")
-    return validate_content_set(jobs, queue, ContentSetRecord(
+    return validate_content_set(stores, queue, ContentSetRecord(
         id=new_id(), owner=owner.owner, name=name or where, source=ContentSource.prefix, bucket=bucket,
         prefix=prefix, state=ContentSetState.validating))

@@ -4,7 +4,7 @@ reservation is one compare-and-set: the second of two racing ones reads the firs
 submission reads one record, not every job its owner ever made.
 
 - `active`: the owner's unfinished jobs. A submission reserves its jobs' ids before their
-  records are written; a job's end releases its id (JobStore._finished, and a delete).
+  records are written; a job's end releases its id (Jobs.update in service/core/stores/jobs.py, and a delete).
   An id left behind by a crash between two writes (a job made final whose release was lost, a
   reservation whose job was never written) is found when the quota looks full: the
   reservation then reads those few records (at most the quota's number) and drops the ids of
@@ -38,7 +38,7 @@ from service.core.storage import ObjectStore, VersionConflict
 IN_FLIGHT_S = 120.0
 
 if TYPE_CHECKING:
-    from service.core.jobs import JobStore
+    from service.core.stores import Stores
     from service.core.settings import Settings
 
 
@@ -68,10 +68,10 @@ def read(store: ObjectStore, owner: str) -> UsageRecord:
     return cas.read(store, Keys.usage(owner), UsageRecord, f"usage record of {owner!r}")[0]
 
 
-def recompute(jobs: JobStore, owner: str, window_s: int) -> UsageRecord:
+def recompute(stores: Stores, owner: str, window_s: int) -> UsageRecord:
     """The owner's usage as the job records say: every record read."""
     record = UsageRecord(owner=owner)
-    for job in jobs.all_jobs(owner):
+    for job in stores.jobs.all(owner):
         if not job.final:
             record.active[job.id] = job.created_at
         m = _minute(job.created_at)
@@ -80,18 +80,18 @@ def recompute(jobs: JobStore, owner: str, window_s: int) -> UsageRecord:
     return record
 
 
-def repair(jobs: JobStore, owner: str, window_s: int) -> UsageRecord:
+def repair(stores: Stores, owner: str, window_s: int) -> UsageRecord:
     """Overwrite the owner's record with what the job records say (the version goes on, so a
     reservation racing the repair reads it again)."""
-    fresh = recompute(jobs, owner, window_s)
+    fresh = recompute(stores, owner, window_s)
 
     def replace(r: UsageRecord) -> None:
         r.active, r.minutes = fresh.active, fresh.minutes
 
-    return _change(jobs.store, owner, replace, lambda: fresh)
+    return _change(stores.store, owner, replace, lambda: fresh)
 
 
-def reserve(jobs: JobStore, owner: str, new: list[JobRecord], limits: Settings,
+def reserve(stores: Stores, owner: str, new: list[JobRecord], limits: Settings,
             still_active: Callable[[str], bool | None]) -> None:
     """Count `new` against the owner's quotas, or raise QuotaExceeded (a 429 with Retry-After)
     and count nothing. `still_active(job_id)` reads a job's record (None: there is none): used
@@ -116,7 +116,7 @@ def reserve(jobs: JobStore, owner: str, new: list[JobRecord], limits: Settings,
         r.minutes[m] = r.minutes.get(m, 0) + asked
 
     # The owner's first job since usage records exist: the record is made from the jobs first.
-    _change(jobs.store, owner, take, lambda: recompute(jobs, owner, limits.quota_window_s))
+    _change(stores.store, owner, take, lambda: recompute(stores, owner, limits.quota_window_s))
 
 
 def _change(store: ObjectStore, owner: str, change: Callable[[UsageRecord], None],

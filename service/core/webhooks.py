@@ -3,7 +3,7 @@ its state is POSTed there as JSON, signed with HMAC-SHA256 under a secret of its
 
 - The event is written into the job's record by the compare-and-set that changes its state,
   so no crash can keep the one without the other; a marker written just before names it.
-  Then it is moved to an outbox in the store (JobStore.flush_events), and a loop in every
+  Then it is moved to an outbox in the store (service/core/stores/announcements.py), and a loop in every
   worker's main process (workers/tasks.py) moves any a crash left behind (found by their
   markers) and delivers the outbox: each delivery claimed with a compare-and-set so one
   sender sends it, retried with exponential backoff, given up after `webhook_attempts` (kept
@@ -113,7 +113,7 @@ def owner_secret(store: ObjectStore, owner: str) -> str:
 
 def job_event(r) -> dict:
     """The event of a job's state change (r: a JobRecord), with its id and time: written into
-    the record by the same compare-and-set that makes the change (service/core/jobs.py)."""
+    the record by the same compare-and-set that makes the change (service/core/stores/announcements.py)."""
     return {"type": "job.state", "id": new_id(), "created_ns": time.time_ns(), "created_at": now().isoformat(),
             "job_id": r.id, "experiment_id": r.experiment_id, "state": r.state.value, "step": r.step,
             "steps": r.steps, "attempts": r.attempts, "error": r.error}

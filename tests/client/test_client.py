@@ -21,7 +21,7 @@ from PIL import Image
 
 from checkerless_client import (ApiError, ApiUnreachable, AsyncClient, Client, ContentSet, Experiment, ExperimentBrief,
                                 ExperimentRun, Job, RetryPolicy, Style, Stylization, Variant, verify_webhook)
-from service.core.jobs import JobStore
+from service.core.stores import Stores
 from service.core.keys import new_id
 from service.core.records import JobRecord, now
 from service.core.storage import open_store
@@ -129,9 +129,9 @@ def test_every_page_of_250_jobs_by_the_link_header(idle):
     from service.core.auth import KeyStore
 
     owner = KeyStore(store).lookup(key).owner
-    jobs, base = JobStore(store), now()
-    ids = [jobs.create(JobRecord(id=new_id(), owner=owner, config={"decoder": "deconv", "steps": 3}, style_id=new_id(),
-                                 steps=3, created_at=base - timedelta(seconds=i))).id for i in range(250)]
+    stores, base = Stores(store), now()
+    ids = [stores.jobs.create(JobRecord(id=new_id(), owner=owner, config={"decoder": "deconv", "steps": 3}, style_id=new_id(),
+                                        steps=3, created_at=base - timedelta(seconds=i))).id for i in range(250)]
     asked = []
     http = httpx.Client(base_url=idle.url, timeout=60, event_hooks={"request": [lambda r: asked.append(r.url)]})
     with http, Client(http=http, key=key) as client:

@@ -15,7 +15,7 @@ from PIL import Image
 from skimage import data as samples
 
 from service.core.content_sets import ContentSetState
-from service.core.jobs import JobStore
+from service.core.stores import Stores
 from service.core.storage import open_store
 from tests.e2e.conftest import api_key, free_port, settings_of
 from tests.test_cli import assert_one_line_error, cli
@@ -32,11 +32,11 @@ def photos_tar(path):
     return path
 
 
-def store_of(env: dict[str, str]) -> JobStore:
-    return JobStore(open_store(settings_of(env)))
+def store_of(env: dict[str, str]) -> Stores:
+    return Stores(open_store(settings_of(env)))
 
 
-def validate_soon(jobs: JobStore, set_id_of, *, error: str | None = None) -> threading.Thread:
+def validate_soon(stores: Stores, set_id_of, *, error: str | None = None) -> threading.Thread:
     """Moves the set's record as the validating worker does: progress, then ready (or failed)."""
     def run() -> None:
         deadline = time.monotonic() + 60
@@ -44,12 +44,12 @@ def validate_soon(jobs: JobStore, set_id_of, *, error: str | None = None) -> thr
             time.sleep(0.1)
         for members in (1, 2):
             time.sleep(0.8)
-            jobs.update_content_set(set_id, lambda r: setattr(r.progress, "members", members))
+            stores.content_sets.update(set_id, lambda r: setattr(r.progress, "members", members))
 
         def end(r) -> None:
             r.state, r.error, r.count = (ContentSetState.failed, error, 0) if error else (ContentSetState.ready, None, 2)
 
-        jobs.update_content_set(set_id, end)
+        stores.content_sets.update(set_id, end)
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
@@ -59,13 +59,13 @@ def validate_soon(jobs: JobStore, set_id_of, *, error: str | None = None) -> thr
 def test_upload_and_wait_follows_validation_to_its_end(api, service_env, tmp_path):
     base, key = ["--api", str(api.base_url), "--key", api.headers["X-API-Key"]], []
     archive = photos_tar(tmp_path / "set.tar")
-    jobs = store_of(service_env)
-    before = {r.id for r in jobs.list_content_sets()}
+    stores = store_of(service_env)
+    before = {r.id for r in stores.content_sets.list()}
 
     def new_set():
-        return next(iter({r.id for r in jobs.list_content_sets()} - before - set(key)), None)
+        return next(iter({r.id for r in stores.content_sets.list()} - before - set(key)), None)
 
-    thread = validate_soon(jobs, new_set)
+    thread = validate_soon(stores, new_set)
     p = cli("content-sets", "upload", archive, "--name", "two photos", "--wait", "--json", *base)
     thread.join(timeout=60)
     assert p.returncode == 0, p.stderr
@@ -75,7 +75,7 @@ def test_upload_and_wait_follows_validation_to_its_end(api, service_env, tmp_pat
     assert "sent" in p.stderr and "validating" in p.stderr  # bytes sent, then the validation's progress
     key.append(done["id"])
 
-    thread = validate_soon(jobs, new_set, error="no readable image among 2 members")
+    thread = validate_soon(stores, new_set, error="no readable image among 2 members")
     p = cli("content-sets", "upload", archive, "--wait", *base)
     thread.join(timeout=60)
     assert p.returncode == 1 and "failed" in p.stdout and "no readable image among 2 members" in p.stdout, p.stdout

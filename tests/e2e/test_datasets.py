@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.core.jobs import JobStore
+from service.core.stores import Stores
 from service.core.keys import Keys
 from service.core.storage import open_store
 from tests.e2e.conftest import settings_of, wait_for
@@ -132,6 +132,6 @@ def test_a_validation_cut_off_by_a_killed_worker_starts_again_on_another(api, st
     final = validated(api, content["id"], timeout=300)
     assert final["state"] == "ready" and final["count"] == 1500, final
     store = open_store(settings_of(service_env))
-    assert JobStore(store).get_content_set(content["id"]).attempts == 2
+    assert Stores(store).content_sets.get(content["id"]).attempts == 2
     assert len(store.list(Keys.content_prefix(content["id"]))) == 1500  # the first attempt's members redone, not doubled
     assert not store.exists(Keys.content_archive(content["id"]))

@@ -16,7 +16,7 @@ import skimage.data
 from PIL import Image
 
 from service.core import lease
-from service.core.jobs import JobStore
+from service.core.stores import Stores
 from service.core.queue import STYLIZE_TASK, TRAIN_TASK, JobQueue, make_celery
 from service.core.settings import Settings
 from service.core.storage import open_store
@@ -122,7 +122,7 @@ def wait_end(api, job_id: str, timeout: float = 300) -> dict:
 
 
 def test_a_job_whose_message_the_broker_lost_is_sent_again_and_finishes(api, start_worker, queue, redis_url,
-                                                                       style_id):
+                                                                        style_id):
     # First in this module, so no worker has started: the job's message waits in Redis, where
     # it is lost as a Redis restarted without its data loses it.
     broker = redis.Redis.from_url(redis_url)
@@ -167,8 +167,8 @@ def test_the_store_failing_mid_run_stops_the_child_then_the_job_resumes(api, wor
         # Until its lease lapses while the store is still down: the record read from the store
         # itself (the API's path, not the worker's), by the lease's own rule.
         settings = settings_of(service_env)
-        records = JobStore(open_store(settings))
-        wait_for(lambda: lease.lapsed(records.get(j["id"]), settings.stale_after_s), timeout=60,
+        jobs = Stores(open_store(settings)).jobs
+        wait_for(lambda: lease.lapsed(jobs.get(j["id"]), settings.stale_after_s), timeout=60,
                  what="the job's lease to lapse")
     finally:
         proxy.up()

@@ -46,10 +46,10 @@ def facts(env: dict[str, str], request_id: str) -> list[dict]:
 
 
 def record(env: dict[str, str], request_id: str):
-    from service.core.jobs import JobStore
+    from service.core.stores import Stores
     from service.core.storage import open_store
 
-    return JobStore(open_store(settings_of(env))).get_stylize(request_id)
+    return Stores(open_store(settings_of(env))).stylizations.get(request_id)
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +150,7 @@ def running(pid: int) -> bool:
 
 
 def test_sigterm_lets_the_request_in_flight_finish_and_the_server_goes_with_its_worker(api, service_env, stylizer,
-                                                                                      jobs):
+                                                                                       jobs):
     def owner() -> dict:
         return next(s for s in statuses(service_env) if s["owner_pid"] == stylizer.proc.pid)
 

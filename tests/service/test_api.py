@@ -238,7 +238,7 @@ def test_the_schema_carries_the_training_configs_defaults_and_limits(api):
 
 
 def test_the_precision_is_a_setting_of_jobs_and_experiments_and_the_job_says_what_it_trained_in(api, style_id):
-    from service.core.jobs import apply_progress
+    from service.core.stores.jobs import apply_progress
     from service.core.protocol import TrainProgress
 
     job = api.post("/v1/jobs", json={"style_id": style_id, "steps": 3, "precision": "bf16"}).json()
@@ -252,14 +252,14 @@ def test_the_precision_is_a_setting_of_jobs_and_experiments_and_the_job_says_wha
     plain = api.post("/v1/jobs", json={"style_id": style_id, "steps": 3, "filtered_relu": False}).json()
     assert plain["config"]["filtered_relu"] is False
     # A worker that reports what "auto" became on its machine: the record keeps it, the API shows it.
-    jobs = api.app.state.services.jobs
+    stores = api.app.state.services.stores
 
     def progress(r) -> None:
         r.move(JobState.running)
         apply_progress(r, TrainProgress(step=1, steps=3, start_step=0, losses={"loss": 1.0}, probe=None,
                                         seconds_per_step=None, precision="bf16-mixed"))
 
-    jobs.update(default["id"], progress)
+    stores.jobs.update(default["id"], progress)
     assert api.get(f"/v1/jobs/{default['id']}").json()["trained_precision"] == "bf16-mixed"
 
 
@@ -365,7 +365,7 @@ def test_quotas_are_429_with_retry_after_and_say_which_limit(settings, style_id,
 
 def test_a_full_storage_quota_refuses_new_uploads_and_jobs(settings, style_id, api):
     store, token = api.app.state.services.store, api.headers["X-API-Key"]
-    used = api.app.state.services.jobs.storage_used(api.app.state.services.keys.lookup(token).owner)
+    used = api.app.state.services.stores.storage_used(api.app.state.services.keys.lookup(token).owner)
     assert used > 0  # the style uploaded by the fixture
     full = settings.model_copy(update={"quota_storage_bytes": used})
     with client_for(full, store=store, token=token) as c:
@@ -385,8 +385,8 @@ def _record_jobs(services, owner: str, n: int) -> list[str]:
     from service.core.records import JobRecord, now
 
     base = now()
-    return [services.jobs.create(JobRecord(id=new_id(), owner=owner, config={"decoder": "deconv", "steps": 3},
-                                           style_id=new_id(), steps=3, created_at=base - timedelta(seconds=i))).id
+    return [services.stores.jobs.create(JobRecord(id=new_id(), owner=owner, config={"decoder": "deconv", "steps": 3},
+                                                  style_id=new_id(), steps=3, created_at=base - timedelta(seconds=i))).id
             for i in range(n)]
 
 
@@ -446,7 +446,7 @@ def test_jobs_and_experiments_are_listed_a_page_at_a_time(settings, api):
         exp = ExperimentRecord(id=new_id(), owner=owner, style_id=new_id(), settings={},
                                variants=[{"decoder": "deconv", "job_id": ids[2 * i]},
                                          {"decoder": "subpixel", "job_id": ids[2 * i + 1]}])
-        exps.insert(0, services.jobs.create_experiment(exp).id)
+        exps.insert(0, services.stores.experiments.create(exp).id)
     pages = _follow(api, "/v1/experiments?limit=2")
     assert [len(p) for p in pages] == [2, 1] and [i for p in pages for i in p] == exps
     assert api.get("/v1/experiments?limit=1").json()[0] | {"created_at": None} == {

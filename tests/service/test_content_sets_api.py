@@ -146,24 +146,24 @@ def test_a_job_on_a_set_that_is_not_ready_is_a_conflict(api):
     for path, extra in (("/v1/jobs", {}), ("/v1/experiments", {"variants": ["deconv", "subpixel"]})):
         r = api.post(path, json={"style_id": style, "content_set_id": set_id, "steps": 2, **extra})
         assert r.status_code == 409 and f"content set {set_id} is validating (0 members read" in r.json()["detail"]
-    jobs = api.app.state.services.jobs
+    stores = api.app.state.services.stores
 
     def fail(r) -> None:
         r.state, r.error = ContentSetState.failed, "no readable image among 1 member"
 
-    jobs.update_content_set(set_id, fail)  # as the validating worker would
+    stores.content_sets.update(set_id, fail)  # as the validating worker would
     r = api.post("/v1/jobs", json={"style_id": style, "content_set_id": set_id, "steps": 2})
     assert r.status_code == 409 and r.json()["detail"] == f"content set {set_id} failed: no readable image among 1 member"
 
 
 def test_a_small_upload_is_ready_at_once_with_its_manifest(api):
     r = api.post("/v1/content-sets?name=two", files=[("files", ("a.png", png(1), "image/png")),
-                                                    ("files", ("b.txt", b"hello", "text/plain"))])
+                                                     ("files", ("b.txt", b"hello", "text/plain"))])
     assert r.status_code == 201, r.text
     got = r.json()
     assert (got["state"], got["source"], got["count"], got["name"]) == ("ready", "images", 1, "two")
     assert got["skipped"][0]["name"] == "b.txt"
-    manifest = api.app.state.services.jobs.get_manifest(got["id"])
+    manifest = api.app.state.services.stores.content_sets.get_manifest(got["id"])
     assert [(i.name, i.width) for i in manifest.images] == [("a.png", 24)] and manifest.skipped[0].name == "b.txt"
 
 

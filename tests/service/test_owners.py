@@ -61,7 +61,7 @@ def world(tmp_path):
         _finish(services, job_id)  # as a worker would have
     ids["request_id"] = a.post(f"/v1/jobs/{ids['job_id']}/stylize", files=[("files", ("p.png", png(2), "image/png"))]).json()["id"]
     services.store.put_bytes(Keys.stylize_output(ids["request_id"], 0), png(3))
-    services.jobs.update_stylize(ids["request_id"], lambda s: (s.move(JobState.running), setattr(
+    services.stores.stylizations.update(ids["request_id"], lambda s: (s.move(JobState.running), setattr(
         s, "outputs", [Keys.stylize_output(ids["request_id"], 0)]), setattr(s, "sizes", [(32, 32)]),
         s.move(JobState.succeeded)))
     yield clients, ids, services
@@ -85,7 +85,7 @@ def _finish(services, job_id: str) -> None:
                     "period2_db": -20.0, "period4_db": -20.0}]
         r.move(JobState.succeeded)
 
-    services.jobs.update(job_id, done)
+    services.stores.jobs.update(job_id, done)
 
 
 def routes(client: TestClient) -> list[tuple[str, str]]:
@@ -111,7 +111,7 @@ def fill(path: str, ids: dict) -> str:
 def call(client: TestClient, method: str, url: str):
     if method == "post" and url.endswith("/stylize-video"):
         return client.post(url, files=[("file", ("v.mp4", b"\x00\x00\x00\x08ftyp" + b"a video, as far as the API can tell",
-                                                   "video/mp4"))])  # an MP4's first box: past the upload's sniff
+                                                 "video/mp4"))])  # an MP4's first box: past the upload's sniff
     if method == "post" and url.endswith("/stylize"):
         return client.post(url, files=[("files", ("p.png", png(5), "image/png"))])
     return client.request(method.upper(), url)
@@ -194,7 +194,7 @@ def test_an_idempotency_key_belongs_to_the_owner_whichever_header_carries_the_ke
     body = {"style_id": ids["style_id"], "steps": 2}
     first = clients["a"].post("/v1/jobs", json=body, headers={"Idempotency-Key": "once"})
     as_bearer = clients["nobody"].post("/v1/jobs", json=body, headers={"Idempotency-Key": "once",
-                                                                      "Authorization": f"Bearer {token}"})
+                                                                       "Authorization": f"Bearer {token}"})
     other_key = clients["nobody"].post("/v1/jobs", json=body, headers={"Idempotency-Key": "once", "X-API-Key": second})
     assert first.status_code == as_bearer.status_code == other_key.status_code == 201
     assert first.json()["id"] == as_bearer.json()["id"] == other_key.json()["id"]

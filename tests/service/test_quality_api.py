@@ -34,8 +34,8 @@ def test_jobs_and_experiments_give_every_measure_and_say_what_measured_the_dista
     app = create_app(Settings(data_dir=tmp_path / "data", broker_url=f"redis://127.0.0.1:6379/{service_redis_db()}"))
     services = app.state.services
     key, token = services.keys.create(name="test")
-    measured, middle, older = (services.jobs.create(job(key.owner, rows)) for rows in (NEW_ROWS, MIDDLE_ROWS, OLD_ROWS))
-    exp = services.jobs.create_experiment(ExperimentRecord(
+    measured, middle, older = (services.stores.jobs.create(job(key.owner, rows)) for rows in (NEW_ROWS, MIDDLE_ROWS, OLD_ROWS))
+    exp = services.stores.experiments.create(ExperimentRecord(
         id=new_id(), owner=key.owner, style_id=new_id(), settings={},
         variants=[{"decoder": "deconv", "job_id": measured.id}, {"decoder": "resize-nearest", "job_id": older.id}]))
 

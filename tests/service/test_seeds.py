@@ -72,7 +72,7 @@ def _finish(services, job_id: str, **measures: float) -> None:
         r.step = r.steps
         r.move(JobState.succeeded)
 
-    services.jobs.update(job_id, change)
+    services.stores.jobs.update(job_id, change)
 
 
 def test_two_variants_times_two_seeds_make_four_jobs_reported_as_intervals(settings, api, style_id):  # noqa: F811
@@ -86,7 +86,7 @@ def test_two_variants_times_two_seeds_make_four_jobs_reported_as_intervals(setti
     assert [v["id"] for v in exp["variants"]] == [rs[0]["job_id"] for rs in runs]  # each variant's page is its first seed's
     jobs = {x["job_id"]: api.get(f"/v1/jobs/{x['job_id']}").json() for rs in runs for x in rs}
     services = api.app.state.services
-    assert len(jobs) == 4 and all(services.jobs.get(job_id).experiment_id == exp["id"] for job_id in jobs)
+    assert len(jobs) == 4 and all(services.stores.jobs.get(job_id).experiment_id == exp["id"] for job_id in jobs)
     configs = [j["config"] for j in jobs.values()]
     assert all(c | {"decoder": None, "seed": None} == configs[0] | {"decoder": None, "seed": None} for c in configs)
     # Queued seed by seed: with one worker, every variant's first run ends before any second one.

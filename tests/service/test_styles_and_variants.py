@@ -178,7 +178,7 @@ def test_each_variant_shows_the_radial_spectrum_of_its_panel_photo(api):
                         "period4_db": 0.0}]
             r.move(JobState.succeeded)
 
-        services.jobs.update(v["id"], done)
+        services.stores.jobs.update(v["id"], done)
     variants = api.get(f"/v1/experiments/{exp['id']}").json()["variants"]
     deconv, nearest = (v["spectrum_profile"] for v in variants)
     freqs, power = radial_power_spectrum(np.asarray(Image.open(io.BytesIO(_panel_png(True))).convert("RGB")))

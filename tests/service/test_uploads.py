@@ -109,7 +109,7 @@ def test_long_names_are_cut_where_stored_and_a_zip_directory_is_bounded(api):
     ((skipped),) = r.json()["skipped"]
     assert skipped["name"] == "p" * (NAME_SHOWN - 1) + "\u2026" and len(skipped["reason"]) < 400, skipped
     services = api.app.state.services
-    manifest = services.jobs.get_manifest(r.json()["id"])
+    manifest = services.stores.content_sets.get_manifest(r.json()["id"])
     assert [len(i.name) for i in manifest.images] == [NAME_SHOWN, NAME_SHOWN]
     # A directory larger than 4 KiB for each of the 6 images an upload may hold: refused before zipfile reads it.
     r = upload(api, ("names.zip", zip_of({f"{i}{'q' * 10_000}.png": png(i, 8) for i in range(4)})))

@@ -35,7 +35,7 @@ def world(tmp_path):
     client = TestClient(app, headers={"X-API-Key": token})
     style = client.post("/v1/styles", files={"file": ("s.png", png(), "image/png")}).json()["id"]
     job_id = client.post("/v1/jobs", json={"style_id": style, "steps": 2}).json()["id"]
-    services.jobs.update(job_id, lambda r: (r.move(JobState.running), r.move(JobState.succeeded)))
+    services.stores.jobs.update(job_id, lambda r: (r.move(JobState.running), r.move(JobState.succeeded)))
     yield client, job_id, services
     client.close()
 
@@ -57,7 +57,7 @@ def test_a_file_that_is_not_a_single_video_is_422_and_nothing_is_stored(world, t
     client, job_id, services = world
     r = client.post(f"/v1/jobs/{job_id}/stylize-video", files=[("file", (name, body, "video/mp4"))])
     assert r.status_code == 422 and fragment in r.json()["detail"], r.text
-    assert services.jobs.store.list("stylizations/") == []  # neither the upload nor a record
+    assert services.stores.store.list("stylizations/") == []  # neither the upload nor a record
 
 
 def test_a_real_video_passes_the_sniff_and_is_stored_as_sent(world, tmp_path):
@@ -69,5 +69,5 @@ def test_a_real_video_passes_the_sniff_and_is_stored_as_sent(world, tmp_path):
     data = clip.read_bytes()
     r = client.post(f"/v1/jobs/{job_id}/stylize-video", files=[("file", ("clip.webm", data, "video/webm"))])
     assert r.status_code == 202 and r.json()["kind"] == "video", r.text
-    assert services.jobs.store.get_bytes(Keys.stylize_video_input(r.json()["id"])) == data
-    assert Keys.stylize_video_input(r.json()["id"]) in services.jobs.store.list("stylizations/")  # what the 422s lack
+    assert services.stores.store.get_bytes(Keys.stylize_video_input(r.json()["id"])) == data
+    assert Keys.stylize_video_input(r.json()["id"]) in services.stores.store.list("stylizations/")  # what the 422s lack

@@ -14,7 +14,7 @@ from service.api.main import create_app
 from service.core import webhooks
 from service.core.auth import KeyStore
 from service.core.errors import NotFound
-from service.core.jobs import JobStore
+from service.core.stores import Stores
 from service.core.keys import new_id
 from service.core.records import JobRecord, JobState
 from service.core.settings import Settings
@@ -78,13 +78,13 @@ def deliver(store, clock=time.time, **kw):
 
 def test_state_changes_are_delivered_signed_retried_and_given_up(tmp_path, receiver):
     store = LocalStore(tmp_path / "store")
-    jobs, keys = JobStore(store), KeyStore(store)
+    stores, keys = Stores(store), KeyStore(store)
     key, _ = keys.create(name="alice")
     receiver.statuses = [500]  # the first delivery fails once
-    job = jobs.create(JobRecord(id=new_id(), owner=key.owner, config={"steps": 2}, style_id=new_id(), steps=2,
-                                webhook_url=receiver.url))
-    jobs.start_attempt(job.id, worker="w", max_attempts=3, stale_after_s=5)
-    jobs.end_attempt(job.id, 1, JobState.succeeded)
+    job = stores.jobs.create(JobRecord(id=new_id(), owner=key.owner, config={"steps": 2}, style_id=new_id(), steps=2,
+                                       webhook_url=receiver.url))
+    stores.jobs.start_attempt(job.id, worker="w", max_attempts=3, stale_after_s=5)
+    stores.jobs.end_attempt(job.id, 1, JobState.succeeded)
     clock = Clock()
     assert deliver(store, clock) == {"delivered": 2, "retry": 1, "failed": 0}  # queued: 500, running, succeeded
     assert deliver(store, clock) == {"delivered": 0, "retry": 0, "failed": 0}  # not due yet
@@ -105,8 +105,8 @@ def test_state_changes_are_delivered_signed_retried_and_given_up(tmp_path, recei
 
     # A receiver that is always down: given up after the attempts, kept under webhooks/failed.
     receiver.statuses = [503] * 10
-    jobs.request_cancel(jobs.create(JobRecord(id=new_id(), owner=key.owner, config={"steps": 1}, style_id=new_id(),
-                                              steps=1, webhook_url=receiver.url)).id)
+    stores.jobs.request_cancel(stores.jobs.create(JobRecord(id=new_id(), owner=key.owner, config={"steps": 1}, style_id=new_id(),
+                                                            steps=1, webhook_url=receiver.url)).id)
     for _ in range(6):
         deliver(store, clock, attempts=2)
         clock.now += 0.25
@@ -161,17 +161,17 @@ class CrashingStore(LocalStore):
         return super().delete(*args, **kwargs)
 
 
-def _lifecycle(jobs: JobStore, job: JobRecord) -> None:
+def _lifecycle(stores: Stores, job: JobRecord) -> None:
     """A job's three changes, each done only if the record shows it is not done yet (what a
     restarted API or worker does: a retried submit, a redelivery, the supervisor's retry)."""
     try:
-        jobs.get(job.id)
+        stores.jobs.get(job.id)
     except NotFound:
-        jobs.create(job.model_copy(deep=True))
-    if jobs.get(job.id).state == JobState.queued:
-        jobs.start_attempt(job.id, worker="w", max_attempts=3, stale_after_s=5)
-    if jobs.get(job.id).state == JobState.running:
-        jobs.end_attempt(job.id, 1, JobState.succeeded)
+        stores.jobs.create(job.model_copy(deep=True))
+    if stores.jobs.get(job.id).state == JobState.queued:
+        stores.jobs.start_attempt(job.id, worker="w", max_attempts=3, stale_after_s=5)
+    if stores.jobs.get(job.id).state == JobState.running:
+        stores.jobs.end_attempt(job.id, 1, JobState.succeeded)
 
 
 def test_a_crash_between_any_two_writes_loses_no_event_and_sends_none_twice(tmp_path, receiver):
@@ -182,17 +182,17 @@ def test_a_crash_between_any_two_writes_loses_no_event_and_sends_none_twice(tmp_
                          webhook_url=receiver.url)
 
     counting = CrashingStore(tmp_path / "count", at=None)
-    _lifecycle(JobStore(counting), new_job())
+    _lifecycle(Stores(counting), new_job())
     assert counting.writes > 10
     for at in range(1, counting.writes + 1):
         root = tmp_path / f"crash-{at}"
         job = new_job()
         with pytest.raises(Crash):
-            _lifecycle(JobStore(CrashingStore(root, at=at)), job)
-        restarted = JobStore(LocalStore(root))  # the next process, on what the store holds
-        restarted.flush_pending(settle_s=0)
+            _lifecycle(Stores(CrashingStore(root, at=at)), job)
+        restarted = Stores(LocalStore(root))  # the next process, on what the store holds
+        restarted.announcements.flush_pending(settle_s=0)
         _lifecycle(restarted, job)
-        restarted.flush_pending(settle_s=0)
+        restarted.announcements.flush_pending(settle_s=0)
         receiver.received.clear()
         deliver(restarted.store)
         events = {}
@@ -201,4 +201,4 @@ def test_a_crash_between_any_two_writes_loses_no_event_and_sends_none_twice(tmp_
             events[e["id"]] = e  # a receiver drops duplicates by the event's id
         states = [e["state"] for e in sorted(events.values(), key=lambda e: e["created_at"])]
         assert states == ["queued", "running", "succeeded"], (at, states)
-        assert restarted.store.list("webhooks/pending") == [] and restarted.get(job.id).pending_events == []
+        assert restarted.store.list("webhooks/pending") == [] and restarted.jobs.get(job.id).pending_events == []

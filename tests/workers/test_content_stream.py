@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from models.data import ContentSet, CropStream
 from service.core.content_sets import Manifest, ManifestImage
-from service.core.jobs import JobStore
+from service.core.stores import Stores
 from service.core.keys import Keys, new_id
 from service.core.settings import Settings
 from service.core.storage import LocalStore, ObjectNotFound, S3Store, StoreUnavailable
@@ -61,7 +61,7 @@ def upload_set(store, *, manifest: bool = True) -> str:
         images.append(ManifestImage(name=f"photo-{i}.png", key=key, bytes=len(data), width=SIZES[i][0],
                                     height=SIZES[i][1]))
     if manifest:
-        JobStore(store).put_manifest(set_id, Manifest(images=images))
+        Stores(store).content_sets.put_manifest(set_id, Manifest(images=images))
     return set_id
 
 
@@ -151,22 +151,22 @@ def test_a_store_down_under_the_training_child_requeues_the_job(s3, tmp_path):
     import socket
 
     from service.core.records import JobRecord, JobState
-    from workers.supervisor import run_train_job
+    from workers.train_task import run_train_job
 
     settings, store = s3
     set_id = upload_set(store)
     style_id = new_id()
     store.put_bytes(Keys.style(style_id), png_bytes(photo(4)))
-    jobs = JobStore(store)
+    stores = Stores(store)
     config = {"decoder": "deconv", "size": 16, "batch": 1, "steps": 4}
-    job = jobs.create(JobRecord(id=new_id(), config=config, style_id=style_id, content_set_id=set_id, steps=4))
+    job = stores.jobs.create(JobRecord(id=new_id(), config=config, style_id=style_id, content_set_id=set_id, steps=4))
     with socket.socket() as s:  # the child is told of an endpoint where nothing listens
         s.bind(("127.0.0.1", 0))
         dead = settings.model_copy(update={"s3_endpoint_url": f"http://127.0.0.1:{s.getsockname()[1]}",
                                            "device": "cpu", "export_formats": []})
     sent = []
     assert run_train_job(dead, store, job.id, worker="w", requeue=sent.append) == JobState.queued
-    record = jobs.get(job.id)
+    record = stores.jobs.get(job.id)
     assert sent == [job.id] and record.attempts == 1
     assert record.history[-1].reason.startswith(f"the store failed: cannot reach s3 bucket {settings.s3_bucket}"), \
         record.history[-1].reason

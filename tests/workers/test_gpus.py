@@ -13,13 +13,14 @@ import time
 
 import pytest
 
-from service.core.jobs import JobStore
+from service.core.stores import Stores
 from service.core.keys import new_id
 from service.core.records import JobRecord, JobState
 from service.core.settings import Settings
 from service.core.storage import LocalStore
 from workers.gpus import GpuSlots, parse_nvidia_smi, worker_gpus
-from workers.supervisor import drain_marker, run_train_job
+from workers.drain import drain_marker
+from workers.train_task import run_train_job
 
 TWO_GPUS = """GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-0f6a1b2c-aaaa-bbbb-cccc-000000000000)
 GPU 1: NVIDIA H100 80GB HBM3 (UUID: GPU-1f6a1b2c-aaaa-bbbb-cccc-111111111111)
@@ -98,23 +99,23 @@ def test_a_task_waits_for_all_its_gpus_at_once(tmp_path):
 def _setup(tmp_path):
     settings = Settings(data_dir=tmp_path, stale_after_s=4, heartbeat_s=0.5)
     store = LocalStore(tmp_path / "store")
-    jobs = JobStore(store)
-    job = jobs.create(JobRecord(id=new_id(), config={"decoder": "deconv", "steps": 10}, style_id=new_id(), steps=10))
-    return settings, store, jobs, job
+    stores = Stores(store)
+    job = stores.jobs.create(JobRecord(id=new_id(), config={"decoder": "deconv", "steps": 10}, style_id=new_id(), steps=10))
+    return settings, store, stores, job
 
 
 def test_a_job_waiting_for_a_gpu_stays_queued_and_leaves_when_cancelled_or_the_worker_stops(tmp_path):
-    settings, store, jobs, job = _setup(tmp_path)
+    settings, store, stores, job = _setup(tmp_path)
     slots = GpuSlots(["0"], settings.work_dir / "gpus")
     with slots.hold(1, give_up=lambda: False):  # another task of this worker trains on the one GPU
-        threading.Timer(1.0, lambda: jobs.request_cancel(job.id)).start()
+        threading.Timer(1.0, lambda: stores.jobs.request_cancel(job.id)).start()
         sent = []
         assert run_train_job(settings, store, job.id, worker="w", requeue=sent.append, slots=slots) is None
-        record = jobs.get(job.id)
+        record = stores.jobs.get(job.id)
         assert record.state == JobState.cancelled and record.attempts == 0 and sent == []
 
-        other = jobs.create(JobRecord(id=new_id(), config={"decoder": "deconv", "steps": 10}, style_id=new_id(),
-                                      steps=10))
+        other = stores.jobs.create(JobRecord(id=new_id(), config={"decoder": "deconv", "steps": 10}, style_id=new_id(),
+                                             steps=10))
         marker = drain_marker(settings, os.getppid())
 
         def stop_worker() -> None:
@@ -124,7 +125,7 @@ def test_a_job_waiting_for_a_gpu_stays_queued_and_leaves_when_cancelled_or_the_w
         threading.Timer(1.0, stop_worker).start()
         assert run_train_job(settings, store, other.id, worker="w", requeue=sent.append, slots=slots) is None
         assert sent == [other.id]  # handed back to the queue for another worker, untouched
-        record = jobs.get(other.id)
+        record = stores.jobs.get(other.id)
         assert record.state == JobState.queued and record.attempts == 0
 
 
@@ -137,11 +138,11 @@ def test_a_worker_told_of_more_gpus_than_it_may_see_says_so_and_exits(tmp_path):
 
 
 def test_a_job_asking_for_more_gpus_than_its_worker_has_fails_with_the_reason(tmp_path):
-    settings, store, jobs, _ = _setup(tmp_path)
-    job = jobs.create(JobRecord(id=new_id(), config={"decoder": "deconv", "steps": 10}, style_id=new_id(), steps=10,
-                                devices=3))
+    settings, store, stores, _ = _setup(tmp_path)
+    job = stores.jobs.create(JobRecord(id=new_id(), config={"decoder": "deconv", "steps": 10}, style_id=new_id(), steps=10,
+                                       devices=3))
     slots = GpuSlots(["0", "1"], settings.work_dir / "gpus")
     assert run_train_job(settings, store, job.id, worker="w", requeue=[].append, slots=slots) == JobState.failed
-    record = jobs.get(job.id)
+    record = stores.jobs.get(job.id)
     assert record.error == "the job asks for 3 GPUs and its worker has 2; a job's GPUs must all be on one worker"
-    assert record.attempts == 0 and job.id not in jobs.active_ids()
+    assert record.attempts == 0 and job.id not in stores.jobs.active_ids()

@@ -8,49 +8,51 @@ from datetime import timedelta
 
 import redis
 
-from service.core.jobs import JobStore
+from service.core.stores import Stores
 from service.core.keys import new_id
 from service.core.queue import TRAIN_QUEUE, TRAIN_TASK, JobQueue, make_celery
 from service.core.records import JobRecord, JobState, now
 from service.core.settings import Settings
 from service.core.storage import LocalStore
 from tests.conftest import service_redis_db
-from workers.supervisor import drain_marker, run_train_job, sweep
+from workers.drain import drain_marker
+from workers.sweepers import sweep
+from workers.train_task import run_train_job
 
 
 def setup(tmp_path):
     settings = Settings(data_dir=tmp_path, stale_after_s=4, heartbeat_s=0.5)
     store = LocalStore(tmp_path / "store")
-    jobs = JobStore(store)
-    job = jobs.create(JobRecord(id=new_id(), config={"decoder": "deconv", "steps": 10}, style_id=new_id(), steps=10))
-    return settings, store, jobs, job
+    stores = Stores(store)
+    job = stores.jobs.create(JobRecord(id=new_id(), config={"decoder": "deconv", "steps": 10}, style_id=new_id(), steps=10))
+    return settings, store, stores, job
 
 
 def test_a_job_whose_style_is_gone_fails_with_the_reason_instead_of_retrying(tmp_path):
-    settings, store, jobs, job = setup(tmp_path)  # its style was never stored
+    settings, store, stores, job = setup(tmp_path)  # its style was never stored
     sent = []
     assert run_train_job(settings, store, job.id, worker="w", requeue=sent.append) == JobState.failed
-    record = jobs.get(job.id)
+    record = stores.jobs.get(job.id)
     assert "gone from the store" in record.error and f"styles/{job.style_id}" in record.error
     assert sent == [] and record.attempts == 1 and not (settings.work_dir / job.id).exists()
 
 
 def test_a_worker_shutting_down_hands_new_jobs_back_untouched(tmp_path):
-    settings, store, jobs, job = setup(tmp_path)
+    settings, store, stores, job = setup(tmp_path)
     marker = drain_marker(settings, os.getppid())  # as the worker's main process writes it on SIGTERM
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.touch()
     sent = []
     assert run_train_job(settings, store, job.id, worker="w", requeue=sent.append) is None
     assert sent == [job.id]
-    record = jobs.get(job.id)
+    record = stores.jobs.get(job.id)
     assert record.state == JobState.queued and record.attempts == 0 and record.history == []
 
 
 def test_an_attempt_removes_its_own_folder_and_not_the_one_that_took_over(tmp_path):
     # Workers on one machine share the scratch folder: an attempt that lost its lease must not
     # delete the folder of the attempt (on another worker there) that took the job over.
-    settings, store, jobs, job = setup(tmp_path)
+    settings, store, stores, job = setup(tmp_path)
     taken_over = settings.work_dir / job.id / "attempt-2"
     taken_over.mkdir(parents=True)
     (taken_over / "spec.json").write_text("{}")
@@ -61,20 +63,20 @@ def test_an_attempt_removes_its_own_folder_and_not_the_one_that_took_over(tmp_pa
 def test_a_requeue_whose_publish_was_refused_is_sent_again_once_the_queue_is_empty(tmp_path):
     # The real Redis (a database of this test worker's own) as the broker, and a broker nobody
     # answers at as the one that refuses the first publish.
-    settings, store, jobs, job = setup(tmp_path)
+    settings, store, stores, job = setup(tmp_path)
     settings = settings.model_copy(update={"resend_queued_after_s": 60})
     url = f"redis://127.0.0.1:6379/{service_redis_db()}"
     redis.Redis.from_url(url).flushdb()
     broker, refusing = (JobQueue(make_celery(Settings(broker_url=u))) for u in (url, "redis://127.0.0.1:1/0"))
-    jobs.start_attempt(job.id, worker="w", max_attempts=3, stale_after_s=4)
-    jobs.update(job.id, lambda r: setattr(r, "heartbeat_at", now() - timedelta(minutes=1)))  # its worker died
+    stores.jobs.start_attempt(job.id, worker="w", max_attempts=3, stale_after_s=4)
+    stores.jobs.update(job.id, lambda r: setattr(r, "heartbeat_at", now() - timedelta(minutes=1)))  # its worker died
 
     def sweep_with(queue: JobQueue) -> list[str]:
         return sweep(settings, store, send_train=lambda i: queue.send(TRAIN_TASK, i),
                      train_queue_empty=lambda: broker.depths()[TRAIN_QUEUE] == 0)
 
     assert sweep_with(refusing) == []  # requeued, and its message refused: queued with none
-    assert jobs.get(job.id).state == JobState.queued and broker.depths()[TRAIN_QUEUE] == 0
+    assert stores.jobs.get(job.id).state == JobState.queued and broker.depths()[TRAIN_QUEUE] == 0
     assert sweep_with(broker) == []  # too soon to call the message lost
 
     def later(job_id: str) -> None:  # as if 61 s had passed since its message was sent
@@ -82,14 +84,14 @@ def test_a_requeue_whose_publish_was_refused_is_sent_again_once_the_queue_is_emp
             for field in ("created_at", "requeued_at", "resent_at"):
                 if getattr(r, field) is not None:
                     setattr(r, field, getattr(r, field) - timedelta(seconds=61))
-        jobs.update(job_id, back)
+        stores.jobs.update(job_id, back)
 
     later(job.id)
     assert sweep_with(broker) == [job.id] and broker.depths()[TRAIN_QUEUE] == 1
     assert sweep_with(broker) == []  # sent again just now
 
     # A queue that holds messages is a queue that is long, not one that lost them: nothing is sent.
-    other = jobs.create(JobRecord(id=new_id(), config={"decoder": "deconv", "steps": 10}, style_id=new_id(), steps=10))
+    other = stores.jobs.create(JobRecord(id=new_id(), config={"decoder": "deconv", "steps": 10}, style_id=new_id(), steps=10))
     later(other.id)
     assert sweep_with(broker) == [] and broker.depths()[TRAIN_QUEUE] == 1
     redis.Redis.from_url(url).flushdb()  # the broker lost its data: both are sent again
@@ -126,7 +128,7 @@ def test_a_raised_pixel_limit_lets_a_larger_style_through_the_api_and_the_worker
             job = api.post("/v1/jobs", json={"style_id": r.json()["id"], "steps": 1, "size": 32, "batch": 1}).json()
         store = app.state.services.store
         state = run_train_job(s, store, job["id"], worker="w", requeue=[].append)
-        assert state == JobState.succeeded, JobStore(store).get(job["id"]).error
+        assert state == JobState.succeeded, Stores(store).jobs.get(job["id"]).error
     redis.Redis.from_url(url).flushdb()
 
 
@@ -134,9 +136,10 @@ def test_a_late_checkpoint_upload_of_an_attempt_that_lost_the_job_is_never_resum
     import time
 
     from service.core.keys import Keys
-    from workers.supervisor import CheckpointUploader, _name_checkpoint, _prepare
+    from workers.checkpoint_upload import CheckpointUploader
+    from workers.train_task import _name_checkpoint, _prepare
 
-    settings, store, jobs, job = setup(tmp_path)
+    settings, store, stores, job = setup(tmp_path)
     store.put_bytes(Keys.style(job.style_id), b"style")
 
     def upload(attempt: int, data: bytes) -> None:
@@ -144,25 +147,25 @@ def test_a_late_checkpoint_upload_of_an_attempt_that_lost_the_job_is_never_resum
         folder.mkdir()
         (folder / "last.ckpt").write_bytes(data)
         up = CheckpointUploader(store, Keys.attempt_checkpoint(job.id, attempt), folder,
-                                on_stored=lambda: _name_checkpoint(store, jobs, job.id, attempt))
+                                on_stored=lambda: _name_checkpoint(store, stores, job.id, attempt))
         up.offer(folder / "last.ckpt")
         deadline = time.monotonic() + 30
         while not up.idle() and time.monotonic() < deadline:  # the upload thread's own work, not a clock
             time.sleep(0.01)
         up.close()
 
-    jobs.start_attempt(job.id, worker="w1", max_attempts=3, stale_after_s=4)
+    stores.jobs.start_attempt(job.id, worker="w1", max_attempts=3, stale_after_s=4)
     upload(1, b"attempt 1, step 10")
-    assert jobs.get(job.id).checkpoint == Keys.attempt_checkpoint(job.id, 1)
-    jobs.update(job.id, lambda r: setattr(r, "heartbeat_at", now() - timedelta(minutes=1)))  # worker 1 stalls
-    assert jobs.requeue_if_stale(job.id, stale_after_s=4)
-    jobs.start_attempt(job.id, worker="w2", max_attempts=3, stale_after_s=4)  # attempt 2 resumes from step 10...
+    assert stores.jobs.get(job.id).checkpoint == Keys.attempt_checkpoint(job.id, 1)
+    stores.jobs.update(job.id, lambda r: setattr(r, "heartbeat_at", now() - timedelta(minutes=1)))  # worker 1 stalls
+    assert stores.jobs.requeue_if_stale(job.id, stale_after_s=4)
+    stores.jobs.start_attempt(job.id, worker="w2", max_attempts=3, stale_after_s=4)  # attempt 2 resumes from step 10...
     upload(2, b"attempt 2, step 20")  # ...and stores step 20; attempt 1's is gone
     assert not store.exists(Keys.attempt_checkpoint(job.id, 1))
     # Attempt 1's upload in flight when it lost the job lands now, after attempt 2's.
     (tmp_path / "attempt-1").rename(tmp_path / "attempt-1-before")
     upload(1, b"attempt 1, step 15")
-    record = jobs.get(job.id)
+    record = stores.jobs.get(job.id)
     assert record.checkpoint == Keys.attempt_checkpoint(job.id, 2)
     assert not store.exists(Keys.attempt_checkpoint(job.id, 1))  # dropped by the attempt that lost the job
     spec = _prepare(store, record, settings, tmp_path / "attempt-3")

@@ -18,7 +18,7 @@ from PIL import Image
 
 from service.core.content_sets import (NAME_SHOWN, REASON_SHOWN, SKIPPED_KEPT, SKIPPED_SHOWN, ContentSetRecord,
                                        ContentSetState, ContentSource)
-from service.core.jobs import JobStore
+from service.core.stores import Stores
 from service.core.keys import Keys, new_id
 from service.core.settings import Settings
 from service.core.storage import LocalStore, S3Store, StoreUnavailable
@@ -77,8 +77,8 @@ def entry(name: str, kind: bytes, linkname: str = "") -> tarfile.TarInfo:
 
 def new_set(store, archive: bytes) -> str:
     set_id = new_id()
-    JobStore(store).create_content_set(ContentSetRecord(id=set_id, owner=new_id(), source=ContentSource.archive,
-                                                        state=ContentSetState.validating))
+    Stores(store).content_sets.create(ContentSetRecord(id=set_id, owner=new_id(), source=ContentSource.archive,
+                                                       state=ContentSetState.validating))
     store.put_bytes(Keys.content_archive(set_id), archive)
     return set_id
 
@@ -86,7 +86,7 @@ def new_set(store, archive: bytes) -> str:
 def validated(settings, store, archive: bytes) -> tuple[ContentSetRecord, str]:
     set_id = new_set(store, archive)
     validate_content_set(settings, store, set_id)
-    return JobStore(store).get_content_set(set_id), set_id
+    return Stores(store).content_sets.get(set_id), set_id
 
 
 def assert_failed_leaving_only_the_record(store, set_id: str, record: ContentSetRecord, *words: str) -> None:
@@ -103,12 +103,12 @@ GOOD = [("a/one.png", image(1)), ("a/two.jpg", image(2, fmt="JPEG")), ("three.pn
 @pytest.mark.parametrize("kind", ["tar", "tar.gz", "zip"])
 def test_a_good_archive_becomes_ready_with_its_images_stored_one_by_one_in_its_order(settings, store, kind):
     archive = zip_of(GOOD) if kind == "zip" else tar([entry("a", tarfile.DIRTYPE), *GOOD],
-                                                      "w:gz" if kind == "tar.gz" else "w")
+                                                     "w:gz" if kind == "tar.gz" else "w")
     record, set_id = validated(settings, store, archive)
     assert record.state == ContentSetState.ready and record.count == 3 and record.skipped == [], record
     assert (record.progress.members, record.progress.bytes_read, record.progress.total_bytes) \
         == (3, len(archive), len(archive)) and record.attempts == 1
-    manifest = JobStore(store).get_manifest(set_id)
+    manifest = Stores(store).content_sets.get_manifest(set_id)
     assert [i.name for i in manifest.images] == [name for name, _ in GOOD]
     assert [i.key for i in manifest.images] == [Keys.content_member(set_id, 0, ".png"),
                                                 Keys.content_member(set_id, 1, ".jpg"),
@@ -119,7 +119,7 @@ def test_a_good_archive_becomes_ready_with_its_images_stored_one_by_one_in_its_o
     assert not store.exists(Keys.content_archive(set_id))
     # Deterministic: the same bytes validate to the same manifest (but for the set's own keys).
     again, other = validated(settings, store, archive)
-    second = JobStore(store).get_manifest(other).images
+    second = Stores(store).content_sets.get_manifest(other).images
     assert [(i.name, i.bytes, i.width, i.key.replace(other, set_id)) for i in second] \
         == [(i.name, i.bytes, i.width, i.key) for i in manifest.images]
 
@@ -134,7 +134,7 @@ def test_unreadable_members_are_skipped_with_their_reasons_and_the_rest_kept(set
     assert "not an image" in reasons["notes.txt"]
     assert "cannot decode" in reasons["cut.png"] or "truncated" in reasons["cut.png"]
     assert "400x400" in reasons["big.png"] and "100000" in reasons["big.png"]
-    manifest = JobStore(store).get_manifest(set_id)
+    manifest = Stores(store).content_sets.get_manifest(set_id)
     assert [s.name for s in manifest.skipped] == ["notes.txt", "cut.png", "big.png", "ok.png"]
     assert [i.name for i in manifest.images] == ["ok.png", "ok2.png"]
 
@@ -176,7 +176,7 @@ def test_a_hostile_zip_fails_naming_the_member_and_leaves_nothing(settings, stor
 
 def bomb_settings(tmp_path, **caps) -> Settings:
     return Settings(data_dir=tmp_path / "data", **{"max_member_bytes": 1 << 20,
-                                                    "max_dataset_unpacked_bytes": 1 << 30, **caps})
+                                                   "max_dataset_unpacked_bytes": 1 << 30, **caps})
 
 
 def test_a_tar_bomb_fails_by_the_bytes_it_unpacks_to(tmp_path, store):
@@ -263,12 +263,12 @@ def test_a_second_delivery_changes_nothing_and_a_retry_starts_from_scratch(setti
     stray = Keys.content_member(set_id, 7, ".png")  # what a try that died partway left
     store.put_bytes(stray, image(9))
     assert validate_content_set(settings, store, set_id) == ContentSetState.ready
-    assert not store.exists(stray) and JobStore(store).get_content_set(set_id).count == 3
+    assert not store.exists(stray) and Stores(store).content_sets.get(set_id).count == 3
     before = store.list(Keys.content_set_prefix(set_id))
-    version = JobStore(store).get_content_set(set_id).version
+    version = Stores(store).content_sets.get(set_id).version
     assert validate_content_set(settings, store, set_id) == ContentSetState.ready
     assert store.list(Keys.content_set_prefix(set_id)) == before
-    assert JobStore(store).get_content_set(set_id).version == version
+    assert Stores(store).content_sets.get(set_id).version == version
 
 
 class DeletingStore(LocalStore):
@@ -310,7 +310,7 @@ def test_an_unexpected_error_fails_the_set_with_its_type_and_leaves_nothing(sett
 
 def test_a_set_deleted_before_its_turn_is_nothing_to_do(settings, store):
     set_id = new_set(store, tar(GOOD))
-    JobStore(store).delete_content_set(set_id)
+    Stores(store).content_sets.delete(set_id)
     assert validate_content_set(settings, store, set_id) is None
     assert store.list(Keys.content_set_prefix(set_id)) == []
 
@@ -327,18 +327,18 @@ def test_a_registered_prefix_is_read_in_place_in_key_order(settings, s3_endpoint
         theirs.put_bytes(key, data)
     theirs._client.put_object(Bucket=theirs.bucket, Key="photos/with space.png", Body=image(6))
     theirs._client.put_object(Bucket=theirs.bucket, Key="photos/a/", Body=b"")  # a console's folder marker
-    sets = JobStore(store)
+    stores = Stores(store)
 
     def registered(bucket: str | None, prefix: str) -> tuple[ContentSetRecord, str]:
         set_id = new_id()
-        sets.create_content_set(ContentSetRecord(id=set_id, owner=new_id(), source=ContentSource.prefix, bucket=bucket,
-                                                 prefix=prefix, state=ContentSetState.validating))
+        stores.content_sets.create(ContentSetRecord(id=set_id, owner=new_id(), source=ContentSource.prefix, bucket=bucket,
+                                                    prefix=prefix, state=ContentSetState.validating))
         validate_content_set(settings, store, set_id)
-        return sets.get_content_set(set_id), set_id
+        return stores.content_sets.get(set_id), set_id
 
     record, set_id = registered(theirs.bucket, "photos/")
     assert record.state == ContentSetState.ready and record.count == 3, record
-    manifest = sets.get_manifest(set_id)
+    manifest = stores.content_sets.get_manifest(set_id)
     assert [(i.name, i.bucket, i.key) for i in manifest.images] == [
         ("a/c.jpg", theirs.bucket, "photos/a/c.jpg"), ("b.png", theirs.bucket, "photos/b.png"),
         ("z.png", theirs.bucket, "photos/z.png")]
@@ -359,8 +359,8 @@ def started(store, archive: bytes, *, attempts: int, seconds_ago: float) -> str:
     """A set some worker started validating `attempts` times, its record last written then."""
     set_id = new_set(store, archive)
     when = datetime.now(timezone.utc) - timedelta(seconds=seconds_ago)
-    JobStore(store).update_content_set(set_id, lambda r: setattr(r, "attempts", attempts))
-    record = JobStore(store).get_content_set(set_id).model_copy(update={"updated_at": when})
+    Stores(store).content_sets.update(set_id, lambda r: setattr(r, "attempts", attempts))
+    record = Stores(store).content_sets.get(set_id).model_copy(update={"updated_at": when})
     store.put_bytes(Keys.content_meta(set_id), record.model_dump_json().encode())
     store.put_bytes(Keys.active(ACTIVE, set_id), b"")
     return set_id
@@ -373,7 +373,7 @@ def test_a_set_another_worker_is_validating_is_left_to_it(settings, tmp_path):
     store.put_bytes(stray, image(1))  # what that worker wrote so far
     assert validate_content_set(settings, store, set_id) == ContentSetState.validating
     assert store.exists(stray) and store.exists(Keys.content_archive(set_id))
-    assert JobStore(store).get_content_set(set_id).attempts == 1
+    assert Stores(store).content_sets.get(set_id).attempts == 1
 
 
 def test_a_set_whose_worker_died_is_swept_and_validated_again_within_max_attempts(settings, tmp_path):
@@ -386,13 +386,13 @@ def test_a_set_whose_worker_died_is_swept_and_validated_again_within_max_attempt
     assert sweep_content_sets(settings, store, sent.append) == [dead] and sent == [dead]
     assert not store.exists(Keys.active(ACTIVE, finished.id))
     assert validate_content_set(settings, store, dead) == ContentSetState.ready
-    record = JobStore(store).get_content_set(dead)
+    record = Stores(store).content_sets.get(dead)
     assert record.count == 3 and record.attempts == 2
     assert store.list(Keys.active_prefix(ACTIVE)) == [Keys.active(ACTIVE, alive)]
     # One cut off max_attempts times (an archive that kills its worker) is given up.
     doomed = started(store, tar(GOOD), attempts=settings.max_attempts, seconds_ago=settings.stale_after_s + 5)
     assert validate_content_set(settings, store, doomed) == ContentSetState.failed
-    assert_failed_leaving_only_the_record(store, doomed, JobStore(store).get_content_set(doomed),
+    assert_failed_leaving_only_the_record(store, doomed, Stores(store).content_sets.get(doomed),
                                           f"cut off {settings.max_attempts} times")
 
 
@@ -408,7 +408,7 @@ def test_a_store_outage_leaves_the_set_validating_to_be_tried_again(settings, tm
     set_id = new_set(store, tar(GOOD))
     with pytest.raises(StoreUnavailable):  # the task retries it later (workers/tasks.py)
         validate_content_set(settings, store, set_id)
-    record = JobStore(store).get_content_set(set_id)
+    record = Stores(store).content_sets.get(set_id)
     assert record.state == ContentSetState.validating and record.attempts == 1
     assert store.exists(Keys.content_archive(set_id)) and store.exists(Keys.active(ACTIVE, set_id))
     # Once the store answers and the record is stale, the next delivery validates it whole.
@@ -416,7 +416,7 @@ def test_a_store_outage_leaves_the_set_validating_to_be_tried_again(settings, tm
     stale = record.model_copy(update={"updated_at": record.updated_at - timedelta(seconds=settings.stale_after_s + 1)})
     store.put_bytes(Keys.content_meta(set_id), stale.model_dump_json().encode())
     assert validate_content_set(settings, store, set_id) == ContentSetState.ready
-    assert JobStore(store).get_content_set(set_id).attempts == 2
+    assert Stores(store).content_sets.get(set_id).attempts == 2
 
 
 # --- names and headers: counted, bounded, cut where stored ------------------------------------
@@ -468,7 +468,7 @@ def test_a_long_name_is_refused_unread(tmp_path, fmt):
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert JobStore(store).get_content_set(set_id).state == ContentSetState.failed
+    assert Stores(store).content_sets.get(set_id).state == ContentSetState.failed
     assert peak < 3 * MB, f"{peak / MB:.1f} MB allocated to refuse an 8 MB name"
 
 
@@ -523,7 +523,7 @@ def test_long_names_are_cut_where_stored_and_the_record_and_manifest_stay_small(
     members += [(f"skip/{i:04d}-" + "s" * 1000, b"text") for i in range(many)]
     record, set_id = validated(settings, store, named_tar(fmt, members))
     assert record.state == ContentSetState.ready and record.count == 5, record.error
-    manifest = JobStore(store).get_manifest(set_id)
+    manifest = Stores(store).content_sets.get_manifest(set_id)
     names = [i.name for i in manifest.images]
     assert all(len(n) == NAME_SHOWN and n.endswith("\u2026") for n in names), names
     assert names[0].startswith("d/xxx") and names[3] == names[4] == "y" * (NAME_SHOWN - 1) + "\u2026"
@@ -549,7 +549,7 @@ def test_a_zip_of_many_long_names_is_counted_bounded_and_cut(tmp_path, store):
                                           "reached at the zip's directory")
     record, set_id = validated(Settings(data_dir=tmp_path / "data", max_pixels=100_000), store, archive)
     assert record.state == ContentSetState.ready and record.count == 60, record.error
-    manifest = JobStore(store).get_manifest(set_id)
+    manifest = Stores(store).content_sets.get_manifest(set_id)
     assert [i.name for i in manifest.images] == [n[:NAME_SHOWN - 1] + "\u2026" for n in names]
     assert stored_bytes(store, Keys.content_manifest(set_id)) < 60 * (NAME_SHOWN + 200)
     assert stored_bytes(store, Keys.content_meta(set_id)) < RECORD_BOUND

@@ -365,7 +365,7 @@ def test_the_reported_video_of_29970_one_pixel_frames_is_refused_by_the_default_
 
 
 def test_an_image_is_answered_while_a_video_holds_the_video_lane_and_a_killed_video_server_restarts(tmp_path,
-                                                                                                  checkpoints):
+                                                                                                    checkpoints):
     settings = settings_for(tmp_path, **SMALL)
     images, videos = WarmStylizer(settings, "images"), WarmStylizer(settings, "video")
     try:
@@ -380,7 +380,7 @@ def test_an_image_is_answered_while_a_video_holds_the_video_lane_and_a_killed_vi
         assert long.died is not None and long.died.killed_by_us and "cancelled" in long.died.reason
         assert videos.server is not None and videos.server.pid != long.server.pid
         short = video(videos, tmp_path, "short", checkpoints[0], make_clip(tmp_path / "short.mp4", size=(32, 32),
-                                                                          frames=6))
+                                                                           frames=6))
         assert short.wait(120) and short.answer["ok"] and short.answer["outputs"][0]["frames"] == 6, short.answer
         assert videos.starts == 2 and videos.status()["restarts"]["killed"] == 1
         assert images.starts == 1  # untouched by the video lane's restart
@@ -415,26 +415,26 @@ def test_videos_take_turns_by_owner_go_back_untouched_and_a_cancelled_one_frees_
     and bob's go back on the queue (still queued, no attempt); alice's first, cancelled, ends
     cancelled with the video server restarted; then bob's goes before alice's second."""
     from service.core.errors import Conflict, NotFound
-    from service.core.jobs import JobStore
+    from service.core.stores import Stores
     from service.core.keys import Keys, new_id
     from service.core.records import JobRecord, JobState, StylizeRecord
-    from workers.supervisor import run_stylize
+    from workers.stylize_task import run_stylize
     from workers.warm_stylize import LANES, warm_stylizer
 
     settings = settings_for(tmp_path, heartbeat_s=0.2, **SMALL)
     store = LocalStore(tmp_path / "store")
-    jobs, job_id = JobStore(store), new_id()
+    stores, job_id = Stores(store), new_id()
     # A trained job: its record names its checkpoint (a record from before checkpoints per
     # attempt, here: the checkpoint at its old key).
-    jobs.create(JobRecord(id=job_id, config={"steps": 1}, style_id=new_id(), steps=1))
+    stores.jobs.create(JobRecord(id=job_id, config={"steps": 1}, style_id=new_id(), steps=1))
     store.put_file(Keys.checkpoint(job_id), checkpoints[0][0])
 
     def clip_request(owner: str, size: tuple[int, int], frames: int) -> str:
         request_id = new_id()
         key = Keys.stylize_video_input(request_id)
         store.put_file(key, make_clip(tmp_path / f"{request_id}.mp4", size=size, frames=frames))
-        jobs.create_stylize(StylizeRecord(id=request_id, owner=owner, job_id=job_id, inputs=[key], kind="video",
-                                          source_suffix=".mp4"))
+        stores.stylizations.create(StylizeRecord(id=request_id, owner=owner, job_id=job_id, inputs=[key], kind="video",
+                                                 source_suffix=".mp4"))
         return request_id
 
     handed: list[str] = []
@@ -444,27 +444,27 @@ def test_videos_take_turns_by_owner_go_back_untouched_and_a_cancelled_one_frees_
         ended: dict[str, JobState | None] = {}
         t = threading.Thread(target=lambda: ended.update(a1=run(a1)))
         t.start()
-        until(lambda: jobs.get_stylize(a1).progress.get("done", 0) > 0, what="alice's first video to run")
+        until(lambda: stores.stylizations.get(a1).progress.get("done", 0) > 0, what="alice's first video to run")
         a2, b1 = clip_request("alice", (16, 16), 4), clip_request("bob", (16, 16), 4)
         assert run(a2) == JobState.queued and run(b1) == JobState.queued and handed == [a2, b1]
-        assert [jobs.get_stylize(i).attempts for i in (a2, b1)] == [0, 0]
+        assert [stores.stylizations.get(i).attempts for i in (a2, b1)] == [0, 0]
         with pytest.raises(NotFound):
-            jobs.request_cancel_stylize(a1, "bob")  # another owner's: as if it did not exist
+            stores.stylizations.request_cancel(a1, "bob")  # another owner's: as if it did not exist
         server = warm_stylizer(settings, "video").server.pid
-        assert jobs.request_cancel_stylize(a1, "alice").state == JobState.running  # flagged; its worker stops it
+        assert stores.stylizations.request_cancel(a1, "alice").state == JobState.running  # flagged; its worker stops it
         t.join(60)
-        assert ended["a1"] == JobState.cancelled and jobs.get_stylize(a1).state == JobState.cancelled
+        assert ended["a1"] == JobState.cancelled and stores.stylizations.get(a1).state == JobState.cancelled
         with pytest.raises(Conflict):
-            jobs.request_cancel_stylize(a1, "alice")
+            stores.stylizations.request_cancel(a1, "alice")
         lane = warm_stylizer(settings, "video")
         assert lane.server is not None and lane.server.pid != server and lane.status()["restarts"]["killed"] == 1
         assert run(a2) == JobState.queued and handed[-1] == a2  # bob has had no turn: his goes first
         assert run(b1) == JobState.succeeded and run(a2) == JobState.succeeded
-        assert [jobs.get_stylize(i).attempts for i in (a2, b1)] == [1, 1]
+        assert [stores.stylizations.get(i).attempts for i in (a2, b1)] == [1, 1]
         # A queued one is cancelled at once, and its delivery then does nothing.
         a3 = clip_request("alice", (16, 16), 4)
-        assert jobs.request_cancel_stylize(a3, "alice").state == JobState.cancelled
-        assert run(a3) == JobState.cancelled and jobs.get_stylize(a3).attempts == 0
+        assert stores.stylizations.request_cancel(a3, "alice").state == JobState.cancelled
+        assert run(a3) == JobState.cancelled and stores.stylizations.get(a3).attempts == 0
     finally:
         for lane_name in LANES:
             warm_stylizer(settings, lane_name).close()

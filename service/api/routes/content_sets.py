@@ -36,7 +36,7 @@ async def upload_archive(request: Request, services: ServicesDep, key: CurrentKe
     every image. Answers at once with the set, validating: poll GET /v1/content-sets/{id}."""
     # Its size limit (max_archive_bytes) is counted by the gate as the body arrives (service/api/gate.py):
     # past it the store takes the partial upload back.
-    await run_in_threadpool(check_storage, services.jobs, key, services.settings)
+    await run_in_threadpool(check_storage, services.stores, key, services.settings)
     body = request.stream()
     try:
         head = await _head(body)
@@ -49,7 +49,7 @@ async def upload_archive(request: Request, services: ServicesDep, key: CurrentKe
                                               _from_loop(head, body))
     except ClientDisconnect:  # nothing was kept (put_stream took it back); nobody hears the answer
         raise BadRequest("the upload was cut off before its end") from None
-    record = await run_in_threadpool(validate_content_set, services.jobs, services.queue, ContentSetRecord(
+    record = await run_in_threadpool(validate_content_set, services.stores, services.queue, ContentSetRecord(
         id=set_id, owner=key.owner, name=name, source=ContentSource.archive, state=ContentSetState.validating,
         progress=Progress(total_bytes=size)))
     return ContentSetPublic.of(record)
@@ -90,25 +90,25 @@ def register(body: RegisterPrefix, services: ServicesDep, key: CurrentKey) -> Co
     """Operators (an admin key): images already under an S3 prefix become a content set, read in
     place (nothing is copied; deleting the set never deletes them). The bucket and prefix are
     checked at once; a worker then reads and checks every image."""
-    return ContentSetPublic.of(register_prefix(services.jobs, services.queue, key, prefix=body.prefix,
+    return ContentSetPublic.of(register_prefix(services.stores, services.queue, key, prefix=body.prefix,
                                                bucket=body.bucket, name=body.name))
 
 
 @router.get("/content-sets", response_model=list[ContentSetPublic])
 def list_content_sets(services: ServicesDep, key: CurrentKey) -> list[ContentSetPublic]:
     """Your content sets, newest first: state, validation progress, image count, what was skipped."""
-    return [ContentSetPublic.of(r) for r in services.jobs.list_content_sets(key.scope)]
+    return [ContentSetPublic.of(r) for r in services.stores.content_sets.list(key.scope)]
 
 
 @router.get("/content-sets/{set_id}", response_model=ContentSetPublic)
 def get_content_set(set_id: str, services: ServicesDep, key: CurrentKey) -> ContentSetPublic:
     """One content set; poll it while it is validating."""
-    return ContentSetPublic.of(services.jobs.get_content_set(set_id, key.scope))
+    return ContentSetPublic.of(services.stores.content_sets.get(set_id, key.scope))
 
 
 @router.delete("/content-sets/{set_id}", status_code=204)
 def delete_content_set(set_id: str, services: ServicesDep, key: CurrentKey) -> Response:
     """Delete a content set, also while it is validating; refused (409) while an unfinished job
     uses it. A registered prefix's objects are the operator's and stay."""
-    services.jobs.delete_content_set(set_id, key.scope)
+    services.stores.content_sets.delete(set_id, key.scope)
     return Response(status_code=204)

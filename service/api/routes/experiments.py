@@ -38,7 +38,7 @@ def _run(job: JobRecord) -> dict:
 
 def _runs(services: Services, exp: ExperimentRecord) -> list[list[JobRecord]]:
     """Each variant's jobs, seed by seed (NotFound if one is gone: the experiment is being deleted)."""
-    found = services.jobs.get_many(exp.job_ids)
+    found = services.stores.jobs.get_many(exp.job_ids)
     missing = [j for j in exp.job_ids if j not in found]
     if missing:
         raise NotFound(f"experiment {exp.id} is being deleted (job {missing[0]} is gone)")
@@ -85,7 +85,7 @@ def experiment_public(services: Services, exp: ExperimentRecord) -> dict:
 def create_experiment(request: ExperimentCreate, services: ServicesDep, key: CurrentKey) -> dict:
     """Train two or more variants alike, once per seed: the same seeds (so the same shared initial weights
     and data order), the same settings, only the variant differs."""
-    exp = create_jobs(services.jobs, services.queue, key, style_ids=request.styles, content_set_id=request.content_set_id,
+    exp = create_jobs(services.stores, services.queue, key, style_ids=request.styles, content_set_id=request.content_set_id,
                       shared=request.train_settings(services.settings.checkpoint_every),
                       variants=request.variant_settings(), seeds=request.seeds,
                       limits=services.settings, webhook_url=request.webhook_url)
@@ -97,8 +97,8 @@ def create_experiment(request: ExperimentCreate, services: ServicesDep, key: Cur
 def list_experiments(services: ServicesDep, key: CurrentKey, page: PageDep, request: Request,
                      response: Response) -> list[dict]:
     """Your experiments (an admin key: everyone's), newest first, a page at a time (ids, variants, state)."""
-    experiments, cursor = services.jobs.list_experiments(key.scope, limit=page.limit, cursor=page.cursor)
-    jobs = services.jobs.get_many([j for exp in experiments for j in exp.job_ids])
+    experiments, cursor = services.stores.experiments.list(key.scope, limit=page.limit, cursor=page.cursor)
+    jobs = services.stores.jobs.get_many([j for exp in experiments for j in exp.job_ids])
     out = []
     for exp in experiments:
         if any(j not in jobs for j in exp.job_ids):  # being deleted
@@ -117,20 +117,20 @@ def get_experiment(experiment_id: str, services: ServicesDep, key: CurrentKey) -
     (period-2/4/8 artifact scores and shift equivariance beside style and content distance), outputs on the
     fixed panel, each seed's run and each measure's mean and 95% interval over the seeds; across variants:
     which measures' intervals do not overlap (differences), difference images and spectra."""
-    return experiment_public(services, services.jobs.get_experiment(experiment_id, key.scope))
+    return experiment_public(services, services.stores.experiments.get(experiment_id, key.scope))
 
 
 @router.delete("/experiments/{experiment_id}", status_code=204)
 def delete_experiment(experiment_id: str, services: ServicesDep, key: CurrentKey) -> Response:
     """Delete a finished experiment, its jobs and every object they stored."""
-    services.jobs.delete_experiment(experiment_id, key.scope)
+    services.stores.experiments.delete(experiment_id, key.scope)
     return Response(status_code=204)
 
 
 def _panel_key(services: Services, exp: ExperimentRecord, index: int, name: str) -> tuple[str, str]:
     if not 0 <= index < len(exp.variants):
         raise NotFound(f"experiment {exp.id} has no variant {index}")
-    job = services.jobs.get(exp.variants[index]["job_id"])
+    job = services.stores.jobs.get(exp.variants[index]["job_id"])
     item = next((p for p in job.panel if p["name"] == name), None)
     if item is None:
         raise NotFound(f"variant {label(exp.variants[index])} has no panel image {name!r} yet ({job.state.value})")
@@ -140,7 +140,7 @@ def _panel_key(services: Services, exp: ExperimentRecord, index: int, name: str)
 @router.get("/experiments/{experiment_id}/difference/{name}", responses={200: {"content": {"image/png": {}}}})
 def difference(experiment_id: str, name: str, services: ServicesDep, key: CurrentKey, a: int = 0, b: int = 1) -> Response:
     """|A - B| of two variants' outputs on a panel photo, amplified (the gain is in the experiment)."""
-    exp = services.jobs.get_experiment(experiment_id, key.scope)
+    exp = services.stores.experiments.get(experiment_id, key.scope)
     (ka, _), (kb, _) = _panel_key(services, exp, a, name), _panel_key(services, exp, b, name)
     return Response(difference_png(services.store, exp.id, ka, kb, f"{name}-{a}-{b}"), media_type="image/png")
 
@@ -149,7 +149,7 @@ def difference(experiment_id: str, name: str, services: ServicesDep, key: Curren
 def spectrum(experiment_id: str, name: str, services: ServicesDep, key: CurrentKey, a: int = 0,
              b: int | None = None) -> Response:
     """The log-power spectrum of variant a's output, or with b the difference spectrum a - b."""
-    exp = services.jobs.get_experiment(experiment_id, key.scope)
+    exp = services.stores.experiments.get(experiment_id, key.scope)
     ka, da = _panel_key(services, exp, a, name)
     if b is None:
         png = spectrum_png(services.store, exp.id, ka, f"{name}-{a}", title=f"{da} on {name}")
@@ -166,11 +166,11 @@ def stylize_all(experiment_id: str, services: ServicesDep, key: CurrentKey,
     """Stylise your own images with every variant, with the same options (style or mix, strength, colours):
     one stylisation per variant to poll."""
     options = stylize_options(style, mix, strength, colors)
-    exp = services.jobs.get_experiment(experiment_id, key.scope)
+    exp = services.stores.experiments.get(experiment_id, key.scope)
     images = [check_image(f.file.read(), name=f.filename or f"image {i}", max_pixels=services.settings.max_pixels)
               for i, f in enumerate(files)]
     pngs = [i.png for i in images]
     return [{"decoder": v["decoder"], "label": label(v),
-             "stylization": stylization_public(request_stylize(services.jobs, services.queue, key, v["job_id"], pngs,
-                                                                   services.settings, options))}
+             "stylization": stylization_public(request_stylize(services.stores, services.queue, key, v["job_id"], pngs,
+                                                               services.settings, options))}
             for v in exp.variants]

@@ -68,7 +68,7 @@ def public(services: Services, record: JobRecord) -> JobPublic:
 def create_job(request: JobCreate, services: ServicesDep, key: CurrentKey) -> JobPublic:
     """Submit a training job; it is queued for a worker."""
     settings = {**request.train_settings(services.settings.checkpoint_every), "decoder": request.decoder}
-    return public(services, submit_job(services.jobs, services.queue, key, style_ids=request.styles,
+    return public(services, submit_job(services.stores, services.queue, key, style_ids=request.styles,
                                        content_set_id=request.content_set_id, settings=settings,
                                        limits=services.settings, webhook_url=request.webhook_url))
 
@@ -77,7 +77,7 @@ def create_job(request: JobCreate, services: ServicesDep, key: CurrentKey) -> Jo
 def list_jobs(services: ServicesDep, key: CurrentKey, page: PageDep, request: Request,
               response: Response) -> list[JobPublic]:
     """Your jobs (an admin key: everyone's), newest first, a page at a time."""
-    records, cursor = services.jobs.list(key.scope, limit=page.limit, cursor=page.cursor)
+    records, cursor = services.stores.jobs.list(key.scope, limit=page.limit, cursor=page.cursor)
     link_next(request, response, cursor)
     return [public(services, r) for r in records]
 
@@ -86,24 +86,24 @@ def list_jobs(services: ServicesDep, key: CurrentKey, page: PageDep, request: Re
 def get_job(job_id: str, services: ServicesDep, key: CurrentKey) -> JobPublic:
     """One job: state, step of steps, latest losses, artifact scores, shift equivariance and style/content
     distances (and what measured them), attempts, the reason if it failed."""
-    return public(services, services.jobs.get(job_id, key.scope))
+    return public(services, services.stores.jobs.get(job_id, key.scope))
 
 
 @router.post("/jobs/{job_id}/cancel", status_code=202, response_model=JobPublic)
 def cancel_job(job_id: str, services: ServicesDep, key: CurrentKey) -> JobPublic:
     """Ask a queued or running job to stop; it keeps its last checkpoint."""
-    return public(services, services.jobs.request_cancel(job_id, key.scope))
+    return public(services, services.stores.jobs.request_cancel(job_id, key.scope))
 
 
 @router.delete("/jobs/{job_id}", status_code=204)
 def delete_job(job_id: str, services: ServicesDep, key: CurrentKey) -> Response:
     """Delete a finished job and every object it stored."""
-    record = services.jobs.get(job_id, key.scope)
+    record = services.stores.jobs.get(job_id, key.scope)
     if not record.final:
         raise Conflict(f"job {job_id} is {record.state.value}; cancel it first")
     if record.experiment_id:
         raise Conflict(f"job {job_id} is part of experiment {record.experiment_id}; delete the experiment")
-    services.jobs.delete(job_id)
+    services.stores.jobs.delete(job_id)
     return Response(status_code=204)
 
 
@@ -113,7 +113,7 @@ def get_job_file(job_id: str, name: str, services: ServicesDep, key: CurrentKey,
     streamed, or with ?presign=true a presigned URL (S3 stores)."""
     if name not in FILES:
         raise NotFound(f"no file {name!r}; jobs have: {', '.join(FILES)}")
-    record = services.jobs.get(job_id, key.scope)
+    record = services.stores.jobs.get(job_id, key.scope)
     media, key_of = FILES[name]
     stored = key_of(record)
     if name not in record.outputs and not (name == "checkpoint" and services.store.exists(stored)):
@@ -136,7 +136,7 @@ def _object(services: Services, key: str, media: str, *, presign: bool, filename
 @router.get("/jobs/{job_id}/panel/{name}", responses={200: {"content": {"image/png": {}}}})
 def get_panel_image(job_id: str, name: str, services: ServicesDep, key: CurrentKey, style: int = 0) -> Response:
     """The finished network's output on one photo of the fixed panel (PNG); ?style=i: with its style i."""
-    record = services.jobs.get(job_id, key.scope)
+    record = services.stores.jobs.get(job_id, key.scope)
     panels = [record.panel, *record.style_panels]
     panel = panels[style] if 0 <= style < len(panels) else []
     item = next((p for p in panel if p["name"] == name), None)
@@ -172,7 +172,7 @@ def stylize(job_id: str, services: ServicesDep, key: CurrentKey, files: list[Upl
     options = stylize_options(style, mix, strength, colors)
     images = [check_image(f.file.read(), name=f.filename or f"image {i}", max_pixels=services.settings.max_pixels)
               for i, f in enumerate(files)]
-    return stylization_public(request_stylize(services.jobs, services.queue, key, job_id, [i.png for i in images],
+    return stylization_public(request_stylize(services.stores, services.queue, key, job_id, [i.png for i in images],
                                               services.settings, options))
 
 
@@ -188,7 +188,7 @@ def stylize_video(job_id: str, services: ServicesDep, key: CurrentKey, file: Upl
     have a lane of their own in each stylise worker (images never wait behind one), one video at a time, in
     turns by owner: it stays queued while others' take their turn. POST /v1/stylizations/{id}/cancel stops it."""
     options = stylize_options(style, mix, strength, colors)
-    return stylization_public(request_stylize_video(services.jobs, services.queue, key, job_id,
+    return stylization_public(request_stylize_video(services.stores, services.queue, key, job_id,
                                                     iter(lambda: file.file.read(1 << 20), b""), file.filename or "",
                                                     services.settings, options))
 
@@ -207,7 +207,7 @@ def stylization_public(req: StylizeRecord) -> StylizationPublic:
 @router.get("/stylizations/{request_id}", response_model=StylizationPublic)
 def get_stylization(request_id: str, services: ServicesDep, key: CurrentKey) -> StylizationPublic:
     """A stylisation request: its state and, when done, its output images."""
-    return stylization_public(services.jobs.get_stylize(request_id, key.scope))
+    return stylization_public(services.stores.stylizations.get(request_id, key.scope))
 
 
 @router.post("/stylizations/{request_id}/cancel", status_code=202, response_model=StylizationPublic)
@@ -216,14 +216,14 @@ def cancel_stylization(request_id: str, services: ServicesDep, key: CurrentKey) 
     heartbeat and ends cancelled: a video's stylise server is killed (and a fresh one started for the next
     video), an image request's answer is dropped (its server goes on with the others' images). 409 if it has
     already ended; another owner's is a 404."""
-    return stylization_public(services.jobs.request_cancel_stylize(request_id, key.scope))
+    return stylization_public(services.stores.stylizations.request_cancel(request_id, key.scope))
 
 
 @router.get("/stylizations/{request_id}/outputs/{index}", responses={200: {"content": {"image/png": {}}}})
 def get_stylized_image(request_id: str, index: int, services: ServicesDep, key: CurrentKey,
                        presign: bool = False) -> Response:
     """One stylised image (PNG, the input's size), or a stylised video's mp4."""
-    req = services.jobs.get_stylize(request_id, key.scope)
+    req = services.stores.stylizations.get(request_id, key.scope)
     if not 0 <= index < len(req.outputs):
         raise NotFound(f"stylization {request_id} has no output {index} (it is {req.state.value})")
     video = req.kind == "video"

@@ -10,7 +10,7 @@ from service.api.deps import CurrentKey, ServicesDep
 from service.api.schemas import ContentSetPublic, StylePublic
 from service.api.uploads import UnpackBudget, check_image, is_zip, iter_zip
 from service.core.content_sets import (SKIPPED_SHOWN, ContentSetRecord, ContentSetState, ContentSource, Manifest,
-                                        ManifestImage, Progress, Skipped)
+                                       ManifestImage, Progress, Skipped)
 from service.core.keys import Keys, new_id
 from service.core.records import now
 from service.core.submit import check_storage
@@ -21,7 +21,7 @@ router = APIRouter(tags=["uploads"])
 @router.post("/styles", status_code=201, response_model=StylePublic)
 def upload_style(services: ServicesDep, key: CurrentKey, file: UploadFile = File(...)) -> StylePublic:
     """Upload a style image (PNG, JPEG, WebP, BMP, TIFF or GIF)."""
-    check_storage(services.jobs, key, services.settings)
+    check_storage(services.stores, key, services.settings)
     image = check_image(file.file.read(), name=file.filename or "style", max_pixels=services.settings.max_pixels)
     style = StylePublic(id=new_id(), width=image.width, height=image.height, name=image.name, created_at=now())
     services.store.put_bytes(Keys.style(style.id), image.png, content_type="image/png")
@@ -33,20 +33,20 @@ def upload_style(services: ServicesDep, key: CurrentKey, file: UploadFile = File
 @router.get("/styles", response_model=list[StylePublic])
 def list_styles(services: ServicesDep, key: CurrentKey) -> list[dict]:
     """Your uploaded styles, newest first."""
-    return services.jobs.list_styles(key.scope)
+    return services.stores.styles.list(key.scope)
 
 
 @router.get("/styles/{style_id}/image", responses={200: {"content": {"image/png": {}}}})
 def get_style_image(style_id: str, services: ServicesDep, key: CurrentKey) -> Response:
     """An uploaded style's image (PNG, as stored): what a job's page shows beside its outputs."""
-    services.jobs.style_meta(style_id, key.scope)
+    services.stores.styles.meta(style_id, key.scope)
     return Response(services.store.get_bytes(Keys.style(style_id)), media_type="image/png")
 
 
 @router.delete("/styles/{style_id}", status_code=204)
 def delete_style(style_id: str, services: ServicesDep, key: CurrentKey) -> Response:
     """Delete a style; refused (409) while an unfinished job uses it. Trained networks keep theirs."""
-    services.jobs.delete_style(style_id, key.scope)
+    services.stores.styles.delete(style_id, key.scope)
     return Response(status_code=204)
 
 
@@ -57,7 +57,7 @@ def upload_content_set(request: Request, services: ServicesDep, key: CurrentKey,
     """Upload content images: several files, or zip files of images (stored or deflate members).
     Unreadable files are skipped and listed; a set with no readable image is refused."""
     settings = services.settings
-    check_storage(services.jobs, key, settings)
+    check_storage(services.stores, key, settings)
     budget = UnpackBudget(total_bytes=settings.max_unpacked_bytes, member_bytes=settings.max_member_bytes,
                           files=settings.max_content_images)
     set_id, images, skipped = new_id(), [], []
@@ -78,8 +78,8 @@ def upload_content_set(request: Request, services: ServicesDep, key: CurrentKey,
             raise ImageError(f"no readable image among {len(skipped)} file(s): "
                              f"{skipped[0].reason if skipped else 'none sent'}")
         # Checked as they arrived: ready at once, with the manifest every ready set has.
-        services.jobs.put_manifest(set_id, Manifest(images=images, skipped=skipped))
-        record = services.jobs.create_content_set(ContentSetRecord(
+        services.stores.content_sets.put_manifest(set_id, Manifest(images=images, skipped=skipped))
+        record = services.stores.content_sets.create(ContentSetRecord(
             id=set_id, owner=key.owner, name=name_ or None, source=ContentSource.images, state=ContentSetState.ready,
             count=len(images), skipped=[s.model_dump() for s in skipped[:SKIPPED_SHOWN]],
             progress=Progress(members=len(images) + len(skipped), bytes_read=sum(i.bytes for i in images))))
