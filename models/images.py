@@ -285,14 +285,20 @@ def resize_shorter(img: Image.Image, size: int) -> Image.Image:
     return img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.LANCZOS)
 
 
-def list_images(folder: str | Path) -> list[Path]:
-    """Every non-hidden file under a folder, recursively, sorted: a file that is not an image
-    is found unreadable later and reported, not silently ignored."""
+def check_folder(folder: str | Path) -> Path:
+    """The folder, or ImageError if it is missing or a file."""
     root = Path(folder)
     if not root.exists():
         raise ImageError(f"{root}: no such folder")
     if not root.is_dir():
         raise ImageError(f"{root}: is a file, not a folder of images")
+    return root
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Every non-hidden file under a folder, recursively, sorted: a file that is not an image
+    is found unreadable later and reported, not silently ignored."""
+    root = check_folder(folder)
     return sorted(
         p for p in root.rglob("*")
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from service.cli.demo_table import service_table
 
 from service.cli.api_client import CliError
-from service.cli.launch import _free_port, wait_ready
+from service.cli.launch import _free_port, own_service_env, wait_ready
 
 out = Console()
 err = Console(stderr=True)
@@ -49,9 +49,8 @@ def demo_through_service(*, config, style: str, variants: list[str], photo: str,
         upload = (f"{Path(name).stem}.png", buf.getvalue())
     from service.core.protocol import die_with_parent
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")}
     server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                              env=own_service_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                               preexec_fn=lambda: die_with_parent(signal.SIGTERM))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `kill` stops the server too (via finally)
     url = f"http://127.0.0.1:{port}"

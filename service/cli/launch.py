@@ -110,18 +110,30 @@ def serve(
         workers.stop()
 
 
+# What a service of its own (the demo's, the load test's, stylize-bench's) keeps of this shell's
+# CHECKERLESS_* settings: only those that size each job's extra work, never those that say
+# where a service's data, broker or limits are (it is the embedded default).
+WORK_SIZE_SETTINGS = ("CHECKERLESS_PROBE_SIZE", "CHECKERLESS_EXPORT_FORMATS")
+
+
+def own_service_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a `checkerless serve` of its own: this one without its CHECKERLESS_*
+    settings but WORK_SIZE_SETTINGS, plus `env`."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith("CHECKERLESS_") or k in WORK_SIZE_SETTINGS} | (env or {})
+
+
 @contextmanager
 def embedded_server(*, prefix: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, Path, subprocess.Popen]]:
-    """A `checkerless serve` of its own, on a free loopback port, in a temporary data folder,
-    with none of this shell's CHECKERLESS_* settings (plus `env`): (its URL, the folder, the
-    process). Stopped and the folder removed on the way out (the load test and stylize-bench)."""
+    """A `checkerless serve` of its own (own_service_env), on a free loopback port, in a
+    temporary data folder: (its URL, the folder, the process). Stopped and the folder removed on
+    the way out (the load test and stylize-bench)."""
     data = Path(tempfile.mkdtemp(prefix=prefix))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")} | (env or {})
     server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--data-dir", str(data)],
-                              env=clean, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                              env=own_service_env(env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         yield f"http://127.0.0.1:{port}", data, server
     finally:

@@ -160,6 +160,13 @@ def train(
         )
     elif steps is not None and steps < 1:
         raise ValueError(f"steps must be between 1 and 1000000, got {steps}")
+    from models.builtin_images import check_style  # torch-free: a missing input is told in a second
+    from models.images import check_folder
+
+    for s in styles or []:
+        check_style(s)
+    if content is not None:
+        check_folder(content)
 
     from models.checkpoint import load_network
     from models.preview import save_preview

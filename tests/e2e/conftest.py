@@ -25,6 +25,11 @@ import redis
 REDIS_DBS = (15, 12, 11, 10, 13)  # not tests/conftest.py's SERVICE_REDIS_DBS
 CLAIM = "checkerless-e2e-session"
 ROOT = Path(__file__).resolve().parents[2]
+# What every service the e2e tests start does with its tiny jobs (tests/conftest.py's probe size
+# is 32; e2e jobs probe at 48 so a 32 px job's scores still tell deconv from the rest). No
+# ONNX/TorchScript files for finished jobs (an ONNX export costs a job 10-20 s of CPU): the
+# tests of exports ask for them (test_service.py, tests/client, test_live.py).
+TINY_JOBS = {"CHECKERLESS_PROBE_SIZE": "48", "CHECKERLESS_EXPORT_FORMATS": "[]"}
 
 
 def free_port() -> int:
@@ -83,10 +88,7 @@ def service_env(redis_url, s3_endpoint, tmp_path_factory) -> dict[str, str]:
         "CHECKERLESS_MAX_PIXELS": "250000",
         "CHECKERLESS_MAX_UPLOAD_BYTES": str(2 * 1024 * 1024),
         "CHECKERLESS_WEBHOOK_ALLOW_PRIVATE": "true",  # the tests' receivers listen on loopback
-        "CHECKERLESS_PROBE_SIZE": "48",  # the probe of a tiny job: measured, at a size it can afford
-        # No ONNX/TorchScript files for finished jobs (an ONNX export costs a job 10-20 s of CPU):
-        # the tests of exports ask for them (test_service.py, tests/client).
-        "CHECKERLESS_EXPORT_FORMATS": "[]",
+        **TINY_JOBS,
         "OMP_NUM_THREADS": "1",
     }
 

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from tests.e2e.conftest import TINY_JOBS
+
 pytestmark = pytest.mark.slow
 
 
@@ -15,9 +17,8 @@ def test_a_small_load_test_runs_and_reports(tmp_path):
     """`checkerless loadtest` as a user runs it: its own embedded service, concurrent submissions,
     listings and stylisations. About a minute on a 2-core CPU: a whole service started and its
     training and stylising processes run, which is what the command measures."""
-    # The embedded defaults, but the suite's probe size (tests/conftest.py): its jobs are tiny.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")} | {
-        "CHECKERLESS_PROBE_SIZE": os.environ["CHECKERLESS_PROBE_SIZE"]}
+    # The embedded defaults, but the e2e tests' tiny jobs (its own service keeps these settings).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")} | TINY_JOBS
     p = subprocess.run([sys.executable, "-m", "service.cli", "loadtest", "--submits", "12", "--lists", "6",
                         "--stylizations", "2", "--timeout", "400", "--json"],
                        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=500)

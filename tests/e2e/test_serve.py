@@ -17,11 +17,10 @@ from PIL import Image
 
 from models.config import DEFAULTS
 
-from tests.e2e.conftest import ROOT, free_port, wait_for
+from tests.e2e.conftest import ROOT, TINY_JOBS, free_port, wait_for
 
 
 # A tiny job's probe size, and no ONNX/TorchScript exports (10-20 s of CPU a job; not what these test).
-TINY_SERVICE = {"CHECKERLESS_PROBE_SIZE": "48", "CHECKERLESS_EXPORT_FORMATS": "[]"}
 
 
 def cli(*args, env=None) -> subprocess.CompletedProcess:
@@ -49,7 +48,7 @@ def test_serve_then_submit_watch_and_stylize_with_the_client(tmp_path):
     """Started in an empty folder, `serve` writes only under --data-dir (broker, store, scratch)."""
     port, data, empty = free_port(), tmp_path / "data", tmp_path / "here"
     empty.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")} | TINY_SERVICE
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")} | TINY_JOBS
     env["OMP_NUM_THREADS"] = "1"
     server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--data-dir", str(data)],
                               cwd=empty, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -92,7 +91,7 @@ def test_serve_then_submit_watch_and_stylize_with_the_client(tmp_path):
 
 def test_a_train_worker_killed_mid_run_is_started_again_and_the_job_finishes(tmp_path):
     port, data = free_port(), tmp_path / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")} | TINY_SERVICE
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")} | TINY_JOBS
     env.update(OMP_NUM_THREADS="1", CHECKERLESS_HEARTBEAT_S="0.5", CHECKERLESS_STALE_AFTER_S="4")
     server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--data-dir", str(data)],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -148,7 +147,7 @@ def test_demo_trains_the_pair_through_the_service_and_prints_the_page(tmp_path):
     jobs trained (two decoders x two seeds), the page's address printed. About a minute on a
     2-core CPU: four training processes, which is the claim being tested."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")} | TINY_SERVICE
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")} | TINY_JOBS
     p = cli("demo", "--steps", "2", "--size", "32", "--batch", "1", "--port", port, "--out", tmp_path, "--exit", "--json",
             "--seeds", "2", env=env)
     assert p.returncode == 0, p.stderr
@@ -161,3 +160,18 @@ def test_demo_trains_the_pair_through_the_service_and_prints_the_page(tmp_path):
     assert deconv["period2_db"] > nearest["period2_db"] + 10  # the checkerboard, measured
     assert deconv["init_p2_db"] > 0 > nearest["init_p2_db"]
     wait_for(lambda: not worker_pids(tmp_path / "server"), timeout=40, what="the demo's server to stop")
+
+
+def test_a_service_of_its_own_keeps_only_the_settings_that_size_its_jobs(monkeypatch):
+    """The demo's, the load test's and stylize-bench's own service is the embedded default: a
+    shell's CHECKERLESS_* settings that place a service (its data, its limits) stay out, those
+    that only size each job's extra work (the probe, the exports) go in."""
+    from service.cli.launch import WORK_SIZE_SETTINGS, own_service_env
+
+    monkeypatch.setenv("CHECKERLESS_DATA_DIR", "/somewhere/else")
+    monkeypatch.setenv("CHECKERLESS_MAX_PIXELS", "10")
+    monkeypatch.setenv("CHECKERLESS_PROBE_SIZE", "40")
+    monkeypatch.setenv("CHECKERLESS_EXPORT_FORMATS", "[]")
+    env = own_service_env({"OMP_NUM_THREADS": "1"})
+    assert {k for k in env if k.startswith("CHECKERLESS_")} == set(WORK_SIZE_SETTINGS)
+    assert env["CHECKERLESS_PROBE_SIZE"] == "40" and env["OMP_NUM_THREADS"] == "1"

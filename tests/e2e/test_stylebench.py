@@ -8,13 +8,14 @@ import sys
 
 import pytest
 
+from tests.e2e.conftest import TINY_JOBS
+
 pytestmark = pytest.mark.slow
 
 
 def test_a_small_stylize_bench_runs_and_reports(tmp_path):
-    # The embedded defaults, but the suite's probe size (tests/conftest.py): its jobs are tiny.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")} | {
-        "CHECKERLESS_PROBE_SIZE": os.environ["CHECKERLESS_PROBE_SIZE"]}
+    # The embedded defaults, but the e2e tests' tiny jobs (its own service keeps these settings).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")} | TINY_JOBS
     p = subprocess.run([sys.executable, "-m", "service.cli", "stylize-bench", "--size", "64", "-n", "3",
                         "--timeout", "300", "--json"],
                        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=400)

@@ -21,7 +21,7 @@ import skimage.data
 from PIL import Image
 
 from models.config import DEFAULTS
-from tests.e2e.conftest import ROOT, free_port, wait_for
+from tests.e2e.conftest import ROOT, TINY_JOBS, free_port, wait_for
 
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -32,7 +32,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 def server(tmp_path_factory):
     data, port = tmp_path_factory.mktemp("web-data"), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")} | {
-        "OMP_NUM_THREADS": "1", "CHECKERLESS_PROBE_SIZE": "48"}  # the probe of a tiny job, at a size it can afford
+        "OMP_NUM_THREADS": "1", **TINY_JOBS}
     proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--data-dir", str(data)],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
