@@ -39,17 +39,13 @@ BUILTIN_PHOTOS = {
 BUILTIN_STYLES = {name: _skimage(info.source) for name, info in BUILTIN_STYLE_INFO.items()}
 
 
-def check_style(spec: str | Path) -> None:
-    """ImageError unless `spec` names a file or a built-in style: what load_style would open
-    (torch-free, so `train` tells a missing style before it loads torch)."""
-    if not Path(spec).exists() and str(spec) not in BUILTIN_STYLES:
-        raise ImageError(f"{spec}: no such file (built-in styles: {', '.join(BUILTIN_STYLES)})")
-
-
 def load_style(spec: str | Path) -> tuple[str, Image.Image]:
-    """A style image from a file, or a built-in style by name; returns (name, RGB image)."""
-    check_style(spec)
+    """A style image from a file, or a built-in style by name; returns (name, RGB image).
+    Torch-free: `train` calls it before it loads torch, so a missing or broken style is told
+    in about a second."""
     path = Path(spec)
     if path.exists():  # a file wins over a built-in of the same name
         return path.name, open_image(path)
-    return str(spec), BUILTIN_STYLES[str(spec)]()
+    if str(spec) in BUILTIN_STYLES:
+        return str(spec), BUILTIN_STYLES[str(spec)]()
+    raise ImageError(f"{spec}: no such file (built-in styles: {', '.join(BUILTIN_STYLES)})")

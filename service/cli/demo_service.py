@@ -74,14 +74,15 @@ def demo_through_service(*, config, style: str, variants: list[str], photo: str,
             exp = _watch_experiment(client, exp.id, quiet=as_json).to_json()
         rows = demo_rows(exp, photo)
         if as_json:
-            print(json.dumps({"experiment": exp["id"], "state": exp["state"], "url": page, "variants": rows}, indent=2))
+            print(json.dumps({"experiment": exp["id"], "state": exp["state"], "url": page, "variants": rows}, indent=2),
+                  flush=True)  # a reader of the pipe has it now: the server goes on serving
         else:
             out.print(service_table(rows, photo))
             out.print(f"the stylised photos beside the style, at pixel zoom:\n  [bold]{page}[/]", soft_wrap=True)
         if exp["state"] != "succeeded":
             raise CliError(f"the experiment {exp['state']}: " + "; ".join(r["error"] or "" for r in rows))
         if not exit_after:
-            out.print("serving; Ctrl-C to stop")
+            err.print("serving; Ctrl-C to stop")  # stderr: stdout holds the scores alone (--json)
             server.wait()
     except KeyboardInterrupt:
         pass
@@ -123,7 +124,7 @@ def _watch_experiment(client, experiment_id: str, *, quiet: bool):
 
         def show(exp) -> None:
             for v in exp.variants:
-                runs = v.runs or [v]  # every seed's job (older servers: the one)
+                runs = v.runs  # every seed's job
                 if v.label not in tasks:
                     tasks[v.label] = bar.add_task(v.label, total=sum(r.steps for r in runs), info="")
                 p2 = v.artifacts.get("artifact_p2")

@@ -160,11 +160,11 @@ def train(
         )
     elif steps is not None and steps < 1:
         raise ValueError(f"steps must be between 1 and 1000000, got {steps}")
-    from models.builtin_images import check_style  # torch-free: a missing input is told in a second
+    from models.builtin_images import load_style  # torch-free: a missing or broken input is told in a second
     from models.images import check_folder
 
     for s in styles or []:
-        check_style(s)
+        load_style(s)
     if content is not None:
         check_folder(content)
 

@@ -15,7 +15,6 @@ import numpy as np
 import skimage.data
 from PIL import Image
 
-from models.config import DEFAULTS
 
 from tests.e2e.conftest import ROOT, TINY_JOBS, free_port, wait_for
 
@@ -140,26 +139,6 @@ def _ok(url: str) -> bool:
     except httpx.HTTPError:
         time.sleep(0.2)
         return False
-
-
-def test_demo_trains_the_pair_through_the_service_and_prints_the_page(tmp_path):
-    """The README's demo as a user runs it, at --seeds 2: the embedded service started, four
-    jobs trained (two decoders x two seeds), the page's address printed. About a minute on a
-    2-core CPU: four training processes, which is the claim being tested."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")} | TINY_JOBS
-    p = cli("demo", "--steps", "2", "--size", "32", "--batch", "1", "--port", port, "--out", tmp_path, "--exit", "--json",
-            "--seeds", "2", env=env)
-    assert p.returncode == 0, p.stderr
-    result = json.loads(p.stdout)
-    assert result["state"] == "succeeded" and result["url"].startswith(f"http://127.0.0.1:{port}/ui/experiment.html?id=")
-    deconv, nearest = result["variants"]
-    for v in (deconv, nearest):  # --seeds 2: each variant trained twice, its final score as a mean and interval
-        assert v["seeds"] == 2 and v["final_p2_low_db"] <= v["final_p2_mean_db"] <= v["final_p2_high_db"], v
-    assert (deconv["decoder"], nearest["decoder"]) == ("deconv", DEFAULTS.decoder)  # the claim: deconv vs the default
-    assert deconv["period2_db"] > nearest["period2_db"] + 10  # the checkerboard, measured
-    assert deconv["init_p2_db"] > 0 > nearest["init_p2_db"]
-    wait_for(lambda: not worker_pids(tmp_path / "server"), timeout=40, what="the demo's server to stop")
 
 
 def test_a_service_of_its_own_keeps_only_the_settings_that_size_its_jobs(monkeypatch):

@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import httpx
@@ -22,6 +23,7 @@ from PIL import Image
 
 from models.config import DEFAULTS
 from tests.e2e.conftest import ROOT, TINY_JOBS, free_port, wait_for
+from tests.e2e.test_serve import worker_pids
 
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -61,15 +63,14 @@ def browser():
         b.close()
 
 
-def test_an_experiment_through_the_page(server, browser, tmp_path):
-    """The A/B user's whole path in Chromium: an experiment made from the form, trained through
-    `checkerless serve`, its page read on trained networks. Over a minute on a 2-core CPU: two
-    real training jobs, each a process that imports torch, are what the page is shown on."""
+def test_an_experiment_made_from_the_form(server, browser, tmp_path):
+    """The A/B form in Chromium: an experiment of two seeds made from it, with the uploaded style
+    and the settings typed, on a page of its own. Its runs are cancelled: the page on trained
+    networks is the demo's (the next test), which trains the same pair of decoders."""
     server, key = server
     ARTIFACTS.mkdir(exist_ok=True)
-    style, own = tmp_path / "style.png", tmp_path / "own.png"
+    style = tmp_path / "style.png"
     Image.fromarray(skimage.data.immunohistochemistry()).resize((64, 64)).save(style)
-    Image.fromarray(np.asarray(Image.fromarray(skimage.data.rocket()).resize((90, 60)))).save(own)
 
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     errors: list[str] = []
@@ -96,102 +97,163 @@ def test_an_experiment_through_the_page(server, browser, tmp_path):
     page.wait_for_url("**/experiment.html?id=*", timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "experiment-training.png"), full_page=True)
 
-    # Both variants' images render once training is over (all four runs).
-    page.wait_for_function("document.querySelector('#state').textContent !== 'running' && "
-                           "document.querySelector('#state').textContent !== ''", timeout=480_000)
-    page.wait_for_function("document.querySelectorAll('#views .viewer img').length === 2 && "
-                           "[...document.querySelectorAll('#views .viewer img')].every(i => i.complete && i.naturalWidth > 0)",
-                           timeout=240_000)
-    assert page.inner_text("#state") == "succeeded"
+    exp_id = page.url.split("id=")[1]
+    with httpx.Client(base_url=server, headers={"X-API-Key": key}) as client:
+        exp = client.get(f"/v1/experiments/{exp_id}").json()
+        assert exp["seeds"] == [exp["settings"]["seed"], exp["settings"]["seed"] + 1]
+        assert [v["decoder"] for v in exp["variants"]] == ["deconv", DEFAULTS.decoder]
+        assert {k: exp["settings"][k] for k in ("size", "steps", "batch")} == {"size": 32, "steps": 4, "batch": 1}
+        for job_id in (r["job_id"] for v in exp["variants"] for r in v["runs"]):
+            client.post(f"/v1/jobs/{job_id}/cancel")  # trained pages: the demo's test below
     # The style beside the stylised photos: the uploaded image itself (64 px), named.
     page.wait_for_function("[...document.querySelectorAll('#styles img')].length === 1 && "
                            "document.querySelector('#styles img').naturalWidth === 64")
     assert page.inner_text("#styles figcaption").startswith("style: ")
-    rows = page.locator("#scores tbody tr")
-    assert rows.count() == 2 and "deconv" in rows.nth(0).inner_text()
-    assert "dB" in page.inner_text("#views")  # every picture carries its scores
-
-    # Style and content distance beside the artifact scores, at init and at the end, with what
-    # measured them: the API's numbers, and one line per variant in each of their plots over training.
-    exp = httpx.get(f"{server}/v1/experiments/{page.url.split('id=')[1]}", headers={"X-API-Key": key}).json()
-    assert exp["seeds"] == [exp["settings"]["seed"], exp["settings"]["seed"] + 1]
-    for i, v in enumerate(exp["variants"]):
-        for k in ("style_distance", "content_distance"):
-            cell = rows.nth(i).locator(f"td.{k.replace('_', '-')}").inner_text()
-            shown = [float(x) for x in cell.split(" → ")]
-            expected = [v["scores"]["init"][k], v["scores"]["final"][k]]
-            assert shown == pytest.approx(expected, rel=5e-3) and min(shown) > 0, (k, cell, expected)
-        assert v["quality_measure"] == "vgg19-max" and rows.nth(i).locator("td.quality-measure").inner_text() == "vgg19-max yardstick"
-        # Period 8 and shift equivariance (EQ-T at shifts 1 to 4) beside periods 2 and 4.
-        final = v["scores"]["final"]
-        p8 = rows.nth(i).locator("td.period8").inner_text()
-        assert float(p8) == pytest.approx(final["artifact_p8"], abs=0.051), (p8, final)
-        eq = rows.nth(i).locator("td.eq-t").inner_text()
-        assert eq == " · ".join(f"{k} px {final[f'eq_t{k}']:.1f}" for k in (1, 2, 3, 4)), (eq, final)
-    plots = page.eval_on_selector_all("#curves svg.chart", """svgs => Object.fromEntries(svgs.map(s => [
-        s.querySelector('text').textContent, [...s.querySelectorAll('polyline')].map(p => p.getAttribute('points').split(' ').length)]))""")
-    for title in ("style distance (lower is better)", "content distance (lower is better)", "period-8 score (dB)",
-                  "shift equivariance at 1 px, EQ-T (dB; higher is better)"):
-        assert plots[title] == [2, 2], plots  # two variants, each probed at init and at the end (4 steps)
-
-    # Over the seeds: each measure's mean ± half its 95% interval, as the API computed them, and
-    # a variant marked different from another only where the API found their intervals apart.
-    summary = page.locator("#seed-summary tbody tr")
-    assert summary.count() == 2
-    for i, v in enumerate(exp["variants"]):
-        assert [r["state"] for r in v["runs"]] == ["succeeded", "succeeded"]
-        assert summary.nth(i).locator("td").nth(1).inner_text() == "2 of 2"
-        for k in ("artifact_p2", "artifact_p8", "eq_t1", "style_distance", "loss"):
-            m = v["summary"][k]
-            assert m["n"] == 2 and m["low"] <= m["mean"] <= m["high"], (k, m)
-            mean, half = summary.nth(i).locator(f"td[data-measure={k}]").inner_text().removesuffix(" ◆").split(" ± ")
-            assert float(mean) == pytest.approx(m["mean"], rel=6e-3, abs=5e-3)  # 3 significant digits, or 2 decimals
-            assert float(half) == pytest.approx((m["high"] - m["low"]) / 2, rel=6e-3, abs=5e-3)
-    differ = [d for d in exp["differences"] if d["differ"]]
-    assert exp["differences"] and page.locator("#seed-summary td.differs").count() == 2 * len(differ)
-    verdict = page.inner_text("#differences")
-    assert ("differ on" in verdict) == bool(differ) and ("No two variants differ" in verdict) == (not differ), verdict
-    # The 1-D spectrum: one line per variant, a point per frequency of the API's profile.
-    page.wait_for_selector("#spectrum-profile svg polyline")
-    lines = page.eval_on_selector_all("#spectrum-profile polyline", "ps => ps.map(p => [p.dataset.series, p.getAttribute('points').split(' ').length])")
-    assert [name for name, _ in lines] == [v["label"] for v in exp["variants"]], lines
-    assert [n for _, n in lines] == [len(v["spectrum_profile"]["freqs"]) for v in exp["variants"]] and lines[0][1] > 4, lines
-
-    # Zoom one view: the other follows, pixel for pixel.
-    viewers = page.locator("#views .viewer")
-    viewers.nth(0).scroll_into_view_if_needed()  # below the tables: the wheel goes where the mouse is
-    box = viewers.nth(0).bounding_box()
-    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    for _ in range(6):
-        page.mouse.wheel(0, -200)
-    transforms = page.eval_on_selector_all("#views .viewer img", "imgs => imgs.map(i => i.style.transform)")
-    assert transforms[0] == transforms[1] and "scale(" in transforms[0]
-    assert float(transforms[0].split("scale(")[1].rstrip(")")) > 3
-    rendering = page.eval_on_selector("#views .viewer img", "i => getComputedStyle(i).imageRendering")
-    assert rendering in ("pixelated", "crisp-edges")  # no smoothing when zoomed
-    page.screenshot(path=str(ARTIFACTS / "experiment-zoomed.png"), full_page=True)
-
-    page.click("#modes button[data-mode=swipe]")
-    page.wait_for_function("document.querySelectorAll('#swipe-viewer img').length === 2")
-    page.fill("#swipe", "20")
-    page.dispatch_event("#swipe", "input")
-    assert "80%" in page.eval_on_selector("#swipe-top", "e => e.style.clipPath")
-    swipe = page.eval_on_selector_all("#swipe-viewer img", "imgs => imgs.map(i => i.style.transform)")
-    assert swipe[0] == swipe[1] == transforms[0]  # the swipe view keeps the zoom
-    page.click("#modes button[data-mode=diff]")
-    page.wait_for_function("[...document.querySelectorAll('#views .viewer img')].every(i => i.complete && i.naturalWidth > 0)")
-    page.wait_for_function("[...document.querySelectorAll('#spectra img')].length >= 3 && "
-                           "[...document.querySelectorAll('#spectra img')].every(i => i.complete && i.naturalWidth > 0)")
-
-    # One's own image, through every variant.
-    page.set_input_files("#own", str(own))
-    page.wait_for_function("document.querySelectorAll('#own-views img').length === 2 && "
-                           "[...document.querySelectorAll('#own-views img')].every(i => i.complete && i.naturalWidth === 90)",
-                           timeout=120_000)
-    page.click("#modes button[data-mode=side]")
-    page.screenshot(path=str(ARTIFACTS / "experiment-done.png"), full_page=True)
     assert not errors, errors
-    assert len(asked) == 1 and "API key" in asked[0]  # asked once, kept for the tab across pages
+    assert len(asked) == 1 and "API key" in asked[0]
+
+
+def test_the_demo_through_the_service_and_its_page_on_the_trained_pair(tmp_path, browser):
+    """The README's demo as a user runs it, at --seeds 2: the embedded service started, four
+    jobs trained (two decoders x two seeds), the scores and the page's address printed; then
+    that page in Chromium, read on the trained networks: every measure over the seeds, the
+    views zoomed together, one's own image through every variant; then the demo stopped as a
+    user stops it, its server with it. A few minutes on a 2-core CPU: four training processes,
+    which is the claim being tested."""
+    own = tmp_path / "own.png"
+    Image.fromarray(np.asarray(Image.fromarray(skimage.data.rocket()).resize((90, 60)))).save(own)
+    port, out = free_port(), tmp_path / "demo"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")} | TINY_JOBS
+    demo = subprocess.Popen([sys.executable, "-m", "service.cli", "demo", "--steps", "2", "--size", "32", "--batch", "1",
+                             "--port", str(port), "--out", str(out), "--json", "--seeds", "2"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=(tmp_path / "demo.err").open("w"), text=True)
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        printed: list[str] = []
+        threading.Thread(target=lambda: printed.extend(demo.stdout), daemon=True).start()
+
+        def scores() -> dict | None:
+            try:
+                return json.loads("".join(printed[:printed.index("}\n") + 1])) if "}\n" in printed else None
+            except json.JSONDecodeError:
+                return None
+
+        result = wait_for(lambda: scores() or demo.poll() is not None, timeout=420, what="the demo's scores")
+        assert isinstance(result, dict), (tmp_path / "demo.err").read_text()[-3000:]
+        assert demo.poll() is None  # no --exit: it goes on serving the page
+        assert result["state"] == "succeeded" and result["url"].startswith(f"http://127.0.0.1:{port}/ui/experiment.html?id=")
+        deconv, nearest = result["variants"]
+        for v in (deconv, nearest):  # --seeds 2: each variant trained twice, its final score as a mean and interval
+            assert v["seeds"] == 2 and v["final_p2_low_db"] <= v["final_p2_mean_db"] <= v["final_p2_high_db"], v
+        assert (deconv["decoder"], nearest["decoder"]) == ("deconv", DEFAULTS.decoder)  # the claim: deconv vs the default
+        assert deconv["period2_db"] > nearest["period2_db"] + 10  # the checkerboard, measured
+        assert deconv["init_p2_db"] > 0 > nearest["init_p2_db"]
+
+        server, key = f"http://127.0.0.1:{port}", (out / "server" / "local-key").read_text().strip()
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        asked: list[str] = []
+        page.on("dialog", lambda d: (asked.append(d.message), d.accept(key)))
+        page.goto(result["url"])
+        # Both variants' images, the training over (all four runs).
+        page.wait_for_function("document.querySelector('#state').textContent !== 'running' && "
+                               "document.querySelector('#state').textContent !== ''", timeout=480_000)
+        page.wait_for_function("document.querySelectorAll('#views .viewer img').length === 2 && "
+                               "[...document.querySelectorAll('#views .viewer img')].every(i => i.complete && i.naturalWidth > 0)",
+                               timeout=240_000)
+        assert page.inner_text("#state") == "succeeded"
+        assert page.inner_text("#styles figcaption") == "style: ihc"  # the demo's built-in style
+        rows = page.locator("#scores tbody tr")
+        assert rows.count() == 2 and "deconv" in rows.nth(0).inner_text()
+        assert "dB" in page.inner_text("#views")  # every picture carries its scores
+
+        # Style and content distance beside the artifact scores, at init and at the end, with what
+        # measured them: the API's numbers, and one line per variant in each of their plots over training.
+        exp = httpx.get(f"{server}/v1/experiments/{result['experiment']}", headers={"X-API-Key": key}).json()
+        assert exp["seeds"] == [exp["settings"]["seed"], exp["settings"]["seed"] + 1]
+        for i, v in enumerate(exp["variants"]):
+            for k in ("style_distance", "content_distance"):
+                cell = rows.nth(i).locator(f"td.{k.replace('_', '-')}").inner_text()
+                shown = [float(x) for x in cell.split(" → ")]
+                expected = [v["scores"]["init"][k], v["scores"]["final"][k]]
+                assert shown == pytest.approx(expected, rel=5e-3) and min(shown) > 0, (k, cell, expected)
+            assert v["quality_measure"] == "vgg19-max" and rows.nth(i).locator("td.quality-measure").inner_text() == "vgg19-max yardstick"
+            # Period 8 and shift equivariance (EQ-T at shifts 1 to 4) beside periods 2 and 4.
+            final = v["scores"]["final"]
+            p8 = rows.nth(i).locator("td.period8").inner_text()
+            assert float(p8) == pytest.approx(final["artifact_p8"], abs=0.051), (p8, final)
+            eq = rows.nth(i).locator("td.eq-t").inner_text()
+            assert eq == " · ".join(f"{k} px {final[f'eq_t{k}']:.1f}" for k in (1, 2, 3, 4)), (eq, final)
+        plots = page.eval_on_selector_all("#curves svg.chart", """svgs => Object.fromEntries(svgs.map(s => [
+            s.querySelector('text').textContent, [...s.querySelectorAll('polyline')].map(p => p.getAttribute('points').split(' ').length)]))""")
+        for title in ("style distance (lower is better)", "content distance (lower is better)", "period-8 score (dB)",
+                      "shift equivariance at 1 px, EQ-T (dB; higher is better)"):
+            assert plots[title] == [2, 2], plots  # two variants, each probed at init and at the end (2 steps)
+
+        # Over the seeds: each measure's mean ± half its 95% interval, as the API computed them, and
+        # a variant marked different from another only where the API found their intervals apart.
+        summary = page.locator("#seed-summary tbody tr")
+        assert summary.count() == 2
+        for i, v in enumerate(exp["variants"]):
+            assert [r["state"] for r in v["runs"]] == ["succeeded", "succeeded"]
+            assert summary.nth(i).locator("td").nth(1).inner_text() == "2 of 2"
+            for k in ("artifact_p2", "artifact_p8", "eq_t1", "style_distance", "loss"):
+                m = v["summary"][k]
+                assert m["n"] == 2 and m["low"] <= m["mean"] <= m["high"], (k, m)
+                mean, half = summary.nth(i).locator(f"td[data-measure={k}]").inner_text().removesuffix(" ◆").split(" ± ")
+                assert float(mean) == pytest.approx(m["mean"], rel=6e-3, abs=5e-3)  # 3 significant digits, or 2 decimals
+                assert float(half) == pytest.approx((m["high"] - m["low"]) / 2, rel=6e-3, abs=5e-3)
+        differ = [d for d in exp["differences"] if d["differ"]]
+        assert exp["differences"] and page.locator("#seed-summary td.differs").count() == 2 * len(differ)
+        verdict = page.inner_text("#differences")
+        assert ("differ on" in verdict) == bool(differ) and ("No two variants differ" in verdict) == (not differ), verdict
+        # The 1-D spectrum: one line per variant, a point per frequency of the API's profile.
+        page.wait_for_selector("#spectrum-profile svg polyline")
+        lines = page.eval_on_selector_all("#spectrum-profile polyline", "ps => ps.map(p => [p.dataset.series, p.getAttribute('points').split(' ').length])")
+        assert [name for name, _ in lines] == [v["label"] for v in exp["variants"]], lines
+        assert [n for _, n in lines] == [len(v["spectrum_profile"]["freqs"]) for v in exp["variants"]] and lines[0][1] > 4, lines
+
+        # Zoom one view: the other follows, pixel for pixel.
+        viewers = page.locator("#views .viewer")
+        viewers.nth(0).scroll_into_view_if_needed()  # below the tables: the wheel goes where the mouse is
+        box = viewers.nth(0).bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        for _ in range(6):
+            page.mouse.wheel(0, -200)
+        transforms = page.eval_on_selector_all("#views .viewer img", "imgs => imgs.map(i => i.style.transform)")
+        assert transforms[0] == transforms[1] and "scale(" in transforms[0]
+        assert float(transforms[0].split("scale(")[1].rstrip(")")) > 3
+        rendering = page.eval_on_selector("#views .viewer img", "i => getComputedStyle(i).imageRendering")
+        assert rendering in ("pixelated", "crisp-edges")  # no smoothing when zoomed
+        page.screenshot(path=str(ARTIFACTS / "experiment-zoomed.png"), full_page=True)
+
+        page.click("#modes button[data-mode=swipe]")
+        page.wait_for_function("document.querySelectorAll('#swipe-viewer img').length === 2")
+        page.fill("#swipe", "20")
+        page.dispatch_event("#swipe", "input")
+        assert "80%" in page.eval_on_selector("#swipe-top", "e => e.style.clipPath")
+        swipe = page.eval_on_selector_all("#swipe-viewer img", "imgs => imgs.map(i => i.style.transform)")
+        assert swipe[0] == swipe[1] == transforms[0]  # the swipe view keeps the zoom
+        page.click("#modes button[data-mode=diff]")
+        page.wait_for_function("[...document.querySelectorAll('#views .viewer img')].every(i => i.complete && i.naturalWidth > 0)")
+        page.wait_for_function("[...document.querySelectorAll('#spectra img')].length >= 3 && "
+                               "[...document.querySelectorAll('#spectra img')].every(i => i.complete && i.naturalWidth > 0)")
+
+        # One's own image, through every variant.
+        page.set_input_files("#own", str(own))
+        page.wait_for_function("document.querySelectorAll('#own-views img').length === 2 && "
+                               "[...document.querySelectorAll('#own-views img')].every(i => i.complete && i.naturalWidth === 90)",
+                               timeout=120_000)
+        page.click("#modes button[data-mode=side]")
+        page.screenshot(path=str(ARTIFACTS / "experiment-done.png"), full_page=True)
+        assert not errors, errors
+        assert len(asked) == 1 and "API key" in asked[0]  # asked once, kept for the tab across pages
+    finally:
+        demo.send_signal(signal.SIGTERM)  # as `kill` stops it: its server goes too
+        demo.wait(timeout=90)
+    wait_for(lambda: not worker_pids(out / "server"), timeout=40, what="the demo's server to stop")
+    assert "".join(printed).rstrip().endswith("}")  # with --json, stdout holds the scores alone
 
 
 def test_an_archive_uploaded_from_the_page_is_validated_and_then_picked(server, browser, tmp_path):

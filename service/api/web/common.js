@@ -141,8 +141,8 @@ const Checkerless = (() => {
     ...Object.fromEntries(SHIFTS.map(k => [`eq_t${k}`, `EQ-T ${k} px (dB)`])),
     style_distance: "style distance", content_distance: "content distance", loss: "final loss"};
 
-  // A job's styles as the API lists them (older servers: only style_id), and where each one's image is.
-  const stylesOf = j => j.styles?.length ? j.styles : [{id: j.style_id, name: null}];
+  // A job's styles as the API lists them, and where each one's image is.
+  const stylesOf = j => j.styles;
   const styleName = s => s.name ?? (s.id.startsWith("builtin:") ? s.id.slice(8) : s.id.slice(0, 8));
   const styleURL = s => s.url ?? s.image_url ??
     (s.id.startsWith("builtin:") ? `/v1/builtin-styles/${encodeURIComponent(s.id.slice(8))}/thumbnail` : `/v1/styles/${s.id}/image`);

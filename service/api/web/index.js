@@ -4,7 +4,7 @@
 
   async function index() {
     const decoders = await api("/v1/decoders");
-    const downsamples = await api("/v1/downsamples").catch(() => []);  // the encoder's downsampling kinds (older servers: none)
+    const downsamples = await api("/v1/downsamples");  // the encoder's downsampling kinds
     const builtin = await api("/v1/builtin-styles").catch(() => []);
     const form = $("#experiment-form");
     const props = await settingsFromSchema(form);
