@@ -22,22 +22,6 @@ os.environ.setdefault("CHECKERLESS_PROBE_SIZE", "32")
 SERVICE_REDIS_DBS = (14, 9, 8, 7)
 
 
-# The files that take longest (minutes of training processes, a cold torch.compile), scheduled
-# first: with `--dist loadfile` (scripts/test.sh) a file runs whole on one worker, and one of
-# these started last would keep the suite waiting on it alone while the short files that could
-# fill the other workers are done. Measured with scripts/test.sh's --durations; a file missing
-# from the list only loses its head start.
-LONGEST_FIRST = ("tests/e2e/test_web.py", "tests/models/test_compile.py", "tests/test_cli.py", "tests/e2e/test_faults.py",
-                 "tests/e2e/test_serve.py", "tests/e2e/test_service.py", "tests/test_cli_export.py",
-                 "tests/e2e/test_many_workers.py", "tests/models/test_export.py", "tests/e2e/test_live.py")
-
-
-def pytest_collection_modifyitems(config, items) -> None:
-    root = Path(config.rootpath)
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.relative_to(root).as_posix(), len(rank)))  # stable: files stay whole
-
-
 def service_redis_db() -> int:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
     return SERVICE_REDIS_DBS[int(worker.removeprefix("gw")) % len(SERVICE_REDIS_DBS)]

@@ -23,7 +23,9 @@ from models.images import to_tensor
 from models.training import train
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = dict(size=32, batch=2, log_every=1, seed=3, checkpoint_every=3, lr=1e-3)  # lr: rounding stays rounding (Adam)
+# lr: rounding stays rounding (Adam); style weight: the one LOSS_RTOL was measured at (the
+# defaults' 1e-1 puts the two-rank run's rounding at 5.04e-4 of the loss, just over it).
+TINY = dict(size=32, batch=2, log_every=1, seed=3, checkpoint_every=3, lr=1e-3, style_weight=5e-2)
 # The same arithmetic summed in another order agrees to ~1e-7 at step 1. Later steps drift a
 # little: Adam scales each parameter's update by its own gradient's size, so a gradient that
 # is zero but for float noise (a conv bias before an instance norm) moves by the full learning
