@@ -294,7 +294,7 @@ def bench(
     warmup: Annotated[int, typer.Option(help="Untimed repetitions first.", min=0, max=100)] = 2,
     device: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
     reference: Annotated[bool, typer.Option("--reference", help="Instead: our training step and inference against the pytorch/examples recipe (docs/performance.md).")] = False,
-    compiled: Annotated[bool, typer.Option("--compile/--no-compile", help="With --reference: include the compiled variants.")] = True,
+    compiled: Annotated[bool, typer.Option("--compile/--no-compile", help="With --reference or --end-to-end: include the compiled variants (a first compile costs minutes on a small CPU).")] = True,
     tiling: Annotated[Optional[str], typer.Option("--tiling", help="Instead: stylise images of these sizes (e.g. '1024x1024 4096x3072') whole and in tiles; time, peak memory, PSNR.")] = None,
     tile: Annotated[int, typer.Option(help="With --tiling: the tile size in pixels.")] = 512,
     infer_sizes: Annotated[str, typer.Option(help="With --reference: the inference image sides, separated by spaces.")] = "256 512 1024",
@@ -312,7 +312,7 @@ def bench(
 
     if end_to_end:
         return _bench_end_to_end(size=size, batch=batch, short=steps, repeats=repeats, precision=precision,
-                                 as_json=as_json)
+                                 compiled=compiled, as_json=as_json)
     accelerator = resolve_accelerator(device)
     resolved = resolve_precision(precision, accelerator)
     if stylize:
@@ -343,10 +343,12 @@ def bench(
     out.print(table)
 
 
-def _bench_end_to_end(*, size: int, batch: int, short: int, repeats: int, precision: str, as_json: bool) -> None:
+def _bench_end_to_end(*, size: int, batch: int, short: int, repeats: int, precision: str, compiled: bool,
+                      as_json: bool) -> None:
     from service.cli.train_bench import end_to_end
 
-    rows = end_to_end(short=short, long=3 * short, size=size, batch=batch, repeats=repeats, precision=precision)
+    rows = end_to_end(short=short, long=3 * short, size=size, batch=batch, repeats=repeats, precision=precision,
+                      compile_variants=("off", "on") if compiled else ("off",))
     if as_json:
         print(json.dumps({"size": size, "batch": batch, "precision": precision, "rows": [r.as_dict() for r in rows]},
                          indent=2))

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from models.training import COMPILE_AUTO_MIN_STEPS
-from tests.e2e.conftest import child_processes, wait_for
+from tests.e2e.conftest import PLAIN_NET, child_processes, wait_for
 from tests.e2e.test_service import photo, wait_state
 
-TINY = {"size": 32, "batch": 2, "devices": 2}
+TINY = {"size": 32, "batch": 2, "devices": 2, **PLAIN_NET}
 
 
 @pytest.fixture(scope="module")

@@ -20,11 +20,11 @@ from service.core.stores import Stores
 from service.core.queue import STYLIZE_TASK, TRAIN_TASK, JobQueue, make_celery
 from service.core.settings import Settings
 from service.core.storage import open_store
-from tests.e2e.conftest import child_processes, settings_of, wait_for
+from tests.e2e.conftest import PLAIN_NET, child_processes, settings_of, wait_for
 from tests.e2e.faults import StoreProxy
 
 pytestmark = pytest.mark.slow
-TINY = {"size": 32, "batch": 1}
+TINY = {"size": 32, "batch": 1, **PLAIN_NET}
 
 
 def png(name: str, w: int, h: int) -> bytes:

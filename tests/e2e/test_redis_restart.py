@@ -12,11 +12,11 @@ import subprocess
 import pytest
 import redis
 
-from tests.e2e.conftest import free_port, running_api, wait_for
+from tests.e2e.conftest import PLAIN_NET, free_port, running_api, wait_for
 from tests.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.slow
-JOB = {"style_id": "builtin:ihc", "size": 32, "batch": 1}
+JOB = {"style_id": "builtin:ihc", "size": 32, "batch": 1, **PLAIN_NET}
 
 
 class RedisServer:

@@ -16,7 +16,7 @@ import skimage.data
 from PIL import Image
 
 
-from tests.e2e.conftest import ROOT, TINY_JOBS, free_port, wait_for
+from tests.e2e.conftest import PLAIN_NET, ROOT, TINY_JOBS, free_port, wait_for
 
 
 # A tiny job's probe size, and no ONNX/TorchScript exports (10-20 s of CPU a job; not what these test).
@@ -102,7 +102,7 @@ def test_a_train_worker_killed_mid_run_is_started_again_and_the_job_finishes(tmp
         Image.fromarray(skimage.data.immunohistochemistry()).resize((48, 48)).save(style)
         style_id = api.post("/v1/styles", files={"file": ("s.png", style.read_bytes(), "image/png")}).json()["id"]
         job = api.post("/v1/jobs", json={"style_id": style_id, "size": 32, "batch": 1, "steps": 60,
-                                         "checkpoint_every": 10}).json()
+                                         "checkpoint_every": 10, **PLAIN_NET}).json()
         wait_for(lambda: api.get(f"/v1/jobs/{job['id']}").json()["step"] >= 1, timeout=240, what="the job to run")
         (train,) = [pid for pid in worker_pids(data) if parent(pid) == server.pid
                     and b"train" in open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")]

@@ -11,9 +11,9 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from tests.e2e.conftest import child_processes, wait_for
+from tests.e2e.conftest import PLAIN_NET, child_processes, wait_for
 
-TINY = {"size": 32, "batch": 1}
+TINY = {"size": 32, "batch": 1, **PLAIN_NET}
 
 
 def png(array: np.ndarray) -> bytes:
