@@ -13,7 +13,7 @@ from PIL import Image
 
 from tests.e2e.conftest import PLAIN_NET, child_processes, wait_for
 
-TINY = {"size": 32, "batch": 1, **PLAIN_NET}
+TINY = {"size": 32, "batch": 1}
 
 
 def png(array: np.ndarray) -> bytes:
@@ -39,7 +39,7 @@ def style_id(api) -> str:
 
 
 def submit(api, style_id: str, **settings) -> dict:
-    r = api.post("/v1/jobs", json={"style_id": style_id, **TINY, **settings})
+    r = api.post("/v1/jobs", json={"style_id": style_id, **TINY, **PLAIN_NET, **settings})
     assert r.status_code == 201, r.text
     return r.json()
 
