@@ -89,6 +89,8 @@ def test_serve_then_submit_watch_and_stylize_with_the_client(tmp_path):
 
 
 def test_a_train_worker_killed_mid_run_is_started_again_and_the_job_finishes(tmp_path):
+    """About a minute on a 2-core CPU: `serve` starts its whole stack, then starts the killed
+    worker again (a Python start-up), and the job trains again in a new child."""
     port, data = free_port(), tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")} | TINY_JOBS
     env.update(OMP_NUM_THREADS="1", CHECKERLESS_HEARTBEAT_S="0.5", CHECKERLESS_STALE_AFTER_S="4")
