@@ -13,13 +13,14 @@ from PIL import ImageOps
 from models.artifacts import checkerboard_score
 from models.builtin_images import BUILTIN_PHOTOS
 from models.images import from_tensor, resize_shorter, save_png, to_tensor
+from models.preview_size import preview_sizes
 from models.probe_row import PROBE_SIZE
 from models.stylize import stylize_tensor
 from models.transformer_net import TransformerNet
 
-PREVIEW_PHOTO, PREVIEW_SIZE = "chelsea", 256
+PREVIEW_PHOTO = "chelsea"
 PANEL = ("chelsea", "astronaut", "coffee")  # the fixed photos every trained network is shown on
-PANEL_SIZE = 192  # shorter side: enough to see the pattern, small enough to load fast
+# Their sizes: models/preview_size.py (each function's `size`, None: preview_sizes()).
 # During training the panel is probed at 128 px square, one batch, one forward; the artifact
 # scores are of astronaut's output alone, the probe image of runs before the panel was probed,
 # so their curves compare.
@@ -30,9 +31,9 @@ def _stylize(net: TransformerNet, photo: torch.Tensor, style: int | None) -> tor
     return stylize_tensor(net, photo) if style is None else stylize_tensor(net, photo, style=style)
 
 
-def save_preview(net: TransformerNet, path: str | Path, *, style: int | None = None) -> Path:
+def save_preview(net: TransformerNet, path: str | Path, *, style: int | None = None, size: int | None = None) -> Path:
     """The preview photo stylised with `style` (None: the network's default, style 0)."""
-    photo = to_tensor(resize_shorter(BUILTIN_PHOTOS[PREVIEW_PHOTO](), PREVIEW_SIZE))
+    photo = to_tensor(resize_shorter(BUILTIN_PHOTOS[PREVIEW_PHOTO](), preview_sizes(size)[0]))
     return save_png(_stylize(net, photo, style), path)
 
 
@@ -42,12 +43,13 @@ def probe_batch(size: int = PROBE_SIZE) -> torch.Tensor:
     return torch.stack([to_tensor(ImageOps.fit(BUILTIN_PHOTOS[name](), (size, size))) for name in PANEL])
 
 
-def stylize_panel(net: TransformerNet, folder: str | Path, *, style: int | None = None) -> list[dict]:
+def stylize_panel(net: TransformerNet, folder: str | Path, *, style: int | None = None,
+                  size: int | None = None) -> list[dict]:
     """The network's outputs on the panel with `style` (None: the network's default, style 0):
     name, path, size and period-2/4 scores (dB)."""
     items = []
     for name in PANEL:
-        out = _stylize(net, to_tensor(resize_shorter(BUILTIN_PHOTOS[name](), PANEL_SIZE)), style)
+        out = _stylize(net, to_tensor(resize_shorter(BUILTIN_PHOTOS[name](), preview_sizes(size)[1])), style)
         path = save_png(out, Path(folder) / f"{name}.png")
         s = checkerboard_score(np.asarray(from_tensor(out)))
         items.append({"name": name, "path": str(path), "width": out.shape[2], "height": out.shape[1],
@@ -55,7 +57,8 @@ def stylize_panel(net: TransformerNet, folder: str | Path, *, style: int | None 
     return items
 
 
-def stylize_style_panels(net: TransformerNet, folder: str | Path) -> list[list[dict]]:
+def stylize_style_panels(net: TransformerNet, folder: str | Path, *, size: int | None = None) -> list[list[dict]]:
     """One panel per style of the network, style i in `folder/style-i/` (a one-style network:
     one panel, in `folder/style-0/`)."""
-    return [stylize_panel(net, Path(folder) / f"style-{i}", style=i) for i in range(getattr(net, "styles", 1))]
+    return [stylize_panel(net, Path(folder) / f"style-{i}", style=i, size=size)
+            for i in range(getattr(net, "styles", 1))]

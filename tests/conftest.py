@@ -16,6 +16,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 # probe_size): a few steps at 32 px spend most of their time probing at the default 128 px. The
 # tests of the probe's own numbers name their size.
 os.environ.setdefault("CHECKERLESS_PROBE_SIZE", "32")
+# Likewise a finished run's preview and panel (models/preview_size.py): seconds of CPU a run at
+# their full size, for pictures no test looks at closely.
+os.environ.setdefault("CHECKERLESS_PREVIEW_SIZE", "64")
 
 # The Redis databases tests/service flush as their own, one per pytest-xdist worker (gw0, gw1,
 # ...; none is gw0); tests/e2e claim others (tests/e2e/conftest.py, REDIS_DBS).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -38,7 +39,8 @@ def trained(tmp_path_factory) -> Path:
     assert p.returncode == 0, p.stderr
     summary = json.loads(p.stdout)
     assert summary["step"] == 2 and summary["decoder"] == "resize-nearest,deconv"
-    assert Path(summary["preview"]).is_file()
+    with Image.open(summary["preview"]) as preview:  # at the suite's CHECKERLESS_PREVIEW_SIZE (tests/conftest.py)
+        assert min(preview.size) == int(os.environ["CHECKERLESS_PREVIEW_SIZE"])
     return Path(summary["checkpoint"])
 
 
@@ -153,6 +155,13 @@ def test_demo_compares_two_decoders_trained_alike(tmp_path):
     assert deconv["period2_db"] > nearest["period2_db"] + 10
     with Image.open(result["figure"]) as fig:
         assert fig.size[0] > 600
+
+
+def test_a_bad_preview_size_is_one_line_before_any_training(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "service.cli", "train", "ihc", "--steps", "1", *TINY, "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "CHECKERLESS_PREVIEW_SIZE": "huge"})
+    assert_one_line_error(p, "CHECKERLESS_PREVIEW_SIZE", "from 32 to 1024", "'huge'")
+    assert not list(tmp_path.iterdir())  # nothing trained, nothing written
 
 
 def test_demo_refuses_a_single_decoder(tmp_path):

@@ -49,11 +49,12 @@ def train(spec: protocol.TrainSpec, folder: Path) -> protocol.TrainResult | None
     if result.stopped:
         return result
     net, _ = load_network(result.checkpoint)
-    panels = (stylize_style_panels(net, folder / "style-panels")[1:]  # style 0's is the panel
+    size = spec.preview_size
+    panels = (stylize_style_panels(net, folder / "style-panels", size=size)[1:]  # style 0's is the panel
               if getattr(net, "styles", 1) > 1 else [])
     return dataclasses.replace(
-        result, preview=str(save_preview(net, folder / "preview.png")),
-        panel=[protocol.PanelImage(**item) for item in stylize_panel(net, folder / "panel")],
+        result, preview=str(save_preview(net, folder / "preview.png", size=size)),
+        panel=[protocol.PanelImage(**item) for item in stylize_panel(net, folder / "panel", size=size)],
         style_panels=[[protocol.PanelImage(**item) for item in panel] for panel in panels],
         exports=_export(net, spec.exports, folder))
 

@@ -54,7 +54,7 @@ def _prepare(store: ObjectStore, record: JobRecord, settings: Settings, folder: 
     return protocol.TrainSpec(
         config=record.config, style=_styles(store, record, folder), max_pixels=settings.max_pixels,
         device=settings.device, devices=record.devices, exports=list(settings.export_formats),
-        probe_size=settings.probe_size,
+        probe_size=settings.probe_size, preview_size=settings.preview_size,
         # streamed as it trains, through the worker's cache
         content=stream_spec(store, settings, record.content_set_id, folder) if record.content_set_id else None,
         resume=(str(store.download(record.checkpoint_key, folder / "resume.ckpt"))

@@ -113,7 +113,7 @@ def serve(
 # What a service of its own (the demo's, the load test's, stylize-bench's) keeps of this shell's
 # CHECKERLESS_* settings: only those that size each job's extra work, never those that say
 # where a service's data, broker or limits are (it is the embedded default).
-WORK_SIZE_SETTINGS = ("CHECKERLESS_PROBE_SIZE", "CHECKERLESS_EXPORT_FORMATS")
+WORK_SIZE_SETTINGS = ("CHECKERLESS_PROBE_SIZE", "CHECKERLESS_PREVIEW_SIZE", "CHECKERLESS_EXPORT_FORMATS")
 
 
 def own_service_env(env: dict[str, str] | None = None) -> dict[str, str]:

@@ -162,11 +162,13 @@ def train(
         raise ValueError(f"steps must be between 1 and 1000000, got {steps}")
     from models.builtin_images import load_style  # torch-free: a missing or broken input is told in a second
     from models.images import check_folder
+    from models.preview_size import preview_sizes
 
     for s in styles or []:
         load_style(s)
     if content is not None:
         check_folder(content)
+    preview_sizes()  # a bad CHECKERLESS_PREVIEW_SIZE, told now rather than after the training
 
     from models.checkpoint import load_network
     from models.preview import save_preview

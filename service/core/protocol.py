@@ -49,6 +49,7 @@ class TrainSpec:
     devices: int = 1  # DDP ranks: the child's Lightning starts devices - 1 more in its process group
     exports: list[str] = field(default_factory=list)  # formats of models/export.py to write
     probe_size: int | None = None  # None: models/probe_row.py probe_size()
+    preview_size: int | None = None  # the preview's and panel's shorter side; None: models/preview_size.py
     content: dict[str, Any] | None = None  # workers/content_stream.py stream_spec; None: the built-in photos
     resume: str | None = None  # a checkpoint file to resume from
 

@@ -11,6 +11,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.images import MAX_PIXELS
+from models.preview_size import PREVIEW_SIZE_RANGE
 from models.probe_row import PROBE_SIZE_RANGE
 from service.core.storage import S3_MIN_PART_BYTES
 
@@ -82,6 +83,9 @@ class Settings(BaseSettings):
     # training child). The test suite runs it smaller: a tiny job's probe at 128 px costs more
     # than its training.
     probe_size: int | None = Field(None, ge=PROBE_SIZE_RANGE[0], le=PROBE_SIZE_RANGE[1])
+    # A finished job's preview and panel, their shorter side (models/preview_size.py). None: the
+    # models' sizes (256 and 192 px). The test suite's are smaller, as its probe is.
+    preview_size: int | None = Field(None, ge=PREVIEW_SIZE_RANGE[0], le=PREVIEW_SIZE_RANGE[1])
     cancel_grace_s: float = Field(20.0, ge=0)  # after the cancel flag, before SIGTERM (and again to SIGKILL)
     stylize_time_limit_s: int = Field(600, gt=0)  # a stylisation still running after this fails
     # Videos (POST /v1/jobs/{id}/stylize-video): the largest upload, and the longest stylisation.

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # is 32; e2e jobs probe at 48 so a 32 px job's scores still tell deconv from the rest). No
 # ONNX/TorchScript files for finished jobs (an ONNX export costs a job 10-20 s of CPU): the
 # tests of exports ask for them (test_service.py, tests/client, test_live.py).
-TINY_JOBS = {"CHECKERLESS_PROBE_SIZE": "48", "CHECKERLESS_EXPORT_FORMATS": "[]"}
+TINY_JOBS = {"CHECKERLESS_PROBE_SIZE": "48", "CHECKERLESS_PREVIEW_SIZE": "64", "CHECKERLESS_EXPORT_FORMATS": "[]"}
 # The network of the tests whose subject is the service around training (leases, faults,
 # restarts, workers): the sweep's old defaults, whose step at 32 px costs about a third of
 # today's (no stability term's extra passes, no filtered ReLUs). What the defaults' network does

@@ -152,6 +152,7 @@ def test_a_service_of_its_own_keeps_only_the_settings_that_size_its_jobs(monkeyp
     monkeypatch.setenv("CHECKERLESS_DATA_DIR", "/somewhere/else")
     monkeypatch.setenv("CHECKERLESS_MAX_PIXELS", "10")
     monkeypatch.setenv("CHECKERLESS_PROBE_SIZE", "40")
+    monkeypatch.setenv("CHECKERLESS_PREVIEW_SIZE", "48")
     monkeypatch.setenv("CHECKERLESS_EXPORT_FORMATS", "[]")
     env = own_service_env({"OMP_NUM_THREADS": "1"})
     assert {k for k in env if k.startswith("CHECKERLESS_")} == set(WORK_SIZE_SETTINGS)

@@ -11,7 +11,7 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from tests.e2e.conftest import PLAIN_NET, child_processes, wait_for
+from tests.e2e.conftest import PLAIN_NET, TINY_JOBS, child_processes, wait_for
 
 TINY = {"size": 32, "batch": 1}
 
@@ -248,6 +248,8 @@ def test_an_experiment_pairs_jobs_that_differ_only_in_the_decoder(api, worker, s
     for v in done["variants"]:
         assert v["scores"]["init"]["step"] == 0 and v["loss_curve"] and v["seconds_per_step"] > 0
         assert Image.open(io.BytesIO(api.get(v["panel"][0]["url"]).content)).size == (v["panel"][0]["width"], v["panel"][0]["height"])
+        # At the operator's picture size (CHECKERLESS_PREVIEW_SIZE, the e2e services' 64 px): the shorter side.
+        assert min(v["panel"][0]["width"], v["panel"][0]["height"]) == int(TINY_JOBS["CHECKERLESS_PREVIEW_SIZE"])
     for v in done["variants"]:  # style and content distance at init and at the end, beside the artifact scores
         assert all(v["scores"][when][k] > 0 for when in ("init", "final") for k in ("style_distance", "content_distance"))
         distances = {k: v["quality"][k] for k in ("style_distance", "content_distance")}

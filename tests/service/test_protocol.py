@@ -17,7 +17,7 @@ PANEL = PanelImage(name="astronaut", path="/w/panel/astronaut.png", width=128, h
                    period4_db=1.0)
 MESSAGES = [
     TrainSpec(config={"steps": 3, "decoder": "resize-lowpass"}, style=["ihc", "/w/style-1.png"], max_pixels=1000,
-              device="cpu", devices=2, exports=["onnx"], probe_size=48,
+              device="cpu", devices=2, exports=["onnx"], probe_size=48, preview_size=64,
               content={"label": "content-set:x", "images": "/w/images.json"}, resume="/w/resume.ckpt"),
     TrainSpec(config={"steps": 3}, style="ihc", max_pixels=40_000_000),
     TrainProgress(step=5, steps=30, start_step=0, losses={"loss": 2.0, "style": 1.0}, probe=ROW,
