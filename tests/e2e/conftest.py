@@ -37,6 +37,14 @@ TINY_JOBS = {"CHECKERLESS_PROBE_SIZE": "48", "CHECKERLESS_PREVIEW_SIZE": "64", "
 PLAIN_NET = {"decoder": "resize-nearest", "downsample": "stride-conv", "filtered_relu": False, "stability_weight": 0}
 
 
+def checkpoint_stored(api: httpx.Client, job_id: str) -> bool:
+    """Whether the job's record names a stored checkpoint (one its next attempt resumes from):
+    a test that kills a job to see it resume waits for this, not for a step count (checkpoints
+    are uploaded off the step, so steps run ahead of them). Asked as a presigned URL: nothing
+    downloaded."""
+    return api.get(f"/v1/jobs/{job_id}/checkpoint", params={"presign": "true"}).status_code == 200
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

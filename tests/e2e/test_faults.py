@@ -20,7 +20,7 @@ from service.core.stores import Stores
 from service.core.queue import STYLIZE_TASK, TRAIN_TASK, JobQueue, make_celery
 from service.core.settings import Settings
 from service.core.storage import open_store
-from tests.e2e.conftest import PLAIN_NET, child_processes, settings_of, wait_for
+from tests.e2e.conftest import PLAIN_NET, checkpoint_stored, child_processes, settings_of, wait_for
 from tests.e2e.faults import StoreProxy
 
 pytestmark = pytest.mark.slow
@@ -143,6 +143,7 @@ def test_a_killed_training_child_is_retried_from_its_checkpoint(api, worker, sty
     j = submit(api, style_id, steps=40, checkpoint_every=5)
     watch = ChildWatch(j["id"])
     wait_step(api, j["id"], 12)
+    wait_for(lambda: checkpoint_stored(api, j["id"]), timeout=60, what="a stored checkpoint")
     for pid in child_processes(j["id"]):
         os.kill(pid, signal.SIGKILL)  # what the kernel's OOM killer does
     done = wait_end(api, j["id"])
@@ -158,6 +159,7 @@ def test_the_store_failing_mid_run_stops_the_child_then_the_job_resumes(api, wor
     j = submit(api, style_id, steps=40, checkpoint_every=5)
     watch = ChildWatch(j["id"])
     wait_step(api, j["id"], 12)
+    wait_for(lambda: checkpoint_stored(api, j["id"]), timeout=60, what="a stored checkpoint")
     proxy.down()  # the worker's store refuses connections; the API still reads the record
     try:
         # Within its lease (2 s here) the supervisor stops its child: no one may run it alongside.

@@ -11,7 +11,7 @@ from datetime import datetime
 
 import pytest
 
-from tests.e2e.conftest import child_processes, wait_for
+from tests.e2e.conftest import checkpoint_stored, child_processes, wait_for
 from tests.e2e.faults import StoreProxy
 from tests.e2e.test_faults import ChildWatch, job, png, submit, wait_end
 
@@ -49,7 +49,7 @@ def test_two_workers_share_the_jobs_and_a_dead_ones_job_finishes_on_the_other(ap
 
     # Both run at once, each on its own worker, and both have stored a checkpoint.
     both = wait_for(lambda: all((r := job(api, j["id"]))["state"] == "running" and r["step"] >= 2 * CHECKPOINT_EVERY
-                                for j in (a, b)) and [job(api, j["id"]) for j in (a, b)],
+                                and checkpoint_stored(api, j["id"]) for j in (a, b)) and [job(api, j["id"]) for j in (a, b)],
                     timeout=240, what="both jobs to train past their first checkpoint at once")
     assert [r["attempts"] for r in both] == [1, 1], both
     assert len({r["history"][0]["worker"] for r in both}) == 2, both

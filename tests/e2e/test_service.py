@@ -11,7 +11,7 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from tests.e2e.conftest import PLAIN_NET, TINY_JOBS, child_processes, wait_for
+from tests.e2e.conftest import PLAIN_NET, TINY_JOBS, checkpoint_stored, child_processes, wait_for
 
 TINY = {"size": 32, "batch": 1}
 
@@ -154,7 +154,8 @@ def test_cancel_a_running_job(api, worker, style_id):
 
 def test_a_killed_worker_resumes_from_its_checkpoint(api, start_worker, worker, style_id):
     job = submit(api, style_id, steps=60, checkpoint_every=5)
-    wait_for(lambda: api.get(f"/v1/jobs/{job['id']}").json()["step"] >= 12, timeout=180, what="two checkpoints")
+    wait_for(lambda: api.get(f"/v1/jobs/{job['id']}").json()["step"] >= 12 and checkpoint_stored(api, job["id"]),
+             timeout=180, what="a stored checkpoint")
     worker.kill()  # SIGKILL to the worker's whole process group, mid-training
     wait_for(lambda: not child_processes(job["id"]), timeout=15, what="the training child to die with its worker")
     stalled = api.get(f"/v1/jobs/{job['id']}").json()
