@@ -4,7 +4,7 @@ service's settings validate it without loading torch."""
 
 from __future__ import annotations
 
-import os
+from models.probe_row import size_setting
 
 PREVIEW_SIZE = 256  # the preview photo's shorter side
 PANEL_SIZE = 192  # the panel's: enough to see the pattern, small enough to load fast
@@ -19,12 +19,5 @@ def preview_sizes(size: int | None = None) -> tuple[int, int]:
     """(preview, panel) shorter sides: `size` for both where given, else CHECKERLESS_PREVIEW_SIZE
     where set, else PREVIEW_SIZE and PANEL_SIZE. ValueError if the variable is not a whole
     number of pixels in PREVIEW_SIZE_RANGE."""
-    if size is not None:
-        return size, size
-    raw = os.environ.get(PREVIEW_SIZE_ENV, "").strip()
-    if not raw:
-        return PREVIEW_SIZE, PANEL_SIZE
-    lo, hi = PREVIEW_SIZE_RANGE
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
-        raise ValueError(f"{PREVIEW_SIZE_ENV} must be a whole number of pixels from {lo} to {hi}, not {raw!r}")
-    return int(raw), int(raw)
+    size = size if size is not None else size_setting(PREVIEW_SIZE_ENV, PREVIEW_SIZE_RANGE)
+    return (PREVIEW_SIZE, PANEL_SIZE) if size is None else (size, size)

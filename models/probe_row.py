@@ -18,16 +18,23 @@ PROBE_SIZE = 128
 PROBE_SIZE_ENV, PROBE_SIZE_RANGE = "CHECKERLESS_PROBE_SIZE", (32, 512)
 
 
+def size_setting(env: str, size_range: tuple[int, int]) -> int | None:
+    """An operator's size in pixels from the variable `env`: None where unset. ValueError if
+    it is not a whole number of pixels in `size_range` (the probe's and the pictures' sizes)."""
+    raw = os.environ.get(env, "").strip()
+    if not raw:
+        return None
+    lo, hi = size_range
+    if not raw.isdigit() or not lo <= int(raw) <= hi:
+        raise ValueError(f"{env} must be a whole number of pixels from {lo} to {hi}, not {raw!r}")
+    return int(raw)
+
+
 def probe_size() -> int:
     """The probe's size: CHECKERLESS_PROBE_SIZE where set, else PROBE_SIZE. ValueError if it
     is not a whole number of pixels in PROBE_SIZE_RANGE."""
-    raw = os.environ.get(PROBE_SIZE_ENV, "").strip()
-    if not raw:
-        return PROBE_SIZE
-    lo, hi = PROBE_SIZE_RANGE
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
-        raise ValueError(f"{PROBE_SIZE_ENV} must be a whole number of pixels from {lo} to {hi}, not {raw!r}")
-    return int(raw)
+    size = size_setting(PROBE_SIZE_ENV, PROBE_SIZE_RANGE)
+    return PROBE_SIZE if size is None else size
 
 
 @dataclass(frozen=True)
