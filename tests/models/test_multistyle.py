@@ -50,8 +50,10 @@ def test_a_one_style_network_is_the_network_of_the_code_before_several_styles():
     x = torch.rand(1, 3, 29, 37, generator=torch.Generator().manual_seed(1)) * 255
     with torch.no_grad():
         y = net(x)
-    assert y.flatten()[:8].tolist() == OLD["seeded_net"]["output_first"]
-    assert float(y.double().sum()) == pytest.approx(OLD["seeded_net"]["output_sum"], rel=1e-9)
+    # Recorded on one CPU; another sums in another order (AVX2 against AVX-512 kernels), which
+    # moves float32 outputs by ~1e-7 of their value. Another network differs by far more.
+    assert y.flatten()[:8].tolist() == pytest.approx(OLD["seeded_net"]["output_first"], rel=1e-5)
+    assert float(y.double().sum()) == pytest.approx(OLD["seeded_net"]["output_sum"], rel=1e-6)
 
 
 def test_a_one_style_checkpoint_written_before_several_styles_loads(tmp_path):

@@ -81,7 +81,9 @@ def test_styles_mixes_and_colours_in_tiles_equal_the_whole_image(downsample, sty
     image = torch.rand(3, 101, 70, generator=torch.Generator().manual_seed(1)) * 255  # odd sizes, 2 x 2 tiles
     whole = stylize_tensor(net, image, style=style, strength=strength, colors=colors)
     tiled = stylize_tensor(net, image, style=style, strength=strength, colors=colors, tile=64)
-    assert (tiled - whole).abs().max() < 1e-2
+    # On 0..255: float32 rounding of the tiles' other summation order, up to 0.015 on an AVX2
+    # CPU; a misplaced tile or blend is off by whole units.
+    assert (tiled - whole).abs().max() < 5e-2
 
 
 def test_each_style_and_a_mix_differ():
