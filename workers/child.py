@@ -59,6 +59,24 @@ def train(spec: protocol.TrainSpec, folder: Path) -> protocol.TrainResult | None
         exports=_export(net, spec.exports, folder))
 
 
+def preload() -> None:
+    """What every run uses, imported and read once, for the warm start (workers/fork_server.py):
+    the training code and the built-in images. No tensor is computed: torch's thread pool,
+    once started, deadlocks a forked child. The exports' modules are left to the jobs that
+    export."""
+    import models.checkpoint
+    import models.config
+    import models.images
+    import models.preview
+    import models.training  # noqa: F401 - imported to be forked with
+    import workers.content_stream
+    import workers.progress  # noqa: F401 - imported to be forked with
+    from models.builtin_images import BUILTIN_PHOTOS, BUILTIN_STYLES
+
+    for load in (*BUILTIN_PHOTOS.values(), *BUILTIN_STYLES.values()):
+        load()
+
+
 def _store_failure(e: StoreError) -> str:
     """One line. Raised in a DataLoader worker, the message carries that worker's trace, whose
     last line is `module.Class: message`."""

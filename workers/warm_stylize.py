@@ -41,8 +41,6 @@ import threading
 import time
 import uuid
 from collections import deque
-from concurrent.futures import Future
-from queue import SimpleQueue
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -50,6 +48,7 @@ from service.core import protocol
 from service.core.settings import Settings
 from service.core.storage import ObjectStore
 from workers.disk_cache import DiskCache
+from workers.spawner import popen
 
 log = logging.getLogger(__name__)
 
@@ -96,42 +95,6 @@ def _server_error(folder: Path, rc: int | None) -> str:
     return f"the stylise server exited with code {rc}{tail}"
 
 
-class _Spawner:
-    """Starts processes from one thread that lives as long as this process: the server asks for
-    SIGKILL when its parent dies (PR_SET_PDEATHSIG), and Linux means the thread that started it,
-    so a short-lived caller (a reader thread, a test's thread) must not be that thread."""
-
-    def __init__(self):
-        self.pid = os.getpid()
-        self._jobs: SimpleQueue = SimpleQueue()
-        threading.Thread(target=self._run, name="stylize-spawner", daemon=True).start()
-
-    def _run(self) -> None:
-        while True:
-            future, args, kwargs = self._jobs.get()
-            try:
-                future.set_result(subprocess.Popen(*args, **kwargs))
-            except BaseException as e:  # noqa: BLE001 - handed to the caller
-                future.set_exception(e)
-
-    def popen(self, *args, **kwargs) -> subprocess.Popen:
-        future: Future = Future()
-        self._jobs.put((future, args, kwargs))
-        return future.result()
-
-
-_spawner: _Spawner | None = None
-_spawner_lock = threading.Lock()
-
-
-def _popen(*args, **kwargs) -> subprocess.Popen:
-    global _spawner
-    with _spawner_lock:
-        if _spawner is None or _spawner.pid != os.getpid():  # threads do not survive a fork
-            _spawner = _Spawner()
-    return _spawner.popen(*args, **kwargs)
-
-
 class ServerProcess:
     """One server process: its two pipes, the reader thread, the requests it holds."""
 
@@ -151,7 +114,7 @@ class ServerProcess:
         from_server_r, from_server_w = os.pipe()
         try:
             with open(folder / protocol.LOG, "ab") as log_file:
-                self.proc = _popen(
+                self.proc = popen(
                     [sys.executable, "-m", "workers.stylize_server", str(folder / protocol.SPEC),
                      str(to_server_r), str(from_server_w)],
                     pass_fds=(to_server_r, from_server_w), stdin=subprocess.DEVNULL, stdout=log_file,

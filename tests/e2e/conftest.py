@@ -238,14 +238,17 @@ def api_key(env: dict[str, str], **key) -> str:
 
 
 def child_processes(job_id: str) -> list[int]:
-    """Pids of training/stylising children working for this job (found by their spec path)."""
+    """Pids of the training children working for this job: started cold, found by the spec path
+    on their command line; forked warm by workers/fork_server.py, by their working folder (the
+    job's attempt folder)."""
     pids = []
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
                 cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                if (("workers.child" in cmd and job_id in cmd)
+                        or ("workers.fork_server" in cmd and job_id in os.readlink(d / "cwd"))):
+                    pids.append(int(d.name))
             except OSError:
                 continue
-            if "workers.child" in cmd and job_id in cmd:
-                pids.append(int(d.name))
     return pids

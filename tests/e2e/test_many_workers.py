@@ -30,10 +30,15 @@ def style_id(api) -> str:
 
 
 def _worker_of(pid: int, workers) -> object:
-    """The worker whose process group holds this training child's parent (its pool process)."""
-    with open(f"/proc/{pid}/stat") as f:
-        parent = int(f.read().rsplit(")", 1)[1].split()[1])
-    return next(w for w in workers if os.getpgid(parent) == w.proc.pid)
+    """The worker whose process group holds this training child's nearest ancestor in one (its
+    pool process; a child forked warm has its worker's fork server between them)."""
+    while pid > 1:
+        with open(f"/proc/{pid}/stat") as f:
+            pid = int(f.read().rsplit(")", 1)[1].split()[1])
+        found = [w for w in workers if os.getpgid(pid) == w.proc.pid]
+        if found:
+            return found[0]
+    raise AssertionError("no worker holds this training child")
 
 
 def _span(attempt: dict) -> tuple[datetime, datetime]:

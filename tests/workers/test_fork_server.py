@@ -1,0 +1,70 @@
+"""The warm start of training children (workers/fork_server.py through
+workers/child_process.py `spawn`): children forked by one server that imported torch once, each
+in its own session and its job's folder, their exit codes and signals reported,
+and a server that dies taking its children with it and replaced at the next start."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from service.core import protocol
+from tests.e2e.conftest import PLAIN_NET
+from workers.child_process import spawn, stop_now
+
+
+def _spec(tmp_path, style, steps=2):
+    config = {"size": 32, "batch": 1, "steps": steps, "precision": "32", **PLAIN_NET}
+    return protocol.TrainSpec(config=config, style=style, max_pixels=10**7, device="cpu", probe_size=32,
+                              preview_size=32)
+
+
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def _alive(pid: int) -> bool:
+    """Running: a zombie waiting for whoever inherited it is not."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _cmdline(pid: int) -> str:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().replace(b"\0", b" ").decode()
+
+
+def test_children_are_forked_warm_report_their_ends_and_die_with_their_server(tmp_path):
+    bad = tmp_path / "not-an-image.png"
+    bad.write_text("text")
+    first = spawn("train", _spec(tmp_path, str(bad)), tmp_path / "a")
+    server = _parent(first.pid)
+    assert "workers.fork_server" in _cmdline(server)
+    assert first.wait(timeout=60) == protocol.EXIT_USER_ERROR  # the child's own exit code, read back
+    assert "not an image" in (tmp_path / "a" / protocol.ERROR).read_text()
+
+    run = spawn("train", _spec(tmp_path, "ihc", steps=10_000), tmp_path / "b")
+    assert _parent(run.pid) == server and os.getsid(run.pid) == run.pid  # forked warm, in its own session
+    assert os.readlink(f"/proc/{run.pid}/cwd") == str(tmp_path / "b")  # where `ps` readers find its job
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "b" / protocol.PROGRESS).exists():  # it trains
+        assert run.poll() is None and time.monotonic() < deadline, (tmp_path / "b" / protocol.LOG).read_text()[-2000:]
+        time.sleep(0.2)
+    stop_now(run)  # SIGKILL to its group, as the supervisor does
+    assert run.returncode == -signal.SIGKILL
+
+    doomed = spawn("train", _spec(tmp_path, "ihc", steps=10_000), tmp_path / "c")
+    os.kill(server, signal.SIGKILL)
+    assert doomed.wait(timeout=30) == -signal.SIGKILL  # reported killed with its server...
+    deadline = time.monotonic() + 10
+    while _alive(doomed.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(doomed.pid)  # ...and gone (PR_SET_PDEATHSIG)
+    again = spawn("train", _spec(tmp_path, str(bad)), tmp_path / "d")  # a new server
+    assert _parent(again.pid) != server
+    assert again.wait(timeout=120) == protocol.EXIT_USER_ERROR
