@@ -47,16 +47,35 @@ def small_net(decoder: str) -> TransformerNet:
     return TransformerNet(decoder=decoder, residual_blocks=1)
 
 
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """`exported(decoder, fmt)`: (small_net(decoder), its export), made once per module and
+    shared by the tests that read the same file (an ONNX export costs 7-15 CPU-seconds here;
+    each test checks something else of it). Exported with a style in its metadata, for
+    test_metadata_says_what_the_file_holds; the other tests do not read it. Nothing here
+    changes the network or the file (export_network exports a copy)."""
+    folder = tmp_path_factory.mktemp("exports")
+    done: dict[tuple[str, str], tuple[TransformerNet, object]] = {}
+
+    def export(decoder: str, fmt: str):
+        if (decoder, fmt) not in done:
+            net = small_net(decoder)
+            done[decoder, fmt] = net, export_network(net, folder / f"{decoder}{SUFFIXES[fmt]}", fmt,
+                                                     extra={"style": "brick"})
+        return done[decoder, fmt]
+
+    return export
+
+
 # ONNX export takes ~2 CPU-seconds a network (torch.export, then the translation): the ONNX
 # half of the matrix is marked slow; `-m "not slow"` still exports ONNX in the tests below.
 @pytest.mark.parametrize("decoder, fmt", [
     pytest.param(d, f, marks=[pytest.mark.slow] if f == "onnx" else [], id=f"{d}-{f}")
     for d in VARIANTS for f in FORMATS
 ])
-def test_export_matches_eager_at_other_sizes(decoder, fmt, tmp_path):
+def test_export_matches_eager_at_other_sizes(decoder, fmt, exported):
     assert EXAMPLE_SIZE not in SIZES
-    net = small_net(decoder)
-    path = export_network(net, tmp_path / f"net{SUFFIXES[fmt]}", fmt)
+    net, path = exported(decoder, fmt)
     assert exported_format(path) == fmt
     images = [photo(h, w) for h, w in SIZES]
     assert max_8bit_difference(path, net, images) <= 1
@@ -65,9 +84,9 @@ def test_export_matches_eager_at_other_sizes(decoder, fmt, tmp_path):
     assert read_metadata(path)["checkerless.decoder"] == decoder_label(parse_decoder(decoder))
 
 
-def test_the_exported_output_has_the_input_size_and_values(tmp_path):
-    net = small_net("deconv")
-    path = export_network(net, tmp_path / "net.onnx", "onnx")
+def test_the_exported_output_has_the_input_size_and_values(exported):
+    net, path = exported("deconv", "onnx")  # the file test_export_matches_eager_at_other_sizes[deconv-onnx] checks
+    assert exported_format(path) == "onnx"
     run = load_exported(path)
     sizes = [(1, 1), (4, 4), (8, 9), (61, 30)]
     for h, w in sizes:
@@ -76,8 +95,8 @@ def test_the_exported_output_has_the_input_size_and_values(tmp_path):
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_metadata_says_what_the_file_holds(fmt, tmp_path):
-    path = export_network(small_net("subpixel"), tmp_path / f"net{SUFFIXES[fmt]}", fmt, extra={"style": "brick"})
+def test_metadata_says_what_the_file_holds(fmt, exported):
+    _, path = exported("subpixel", fmt)  # exported with extra={"style": "brick"}
     meta = read_metadata(path)
     assert meta["checkerless.decoder"] == "subpixel"
     assert meta["checkerless.input"].startswith("RGB float32 0..255, NCHW")
@@ -125,8 +144,8 @@ def test_bad_paths_and_files(tmp_path):
         load_exported(tmp_path / "missing.onnx")
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_a_several_style_network_exports_with_its_selected_mix_baked_in(fmt, tmp_path):
+def three_style_net() -> TransformerNet:
+    """Seeded, untrained, three styles made to differ, their mix [0, 1, 3] selected."""
     torch.manual_seed(0)
     net = TransformerNet(decoder="resize-nearest", downsample="blur-stride", styles=3, residual_blocks=1)
     with torch.no_grad():  # untrained styles are all the same: make them differ
@@ -134,8 +153,24 @@ def test_a_several_style_network_exports_with_its_selected_mix_baked_in(fmt, tmp
             if hasattr(m, "mix"):
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.5, 0.5)
-    net.select_style([0.0, 1.0, 3.0])
-    path = export_network(net, tmp_path / f"net{SUFFIXES[fmt]}", fmt)
+    return net.select_style([0.0, 1.0, 3.0])
+
+
+@pytest.fixture(scope="module")
+def three_style_onnx(tmp_path_factory):
+    """The several-style network's ONNX file, exported and checked once by export_and_check (the
+    user's path: its default mix and an even blend of every style, on the built-in check images)
+    and read by both tests below."""
+    return export_and_check(three_style_net(), tmp_path_factory.mktemp("styles") / "three.onnx", "onnx")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_several_style_network_exports_with_its_selected_mix_baked_in(fmt, tmp_path, request):
+    net = three_style_net()
+    if fmt == "onnx":  # the mix selected at export is the file's default for its `mix` input
+        path = request.getfixturevalue("three_style_onnx").path
+    else:
+        path = export_network(net, tmp_path / f"net{SUFFIXES[fmt]}", fmt)
     images = [photo(37, 45)]
     assert max_8bit_difference(path, net, images) <= 1
     meta = read_metadata(path)
@@ -144,29 +179,25 @@ def test_a_several_style_network_exports_with_its_selected_mix_baked_in(fmt, tmp
     assert max_8bit_difference(path, net.select_style(0), images) > 1  # another style: another output
 
 
-def test_a_several_style_onnx_export_takes_the_mix_as_an_input(tmp_path):
+def test_a_several_style_onnx_export_takes_the_mix_as_an_input(three_style_onnx, exported):
     """One file for every style and blend: the `mix` input sets the conditional instance norms'
     mix (normalised in the graph), matching the eager network at that mix; without a mix the
     file runs its exported default. A one-style export keeps its single input."""
     import onnxruntime as ort
 
-    torch.manual_seed(0)
-    net = TransformerNet(decoder="resize-nearest", downsample="blur-stride", styles=2, residual_blocks=1)
-    with torch.no_grad():
-        for m in net.modules():
-            if hasattr(m, "mix"):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.5, 0.5)
-    result = export_and_check(net, tmp_path / "two.onnx", "onnx")
+    net, result = three_style_net(), three_style_onnx
     assert result.max_8bit_diff <= 1  # the default mix and an even blend, checked by the export itself
+    assert len(result.check_sizes) == 2
     names = [i.name for i in ort.InferenceSession(str(result.path)).get_inputs()]
     assert names == ["image", "mix"]
     assert read_metadata(result.path)["checkerless.inputs"] == "image,mix"
     images = [photo(37, 45)]
-    for mix in ([0.0, 1.0], [3.0, 1.0], [0.5, 0.5]):
+    # one style other than the default, weights that are not normalised, and an even blend
+    for mix in ([1.0, 0.0, 0.0], [3.0, 1.0, 0.0], [0.5, 0.5, 0.5]):
         assert max_8bit_difference(result.path, net, images, mix=mix) <= 1
-    assert max_8bit_difference(result.path, net.select_style(1), images) > 1  # the file's default is style 0
-    one = export_network(TransformerNet(residual_blocks=1), tmp_path / "one.onnx", "onnx")
+    # the file's default is its exported mix (0, 0.25, 0.75), not style 1
+    assert max_8bit_difference(result.path, net.select_style(1), images) > 1
+    _, one = exported("resize-nearest", "onnx")  # a one-style network: TransformerNet(residual_blocks=1)
     assert [i.name for i in ort.InferenceSession(str(one)).get_inputs()] == ["image"]
     assert read_metadata(one)["checkerless.inputs"] == "image"
     with pytest.raises(ExportError, match="no 'mix' input"):
