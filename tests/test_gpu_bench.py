@@ -11,9 +11,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_gpu_bench_script_runs_dry_on_the_cpu(tmp_path):
-    """Every step of the script, as the GPU loan will run it (about a minute and a half on a
-    2-core CPU: eight processes that each import torch): the loan is too short to find a
-    broken step there."""
+    """Every step of the script, as the GPU loan will run it (six processes that each import
+    torch; the dry run trains and exports the plain network, the script says why): the loan is
+    too short to find a broken step there."""
     p = subprocess.run(["bash", "scripts/gpu-bench.sh", "--dry-run"], cwd=ROOT, capture_output=True, text=True,
                        timeout=900, env={**os.environ, "OUT": str(tmp_path)})
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
