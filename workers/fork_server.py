@@ -4,8 +4,8 @@ then forks a child per job that runs workers/child.py as `python -m workers.chil
 then starts in milliseconds instead of a new interpreter's imports (5 to 10 s of CPU on a
 2-core machine, for every job).
 
-Its owner writes one JSON line per child to its stdin: {"argv": [kind, spec], "cwd", "log",
-"env"}. It answers {"pid"} once the child leads its own session (so a signal to its group
+Its owner writes one JSON line per child to its stdin: {"id", "argv": [kind, spec], "cwd",
+"log"}. It answers {"id", "pid"} once the child leads its own session (so a signal to its group
 reaches it), then {"pid", "rc"} when the child ends (rc as subprocess's returncode: -N for
 signal N). Its stdin closed, it exits once its children have ended. It dies with its owner
 (PR_SET_PDEATHSIG), and its children die with it.
@@ -39,10 +39,15 @@ def _send(message: dict) -> None:
     _answers.flush()
 
 
-def _run_child(request: dict, ready_w: int, server_fds: list[int]) -> int:
-    """In the fork: become what `python -m workers.child ARGV` started in `cwd` would be."""
+def _run_child(request: dict, ready_w: int, server_fds: list[int], server: int) -> int:
+    """In the fork: become what `python -m workers.child ARGV` started in `cwd` would be (with
+    the server's environment, which is its owner's: the owner starts another server when its
+    own changes)."""
     from workers import child
 
+    protocol.die_with_parent()  # first: a server killed from here on takes this child with it
+    if os.getppid() != server:  # it died before that
+        os._exit(protocol.EXIT_ERROR)
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     for fd in server_fds:
@@ -58,8 +63,6 @@ def _run_child(request: dict, ready_w: int, server_fds: list[int]) -> int:
     os.close(log)
     os.close(null)
     os.chdir(request["cwd"])
-    os.environ.clear()
-    os.environ.update(request["env"])
     sys.argv = [child.__file__, *request["argv"]]
     return child.main(request["argv"])
 
@@ -68,14 +71,18 @@ def _fork(request: dict, server_fds: list[int]) -> int:
     ready_r, ready_w = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
+    server = os.getpid()
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
             os.close(ready_r)
-            code = _run_child(request, ready_w, server_fds)
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else 1
+            code = _run_child(request, ready_w, server_fds, server)
+        except SystemExit as e:  # as the interpreter would exit with it
+            if e.code is None or isinstance(e.code, int):
+                code = e.code or 0
+            else:
+                print(e.code, file=sys.stderr)
         except BaseException:  # noqa: BLE001 - the child's log gets the trace, the owner a code
             traceback.print_exc()
         finally:
@@ -83,6 +90,9 @@ def _fork(request: dict, server_fds: list[int]) -> int:
                 sys.stdout.flush()
                 sys.stderr.flush()
             finally:
+                # Not the interpreter's exit: atexit handlers and finalizers are the server's
+                # too. What they would end (DataLoader workers, compile workers) is in the
+                # child's group, which its supervisor kills whatever happens.
                 os._exit(code)
     os.close(ready_w)
     os.read(ready_r, 1)  # the child leads its session (or died trying: its end is reported)
@@ -136,9 +146,10 @@ def serve() -> None:
             pending += data
             while b"\n" in pending:
                 line, pending = pending.split(b"\n", 1)
-                pid = _fork(json.loads(line), server_fds)
+                request = json.loads(line)
+                pid = _fork(request, server_fds)
                 children.add(pid)
-                _send({"pid": pid})
+                _send({"id": request["id"], "pid": pid})
         _reap(children)
 
 

@@ -3,7 +3,8 @@ kept true.
 
 The task process never imports torch. It begins an attempt (a compare-and-set on the job
 record, so two deliveries of one job never both run it), prepares a scratch folder, starts
-`python -m workers.child` in its own session and polls it:
+the child (workers/child.py) in its own session, forked warm on the CPU, a new
+`python -m workers.child` on GPUs (workers/child_process.py), and polls it:
 - every heartbeat: the child's progress into the record, which also renews the attempt's
   lease and tells of a cancel; a supervisor that cannot renew for `lease_s` (the store is
   down) stops its child, so a sweeper that requeues the job never makes two run at once;

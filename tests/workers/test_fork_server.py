@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 
 from service.core import protocol
 from tests.e2e.conftest import PLAIN_NET
-from workers.child_process import spawn, stop_now
+from workers.child_process import ForkedChild, fork_server, spawn, stop_now
 
 
 def _spec(tmp_path, style, steps=2):
@@ -43,7 +44,7 @@ def test_children_are_forked_warm_report_their_ends_and_die_with_their_server(tm
     bad = tmp_path / "not-an-image.png"
     bad.write_text("text")
     first = spawn("train", _spec(tmp_path, str(bad)), tmp_path / "a")
-    server = _parent(first.pid)
+    server = fork_server().proc.pid
     assert "workers.fork_server" in _cmdline(server)
     assert first.wait(timeout=60) == protocol.EXIT_USER_ERROR  # the child's own exit code, read back
     assert "not an image" in (tmp_path / "a" / protocol.ERROR).read_text()
@@ -66,5 +67,16 @@ def test_children_are_forked_warm_report_their_ends_and_die_with_their_server(tm
         time.sleep(0.05)
     assert not _alive(doomed.pid)  # ...and gone (PR_SET_PDEATHSIG)
     again = spawn("train", _spec(tmp_path, str(bad)), tmp_path / "d")  # a new server
-    assert _parent(again.pid) != server
+    assert fork_server().proc.pid != server and isinstance(again, ForkedChild)
     assert again.wait(timeout=120) == protocol.EXIT_USER_ERROR
+
+
+def test_a_server_that_dies_before_it_is_ready_leaves_the_job_a_cold_child(tmp_path):
+    fork_server().proc.kill()  # as the OOM killer might, while it imports
+    cold = spawn("train", _spec(tmp_path, "ihc", steps=10_000), tmp_path / "a")
+    assert isinstance(cold, subprocess.Popen) and _parent(cold.pid) == os.getpid()
+    assert "-m workers.child train" in _cmdline(cold.pid)
+    stop_now(cold)
+    assert cold.returncode == -signal.SIGKILL
+    warm = spawn("train", _spec(tmp_path, "ihc"), tmp_path / "b")  # the next job: a new server
+    assert isinstance(warm, ForkedChild) and warm.wait(timeout=120) == protocol.EXIT_OK
