@@ -6,7 +6,7 @@ then starts in milliseconds instead of a new interpreter's imports (5 to 10 s of
 
 Its owner writes one JSON line per child to its stdin: {"id", "argv": [kind, spec], "cwd",
 "log"}. It answers {"id", "pid"} once the child leads its own session (so a signal to its group
-reaches it), then {"pid", "rc"} when the child ends (rc as subprocess's returncode: -N for
+reaches it) in its job's folder, then {"pid", "rc"} when the child ends (rc as subprocess's returncode: -N for
 signal N). Its stdin closed, it exits once its children have ended. It dies with its owner
 (PR_SET_PDEATHSIG), and its children die with it.
 
@@ -53,8 +53,6 @@ def _run_child(request: dict, ready_w: int, server_fds: list[int], server: int) 
     for fd in server_fds:
         os.close(fd)
     os.setsid()  # its own group, as subprocess's start_new_session gives the cold child
-    os.write(ready_w, b"x")
-    os.close(ready_w)
     log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
@@ -63,6 +61,8 @@ def _run_child(request: dict, ready_w: int, server_fds: list[int], server: int) 
     os.close(log)
     os.close(null)
     os.chdir(request["cwd"])
+    os.write(ready_w, b"x")  # in place: its session, its log, its folder
+    os.close(ready_w)
     sys.argv = [child.__file__, *request["argv"]]
     return child.main(request["argv"])
 
@@ -114,7 +114,6 @@ def serve() -> None:
     protocol.die_with_parent()
     _answers = open(os.dup(1), "w", buffering=1)  # noqa: SIM115 - for the process's life
     os.dup2(2, 1)
-    import workers.child  # noqa: F401 - the point of this process
     from workers.child import preload
 
     preload()
