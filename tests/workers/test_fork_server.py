@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from service.core import protocol
 from tests.e2e.conftest import PLAIN_NET
@@ -71,9 +72,18 @@ def test_children_are_forked_warm_report_their_ends_and_die_with_their_server(tm
     assert again.wait(timeout=120) == protocol.EXIT_USER_ERROR
 
 
-def test_a_server_that_dies_before_it_is_ready_leaves_the_job_a_cold_child(tmp_path):
-    fork_server().proc.kill()  # as the OOM killer might, while it imports
-    cold = spawn("train", _spec(tmp_path, "ihc", steps=10_000), tmp_path / "a")
+def test_a_server_that_dies_before_it_is_ready_leaves_the_job_a_cold_child(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHECKERLESS_TEST_FRESH_SERVER", str(tmp_path))  # a new environment: a new server
+    server = fork_server()
+    with ThreadPoolExecutor(1) as pool:
+        job = pool.submit(spawn, "train", _spec(tmp_path, "ihc", steps=10_000), tmp_path / "a")
+        deadline = time.monotonic() + 30
+        while not server._lock.locked():  # the job waits for the server's imports...
+            assert time.monotonic() < deadline and not job.done(), job.done() and job.result()
+            time.sleep(0.01)
+        assert not server._ready
+        server.proc.kill()  # ...and the server dies, as the OOM killer might kill it while it imports
+        cold = job.result(timeout=60)
     assert isinstance(cold, subprocess.Popen) and _parent(cold.pid) == os.getpid()
     assert "-m workers.child train" in _cmdline(cold.pid)
     stop_now(cold)
