@@ -179,6 +179,30 @@ def cpu_peak_gflops() -> tuple[float | None, str]:
 REF = "reference"  # the pytorch/examples recipe, models/reference.py
 
 
+def module_step(config, style_png: bytes, content: torch.Tensor, loss_net: LossNetwork, *, use_compile: bool = False,
+                bf16: bool = False, seed: int = 0, cls=None):
+    """One training step of the Lightning module a job trains (models/lightning_module.py: its
+    losses, stability term included, and its optimizer), without Lightning around it, on
+    `content` and on its device: the bare step that jobs and the reference are measured against."""
+    from models.lightning_module import StyleTransferModule
+
+    torch.manual_seed(seed)
+    module = (cls or StyleTransferModule)(config, style_name="bench", style_png=style_png, loss_network=loss_net,
+                                          compiled=use_compile).to(content.device)
+    module.on_fit_start()
+    opt = module.configure_optimizers()
+
+    def step() -> None:
+        # bf16: what Lightning's "bf16-mixed" precision (a run's where precision resolves to
+        # bf16, models/training.py Speed) wraps the step in; the Grams stay fp32 (models/losses.py).
+        with torch.autocast(content.device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = module._step_losses(content)["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return step
+
+
 def bench_reference(*, size: int = 128, batch: int = 4, infer_sizes: Sequence[int] = (256, 512, 1024),
                     repeats: int = 5, device: str = "cpu", compiled: bool = True,
                     loss_network: LossNetwork | None = None, seed: int = 0, precision: str = "32") -> list[ReferenceRow]:
@@ -210,21 +234,8 @@ def bench_reference(*, size: int = 128, batch: int = 4, infer_sizes: Sequence[in
             return perceptual_loss(self.loss_net, out, content_target=target, style_grams=self.target_grams)
 
     def our_step(cls, use_compile: bool, bf16: bool = False):
-        torch.manual_seed(seed)
-        module = cls(TrainConfig(size=size, batch=batch), style_name="bench", style_png=style_png,
-                     loss_network=loss_net, compiled=use_compile).to(dev)
-        module.on_fit_start()
-        opt = module.configure_optimizers()
-
-        def step() -> None:
-            # bf16: what Lightning's "bf16-mixed" precision (a run's where precision resolves to
-            # bf16, models/training.py Speed) wraps the step in; the Grams stay fp32 (models/losses.py).
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-                loss = module._step_losses(content)["loss"]
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        return step
+        return module_step(TrainConfig(size=size, batch=batch), style_png, content, loss_net, use_compile=use_compile,
+                           bf16=bf16, seed=seed, cls=cls)
 
     torch.manual_seed(seed)
     ref = ReferenceStep(style, device=dev)

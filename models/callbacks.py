@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +26,58 @@ class LossHistory(pl.Callback):
         m = trainer.callback_metrics
         row = {k.removeprefix("train/"): float(v) for k, v in m.items() if k.startswith("train/")}
         self.rows.append({"step": trainer.global_step, **row})
+
+
+class PhaseTimer(pl.Callback):
+    """Where a run's time goes between steps: the training step itself (on_train_batch_start to
+    on_train_batch_end: forward, backward, optimizer), the phases other callbacks time with
+    `phase` (the probe, checkpoints), and the rest of the loop (the next batch, logging, the
+    losses read back, the progress file). Counted over steps `skip`+1 to the last, from the
+    end of step `skip` (so a job's first steps, which pick kernels and fill caches, are out,
+    as a bench's warm-up is) to the end of the last step: each counted step is its own
+    computation plus what ran after the step before it. Must be the first callback, so its
+    batch end comes before the others' work. What runs after the loop (the final checkpoint,
+    preview and exports) is not a step's cost and is not counted."""
+
+    def __init__(self, skip: int = 2):
+        self.skip = skip
+        self.steps = 0
+        self.loop_s = 0.0
+        self.spent: dict[str, float] = defaultdict(float)
+        self._counting = False
+        self._began = self._window = 0.0
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self._counting:
+                self.spent[name] += time.perf_counter() - began
+
+    def on_train_batch_start(self, *args) -> None:
+        self._began = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
+        now = time.perf_counter()
+        if self._counting:
+            self.spent["step"] += now - self._began
+            self.steps += 1
+            self.loop_s = now - self._window
+        if trainer.global_step == self.skip:
+            self._counting, self._window = True, now
+        if trainer.global_step >= trainer.max_steps:
+            self._counting = False
+
+    def timing(self) -> dict[str, float] | None:
+        """Seconds per phase over the counted steps, "other" the rest of the loop; None when
+        the run had no step past `skip`."""
+        if not self.steps:
+            return None
+        known = {"step": 0.0, "probe": 0.0, "checkpoint": 0.0, **self.spent}
+        return {"steps": self.steps, "loop_s": self.loop_s, **{f"{k}_s": v for k, v in known.items()},
+                "other_s": max(0.0, self.loop_s - sum(known.values()))}
 
 
 class StopWhen(pl.Callback):
@@ -48,10 +103,12 @@ class PeriodicCheckpoint(pl.Callback):
     rank takes part in the save (Lightning writes on rank 0 and waits for all); rank 0 alone
     renames it and calls `on_saved`."""
 
-    def __init__(self, path: str | Path, *, every: int, on_saved: Callable[[Path, int], None] | None = None):
+    def __init__(self, path: str | Path, *, every: int, on_saved: Callable[[Path, int], None] | None = None,
+                 timer: PhaseTimer | None = None):
         self.path = Path(path)
         self.every = every
         self.on_saved = on_saved
+        self.timer = timer or PhaseTimer()
         self._last_saved = -1
 
     def save(self, trainer: pl.Trainer) -> None:
@@ -70,7 +127,8 @@ class PeriodicCheckpoint(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
         if trainer.global_step % self.every == 0:
-            self.save(trainer)
+            with self.timer.phase("checkpoint"):
+                self.save(trainer)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.save(trainer)
@@ -134,10 +192,11 @@ class ArtifactProbe(pl.Callback):
     style's own Grams; the row holds the mean over the styles under the same keys (so curves
     of one- and many-style runs read alike), and the training selection is put back."""
 
-    def __init__(self, photos: torch.Tensor, *, every: int, scored: int = 0):
+    def __init__(self, photos: torch.Tensor, *, every: int, scored: int = 0, timer: PhaseTimer | None = None):
         self.photos = photos  # (N, 3, H, W) 0..255
         self.every = every
         self.scored = scored
+        self.timer = timer or PhaseTimer()
         self.rows: list[ProbeRow] = []
         self._grams: list[dict[str, torch.Tensor]] = []  # each style's Grams by the yardstick
 
@@ -187,7 +246,8 @@ class ArtifactProbe(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args) -> None:
         if trainer.global_step % self.every == 0:
-            self.measure(trainer, pl_module)
+            with self.timer.phase("probe"):
+                self.measure(trainer, pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.measure(trainer, pl_module)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from models.callbacks import ArtifactProbe, LossHistory, LossProgress, PeriodicCheckpoint, StopWhen
+from models.callbacks import ArtifactProbe, LossHistory, LossProgress, PeriodicCheckpoint, PhaseTimer, StopWhen
 from models.checkpoint import read_checkpoint
 from models.config import TrainConfig, per_device_batch
 from models.data import BUILTIN_LABEL, ContentDataModule, ContentSet, load_styles
@@ -37,6 +37,7 @@ class RunResult:
     artifacts: list[ProbeRow]  # the probe's rows (models/callbacks.py ArtifactProbe)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # unreadable content files
     rank: int = 0  # this process's DDP rank: rank 0 alone does the run's once-only work (outputs, reports)
+    timing: dict[str, float] | None = None  # where the steps' time went (models/callbacks.py PhaseTimer)
 
     @property
     def final(self) -> dict[str, float]:
@@ -154,19 +155,20 @@ def train(
                                  compiled=speed.compiled, precision=speed.precision)
     data = ContentDataModule(content_set, size=config.size, batch=config.batch, seed=config.seed,
                              num_workers=speed.num_workers, pin_memory=speed.pin_memory)
-    history, stopper = LossHistory(), StopWhen(should_stop)
+    history, stopper, timer = LossHistory(), StopWhen(should_stop), PhaseTimer()
     from models.preview import PANEL, PROBE_SCORED, probe_batch
 
     probe = ArtifactProbe(probe_batch(probe_size or default_probe_size()), every=probe_every,
-                          scored=PANEL.index(PROBE_SCORED))
-    saver = PeriodicCheckpoint(out / CHECKPOINT_NAME, every=config.checkpoint_every, on_saved=on_checkpoint)
+                          scored=PANEL.index(PROBE_SCORED), timer=timer)
+    saver = PeriodicCheckpoint(out / CHECKPOINT_NAME, every=config.checkpoint_every, on_saved=on_checkpoint,
+                               timer=timer)
     bar = [LossProgress()] if progress else []
     trainer = pl.Trainer(
         accelerator=accelerator, devices=devices, strategy="ddp" if use_ddp else "auto",
         max_steps=config.steps, max_epochs=-1,
         precision=speed.precision, benchmark=speed.benchmark,
         logger=pl.loggers.CSVLogger(out, name="logs"),  # logs/version_N: a resumed run adds one
-        log_every_n_steps=config.log_every, callbacks=[history, probe, stopper, saver, *bar, *callbacks],
+        log_every_n_steps=config.log_every, callbacks=[timer, history, probe, stopper, saver, *bar, *callbacks],
         enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
         num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=out,
     )
@@ -176,4 +178,5 @@ def train(
         checkpoint=saver.path, step=trainer.global_step, steps=config.steps,
         stopped=trainer.global_step < config.steps, seconds=time.perf_counter() - started,
         losses=history.rows, artifacts=probe.rows, skipped=content_set.skipped, rank=trainer.global_rank,
+        timing=timer.timing(),
     )

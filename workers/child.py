@@ -45,7 +45,8 @@ def train(spec: protocol.TrainSpec, folder: Path) -> protocol.TrainResult | None
             return None
         result = protocol.TrainResult(
             step=run.step, steps=run.steps, stopped=run.stopped, seconds=run.seconds, checkpoint=str(run.checkpoint),
-            losses=run.losses, probe=run.artifacts, skipped=[protocol.Skipped(name, why) for name, why in run.skipped])
+            losses=run.losses, probe=run.artifacts, skipped=[protocol.Skipped(name, why) for name, why in run.skipped],
+            timing=run.timing)
     if result.stopped:
         return result
     net, _ = load_network(result.checkpoint)

@@ -283,7 +283,7 @@ def _finish_succeeded(store: ObjectStore, stores: Stores, job_id: str, attempt: 
         apply(current)
         report = {"job": current.model_dump(mode="json"), "losses": result.losses, "final": result.final,
                   "artifacts": [row.to_dict() for row in result.probe], "seconds": result.seconds,
-                  "skipped": [dataclasses.asdict(s) for s in result.skipped]}
+                  "timing": result.timing, "skipped": [dataclasses.asdict(s) for s in result.skipped]}
         store.put_bytes(Keys.report(job_id), json.dumps(report).encode(), content_type="application/json")
         return stores.jobs.end_attempt(job_id, attempt, JobState.succeeded, result=apply)
 

@@ -301,6 +301,8 @@ def bench(
     tile: Annotated[int, typer.Option(help="With --tiling: the tile size in pixels.")] = 512,
     infer_sizes: Annotated[str, typer.Option(help="With --reference: the inference image sides, separated by spaces.")] = "256 512 1024",
     end_to_end: Annotated[bool, typer.Option("--end-to-end", help="Instead: `checkerless train` as whole processes against the recipe; the marginal time per step between --steps and 3x --steps runs.")] = False,
+    job_path: Annotated[bool, typer.Option("--job-path", help="Instead: a training job through a service of its own (an embedded server) against the bare step of the network it trains, measured in this process (median of --steps); images/s of each and where the job's time per step goes.")] = False,
+    job_steps: Annotated[int, typer.Option(help="With --job-path: the job's steps [default: a default job's].", min=4, max=LIMITS["steps"][1])] = DEFAULTS.steps,
     repeats: Annotated[int, typer.Option(help="With --end-to-end: runs of each variant and length, alternated (the median is reported).", min=1, max=20)] = 2,
     stylize: Annotated[Optional[str], typer.Option("--stylize", metavar="WxH", help="Instead: stylise scikit-image's photos (chelsea, astronaut, coffee) cropped and resized to WxH (e.g. 1024x768), as `checkerless stylize` does, at --precision and at 32 (the baseline), alternated; median ms, ratio to fp32, PSNR against fp32.")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(help="With --stylize: a trained checkpoint (default: an untrained resize-nearest network: the same arithmetic, so the same speed; its PSNR says little).")] = None,
@@ -312,6 +314,11 @@ def bench(
     from models.hardware import resolve_accelerator, resolve_precision
     from models.vocabulary import decoder_label, parse_decoder
 
+    if job_path:
+        from service.cli import job_bench
+
+        result = job_bench.job_path(size=size, batch=batch, steps=job_steps, precision=precision, repeats=steps)
+        return job_bench.print_job_path(result, _where(resolve_accelerator("auto")), as_json)
     if end_to_end:
         return _bench_end_to_end(size=size, batch=batch, short=steps, repeats=repeats, precision=precision,
                                  compiled=compiled, as_json=as_json)

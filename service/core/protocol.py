@@ -107,6 +107,9 @@ class TrainResult:
     panel: list[PanelImage] = field(default_factory=list)
     style_panels: list[list[PanelImage]] = field(default_factory=list)  # styles 1.. of a several-style network
     exports: dict[str, str] = field(default_factory=dict)  # format -> file
+    # Where the steps' time went: steps, loop_s, step_s, probe_s, checkpoint_s, other_s
+    # (models/callbacks.py PhaseTimer); None for a run too short to count.
+    timing: dict[str, float] | None = None
 
     @property
     def final(self) -> dict[str, float]:

@@ -35,6 +35,11 @@ def test_a_few_steps_lower_the_loss(tmp_path, vgg19):
     cfg = TrainConfig(**TINY, steps=30, lr=1e-2, seed=1)
     result = train(cfg, out_dir=tmp_path / "a", style="ihc", progress=False, loss_network=vgg19)
     assert len(result.losses) == 30
+    # Where the steps' time went (models/callbacks.py PhaseTimer): steps 3 to 30, the probe of
+    # step 25 among them, and the parts add up to the loop.
+    t = result.timing
+    assert t["steps"] == 28 and t["probe_s"] > 0 and t["step_s"] > 0, t
+    assert t["step_s"] + t["probe_s"] + t["checkpoint_s"] + t["other_s"] == pytest.approx(t["loop_s"]), t
     # The same loss on the same held-out batch, before and after training.
     module = StyleTransferModule(cfg, style_name="ihc", style_png=read_checkpoint(result.checkpoint)[0].style_png,
                                  loss_network=vgg19)
@@ -99,6 +104,9 @@ def test_resume_continues_exactly(tmp_path, vgg19):
 def test_resume_from_a_periodic_checkpoint_with_more_steps(tmp_path, vgg19):
     first = run(tmp_path, "a", vgg19=vgg19, steps=4, checkpoint_every=2)
     assert read_checkpoint(first.checkpoint)[0].step == 4
+    # Steps 3 and 4 counted, with the checkpoint written after step 2 (the one after the last
+    # step is the run's end, not a step's cost).
+    assert first.timing["steps"] == 2 and first.timing["checkpoint_s"] > 0, first.timing
     more = train(out_dir=tmp_path / "b", resume=first.checkpoint, steps=6, progress=False, loss_network=vgg19)
     assert more.step == 6 and len(more.losses) == 2
     with pytest.raises(ValueError, match="already at step 6"):

@@ -27,7 +27,9 @@ MESSAGES = [
     TrainResult(step=30, steps=30, stopped=False, seconds=12.5, checkpoint="/w/run/last.ckpt",
                 losses=[{"step": 30, "loss": 1.0}], probe=[ProbeRow(step=0, artifact_p2=3.0), ROW],
                 skipped=[Skipped(name="notes.txt", reason="not an image")], preview="/w/preview.png",
-                panel=[PANEL], style_panels=[[PANEL], [PANEL]], exports={"onnx": "/w/net.onnx"}),
+                panel=[PANEL], style_panels=[[PANEL], [PANEL]], exports={"onnx": "/w/net.onnx"},
+                timing={"steps": 28, "loop_s": 14.0, "step_s": 12.0, "probe_s": 1.5, "checkpoint_s": 0.2,
+                        "other_s": 0.3}),
     TrainResult(step=7, steps=30, stopped=True, seconds=1.0, checkpoint="/w/run/last.ckpt"),
 ]
 
