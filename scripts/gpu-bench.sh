@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# The GPU benchmark and checks, in one go (about 7 minutes on an H100 or H200):
+# The GPU benchmark and checks, in one go (about 7 minutes on an H100 or H200 before step 4, the
+# job path, was added; its server start and two compiles add a minute or two, not yet measured):
 #   0. the CUDA tests (tests/gpu: bf16 training, the network against the CPU, tiles),
 #   1. our training step at 256 px and inference at 512 and 1024 px against the pytorch/examples
 #      recipe, fp32 and bf16, eager and compiled,
 #   2. where the time goes (scripts/gpu_profile.py),
 #   3. a 4096x3072 image stylised in tiles (time, peak memory),
-#   4. a real style trained for 2,000 steps at 256 px through `checkerless train` (the path a
+#   4. a job through the service against its bare step (`checkerless bench --job-path`),
+#   5. a real style trained for 2,000 steps at 256 px through `checkerless train` (the path a
 #      job takes: bf16, compiled, DataLoader workers), its network
 #      exported to ONNX and TorchScript and checked, and bf16 stylising measured against fp32,
 # writing every table to $OUT (default: runs/gpu-bench). `--dry-run` does the same on the CPU
-# at tiny sizes, to check the script itself (tests/test_gpu_bench.py runs it); its step 4 trains
+# at tiny sizes, to check the script itself (tests/test_gpu_bench.py runs it); its step 5 trains
 # and exports the plain network (DRY_NET), not the defaults' (filtered ReLUs, resize-lowpass,
 # blur-stride, stability loss: its ONNX export alone takes twice the plain one's on a small CPU).
 # The dry run checks the script's wiring; each command is tested elsewhere, the defaults'
@@ -22,11 +24,11 @@ OUT="${OUT:-runs/gpu-bench}"
 mkdir -p "$OUT"
 if [ "${1:-}" = "--dry-run" ]; then
   DEVICE=cpu TRAIN=(--size 32 --batch 2 --steps 2 --warmup 0 --infer-sizes "64" --no-compile)
-  TILED="160x120"; TILE=64; STEPS=1; SIZE=32; BATCH=2
+  TILED="160x120"; TILE=64; STEPS=1; SIZE=32; BATCH=2; JOB_STEPS=5
   DRY_NET=(--decoder resize-nearest --downsample stride-conv --plain-relu --stability-weight 0)
 else
   DEVICE=gpu TRAIN=(--size 256 --batch 16 --steps 20 --infer-sizes "512 1024")
-  TILED="4096x3072"; TILE=1024; STEPS="${TRAIN_STEPS:-2000}"; SIZE=256; BATCH=8
+  TILED="4096x3072"; TILE=1024; STEPS="${TRAIN_STEPS:-2000}"; SIZE=256; BATCH=8; JOB_STEPS=400
   DRY_NET=()
 fi
 if [ -z "${PYTHON:-}" ]; then
@@ -50,6 +52,8 @@ if [ "$DEVICE" = gpu ]; then
     || echo "profile failed: see $OUT/profile.txt"
 fi
 COLUMNS=160 "${CLI[@]}" bench --tiling "$TILED" --tile "$TILE" --device "$DEVICE" | tee "$OUT/tiling.txt"
+COLUMNS=160 "${CLI[@]}" bench --job-path --size "$SIZE" --batch "$BATCH" --job-steps "$JOB_STEPS" --steps 5 \
+  | tee "$OUT/job-path.txt"
 # A real style through the command a user runs; its network is exported and checked.
 "${CLI[@]}" train hubble --steps "$STEPS" --size "$SIZE" --batch "$BATCH" --checkpoint-every "$STEPS" \
   --device "$DEVICE" --out "$OUT/run" --json ${DRY_NET[@]+"${DRY_NET[@]}"} > "$OUT/train.json"

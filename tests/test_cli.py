@@ -244,6 +244,21 @@ def test_the_demos_score_tables_read_whole_in_80_columns():
                                                                           "loss", "train", "s"]
 
 
+def test_the_job_path_bench_reads_its_ratios_and_shares_from_the_jobs_timing():
+    """`bench --job-path`'s arithmetic on a job's report (the command itself runs in the GPU
+    script's dry run, tests/test_gpu_bench.py): images/s against the bare step, each phase's
+    share of the job's loop."""
+    from service.cli.job_bench import rows
+
+    timing = {"steps": 10, "loop_s": 20.0, "step_s": 16.0, "probe_s": 2.0, "checkpoint_s": 1.0, "other_s": 1.0}
+    table = {r["measure"]: r for r in rows({"batch": 4, "bare_step_s": 1.6, "timing": timing})}
+    assert table["bare step"]["images_s"] == pytest.approx(2.5) and table["bare step"]["of_bare"] == 1.0
+    assert table["job"]["s_per_step"] == pytest.approx(2.0) and table["job"]["images_s"] == pytest.approx(2.0)
+    assert table["job"]["of_bare"] == pytest.approx(0.8)
+    shares = {name: table[f"job: {name}"]["share"] for name in ("step", "probe", "checkpoint", "other")}
+    assert shares == pytest.approx({"step": 0.8, "probe": 0.1, "checkpoint": 0.05, "other": 0.05})
+
+
 def test_train_takes_several_styles_and_the_encoder_and_loss_settings(tmp_path):
     from models.checkpoint import read_checkpoint
 

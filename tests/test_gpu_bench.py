@@ -11,8 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_gpu_bench_script_runs_dry_on_the_cpu(tmp_path):
-    """Every step of the script, as the GPU loan will run it (six processes that each import
-    torch; the dry run trains and exports the plain network, the script says why): the loan is
+    """Every step of the script, as the GPU loan will run it (seven processes that each import
+    torch, one a whole service; the dry run trains and exports the plain network, the script says why): the loan is
     too short to find a broken step there."""
     p = subprocess.run(["bash", "scripts/gpu-bench.sh", "--dry-run"], cwd=ROOT, capture_output=True, text=True,
                        timeout=900, env={**os.environ, "OUT": str(tmp_path)})
@@ -20,6 +20,8 @@ def test_gpu_bench_script_runs_dry_on_the_cpu(tmp_path):
     reference = (tmp_path / "reference.txt").read_text()
     assert "reference" in reference and "infer 64px" in reference and "train 32px x2" in reference
     assert "tiles of 64 px" in (tmp_path / "tiling.txt").read_text()
+    job_path = (tmp_path / "job-path.txt").read_text()
+    assert "job: probe" in job_path and "bare step" in job_path and "a job of 5 steps" in job_path, job_path
     for fmt in ("onnx", "torchscript"):
         assert (tmp_path / f"net.{fmt}").stat().st_size > 100_000
     assert "device: cpu" in (tmp_path / "device.txt").read_text()

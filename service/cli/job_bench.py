@@ -27,9 +27,11 @@ PHASES = {"step": "the training step itself (forward, backward, optimizer) under
           "other": "the rest of the loop: the next batch, logging, the progress file"}
 
 
-def bare_step_s(*, size: int, batch: int, precision: str, device: str, repeats: int, warmup: int = 2) -> list[float]:
-    """Seconds of each of `repeats` bare steps (after `warmup`) of the default network at `size`
-    and `batch`, on `device` ("cpu" or "cuda"), in `precision` ("32" or "bf16")."""
+def bare_step_s(*, size: int, batch: int, precision: str, device: str, compiled: bool, repeats: int,
+                warmup: int = 2) -> list[float]:
+    """Seconds of each of `repeats` bare steps (after `warmup`, which compiles a compiled one) of
+    the default network at `size` and `batch`, on `device` ("cpu" or "cuda"), in `precision`
+    ("32" or "bf16")."""
     import torch
 
     from models.bench import module_step
@@ -41,7 +43,8 @@ def bare_step_s(*, size: int, batch: int, precision: str, device: str, repeats: 
     g = torch.Generator().manual_seed(0)
     content = (torch.rand(batch, 3, size, size, generator=g) * 255).to(device)
     step = module_step(TrainConfig(size=size, batch=batch), encode_png(load_style(STYLE)[1]), content,
-                       build_loss_network("vgg19").to(device), bf16=precision == "bf16")
+                       build_loss_network("vgg19").to(device), bf16=precision == "bf16",
+                       use_compile=compiled)
 
     def sync() -> None:
         if device == "cuda":
@@ -67,17 +70,20 @@ def job_path(*, size: int, batch: int, steps: int, precision: str, repeats: int,
     from service.cli.launch import embedded_server, wait_ready
 
     deadline = time.monotonic() + timeout
-    # The job trains where the worker finds it best (a GPU if any) in the precision `precision`
-    # resolves to there; the bare step runs the same (models/hardware.py).
-    from models.hardware import resolve_accelerator, resolve_precision
+    # The job trains where the worker finds it best (a GPU if any), in the precision `precision`
+    # resolves to there and compiled where a run of its length is (models/training.py Speed);
+    # the bare step runs the same.
+    from models.hardware import resolve_accelerator
+    from models.training import Speed
 
     accelerator = resolve_accelerator("auto")
-    resolved = resolve_precision(precision, accelerator)
+    speed = Speed.plan(accelerator, steps_left=steps, precision=precision)
+    resolved = "bf16" if speed.precision == "bf16-mixed" else "32"
     with embedded_server(prefix="checkerless-jobbench-") as (url, data, server):
         with Client(url) as probe:
             if not wait_ready(probe, server, deadline=deadline):
                 raise ValueError("the embedded server did not start")
-        bare = bare_step_s(size=size, batch=batch, precision=resolved, repeats=repeats,
+        bare = bare_step_s(size=size, batch=batch, precision=resolved, repeats=repeats, compiled=speed.compiled,
                            device="cuda" if accelerator == "gpu" else "cpu")  # the service idle beside it
         with Client(url, (data / "local-key").read_text().strip(), retry=RetryPolicy(attempts=1)) as client:
             submitted = time.monotonic()
@@ -95,7 +101,8 @@ def job_path(*, size: int, batch: int, steps: int, precision: str, repeats: int,
     timing = report.get("timing")
     if not timing:
         raise ValueError(f"the job's report has no step timing: {steps} steps are too few to count (take more)")
-    return {"size": size, "batch": batch, "steps": steps, "precision": resolved, "bare_step_s": statistics.median(bare),
+    return {"size": size, "batch": batch, "steps": steps, "precision": resolved, "compiled": speed.compiled,
+            "bare_step_s": statistics.median(bare),
             "bare_repeats": repeats, "timing": timing, "job_wall_s": wall, "fit_s": report["seconds"],
             "trained_precision": record.trained_precision}
 
@@ -119,7 +126,8 @@ def print_job_path(result: dict, where: str, as_json: bool) -> None:
         return
     t = result["timing"]
     table = Table("measure", "s per step", "images/s", "x bare", "of the job",
-                  title=f"{where}; {'fp32' if result['precision'] == '32' else 'bf16 autocast'}; batch "
+                  title=f"{where}; {'fp32' if result['precision'] == '32' else 'bf16 autocast'}"
+                        f"{', compiled' if result['compiled'] else ''}; batch "
                         f"{result['batch']} at {result['size']}px: a job of {result['steps']} steps through the "
                         f"service (its last {t['steps']}) against its bare step (median of {result['bare_repeats']})",
                   title_justify="left")
