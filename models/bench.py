@@ -196,7 +196,7 @@ def module_step(config, style_png: bytes, content: torch.Tensor, loss_net: LossN
         # bf16: what Lightning's "bf16-mixed" precision (a run's where precision resolves to
         # bf16, models/training.py Speed) wraps the step in; the Grams stay fp32 (models/losses.py).
         with torch.autocast(content.device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss = module._step_losses(content)["loss"]
+            loss = module.step_losses(content, 0)["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -227,11 +227,9 @@ def bench_reference(*, size: int = 128, batch: int = 4, infer_sizes: Sequence[in
     style_png = encode_png(Image.fromarray(style[0].permute(1, 2, 0).byte().numpy()))
 
     class FullContentPass(StyleTransferModule):  # the step before the content target was cut short
-        def losses(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
-            out = self.net(content)
+        def content_target(self, content: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
-                target = self.loss_net(content)[self.loss_net.content_layer]
-            return perceptual_loss(self.loss_net, out, content_target=target, style_grams=self.target_grams)
+                return self.loss_net(content)[self.loss_net.content_layer]
 
     def our_step(cls, use_compile: bool, bf16: bool = False):
         return module_step(TrainConfig(size=size, batch=batch), style_png, content, loss_net, use_compile=use_compile,

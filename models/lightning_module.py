@@ -131,12 +131,15 @@ class StyleTransferModule(pl.LightningModule):
         and columns whatever the step's shift, so every step has one shape."""
         return 1 if self.config.stability_shift == "one" else 3
 
+    def content_target(self, content: torch.Tensor) -> torch.Tensor:
+        return self.loss_net.content_target(content)
+
     def losses(self, content: torch.Tensor, style_grams: Mapping[str, torch.Tensor] | None = None,
                noise: torch.Tensor | None = None, shift: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The step's loss terms for the style selected in the net, against `style_grams`
         (the first style's when not given); with `noise`, the stability term too, at `shift`."""
         out = self.net(content)
-        target = self.loss_net.content_target(content)
+        target = self.content_target(content)
         cfg = self.config
         losses = perceptual_loss(self.loss_net, out, content_target=target,
                                  style_grams=self.target_grams if style_grams is None else style_grams,
@@ -148,13 +151,19 @@ class StyleTransferModule(pl.LightningModule):
             losses["stability"] = stability
         return losses
 
-    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        style = self.style_at(self.global_step)
+    def step_losses(self, batch: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        """The loss terms of training step `step` on `batch`: the style the schedule names, the
+        stability term's noise and shift. What a job's step computes, and what the benches
+        time as its bare step (models/bench.py module_step)."""
+        style = self.style_at(step)
         if self.styles > 1:
             self.net.select_style(style)  # the same on every rank: a function of seed and step
-        noise = self.stability_noise(self.global_step, batch) if self.config.stability_weight > 0 else None
-        shift = torch.tensor(self.stability_shift(self.global_step))  # a tensor: no recompile when it changes
-        losses = self._step_losses(batch, self.style_grams[style], noise, shift)
+        noise = self.stability_noise(step, batch) if self.config.stability_weight > 0 else None
+        shift = torch.tensor(self.stability_shift(step))  # a tensor: no recompile when it changes
+        return self._step_losses(batch, self.style_grams[style], noise, shift)
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        losses = self.step_losses(batch, self.global_step)
         # Under DDP every rank decides alike, so all of them fail the run, not one that leaves
         # the others waiting; the logged losses are the mean over the ranks: the global batch's.
         if not self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(losses["loss"])), all=True):

@@ -9,8 +9,9 @@ import sys
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from models.bench import module_step
 from models.config import TrainConfig
-from models.lightning_module import StyleTransferModule, encode_png
+from models.lightning_module import encode_png
 from models.loss_network import build_loss_network
 from models.transformer_net import TransformerNet
 
@@ -22,18 +23,9 @@ def main(size: int = 256, batch: int = 16) -> None:
     g = torch.Generator().manual_seed(0)
     content = (torch.rand(batch, 3, size, size, generator=g) * 255).to(dev)
     style = (torch.rand(size, size, 3, generator=g) * 255).byte().numpy()
-    module = StyleTransferModule(TrainConfig(size=size, batch=batch), style_name="profile",
-                                 style_png=encode_png(Image.fromarray(style)),
-                                 loss_network=build_loss_network("vgg19"), compiled=True).to(dev)
-    module.on_fit_start()
-    opt = module.configure_optimizers()
-
-    def step() -> None:
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = module._step_losses(content)["loss"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    # The step a GPU job runs (the stability term included), bf16 and compiled.
+    step = module_step(TrainConfig(size=size, batch=batch), encode_png(Image.fromarray(style)), content,
+                       build_loss_network("vgg19").to(dev), use_compile=True, bf16=True)
 
     net = torch.compile(TransformerNet().to(dev).eval(), mode="reduce-overhead", dynamic=False)
     image = (torch.rand(1, 3, 1024, 1024, generator=g) * 255).to(dev)
