@@ -176,6 +176,36 @@ def cpu_peak_gflops() -> tuple[float | None, str]:
     return peak, f"{cores} cores x {mhz / 1000:.2f} GHz x 2 FMA pipes x 2 x {bits // 32} fp32 lanes"
 
 
+# bf16 FLOPs per cycle per core of the CPU's bf16 matrix arithmetic: AMX's tile unit (Intel's
+# figure: 1,024 bf16 FLOP per cycle per core), else AVX512_BF16's dot product (VDPBF16PS: 32
+# bf16 pairs per 512-bit instruction, 64 FLOP, on two FMA pipes; on one 256-bit-wide pair of
+# pipes on AMD before family 26, half that).
+AMX_BF16_FLOP_PER_CYCLE = 1024
+AVX512_BF16_FLOP_PER_CYCLE = 2 * 64
+
+
+def cpu_bf16_peak_gflops() -> tuple[float | None, str]:
+    """Nominal bf16 peak of this machine's cores where they have bf16 matrix arithmetic (the
+    clock /proc/cpuinfo reports), or None (bf16 is emulated there: models/hardware.py keeps fp32)."""
+    import os
+
+    try:
+        info = open("/proc/cpuinfo").read()
+    except OSError:
+        return None, "unknown (no /proc/cpuinfo)"
+    field = lambda name: next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith(name)), "")  # noqa: E731
+    flags, mhz = field("flags").split(), float(field("cpu MHz") or 0)
+    cores = len(os.sched_getaffinity(0))
+    if "amx_bf16" in flags:
+        per, unit = AMX_BF16_FLOP_PER_CYCLE, "AMX"
+    elif "avx512_bf16" in flags:
+        amd_256 = field("vendor_id") == "AuthenticAMD" and int(field("cpu family") or 0) < 26
+        per, unit = AVX512_BF16_FLOP_PER_CYCLE // (2 if amd_256 else 1), "AVX512_BF16"
+    else:
+        return None, "no bf16 matrix arithmetic"
+    return cores * mhz / 1000 * per, f"{cores} cores x {mhz / 1000:.2f} GHz x {per} bf16 FLOP per cycle ({unit})"
+
+
 REF = "reference"  # the pytorch/examples recipe, models/reference.py
 
 

@@ -19,6 +19,11 @@ def test_gpu_bench_script_runs_dry_on_the_cpu(tmp_path):
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     reference = (tmp_path / "reference.txt").read_text()
     assert "reference" in reference and "infer 64px" in reference and "train 32px x2" in reference
+    # GFLOP/s against the fp32 peak, and the bf16 peak where the CPU has bf16 matrix arithmetic
+    flags = open("/proc/cpuinfo").read().split()
+    bf16 = "amx_bf16" in flags or "avx512_bf16" in flags
+    assert "of fp32 peak" in reference and ("of bf16 peak" in reference) == bf16, reference
+    assert ("AMX" in reference) == ("amx_bf16" in flags), reference
     assert "tiles of 64 px" in (tmp_path / "tiling.txt").read_text()
     job_path = (tmp_path / "job-path.txt").read_text()
     assert "job: probe" in job_path and "bare step" in job_path and "a job of 5 steps" in job_path, job_path

@@ -462,7 +462,7 @@ def _bench_reference(*, size: int, batch: int, repeats: int, accelerator: str, c
                      precision: str, as_json: bool) -> None:
     import torch
 
-    from models.bench import bench_reference, cpu_peak_gflops, gpu_bf16_peak_gflops
+    from models.bench import bench_reference, cpu_bf16_peak_gflops, cpu_peak_gflops, gpu_bf16_peak_gflops
     from models.hardware import cpu_model
 
     gpu = accelerator == "gpu"
@@ -474,18 +474,24 @@ def _bench_reference(*, size: int, batch: int, repeats: int, accelerator: str, c
         where = f"{name}; {how} {peak / 1000:.0f} TFLOP/s" if peak else f"{name} (bf16 peak unknown)"
     else:
         peak, how = cpu_peak_gflops()
-        where = f"CPU {cpu_model()}, {torch.get_num_threads()} threads; nominal fp32 peak {peak:.0f} GFLOP/s ({how}; boost clocks can exceed it)"
+        bf16_peak, bf16_how = cpu_bf16_peak_gflops()
+        where = (f"CPU {cpu_model()}, {torch.get_num_threads()} threads; nominal fp32 peak {peak:.0f} GFLOP/s ({how}); "
+                 + (f"bf16 peak {bf16_peak:.0f} GFLOP/s ({bf16_how})" if bf16_peak else f"bf16: {bf16_how}")
+                 + "; boost clocks can exceed them")
     if as_json:
-        print(json.dumps({"device": where, "peak_gflops": peak, "rows": [r.as_dict() for r in rows]}, indent=2))
+        print(json.dumps({"device": where, "peak_gflops": peak, "bf16_peak_gflops": peak if gpu else bf16_peak,
+                          "rows": [r.as_dict() for r in rows]}, indent=2))
         return
+    cpu_bf16 = not gpu and bf16_peak
     table = Table("task", "variant", "median ms", "x reference", "images/s", "GFLOP/img", "TFLOP/s" if gpu else "GFLOP/s",
-                  "of bf16 peak" if gpu else "of nominal peak", "peak MiB", "first 2 calls s",
-                  title=f"{where}; median of {repeats}, alternated", title_justify="left")
+                  "of bf16 peak" if gpu else "of fp32 peak", *(["of bf16 peak"] if cpu_bf16 else []), "peak MiB",
+                  "first 2 calls s", title=f"{where}; median of {repeats}, alternated", title_justify="left")
     for r in rows:
         rate = f"{r.gflops / 1000:.1f}" if gpu else f"{r.gflops:.0f}"
         images = f"{r.gflops / r.gflop:.0f}" if r.gflop else "?"
         table.add_row(r.task, r.variant, f"{r.ms:.2f}" if r.ms < 10 else f"{r.ms:.1f}", f"{r.speedup:.2f}", images,
                       f"{r.gflop:.1f}", rate, f"{r.gflops / peak:.0%}" if peak else "?",
+                      *([f"{r.gflops / bf16_peak:.0%}"] if cpu_bf16 else []),
                       "" if r.peak_mib is None else f"{r.peak_mib:.0f}", f"{r.startup_s:.1f}")
     out.print(table)
     if not gpu:
