@@ -20,7 +20,7 @@ def test_gpu_bench_script_runs_dry_on_the_cpu(tmp_path):
     reference = (tmp_path / "reference.txt").read_text()
     assert "reference" in reference and "infer 64px" in reference and "train 32px x2" in reference
     # GFLOP/s against the fp32 peak, and the bf16 peak where the CPU has bf16 matrix arithmetic
-    flags = open("/proc/cpuinfo").read().split()
+    flags = Path("/proc/cpuinfo").read_text().split()
     bf16 = "amx_bf16" in flags or "avx512_bf16" in flags
     assert "of fp32 peak" in reference and ("of bf16 peak" in reference) == bf16, reference
     assert ("AMX" in reference) == ("amx_bf16" in flags), reference
