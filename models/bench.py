@@ -8,6 +8,8 @@ outside it, as Lightning's "bf16-mixed" does)."""
 
 from __future__ import annotations
 
+import copy
+
 import statistics
 import time
 from collections.abc import Sequence
@@ -210,15 +212,22 @@ REF = "reference"  # the pytorch/examples recipe, models/reference.py
 
 
 def module_step(config, style_png: bytes, content: torch.Tensor, loss_net: LossNetwork, *, use_compile: bool = False,
-                bf16: bool = False, seed: int = 0, cls=None):
+                bf16: bool = False, channels_last: bool = False, seed: int = 0, cls=None):
     """One training step of the Lightning module a job trains (models/lightning_module.py: its
     losses, stability term included, and its optimizer), without Lightning around it, on
-    `content` and on its device: the bare step that jobs and the reference are measured against."""
+    `content` and on its device: the bare step that jobs and the reference are measured against.
+    `channels_last`: the networks' weights and the photos in NHWC (on a copy of `loss_net`, so
+    the other variants keep theirs)."""
     from models.lightning_module import StyleTransferModule
 
     torch.manual_seed(seed)
+    if channels_last:
+        loss_net = copy.deepcopy(loss_net)
+        content = content.contiguous(memory_format=torch.channels_last)
     module = (cls or StyleTransferModule)(config, style_name="bench", style_png=style_png, loss_network=loss_net,
                                           compiled=use_compile).to(content.device)
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last)
     module.on_fit_start()
     opt = module.configure_optimizers()
 
@@ -261,9 +270,9 @@ def bench_reference(*, size: int = 128, batch: int = 4, infer_sizes: Sequence[in
             with torch.no_grad():
                 return self.loss_net(content)[self.loss_net.content_layer]
 
-    def our_step(cls, use_compile: bool, bf16: bool = False):
+    def our_step(cls, use_compile: bool, bf16: bool = False, channels_last: bool = False):
         return module_step(TrainConfig(size=size, batch=batch), style_png, content, loss_net, use_compile=use_compile,
-                           bf16=bf16, seed=seed, cls=cls)
+                           bf16=bf16, channels_last=channels_last, seed=seed, cls=cls)
 
     torch.manual_seed(seed)
     ref = ReferenceStep(style, device=dev)
@@ -273,9 +282,12 @@ def bench_reference(*, size: int = 128, batch: int = 4, infer_sizes: Sequence[in
     if compiled:
         train_variants["ours, compiled"] = our_step(StyleTransferModule, True)
     bf16 = precision == "bf16"
-    if bf16:  # the path a job takes where auto means bf16: bf16 autocast, compiled where asked on a GPU
+    if bf16:  # the path a job takes where auto means bf16: bf16 autocast, compiled where asked
         train_variants["ours, bf16"] = our_step(StyleTransferModule, False, bf16=True)
-        if compiled and dev.type == "cuda":
+        # oneDNN's bf16 convolutions (AMX) and cuDNN's tensor cores prefer NHWC: measured, not assumed.
+        train_variants["ours, bf16, channels_last"] = our_step(StyleTransferModule, False, bf16=True,
+                                                               channels_last=True)
+        if compiled:
             train_variants["ours, compiled, bf16"] = our_step(StyleTransferModule, True, bf16=True)
     flops = {REF: count_flops(lambda: ref.step(content)),
              "ours": count_flops(our_step(StyleTransferModule, False)),
@@ -292,19 +304,23 @@ def bench_reference(*, size: int = 128, batch: int = 4, infer_sizes: Sequence[in
     infer_graphed = (torch.compile(our_net, mode="reduce-overhead", dynamic=False)
                      if compiled and dev.type == "cuda" else None)
     onnx_run = _onnx_runner(our_net) if dev.type == "cpu" else None  # the stylise server's path on a CPU
+    nhwc_net = copy.deepcopy(our_net).to(memory_format=torch.channels_last) if precision == "bf16" else None
     for s in infer_sizes:
         image = (torch.rand(1, 3, s, s, generator=g) * 255).to(dev)
 
-        def infer(net, bf16: bool = False):
+        def infer(net, bf16: bool = False, channels_last: bool = False):
+            x = image.contiguous(memory_format=torch.channels_last) if channels_last else image
+
             def run() -> None:
                 with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-                    net(image)
+                    net(x)
             return run
         variants = {REF: infer(ref_net), "ours": infer(our_net)}
         if infer_compiled is not None:
             variants["ours, compiled"] = infer(infer_compiled)
         if bf16:
             variants["ours, bf16"] = infer(our_net, bf16=True)
+            variants["ours, bf16, channels_last"] = infer(nhwc_net, bf16=True, channels_last=True)
             if infer_graphed is not None:
                 variants["ours, compiled, bf16, CUDA graph"] = infer(infer_graphed, bf16=True)
         if onnx_run is not None:
