@@ -34,7 +34,7 @@ class PhaseTimer(pl.Callback):
     `phase` (the probe, checkpoints), and the rest of the loop (the next batch, logging, the
     losses read back, the progress file). Counted over steps `skip`+1 to the last, from the
     end of step `skip` (so a job's first steps, which pick kernels and fill caches, are out,
-    as a bench's warm-up is) to the end of the last step: each counted step is its own
+    as a bench's warm-up is; a resumed run's from where it began) to the end of the last step: each counted step is its own
     computation plus what ran after the step before it. Must be the first callback, so its
     batch end comes before the others' work. What runs after the loop (the final checkpoint,
     preview and exports) is not a step's cost and is not counted."""
@@ -46,6 +46,7 @@ class PhaseTimer(pl.Callback):
         self.spent: dict[str, float] = defaultdict(float)
         self._counting = False
         self._began = self._window = 0.0
+        self._first = 0  # the step this run began at (a resumed one: its checkpoint's)
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -56,6 +57,9 @@ class PhaseTimer(pl.Callback):
             if self._counting:
                 self.spent[name] += time.perf_counter() - began
 
+    def on_train_start(self, trainer: pl.Trainer, *args) -> None:
+        self._first = trainer.global_step
+
     def on_train_batch_start(self, *args) -> None:
         self._began = time.perf_counter()
 
@@ -65,7 +69,7 @@ class PhaseTimer(pl.Callback):
             self.spent["step"] += now - self._began
             self.steps += 1
             self.loop_s = now - self._window
-        if trainer.global_step == self.skip:
+        if trainer.global_step == self._first + self.skip:
             self._counting, self._window = True, now
         if trainer.global_step >= trainer.max_steps:
             self._counting = False

@@ -107,9 +107,10 @@ def test_resume_from_a_periodic_checkpoint_with_more_steps(tmp_path, vgg19):
     # Steps 3 and 4 counted, with the checkpoint written after step 2 (the one after the last
     # step is the run's end, not a step's cost).
     assert first.timing["steps"] == 2 and first.timing["checkpoint_s"] > 0, first.timing
-    more = train(out_dir=tmp_path / "b", resume=first.checkpoint, steps=6, progress=False, loss_network=vgg19)
-    assert more.step == 6 and len(more.losses) == 2
-    with pytest.raises(ValueError, match="already at step 6"):
+    more = train(out_dir=tmp_path / "b", resume=first.checkpoint, steps=7, progress=False, loss_network=vgg19)
+    assert more.step == 7 and len(more.losses) == 3
+    assert more.timing["steps"] == 1, more.timing  # a resumed run counts from where it began: step 7
+    with pytest.raises(ValueError, match="already at step 7"):
         train(out_dir=tmp_path / "c", resume=more.checkpoint, progress=False, loss_network=vgg19)
 
 
