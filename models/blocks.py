@@ -240,9 +240,12 @@ def lowpass_phases(reach: int = LOWPASS_REACH, beta: float = LOWPASS_BETA) -> to
 
 
 def replicate_pad(x: torch.Tensor, n: int) -> torch.Tensor:
-    """F.pad(x, (n, n, n, n), mode="replicate") by index_select: the same values, and a
-    backward torch.compile takes (replication_pad2d_backward fails its layout checks there on
-    the maps these filters see)."""
+    """F.pad(x, (n, n, n, n), mode="replicate"); under torch.compile by index_select, the same
+    values with a backward it takes (replication_pad2d_backward fails its layout checks there
+    on the maps these filters see). Eager runs F.pad: index_select along the last axis was
+    45% of a forward of the default network on a CPU, 27x F.pad's time (docs/performance.md)."""
+    if not torch.compiler.is_compiling():
+        return F.pad(x, (n, n, n, n), mode="replicate")
     h, w = x.shape[-2:]
     rows = torch.arange(-n, h + n, device=x.device).clamp(0, h - 1)
     cols = torch.arange(-n, w + n, device=x.device).clamp(0, w - 1)
