@@ -305,7 +305,7 @@ def bench(
     job_steps: Annotated[int, typer.Option(help="With --job-path: the job's steps [default: a default job's].", min=4, max=LIMITS["steps"][1])] = DEFAULTS.steps,
     repeats: Annotated[int, typer.Option(help="With --end-to-end: runs of each variant and length, alternated (the median is reported).", min=1, max=20)] = 2,
     stylize: Annotated[Optional[str], typer.Option("--stylize", metavar="WxH", help="Instead: stylise scikit-image's photos (chelsea, astronaut, coffee) cropped and resized to WxH (e.g. 1024x768), as `checkerless stylize` does, at --precision and at 32 (the baseline), alternated; median ms, ratio to fp32, PSNR against fp32.")] = None,
-    checkpoint: Annotated[Optional[Path], typer.Option(help="With --stylize: a trained checkpoint (default: an untrained resize-nearest network: the same arithmetic, so the same speed; its PSNR says little).")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="With --stylize: a trained checkpoint (default: an untrained network of the training defaults: the same arithmetic, so the same speed; its PSNR says little).")] = None,
     precision: Annotated[str, typer.Option("--precision", metavar="[auto|32|bf16]", callback=check_precision_option, help="Arithmetic of the timed runs: bf16 (bf16 autocast), 32, or auto: bf16 where this machine has bf16 matrix units, else 32. With --reference: adds the bf16 variants when bf16.")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
@@ -412,8 +412,8 @@ def _bench_stylize(sizes: str, *, checkpoint: Optional[Path], accelerator: str, 
 
         from models.transformer_net import TransformerNet
 
-        torch.manual_seed(0)
-        net, network = TransformerNet().eval(), "an untrained resize-nearest network"
+        torch.manual_seed(0)  # untrained: the same arithmetic as a trained one, so the same speed
+        net, network = TransformerNet.for_config(DEFAULTS).eval(), "an untrained network of today's defaults"
     rows = [r for w, h in parsed
             for r in bench_stylize(net, width=w, height=h, precision=precision, repeats=repeats,
                                    device="cuda" if accelerator == "gpu" else "cpu")]
