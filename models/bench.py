@@ -9,7 +9,6 @@ outside it, as Lightning's "bf16-mixed" does)."""
 from __future__ import annotations
 
 import copy
-
 import statistics
 import time
 from collections.abc import Sequence
@@ -159,23 +158,38 @@ def gpu_bf16_peak_gflops(name: str) -> float | None:
     return next((peak for key, peak in GPU_BF16_PEAK_GFLOPS.items() if key in name), None)
 
 
-def cpu_peak_gflops() -> tuple[float | None, str]:
-    """Nominal fp32 peak of this machine's cores: cores x clock x FMA pipes x 2 x lanes (the
-    clock /proc/cpuinfo reports; boost clocks run above it), with the
-    lanes from the vector flags (AMD before family 26 runs AVX-512 on 256-bit pipes)."""
+@dataclass(frozen=True)
+class _Cores:
+    """What the nominal peaks need from /proc/cpuinfo and the scheduler."""
+    cores: int
+    ghz: float  # the clock /proc/cpuinfo reports; boost clocks run above it
+    flags: frozenset[str]
+    amd_256: bool  # AMD before family 26 runs 512-bit instructions on 256-bit pipes
+
+
+def _cores() -> _Cores | None:
     import os
 
     try:
-        info = open("/proc/cpuinfo").read()
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
     except OSError:
-        return None, "unknown (no /proc/cpuinfo)"
+        return None
     field = lambda name: next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith(name)), "")  # noqa: E731
-    flags, mhz = field("flags").split(), float(field("cpu MHz") or 0)
-    amd_256 = field("vendor_id") == "AuthenticAMD" and int(field("cpu family") or 0) < 26
-    bits = 512 if "avx512f" in flags and not amd_256 else 256 if "avx2" in flags else 128
-    cores = len(os.sched_getaffinity(0))
-    peak = cores * mhz / 1000 * 2 * 2 * bits / 32
-    return peak, f"{cores} cores x {mhz / 1000:.2f} GHz x 2 FMA pipes x 2 x {bits // 32} fp32 lanes"
+    return _Cores(cores=len(os.sched_getaffinity(0)), ghz=float(field("cpu MHz") or 0) / 1000,
+                  flags=frozenset(field("flags").split()),
+                  amd_256=field("vendor_id") == "AuthenticAMD" and int(field("cpu family") or 0) < 26)
+
+
+def cpu_peak_gflops() -> tuple[float | None, str]:
+    """Nominal fp32 peak of this machine's cores: cores x clock x FMA pipes x 2 x lanes, with
+    the lanes from the vector flags."""
+    c = _cores()
+    if c is None:
+        return None, "unknown (no /proc/cpuinfo)"
+    bits = 512 if "avx512f" in c.flags and not c.amd_256 else 256 if "avx2" in c.flags else 128
+    peak = c.cores * c.ghz * 2 * 2 * bits / 32
+    return peak, f"{c.cores} cores x {c.ghz:.2f} GHz x 2 FMA pipes x 2 x {bits // 32} fp32 lanes"
 
 
 # bf16 FLOPs per cycle per core of the CPU's bf16 matrix arithmetic: AMX's tile unit (Intel's
@@ -187,25 +201,18 @@ AVX512_BF16_FLOP_PER_CYCLE = 2 * 64
 
 
 def cpu_bf16_peak_gflops() -> tuple[float | None, str]:
-    """Nominal bf16 peak of this machine's cores where they have bf16 matrix arithmetic (the
-    clock /proc/cpuinfo reports), or None (bf16 is emulated there: models/hardware.py keeps fp32)."""
-    import os
-
-    try:
-        info = open("/proc/cpuinfo").read()
-    except OSError:
+    """Nominal bf16 peak of this machine's cores where they have bf16 matrix arithmetic, or
+    None (bf16 is emulated there: models/hardware.py keeps fp32)."""
+    c = _cores()
+    if c is None:
         return None, "unknown (no /proc/cpuinfo)"
-    field = lambda name: next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith(name)), "")  # noqa: E731
-    flags, mhz = field("flags").split(), float(field("cpu MHz") or 0)
-    cores = len(os.sched_getaffinity(0))
-    if "amx_bf16" in flags:
+    if "amx_bf16" in c.flags:
         per, unit = AMX_BF16_FLOP_PER_CYCLE, "AMX"
-    elif "avx512_bf16" in flags:
-        amd_256 = field("vendor_id") == "AuthenticAMD" and int(field("cpu family") or 0) < 26
-        per, unit = AVX512_BF16_FLOP_PER_CYCLE // (2 if amd_256 else 1), "AVX512_BF16"
+    elif "avx512_bf16" in c.flags:
+        per, unit = AVX512_BF16_FLOP_PER_CYCLE // (2 if c.amd_256 else 1), "AVX512_BF16"
     else:
         return None, "no bf16 matrix arithmetic"
-    return cores * mhz / 1000 * per, f"{cores} cores x {mhz / 1000:.2f} GHz x {per} bf16 FLOP per cycle ({unit})"
+    return c.cores * c.ghz * per, f"{c.cores} cores x {c.ghz:.2f} GHz x {per} bf16 FLOP per cycle ({unit})"
 
 
 REF = "reference"  # the pytorch/examples recipe, models/reference.py
