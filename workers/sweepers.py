@@ -1,11 +1,13 @@
 """The sweepers every worker runs (workers/tasks.py, every third of the stale timeout): records whose worker died
-are requeued, queued jobs whose message was lost are sent again, old stylisations go."""
+are requeued, queued jobs whose message was lost are sent again, old stylisations go, and owners' storage is
+measured again when its measurement grows old."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 
+from service.core import usage
 from service.core.settings import Settings
 from service.core.storage import ObjectStore
 from service.core.stores import Stores
@@ -44,6 +46,18 @@ def sweep(settings: Settings, store: ObjectStore, *, send_train: Callable[[str],
                                                             max_attempts=settings.max_attempts)]
         sent += _send_each(requeued, send_stylize)
     return sent
+
+
+def measure_storage(settings: Settings, store: ObjectStore) -> list[str]:
+    """Owners whose storage measurement is older than storage_measure_s are measured again
+    (service/core/usage.py), each by the one sweeper whose claim wins: the listing of every
+    object an owner keeps happens here, never on a request's path."""
+    stores, measured = Stores(store), []
+    for owner in usage.owners(store):
+        if usage.claim_measure(store, owner, settings.storage_measure_s):
+            usage.measure_storage(stores, owner)
+            measured.append(owner)
+    return measured
 
 
 def _send_each(ids: list[str], send: Callable[[str], None]) -> list[str]:

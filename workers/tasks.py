@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 import threading
+import time
 
 from celery import current_app, shared_task
 from celery.signals import worker_ready, worker_shutting_down
@@ -22,7 +23,7 @@ from service.core.storage import ObjectStore, StoreUnavailable, open_store
 from workers.gpus import GpuSlots
 from workers.drain import drain_marker
 from workers.stylize_task import run_stylize
-from workers.sweepers import sweep
+from workers.sweepers import measure_storage, sweep
 from workers.train_task import run_train_job
 from workers.validate import sweep_content_sets, validate_content_set
 from workers.warm_stylize import warm_stylizer
@@ -117,12 +118,16 @@ def start_sweeper(sender=None, **_) -> None:
 
     def loop() -> None:
         store = open_store(settings)
+        measure_at = 0.0  # owners' records are read for storage a few times per measurement's age, not every sweep
         while not _stop.wait(max(1.0, settings.stale_after_s / 3)):
             try:
                 sweep(settings, store, send_train=send_train, send_stylize=send_stylize,
                       train_queue_empty=lambda: queue.depths()[TRAIN_QUEUE] == 0)
                 if send_validate is not None:
                     sweep_content_sets(settings, store, send_validate)
+                if time.monotonic() >= measure_at:
+                    measure_at = time.monotonic() + settings.storage_measure_s / 4
+                    measure_storage(settings, store)
             except Exception:  # noqa: BLE001 - a store or broker hiccup must not kill the sweeper
                 log.exception("sweeping stale work failed; will try again")
 

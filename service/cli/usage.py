@@ -41,14 +41,17 @@ def _print(rows: list[dict], as_json: bool) -> None:
         print(json.dumps(rows, indent=2))
         return
     # The owner whole: it is what `usage repair` takes.
-    table = Table(Column("owner", no_wrap=True), "unfinished jobs", "training pixel-steps in the window")
+    table = Table(Column("owner", no_wrap=True), "unfinished jobs", "training pixel-steps in the window",
+                  "stored bytes", "measured at")
     for r in rows:
-        table.add_row(r["owner"], str(len(r["active"])), f"{r['window_pixels']:.3g}")
+        table.add_row(r["owner"], str(len(r["active"])), f"{r['window_pixels']:.3g}",
+                      "not measured" if r["stored_bytes"] is None else str(r["stored_bytes"]), r["measured_at"] or "")
     out.print(table)
 
 
 def _row(record) -> dict:
-    return {"owner": record.owner, "active": sorted(record.active), "window_pixels": sum(record.minutes.values())}
+    return {"owner": record.owner, "active": sorted(record.active), "window_pixels": sum(record.minutes.values()),
+            "stored_bytes": record.stored, "measured_at": record.measured_at and record.measured_at.isoformat()}
 
 
 @usage_app.command("show")
@@ -76,9 +79,15 @@ def repair(
     owner: Annotated[Optional[str], typer.Argument(help="An owner's id [default: every owner].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Rebuild each owner's usage record from its job records (every record read): after a
-    crash left it counting jobs that ended, or missing ones made around the API."""
+    """Rebuild each owner's usage record from its job records (every record read) and measure
+    their storage (every object listed): after a crash left it counting jobs that ended, or
+    missing ones made around the API."""
     from service.core import usage
 
     settings, stores, keys = _open()
-    _print([_row(usage.repair(stores, o, settings.quota_window_s)) for o in _owners(keys, owner)], as_json)
+    rows = []
+    for o in _owners(keys, owner):
+        usage.repair(stores, o, settings.quota_window_s)
+        usage.measure_storage(stores, o)
+        rows.append(_row(usage.read(stores.store, o)))
+    _print(rows, as_json)

@@ -129,8 +129,12 @@ class Keys:
 
     @staticmethod
     def usage(owner: str) -> str:
-        """The owner's use of the job quotas (service/core/usage.py)."""
+        """The owner's use of the quotas (service/core/usage.py)."""
         return f"owners/{owner}/usage.json"
+
+    @staticmethod
+    def owners_prefix() -> str:
+        return "owners"
 
     @staticmethod
     def webhook_outbox_prefix() -> str:

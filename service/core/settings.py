@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     quota_training_pixels: int = Field(200 * 4 * 256 * 256 * 100, ge=1)  # about a hundred 200-step jobs at 256 px
     quota_window_s: int = Field(24 * 3600, gt=0)
     quota_storage_bytes: int = Field(10 * 1024**3, ge=1)  # what an owner's uploads and outputs may take
+    # How old an owner's storage measurement may get before a worker's sweeper lists their objects
+    # again (service/core/usage.py): uploads and deletes through the API count at once, workers'
+    # outputs (checkpoints, stylised images) at the next measurement.
+    storage_measure_s: float = Field(300.0, gt=0)
     # The Retry-After of the unfinished-jobs limit's 429: when a job will end is not known, so this
     # is how soon a client (checkerless_client waits it out) asks again.
     quota_retry_after_s: int = Field(60, ge=1)

@@ -64,10 +64,10 @@ def _job_record(stores: Stores, owner: Owner, *, styles: list[dict], content_set
 
 def check_storage(stores: Stores, owner: Owner, limits: Settings) -> None:
     """QuotaExceeded once the owner's stored bytes reach the limit (the request that crosses it
-    is let through: sizes are known only once stored)."""
+    is let through: sizes are known only once stored). One record read (service/core/usage.py)."""
     if owner.admin:
         return
-    used = stores.storage_used(owner.owner)
+    used = usage.stored(stores, owner.owner)
     if used >= limits.quota_storage_bytes:
         raise QuotaExceeded(f"quota: storage is limited to {limits.quota_storage_bytes} bytes and you use {used}; "
                             "delete jobs, styles or content sets you no longer need", retry_after_s=3600)
@@ -176,6 +176,7 @@ def _stylizable(stores: Stores, owner: Owner, job_id: str, options: StylizeOptio
 
 def _queue_stylize(stores: Stores, queue: JobQueue, request: StylizeRecord) -> StylizeRecord:
     request = stores.stylizations.create(request)
+    usage.count_prefix(stores.store, request.owner, Keys.stylize_prefix(request.id))
     try:
         queue.send(STYLIZE_TASK, request.id)
     except Unavailable:

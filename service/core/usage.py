@@ -13,6 +13,12 @@ submission reads one record, not every job its owner ever made.
 - `minutes`: training work (service/core/submit.py training_pixels) per minute of creation,
   within the quota's window: a job's work counts from the start of its minute until that
   minute has left the window (up to a minute longer than the job's own time would).
+- `stored_bytes` + `stored_since`: what the owner's objects take in the store (styles, content
+  sets, jobs' checkpoints and outputs, stylisations). `stored_bytes` is the last measurement
+  (`measure_storage`: every object of the owner listed, off the request path: a sweeper claims
+  owners whose measurement is older than `storage_measure_s`); `stored_since` is what the API
+  stored and deleted after it began (`add_stored`), so an upload or a delete counts at once and
+  a worker's output at the next measurement. The storage quota reads this one record.
 
 `recompute` rebuilds the record from the job records: for an operator after a crash
 (`checkerless usage repair`), and where an owner has none yet (made before this record).
@@ -47,6 +53,13 @@ class UsageRecord(BaseModel):
     version: int = 0
     active: dict[str, datetime] = Field(default_factory=dict)  # unfinished jobs' ids: when reserved
     minutes: dict[int, int] = Field(default_factory=dict)  # minute since the epoch -> training pixels
+    stored_bytes: int | None = None  # the last measurement of the owner's objects (None: never measured)
+    stored_since: int = 0  # bytes the API stored (+) or deleted (-) since that measurement began
+    measured_at: datetime | None = None  # when the last measurement began (or was claimed)
+
+    @property
+    def stored(self) -> int | None:
+        return None if self.stored_bytes is None else max(0, self.stored_bytes + self.stored_since)
 
 
 def training_pixels(config: dict) -> int:
@@ -132,6 +145,91 @@ def _change(store: ObjectStore, owner: str, change: Callable[[UsageRecord], None
         except VersionConflict:
             pass
         return cas.update(store, key, UsageRecord, change, what)
+
+
+def stored(stores: Stores, owner: str) -> int:
+    """Bytes the owner's objects take: one record read (measured first where it never was)."""
+    try:
+        used = read(stores.store, owner).stored
+    except NotFound:
+        used = None
+    return used if used is not None else measure_storage(stores, owner)
+
+
+def add_stored(store: ObjectStore, owner: str, size: int) -> None:
+    """The API stored (size > 0) or is about to delete (size < 0) this many bytes of the owner's:
+    counted at once. Nothing to do before the owner's first measurement (which will see it)."""
+    if not owner or not size:
+        return
+
+    def add(r: UsageRecord) -> None:
+        if r.stored_bytes is None:
+            raise cas.Skip
+        r.stored_since += size
+
+    try:
+        cas.update(store, Keys.usage(owner), UsageRecord, add, f"usage of {owner!r}")
+    except NotFound:
+        pass
+
+
+def count_prefix(store: ObjectStore, owner: str, prefix: str) -> None:
+    """What the API just stored under `prefix` (a new style, set or request: one short listing)
+    counts for the owner at once."""
+    add_stored(store, owner, store.usage(prefix))
+
+
+def delete_prefix(store: ObjectStore, owner: str, prefix: str) -> int:
+    """Every object under `prefix` deleted (how many: ObjectStore.delete_prefix), then its bytes
+    taken off the owner's count (a crash between the two leaves it high until the next measurement)."""
+    size = store.usage(prefix)
+    deleted = store.delete_prefix(prefix)
+    add_stored(store, owner, -size)
+    return deleted
+
+
+def measure_storage(stores: Stores, owner: str) -> int:
+    """Every object of the owner listed (Stores.storage_used), then written as the new
+    measurement; what the API counted while it listed stays counted on top (it may have been
+    listed too: a little high until the next measurement, never low)."""
+    began, since = now(), _since(stores.store, owner)
+    measured = stores.storage_used(owner)
+
+    def write(r: UsageRecord) -> None:
+        r.stored_bytes, r.stored_since, r.measured_at = measured, r.stored_since - since, began
+
+    return _change(stores.store, owner, write, lambda: UsageRecord(owner=owner)).stored
+
+
+def _since(store: ObjectStore, owner: str) -> int:
+    try:
+        return read(store, owner).stored_since
+    except NotFound:
+        return 0
+
+
+def owners(store: ObjectStore) -> list[str]:
+    """Every owner that has kept anything under their folder (one listing of folder names)."""
+    return store.folders(Keys.owners_prefix())
+
+
+def claim_measure(store: ObjectStore, owner: str, every_s: float) -> bool:
+    """Whether this sweeper measures the owner now: their measurement is older than `every_s`,
+    and this compare-and-set is the one that moved `measured_at` (one sweeper per owner)."""
+    claimed = []
+
+    def claim(r: UsageRecord) -> None:
+        claimed[:] = []
+        if r.measured_at is not None and (now() - r.measured_at).total_seconds() < every_s:
+            raise cas.Skip
+        r.measured_at = now()
+        claimed.append(True)
+
+    try:
+        cas.update(store, Keys.usage(owner), UsageRecord, claim, f"usage of {owner!r}")
+    except NotFound:  # no record yet: its first storage check measures it
+        return False
+    return bool(claimed)
 
 
 def _counts(job_id: str, reserved_at: datetime, still_active: Callable[[str], bool | None]) -> bool:

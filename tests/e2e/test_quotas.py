@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from service.core import usage
+from service.core.stores import Stores
 from service.core.auth import KeyStore
 from service.core.records import now
 from service.core.storage import open_store
@@ -66,7 +67,7 @@ def test_a_burst_makes_exactly_the_quota_and_repair_rebuilds_the_count(service_e
 
         # The operator's repair: the record rebuilt from the job records.
         broken = usage.read(store, owner)
-        broken.active, broken.minutes = {"f" * 32: now()}, {}
+        broken.active, broken.minutes, broken.stored_bytes = {"f" * 32: now()}, {}, 1
         store.put_bytes(f"owners/{owner}/usage.json", broken.model_dump_json().encode())
         p = cli(env, "usage", "repair", owner, "--json")
         assert p.returncode == 0, p.stderr
@@ -74,6 +75,7 @@ def test_a_burst_makes_exactly_the_quota_and_repair_rebuilds_the_count(service_e
         unfinished = sorted(j["id"] for j in c.get("/v1/jobs").json() if j["state"] == "queued")
         assert sorted(row["active"]) == unfinished and len(unfinished) == 3
         assert row["window_pixels"] == len(c.get("/v1/jobs").json()) * 2 * 32 * 32
+        assert row["stored_bytes"] == Stores(store).storage_used(owner) > 1  # measured again
         p = cli(env, "usage", "repair", "0" * 32)
         assert p.returncode != 0 and "no owner" in p.stderr and len(p.stderr.strip().splitlines()) == 1
     redis.Redis.from_url(redis_url).delete("train")  # the messages no worker took

@@ -377,6 +377,55 @@ def test_a_full_storage_quota_refuses_new_uploads_and_jobs(settings, style_id, a
         assert c.post("/v1/styles", files={"file": ("s.png", png(), "image/png")}).status_code == 201
 
 
+def test_storage_is_one_record_that_uploads_and_deletes_change_and_a_sweeper_measures(settings, style_id, api):
+    """An owner's stored bytes are one record (service/core/usage.py): the API's uploads and
+    deletes count at once, a worker's output at the next measurement, which one sweeper claims;
+    and a submission reads the same number of store objects with 10 jobs or 300."""
+    from service.core import usage
+    from service.core.keys import Keys
+    from workers.sweepers import measure_storage
+
+    services = api.app.state.services
+    stores, store, owner = services.stores, services.store, services.keys.lookup(api.headers["X-API-Key"]).owner
+    assert usage.stored(stores, owner) == stores.storage_used(owner) > 0  # measured once: the style
+    r = api.post("/v1/content-sets", files=[("files", ("a.png", png(64, 48), "image/png"))])
+    assert r.status_code == 201, r.text
+    assert usage.stored(stores, owner) == stores.storage_used(owner)  # the upload counted at once
+
+    # A worker's output (as a job's checkpoint is written) counts at the next measurement.
+    before = usage.stored(stores, owner)
+    job_id = _record_jobs(services, owner, 1)[0]
+    assert api.post(f"/v1/jobs/{job_id}/cancel").status_code == 202  # (final: it may be deleted)
+    store.put_bytes(Keys.report(job_id), b"x" * 5000)
+    assert measure_storage(settings, store) == [] and usage.stored(stores, owner) == before  # measured moments ago
+    after = stores.storage_used(owner)
+    assert after > before + 5000  # the output and the job's record
+    fresh = settings.model_copy(update={"storage_measure_s": 1e-6})
+    assert measure_storage(fresh, store) == [owner] and usage.stored(stores, owner) == after
+    assert api.delete(f"/v1/jobs/{job_id}").status_code == 204
+    assert usage.stored(stores, owner) == before == stores.storage_used(owner)  # a delete counts at once
+
+    # A submission's reads do not grow with the owner's jobs (they did: every record was read).
+    counted = {"reads": 0}
+    for name in ("get_bytes", "get_versioned", "list", "list_page", "usage"):
+        def counting(*a, _f=getattr(store, name), **k):
+            counted["reads"] += 1
+            return _f(*a, **k)
+        setattr(store, name, counting)
+
+    def reads_of_a_submission() -> int:
+        counted["reads"] = 0
+        r = api.post("/v1/jobs", json={"style_id": style_id, "steps": 3})
+        assert r.status_code == 201, r.text
+        assert api.post(f"/v1/jobs/{r.json()['id']}/cancel").status_code == 202
+        return counted["reads"]
+
+    _record_jobs(services, owner, 10)
+    with_10 = reads_of_a_submission()
+    _record_jobs(services, owner, 290)
+    assert reads_of_a_submission() == with_10
+
+
 def _record_jobs(services, owner: str, n: int) -> list[str]:
     """Jobs written straight through the job core (no queue, no quota): ids, newest first."""
     from datetime import timedelta

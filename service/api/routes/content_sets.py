@@ -17,6 +17,7 @@ from service.api.json_body import JsonBodyRoute
 from service.api.schemas import ContentSetPublic, RegisterPrefix
 from service.core.content_sets import (ARCHIVE_KINDS, ARCHIVE_SNIFF_BYTES, ContentSetRecord, ContentSetState,
                                        ContentSource, Progress, archive_kind)
+from service.core import usage
 from service.core.errors import BadRequest, UnsupportedMedia
 from service.core.keys import Keys, new_id
 from service.core.submit import check_storage, register_prefix, validate_content_set
@@ -52,6 +53,7 @@ async def upload_archive(request: Request, services: ServicesDep, key: CurrentKe
     record = await run_in_threadpool(validate_content_set, services.stores, services.queue, ContentSetRecord(
         id=set_id, owner=key.owner, name=name, source=ContentSource.archive, state=ContentSetState.validating,
         progress=Progress(total_bytes=size)))
+    await run_in_threadpool(usage.count_prefix, services.store, key.owner, Keys.content_set_prefix(set_id))
     return ContentSetPublic.of(record)
 
 

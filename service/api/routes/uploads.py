@@ -11,6 +11,7 @@ from service.api.schemas import ContentSetPublic, StylePublic
 from service.api.uploads import UnpackBudget, check_image, is_zip, iter_zip
 from service.core.content_sets import (SKIPPED_SHOWN, ContentSetRecord, ContentSetState, ContentSource, Manifest,
                                        ManifestImage, Progress, Skipped)
+from service.core import usage
 from service.core.keys import Keys, new_id
 from service.core.records import now
 from service.core.submit import check_storage
@@ -27,6 +28,7 @@ def upload_style(services: ServicesDep, key: CurrentKey, file: UploadFile = File
     services.store.put_bytes(Keys.style(style.id), image.png, content_type="image/png")
     meta = {**style.model_dump(mode="json"), "owner": key.owner}
     services.store.put_bytes(Keys.style_meta(style.id), json.dumps(meta).encode(), content_type="application/json")
+    usage.count_prefix(services.store, key.owner, Keys.style_prefix(style.id))
     return style
 
 
@@ -83,6 +85,7 @@ def upload_content_set(request: Request, services: ServicesDep, key: CurrentKey,
             id=set_id, owner=key.owner, name=name_ or None, source=ContentSource.images, state=ContentSetState.ready,
             count=len(images), skipped=[s.model_dump() for s in skipped[:SKIPPED_SHOWN]],
             progress=Progress(members=len(images) + len(skipped), bytes_read=sum(i.bytes for i in images))))
+        usage.count_prefix(services.store, key.owner, Keys.content_set_prefix(set_id))
     except BaseException:
         services.store.delete_prefix(Keys.content_set_prefix(set_id))  # nothing half-made is kept
         raise

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+from service.core import usage
 from service.core.content_sets import ContentSetRecord, ContentSetState, Manifest
 from service.core.errors import Conflict, NotFound
 from service.core.keys import Keys, check_id
@@ -83,9 +84,9 @@ class ContentSets:
     def delete(self, set_id: str, scope: str | None = None) -> int:
         """Our record, manifest, archive and unpacked members; a registered prefix's objects are
         the operator's and stay. A set still validating may go: its worker finds it gone."""
-        self.get(set_id, scope)
+        owner = self.get(set_id, scope).owner
         refuse_if_used(self.jobs, "content set", set_id, lambda j: j.content_set_id == set_id)
-        return self.store.delete_prefix(Keys.content_set_prefix(set_id))
+        return usage.delete_prefix(self.store, owner, Keys.content_set_prefix(set_id))
 
 
 def _content_set(set_id: str, data: bytes) -> ContentSetRecord:

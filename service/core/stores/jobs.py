@@ -88,11 +88,11 @@ class Jobs:
         record = self.get(job_id)
         self.records.unmark_active(JOBS, job_id)
         usage.release(self.store, record.owner, [job_id])
-        deleted = self.store.delete_prefix(Keys.job_prefix(job_id))
+        deleted = usage.delete_prefix(self.store, record.owner, Keys.job_prefix(job_id))
         self.records.unindex(JOBS, record)
         for request in self.stylizations.all():
             if request.job_id == job_id:
-                deleted += self.stylizations.delete(request.id)
+                deleted += self.stylizations.delete(request)
         return deleted
 
     def active_ids(self) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from service.core import usage
 from service.core.errors import NotFound
 from service.core.keys import Keys, check_id
 from service.core.storage import ObjectNotFound
@@ -50,6 +51,6 @@ class Styles:
 
     def delete(self, style_id: str, scope: str | None = None) -> int:
         """A style no unfinished job uses (finished networks keep theirs: checkpoints carry it)."""
-        self.meta(style_id, scope)
+        owner = self.meta(style_id, scope).get("owner", "")
         refuse_if_used(self.jobs, "style", style_id, lambda j: any(s["id"] == style_id for s in j.style_list))
-        return self.store.delete_prefix(Keys.style_prefix(style_id))
+        return usage.delete_prefix(self.store, owner, Keys.style_prefix(style_id))

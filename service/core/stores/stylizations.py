@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from service.core import lease
+from service.core import lease, usage
 from service.core.cas import Skip
 from service.core.errors import LostLease, NotFound
 from service.core.keys import Keys, check_id
@@ -44,17 +44,17 @@ class Stylizations:
     def active_ids(self) -> list[str]:
         return self.records.active_ids(STYLIZATIONS)
 
-    def delete(self, request_id: str) -> int:
-        """The request's record, inputs and outputs."""
-        self.records.unmark_active(STYLIZATIONS, request_id)
-        return self.store.delete_prefix(Keys.stylize_prefix(request_id))
+    def delete(self, record: StylizeRecord) -> int:
+        """The request's record, inputs and outputs (taken off its owner's storage count)."""
+        self.records.unmark_active(STYLIZATIONS, record.id)
+        return usage.delete_prefix(self.store, record.owner, Keys.stylize_prefix(record.id))
 
     def delete_old(self, *, older_than_s: float) -> list[str]:
         """Retention: finished stylisations (inputs, outputs, record) older than this go."""
         gone = []
         for r in self.all():
             if r.final and r.finished_at and (now() - r.finished_at).total_seconds() > older_than_s:
-                self.store.delete_prefix(Keys.stylize_prefix(r.id))
+                self.delete(r)
                 gone.append(r.id)
         return gone
 
