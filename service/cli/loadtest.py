@@ -2,8 +2,10 @@
 (a fresh data folder, limits raised for the test), then measures, with many concurrent
 clients: job submissions (each must be recorded exactly once, and every job must reach a final
 state: the test cancels them, so the trainer's speed does not bound it), job lists, and
-stylisation requests (with how many finished within the time limit). Prints requests/s and
-p50/p99 latencies as a table (or JSON)."""
+stylisation requests (with how many finished within the time limit). Then what one submission
+costs when its owner has few jobs and when they have many (`--history`, written straight into
+the server's store as finished jobs): it should not grow with them. Prints requests/s and
+p50/p99 latencies as tables (or JSON)."""
 
 from __future__ import annotations
 
@@ -49,10 +51,55 @@ def _burst(fn, n: int, concurrency: int) -> tuple[list, dict]:
                      "p99_ms": round(1000 * q[98], 1)}
 
 
+ONE_AT_A_TIME = 30  # submissions timed one after another at each history size
+
+
+def _write_history(data, token: str, template_id: str, total: int) -> None:
+    """Finished jobs straight into the embedded server's store (its record and list entries, as
+    the API writes them), until the owner has `total`: a history to submit against."""
+    from datetime import timedelta
+
+    from service.core.auth import KeyStore
+    from service.core.keys import Keys, new_id
+    from service.core.records import JobState, now
+    from service.core.settings import Settings
+    from service.core.storage import open_store
+    from service.core.stores import Stores
+    from service.core.stores.record_store import JOBS
+
+    stores = Stores(open_store(Settings(data_dir=data)))
+    owner = KeyStore(stores.store).lookup(token).owner
+    template, have = stores.jobs.get(template_id), sum(1 for _ in stores.jobs.all(owner))
+    base = now() - timedelta(days=30)
+
+    def one(i: int) -> None:
+        record = template.model_copy(update={"id": new_id(), "state": JobState.cancelled,
+                                             "created_at": base + timedelta(seconds=i), "pending_events": []})
+        stores.records.index(JOBS, record)
+        stores.records.create(Keys.job(record.id), record)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(one, range(max(0, total - have))))
+
+
+def _one_at_a_time(client, style: str, settings: dict, history: int) -> dict:
+    latencies = []
+    for i in range(ONE_AT_A_TIME):
+        t = time.perf_counter()
+        job_id = client.submit(style, **settings, seed=10_000 + i).id
+        latencies.append(time.perf_counter() - t)
+        client.cancel(job_id)
+    q = statistics.quantiles(latencies, n=100)
+    return {"owner_jobs": history, "requests": ONE_AT_A_TIME, "p50_ms": round(1000 * q[49], 1),
+            "p99_ms": round(1000 * q[98], 1)}
+
+
 def loadtest(
     submits: Annotated[int, typer.Option(help="Concurrent job submissions.", min=1, max=2000)] = 200,
     lists: Annotated[int, typer.Option(help="Concurrent job lists.", min=1, max=2000)] = 100,
     stylizations: Annotated[int, typer.Option(help="Concurrent stylisation requests.", min=1, max=500)] = 50,
+    history: Annotated[int, typer.Option(help="Jobs the owner has when one submission is timed the second time "
+                                               "(the first: 10).", min=100, max=100_000)] = 10_000,
     timeout: Annotated[int, typer.Option(help="Seconds the whole test may take at most.", min=30, max=3600)] = 600,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -83,11 +130,15 @@ def loadtest(
                 time.sleep(0.5)
             if state != "succeeded":
                 raise ValueError(f"the first job {state}")
-            rows = {}
+            rows, alone = {}, []
+            token = (data / "local-key").read_text().strip()
+            _write_history(data, token, trained, 10)
+            alone.append(_one_at_a_time(client, style, tiny, 10))
+            before = {j.id for j in every_job(client)}
 
             ids, rows["submit jobs"] = _burst(lambda i: client.submit(style, **tiny, seed=i).id, submits, submits)
             listed = {j.id for j in every_job(client)}
-            exactly_once = len(set(ids)) == submits and set(ids) <= listed and len(listed) == submits + 1
+            exactly_once = len(set(ids)) == submits and listed - before == set(ids)
             _, rows["list jobs"] = _burst(lambda i: len(client.jobs_page().items), lists, lists)  # a first page
             for job_id in ids:  # every job to a final state: queued ones end at once
                 client.cancel(job_id)
@@ -106,8 +157,13 @@ def loadtest(
                 pending = {r for r in pending if client.stylization(r).state in ("queued", "running")}
                 time.sleep(1)
             finished = stylizations - len(pending)
-    summary = {"rows": rows, "jobs_recorded_exactly_once": exactly_once, "jobs_final": f"{final}/{submits + 1}",
-               "stylisations_finished": f"{finished}/{stylizations} in {time.perf_counter() - started:.0f} s"}
+            stylised_in = time.perf_counter() - started
+
+            _write_history(data, token, trained, history)
+            alone.append(_one_at_a_time(client, style, tiny, history))
+    summary = {"rows": rows, "jobs_recorded_exactly_once": exactly_once, "jobs_final": f"{final}/{len(listed)}",
+               "stylisations_finished": f"{finished}/{stylizations} in {stylised_in:.0f} s",
+               "one_submission_at_a_time": alone}
     if as_json:
         print(json.dumps(summary, indent=2))
         return
@@ -115,6 +171,10 @@ def loadtest(
     for name, r in rows.items():
         table.add_row(name, str(r["requests"]), str(r["concurrency"]), f"{r['requests_per_s']:.1f}",
                       f"{r['p50_ms']:.0f}", f"{r['p99_ms']:.0f}")
+    out.print(table)
+    table = Table("owner's jobs", "submissions", "p50 ms", "p99 ms", title="one submission at a time")
+    for r in alone:
+        table.add_row(f"{r['owner_jobs']:,}", str(r["requests"]), f"{r['p50_ms']:.0f}", f"{r['p99_ms']:.0f}")
     out.print(table)
     out.print(f"jobs recorded exactly once: {exactly_once}; jobs in a final state: {summary['jobs_final']}; "
               f"stylisations finished: {summary['stylisations_finished']}")
