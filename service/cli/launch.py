@@ -137,7 +137,10 @@ def embedded_server(*, prefix: str, env: dict[str, str] | None = None) -> Iterat
     try:
         yield f"http://127.0.0.1:{port}", data, server
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            os.killpg(server.pid, signal.SIGTERM)
+        except ProcessLookupError:  # it died by itself (what the caller's error says)
+            pass
         try:
             server.wait(timeout=60)
         except subprocess.TimeoutExpired:

@@ -43,6 +43,7 @@ def _add_subcommands() -> None:
     from service.cli.loadtest import loadtest
     from service.cli.jobs import jobs_app
     from service.cli.launch import serve, worker
+    from service.cli.soak import soak
     from service.cli.stylebench import stylebench
     from service.cli.stylize import stylize, stylize_video
     from service.cli.usage import usage_app
@@ -55,6 +56,7 @@ def _add_subcommands() -> None:
     app.command()(serve)
     app.command()(worker)
     app.command()(loadtest)
+    app.command()(soak)
     app.command(name="stylize-bench")(stylebench)
     app.command()(export)
     app.command()(stylize)

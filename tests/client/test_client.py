@@ -27,7 +27,7 @@ from service.core.records import JobRecord, now
 from service.core.storage import open_store
 from tests.client.proxy import FlakyProxy
 from tests.e2e.conftest import free_port, settings_of, wait_for
-from tests.webhook_receiver import Receiver
+from service.cli.webhook_receiver import Receiver
 
 TINY = {"size": 32, "batch": 1}
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+
+from service.cli.own_redis import free_port
 
 # Ours alone: flushed before and after, the shared server's other databases untouched. Test
 # sessions run side by side (several people on one machine) each claim one of these, so none
@@ -43,12 +44,6 @@ def checkpoint_stored(api: httpx.Client, job_id: str) -> bool:
     are uploaded off the step, so steps run ahead of them). Asked as a presigned URL: nothing
     downloaded."""
     return api.get(f"/v1/jobs/{job_id}/checkpoint", params={"presign": "true"}).status_code == 200
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(predicate, *, timeout: float, what: str, interval: float = 0.25):

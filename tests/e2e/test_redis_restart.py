@@ -7,52 +7,24 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 
 import pytest
 import redis
 
-from tests.e2e.conftest import PLAIN_NET, free_port, running_api, wait_for
-from tests.webhook_receiver import Receiver
+from service.cli.own_redis import RedisServer
+from service.cli.webhook_receiver import Receiver
+from tests.e2e.conftest import PLAIN_NET, running_api, wait_for
 
 pytestmark = pytest.mark.slow
 JOB = {"style_id": "builtin:ihc", "size": 32, "batch": 1, **PLAIN_NET}
 
 
-class RedisServer:
-    """redis-server on `port`, its append-only file in `folder`."""
-
-    def __init__(self, folder, port: int):
-        self.folder, self.port, self.proc = folder, port, None
-        folder.mkdir(parents=True, exist_ok=True)
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                                      "--dir", str(self.folder), "--appendonly", "yes", "--appendfsync", "always",
-                                      "--save", ""], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        client = redis.Redis(port=self.port)
-
-        def up() -> bool:
-            try:
-                return client.ping()
-            except redis.ConnectionError:
-                return False
-
-        wait_for(up, timeout=30, what="redis-server")
-
-    def stop(self) -> None:
-        """A clean shutdown: SIGTERM, as a container stop sends it (the AOF is already synced)."""
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
-
-
 @pytest.fixture
 def own_redis(tmp_path):
-    server = RedisServer(tmp_path / "redis", free_port())
+    server = RedisServer(tmp_path / "redis")
     server.start()
     yield server
-    if server.proc.poll() is None:
-        server.stop()
+    server.stop()
 
 
 def test_jobs_and_events_survive_a_broker_restart_and_a_broker_that_lost_its_data(service_env, own_redis,

@@ -298,7 +298,7 @@ def test_a_job_with_a_webhook_tells_its_receiver_each_state_signed(api, worker, 
     import json
 
     from service.core.webhooks import DELIVERY, SIGNATURE, verify
-    from tests.webhook_receiver import Receiver
+    from service.cli.webhook_receiver import Receiver
 
     receiver = Receiver()
     try:

@@ -19,7 +19,7 @@ from service.core.keys import new_id
 from service.core.records import JobRecord, JobState
 from service.core.settings import Settings
 from service.core.storage import LocalStore
-from tests.webhook_receiver import Receiver
+from service.cli.webhook_receiver import Receiver
 
 
 @pytest.fixture
