@@ -1,7 +1,9 @@
-"""Prometheus metrics at /metrics (prometheus-client). What the records say (jobs by state,
-training speed, stylise latency) and what the broker says (queue depth) are read at scrape
-time, so they are true whichever process did the work; what only the API sees (uploads it
-refused) is counted in the API process. One registry per app."""
+"""Prometheus metrics at /metrics (prometheus-client). What the store says (unfinished jobs and
+their training speed, from the active jobs' records; jobs ended and stylise latency, from the
+running totals of service/core/stores/totals.py) and what the broker says (queue depth) are
+read at scrape time, so they are true whichever process did the work, and a scrape reads a few
+records however many the store keeps. What only the API sees (uploads it refused) is counted in
+the API process. One registry per app."""
 
 from __future__ import annotations
 
@@ -14,10 +16,9 @@ from starlette.responses import Response
 from service.core.stores import Stores
 from service.core.keys import Keys
 from service.core.queue import JobQueue
-from service.core.records import JobState
+from service.core.records import FINAL_STATES, JobState
+from service.core.stores import totals
 from service.core.webhooks import delivery_totals
-
-STYLIZE_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, float("inf"))
 
 
 class RecordCollector(Collector):
@@ -25,11 +26,18 @@ class RecordCollector(Collector):
         self.stores, self.queue = stores, queue
 
     def collect(self):
-        records = list(self.stores.jobs.all())  # every record: counted, not paged
-        by_state = GaugeMetricFamily("checkerless_jobs", "Training jobs by state.", labels=["state"])
-        for state in JobState:
+        jobs = self.stores.jobs
+        records = [r for r in jobs.get_many(jobs.active_ids()).values() if not r.final]  # the unfinished only
+        by_state = GaugeMetricFamily("checkerless_jobs", "Unfinished training jobs by state.", labels=["state"])
+        for state in (JobState.queued, JobState.running):
             by_state.add_metric([state.value], sum(r.state == state for r in records))
         yield by_state
+
+        ended = CounterMetricFamily("checkerless_jobs_ended", "Training jobs ended, by state.", labels=["state"])
+        counts = totals.jobs_ended(self.stores.store, jobs.all).by_state
+        for state in sorted(FINAL_STATES, key=lambda s: s.value):
+            ended.add_metric([state.value], counts.get(state.value, 0))
+        yield ended
 
         speed = GaugeMetricFamily("checkerless_step_seconds", "Seconds per training step of running jobs, by decoder "
                                   "(the mean over those jobs).", labels=["decoder"])
@@ -41,11 +49,9 @@ class RecordCollector(Collector):
             speed.add_metric([decoder], sum(values) / len(values))
         yield speed
 
-        latencies = [(s.finished_at - s.created_at).total_seconds() for s in self.stores.stylizations.all()
-                     if s.state == JobState.succeeded and s.finished_at]
-        buckets = [(str(b) if b != float("inf") else "+Inf", sum(x <= b for x in latencies)) for b in STYLIZE_BUCKETS]
-        yield HistogramMetricFamily("checkerless_stylize_seconds", "Stylisations kept in the store: request to "
-                                    "result, in seconds.", buckets=buckets, sum_value=sum(latencies))
+        latency = totals.stylize_seconds(self.stores.store, self.stores.stylizations.all)
+        yield HistogramMetricFamily("checkerless_stylize_seconds", "Succeeded stylisations: request to result, "
+                                    "in seconds.", buckets=latency.cumulative(), sum_value=latency.sum)
 
         hooks = GaugeMetricFamily("checkerless_webhooks", "Webhook deliveries waiting (pending) and given up "
                                   "(failed).", labels=["state"])
@@ -57,9 +63,9 @@ class RecordCollector(Collector):
         results = CounterMetricFamily("checkerless_webhook_deliveries", "Webhook delivery attempts by result: "
                                       "delivered, retry (failed, will be tried again), failed (given up).",
                                       labels=["result"])
-        totals = delivery_totals(store)
+        delivered = delivery_totals(store)
         for result in ("delivered", "retry", "failed"):
-            results.add_metric([result], totals.get(result, 0))
+            results.add_metric([result], delivered.get(result, 0))
         yield results
 
         depth = GaugeMetricFamily("checkerless_queue_depth", "Messages waiting in each queue.", labels=["queue"])

@@ -159,6 +159,16 @@ class Keys:
         return "webhooks/stats.json"
 
     @staticmethod
+    def jobs_ended() -> str:
+        """Jobs ended so far, by state (service/core/stores/totals.py)."""
+        return "metrics/jobs-ended.json"
+
+    @staticmethod
+    def stylize_seconds() -> str:
+        """Succeeded stylisations' request-to-result seconds, a histogram (service/core/stores/totals.py)."""
+        return "metrics/stylize-seconds.json"
+
+    @staticmethod
     def webhook_failed_prefix() -> str:
         return "webhooks/failed"
 

@@ -16,6 +16,7 @@ from PIL import Image
 from models.config import DEFAULTS, LIMITS
 from service.api.main import create_app
 from service.core.errors import Unavailable
+from service.core.keys import Keys
 from service.core.queue import JobQueue, make_celery
 from service.core.records import JobState
 from service.core.settings import Settings
@@ -326,7 +327,7 @@ def test_metrics_are_scraped_from_the_records_the_broker_and_the_api(api, style_
     jobs = [api.post("/v1/jobs", json={"style_id": style_id, "steps": 3}).json() for _ in range(3)]
     api.post(f"/v1/jobs/{jobs[0]['id']}/cancel")
     assert metric(api, 'checkerless_jobs{state="queued"}') == 2
-    assert metric(api, 'checkerless_jobs{state="cancelled"}') == 1
+    assert metric(api, 'checkerless_jobs_ended_total{state="cancelled"}') == 1
     assert metric(api, 'checkerless_queue_depth{queue="train"}') == 3  # no worker consumes this broker
     assert metric(api, 'checkerless_stylize_seconds_count') == 0
     api.post("/v1/styles", files={"file": ("s.png", b"not an image", "image/png")})
@@ -406,12 +407,7 @@ def test_storage_is_one_record_that_uploads_and_deletes_change_and_a_sweeper_mea
     assert usage.stored(stores, owner) == before == stores.storage_used(owner)  # a delete counts at once
 
     # A submission's reads do not grow with the owner's jobs (they did: every record was read).
-    counted = {"reads": 0}
-    for name in ("get_bytes", "get_versioned", "list", "list_page", "usage"):
-        def counting(*a, _f=getattr(store, name), **k):
-            counted["reads"] += 1
-            return _f(*a, **k)
-        setattr(store, name, counting)
+    counted = _count_reads(store)
 
     def reads_of_a_submission() -> int:
         counted["reads"] = 0
@@ -424,6 +420,54 @@ def test_storage_is_one_record_that_uploads_and_deletes_change_and_a_sweeper_mea
     with_10 = reads_of_a_submission()
     _record_jobs(services, owner, 290)
     assert reads_of_a_submission() == with_10
+
+
+def _count_reads(store) -> dict:
+    """{"reads": n}, counting every read and listing of this store object from now on."""
+    counted = {"reads": 0}
+    for name in ("get_bytes", "get_versioned", "list", "list_page", "usage", "exists", "folders"):
+        def counting(*a, _f=getattr(store, name), **k):
+            counted["reads"] += 1
+            return _f(*a, **k)
+        setattr(store, name, counting)
+    return counted
+
+
+def test_a_scrape_reads_as_much_with_10_ended_jobs_as_with_300(api):
+    """/metrics reads the unfinished jobs and the running totals (service/core/stores/totals.py),
+    which a store from before them gets built from every record on the first scrape."""
+    services = api.app.state.services
+    owner, store = services.keys.lookup(api.headers["X-API-Key"]).owner, services.store
+
+    def end(n: int) -> None:
+        for job_id in _record_jobs(services, owner, n):
+            services.stores.jobs.update(job_id, lambda r: r.move(JobState.cancelled))
+
+    end(10)
+    store.delete(Keys.jobs_ended())  # as a store from before the totals: built from the records
+    assert metric(api, 'checkerless_jobs_ended_total{state="cancelled"}') == 10
+    counted = _count_reads(store)
+
+    def reads_of_a_scrape() -> int:
+        counted["reads"] = 0
+        api.get("/metrics")
+        return counted["reads"]
+
+    with_10 = reads_of_a_scrape()
+    end(290)
+    assert reads_of_a_scrape() == with_10
+    assert metric(api, 'checkerless_jobs_ended_total{state="cancelled"}') == 300
+    assert metric(api, 'checkerless_jobs{state="queued"}') == 0
+
+    # A stylisation that succeeds after the totals exist is counted as it ends.
+    from service.core.keys import new_id
+    from service.core.records import StylizeRecord
+
+    assert metric(api, "checkerless_stylize_seconds_count") == 0
+    request = services.stores.stylizations.create(StylizeRecord(id=new_id(), owner=owner, job_id=new_id(), inputs=[]))
+    services.stores.stylizations.update(request.id, lambda r: (r.move(JobState.running), r.move(JobState.succeeded)))
+    assert metric(api, "checkerless_stylize_seconds_count") == 1
+    assert metric(api, 'checkerless_stylize_seconds_bucket{le="+Inf"}') == 1
 
 
 def _record_jobs(services, owner: str, n: int) -> list[str]:

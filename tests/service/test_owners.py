@@ -169,7 +169,7 @@ def test_an_admin_sees_every_owner_and_a_revoked_key_stops_at_once(world):
     assert ids["job_id"] in {j["id"] for j in admin.get("/v1/jobs").json()}
     assert ids["style_id"] in {s["id"] for s in admin.get("/v1/styles").json()}
     scraped = clients["nobody"].get("/metrics").text  # aggregate counts only: open, like the health checks
-    assert "checkerless_stylize_seconds_count 1.0" in scraped and 'checkerless_jobs{state="succeeded"} 3.0' in scraped
+    assert "checkerless_stylize_seconds_count 1.0" in scraped and 'checkerless_jobs_ended_total{state="succeeded"} 3.0' in scraped
     (a_key,) = [k for k in services.keys.list() if k.name == "a"]
     services.keys.revoke(a_key.id)
     r = clients["a"].get("/v1/jobs")

@@ -17,6 +17,7 @@ from service.core.records import Attempt, JobRecord, JobState, now
 from service.core.stores.announcements import Announcements
 from service.core.stores.cancel import ask_to_cancel
 from service.core.stores.record_store import JOBS, RecordStore, visible
+from service.core.stores import totals
 from service.core.stores.stylizations import Stylizations
 
 CURVE_POINTS = 200  # the loss curve in a record keeps about this many rows
@@ -44,7 +45,8 @@ class Jobs:
 
     def update(self, job_id: str, change: Callable[[JobRecord], None]) -> JobRecord:
         """The job after `change` (a compare-and-set); a change of state is announced, and a
-        final one frees the job's active marker and its count against the owner's quota."""
+        final one frees the job's active marker and its count against the owner's quota, and
+        counts in the jobs ended (service/core/stores/totals.py)."""
         before: list[JobState] = []
 
         def noting(r: JobRecord) -> None:
@@ -58,6 +60,8 @@ class Jobs:
         if record.final:
             self.records.unmark_active(JOBS, record.id)
             usage.release(self.store, record.owner, [record.id])
+            if before[0] != record.state:
+                totals.job_ended(self.store, record.state)
         return record
 
     def list(self, scope: str | None = None, *, limit: int, cursor: str | None = None) -> tuple[list[JobRecord], str | None]:

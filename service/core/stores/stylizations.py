@@ -11,6 +11,7 @@ from service.core.errors import LostLease, NotFound
 from service.core.keys import Keys, check_id
 from service.core.lease import Start
 from service.core.records import JobState, StylizeRecord, now
+from service.core.stores import totals
 from service.core.stores.cancel import ask_to_cancel
 from service.core.stores.record_store import STYLIZATIONS, RecordStore, visible
 
@@ -31,10 +32,20 @@ class Stylizations:
                        f"no stylization {request_id!r}")
 
     def update(self, request_id: str, change: Callable[[StylizeRecord], None]) -> StylizeRecord:
-        record = self.records.update(Keys.stylize(check_id(request_id, "stylization")), StylizeRecord, change,
+        """The request after `change` (a compare-and-set); a final one frees its active marker,
+        and a success counts in the latency totals (service/core/stores/totals.py)."""
+        before: list[JobState] = []
+
+        def noting(r: StylizeRecord) -> None:
+            before[:] = [r.state]
+            change(r)
+
+        record = self.records.update(Keys.stylize(check_id(request_id, "stylization")), StylizeRecord, noting,
                                      f"stylization {request_id!r}")
         if record.final:
             self.records.unmark_active(STYLIZATIONS, record.id)
+            if before[0] != record.state == JobState.succeeded and record.finished_at:
+                totals.stylization_succeeded(self.store, record)
         return record
 
     def all(self) -> list[StylizeRecord]:
