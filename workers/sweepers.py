@@ -17,12 +17,14 @@ log = logging.getLogger(__name__)
 
 def sweep(settings: Settings, store: ObjectStore, *, send_train: Callable[[str], None] | None = None,
           send_stylize: Callable[[str], None] | None = None,
-          train_queue_empty: Callable[[], bool] | None = None) -> list[str]:
+          train_queue_empty: Callable[[], bool] | None = None,
+          stylize_queue_empty: Callable[[], bool] | None = None) -> list[str]:
     """Running jobs and stylisations whose heartbeat stopped (their worker died, or lost the
     store) go back on the queue; the attempt count stops one that kills its worker every time.
-    A job queued for resend_queued_after_s while the train queue is empty lost its message (a
-    publish refused after its requeue, a broker that lost its data): it is sent again. Stylise
-    workers also delete stylisations past their keeping time."""
+    A job or stylisation queued for resend_queued_after_s while its queue is empty lost its
+    message (a publish refused after its requeue, a broker that lost its data, a delayed
+    message held by a worker that died): it is sent again. Stylise workers also delete
+    stylisations past their keeping time."""
     stores, sent = Stores(store), []
     if send_train is not None:
         queued = []
@@ -44,6 +46,12 @@ def sweep(settings: Settings, store: ObjectStore, *, send_train: Callable[[str],
         requeued = [i for i in stores.stylizations.active_ids()
                     if stores.stylizations.requeue_if_stale(i, stale_after_s=settings.stale_after_s,
                                                             max_attempts=settings.max_attempts)]
+        if stylize_queue_empty is not None and stylize_queue_empty():
+            for request_id in stores.stylizations.active_ids():
+                if stores.stylizations.claim_resend(request_id, after_s=settings.resend_queued_after_s):
+                    log.warning("stylization %s: queued for %.0f s with no message in the queue; sent again",
+                                request_id, settings.resend_queued_after_s)
+                    requeued.append(request_id)
         sent += _send_each(requeued, send_stylize)
     return sent
 

@@ -122,7 +122,8 @@ def start_sweeper(sender=None, **_) -> None:
         while not _stop.wait(max(1.0, settings.stale_after_s / 3)):
             try:
                 sweep(settings, store, send_train=send_train, send_stylize=send_stylize,
-                      train_queue_empty=lambda: queue.depths()[TRAIN_QUEUE] == 0)
+                      train_queue_empty=lambda: queue.depths()[TRAIN_QUEUE] == 0,
+                      stylize_queue_empty=lambda: queue.depths()[STYLIZE_QUEUE] == 0)
                 if send_validate is not None:
                     sweep_content_sets(settings, store, send_validate)
                 if time.monotonic() >= measure_at:

@@ -132,8 +132,12 @@ def embedded_server(*, prefix: str, env: dict[str, str] | None = None) -> Iterat
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    from service.core.protocol import die_with_parent
+
+    # It goes with its caller however that ends (a SIGTERM or SIGKILL skips the clean-up below).
     server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--data-dir", str(data)],
-                              env=own_service_env(env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                              env=own_service_env(env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True, preexec_fn=lambda: die_with_parent(signal.SIGTERM))
     try:
         yield f"http://127.0.0.1:{port}", data, server
     finally:

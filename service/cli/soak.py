@@ -1,5 +1,5 @@
 """`checkerless soak`: the embedded stack under a stream of small jobs and stylisations while
-its processes are killed and its Redis restarted, at random but seeded, then a count of what
+its processes are killed and its Redis restarted (with its data, or without), at random but seeded, then a count of what
 was lost. It starts its own `checkerless serve` (a temporary data folder, a Redis of its own
 with appendonly where `redis-server` is installed, else the file broker) and a webhook
 receiver that every job reports to. After `--minutes` it stops the faults, lets everything
@@ -31,7 +31,7 @@ FINAL = ("succeeded", "failed", "cancelled")
 JOB = {"size": 32, "batch": 1, "checkpoint_every": 2, "decoder": "resize-nearest", "downsample": "stride-conv",
        "filtered_relu": False, "stability_weight": 0}
 # Faults come fast enough to land mid-job: a 4 s lease (0.5 s heartbeats), messages lost with a
-# Redis that lost its data sent again after 10 s.
+# Redis that lost its data sent again after 10 s (10 min by default).
 STACK_ENV = {"CHECKERLESS_HEARTBEAT_S": "0.5", "CHECKERLESS_STALE_AFTER_S": "4",
              "CHECKERLESS_RESEND_QUEUED_AFTER_S": "10", "CHECKERLESS_MAX_ATTEMPTS": "6",
              "CHECKERLESS_WEBHOOK_ALLOW_PRIVATE": "true", "CHECKERLESS_PROBE_SIZE": "32",
@@ -44,6 +44,7 @@ class Tally:
     stylizations: dict[str, str] = field(default_factory=dict)
     refused: Counter = field(default_factory=Counter)  # "jobs: 503" -> submissions the API refused (after retries)
     reasons: Counter = field(default_factory=Counter)  # failures' reasons
+    retried: int = 0  # jobs that took more than one attempt
     run_twice: set[str] = field(default_factory=set)
     events_missing: list[str] = field(default_factory=list)
     events_duplicated: list[str] = field(default_factory=list)
@@ -61,6 +62,7 @@ class Tally:
                 ("succeeded", count(j, "succeeded"), count(s, "succeeded")),
                 ("failed, with a reason", count(j, "failed"), count(s, "failed")),
                 ("cancelled", count(j, "cancelled"), count(s, "cancelled")),
+                ("took more than one attempt (the faults reached them)", self.retried, "-"),
                 ("lost (not ended)", count(j, None), count(s, None)),
                 ("run twice (two training processes at once)", len(self.run_twice), "-"),
                 ("events missing", len(self.events_missing), "-"),
@@ -171,6 +173,7 @@ def soak(
                 _run(client, rng, tally, faults, started, minutes * 60, fault_every, job_every, stylize_every,
                      {**JOB, "steps": steps}, max_unfinished, receiver.url, trained.id, _png(48, 32, seed), ApiError)
                 jobs = _drain(client, tally, time.monotonic() + drain)
+                tally.retried = sum(j.attempts > 1 for j in jobs.values())
                 tally.run_twice = watch.stop()
                 _wait_for_events(jobs, receiver, time.monotonic() + 60)
                 _count_events(tally, jobs, list(receiver.received))
@@ -234,7 +237,7 @@ def _drain(client, tally: Tally, deadline: float) -> dict:
                 if state not in FINAL:
                     kind[item_id] = _state(get, item_id, state)
         if all(s in FINAL for s in [*tally.jobs.values(), *tally.stylizations.values()]) or time.monotonic() > deadline:
-            return {job_id: client.job(job_id) for job_id in tally.jobs}
+            return {i: client.job(i) for i in tally.jobs}
         time.sleep(1)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -77,6 +78,7 @@ class Faults:
                  "stop the train worker (SIGTERM)": self.stop_train_worker}
         if self.redis is not None:
             kinds["restart Redis"] = self.restart_redis
+            kinds["restart Redis with its data lost"] = lambda: self.restart_redis(lose_data=True)
         return kinds
 
     def inject(self, elapsed_s: float) -> None:
@@ -110,8 +112,13 @@ class Faults:
         _signal(pid, signal.SIGTERM, group=False)  # its main process only, as `docker compose stop` sends it
         return f"pid {pid}"
 
-    def restart_redis(self) -> str:
+    def restart_redis(self, *, lose_data: bool = False) -> str:
+        """A clean restart (its append-only file replayed), or one that starts empty: every
+        message queued or held is gone, and the sweepers must send the work again."""
         self.redis.stop()
+        if lose_data:
+            shutil.rmtree(self.redis.folder)
+            self.redis.folder.mkdir()
         time.sleep(self.rng.uniform(0.5, 3.0))
         self.redis.start()
         return f"port {self.redis.port}"

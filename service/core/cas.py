@@ -80,6 +80,23 @@ def _update(store: ObjectStore, key: str, model: type[R], change: Callable[[R], 
     raise Conflict(f"{what} is being changed by too many writers at once; try again")
 
 
+def written(update: Callable[[Callable[[R], None]], object], change: Callable[[R], None]) -> bool:
+    """Whether `update(change)` wrote the change: False if it skipped (raised Skip) or the
+    record is gone (`update` raised NotFound). For a claim that exactly one caller wins."""
+    wrote = [False]
+
+    def tracked(r: R) -> None:
+        wrote[0] = False  # a retry after a conflict starts again
+        change(r)
+        wrote[0] = True
+
+    try:
+        update(tracked)
+    except NotFound:
+        return False
+    return wrote[0]
+
+
 def create(store: ObjectStore, key: str, record: BaseModel) -> None:
     """VersionConflict if the record exists already."""
     store.put_if(key, record.model_dump_json().encode(), version=None, content_type="application/json")

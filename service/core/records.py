@@ -75,10 +75,17 @@ class _Record(BaseModel):
     finished_at: datetime | None = None
     heartbeat_at: datetime | None = None  # refreshed by the worker running it
     error: str | None = None
+    requeued_at: datetime | None = None  # when it last went back on the queue
+    resent_at: datetime | None = None  # when the sweeper last sent its message again (lost, it judged)
 
     @property
     def final(self) -> bool:
         return self.state in FINAL_STATES
+
+    @property
+    def sent_at(self) -> datetime:
+        """When its message was last sent: made, requeued or sent again by the sweeper."""
+        return max(t for t in (self.created_at, self.requeued_at, self.resent_at) if t is not None)
 
     def move(self, state: JobState, *, error: str | None = None) -> None:
         """Change state by the state machine's rules (InvalidTransition otherwise)."""
@@ -86,6 +93,8 @@ class _Record(BaseModel):
             raise InvalidTransition(f"{type(self).__name__.removesuffix('Record').lower()} {self.id} is "
                                     f"{self.state.value}; it cannot become {state.value}")
         self.state = state
+        if state == JobState.queued:  # back on the queue: a message is sent for it now
+            self.requeued_at = now()
         if state in FINAL_STATES:
             self.finished_at, self.error = now(), error
         elif error is not None:
@@ -94,8 +103,6 @@ class _Record(BaseModel):
 
 class JobRecord(_Record):
     started_at: datetime | None = None
-    requeued_at: datetime | None = None  # when it last went back on the queue
-    resent_at: datetime | None = None  # when the sweeper last sent its message again (lost, it judged)
     cancel_requested_at: datetime | None = None
     config: dict  # models.config.TrainConfig as a dict
     style_id: str  # the first style (the only one before jobs had several)
@@ -151,11 +158,6 @@ class JobRecord(_Record):
         """Where the job's current checkpoint is (or would be, for a record from before
         checkpoints per attempt, which may have one there)."""
         return self.checkpoint or Keys.checkpoint(self.id)
-
-    @property
-    def sent_at(self) -> datetime:
-        """When its message was last sent: made, requeued or sent again by the sweeper."""
-        return max(t for t in (self.created_at, self.requeued_at, self.resent_at) if t is not None)
 
     @property
     def counted_attempts(self) -> int:

@@ -77,9 +77,10 @@ class Settings(BaseSettings):
     checkpoint_every: int | None = Field(None, ge=1)  # operator's default; None: the training config's
     heartbeat_s: float = Field(2.0, gt=0)  # how often a running job's record is refreshed
     stale_after_s: float = Field(30.0, gt=0)  # a running job not refreshed for this long is requeued
-    # A job queued this long while the train queue holds no message is sent again: its message
-    # was lost (a refused publish after a requeue, a broker that lost its data). A duplicate is
-    # harmless (a delivery starts a job only while it is queued), so this only bounds the wait.
+    # A job or stylisation queued this long while its queue holds no message is sent again: its
+    # message was lost (a refused publish after a requeue, a broker that lost its data, a held
+    # video message whose worker died). A duplicate is harmless (a delivery starts one only while
+    # it is queued), so this only bounds the wait.
     resend_queued_after_s: float = Field(600.0, gt=0)
     # The training probe's photo size (models/training.py train's probe_size): its artifact and
     # quality curves are measured at this many pixels, every PROBE_EVERY steps. None: the

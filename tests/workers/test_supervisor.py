@@ -10,8 +10,8 @@ import redis
 
 from service.core.stores import Stores
 from service.core.keys import new_id
-from service.core.queue import TRAIN_QUEUE, TRAIN_TASK, JobQueue, make_celery
-from service.core.records import JobRecord, JobState, now
+from service.core.queue import STYLIZE_QUEUE, STYLIZE_TASK, TRAIN_QUEUE, TRAIN_TASK, JobQueue, make_celery
+from service.core.records import JobRecord, JobState, StylizeRecord, now
 from service.core.settings import Settings
 from service.core.storage import LocalStore
 from tests.conftest import service_redis_db
@@ -97,6 +97,36 @@ def test_a_requeue_whose_publish_was_refused_is_sent_again_once_the_queue_is_emp
     redis.Redis.from_url(url).flushdb()  # the broker lost its data: both are sent again
     later(job.id)
     assert sorted(sweep_with(broker)) == sorted([job.id, other.id]) and broker.depths()[TRAIN_QUEUE] == 2
+    redis.Redis.from_url(url).flushdb()
+
+
+def test_a_stylisation_whose_message_was_lost_is_sent_again_once_its_queue_is_empty(tmp_path):
+    """As for jobs: a stylisation queued past resend_queued_after_s while the stylise queue is
+    empty (its requeue's publish refused, the broker's data lost, a held video message whose
+    worker died) is sent again, by one sweeper, once."""
+    settings, store, stores, _ = setup(tmp_path)
+    settings = settings.model_copy(update={"resend_queued_after_s": 60})
+    url = f"redis://127.0.0.1:6379/{service_redis_db()}"
+    redis.Redis.from_url(url).flushdb()
+    broker = JobQueue(make_celery(Settings(broker_url=url)))
+    request = stores.stylizations.create(StylizeRecord(id=new_id(), job_id=new_id(), inputs=[]))
+
+    def sweep_now() -> list[str]:
+        return sweep(settings, store, send_stylize=lambda i: broker.send(STYLIZE_TASK, i),
+                     stylize_queue_empty=lambda: broker.depths()[STYLIZE_QUEUE] == 0)
+
+    assert sweep_now() == []  # too soon to call its message lost
+    stores.stylizations.update(request.id, lambda r: setattr(r, "created_at", r.created_at - timedelta(seconds=61)))
+    assert sweep_now() == [request.id] and broker.depths()[STYLIZE_QUEUE] == 1
+    assert sweep_now() == []  # sent again just now (and its queue is no longer empty)
+    redis.Redis.from_url(url).flushdb()  # the broker lost it again: not before another 60 s
+    assert sweep_now() == []
+    stores.stylizations.update(request.id, lambda r: setattr(r, "resent_at", r.resent_at - timedelta(seconds=61)))
+    assert sweep_now() == [request.id]
+    stores.stylizations.update(request.id, lambda r: (r.move(JobState.running), r.move(JobState.succeeded)))
+    redis.Redis.from_url(url).flushdb()
+    stores.stylizations.update(request.id, lambda r: setattr(r, "resent_at", r.resent_at - timedelta(seconds=61)))
+    assert sweep_now() == []  # ended: nothing to send
     redis.Redis.from_url(url).flushdb()
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from service.core import lease, usage
+from service.core import cas, lease, usage
 from service.core.cas import Skip
 from service.core.errors import LostLease, NotFound
 from service.core.keys import Keys, check_id
@@ -194,8 +194,6 @@ class Jobs:
                 result(r)
             outcome = "requeued" if state == JobState.queued else state.value
             r.end_attempt(outcome, reason, counted=counted)
-            if state == JobState.queued:
-                r.requeued_at = now()
             r.move(state, error=reason if state == JobState.failed else None)
 
         return self.update(job_id, change)
@@ -206,7 +204,6 @@ class Jobs:
             if not lease.lapsed(r, stale_after_s):
                 raise Skip
             r.end_attempt("requeued", f"its worker stopped sending heartbeats for {stale_after_s:.0f} s")
-            r.requeued_at = now()
             r.move(JobState.queued)
 
         return self._written(job_id, change)
@@ -223,18 +220,7 @@ class Jobs:
 
     def _written(self, job_id: str, change: Callable[[JobRecord], None]) -> bool:
         """Whether `change` was written: False if it skipped (raised Skip) or the job is gone."""
-        written = [False]
-
-        def tracked(r: JobRecord) -> None:
-            written[0] = False  # a retry after a conflict starts again
-            change(r)
-            written[0] = True
-
-        try:
-            self.update(job_id, tracked)
-        except NotFound:
-            return False
-        return written[0]
+        return cas.written(lambda c: self.update(job_id, c), change)
 
 
 def apply_progress(r: JobRecord, progress: TrainProgress) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from service.core import lease, usage
+from service.core import cas, lease, usage
 from service.core.cas import Skip
 from service.core.errors import LostLease, NotFound
 from service.core.keys import Keys, check_id
@@ -103,6 +103,16 @@ class Stylizations:
             return self.update(request_id, change)
         except NotFound:
             raise LostLease(f"stylization {request_id} was deleted") from None
+
+    def claim_resend(self, request_id: str, *, after_s: float) -> bool:
+        """The sweeper's claim on a queued request whose message looks lost (sent more than
+        after_s ago): True for exactly one sweeper, which then sends it again."""
+        def change(r: StylizeRecord) -> None:
+            if r.state != JobState.queued or (now() - r.sent_at).total_seconds() <= after_s:
+                raise Skip
+            r.resent_at = now()
+
+        return cas.written(lambda c: self.update(request_id, c), change)
 
     def requeue_if_stale(self, request_id: str, *, stale_after_s: float, max_attempts: int) -> bool:
         """The sweeper's change: a dead worker's request is queued again, or fails with the
