@@ -60,10 +60,12 @@ def measure_storage(settings: Settings, store: ObjectStore) -> list[str]:
     """Owners whose storage measurement is older than storage_measure_s are measured again
     (service/core/usage.py), each by the one sweeper whose claim wins: the listing of every
     object an owner keeps happens here, never on a request's path."""
-    stores, measured = Stores(store), []
+    stores, measured, stylizations = Stores(store), [], None
     for owner in usage.owners(store):
         if usage.claim_measure(store, owner, settings.storage_measure_s):
-            usage.measure_storage(stores, owner)
+            if stylizations is None:  # read once for every owner this sweep measures
+                stylizations = stores.stylizations.all()
+            usage.measure_storage(stores, owner, stylizations)
             measured.append(owner)
     return measured
 

@@ -188,12 +188,13 @@ def delete_prefix(store: ObjectStore, owner: str, prefix: str) -> int:
     return deleted
 
 
-def measure_storage(stores: Stores, owner: str) -> int:
-    """Every object of the owner listed (Stores.storage_used), then written as the new
+def measure_storage(stores: Stores, owner: str, stylizations: list | None = None) -> int:
+    """Every object of the owner listed (Stores.storage_used; `stylizations`: every stylisation
+    record, when the caller read them once for many owners), then written as the new
     measurement; what the API counted while it listed stays counted on top (it may have been
     listed too: a little high until the next measurement, never low)."""
     began, since = now(), _since(stores.store, owner)
-    measured = stores.storage_used(owner)
+    measured = stores.storage_used(owner, stylizations)
 
     def write(r: UsageRecord) -> None:
         r.stored_bytes, r.stored_since, r.measured_at = measured, r.stored_since - since, began
@@ -216,20 +217,13 @@ def owners(store: ObjectStore) -> list[str]:
 def claim_measure(store: ObjectStore, owner: str, every_s: float) -> bool:
     """Whether this sweeper measures the owner now: their measurement is older than `every_s`,
     and this compare-and-set is the one that moved `measured_at` (one sweeper per owner)."""
-    claimed = []
-
     def claim(r: UsageRecord) -> None:
-        claimed[:] = []
         if r.measured_at is not None and (now() - r.measured_at).total_seconds() < every_s:
             raise cas.Skip
         r.measured_at = now()
-        claimed.append(True)
 
-    try:
-        cas.update(store, Keys.usage(owner), UsageRecord, claim, f"usage of {owner!r}")
-    except NotFound:  # no record yet: its first storage check measures it
-        return False
-    return bool(claimed)
+    # No record yet (False): the owner's first storage check measures them.
+    return cas.written(lambda c: cas.update(store, Keys.usage(owner), UsageRecord, c, f"usage of {owner!r}"), claim)
 
 
 def _counts(job_id: str, reserved_at: datetime, still_active: Callable[[str], bool | None]) -> bool:

@@ -31,10 +31,14 @@ class Stores:
         self.styles = Styles(self.records, self.jobs)
         self.content_sets = ContentSets(self.records, self.jobs)
 
-    def storage_used(self, owner: str) -> int:
-        """Bytes an owner's styles, content sets, jobs (checkpoints, outputs) and stylisations take."""
+    def storage_used(self, owner: str, stylizations: list | None = None) -> int:
+        """Bytes an owner's styles, content sets, jobs (checkpoints, outputs) and stylisations take
+        (every object listed: service/core/usage.py keeps the result). `stylizations`: every
+        stylisation record, read once by a caller that measures many owners (they have no
+        index by owner)."""
         usage = self.store.usage
+        stylizations = self.stylizations.all() if stylizations is None else stylizations
         total = sum(usage(Keys.style_prefix(m["id"])) for m in self.styles.list(owner))
         total += sum(usage(Keys.content_set_prefix(r.id)) for r in self.content_sets.list(owner))
         total += sum(usage(Keys.job_prefix(r.id)) for r in self.jobs.all(owner))
-        return total + sum(usage(Keys.stylize_prefix(r.id)) for r in self.stylizations.all() if r.owner == owner)
+        return total + sum(usage(Keys.stylize_prefix(r.id)) for r in stylizations if r.owner == owner)
