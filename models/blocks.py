@@ -321,6 +321,11 @@ class FilteredReLU(nn.Module):
         return self.down(F.relu(self.up(x)))
 
 
+def runs_fp32_filters(net: nn.Module) -> bool:
+    """Whether `net` has low-pass filters, which run in float32 under any autocast (above)."""
+    return any(isinstance(m, (LowpassUpsample, LowpassDownsample)) for m in net.modules())
+
+
 def activation(filtered: bool) -> nn.Module:
     """The nonlinearity of a stage below full resolution."""
     return FilteredReLU() if filtered else nn.ReLU(inplace=True)

@@ -17,13 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
+from models.blocks import runs_fp32_filters
 from models.checkpoint import load_network
 from models.colour import apply_colors
 from models.images import ImageError, list_images, load_tensor, save_png
 from models.tiling import DEFAULT_MEMORY_BUDGET, check_tile, choose_tile, stylize_tiled
 from models.stylize_options import DEFAULT_COLORS, DEFAULT_STRENGTH, check_colors, check_strength
-from models.hardware import autocast, resolve_accelerator, resolve_precision
+from models.hardware import autocast, check_precision, resolve_accelerator, resolve_precision
 from models.transformer_net import TransformerNet
 
 log = logging.getLogger(__name__)
@@ -87,10 +89,17 @@ def finish(stylised: torch.Tensor, photo: torch.Tensor, *, strength: float = DEF
     return photo + strength * (out.clamp(0, 255) - photo)
 
 
-def stylize_precision(precision: str, device: torch.device | str) -> str:
-    """"bf16" or "32": what `precision` (auto, 32 or bf16) means for stylising on `device`
-    (auto: bf16 on a CUDA GPU or a CPU with bf16 matrix units, else fp32)."""
-    return resolve_precision(precision, "gpu" if torch.device(device).type == "cuda" else "cpu")
+def stylize_precision(precision: str, device: torch.device | str, net: nn.Module | None = None) -> str:
+    """"bf16" or "32": what `precision` (auto, 32 or bf16) means for stylising `net` on `device`.
+    auto: bf16 on a CUDA GPU; on a CPU with bf16 matrix units, bf16 unless the network has
+    low-pass filters (filtered ReLUs, resize-lowpass: today's defaults), which stay in float32
+    there (models/blocks.py) and whose conversions cost more than bf16 saves: such a network
+    stylised at 0.91x fp32's speed on an Intel Xeon with AMX (docs/performance.md); else fp32."""
+    on_cpu = torch.device(device).type != "cuda"
+    resolved = resolve_precision(precision, "cpu" if on_cpu else "gpu")
+    if precision == "auto" and on_cpu and net is not None and runs_fp32_filters(net):
+        return "32"
+    return resolved
 
 
 def forward(net: TransformerNet, x: torch.Tensor, precision: str = "32") -> torch.Tensor:
@@ -110,7 +119,7 @@ def stylize_tensor(net: TransformerNet, image: torch.Tensor, *, style: int | Seq
     strength, colors = check_strength(strength), check_colors(colors)
     select(net, style)
     device = next(net.parameters()).device
-    precision = stylize_precision(precision, device)
+    precision = stylize_precision(precision, device, net)
     x = image[None].to(device)
     tile = choose_tile(x.shape[2], x.shape[3], tile=tile, memory_budget=memory_budget)
     if tile is not None:
@@ -132,10 +141,10 @@ def stylize_files(checkpoint: str | Path, inputs: Iterable[str | Path], out_dir:
     Every option is checked, and every input decoded, before any work."""
     if tile is not None:
         check_tile(tile)
-    strength, colors = check_strength(strength), check_colors(colors)
+    strength, colors, precision = check_strength(strength), check_colors(colors), check_precision(precision)
     where = "cuda" if resolve_accelerator(device) == "gpu" else "cpu"
-    precision = stylize_precision(precision, where)
     net, _ = load_network(checkpoint)
+    precision = stylize_precision(precision, where, net)
     select(net, style)  # a bad index or mix fails before any image is read
     net.to(where)
     images, skipped = load_inputs(inputs)  # decode (and fail) before any work

@@ -280,7 +280,7 @@ def stylize_video(net: TransformerNet, src: str | Path, dst: str | Path, *,
     `info`: `probe_video(src)` where the caller has it already (its frames counted once)."""
     started = time.perf_counter()
     strength, colors = check_strength(strength), check_colors(colors)
-    precision = stylize_precision(precision, next(net.parameters()).device)
+    precision = stylize_precision(precision, next(net.parameters()).device, net)
     src, dst = Path(src), Path(dst)
     if dst.suffix.lower() not in VIDEO_SUFFIXES:
         raise VideoError(f"{dst.name}: write a video as {', '.join(VIDEO_SUFFIXES)}")

@@ -14,7 +14,9 @@ in service/core/protocol.py. The loop:
   sent as it goes, once its frames are counted (the locked-down probe, stopping one frame past
   the spec's video limits) and found within them (`video_frame_cap`; refused with its numbers);
 - in the spec's `precision` (auto, 32 or bf16; auto by default: bf16 where the machine has bf16
-  matrix units, models/hardware.py), resolved once at start, whatever a checkpoint was trained in;
+  matrix units, models/hardware.py, except for a network with low-pass filters on a CPU:
+  models/stylize.py stylize_precision), resolved per network, whatever a checkpoint was
+  trained in; what it resolves to for a network without filters is its status's `precision`;
 - each request is answered as soon as its own images are written.
 The owner closing our inbox means no more requests: what was read is answered, then we exit.
 """
@@ -115,7 +117,8 @@ class Server:
         set_pixel_limit(spec.get("max_pixels", MAX_PIXELS))  # the operator's, for every image and video frame
         self.inbox, self.outbox = inbox, outbox
         self.device = "cuda" if resolve_accelerator(spec.get("device", "auto")) == "gpu" else "cpu"
-        self.precision = stylize_precision(spec.get("precision") or "auto", self.device)  # "32" or "bf16"
+        self.asked = spec.get("precision") or "auto"
+        self.precision = stylize_precision(self.asked, self.device)  # "32" or "bf16", for a network without filters
         self.cache = NetworkCache(int(spec["cache_bytes"]), self.device)
         self.idle_s = float(spec.get("idle_s") or 0)
         self.video_limits = spec.get("video_limits")  # max_frames, max_frame_pixels, pixel_floor; None: no limit
@@ -162,7 +165,7 @@ class Server:
 
     def run_one(self, request: dict, net, cache: str, batch_size: int) -> None:
         from models.images import from_tensor, load_tensor
-        from models.stylize import stylize_tensor
+        from models.stylize import stylize_precision, stylize_tensor
         from models.stylize_options import StylizeOptions
 
         started = time.perf_counter()
@@ -171,7 +174,7 @@ class Server:
         try:
             options = StylizeOptions(**{k: v for k, v in (request.get("options") or {}).items() if v is not None})
             chosen = {"style": options.selection, "strength": options.strength, "colors": options.colors,
-                      "precision": self.precision}
+                      "precision": stylize_precision(self.asked, self.device, net)}
             out_dir, outputs = Path(request["out_dir"]), []
             if request.get("kind") == "video":
                 outputs.append(self.run_video(request, net, out_dir, chosen))
@@ -201,7 +204,7 @@ class Server:
                 torch.cuda.empty_cache()  # after an out-of-memory error, give the next request room
             return
         self.send({"op": protocol.SERVER_DONE, "id": request["id"], "ok": True, "outputs": outputs, "cache": cache,
-                   "batch": self.batches, "batch_size": batch_size,
+                   "batch": self.batches, "batch_size": batch_size, "precision": chosen["precision"],
                    "seconds": round(time.perf_counter() - started, 4),
                    "spent": {k: round(v, 4) for k, v in spent.items()}, "stats": self.stats()})
 

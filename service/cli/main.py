@@ -325,10 +325,10 @@ def bench(
         return _bench_end_to_end(size=size, batch=batch, short=steps, repeats=repeats, precision=precision,
                                  compiled=compiled, as_json=as_json)
     accelerator = resolve_accelerator(device)
-    resolved = resolve_precision(precision, accelerator)
-    if stylize:
-        return _bench_stylize(stylize, checkpoint=checkpoint, accelerator=accelerator, precision=resolved,
+    if stylize:  # resolved as `checkerless stylize` resolves it, by the network too
+        return _bench_stylize(stylize, checkpoint=checkpoint, accelerator=accelerator, precision=precision,
                               repeats=steps, as_json=as_json)
+    resolved = resolve_precision(precision, accelerator)
     if tiling:
         return _bench_tiling(tiling, tile=tile, accelerator=accelerator, precision=resolved, as_json=as_json)
     if reference:
@@ -416,6 +416,9 @@ def _bench_stylize(sizes: str, *, checkpoint: Optional[Path], accelerator: str, 
 
         torch.manual_seed(0)  # untrained: the same arithmetic as a trained one, so the same speed
         net, network = TransformerNet.for_config(DEFAULTS).eval(), "an untrained network of today's defaults"
+    from models.stylize import stylize_precision
+
+    precision = stylize_precision(precision, "cuda" if accelerator == "gpu" else "cpu", net)
     rows = [r for w, h in parsed
             for r in bench_stylize(net, width=w, height=h, precision=precision, repeats=repeats,
                                    device="cuda" if accelerator == "gpu" else "cpu")]

@@ -31,6 +31,14 @@ def test_auto_resolves_from_the_cpu_flags_and_explicit_values_pass_through():
     assert resolve_precision("auto", "cpu") == AUTO_ON_THIS_CPU
     assert resolve_precision("auto", "gpu") == "bf16"
     assert stylize_precision("auto", "cpu") == AUTO_ON_THIS_CPU
+    # A network with low-pass filters (today's defaults) stylises in fp32 on any CPU: its filters
+    # stay in float32 and their conversions cost more than bf16 saves; a GPU still takes bf16.
+    from models.config import DEFAULTS
+
+    filtered, plain = TransformerNet.for_config(DEFAULTS), TransformerNet()
+    assert stylize_precision("auto", "cpu", filtered) == "32" and stylize_precision("bf16", "cpu", filtered) == "bf16"
+    assert stylize_precision("auto", "cpu", plain) == AUTO_ON_THIS_CPU
+    assert stylize_precision("auto", "cuda", filtered) == "bf16"
     for accelerator in ("cpu", "gpu"):
         assert resolve_precision("32", accelerator) == "32" and resolve_precision("bf16", accelerator) == "bf16"
     with pytest.raises(ValueError, match="auto, 32, bf16"):

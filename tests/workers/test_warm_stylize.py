@@ -81,8 +81,10 @@ def test_a_second_request_reuses_the_server_and_its_network(tmp_path, checkpoint
 
 
 def test_the_server_stylises_in_the_precision_its_spec_names(tmp_path, checkpoints):
-    """auto by default (bf16 where the CPU has bf16 matrix units); a `stylize_precision` setting
-    names another. The fp32 server's PNG is what stylize_tensor gives in fp32, to the pixel."""
+    """auto by default (bf16 where the CPU has bf16 matrix units, for a network without low-pass
+    filters: the server's status; a network of today's defaults, with them, in fp32 on a CPU);
+    a `stylize_precision` setting names another. The fp32 server's PNG is what stylize_tensor
+    gives in fp32, to the pixel."""
     import torch
 
     from models.checkpoint import load_network
@@ -100,6 +102,7 @@ def test_the_server_stylises_in_the_precision_its_spec_names(tmp_path, checkpoin
         try:
             answer = done(request(warm, tmp_path, name, checkpoints[0]))
             assert answer["stats"]["precision"] == expected
+            assert answer["precision"] == "32"  # the checkpoint's network has today's filtered ReLUs
             assert warm.status()["server"]["precision"] == expected
         finally:
             warm.close()
