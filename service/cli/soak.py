@@ -140,7 +140,7 @@ def soak(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Soak the embedded stack: jobs and stylisations while processes are killed and Redis restarted."""
-    from checkerless_client import ApiError, Client
+    from checkerless_client import Client
 
     from service.cli.launch import embedded_server, wait_ready
     from service.cli.loadtest import _png
@@ -169,9 +169,10 @@ def soak(
                     raise ValueError(f"the first job, which the stylisations use, {trained.state}: {trained.error}")
                 faults = Faults(server.pid, rng, redis)
                 watch = TwiceWatch()
-                started = time.monotonic()
-                _run(client, rng, tally, faults, started, minutes * 60, fault_every, job_every, stylize_every,
-                     {**JOB, "steps": steps}, max_unfinished, receiver.url, trained.id, _png(48, 32, seed), ApiError)
+                work = Workload(client, rng, tally, {**JOB, "steps": steps, "webhook_url": receiver.url},
+                                max_unfinished, trained.id, _png(48, 32, seed))
+                _run(work, faults, minutes * 60, fault_every=fault_every, job_every=job_every,
+                     stylize_every=stylize_every)
                 jobs = _drain(client, tally, time.monotonic() + drain)
                 tally.retried = sum(j.attempts > 1 for j in jobs.values())
                 tally.run_twice = watch.stop()
@@ -188,10 +189,49 @@ def soak(
         raise typer.Exit(1)
 
 
-def _run(client, rng, tally, faults, started, seconds, fault_every, job_every, stylize_every, job, max_unfinished,
-         webhook_url, trained_id, photo, api_error) -> None:
+@dataclass
+class Workload:
+    """What the soak asks of the stack, through the client library as a user would (its retries
+    on: a 503 while Redis restarts is sent again under the same Idempotency-Key)."""
+
+    client: object  # checkerless_client.Client
+    rng: random.Random
+    tally: Tally
+    job: dict  # a job's settings
+    max_unfinished: int
+    trained_id: str  # the job whose network stylises
+    photo: bytes
+
+    def submit_job(self) -> None:
+        """A job, unless max_unfinished are unfinished (their states read again first)."""
+        jobs = self.tally.jobs
+        for job_id in [i for i, s in jobs.items() if s not in FINAL]:
+            jobs[job_id] = _state(self.client.job, job_id, jobs[job_id])
+        if sum(s not in FINAL for s in jobs.values()) < self.max_unfinished:
+            self._made(jobs, "jobs", lambda: self.client.submit("builtin:ihc", **self.job,
+                                                                 seed=self.rng.randrange(1 << 30)))
+
+    def request_stylization(self) -> None:
+        self._made(self.tally.stylizations, "stylizations",
+                   lambda: self.client.request_stylization(self.trained_id, [("photo.png", self.photo)]))
+
+    def _made(self, into: dict, kind: str, request) -> None:
+        from checkerless_client import ApiError, CheckerlessError
+
+        try:
+            made = request()
+            into[made.id] = made.state
+        except ApiError as e:
+            self.tally.refused[f"{kind}: {e.status}"] += 1
+        except CheckerlessError:  # no answer at all, after the client's retries
+            self.tally.refused[f"{kind}: unreachable"] += 1
+
+
+def _run(work: Workload, faults, seconds: float, *, fault_every: float, job_every: float,
+         stylize_every: float) -> None:
     """Submissions and stylisation requests, each at seeded random moments, and faults between
     them, until `seconds` have passed."""
+    rng, started = work.rng, time.monotonic()
     next_fault = started + rng.expovariate(1 / fault_every)
     next_job, next_stylize = started, started
     while (now := time.monotonic()) < started + seconds:
@@ -200,22 +240,10 @@ def _run(client, rng, tally, faults, started, seconds, fault_every, job_every, s
             next_fault = time.monotonic() + rng.expovariate(1 / fault_every)
         if now >= next_job:
             next_job = now + rng.expovariate(1 / job_every)
-            unfinished = [i for i, s in tally.jobs.items() if s not in FINAL]
-            for job_id in unfinished:
-                tally.jobs[job_id] = _state(client.job, job_id, tally.jobs[job_id])
-            if sum(s not in FINAL for s in tally.jobs.values()) < max_unfinished:
-                try:
-                    made = client.submit("builtin:ihc", **job, seed=rng.randrange(1 << 30), webhook_url=webhook_url)
-                    tally.jobs[made.id] = made.state
-                except api_error as e:
-                    tally.refused[f"jobs: {e.status}"] += 1
+            work.submit_job()
         if now >= next_stylize:
             next_stylize = now + rng.expovariate(1 / stylize_every)
-            try:
-                made = client.request_stylization(trained_id, [("photo.png", photo)])
-                tally.stylizations[made.id] = made.state
-            except api_error as e:
-                tally.refused[f"stylizations: {e.status}"] += 1
+            work.request_stylization()
         time.sleep(0.1)
 
 
