@@ -36,6 +36,7 @@ class Stylized:
     source: Path
     output: Path
     size: tuple[int, int]  # (width, height)
+    precision: str  # what it ran in, "32" or "bf16" (`stylize_precision`, by the machine and the network)
 
 
 def load_inputs(inputs: Iterable[str | Path]) -> tuple[list[tuple[Path, torch.Tensor]], list[tuple[str, str]]]:
@@ -159,5 +160,5 @@ def stylize_files(checkpoint: str | Path, inputs: Iterable[str | Path], out_dir:
         y = stylize_tensor(net, image, style=style, strength=strength, colors=colors, tile=tile,
                            memory_budget=memory_budget, precision=precision)
         path = save_png(y, out / name)
-        results.append(Stylized(src, path, (image.shape[2], image.shape[1])))
+        results.append(Stylized(src, path, (image.shape[2], image.shape[1]), precision))
     return results, skipped

@@ -2,8 +2,8 @@
 embedded server (as `checkerless loadtest` does: a fresh data folder, loopback), trains one tiny
 network, then measures for one image of SIZE x SIZE:
 - the bare forward pass of that network in this process (models.stylize.stylize_tensor, the
-  median of N, after one untimed call), in the precision the stylise server uses (auto: bf16
-  where the machine has bf16 matrix units, models/hardware.py);
+  median of N, after one untimed call), in the precision the stylise server uses (auto, by the
+  machine and the network: models/stylize.py stylize_precision);
 - request-to-PNG through the API: POST the image, poll the stylisation, GET the PNG; the first
   request (cold: the worker starts its stylise server) and the median of N more (warm), each
   warm request right after a bare forward, so both see the same load on the machine;
@@ -62,7 +62,6 @@ def stylebench(
     deadline = time.monotonic() + timeout
     photo = _photo_png(size)
     device = "cuda" if resolve_accelerator("auto") == "gpu" else "cpu"
-    precision = stylize_precision("auto", device)  # the stylise server's default (workers/stylize_server.py)
 
     def until(what: str, predicate, interval: float):
         while True:
@@ -91,6 +90,7 @@ def stylebench(
             client.download(job, "checkpoint", ckpt)
             net, _ = load_network(ckpt)
             net = net.to(device)
+            precision = stylize_precision("auto", device, net)  # as the stylise server resolves it, by the network
             (data / "bench.png").write_bytes(photo)
             image = load_tensor(data / "bench.png")
             stylize_tensor(net, image, precision=precision)  # untimed: the first call allocates and picks kernels

@@ -75,13 +75,13 @@ def stylize(
 ) -> None:
     """Stylise images with a trained network: one PNG per input, same size as the input."""
     options = _options(style, mix, strength, colors)
-    from models.hardware import resolve_accelerator
-    from models.stylize import stylize_files, stylize_precision
+    from models.stylize import stylize_files
 
-    resolved = stylize_precision(precision, "cuda" if resolve_accelerator(device) == "gpu" else "cpu")
+    # auto is resolved there, by the machine and the network (models/stylize.py stylize_precision).
     results, skipped = stylize_files(checkpoint, inputs, out_dir, style=options.selection, strength=options.strength,
                                      colors=options.colors, device=device, tile=tile,
-                                     memory_budget=int(memory_budget * 2**30), precision=resolved)
+                                     memory_budget=int(memory_budget * 2**30), precision=precision)
+    resolved = results[0].precision if results else precision
     if as_json:
         print(json.dumps({"outputs": [{"input": str(r.source), "output": str(r.output), "width": r.size[0],
                                        "height": r.size[1]} for r in results],
