@@ -138,13 +138,13 @@ def _change(store: ObjectStore, owner: str, change: Callable[[UsageRecord], None
     is made by `make` first (another process making it meanwhile is as good)."""
     key, what = Keys.usage(owner), f"usage of {owner!r}"
     try:
-        return cas.update(store, key, UsageRecord, change, what)
+        return cas.update(store, key, UsageRecord, change, what, take_turns=True)
     except NotFound:
         try:
             cas.create(store, key, make())
         except VersionConflict:
             pass
-        return cas.update(store, key, UsageRecord, change, what)
+        return cas.update(store, key, UsageRecord, change, what, take_turns=True)
 
 
 def stored(stores: Stores, owner: str) -> int:
@@ -168,7 +168,7 @@ def add_stored(store: ObjectStore, owner: str, size: int) -> None:
         r.stored_since += size
 
     try:
-        cas.update(store, Keys.usage(owner), UsageRecord, add, f"usage of {owner!r}")
+        cas.update(store, Keys.usage(owner), UsageRecord, add, f"usage of {owner!r}", take_turns=True)
     except NotFound:
         pass
 
@@ -223,7 +223,8 @@ def claim_measure(store: ObjectStore, owner: str, every_s: float) -> bool:
         r.measured_at = now()
 
     # No record yet (False): the owner's first storage check measures them.
-    return cas.written(lambda c: cas.update(store, Keys.usage(owner), UsageRecord, c, f"usage of {owner!r}"), claim)
+    return cas.written(lambda c: cas.update(store, Keys.usage(owner), UsageRecord, c, f"usage of {owner!r}",
+                                            take_turns=True), claim)
 
 
 def _counts(job_id: str, reserved_at: datetime, still_active: Callable[[str], bool | None]) -> bool:
@@ -257,6 +258,6 @@ def release(store: ObjectStore, owner: str, job_ids: Iterable[str]) -> None:
         r.active = {i: t for i, t in r.active.items() if i not in gone}
 
     try:
-        cas.update(store, Keys.usage(owner), UsageRecord, drop, f"usage of {owner!r}")
+        cas.update(store, Keys.usage(owner), UsageRecord, drop, f"usage of {owner!r}", take_turns=True)
     except NotFound:  # an admin's job (not counted), or an owner from before usage records
         pass

@@ -1,6 +1,6 @@
 """Compare-and-set on one record (service/core/cas.py) under threads of one process and under
-two store clients (as two processes are): no update is lost, and within a process the writers
-take turns instead of losing to each other."""
+two store clients (as two processes are): no update is lost, and within a process writers that
+take turns do not lose to each other."""
 
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ def test_threads_of_one_process_take_turns_and_lose_nothing(tmp_path):
     store = CountingConflicts(tmp_path)
     cas.create(store, "c.json", Counter())
     with ThreadPoolExecutor(WRITERS) as pool:
-        list(pool.map(lambda _: cas.update(store, "c.json", Counter, _bump, "counter"), range(WRITERS)))
+        list(pool.map(lambda _: cas.update(store, "c.json", Counter, _bump, "counter", take_turns=True),
+                      range(WRITERS)))
     assert cas.read(store, "c.json", Counter, "counter")[0].count == WRITERS
     assert CountingConflicts.conflicts == 0  # each read the one before it: nobody wrote twice
 
@@ -49,5 +50,6 @@ def test_two_clients_of_one_store_still_lose_nothing(tmp_path):
     stores = [LocalStore(tmp_path), LocalStore(tmp_path)]
     cas.create(stores[0], "c.json", Counter())
     with ThreadPoolExecutor(WRITERS) as pool:
-        list(pool.map(lambda i: cas.update(stores[i % 2], "c.json", Counter, _bump, "counter"), range(WRITERS)))
+        list(pool.map(lambda i: cas.update(stores[i % 2], "c.json", Counter, _bump, "counter", take_turns=True),
+                      range(WRITERS)))
     assert cas.read(stores[1], "c.json", Counter, "counter")[0].count == WRITERS
