@@ -128,7 +128,8 @@ def _count_events(tally: Tally, jobs: dict, received: list[dict]) -> None:
 
 def soak(
     minutes: Annotated[float, typer.Option(help="How long faults and submissions go on.", min=0.2, max=24 * 60)] = 5,
-    seed: Annotated[int, typer.Option(help="Seeds the faults' order and moments.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seeds the faults' kinds and moments (a generator of their own) "
+                                           "and the workload.")] = 0,
     fault_every: Annotated[float, typer.Option(help="Seconds between faults, on average.", min=2)] = 20,
     job_every: Annotated[float, typer.Option(help="Seconds between job submissions, on average.", min=0.5)] = 4,
     stylize_every: Annotated[float, typer.Option(help="Seconds between stylisation requests, on average.",
@@ -148,7 +149,9 @@ def soak(
     from service.cli.soak_faults import Faults
     from service.cli.webhook_receiver import Receiver
 
-    rng, tally = random.Random(seed), Tally()
+    # The faults draw from their own generator: their kinds and the gaps between them are the
+    # same for a seed whatever the workload's timing.
+    rng, fault_rng, tally = random.Random(seed + 1), random.Random(seed), Tally()
     scratch = Path(tempfile.mkdtemp(prefix="checkerless-soak-"))
     redis = RedisServer(scratch / "redis") if shutil.which("redis-server") else None
     env = dict(STACK_ENV)
@@ -167,7 +170,7 @@ def soak(
                     time.sleep(0.5)
                 if trained.state != "succeeded":
                     raise ValueError(f"the first job, which the stylisations use, {trained.state}: {trained.error}")
-                faults = Faults(server.pid, rng, redis)
+                faults = Faults(server.pid, fault_rng, redis)
                 watch = TwiceWatch()
                 work = Workload(client, rng, tally, {**JOB, "steps": steps, "webhook_url": receiver.url},
                                 max_unfinished, trained.id, _png(48, 32, seed))
@@ -232,12 +235,12 @@ def _run(work: Workload, faults, seconds: float, *, fault_every: float, job_ever
     """Submissions and stylisation requests, each at seeded random moments, and faults between
     them, until `seconds` have passed."""
     rng, started = work.rng, time.monotonic()
-    next_fault = started + rng.expovariate(1 / fault_every)
+    next_fault = started + faults.rng.expovariate(1 / fault_every)
     next_job, next_stylize = started, started
     while (now := time.monotonic()) < started + seconds:
         if now >= next_fault:
             faults.inject(now - started)
-            next_fault = time.monotonic() + rng.expovariate(1 / fault_every)
+            next_fault = time.monotonic() + faults.rng.expovariate(1 / fault_every)
         if now >= next_job:
             next_job = now + rng.expovariate(1 / job_every)
             work.submit_job()

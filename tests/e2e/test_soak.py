@@ -46,18 +46,21 @@ def test_the_tally_sees_missing_duplicated_and_repeated_events_and_unended_work(
 
 @pytest.mark.slow
 def test_a_short_soak_loses_nothing(tmp_path):
-    """Half a minute of submissions with a fault every 5 s on average (a training child or a
-    whole worker killed, the train worker stopped, Redis restarted), then the drain: about 80 s
-    on a 2-core CPU, a whole service with its own Redis, which is what the command runs."""
+    """15 s of submissions with a fault every 4 s on average (a training child or a whole worker
+    killed, the train worker stopped, Redis restarted with or without its data), then the drain:
+    about a minute on a 2-core CPU, a whole service with its own Redis, which is what the
+    command runs."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHECKERLESS_")}
-    p = subprocess.run([sys.executable, "-m", "service.cli", "soak", "--minutes", "0.5", "--fault-every", "5",
-                        "--seed", "3", "--steps", "8", "--json"],
+    p = subprocess.run([sys.executable, "-m", "service.cli", "soak", "--minutes", "0.25", "--fault-every", "4",
+                        "--seed", "4", "--steps", "4", "--json"],
                        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=900)
     assert p.returncode == 0, (p.stdout[-3000:], p.stderr[-3000:])
     result = json.loads(p.stdout)
     rows = {r["measure"]: (r["jobs"], r["stylizations"]) for r in result["rows"]}
-    assert rows["submitted"][0] >= 3 and rows["submitted"][1] >= 3, rows
+    assert rows["submitted"][0] >= 2 and rows["submitted"][1] >= 2, rows
     assert rows["lost (not ended)"] == (0, 0) and rows["run twice (two training processes at once)"][0] == 0
     assert rows["events missing"][0] == 0 and rows["events duplicated (one change, two event ids)"][0] == 0
+    # Seed 4 draws its first faults 1.1, 0.4 and 2.0 s apart (a generator of their own): at
+    # least three land within the 15 s, however long each takes.
     assert len(result["faults"]) >= 3 and result["ok"] is True
     assert list(tmp_path.iterdir()) == []  # its server's data and its Redis lived in temporary folders
