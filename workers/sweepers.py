@@ -60,12 +60,11 @@ def measure_storage(settings: Settings, store: ObjectStore) -> list[str]:
     """Owners whose storage measurement is older than storage_measure_s are measured again
     (service/core/usage.py), each by the one sweeper whose claim wins: the listing of every
     object an owner keeps happens here, never on a request's path."""
-    stores, measured, stylizations = Stores(store), [], None
+    stores, measured, every = Stores(store), [], None
     for owner in usage.owners(store):
         if usage.claim_measure(store, owner, settings.storage_measure_s):
-            if stylizations is None:  # read once for every owner this sweep measures
-                stylizations = stores.stylizations.all()
-            usage.measure_storage(stores, owner, stylizations)
+            every = every or stores.everyone()  # read once for every owner this sweep measures
+            usage.measure_storage(stores, owner, every)
             measured.append(owner)
     return measured
 

@@ -118,7 +118,9 @@ def start_sweeper(sender=None, **_) -> None:
 
     def loop() -> None:
         store = open_store(settings)
-        measure_at = 0.0  # owners' records are read for storage a few times per measurement's age, not every sweep
+        # Owners' storage is looked at a few times per measurement's age, not every sweep, and not
+        # in the burst of a worker's start.
+        measure_at = time.monotonic() + settings.storage_measure_s / 4
         while not _stop.wait(max(1.0, settings.stale_after_s / 3)):
             try:
                 sweep(settings, store, send_train=send_train, send_stylize=send_stylize,

@@ -44,7 +44,7 @@ from service.core.storage import ObjectStore, VersionConflict
 IN_FLIGHT_S = 120.0
 
 if TYPE_CHECKING:
-    from service.core.stores import Stores
+    from service.core.stores import Everyone, Stores
     from service.core.settings import Settings
 
 
@@ -188,13 +188,13 @@ def delete_prefix(store: ObjectStore, owner: str, prefix: str) -> int:
     return deleted
 
 
-def measure_storage(stores: Stores, owner: str, stylizations: list | None = None) -> int:
-    """Every object of the owner listed (Stores.storage_used; `stylizations`: every stylisation
-    record, when the caller read them once for many owners), then written as the new
-    measurement; what the API counted while it listed stays counted on top (it may have been
-    listed too: a little high until the next measurement, never low)."""
+def measure_storage(stores: Stores, owner: str, every: Everyone | None = None) -> int:
+    """Every object of the owner listed (Stores.storage_used; `every`: what has no index by
+    owner, when the caller read it once for many owners), then written as the new measurement;
+    what the API counted while it listed stays counted on top (it may have been listed too: a
+    little high until the next measurement, never low)."""
     began, since = now(), _since(stores.store, owner)
-    measured = stores.storage_used(owner, stylizations)
+    measured = stores.storage_used(owner, every)
 
     def write(r: UsageRecord) -> None:
         r.stored_bytes, r.stored_since, r.measured_at = measured, r.stored_since - since, began

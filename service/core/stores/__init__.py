@@ -7,7 +7,11 @@ order they depend on each other:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from service.core.content_sets import ContentSetRecord
 from service.core.keys import Keys
+from service.core.records import StylizeRecord
 from service.core.storage import ObjectStore
 from service.core.stores.announcements import Announcements
 from service.core.stores.content_sets import ContentSets
@@ -17,7 +21,7 @@ from service.core.stores.record_store import RecordStore
 from service.core.stores.styles import Styles
 from service.core.stores.stylizations import Stylizations
 
-__all__ = ["Stores"]
+__all__ = ["Everyone", "Stores"]
 
 
 class Stores:
@@ -31,14 +35,26 @@ class Stores:
         self.styles = Styles(self.records, self.jobs)
         self.content_sets = ContentSets(self.records, self.jobs)
 
-    def storage_used(self, owner: str, stylizations: list | None = None) -> int:
+    def storage_used(self, owner: str, every: Everyone | None = None) -> int:
         """Bytes an owner's styles, content sets, jobs (checkpoints, outputs) and stylisations take
-        (every object listed: service/core/usage.py keeps the result). `stylizations`: every
-        stylisation record, read once by a caller that measures many owners (they have no
-        index by owner)."""
-        usage = self.store.usage
-        stylizations = self.stylizations.all() if stylizations is None else stylizations
-        total = sum(usage(Keys.style_prefix(m["id"])) for m in self.styles.list(owner))
-        total += sum(usage(Keys.content_set_prefix(r.id)) for r in self.content_sets.list(owner))
+        (every object listed: service/core/usage.py keeps the result). `every`: the styles,
+        content sets and stylisations of everyone, read once by a caller that measures many
+        owners (they have no index by owner; jobs do)."""
+        usage, every = self.store.usage, every or self.everyone()
+        total = sum(usage(Keys.style_prefix(m["id"])) for m in every.styles if m.get("owner", "") == owner)
+        total += sum(usage(Keys.content_set_prefix(r.id)) for r in every.content_sets if r.owner == owner)
         total += sum(usage(Keys.job_prefix(r.id)) for r in self.jobs.all(owner))
-        return total + sum(usage(Keys.stylize_prefix(r.id)) for r in stylizations if r.owner == owner)
+        return total + sum(usage(Keys.stylize_prefix(r.id)) for r in every.stylizations if r.owner == owner)
+
+    def everyone(self) -> Everyone:
+        """Every style's description, content set and stylisation (every record read)."""
+        return Everyone(self.styles.list(), self.content_sets.list(), self.stylizations.all())
+
+
+@dataclass(frozen=True)
+class Everyone:
+    """What has no index by owner, read once for many owners' storage (Stores.storage_used)."""
+
+    styles: list[dict]
+    content_sets: list[ContentSetRecord]
+    stylizations: list[StylizeRecord]
