@@ -73,11 +73,11 @@ def test_two_workers_share_the_jobs_and_a_dead_ones_job_finishes_on_the_other(ap
     assert survivor.proc.poll() is None
 
     # The undisturbed job: one attempt, on the survivor.
-    assert done_b["state"] == "succeeded" and done_b["attempts"] == 1 and done_b["step"] == 40, done_b
+    assert done_b["state"] == "succeeded" and done_b["attempts"] == 1 and done_b["step"] == 40, done_b["history"]
     survivor_name = done_b["history"][0]["worker"]
 
     # The dead worker's job: requeued by the survivor's sweeper, resumed there from its checkpoint.
-    assert done_a["state"] == "succeeded" and done_a["attempts"] == 2 and done_a["step"] == 40, done_a
+    assert done_a["state"] == "succeeded" and done_a["attempts"] == 2 and done_a["step"] == 40, done_a["history"]
     first, second = done_a["history"]
     assert first["worker"] != survivor_name and second["worker"] == survivor_name
     assert first["outcome"] == "requeued" and "stopped sending heartbeats" in first["reason"], first
