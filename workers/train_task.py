@@ -6,8 +6,9 @@ record, so two deliveries of one job never both run it), prepares a scratch fold
 the child (workers/child.py) in its own session, forked warm on the CPU, a new
 `python -m workers.child` on GPUs (workers/child_process.py), and polls it:
 - every heartbeat: the child's progress into the record, which also renews the attempt's
-  lease and tells of a cancel; a supervisor that cannot renew for `lease_s` (the store is
-  down) stops its child, so a sweeper that requeues the job never makes two run at once;
+  lease and tells of a cancel; a supervisor that cannot renew for half the stale timeout (the
+  store is slow or down) pauses its child (SIGSTOP), lets it go on if a renewal gets through
+  and stops it at the whole, so a sweeper that requeues the job never makes two run at once;
 - new checkpoints go to the store from a thread of their own, never on the heartbeat's path;
 - a stop (cancel, time limit, the worker asked to shut down) is the STOP file, then SIGTERM,
   then SIGKILL to the child's process group;
@@ -34,7 +35,7 @@ from service.core import protocol
 from service.core.builtin_styles import builtin_name, is_builtin
 from service.core.errors import LostLease, NotFound
 from service.core.keys import Keys
-from service.core.lease import Start
+from service.core.lease import Hold, Start, hold_of
 from service.core.records import JobRecord, JobState
 from service.core.settings import Settings
 from service.core.storage import ObjectNotFound, ObjectStore
@@ -165,7 +166,7 @@ def _supervise(settings: Settings, store: ObjectStore, stores: Stores, record: J
     stop_reason: str | None = None  # cancel, drain, time limit
     stop_at = termed = rc = None
     started = time.monotonic()
-    ended = False
+    ended = paused = False
     try:
         # Until the child has ended and its last checkpoint is stored, heartbeats go on.
         while not (rc is not None and uploader.idle()):
@@ -173,10 +174,16 @@ def _supervise(settings: Settings, store: ObjectStore, stores: Stores, record: J
             uploader.offer(ckpt)
             if lease.lost is not None:
                 raise lease.lost
-            if lease.age() > settings.lease_s:
+            hold = hold_of(lease.age(), lease_s=settings.lease_s, stale_after_s=settings.stale_after_s)
+            if hold == Hold.lapsed:
                 log.error("job %s: no heartbeat for %.0f s; stopping the child so no other worker runs it "
                           "alongside; the sweeper requeues it", job_id, lease.age())
                 return None  # finally stops the child
+            if rc is None and (hold == Hold.in_doubt) != paused:
+                paused = not paused
+                signal_group(proc, signal.SIGSTOP if paused else signal.SIGCONT)
+                log.warning("job %s: %s", job_id, f"no heartbeat for {lease.age():.1f} s; child paused until one gets through"
+                            if paused else "heartbeat renewed; child resumed")
             t = time.monotonic()
             if rc is None:
                 if stop_reason is None and getattr(lease.record, "cancel_requested_at", None) is not None:

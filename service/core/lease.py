@@ -8,7 +8,9 @@ same staleness and give-up rule on its own states.
 - The attempt's writes (heartbeats, progress, its end) go through only while it still holds
   the record, the same state and attempt number; LostLease otherwise (requeued, cancelled or
   deleted meanwhile), and its worker stops.
-- A holder whose heartbeats stop loses the lease: the sweeper requeues the record.
+- A holder whose heartbeats stop loses the lease: the sweeper requeues the record. The holder
+  pauses its work once half the stale timeout has passed without a renewal, and stops it at
+  the whole (`hold_of`), so it never runs beside the attempt a sweeper's requeue lets begin.
 - After max_attempts the work is given up, with why (gave_up).
 """
 
@@ -95,6 +97,25 @@ def renew(r: Leased, attempt: int, what: str) -> None:
     """The heartbeat: the lease held for another stale_after_s."""
     hold(r, attempt, what)
     r.heartbeat_at = now()
+
+
+class Hold(str, Enum):
+    """What a holder makes of its own lease, from the seconds since its last renewal got through."""
+
+    held = "held"
+    # Not renewed for half the stale timeout (a slow or unreachable store, a starved machine):
+    # no sweeper may take the record yet, so its work waits, paused, and goes on if a renewal
+    # gets through (which proves nobody took it), rather than ending an attempt a stall cost.
+    in_doubt = "in doubt"
+    # Not renewed for the whole stale timeout: a sweeper may have requeued it; its work stops.
+    lapsed = "lapsed"
+
+
+def hold_of(age_s: float, *, lease_s: float, stale_after_s: float) -> Hold:
+    """`lease_s`: Settings.lease_s, half the stale timeout."""
+    if age_s > stale_after_s:
+        return Hold.lapsed
+    return Hold.in_doubt if age_s > lease_s else Hold.held
 
 
 def lapsed(r: Leased, stale_after_s: float) -> bool:

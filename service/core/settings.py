@@ -177,6 +177,7 @@ class Settings(BaseSettings):
 
     @property
     def lease_s(self) -> float:
-        """A supervisor that could not renew its job's heartbeat for this long stops its child:
-        half the stale timeout, so it has stopped before a sweeper may requeue the job."""
+        """A supervisor that could not renew its heartbeat for this long stops its work (a
+        stylisation) or pauses it (a training child; service/core/lease.py, `hold_of`): half
+        the stale timeout, so it has stopped before a sweeper may requeue the record."""
         return self.stale_after_s / 2

@@ -51,12 +51,12 @@ class StoreProxy:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else None
                 if self.command == "PUT":
-                    for fragment, seconds in proxy.slow.items():
+                    for fragment, seconds in list(proxy.slow.items()):
                         if fragment in self.path:
                             time.sleep(seconds)
                     proxy.puts.append(self.path)
                 elif self.command == "GET":
-                    for fragment, seconds in proxy.slow_get.items():
+                    for fragment, seconds in list(proxy.slow_get.items()):
                         if fragment in self.path:
                             time.sleep(seconds)
                 conn = http.client.HTTPConnection(*proxy.upstream, timeout=60)

@@ -181,6 +181,36 @@ def test_the_store_failing_mid_run_stops_the_child_then_the_job_resumes(api, wor
     assert done["resumed_from_step"] >= 5
 
 
+def _stopped(pid: int) -> bool:
+    """SIGSTOPped (state T)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "T"
+    except OSError:
+        return False
+
+
+def test_a_store_stall_shorter_than_the_stale_timeout_pauses_the_child_and_the_attempt_goes_on(api, worker, proxy,
+                                                                                              style_id):
+    # A loaded machine or a slow store delays a heartbeat past half the stale timeout (2 s here):
+    # no sweeper may take the job yet, so the child waits, paused, and trains on once the
+    # heartbeat gets through, in the same attempt; before, the attempt ended and was requeued.
+    j = submit(api, style_id, steps=40, checkpoint_every=5)
+    watch = ChildWatch(j["id"])
+    wait_step(api, j["id"], 5)
+    record = f"/jobs/{j['id']}/job.json"
+    proxy.slow[record] = 3.0  # the next heartbeat's write waits 3 s: past the 2 s lease, within the 4 s timeout
+    try:
+        paused = wait_for(lambda: [pid for pid in child_processes(j["id"]) if _stopped(pid)], timeout=30,
+                          what="the child to be paused")
+    finally:
+        del proxy.slow[record]  # the write already waiting goes through 3 s after it came
+    wait_for(lambda: not any(_stopped(pid) for pid in paused), timeout=15, what="the child to go on")
+    done = wait_end(api, j["id"])
+    assert watch.stop() == 1, watch.seen
+    assert done["state"] == "succeeded" and done["step"] == 40 and done["attempts"] == 1, done["history"]
+
+
 def test_a_slow_checkpoint_upload_does_not_stop_the_heartbeat(api, worker, proxy, style_id):
     proxy.slow["/checkpoint/"] = 6.0  # each checkpoint PUT takes longer than the stale timeout (4 s)
     try:

@@ -49,20 +49,27 @@ def test_two_workers_share_the_jobs_and_a_dead_ones_job_finishes_on_the_other(ap
     """About a minute on a 2-core CPU: two workers, two jobs, one worker killed and its job
     resumed on the other past the stale timeout."""
     workers = [start_worker(queues="train", **STALE), start_worker(queues="train", **STALE)]
-    a, b = (submit(api, style_id, steps=40, checkpoint_every=CHECKPOINT_EVERY) for _ in range(2))
-    watches = {j["id"]: ChildWatch(j["id"]) for j in (a, b)}
+    jobs = [submit(api, style_id, steps=40, checkpoint_every=CHECKPOINT_EVERY) for _ in range(2)]
+    watches = {j["id"]: ChildWatch(j["id"]) for j in jobs}
 
-    # Both run at once, each on its own worker, and both have stored a checkpoint.
-    both = wait_for(lambda: all((r := job(api, j["id"]))["state"] == "running" and r["step"] >= 2 * CHECKPOINT_EVERY
-                                and checkpoint_stored(api, j["id"]) for j in (a, b)) and [job(api, j["id"]) for j in (a, b)],
-                    timeout=240, what="both jobs to train past their first checkpoint at once")
+    # Both train at once, each on its own worker.
+    wait_for(lambda: all(child_processes(j["id"]) for j in jobs), timeout=240, what="both jobs' children at once")
+    both = [job(api, j["id"]) for j in jobs]
     assert [r["attempts"] for r in both] == [1, 1], both
     assert len({r["history"][0]["worker"] for r in both}) == 2, both
-    pids = {j["id"]: child_processes(j["id"]) for j in (a, b)}
-    assert all(len(p) >= 1 for p in pids.values()), pids
-    doomed = _worker_of(pids[a["id"]][0], workers)
+
+    # The first to train past a stored checkpoint (and still training) loses its worker.
+    def past_a_checkpoint() -> tuple[dict, list[int]] | None:
+        for j in jobs:
+            r, pids = job(api, j["id"]), child_processes(j["id"])
+            if r["state"] == "running" and r["step"] >= 2 * CHECKPOINT_EVERY and pids and checkpoint_stored(api, j["id"]):
+                return j, pids
+        return None
+
+    a, pids_a = wait_for(past_a_checkpoint, timeout=240, what="a job to train past its first checkpoint")
+    b = next(j for j in jobs if j is not a)
+    doomed = _worker_of(pids_a[0], workers)
     survivor = next(w for w in workers if w is not doomed)
-    assert _worker_of(pids[b["id"]][0], workers) is survivor
 
     doomed.kill()  # the whole worker, its pool process and (through PR_SET_PDEATHSIG) the child
     wait_for(lambda: not child_processes(a["id"]), timeout=15, what="the dead worker's child to die with it")
@@ -72,6 +79,9 @@ def test_two_workers_share_the_jobs_and_a_dead_ones_job_finishes_on_the_other(ap
         {jid: w.seen for jid, w in watches.items()}
     assert survivor.proc.poll() is None
 
+    # The attempts of both, printed in full for a failure below (an assertion's message is cut).
+    for done in (done_a, done_b):
+        print(done["id"], *done["history"], sep="\n  ")
     # The undisturbed job: one attempt, on the survivor.
     assert done_b["state"] == "succeeded" and done_b["attempts"] == 1 and done_b["step"] == 40, done_b["history"]
     survivor_name = done_b["history"][0]["worker"]

@@ -75,3 +75,11 @@ def test_only_the_attempt_that_holds_the_record_writes():
 def test_the_limit_counts_what_it_is_given():
     assert not lease.exhausted(1, 2) and lease.exhausted(2, 2)
     assert lease.stale(None, 1e9)  # never renewed: stale
+
+
+def test_a_holder_is_in_doubt_past_half_the_stale_timeout_and_lapsed_past_the_whole():
+    def of(age: float) -> lease.Hold:
+        return lease.hold_of(age, lease_s=5, stale_after_s=10)
+
+    assert [of(a) for a in (0, 5, 5.1, 10, 10.1)] == [lease.Hold.held, lease.Hold.held, lease.Hold.in_doubt,
+                                                     lease.Hold.in_doubt, lease.Hold.lapsed]
