@@ -241,12 +241,19 @@ def _supervise(settings: Settings, store: ObjectStore, stores: Stores, record: J
 def _name_checkpoint(store: ObjectStore, stores: Stores, job_id: str, attempt: int) -> None:
     """The attempt's stored checkpoint becomes the job's, and the one it replaces goes; an
     attempt that no longer holds the job deletes its own upload instead (the lease's loss
-    stops the supervisor at its next poll)."""
+    stops the supervisor at its next poll), unless the record still names that object: an
+    earlier upload of this attempt, which the attempt that took over resumes from until its
+    own first checkpoint replaces (and deletes) it."""
     key = Keys.attempt_checkpoint(job_id, attempt)
     try:
         replaced = stores.jobs.name_checkpoint(job_id, attempt, key)
     except LostLease:
-        store.delete(key)
+        try:
+            named = stores.jobs.get(job_id).checkpoint
+        except NotFound:
+            named = None
+        if named != key:
+            store.delete(key)
         return
     if replaced is not None:
         store.delete(replaced)

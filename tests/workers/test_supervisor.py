@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
+from pathlib import Path
 
 import redis
 
@@ -162,19 +163,18 @@ def test_a_raised_pixel_limit_lets_a_larger_style_through_the_api_and_the_worker
     redis.Redis.from_url(url).flushdb()
 
 
-def test_a_late_checkpoint_upload_of_an_attempt_that_lost_the_job_is_never_resumed(tmp_path):
+def _uploads(tmp_path, store, stores, job):
+    """upload(attempt, data): one checkpoint of that attempt through its CheckpointUploader, named
+    in the record as the supervisor names it."""
     import time
 
     from service.core.keys import Keys
     from workers.checkpoint_upload import CheckpointUploader
-    from workers.train_task import _name_checkpoint, _prepare
-
-    settings, store, stores, job = setup(tmp_path)
-    store.put_bytes(Keys.style(job.style_id), b"style")
+    from workers.train_task import _name_checkpoint
 
     def upload(attempt: int, data: bytes) -> None:
         folder = tmp_path / f"attempt-{attempt}"
-        folder.mkdir()
+        folder.mkdir(exist_ok=True)
         (folder / "last.ckpt").write_bytes(data)
         up = CheckpointUploader(store, Keys.attempt_checkpoint(job.id, attempt), folder,
                                 on_stored=lambda: _name_checkpoint(store, stores, job.id, attempt))
@@ -183,6 +183,17 @@ def test_a_late_checkpoint_upload_of_an_attempt_that_lost_the_job_is_never_resum
         while not up.idle() and time.monotonic() < deadline:  # the upload thread's own work, not a clock
             time.sleep(0.01)
         up.close()
+
+    return upload
+
+
+def test_a_late_checkpoint_upload_of_an_attempt_that_lost_the_job_is_never_resumed(tmp_path):
+    from service.core.keys import Keys
+    from workers.train_task import _prepare
+
+    settings, store, stores, job = setup(tmp_path)
+    store.put_bytes(Keys.style(job.style_id), b"style")
+    upload = _uploads(tmp_path, store, stores, job)
 
     stores.jobs.start_attempt(job.id, worker="w1", max_attempts=3, stale_after_s=4)
     upload(1, b"attempt 1, step 10")
@@ -200,3 +211,30 @@ def test_a_late_checkpoint_upload_of_an_attempt_that_lost_the_job_is_never_resum
     assert not store.exists(Keys.attempt_checkpoint(job.id, 1))  # dropped by the attempt that lost the job
     spec = _prepare(store, record, settings, tmp_path / "attempt-3")
     assert open(spec.resume, "rb").read() == b"attempt 2, step 20"
+
+
+def test_a_late_upload_landing_before_the_next_attempt_stores_its_own_keeps_the_checkpoint_it_resumes_from(tmp_path):
+    # Attempt 1's checkpoint is the job's; attempt 1 loses the job with another upload in flight
+    # (its store was down: the upload retried until it came back), and that upload lands after
+    # attempt 2 began but before attempt 2 stored a checkpoint of its own. It overwrote the very
+    # object the record names: dropping it as a fenced attempt's upload (as before) deleted the
+    # checkpoint attempt 2 resumes from, and the job trained again from step 0 (seen in CI).
+    from service.core.keys import Keys
+    from workers.train_task import _prepare
+
+    settings, store, stores, job = setup(tmp_path)
+    store.put_bytes(Keys.style(job.style_id), b"style")
+    upload = _uploads(tmp_path, store, stores, job)
+    stores.jobs.start_attempt(job.id, worker="w1", max_attempts=3, stale_after_s=4)
+    upload(1, b"attempt 1, step 10")
+    stores.jobs.update(job.id, lambda r: setattr(r, "heartbeat_at", now() - timedelta(minutes=1)))
+    assert stores.jobs.requeue_if_stale(job.id, stale_after_s=4)
+    stores.jobs.start_attempt(job.id, worker="w2", max_attempts=3, stale_after_s=4)
+    upload(1, b"attempt 1, step 15")  # the late one: its naming finds the job no longer attempt 1's
+    record = stores.jobs.get(job.id)
+    assert record.checkpoint == Keys.attempt_checkpoint(job.id, 1) and store.exists(record.checkpoint)
+    spec = _prepare(store, record, settings, tmp_path / "attempt-2-run")
+    assert spec.resume is not None and Path(spec.resume).read_bytes().startswith(b"attempt 1")
+    upload(2, b"attempt 2, step 20")  # attempt 2's own replaces it, and attempt 1's object goes
+    assert stores.jobs.get(job.id).checkpoint == Keys.attempt_checkpoint(job.id, 2)
+    assert not store.exists(Keys.attempt_checkpoint(job.id, 1))
