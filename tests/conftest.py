@@ -30,39 +30,14 @@ def service_redis_db() -> int:
     return SERVICE_REDIS_DBS[int(worker.removeprefix("gw")) % len(SERVICE_REDIS_DBS)]
 
 
-def _atomic_conditional_puts() -> None:
-    """S3 applies a conditional PutObject (If-Match / If-None-Match) atomically; moto checks the
-    condition and then writes, with no lock between (moto/s3/responses.py, put_object), so two
-    racing writers can both pass. Our records rely on S3's semantics: give moto's server them."""
-    import threading
-
-    from moto.s3.responses import S3Response
-
-    if getattr(S3Response.put_object, "atomic", False):
-        return
-    lock, put = threading.Lock(), S3Response.put_object
-
-    def put_object(self):
-        with lock:
-            return put(self)
-
-    put_object.atomic = True
-    S3Response.put_object = put_object
-
-
 @pytest.fixture(scope="session")
 def s3_endpoint() -> str:
-    """moto's S3 server over HTTP, in this process (every test's boto3 client talks to it)."""
-    import logging
+    """moto's S3 server over HTTP, in a process of its own (service/cli/own_s3.py): every test's
+    boto3 client talks to it."""
+    from service.cli.own_s3 import S3Server
 
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per S3 request otherwise
-    _atomic_conditional_puts()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
+    server = S3Server().start()
+    yield server.url
     server.stop()
 
 

@@ -1,8 +1,10 @@
 """`checkerless soak`: the embedded stack under a stream of small jobs and stylisations while
-its processes are killed and its Redis restarted (with its data, or without), at random but seeded, then a count of what
-was lost. It starts its own `checkerless serve` (a temporary data folder, a Redis of its own
-with appendonly where `redis-server` is installed, else the file broker) and a webhook
-receiver that every job reports to. After `--minutes` it stops the faults, lets everything
+its processes are killed, its Redis restarted (with its data, or without) and its store stopped
+for a while, at random but seeded, then a count of what was lost. It starts its own
+`checkerless serve` (a temporary data folder; a Redis of its own with appendonly where
+`redis-server` is installed, else the file broker; an S3 of its own, moto's server behind a
+proxy that can refuse connections, where moto is installed (the dev extra), else the local
+folder store) and a webhook receiver that every job reports to. After `--minutes` it stops the faults, lets everything
 finish, and prints: submitted, succeeded, failed (with the reasons), lost (not ended), run
 twice (two training processes for one job at once, sampled every 0.2 s), events missing (a
 state change never delivered) and duplicated (one change delivered under two event ids). It
@@ -36,6 +38,19 @@ STACK_ENV = {"CHECKERLESS_HEARTBEAT_S": "0.5", "CHECKERLESS_STALE_AFTER_S": "4",
              "CHECKERLESS_RESEND_QUEUED_AFTER_S": "10", "CHECKERLESS_MAX_ATTEMPTS": "6",
              "CHECKERLESS_WEBHOOK_ALLOW_PRIVATE": "true", "CHECKERLESS_PROBE_SIZE": "32",
              "CHECKERLESS_PREVIEW_SIZE": "64", "CHECKERLESS_EXPORT_FORMATS": "[]", "OMP_NUM_THREADS": "1"}
+
+
+# The stack's S3 of its own (moto's server accepts any credentials; they need only be there).
+S3_SETTINGS = {"store": "s3", "s3_bucket": "checkerless", "s3_access_key": "soak", "s3_secret_key": "soak"}
+
+
+def _key_on_s3(endpoint: str) -> str:
+    """An API key made in the stack's store before its API starts."""
+    from service.core.auth import KeyStore
+    from service.core.settings import Settings
+    from service.core.storage import open_store
+
+    return KeyStore(open_store(Settings(**S3_SETTINGS, s3_endpoint_url=endpoint))).create(name="soak")[1]
 
 
 @dataclass
@@ -140,13 +155,16 @@ def soak(
                                        min=30)] = 600,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Soak the embedded stack: jobs and stylisations while processes are killed and Redis restarted."""
+    """Soak the embedded stack: jobs and stylisations while processes are killed, Redis restarted and the store stopped."""
     from checkerless_client import Client
 
+    from service.cli import own_s3
     from service.cli.launch import embedded_server, wait_ready
     from service.cli.loadtest import _png
     from service.cli.own_redis import RedisServer
+    from service.cli.own_s3 import S3Server
     from service.cli.soak_faults import Faults
+    from service.cli.store_proxy import StoreProxy
     from service.cli.webhook_receiver import Receiver
 
     # The faults draw from their own generator: their kinds and the gaps between them are the
@@ -154,23 +172,28 @@ def soak(
     rng, fault_rng, tally = random.Random(seed + 1), random.Random(seed), Tally()
     scratch = Path(tempfile.mkdtemp(prefix="checkerless-soak-"))
     redis = RedisServer(scratch / "redis") if shutil.which("redis-server") else None
-    env = dict(STACK_ENV)
-    if redis is not None:
-        redis.start()
-        env["CHECKERLESS_BROKER_URL"] = redis.url
+    s3 = S3Server() if own_s3.available() else None
+    env, store, token = dict(STACK_ENV), None, None
     receiver = Receiver()
     try:
+        if redis is not None:
+            redis.start()
+            env["CHECKERLESS_BROKER_URL"] = redis.url
+        if s3 is not None:
+            store = StoreProxy(s3.start().url)
+            env |= {f"CHECKERLESS_{k.upper()}": v for k, v in {**S3_SETTINGS, "s3_endpoint_url": store.url}.items()}
+            token = _key_on_s3(s3.url)  # `serve` makes a local key only for its local store
         with embedded_server(prefix="checkerless-soak-", env=env) as (url, data, server):
             with Client(url) as probe:
                 if not wait_ready(probe, server, deadline=time.monotonic() + 300):
                     raise ValueError("the embedded server did not start")
-            with Client(url, (data / "local-key").read_text().strip()) as client:
+            with Client(url, token or (data / "local-key").read_text().strip()) as client:
                 trained = client.submit("builtin:ihc", **JOB, steps=2)
                 while (trained := client.job(trained)).state not in FINAL:
                     time.sleep(0.5)
                 if trained.state != "succeeded":
                     raise ValueError(f"the first job, which the stylisations use, {trained.state}: {trained.error}")
-                faults = Faults(server.pid, fault_rng, redis)
+                faults = Faults(server.pid, fault_rng, redis, store)
                 watch = TwiceWatch()
                 work = Workload(client, rng, tally, {**JOB, "steps": steps, "webhook_url": receiver.url},
                                 max_unfinished, trained.id, _png(48, 32, seed))
@@ -186,6 +209,10 @@ def soak(
         receiver.close()
         if redis is not None:
             redis.stop()
+        if store is not None:
+            store.close()
+        if s3 is not None:
+            s3.stop()
         shutil.rmtree(scratch, ignore_errors=True)
     _report(tally, faults.done, minutes, seed, as_json)
     if not tally.ok:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from service.cli.own_redis import RedisServer
+from service.cli.store_proxy import StoreProxy
 
 # A training child's attempt folder, in its working folder or on its command line:
 # <work_dir>/<job id>/attempt-<n> (workers/train_task.py).
@@ -64,11 +65,13 @@ def workers(serve_pid: int) -> dict[str, int]:
 @dataclass
 class Faults:
     """Faults at random (seeded) moments, one every `every_s` on average, into the stack whose
-    `serve` process is `serve_pid` (and into `redis`, where the stack runs a Redis of its own)."""
+    `serve` process is `serve_pid` (and into `redis` and `store`, where the stack runs a Redis and
+    an S3 of its own, the S3 reached through a proxy that can refuse every connection)."""
 
     serve_pid: int
     rng: random.Random
     redis: RedisServer | None = None
+    store: StoreProxy | None = None
     done: list[tuple[float, str, str]] = field(default_factory=list)  # (seconds in, fault, what it hit)
 
     def kinds(self) -> dict[str, Callable[[], str | None]]:
@@ -79,6 +82,8 @@ class Faults:
         if self.redis is not None:
             kinds["restart Redis"] = self.restart_redis
             kinds["restart Redis with its data lost"] = lambda: self.restart_redis(lose_data=True)
+        if self.store is not None:
+            kinds["stop the store for a while"] = self.stop_store
         return kinds
 
     def inject(self, elapsed_s: float) -> None:
@@ -122,6 +127,17 @@ class Faults:
         time.sleep(self.rng.uniform(0.5, 3.0))
         self.redis.start()
         return f"port {self.redis.port}"
+
+
+    def stop_store(self) -> str:
+        """The store refuses every connection (the API's and the workers'), for 1 to 8 s: shorter
+        than a lease, the training children only pause; longer than the stale timeout, their
+        attempts end and the jobs are sent again."""
+        seconds = self.rng.uniform(1.0, 8.0)
+        self.store.down()
+        time.sleep(seconds)
+        self.store.up()
+        return f"{seconds:.1f} s"
 
 
 def _signal(pid: int, sig: int, *, group: bool) -> None:

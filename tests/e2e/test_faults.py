@@ -21,7 +21,7 @@ from service.core.queue import STYLIZE_TASK, TRAIN_TASK, JobQueue, make_celery
 from service.core.settings import Settings
 from service.core.storage import open_store
 from tests.e2e.conftest import PLAIN_NET, checkpoint_stored, child_processes, settings_of, wait_for
-from tests.e2e.faults import StoreProxy
+from service.cli.store_proxy import StoreProxy
 
 pytestmark = pytest.mark.slow
 TINY = {"size": 32, "batch": 1, **PLAIN_NET}

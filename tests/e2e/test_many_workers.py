@@ -12,7 +12,7 @@ from datetime import datetime
 import pytest
 
 from tests.e2e.conftest import checkpoint_stored, child_processes, wait_for
-from tests.e2e.faults import StoreProxy
+from service.cli.store_proxy import StoreProxy
 from tests.e2e.test_faults import ChildWatch, job, png, submit, wait_end
 
 pytestmark = pytest.mark.slow
@@ -125,6 +125,8 @@ def test_a_worker_runs_a_job_per_gpu_and_each_child_sees_only_its_own(api, start
     assert sorted(_visible_devices(pid) for pid in children) == ["5", "7"]
     assert {_worker_of(pid, [worker]) for pid in children} == {worker}
     done = [wait_end(api, j["id"], timeout=300) for j in jobs]
+    for d in done:  # in full, for a failure below (an assertion's message is cut)
+        print(d["id"], *d["history"], sep="\n  ")
     assert [w.stop() for w in watches] == [1, 1]
     assert [d["state"] for d in done] == ["succeeded", "succeeded"] and [d["attempts"] for d in done] == [1, 1], done
     first, second = (d["history"][0] for d in done)

@@ -1,6 +1,7 @@
-"""A fault-injecting HTTP proxy in front of moto's S3 server: the real store, reached through
-a door the test can close (connections refused, as when the server is down) or slow down
-(uploads or downloads whose key matches a pattern wait before they are forwarded)."""
+"""A fault-injecting HTTP proxy in front of an S3 server: the store reached through a door that
+can be closed (connections refused, as when the server is down) or slowed down (uploads or
+downloads whose key matches a pattern wait before they are forwarded). `checkerless soak`
+stops its store with it; the fault tests slow and stop theirs."""
 
 from __future__ import annotations
 
