@@ -19,14 +19,11 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import statistics
 import shutil
-import socket
-import subprocess
+import statistics
 import sys
 import tempfile
 import time
-import urllib.request
 import warnings
 from pathlib import Path
 
@@ -37,11 +34,13 @@ from PIL import Image  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from models.data import ContentSet, CropStream  # noqa: E402
+from service.cli import own_s3  # noqa: E402
+from service.cli.own_s3 import S3Server  # noqa: E402
 from service.core.content_sets import Manifest, ManifestImage  # noqa: E402
-from service.core.stores import Stores  # noqa: E402
 from service.core.keys import Keys, new_id  # noqa: E402
 from service.core.settings import Settings  # noqa: E402
 from service.core.storage import ObjectStore, open_store  # noqa: E402
+from service.core.stores import Stores  # noqa: E402
 from workers.content_stream import CACHE_FOLDER, content_set, stream_spec  # noqa: E402
 
 
@@ -63,23 +62,6 @@ def photos(n: int, side: int) -> list[bytes]:
         big.crop((x, y, x + w, y + h)).save(buf, "JPEG", quality=90)
         out.append(buf.getvalue())
     return out
-
-
-def start_moto() -> tuple[str, subprocess.Popen]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return url, proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("moto's server did not start (pip install 'moto[server]')")
 
 
 def upload(store: ObjectStore, images: list[bytes], side: int) -> str:
@@ -122,7 +104,10 @@ def main() -> None:
 
     moto = None
     if args.endpoint is None:
-        endpoint, moto = start_moto()
+        if not own_s3.available():
+            raise SystemExit("moto's server is not installed (pip install -e '.[dev]'); or pass --endpoint")
+        moto = S3Server().start()
+        endpoint = moto.url
         os.environ.setdefault("CHECKERLESS_S3_ACCESS_KEY", "bench")
         os.environ.setdefault("CHECKERLESS_S3_SECRET_KEY", "bench")
     else:
@@ -162,8 +147,7 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         if moto is not None:
-            moto.terminate()
-            moto.wait(timeout=30)
+            moto.stop()
 
 
 if __name__ == "__main__":
