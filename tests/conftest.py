@@ -30,6 +30,21 @@ def service_redis_db() -> int:
     return SERVICE_REDIS_DBS[int(worker.removeprefix("gw")) % len(SERVICE_REDIS_DBS)]
 
 
+# The longest test files (seconds of one run from a fresh clone on 2 cores: test_cli 255,
+# test_compile 200, test_gpu_bench 137, ...) go first: pytest-xdist hands whole files to its
+# workers in collection order (`--dist loadfile`, scripts/test.sh), and one of them handed out
+# last runs alone at the end. Order only: no test depends on it.
+LONGEST_FIRST = ["tests/test_cli.py", "tests/models/test_compile.py", "tests/test_gpu_bench.py",
+                 "tests/test_cli_artifacts.py", "tests/test_cli_export.py", "tests/e2e/test_many_workers.py",
+                 "tests/models/test_export.py", "tests/e2e/test_faults.py", "tests/e2e/test_web.py",
+                 "tests/e2e/test_serve.py", "tests/e2e/test_live.py", "tests/e2e/test_datasets.py"]
+
+
+def pytest_collection_modifyitems(items) -> None:
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))  # stable: the rest as collected
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint() -> str:
     """moto's S3 server over HTTP, in a process of its own (service/cli/own_s3.py): every test's
