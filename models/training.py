@@ -44,10 +44,6 @@ class RunResult:
         return self.losses[-1] if self.losses else {}
 
 
-# Measured with `checkerless bench --reference` (docs/performance.md): on a 2-core CPU the
-# compiled step is faster once warm, but compiling costs tens of seconds at a job's start, so
-# `auto` compiles only runs long enough to win it back.
-COMPILE_AUTO_MIN_STEPS = 300
 # Steps between the probe's measurements (models/callbacks.py ArtifactProbe), besides the
 # first and the last step.
 PROBE_EVERY = 25
@@ -70,7 +66,10 @@ class Speed:
         if compile not in ("auto", "on", "off"):
             raise ValueError(f"compile must be auto, on or off, not {compile!r}")
         gpu = accelerator == "gpu"
-        compiled = compile == "on" or (compile == "auto" and (gpu or steps_left >= COMPILE_AUTO_MIN_STEPS))
+        # `auto` compiles on a GPU only. On the CPU today's network compiled was slower than
+        # eager once warm (an AMD EPYC with AVX512_BF16: 0.88x in fp32, 0.79x in bf16;
+        # docs/performance.md), and a cold compile costs minutes at a job's start.
+        compiled = compile == "on" or (compile == "auto" and gpu)
         # Decoding goes off the training process on a GPU, and wherever images arrive over the
         # network (a content set streamed from the store): there a worker waits on the store.
         workers = num_workers if num_workers is not None else (DATA_WORKERS if gpu or streamed else 0)

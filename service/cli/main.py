@@ -132,7 +132,7 @@ def train(
     device: Annotated[str, typer.Option(help="auto, cpu or gpu.")] = "auto",
     devices: Annotated[int, typer.Option(help="GPUs (or, on the CPU, processes) to train on with DDP; each takes its slice of every batch, which must divide by it.", min=1)] = 1,
     workers: Annotated[Optional[int], typer.Option(help="DataLoader worker processes (default: 0 on the CPU, up to 4 with a GPU).")] = None,
-    compile: Annotated[str, typer.Option(help="torch.compile the training step: on, off, or auto (on with a GPU, and on the CPU for runs long enough to win back the compile time).")] = "auto",
+    compile: Annotated[str, typer.Option(help="torch.compile the training step: on, off, or auto (on with a GPU only: on the CPU it measured slower than eager; docs/performance.md).")] = "auto",
     precision: Annotated[Optional[str], typer.Option("--precision", metavar="[auto|32|bf16]", callback=check_precision_option, help="Arithmetic of the training step: bf16 (bf16 autocast; Grams, losses and Adam stay fp32), 32, or auto (default): bf16 where this machine has bf16 matrix units (a CUDA GPU, a CPU with AMX-BF16 or AVX512_BF16), else 32. With --resume: the checkpoint's setting.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON, no progress bar.")] = False,
 ) -> None:
