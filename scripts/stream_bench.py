@@ -35,7 +35,6 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from models.data import ContentSet, CropStream  # noqa: E402
 from service.cli import own_s3  # noqa: E402
-from service.cli.own_s3 import S3Server  # noqa: E402
 from service.core.content_sets import Manifest, ManifestImage  # noqa: E402
 from service.core.keys import Keys, new_id  # noqa: E402
 from service.core.settings import Settings  # noqa: E402
@@ -106,7 +105,7 @@ def main() -> None:
     if args.endpoint is None:
         if not own_s3.available():
             raise SystemExit("moto's server is not installed (pip install -e '.[dev]'); or pass --endpoint")
-        moto = S3Server().start()
+        moto = own_s3.S3Server().start()
         endpoint = moto.url
         os.environ.setdefault("CHECKERLESS_S3_ACCESS_KEY", "bench")
         os.environ.setdefault("CHECKERLESS_S3_SECRET_KEY", "bench")

@@ -162,7 +162,6 @@ def soak(
     from service.cli.launch import embedded_server, wait_ready
     from service.cli.loadtest import _png
     from service.cli.own_redis import RedisServer
-    from service.cli.own_s3 import S3Server
     from service.cli.soak_faults import Faults
     from service.cli.store_proxy import StoreProxy
     from service.cli.webhook_receiver import Receiver
@@ -172,7 +171,7 @@ def soak(
     rng, fault_rng, tally = random.Random(seed + 1), random.Random(seed), Tally()
     scratch = Path(tempfile.mkdtemp(prefix="checkerless-soak-"))
     redis = RedisServer(scratch / "redis") if shutil.which("redis-server") else None
-    s3 = S3Server() if own_s3.available() else None
+    s3 = own_s3.S3Server() if own_s3.available() else None
     env, store, token = dict(STACK_ENV), None, None
     receiver = Receiver()
     try:

@@ -10,6 +10,7 @@ import socket
 import sys
 import threading
 import time
+from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -28,7 +29,7 @@ class StoreProxy:
         target = urlsplit(upstream)
         self.upstream = (target.hostname, target.port)
         self.slow: dict[str, float] = {}  # key fragment -> seconds each PUT of it waits
-        self.puts: list[str] = []  # paths of the PUTs forwarded, in order
+        self.puts: deque[str] = deque(maxlen=10_000)  # paths of the latest PUTs forwarded, in order (a soak's run long)
         self.slow_get: dict[str, float] = {}  # key fragment -> seconds each GET of it waits
         self._server: ThreadingHTTPServer | None = None
         self._open: set[socket.socket] = set()  # client connections (kept alive between requests)

@@ -187,20 +187,28 @@ def _uploads(tmp_path, store, stores, job):
     return upload
 
 
-def test_a_late_checkpoint_upload_of_an_attempt_that_lost_the_job_is_never_resumed(tmp_path):
+def _taken_over_after_one_checkpoint(tmp_path):
+    """Attempt 1 stores its checkpoint (step 10), which the record names; then its worker stalls,
+    the job is requeued and attempt 2 begins. (settings, store, stores, job, upload)."""
     from service.core.keys import Keys
-    from workers.train_task import _prepare
 
     settings, store, stores, job = setup(tmp_path)
     store.put_bytes(Keys.style(job.style_id), b"style")
     upload = _uploads(tmp_path, store, stores, job)
-
     stores.jobs.start_attempt(job.id, worker="w1", max_attempts=3, stale_after_s=4)
     upload(1, b"attempt 1, step 10")
     assert stores.jobs.get(job.id).checkpoint == Keys.attempt_checkpoint(job.id, 1)
     stores.jobs.update(job.id, lambda r: setattr(r, "heartbeat_at", now() - timedelta(minutes=1)))  # worker 1 stalls
     assert stores.jobs.requeue_if_stale(job.id, stale_after_s=4)
-    stores.jobs.start_attempt(job.id, worker="w2", max_attempts=3, stale_after_s=4)  # attempt 2 resumes from step 10...
+    stores.jobs.start_attempt(job.id, worker="w2", max_attempts=3, stale_after_s=4)
+    return settings, store, stores, job, upload
+
+
+def test_a_late_checkpoint_upload_of_an_attempt_that_lost_the_job_is_never_resumed(tmp_path):
+    from service.core.keys import Keys
+    from workers.train_task import _prepare
+
+    settings, store, stores, job, upload = _taken_over_after_one_checkpoint(tmp_path)  # attempt 2 resumes from step 10...
     upload(2, b"attempt 2, step 20")  # ...and stores step 20; attempt 1's is gone
     assert not store.exists(Keys.attempt_checkpoint(job.id, 1))
     # Attempt 1's upload in flight when it lost the job lands now, after attempt 2's.
@@ -222,14 +230,7 @@ def test_a_late_upload_landing_before_the_next_attempt_stores_its_own_keeps_the_
     from service.core.keys import Keys
     from workers.train_task import _prepare
 
-    settings, store, stores, job = setup(tmp_path)
-    store.put_bytes(Keys.style(job.style_id), b"style")
-    upload = _uploads(tmp_path, store, stores, job)
-    stores.jobs.start_attempt(job.id, worker="w1", max_attempts=3, stale_after_s=4)
-    upload(1, b"attempt 1, step 10")
-    stores.jobs.update(job.id, lambda r: setattr(r, "heartbeat_at", now() - timedelta(minutes=1)))
-    assert stores.jobs.requeue_if_stale(job.id, stale_after_s=4)
-    stores.jobs.start_attempt(job.id, worker="w2", max_attempts=3, stale_after_s=4)
+    settings, store, stores, job, upload = _taken_over_after_one_checkpoint(tmp_path)
     upload(1, b"attempt 1, step 15")  # the late one: its naming finds the job no longer attempt 1's
     record = stores.jobs.get(job.id)
     assert record.checkpoint == Keys.attempt_checkpoint(job.id, 1) and store.exists(record.checkpoint)
