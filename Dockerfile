@@ -62,8 +62,11 @@ RUN pip install --no-cache-dir --no-deps . \
 
 # /data: scratch and local checkpoints (a volume per service in docker-compose.yml; a new
 # named volume takes this folder's owner). HOME holds matplotlib's and torch's caches.
+# UVICORN_TIMEOUT_KEEP_ALIVE: idle connections' lifetime, as `checkerless serve` keeps them
+# (service/cli/launch.py KEEP_ALIVE_S says why).
 ENV CHECKERLESS_DATA_DIR=/data \
-    HOME=/home/checkerless
+    HOME=/home/checkerless \
+    UVICORN_TIMEOUT_KEEP_ALIVE=75
 
 USER checkerless
 

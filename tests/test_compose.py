@@ -100,3 +100,12 @@ def test_compose_file_is_valid(compose):
     for text in _strings(compose):  # every "$" is a variable or an escaped "$$"
         rest = _VAR.sub("", text)
         assert "$" not in rest, f"bad variable syntax in {text!r}"
+
+
+def test_the_images_api_keeps_idle_connections_as_long_as_serve_does():
+    """The API in the images (uvicorn's command line) and `checkerless serve` keep an idle
+    connection the same time: the one value service/cli/launch.py explains."""
+    from service.cli.launch import KEEP_ALIVE_S
+
+    found = re.search(r"UVICORN_TIMEOUT_KEEP_ALIVE=(\d+)", (ROOT / "Dockerfile").read_text())
+    assert found and int(found.group(1)) == KEEP_ALIVE_S

@@ -63,8 +63,19 @@ def worker(
                      "-n", hostname or f"checkerless-{'-'.join(names)}@%h", "--without-gossip", "--without-mingle"])
 
 
+# Seconds an idle HTTP connection stays open. uvicorn's default, 5 s, closed connections a busy
+# client was reusing: a client under load reads a response late, so its own idle clock (the
+# client library drops connections idle 2 s) starts after the server's, and the load test's
+# requests got ReadError (2 runs in 2; none at 30 s). Above a load balancer's usual 60 s idle
+# timeout, as a server behind one must be. The Dockerfile's UVICORN_TIMEOUT_KEEP_ALIVE is this.
+KEEP_ALIVE_S = 75
+
+
 def _free_port(host: str, port: int) -> bool:
     with socket.socket() as s:
+        # As uvicorn binds: a port whose last server's connections linger in TIME_WAIT is free
+        # (without it, `serve` again on the port just stopped said "in use" for a minute).
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
             return True
@@ -105,7 +116,7 @@ def serve(
     out.print(f"checkerless serving at [bold]{url}[/]  (API docs: {url}/docs; data in {settings.data_dir.resolve()}"
               f"{key_note})")
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=KEEP_ALIVE_S)
     finally:
         workers.stop()
 

@@ -5,12 +5,15 @@ state: the test cancels them, so the trainer's speed does not bound it), job lis
 stylisation requests (with how many finished within the time limit). Then what one submission
 costs when its owner has few jobs and when they have many (`--history`, written straight into
 the server's store as finished jobs): it should not grow with them. Prints requests/s and
-p50/p99 latencies as tables (or JSON)."""
+p50/p99 latencies as tables (or JSON), and for each burst the CPU time it cost the API process,
+the workers (with their training and stylising processes) and the load test's own clients: on a
+machine of few cores they share the CPU, so the split says what bounds the latencies."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +35,31 @@ def _png(w: int, h: int, seed: int) -> bytes:
     return buf.getvalue()
 
 
-def _burst(fn, n: int, concurrency: int) -> tuple[list, dict]:
+class CpuMeter:
+    """CPU seconds (user + system) spent so far by the server's own process (the API), by the
+    rest of its process tree (the workers, their fork servers and children; a child that ended
+    counts through its parent's reaped-children times) and by this process (the clients)."""
+
+    def __init__(self, server_pid: int):
+        import psutil
+
+        self.server, self.me, self._no_such = psutil.Process(server_pid), psutil.Process(), psutil.NoSuchProcess
+
+    def _spent(self, proc, *, with_children: bool) -> float:
+        try:
+            t = proc.cpu_times()
+        except self._no_such:
+            return 0.0
+        return t.user + t.system + (t.children_user + t.children_system if with_children else 0.0)
+
+    def snapshot(self) -> dict[str, float]:
+        api = self._spent(self.server, with_children=False)
+        tree = self._spent(self.server, with_children=True) - api
+        tree += sum(self._spent(p, with_children=True) for p in self.server.children(recursive=True))
+        return {"api": api, "workers": tree, "clients": self._spent(self.me, with_children=False)}
+
+
+def _burst(fn, n: int, concurrency: int, meter: CpuMeter) -> tuple[list, dict]:
     latencies: list[float] = []
 
     def timed(i: int):
@@ -41,14 +68,17 @@ def _burst(fn, n: int, concurrency: int) -> tuple[list, dict]:
         latencies.append(time.perf_counter() - t)
         return result
 
+    before = meter.snapshot()
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         results = list(pool.map(timed, range(n)))
     wall = time.perf_counter() - started
+    after = meter.snapshot()
     q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
     return results, {"requests": n, "concurrency": concurrency, "seconds": round(wall, 2),
                      "requests_per_s": round(n / wall, 1), "p50_ms": round(1000 * q[49], 1),
-                     "p99_ms": round(1000 * q[98], 1)}
+                     "p99_ms": round(1000 * q[98], 1),
+                     "cpu_s": {k: round(after[k] - before[k], 2) for k in after}}
 
 
 ONE_AT_A_TIME = 30  # submissions timed one after another at each history size
@@ -130,16 +160,16 @@ def loadtest(
                 time.sleep(0.5)
             if state != "succeeded":
                 raise ValueError(f"the first job {state}")
-            rows, alone = {}, []
+            rows, alone, meter = {}, [], CpuMeter(server.pid)
             token = (data / "local-key").read_text().strip()
             _write_history(data, token, trained, 10)
             alone.append(_one_at_a_time(client, style, tiny, 10))
             before = {j.id for j in every_job(client)}
 
-            ids, rows["submit jobs"] = _burst(lambda i: client.submit(style, **tiny, seed=i).id, submits, submits)
+            ids, rows["submit jobs"] = _burst(lambda i: client.submit(style, **tiny, seed=i).id, submits, submits, meter)
             listed = {j.id for j in every_job(client)}
             exactly_once = len(set(ids)) == submits and listed - before == set(ids)
-            _, rows["list jobs"] = _burst(lambda i: len(client.jobs_page().items), lists, lists)  # a first page
+            _, rows["list jobs"] = _burst(lambda i: len(client.jobs_page().items), lists, lists, meter)  # a first page
             for job_id in ids:  # every job to a final state: queued ones end at once
                 client.cancel(job_id)
             while any(j.state in ("queued", "running") for j in every_job(client)):
@@ -150,7 +180,7 @@ def loadtest(
 
             photo = _png(64, 48, 1)
             requests, rows["request stylisations"] = _burst(
-                lambda i: client.request_stylization(trained, [("p.png", photo)]).id, stylizations, stylizations)
+                lambda i: client.request_stylization(trained, [("p.png", photo)]).id, stylizations, stylizations, meter)
             started = time.perf_counter()
             pending = set(requests)
             while pending and time.monotonic() < deadline:
@@ -167,10 +197,13 @@ def loadtest(
     if as_json:
         print(json.dumps(summary, indent=2))
         return
-    table = Table("requests", "count", "concurrent", "req/s", "p50 ms", "p99 ms", title=f"loopback load test ({url})")
+    table = Table("requests", "count", "concurrent", "req/s", "p50 ms", "p99 ms", "API CPU ms/req", "workers CPU s",
+                  "clients CPU s", title=f"loopback load test ({url}; {os.cpu_count()} cores)")
     for name, r in rows.items():
+        cpu = r["cpu_s"]
         table.add_row(name, str(r["requests"]), str(r["concurrency"]), f"{r['requests_per_s']:.1f}",
-                      f"{r['p50_ms']:.0f}", f"{r['p99_ms']:.0f}")
+                      f"{r['p50_ms']:.0f}", f"{r['p99_ms']:.0f}", f"{1000 * cpu['api'] / r['requests']:.1f}",
+                      f"{cpu['workers']:.2f}", f"{cpu['clients']:.2f}")
     out.print(table)
     table = Table("owner's jobs", "submissions", "p50 ms", "p99 ms", title="one submission at a time")
     for r in alone:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -157,3 +158,17 @@ def test_a_service_of_its_own_keeps_only_the_settings_that_size_its_jobs(monkeyp
     env = own_service_env({"OMP_NUM_THREADS": "1"})
     assert {k for k in env if k.startswith("CHECKERLESS_")} == set(WORK_SIZE_SETTINGS)
     assert env["CHECKERLESS_PROBE_SIZE"] == "40" and env["OMP_NUM_THREADS"] == "1"
+
+
+def test_serve_can_take_the_port_a_server_just_left():
+    """The port check before `serve` binds as uvicorn does: a server's closed connections linger
+    in TIME_WAIT for a minute, and the port is free for the next server all the same."""
+    from service.cli.launch import _free_port
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = server.accept()
+        accepted.close()  # the server's end closes first, so it is the one left in TIME_WAIT
+        client.close()
+    assert _free_port("127.0.0.1", port)
