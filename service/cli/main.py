@@ -151,6 +151,8 @@ def train(
     if resume is not None and precision is not None:
         raise typer.BadParameter("--resume takes its precision setting from the checkpoint; give no --precision",
                                  param_hint="--precision")
+    if resume is not None and not resume.is_file():  # told now, not after torch and Lightning load (10 s)
+        raise ValueError(f"{resume}: no such checkpoint file")
     config = None
     if resume is None:
         config = TrainConfig(
