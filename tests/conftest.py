@@ -30,26 +30,14 @@ def service_redis_db() -> int:
     return SERVICE_REDIS_DBS[int(worker.removeprefix("gw")) % len(SERVICE_REDIS_DBS)]
 
 
-# Every test file that took 20 s or more, longest first (the durations of one whole run on
-# 2 cores, `scripts/test.sh --durations=0`, summed per file: test_cli 246, test_compile 212,
-# test_cli_artifacts 147, ... test_images 20). pytest-xdist hands whole files to its workers in
-# collection order (`--dist loadfile`, scripts/test.sh), so a long file collected late ran
-# alone at the end (tests/workers/ sorts last: test_warm_stylize's 88 s). Order only: no test
-# depends on it.
-LONGEST_FIRST = [
-    "tests/test_cli.py", "tests/models/test_compile.py", "tests/test_cli_artifacts.py", "tests/e2e/test_live.py",
-    "tests/e2e/test_faults.py", "tests/test_gpu_bench.py", "tests/test_cli_export.py", "tests/models/test_ddp.py",
-    "tests/models/test_export.py", "tests/e2e/test_serve.py", "tests/e2e/test_web.py",
-    "tests/e2e/test_many_workers.py", "tests/e2e/test_datasets.py", "tests/e2e/test_service.py",
-    "tests/workers/test_warm_stylize.py", "tests/client/test_client.py", "tests/test_cli_stylize.py",
-    "tests/models/test_precision.py", "tests/e2e/test_soak.py", "tests/e2e/test_ddp.py", "tests/models/test_tiling.py",
-    "tests/models/test_training.py", "tests/e2e/test_fair_stylize.py", "tests/e2e/test_warm_stylize.py",
-    "tests/e2e/test_content_sets_cli.py", "tests/e2e/test_redis_restart.py", "tests/e2e/test_styles_options.py",
-    "tests/e2e/test_loadtest.py", "tests/workers/test_validate.py", "tests/models/test_multistyle.py",
-    "tests/models/test_equivariance.py", "tests/workers/test_fork_server.py", "tests/e2e/test_hostile.py",
-    "tests/service/test_storage.py", "tests/service/test_listing.py", "tests/workers/test_content_stream.py",
-    "tests/e2e/test_amplification_memory.py", "tests/models/test_images.py",
-]
+# The longest test files (seconds of one run from a fresh clone on 2 cores: test_cli 255,
+# test_compile 200, test_gpu_bench 137, ...) go first: pytest-xdist hands whole files to its
+# workers in collection order (`--dist loadfile`, scripts/test.sh), and one of them handed out
+# last runs alone at the end. Order only: no test depends on it.
+LONGEST_FIRST = ["tests/test_cli.py", "tests/models/test_compile.py", "tests/test_gpu_bench.py",
+                 "tests/test_cli_artifacts.py", "tests/test_cli_export.py", "tests/e2e/test_many_workers.py",
+                 "tests/models/test_export.py", "tests/e2e/test_faults.py", "tests/e2e/test_web.py",
+                 "tests/e2e/test_serve.py", "tests/e2e/test_live.py", "tests/e2e/test_datasets.py"]
 
 
 def pytest_collection_modifyitems(items) -> None:
