@@ -149,11 +149,23 @@ def start_sweeper(sender=None, **_) -> None:
     threading.Thread(target=deliver, name="checkerless-webhooks", daemon=True).start()
 
 
+_draining = False
+
+
 @worker_shutting_down.connect
 def drain(**_) -> None:
     """SIGTERM (as `docker compose stop` sends): Celery waits for running tasks; the marker
     tells their supervisors to stop training at the next step, keep the checkpoint and
-    requeue the job, so it resumes on another worker within the stop grace period."""
+    requeue the job, so it resumes on another worker within the stop grace period.
+
+    Celery calls this from its signal handler, which a second SIGTERM can interrupt (a worker
+    `serve` restarted gets one as its parent thread ends and one from `serve`'s stop): a nested
+    call returns at once. Had it called `_stop.set()` again while the interrupted one held the
+    event's lock, the worker waited for ever (seen: a soak's stylise worker outlived its serve)."""
+    global _draining
+    if _draining:
+        return
+    _draining = True
     _stop.set()
     settings = _settings()
     marker = drain_marker(settings, os.getpid())
