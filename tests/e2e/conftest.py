@@ -23,7 +23,9 @@ from service.cli.own_redis import free_port
 # Ours alone: flushed before and after, the shared server's other databases untouched. Test
 # sessions run side by side (several people on one machine) each claim one of these, so none
 # takes another's messages or flushes them away.
-REDIS_DBS = (15, 12, 11, 10, 13)  # not tests/conftest.py's SERVICE_REDIS_DBS
+# A pytest-xdist worker running both tests/client and tests/e2e holds two (tests/client's
+# conftest defines the fixture again), so four workers may hold five.
+REDIS_DBS = (15, 12, 11, 10, 13, 6, 5)  # not tests/conftest.py's SERVICE_REDIS_DBS
 CLAIM = "checkerless-e2e-session"
 ROOT = Path(__file__).resolve().parents[2]
 # What every service the e2e tests start does with its tiny jobs (tests/conftest.py's probe size
@@ -56,12 +58,42 @@ def wait_for(predicate, *, timeout: float, what: str, interval: float = 0.25):
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _take_over(client: redis.Redis, holder: bytes) -> bool:
+    """The claim of a session whose process is gone (killed before its teardown could release
+    it), taken if nobody else took it first."""
+    with client.pipeline() as pipe:
+        try:
+            pipe.watch(CLAIM)
+            if pipe.get(CLAIM) != holder:
+                return False
+            pipe.multi()
+            pipe.set(CLAIM, os.getpid(), ex=7200)
+            pipe.execute()
+            return True
+        except redis.WatchError:
+            return False
+
+
 def _claim_db() -> redis.Redis:
-    """One of REDIS_DBS that no other running session holds (a claim lasts at most 2 h)."""
+    """One of REDIS_DBS that no other running session holds (a claim lasts at most 2 h; one whose
+    process is gone is taken over: a killed run's claim made the next run wait 6 minutes)."""
     def claimed() -> redis.Redis | None:
         for db in REDIS_DBS:
             client = redis.Redis(host="127.0.0.1", port=6379, db=db)
             if client.set(CLAIM, os.getpid(), nx=True, ex=7200):
+                return client
+            holder = client.get(CLAIM)
+            if holder is not None and holder.isdigit() and not _alive(int(holder)) and _take_over(client, holder):
                 return client
         return None
 
