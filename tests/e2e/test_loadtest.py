@@ -30,9 +30,11 @@ def test_a_small_load_test_runs_and_reports(tmp_path):
     assert result["stylisations_finished"].startswith("2/2")
     assert set(result["rows"]) == {"submit jobs", "list jobs", "request stylisations"}
     assert all(r["requests_per_s"] > 0 and r["p99_ms"] >= r["p50_ms"] > 0 for r in result["rows"].values())
-    # Each burst's CPU, split: the API process served every request; the clients sent them.
-    assert all(r["cpu_s"]["api"] > 0 and r["cpu_s"]["clients"] > 0 and r["cpu_s"]["workers"] >= 0
-               for r in result["rows"].values()), result["rows"]
+    # Each burst's CPU, split. The 12 submissions cost the API and the clients more than the
+    # kernel's 10 ms tick; the 2 stylisation requests may not show on the API's ticks.
+    assert all(min(r["cpu_s"].values()) >= 0 for r in result["rows"].values()), result["rows"]
+    submits = result["rows"]["submit jobs"]["cpu_s"]
+    assert submits["api"] > 0 and submits["clients"] > 0, result["rows"]
     alone = result["one_submission_at_a_time"]
     assert [r["owner_jobs"] for r in alone] == [10, 100] and all(r["p99_ms"] >= r["p50_ms"] > 0 for r in alone)
     assert list(tmp_path.iterdir()) == []  # its server's data lived in a temporary folder, now gone
