@@ -57,6 +57,20 @@ def s3_endpoint() -> str:
 
 
 @pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A database of the machine's Redis that this session alone holds (tests/e2e/conftest.py
+    REDIS_DBS), flushed before and after. Here, not beside the e2e fixtures that use it, so
+    that tests/client, which imports those, shares one claim per worker with tests/e2e."""
+    from tests.e2e.conftest import CLAIM, claim_redis_db
+
+    client = claim_redis_db()
+    client.flushdb()
+    client.set(CLAIM, os.getpid(), ex=7200)
+    yield f"redis://127.0.0.1:6379/{client.connection_pool.connection_kwargs['db']}"
+    client.flushdb()
+
+
+@pytest.fixture(scope="session")
 def vgg19():
     from models.loss_network import build_loss_network
 

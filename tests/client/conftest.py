@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import api_key, redis_url, running_api, service_env, start_worker  # noqa: F401 (fixtures)
+from tests.e2e.conftest import api_key, running_api, service_env, start_worker  # noqa: F401 (fixtures)
 
 
 @dataclass

@@ -23,8 +23,8 @@ from service.cli.own_redis import free_port
 # Ours alone: flushed before and after, the shared server's other databases untouched. Test
 # sessions run side by side (several people on one machine) each claim one of these, so none
 # takes another's messages or flushes them away.
-# A pytest-xdist worker running both tests/client and tests/e2e holds two (tests/client's
-# conftest defines the fixture again), so four workers may hold five.
+# One per pytest-xdist worker (the fixture, redis_url, is tests/conftest.py's, so a worker
+# running both tests/client and tests/e2e holds one); the rest for sessions side by side.
 REDIS_DBS = (15, 12, 11, 10, 13, 6, 5)  # not tests/conftest.py's SERVICE_REDIS_DBS
 CLAIM = "checkerless-e2e-session"
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,7 +84,7 @@ def _take_over(client: redis.Redis, holder: bytes) -> bool:
             return False
 
 
-def _claim_db() -> redis.Redis:
+def claim_redis_db() -> redis.Redis:
     """One of REDIS_DBS that no other running session holds (a claim lasts at most 2 h; one whose
     process is gone is taken over: a killed run's claim made the next run wait 6 minutes)."""
     def claimed() -> redis.Redis | None:
@@ -98,15 +98,6 @@ def _claim_db() -> redis.Redis:
         return None
 
     return wait_for(claimed, timeout=900, what=f"a free Redis database of {REDIS_DBS}", interval=2)
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    client = _claim_db()
-    client.flushdb()
-    client.set(CLAIM, os.getpid(), ex=7200)
-    yield f"redis://127.0.0.1:6379/{client.connection_pool.connection_kwargs['db']}"
-    client.flushdb()
 
 
 @pytest.fixture(scope="module")
