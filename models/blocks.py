@@ -299,11 +299,16 @@ class LowpassDownsample(nn.Module):
         self.register_buffer("kernel", (k[:, None] * k[None, :])[None, None], persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        r, c = self.reach, x.shape[1]
-        with torch.autocast("cpu", enabled=False):  # float32: as LowpassUpsample
-            y = replicate_pad(x.float(), 2 * r)
-            y = F.conv2d(y, self.kernel.repeat(c, 1, 1, 1), stride=2, groups=c)
-        return y.to(x.dtype)
+        return lowpass_downsample(x, self.kernel, self.reach)
+
+
+def lowpass_downsample(x: torch.Tensor, kernel: torch.Tensor, reach: int) -> torch.Tensor:
+    """LowpassDownsample's work, for layers that hold its kernel as their own buffer."""
+    c = x.shape[1]
+    with torch.autocast("cpu", enabled=False):  # float32: as LowpassUpsample
+        y = replicate_pad(x.float(), 2 * reach)
+        y = F.conv2d(y, kernel.repeat(c, 1, 1, 1), stride=2, groups=c)
+    return y.to(x.dtype)
 
 
 class FilteredReLU(nn.Module):
@@ -323,7 +328,7 @@ class FilteredReLU(nn.Module):
 
 def runs_fp32_filters(net: nn.Module) -> bool:
     """Whether `net` has low-pass filters, which run in float32 under any autocast (above)."""
-    return any(isinstance(m, (LowpassUpsample, LowpassDownsample)) for m in net.modules())
+    return any(isinstance(m, (LowpassUpsample, LowpassDownsample, LowpassStride)) for m in net.modules())
 
 
 def activation(filtered: bool) -> nn.Module:
@@ -383,6 +388,28 @@ class BlurStride(ConvLayer):
 @register_downsample("blur-stride")
 def _blur_stride(in_channels: int, out_channels: int) -> nn.Module:
     return BlurStride(in_channels, out_channels)
+
+
+class LowpassStride(ConvLayer):
+    """3x3 stride-1 conv, then LowpassDownsample: blur-stride with the Kaiser low-pass of
+    resize-lowpass and the filtered ReLUs in place of the [1,2,1] blur, whose response is still
+    half at the new Nyquist frequency (what lies above it folds back onto the coarse grid)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(in_channels, out_channels, kernel_size=3, stride=1)
+        # A buffer, not a LowpassDownsample submodule: a Sequential would run it as a stage.
+        self.register_buffer("lowpass", LowpassDownsample().kernel, persistent=False)
+        self.reach = LOWPASS_REACH
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self:  # pad, conv (a loop, not super(): torch.jit.script compiles it)
+            x = layer(x)
+        return lowpass_downsample(x, self.lowpass, self.reach)
+
+
+@register_downsample("lowpass-stride")
+def _lowpass_stride(in_channels: int, out_channels: int) -> nn.Module:
+    return LowpassStride(in_channels, out_channels)
 
 
 class ResizeDown(ConvLayer):

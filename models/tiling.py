@@ -37,9 +37,10 @@ from models.transformer_net import MIN_INNER_SIZE, SIZE_MULTIPLE, TransformerNet
 DEFAULT_TILE = 512  # input pixels per tile side (a multiple of 4)
 MIN_TILE = 64
 # Input pixels: the encoder reaches 7 with stride-2 convs (9x9, then two stride-2 3x3 convs),
-# 10 with blur-stride (each 3x3 conv then a 3x3 blur) or resize-down (2x2 pool, 3x3 conv);
-# filtered ReLUs add about 3 pixels of their own resolution each (the low-pass's reach up, then
-# down): 6 input pixels at half resolution, 12 at a quarter.
+# 10 with blur-stride (each 3x3 conv then a 3x3 blur) or resize-down (2x2 pool, 3x3 conv),
+# 22 with lowpass-stride (each 3x3 conv then the low-pass's 5 pixels of its input); filtered
+# ReLUs add about 3 pixels of their own resolution each (the low-pass's reach up, then down):
+# 6 input pixels at half resolution, 12 at a quarter.
 ENCODER_HALO = 40
 DECODER_HALO = 8  # quarter-resolution pixels: the decoder and the 9x9 output conv reach 3, a filtered ReLU 2 more
 # Peak memory of an untiled forward pass per input pixel, fp32, measured with

@@ -63,6 +63,9 @@ DOWNSAMPLE_INFO: dict[str, DownsampleInfo] = {
                        "Johnson et al. 2016"),
         DownsampleInfo("blur-stride", "reflection pad, conv k3 s1, [1,2,1]x[1,2,1] blur, subsample by 2 "
                        "(anti-aliased downsampling)", "Zhang 2019, Making Convolutional Networks Shift-Invariant Again"),
+        DownsampleInfo("lowpass-stride", "reflection pad, conv k3 s1, the Kaiser low-pass of resize-lowpass, "
+                       "subsample by 2 (filtered downsampling)",
+                       "Karras et al. 2021, Alias-Free Generative Adversarial Networks"),
         DownsampleInfo("resize-down", "2x2 average pool (area resize to half), reflection pad, conv k3 s1",
                        "the article's closing remark on strided convolutions"),
     ]

@@ -90,6 +90,11 @@ CONFIGS: dict[str, dict] = {
     # the lattice away?
     "lowpass-blur-stab1000-filtered-sw2": {**OLD, "decoder": "resize-lowpass", "downsample": "blur-stride",
                                            "stability_weight": 1000.0, "filtered_relu": True, "style_weight": 0.1},
+    # Today's defaults with the encoder's [1,2,1] blur replaced by the Kaiser low-pass of the
+    # filtered ReLUs (lowpass-stride): does the drop of EQ-T at 1 and 2 pixels come from it?
+    "lowpass-lpstride-stab1000-filtered-sw2": {**OLD, "decoder": "resize-lowpass", "downsample": "lowpass-stride",
+                                               "stability_weight": 1000.0, "filtered_relu": True,
+                                               "style_weight": 0.1},
 }
 KEYS = ("style_taken", "content_distance", "excess_p2", "excess_p4", "excess_p8", "locked_p2", "locked_p4", "locked_p8",
         "eq_t1", "eq_t2", "eq_t3", "eq_t4")

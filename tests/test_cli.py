@@ -271,8 +271,8 @@ def test_train_takes_several_styles_and_the_encoder_and_loss_settings(tmp_path):
     assert read_checkpoint(tmp_path / "last.ckpt")[0].config.filtered_relu is False  # the default is filtered
     assert_one_line_error(cli("train", "ihc", "--loss-pooling", "median", *TINY), "unknown loss pooling 'median'")
     assert_one_line_error(cli("train", "ihc", "--downsample", "maxpool", *TINY), "unknown downsample 'maxpool'",
-                          "stride-conv, blur-stride, resize-down")
+                          "stride-conv, blur-stride, lowpass-stride, resize-down")
     assert_one_line_error(cli("train", *["ihc"] * 33, *TINY), "at most 32 styles")
     assert_one_line_error(cli("train", "ihc", "--resume", tmp_path / "last.ckpt"), "give no STYLE")
     p = cli("downsamples", "--json")
-    assert [r["name"] for r in json.loads(p.stdout)] == ["stride-conv", "blur-stride", "resize-down"]
+    assert [r["name"] for r in json.loads(p.stdout)] == ["stride-conv", "blur-stride", "lowpass-stride", "resize-down"]

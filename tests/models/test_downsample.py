@@ -8,7 +8,7 @@ from models.vocabulary import DOWNSAMPLE_INFO, LOSS_POOLINGS, downsample_label, 
 
 
 def test_downsample_names_and_mixes_parse():
-    assert list(DOWNSAMPLE_INFO) == ["stride-conv", "blur-stride", "resize-down"]
+    assert list(DOWNSAMPLE_INFO) == ["stride-conv", "blur-stride", "lowpass-stride", "resize-down"]
     assert parse_downsample("blur-stride") == ("blur-stride", "blur-stride")
     assert parse_downsample("stride-conv, resize-down") == ("stride-conv", "resize-down")
     assert parse_downsample(["resize-down"]) == ("resize-down", "resize-down")
@@ -111,6 +111,21 @@ def test_blur_stride_is_the_binomial_blur_of_the_stride_one_conv_subsampled():
         y = layer(x)
     # the impulse at (4, 4) lands on output (2, 2) with the blur's centre weight 4/16
     assert y[0, 0, 2, 2] == pytest.approx(4.0) and y.sum() == pytest.approx(4.0)
+
+
+def test_lowpass_stride_is_the_filtered_relus_low_pass_of_the_stride_one_conv():
+    from models.blocks import LowpassDownsample, runs_fp32_filters
+
+    layer = DOWNSAMPLES["lowpass-stride"].build(1, 1)
+    with torch.no_grad():
+        layer[1].weight.zero_()
+        layer[1].weight[0, 0, 1, 1] = 1.0  # identity conv
+        layer[1].bias.zero_()
+        x = torch.rand(2, 1, 16, 12, generator=torch.Generator().manual_seed(0))
+        assert torch.allclose(layer(x), LowpassDownsample()(x))
+        assert layer(torch.full((1, 1, 8, 8), 3.0)).sub(3.0).abs().max() < 1e-5  # a constant stays
+    assert list(layer.state_dict()) == ["1.weight", "1.bias"]  # the filter is no weight
+    assert runs_fp32_filters(TransformerNet(downsample="lowpass-stride", residual_blocks=1))
 
 
 def test_resize_down_averages_2x2_before_its_conv():

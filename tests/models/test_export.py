@@ -23,7 +23,7 @@ from models.export import (
     read_metadata,
 )
 from models.transformer_net import TransformerNet
-from models.vocabulary import decoder_label, parse_decoder
+from models.vocabulary import DOWNSAMPLE_INFO, decoder_label, parse_decoder
 
 # Every registered decoder, and a per-stage mix.
 VARIANTS = [*DECODERS, "resize-nearest,deconv"]
@@ -108,6 +108,16 @@ def test_metadata_says_what_the_file_holds(fmt, exported):
         dims = [[d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
                 for v in (*model.graph.input, *model.graph.output)]
         assert dims == [["batch", 3, "height", "width"]] * 2
+
+
+@pytest.mark.parametrize("downsample", list(DOWNSAMPLE_INFO))
+def test_every_downsampling_with_filtered_relus_exports_to_torchscript(downsample, tmp_path):
+    """The encoder's kinds, each with the defaults' filtered ReLUs and resize-lowpass (the
+    fixed filters are buffers and their reach an attribute, which TorchScript compiles)."""
+    torch.manual_seed(0)
+    net = TransformerNet(decoder="resize-lowpass", downsample=downsample, residual_blocks=1, filtered_relu=True)
+    path = export_network(net, tmp_path / "net.pt", "torchscript")
+    assert max_8bit_difference(path, net, [photo(40, 52), photo(37, 45)]) <= 1
 
 
 def test_padding_nothing_changes_nothing():

@@ -34,13 +34,15 @@ def test_tiles_equal_the_whole_image_for_every_decoder(decoder):
     assert (tiled - whole).abs().max() < 1e-2
 
 
-def test_tiles_equal_the_whole_image_for_todays_default_network():
+@pytest.mark.parametrize("downsample", ["default", "lowpass-stride"])
+def test_tiles_equal_the_whole_image_for_todays_default_network(downsample):
     """The defaults (models/config.py): blur-stride, resize-lowpass and filtered ReLUs, whose
     low-pass filters widen every stage's reach (models/tiling.py's halos) and run in bands on
-    the residual blocks' whole map."""
+    the residual blocks' whole map; and the same with lowpass-stride, the widest encoder."""
     from models.config import DEFAULTS
 
-    net = _net(DEFAULTS.decoder, downsample=DEFAULTS.downsample, filtered_relu=DEFAULTS.filtered_relu)
+    downsample = DEFAULTS.downsample if downsample == "default" else downsample
+    net = _net(DEFAULTS.decoder, downsample=downsample, filtered_relu=DEFAULTS.filtered_relu)
     image = torch.rand(1, 3, 203, 150, generator=torch.Generator().manual_seed(1)) * 255
     with torch.inference_mode():
         whole = net(image)
