@@ -45,6 +45,32 @@ def pytest_collection_modifyitems(items) -> None:
     items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))  # stable: the rest as collected
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """With CHECKERLESS_TEST_TIMELINE=FILE, one JSON line per test: its worker, when it started
+    and ended, and the CPU seconds this process and its reaped children spent on it (where the
+    suite's time goes: which files overlap, what runs alone at the end)."""
+    path = os.environ.get("CHECKERLESS_TEST_TIMELINE")
+    if not path:
+        return (yield)
+    import json
+    import resource
+    import time
+
+    def cpu() -> float:
+        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    started, cpu_before = time.time(), cpu()
+    try:
+        return (yield)
+    finally:
+        with open(path, "a") as f:
+            f.write(json.dumps({"test": item.nodeid, "worker": os.environ.get("PYTEST_XDIST_WORKER", "-"),
+                                "start": round(started, 2), "end": round(time.time(), 2),
+                                "cpu_s": round(cpu() - cpu_before, 2)}) + "\n")
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint() -> str:
     """moto's S3 server over HTTP, in a process of its own (service/cli/own_s3.py): every test's
