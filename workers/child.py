@@ -30,7 +30,12 @@ def train(spec: protocol.TrainSpec, folder: Path) -> protocol.TrainResult | None
     steps = spec.config["steps"]
     if spec.resume and read_checkpoint(spec.resume)[0].step >= steps:
         # An earlier attempt finished training but not its bookkeeping: only the outputs are left.
+        # No step runs, so no callback writes the progress that tells the record where this
+        # attempt started (its resumed_from_step); written here. Empty fields keep the record's.
         info, _ = read_checkpoint(spec.resume)
+        protocol.write(folder / protocol.PROGRESS, protocol.TrainProgress(
+            step=info.step, steps=steps, start_step=info.step, losses={}, probe=None, seconds_per_step=None,
+            precision=""))
         result = protocol.TrainResult(step=info.step, steps=steps, stopped=False, seconds=0.0, checkpoint=spec.resume)
     else:
         content = content_set(spec.content) if spec.content else None  # None: the built-in photographs
