@@ -16,9 +16,11 @@ fi
 # pytest-xdist workers: twice the cores (at most 4: the Redis databases tests claim), since the
 # end-to-end tests spend much of their time waiting on other processes (on 2 cores, 4 workers
 # took 933 s where 3 took 987); one torch thread each; a test file stays on one worker, so its
-# module's servers are started once, and the longest files go first (tests/conftest.py).
+# module's servers are started once, and the longest files go first (tests/conftest.py
+# LONGEST_FIRST; xdist would reorder them by their number of tests).
+# CHECKERLESS_TEST_TIMELINE=FILE records each test's worker and times (scripts/test_timeline.py).
 # CHECKERLESS_TEST_WORKERS=0 runs in this process alone. The 25 slowest tests are printed.
 cores="$(nproc)"
 workers="${CHECKERLESS_TEST_WORKERS:-$(( 2 * cores < 4 ? 2 * cores : 4 ))}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-exec .venv/bin/python -m pytest -n "$workers" --dist loadfile --durations=25 "$@"
+exec .venv/bin/python -m pytest -n "$workers" --dist loadfile --no-loadscope-reorder --durations=25 "$@"
