@@ -215,20 +215,22 @@ def _deconv_zoh(in_channels: int, out_channels: int) -> nn.Module:
 LOWPASS_REACH, LOWPASS_BETA = 2, 4.0
 
 
-def lowpass_phases(reach: int = LOWPASS_REACH, beta: float = LOWPASS_BETA) -> torch.Tensor:
+def lowpass_phases(reach: int = LOWPASS_REACH, beta: float = LOWPASS_BETA, cutoff: float = 1.0) -> torch.Tensor:
     """(2, 2*reach+1): the weights a x2 upsampler gives the low-resolution neighbours -reach..
     reach of output pixels at phase 0 (a quarter pixel left of the input pixel, as nearest and
-    bilinear place them) and phase 1 (a quarter right): a sinc cut off at the input's Nyquist
-    frequency, Kaiser-windowed, each phase corrected to reproduce constants and ramps, so that
-    no ripple of period 2 survives on flat or smoothly shaded regions (on flat ones, the
-    condition Sugawara et al. state for any upsampler)."""
+    bilinear place them) and phase 1 (a quarter right): a sinc cut off at `cutoff` times the
+    input's Nyquist frequency, Kaiser-windowed, each phase corrected to reproduce constants and
+    ramps, so that no ripple of period 2 survives on flat or smoothly shaded regions (on flat
+    ones, the condition Sugawara et al. state for any upsampler). A cutoff below 1 leaves a
+    margin under the Nyquist frequency for the window's transition band (StyleGAN3's), so
+    less of what a ReLU makes there folds back."""
     d = torch.arange(-reach, reach + 1, dtype=torch.float64)
     rows = []
     for offset in (-0.25, 0.25):
         t = offset - d  # the neighbour's distance in input pixels
         window = torch.special.i0(beta * torch.sqrt((1 - (t / (reach + 1)) ** 2).clamp(min=0))) / torch.special.i0(
             torch.tensor(beta, dtype=torch.float64))
-        w = torch.sinc(t) * window
+        w = cutoff * torch.sinc(cutoff * t) * window
         # The least change that makes the phase reproduce constants and ramps exactly (a
         # windowed sinc of this length does neither quite): sum 1, centre of mass at the
         # output pixel's position, so a smooth gradient gets no period-2 ripple either.
@@ -252,11 +254,11 @@ def replicate_pad(x: torch.Tensor, n: int) -> torch.Tensor:
     return x.index_select(-2, rows).index_select(-1, cols)
 
 
-def lowpass_kernel(reach: int = LOWPASS_REACH) -> torch.Tensor:
+def lowpass_kernel(reach: int = LOWPASS_REACH, cutoff: float = 1.0) -> torch.Tensor:
     """(2*(2*reach+1),): lowpass_phases interleaved into the one kernel of a x2 upsampler at the
     full rate: tap t weighs the low-resolution pixel i at output pixel o = 2i + t - 2*reach.
     Symmetric, sums to 2 (each phase sums to 1)."""
-    phases = lowpass_phases(reach)
+    phases = lowpass_phases(reach, cutoff=cutoff)
     kernel = torch.zeros(2 * phases.shape[1])
     for p in range(2):
         for d in range(-reach, reach + 1):
@@ -271,8 +273,12 @@ class LowpassUpsample(nn.Module):
 
     def __init__(self, reach: int = LOWPASS_REACH) -> None:
         super().__init__()
-        k = lowpass_kernel(reach)
         self.reach = reach
+        self.set_cutoff(1.0)
+
+    def set_cutoff(self, cutoff: float) -> None:
+        """The filter cut off at `cutoff` times the Nyquist frequency (lowpass_phases)."""
+        k = lowpass_kernel(self.reach, cutoff)
         self.register_buffer("kernel", (k[:, None] * k[None, :])[None, None], persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -294,12 +300,21 @@ class LowpassDownsample(nn.Module):
 
     def __init__(self, reach: int = LOWPASS_REACH) -> None:
         super().__init__()
-        k = lowpass_kernel(reach) / 2
         self.reach = reach
-        self.register_buffer("kernel", (k[:, None] * k[None, :])[None, None], persistent=False)
+        self.set_cutoff(1.0)
+
+    def set_cutoff(self, cutoff: float) -> None:
+        """As LowpassUpsample's."""
+        self.register_buffer("kernel", downsample_kernel(self.reach, cutoff), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return lowpass_downsample(x, self.kernel, self.reach)
+
+
+def downsample_kernel(reach: int, cutoff: float) -> torch.Tensor:
+    """(1, 1, n, n): LowpassDownsample's 2-D filter."""
+    k = lowpass_kernel(reach, cutoff) / 2
+    return (k[:, None] * k[None, :])[None, None]
 
 
 def lowpass_downsample(x: torch.Tensor, kernel: torch.Tensor, reach: int) -> torch.Tensor:
@@ -398,8 +413,12 @@ class LowpassStride(ConvLayer):
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__(in_channels, out_channels, kernel_size=3, stride=1)
         # A buffer, not a LowpassDownsample submodule: a Sequential would run it as a stage.
-        self.register_buffer("lowpass", LowpassDownsample().kernel, persistent=False)
         self.reach = LOWPASS_REACH
+        self.set_cutoff(1.0)
+
+    def set_cutoff(self, cutoff: float) -> None:
+        """As LowpassUpsample's."""
+        self.register_buffer("lowpass", downsample_kernel(self.reach, cutoff), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self:  # pad, conv (a loop, not super(): torch.jit.script compiles it)

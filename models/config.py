@@ -49,6 +49,9 @@ MAX_STYLES = 32
 # The stability loss's weight (models/losses.py stability_loss): 0 is off; the upper bound
 # keeps a typo from drowning every other term.
 MAX_STABILITY_WEIGHT = 1e6
+# The low-pass filters' cutoff (TrainConfig.lowpass_cutoff) at least this fraction of the
+# Nyquist frequency: lower, the 5-tap phases would pass little but blur.
+MIN_LOWPASS_CUTOFF = 0.25
 # The stability loss's light noise: Gaussian, this standard deviation on the 0..255 scale
 # (about the noise of a video frame's compression).
 STABILITY_NOISE_STD = 2.0
@@ -63,7 +66,7 @@ STYLIZE_MEMORY_BUDGET_GIB = 2.0
 # silently and compute something else) and resumes with the loss it trained with.
 STORED_FALLBACKS = {"downsample": "stride-conv", "loss_pooling": "max", "stability_weight": 0.0,
                     "stability_shift": "one", "full_res_blocks": 0, "filtered_relu": False,
-                    "precision": "32"}
+                    "precision": "32", "lowpass_cutoff": 1.0}
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,9 @@ class TrainConfig:
     # Every ReLU below full resolution filtered (models/blocks.py FilteredReLU): the network
     # follows shifts of the photo that its coarse grid does not (docs/training.md).
     filtered_relu: bool = True
+    # The fixed low-pass filters' cutoff, a fraction of their Nyquist frequency (models/blocks.py
+    # lowpass_phases): below 1, a margin for the window's transition band.
+    lowpass_cutoff: float = 1.0
     # auto: bf16 autocast where the machine has bf16 matrix units, else fp32 (models/hardware.py)
     precision: str = "auto"
 
@@ -112,6 +118,10 @@ class TrainConfig:
         if isinstance(sw, bool) or not isinstance(sw, (int, float)) or not (0 <= sw <= MAX_STABILITY_WEIGHT):
             raise ValueError(f"stability_weight must be a number between 0 and {MAX_STABILITY_WEIGHT:g}, got {sw!r}")
         object.__setattr__(self, "stability_weight", float(sw))
+        fc = self.lowpass_cutoff
+        if isinstance(fc, bool) or not isinstance(fc, (int, float)) or not (MIN_LOWPASS_CUTOFF <= fc <= 1):
+            raise ValueError(f"lowpass_cutoff must be a number between {MIN_LOWPASS_CUTOFF:g} and 1, got {fc!r}")
+        object.__setattr__(self, "lowpass_cutoff", float(fc))
         for name, (lo, hi) in LIMITS.items():
             if name != "style_size" or self.style_size is not None:
                 _int_range(name, getattr(self, name), lo, hi)

@@ -58,7 +58,7 @@ class TransformerNet(nn.Module):
 
     def __init__(self, *, decoder: str | Sequence[str] = "resize-nearest",
                  downsample: str | Sequence[str] = "stride-conv", styles: int = 1, residual_blocks: int = 5,
-                 full_res_blocks: int = 0, filtered_relu: bool = False):
+                 full_res_blocks: int = 0, filtered_relu: bool = False, lowpass_cutoff: float = 1.0):
         super().__init__()
         if isinstance(styles, bool) or not isinstance(styles, int) or not 1 <= styles <= MAX_STYLES:
             raise ValueError(f"styles must be a whole number between 1 and {MAX_STYLES}, got {styles!r}")
@@ -105,12 +105,20 @@ class TransformerNet(nn.Module):
         self.full_res = nn.Sequential(*(ResidualBlock(32, norm_layer=norm) for _ in range(full_res_blocks)))
 
         self.selected: tuple[float, ...] = (1.0,) + (0.0,) * (styles - 1)  # style 0
+        # The fixed low-pass filters (resize-lowpass, filtered ReLUs, lowpass-stride) cut off at
+        # this fraction of their Nyquist frequency (models/blocks.py lowpass_phases): buffers
+        # outside the state_dict, so the config that built a network says which it has.
+        self.lowpass_cutoff = lowpass_cutoff
+        for m in self.modules():
+            if hasattr(m, "set_cutoff"):
+                m.set_cutoff(lowpass_cutoff)
 
     @classmethod
     def for_config(cls, config: TrainConfig, styles: int = 1) -> TransformerNet:
         """The network a run's settings describe (training builds it, a checkpoint loads into it)."""
         return cls(decoder=config.decoder_stages, downsample=config.downsample_stages, styles=styles,
-                   full_res_blocks=config.full_res_blocks, filtered_relu=config.filtered_relu)
+                   full_res_blocks=config.full_res_blocks, filtered_relu=config.filtered_relu,
+                   lowpass_cutoff=config.lowpass_cutoff)
 
     # plain Python: torch.jit.script skips them
     __jit_unused_properties__ = ["decoder_label", "downsample_label", "selected_style"]

@@ -47,7 +47,8 @@ from service.core.seeds import interval as seeds_interval
 # would train with today's default of it (the stability weight left out made "old" runs train
 # with the term on, once it became a default).
 OLD = {"decoder": "resize-nearest", "downsample": "stride-conv", "loss_pooling": "max", "lr": 5e-3,
-       "style_weight": 5e-2, "stability_weight": 0.0, "stability_shift": "one", "filtered_relu": False}
+       "style_weight": 5e-2, "stability_weight": 0.0, "stability_shift": "one", "filtered_relu": False,
+       "lowpass_cutoff": 1.0}
 CONFIGS: dict[str, dict] = {
     "old": OLD,
     "lowpass": {**OLD, "decoder": "resize-lowpass"},
@@ -95,6 +96,11 @@ CONFIGS: dict[str, dict] = {
     "lowpass-lpstride-stab1000-filtered-sw2": {**OLD, "decoder": "resize-lowpass", "downsample": "lowpass-stride",
                                                "stability_weight": 1000.0, "filtered_relu": True,
                                                "style_weight": 0.1},
+    # Today's defaults with every low-pass filter cut off at 0.7 of its Nyquist frequency
+    # (TrainConfig.lowpass_cutoff; StyleGAN3's margin for the window's transition band).
+    "lowpass-blur-stab1000-filtered-sw2-fc07": {**OLD, "decoder": "resize-lowpass", "downsample": "blur-stride",
+                                                "stability_weight": 1000.0, "filtered_relu": True,
+                                                "style_weight": 0.1, "lowpass_cutoff": 0.7},
 }
 KEYS = ("style_taken", "content_distance", "excess_p2", "excess_p4", "excess_p8", "locked_p2", "locked_p4", "locked_p8",
         "eq_t1", "eq_t2", "eq_t3", "eq_t4")
@@ -345,7 +351,8 @@ def main() -> None:
                     help="print each built-in style's own checkerboard score above the photos' (markdown)")
     ap.add_argument("--remeasure", action="store_true",
                     help="measure again the runs whose rows lack a measure and whose checkpoints are in OUT/runs")
-    ap.add_argument("--figure", type=Path, default=None, help="write a picture of --configs' outputs per style here")
+    ap.add_argument("--figure", type=Path, default=None,
+                    help="write a picture of --configs' outputs per style here (the first of --seeds)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--markdown", action="store_true", help="with --report: the table as docs/training.md has it")
     ap.add_argument("--threads", type=int, default=None,
@@ -370,7 +377,8 @@ def main() -> None:
         remeasure(args.out)
         return
     if args.figure:
-        print(figure(args.out, args.configs.split(","), args.styles.split(","), args.figure))
+        print(figure(args.out, args.configs.split(","), args.styles.split(","), args.figure,
+                     seed=int(args.seeds.split(",")[0])))
         return
     for name in args.configs.split(","):
         if name not in CONFIGS:

@@ -221,3 +221,51 @@ def test_filtered_relus_change_no_weight_and_travel_with_the_config():
     assert TrainConfig.from_stored({"size": 32}).filtered_relu is False
     with pytest.raises(ValueError, match="filtered_relu"):
         TrainConfig(filtered_relu="yes")
+
+
+def test_a_lower_cutoff_keeps_constants_and_ramps_folds_back_less_and_travels_with_the_config(tmp_path):
+    """TrainConfig.lowpass_cutoff (models/blocks.py lowpass_phases): every low-pass filter of the
+    network cut off lower, still exact on constants and ramps, passing less just under the
+    Nyquist frequency; a checkpoint's network loads with its own filters, and one stored before
+    the setting means today's filters (cutoff 1)."""
+    import math
+
+    from models.blocks import FilteredReLU, LowpassDownsample, LowpassStride, LowpassUpsample, lowpass_phases
+    from models.checkpoint import load_network
+    from models.config import TrainConfig
+    from models.training import train
+
+    for cutoff in (1.0, 0.7, 0.5):
+        assert torch.allclose(lowpass_phases(cutoff=cutoff).sum(dim=1), torch.ones(2))
+        up = LowpassUpsample()
+        up.set_cutoff(cutoff)
+        ramp = torch.arange(12.0).view(1, 1, 1, 12).expand(1, 1, 6, 12)
+        step = up(ramp)[0, 0, 2, 6:-6].diff()
+        assert torch.allclose(step, torch.full_like(step, 0.5), atol=1e-5), cutoff
+    # A cosine just under the coarse Nyquist frequency, through a filtered ReLU: its second
+    # harmonic folds back; with the margin less of it does.
+    n, b = 64, 28
+    x = torch.cos(2 * math.pi * b / n * torch.arange(n, dtype=torch.float32)).expand(1, 1, 8, n).contiguous()
+    folded = {}
+    for cutoff in (1.0, 0.7):
+        f = FilteredReLU()
+        for m in f.modules():
+            if hasattr(m, "set_cutoff"):
+                m.set_cutoff(cutoff)
+        folded[cutoff] = float(torch.fft.rfft(f(x)[0, 0, 4]).abs()[n - 2 * b] ** 2)
+    assert 10 * math.log10(folded[1.0] / folded[0.7]) > 6, folded
+    def filters(cutoff: float) -> list[torch.Tensor]:
+        net = TransformerNet.for_config(TrainConfig(lowpass_cutoff=cutoff, downsample="lowpass-stride"))
+        return [m.lowpass if isinstance(m, LowpassStride) else m.kernel for m in net.modules()
+                if isinstance(m, (LowpassUpsample, LowpassDownsample, LowpassStride))]
+
+    lower, today = filters(0.7), filters(1.0)
+    assert len(lower) == 2 * 8 + 2 + 2  # the filtered ReLUs' pairs, the decoder's two, the encoder's two
+    assert not any(torch.equal(a, b) for a, b in zip(lower, today))
+    run = train(TrainConfig(size=32, batch=1, steps=1, lowpass_cutoff=0.7, loss_network="vgg19-random"),
+                out_dir=tmp_path, style="ihc", progress=False)
+    loaded, info = load_network(run.checkpoint)
+    assert info.config.lowpass_cutoff == 0.7 and loaded.lowpass_cutoff == 0.7
+    assert TrainConfig.from_stored({"size": 32}).lowpass_cutoff == 1.0
+    with pytest.raises(ValueError, match="lowpass_cutoff must be a number between 0.25 and 1"):
+        TrainConfig(lowpass_cutoff=1.5)
