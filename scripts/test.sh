@@ -16,8 +16,8 @@ fi
 # pytest-xdist workers: twice the cores (at most 4: the Redis databases tests claim), since the
 # end-to-end tests spend much of their time waiting on other processes (on 2 cores, 4 workers
 # took 933 s where 3 took 987); one torch thread each; a test file stays on one worker, so its
-# module's servers are started once, and the longest files go first (tests/conftest.py
-# LONGEST_FIRST; xdist would reorder them by their number of tests).
+# module's servers are started once, in the order tests/conftest.py sets (xdist's own, most
+# tests first, but for two long files it would leave to the end).
 # CHECKERLESS_TEST_TIMELINE=FILE records each test's worker and times (scripts/test_timeline.py).
 # CHECKERLESS_TEST_WORKERS=0 runs in this process alone. The 25 slowest tests are printed.
 cores="$(nproc)"

@@ -5,9 +5,9 @@
 
 Prints each test file's worker, start and end (seconds from the first test), busy seconds and
 CPU seconds (the worker's own and its reaped children's), each worker's busy time, how many
-workers were busy in each 30 s of the run (a tail of one or two is time lost), and the files
-of LONGEST_FIRST (tests/conftest.py) ranked by this run: the longest file handed out first,
-so that none starts late and runs alone at the end.
+workers were busy in each 30 s of the run (a tail of one or two is time lost: a long file
+that started late, a candidate for LONGEST_FIRST in tests/conftest.py), and the files of 30 s
+or more ranked by their busy time.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-LONGEST_FIRST_MIN_S = 30  # files shorter than this go in collection order after the listed ones
+LONG_S = 30  # the files ranked at the end: at least this busy
 
 
 def main() -> None:
@@ -52,8 +52,8 @@ def main() -> None:
         a, b = t0 + lo, t0 + lo + 30
         busy.append(f"{lo}:{sum(max(0.0, min(b, r['end']) - max(a, r['start'])) for r in rows) / 30:.1f}")
     print("workers busy per 30 s:", " ".join(busy))
-    longest = [name for name, f in ranked if f["busy"] >= LONGEST_FIRST_MIN_S]
-    print("LONGEST_FIRST =", json.dumps(longest))
+    longest = [name for name, f in ranked if f["busy"] >= LONG_S]
+    print(f"files of {LONG_S} s or more, longest first:", json.dumps(longest))
 
 
 if __name__ == "__main__":

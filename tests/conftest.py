@@ -30,32 +30,23 @@ def service_redis_db() -> int:
     return SERVICE_REDIS_DBS[int(worker.removeprefix("gw")) % len(SERVICE_REDIS_DBS)]
 
 
-# The test files of 30 s or more, longest first (busy seconds of one run from a fresh clone on
-# 2 cores, 2026-12-06: test_cli 424, test_compile 365, test_cli_export 263, ...; made by
-# scripts/test_timeline.py from a CHECKERLESS_TEST_TIMELINE run): pytest-xdist hands whole files
-# to its workers in collection order (`--dist loadfile --no-loadscope-reorder`, scripts/test.sh;
-# without the second, xdist orders files by their number of tests and this list did nothing),
-# so no long file starts late and runs alone at the end. Order only: no test depends on it.
-LONGEST_FIRST = ["tests/test_cli.py", "tests/models/test_compile.py", "tests/test_cli_export.py",
-                 "tests/test_cli_artifacts.py", "tests/models/test_export.py", "tests/test_gpu_bench.py",
-                 "tests/e2e/test_datasets.py", "tests/e2e/test_faults.py", "tests/models/test_ddp.py",
-                 "tests/e2e/test_web.py", "tests/e2e/test_serve.py", "tests/e2e/test_service.py",
-                 "tests/e2e/test_many_workers.py", "tests/test_cli_stylize.py", "tests/e2e/test_live.py",
-                 "tests/e2e/test_content_sets_cli.py", "tests/workers/test_warm_stylize.py",
-                 "tests/e2e/test_fair_stylize.py", "tests/client/test_client.py",
-                 "tests/models/test_precision.py", "tests/models/test_training.py", "tests/e2e/test_ddp.py",
-                 "tests/e2e/test_warm_stylize.py", "tests/e2e/test_soak.py", "tests/models/test_tiling.py",
-                 "tests/models/test_multistyle.py", "tests/e2e/test_styles_options.py",
-                 "tests/e2e/test_redis_restart.py", "tests/workers/test_validate.py",
-                 "tests/e2e/test_stylebench.py", "tests/e2e/test_hostile.py",
-                 "tests/models/test_equivariance.py", "tests/workers/test_fork_server.py",
-                 "tests/e2e/test_loadtest.py", "tests/service/test_listing.py",
-                 "tests/models/test_artifact_lab.py"]
+# The order pytest-xdist hands whole files to its workers in (`--dist loadfile
+# --no-loadscope-reorder`, scripts/test.sh): the files with the most tests first (what xdist
+# itself would do), except that the two longest single files go first of all. Both have few
+# tests, so xdist's own order ran them last, alone: in a timeline of a fresh clone's run
+# (scripts/test_timeline.py, 2026-12-06, AMD EPYC, 2 cores) test_compile started at 921 s and
+# the run's last 220 s had two workers or fewer busy. Every file of 30 s or more longest
+# first was slower (1,127 s against 912-997): the CPU-heavy files all ran at once. Order only:
+# no test depends on it.
+LONGEST_FIRST = ["tests/models/test_compile.py", "tests/test_gpu_bench.py"]
 
 
 def pytest_collection_modifyitems(items) -> None:
     rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))  # stable: the rest as collected
+    files = [item.nodeid.split("::", 1)[0] for item in items]
+    tests = {f: files.count(f) for f in set(files)}
+    order = {item.nodeid: (rank.get(f, len(rank)), -tests[f]) for item, f in zip(items, files)}
+    items.sort(key=lambda item: order[item.nodeid])  # stable: within a file, as collected
 
 
 @pytest.hookimpl(wrapper=True)
