@@ -35,9 +35,10 @@ def service_redis_db() -> int:
 # itself would do), except that the two longest single files go first of all. Both have few
 # tests, so xdist's own order ran them last, alone: in a timeline of a fresh clone's run
 # (scripts/test_timeline.py, 2026-12-06, AMD EPYC, 2 cores) test_compile started at 921 s and
-# the run's last 220 s had two workers or fewer busy. Every file of 30 s or more longest
-# first was slower (1,127 s against 912-997): the CPU-heavy files all ran at once. Order only:
-# no test depends on it.
+# the run's last 220 s had two workers or fewer busy; in this order the tail was 60 s. Every
+# file of 30 s or more longest first was no faster (1,127 s of pytest against 1,108 for this
+# order, fresh clones on the same machine): both cores are busy all through either way, so
+# only the tail is the order's to save. Order only: no test depends on it.
 LONGEST_FIRST = ["tests/models/test_compile.py", "tests/test_gpu_bench.py"]
 
 
