@@ -101,6 +101,9 @@ CONFIGS: dict[str, dict] = {
     "lowpass-blur-stab1000-filtered-sw2-fc07": {**OLD, "decoder": "resize-lowpass", "downsample": "blur-stride",
                                                 "stability_weight": 1000.0, "filtered_relu": True,
                                                 "style_weight": 0.1, "lowpass_cutoff": 0.7},
+    "lowpass-blur-stab1000-filtered-sw2-fc085": {**OLD, "decoder": "resize-lowpass", "downsample": "blur-stride",
+                                                 "stability_weight": 1000.0, "filtered_relu": True,
+                                                 "style_weight": 0.1, "lowpass_cutoff": 0.85},
 }
 KEYS = ("style_taken", "content_distance", "excess_p2", "excess_p4", "excess_p8", "locked_p2", "locked_p4", "locked_p8",
         "eq_t1", "eq_t2", "eq_t3", "eq_t4")
