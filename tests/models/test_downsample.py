@@ -100,12 +100,19 @@ def test_same_seed_shares_every_weight_whatever_the_downsampling_and_decoder():
     assert not torch.allclose(outputs[0], outputs[1]) and not torch.allclose(outputs[1], outputs[2])
 
 
-def test_blur_stride_is_the_binomial_blur_of_the_stride_one_conv_subsampled():
-    layer = DOWNSAMPLES["blur-stride"].build(1, 1)
+def identity_conv(name: str) -> torch.nn.Module:
+    """A 1-channel layer of this kind whose 3x3 conv passes its input through unchanged."""
+    layer = DOWNSAMPLES[name].build(1, 1)
     with torch.no_grad():
         layer[1].weight.zero_()
-        layer[1].weight[0, 0, 1, 1] = 1.0  # identity conv
+        layer[1].weight[0, 0, 1, 1] = 1.0
         layer[1].bias.zero_()
+    return layer
+
+
+def test_blur_stride_is_the_binomial_blur_of_the_stride_one_conv_subsampled():
+    layer = identity_conv("blur-stride")
+    with torch.no_grad():
         x = torch.zeros(1, 1, 8, 8)
         x[0, 0, 4, 4] = 16.0
         y = layer(x)
@@ -116,11 +123,8 @@ def test_blur_stride_is_the_binomial_blur_of_the_stride_one_conv_subsampled():
 def test_lowpass_stride_is_the_filtered_relus_low_pass_of_the_stride_one_conv():
     from models.blocks import LowpassDownsample, runs_fp32_filters
 
-    layer = DOWNSAMPLES["lowpass-stride"].build(1, 1)
+    layer = identity_conv("lowpass-stride")
     with torch.no_grad():
-        layer[1].weight.zero_()
-        layer[1].weight[0, 0, 1, 1] = 1.0  # identity conv
-        layer[1].bias.zero_()
         x = torch.rand(2, 1, 16, 12, generator=torch.Generator().manual_seed(0))
         assert torch.allclose(layer(x), LowpassDownsample()(x))
         assert layer(torch.full((1, 1, 8, 8), 3.0)).sub(3.0).abs().max() < 1e-5  # a constant stays
@@ -129,11 +133,8 @@ def test_lowpass_stride_is_the_filtered_relus_low_pass_of_the_stride_one_conv():
 
 
 def test_resize_down_averages_2x2_before_its_conv():
-    layer = DOWNSAMPLES["resize-down"].build(1, 1)
+    layer = identity_conv("resize-down")
     with torch.no_grad():
-        layer[1].weight.zero_()
-        layer[1].weight[0, 0, 1, 1] = 1.0
-        layer[1].bias.zero_()
         x = torch.arange(16.0).view(1, 1, 4, 4)
         assert torch.equal(layer(x), torch.nn.functional.avg_pool2d(x, 2))
 
