@@ -1,4 +1,6 @@
-"""The CLI as a user runs it: a real process, its exit code, its stdout and stderr."""
+"""The CLI as a user runs it: a process of its own, its exit code, its stdout and stderr
+(tests/cli_process.py: forked with torch already imported; the tests of the entry point itself
+start `python -m service.cli`)."""
 
 from __future__ import annotations
 
@@ -12,14 +14,14 @@ import pytest
 from PIL import Image
 
 from models.config import DEFAULTS
+from tests.cli_process import run_cli
 from tests.conftest import rgb_noise
 
 TINY = ["--size", "32", "--batch", "1", "--device", "cpu"]
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "service.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=300)
+    return run_cli(args, cwd=cwd)
 
 
 def assert_one_line_error(p: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -49,7 +51,8 @@ def test_help_for_every_command():
 
     from service.cli.main import app
 
-    p = cli("--help")  # the command as installed
+    p = subprocess.run([sys.executable, "-m", "service.cli", "--help"], capture_output=True, text=True,
+                       timeout=300)  # the command as installed
     assert p.returncode == 0 and "Usage" in p.stdout
     # Every subcommand's help in this process (typer's own runner): one Python start-up, not 16.
     runner = CliRunner()
@@ -159,8 +162,8 @@ def test_demo_compares_two_decoders_trained_alike(tmp_path):
 
 
 def test_a_bad_preview_size_is_one_line_before_any_training(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "service.cli", "train", "ihc", "--steps", "1", *TINY, "--out", str(tmp_path)],
-                       capture_output=True, text=True, timeout=300, env={**os.environ, "CHECKERLESS_PREVIEW_SIZE": "huge"})
+    p = run_cli(["train", "ihc", "--steps", "1", *TINY, "--out", tmp_path],
+                env={**os.environ, "CHECKERLESS_PREVIEW_SIZE": "huge"})
     assert_one_line_error(p, "CHECKERLESS_PREVIEW_SIZE", "from 32 to 1024", "'huge'")
     assert not list(tmp_path.iterdir())  # nothing trained, nothing written
 

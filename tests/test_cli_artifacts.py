@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import rgb_noise
+from tests.cli_process import run_cli
 from tests.test_cli import assert_one_line_error, cli
 
 
@@ -139,11 +140,8 @@ def test_gan_and_deepdream_bad_options_are_one_line():
 
 def test_lastlayer_table_fits_80_columns(tmp_path):
     import os
-    import subprocess
-    import sys
 
-    p = subprocess.run([sys.executable, "-m", "service.cli", "artifacts", "lastlayer", "--seeds", "1", "--size", "32"],
-                       capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "80"})
+    p = run_cli(["artifacts", "lastlayer", "--seeds", "1", "--size", "32"], env={**os.environ, "COLUMNS": "80"})
     assert p.returncode == 0, p.stderr
     assert "resize-nearest,deconv" in p.stdout and "deconv,resize-nearest" in p.stdout  # names never cut
     assert max(len(line) for line in p.stdout.splitlines()) <= 80

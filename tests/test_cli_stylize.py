@@ -1,11 +1,10 @@
-"""`checkerless stylize` and `stylize-video` as a user runs them: a real process on a real
-two-style checkpoint, its files, its exit code and its one-line errors."""
+"""`checkerless stylize` and `stylize-video` as a user runs them: a process of its own
+(tests/cli_process.py) on a real two-style checkpoint, its files, its exit code and its
+one-line errors."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,16 +15,7 @@ from tests.conftest import rgb_noise
 from tests.models.test_video import audio_peak_hz, make_video
 from tests.test_cli import TINY, assert_one_line_error
 
-# Runs the real CLI (service.cli.main.main: its error handling and exit codes). `stylize-video`
-# is registered there by the line `app.command(name="stylize-video")(stylize_video)`; until that
-# line is in, this registers the same function on the same app first.
-RUN = ("import sys; from service.cli import main as m; from service.cli.stylize import stylize_video; "
-       "names = [c.name for c in m.app.registered_commands]; "
-       "'stylize-video' in names or m.app.command(name='stylize-video')(stylize_video); sys.exit(m.main())")
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", RUN, *map(str, args)], capture_output=True, text=True, timeout=300)
+from tests.test_cli import cli
 
 
 @pytest.fixture(scope="module")

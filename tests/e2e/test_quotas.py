@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,6 +18,7 @@ from service.core.stores import Stores
 from service.core.auth import KeyStore
 from service.core.records import now
 from service.core.storage import open_store
+from tests.cli_process import run_cli
 from tests.e2e.conftest import ROOT, running_api, settings_of
 
 pytestmark = pytest.mark.slow
@@ -39,8 +39,7 @@ def burst(client, n: int) -> list[int]:
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "service.cli", *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, **env}, timeout=120)
+    return run_cli(args, cwd=ROOT, env={**os.environ, **env}, timeout=120)
 
 
 def test_a_burst_makes_exactly_the_quota_and_repair_rebuilds_the_count(service_env, redis_url, tmp_path):

@@ -17,6 +17,7 @@ import skimage.data
 from PIL import Image
 
 
+from tests.cli_process import run_cli
 from tests.e2e.conftest import PLAIN_NET, ROOT, TINY_JOBS, free_port, wait_for
 
 
@@ -24,8 +25,7 @@ from tests.e2e.conftest import PLAIN_NET, ROOT, TINY_JOBS, free_port, wait_for
 
 
 def cli(*args, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "service.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT, env={**os.environ, **(env or {})}, timeout=300)
+    return run_cli(args, cwd=ROOT, env={**os.environ, **(env or {})})
 
 
 def worker_pids(data_dir) -> list[int]:

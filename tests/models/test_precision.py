@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from models.hardware import cpu_has_bf16_units, resolve_precision
 from models.stylize import stylize_precision, stylize_tensor
 from models.transformer_net import TransformerNet
 from models.vocabulary import DECODER_INFO, PRECISIONS
+from tests.cli_process import run_cli
 
 AUTO_ON_THIS_CPU = "bf16" if cpu_has_bf16_units() else "32"
 MIN_PSNR_DB = 40.0  # bf16 against fp32, on the 0..255 scale after rounding to 8 bits
@@ -190,8 +190,7 @@ def test_a_short_bf16_run_agrees_with_fp32_against_what_training_changes(tmp_pat
 
 
 def cli(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "service.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+    return run_cli(args, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
