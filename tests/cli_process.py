@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 # Heavy and never changed by a test: what every training or stylising command imports.
 PRELOAD = ["torch", "torchvision", "pytorch_lightning"]
 _context = None
+# CPU seconds of the processes run_cli has run, with their own children: the fork server, not
+# this process, reaps them, so this process's RUSAGE_CHILDREN never counts them (the suite's
+# timeline adds them; tests/conftest.py).
+forked_cpu_s = 0.0
 
 
 def _fork_server():
@@ -34,7 +39,7 @@ def _fork_server():
     return _context
 
 
-def _main(argv: list[str], cwd: str, env: dict[str, str], out: str, err: str) -> None:
+def _main(argv: list[str], cwd: str, env: dict[str, str], out: str, err: str, cpu: str) -> None:
     for fd, path in ((1, out), (2, err)):
         target = os.open(path, os.O_WRONLY)
         os.dup2(target, fd)
@@ -54,6 +59,8 @@ def _main(argv: list[str], cwd: str, env: dict[str, str], out: str, err: str) ->
         atexit._run_exitfuncs()  # the fork server's child ends with os._exit, which skips them
         sys.stdout.flush()
         sys.stderr.flush()
+        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        Path(cpu).write_text(str(own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime))
     sys.exit(code)
 
 
@@ -61,15 +68,17 @@ def run_cli(args, *, cwd: Path | str | None = None, env: dict[str, str] | None =
             timeout: float = 300) -> subprocess.CompletedProcess:
     """`python -m service.cli ARGS` in `cwd` (default: the repository) with `env` (default: this
     process's environment), as subprocess.run(..., capture_output=True, text=True) returns it."""
+    global forked_cpu_s
     argv = [str(a) for a in args]
     with tempfile.TemporaryDirectory(prefix="cli-") as tmp:
-        out, err = Path(tmp, "stdout"), Path(tmp, "stderr")
+        out, err, cpu = Path(tmp, "stdout"), Path(tmp, "stderr"), Path(tmp, "cpu")
         out.touch()
         err.touch()
-        process = _fork_server().Process(
-            target=_main, args=(argv, str(cwd or ROOT), dict(os.environ if env is None else env), str(out), str(err)))
+        process = _fork_server().Process(target=_main, args=(
+            argv, str(cwd or ROOT), dict(os.environ if env is None else env), str(out), str(err), str(cpu)))
         process.start()
         process.join(timeout)
+        forked_cpu_s += float(cpu.read_text()) if cpu.exists() else 0.0
         if process.exitcode is None:
             process.kill()
             process.join()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,7 @@ LONGEST_FIRST = ["tests/models/test_compile.py", "tests/test_gpu_bench.py"]
 def pytest_collection_modifyitems(items) -> None:
     rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
     files = [item.nodeid.split("::", 1)[0] for item in items]
-    tests = {f: files.count(f) for f in set(files)}
+    tests = Counter(files)
     order = {item.nodeid: (rank.get(f, len(rank)), -tests[f]) for item, f in zip(items, files)}
     items.sort(key=lambda item: order[item.nodeid])  # stable: within a file, as collected
 
@@ -62,9 +63,11 @@ def pytest_runtest_protocol(item, nextitem):
     import resource
     import time
 
-    def cpu() -> float:
+    from tests import cli_process
+
+    def cpu() -> float:  # with the CLI's processes, whose parent is tests/cli_process.py's fork server
         own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime + cli_process.forked_cpu_s
 
     started, cpu_before = time.time(), cpu()
     try:

@@ -279,3 +279,15 @@ def test_train_takes_several_styles_and_the_encoder_and_loss_settings(tmp_path):
     assert_one_line_error(cli("train", "ihc", "--resume", tmp_path / "last.ckpt"), "give no STYLE")
     p = cli("downsamples", "--json")
     assert [r["name"] for r in json.loads(p.stdout)] == ["stride-conv", "blur-stride", "lowpass-stride", "resize-down"]
+
+
+def test_each_call_is_a_process_of_its_own_whose_cpu_is_counted(tmp_path):
+    """tests/cli_process.py: the call's environment and folder are its own, not this process's,
+    and its CPU reaches the suite's timeline (tests/conftest.py)."""
+    from tests import cli_process
+
+    before = cli_process.forked_cpu_s
+    p = run_cli(["decoders", "--json"], cwd=tmp_path, env={**os.environ, "COLUMNS": "33"})
+    assert p.returncode == 0 and json.loads(p.stdout) and p.stderr == ""
+    assert cli_process.forked_cpu_s > before
+    assert os.getcwd() != str(tmp_path) and os.environ.get("COLUMNS") != "33"

@@ -202,6 +202,17 @@ def fork_server() -> _ForkServer:
         return _server
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (another user's counts: it is not gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def signal_group(proc: subprocess.Popen, sig: int) -> None:
     try:
         os.killpg(proc.pid, sig)

@@ -47,6 +47,7 @@ from pathlib import Path
 from service.core import protocol
 from service.core.settings import Settings
 from service.core.storage import ObjectStore
+from workers.child_process import pid_alive
 from workers.disk_cache import DiskCache
 from workers.spawner import popen
 
@@ -409,13 +410,8 @@ def _remove_leftovers(work_dir: Path) -> None:
         pid = pid.removesuffix(".json")
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
-        try:
-            os.kill(int(pid), 0)
-            continue  # alive: another worker process's
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue
+        if pid_alive(int(pid)):
+            continue  # another worker process's
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
         else:

@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from service.cli.own_redis import free_port
+from workers.child_process import pid_alive
 
 # Ours alone: flushed before and after, the shared server's other databases untouched. Test
 # sessions run side by side (several people on one machine) each claim one of these, so none
@@ -58,16 +59,6 @@ def wait_for(predicate, *, timeout: float, what: str, interval: float = 0.25):
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
 def _take_over(client: redis.Redis, holder: bytes) -> bool:
     """The claim of a session whose process is gone (killed before its teardown could release
     it), taken if nobody else took it first."""
@@ -93,7 +84,7 @@ def claim_redis_db() -> redis.Redis:
             if client.set(CLAIM, os.getpid(), nx=True, ex=7200):
                 return client
             holder = client.get(CLAIM)
-            if holder is not None and holder.isdigit() and not _alive(int(holder)) and _take_over(client, holder):
+            if holder is not None and holder.isdigit() and not pid_alive(int(holder)) and _take_over(client, holder):
                 return client
         return None
 

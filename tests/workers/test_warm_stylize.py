@@ -523,3 +523,23 @@ def test_the_s3_version_is_its_etag(s3_endpoint, tmp_path):
     cache.fetch(store, "k/one", tmp_path / "a")
     cache.fetch(store, "k/one", tmp_path / "b")
     assert (cache.hits, cache.misses) == (1, 1)
+
+
+def test_leftovers_of_gone_owners_are_removed_and_the_living_kept(tmp_path):
+    """A worker starting up removes the status files and server folders of processes that are
+    gone (a worker killed before it could), never a living one's."""
+    import subprocess
+    import sys
+
+    from workers.warm_stylize import _remove_leftovers
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    living = os.getppid()
+    for pid in (gone.pid, living):
+        (tmp_path / f"stylize-server-{pid}").mkdir()
+        (tmp_path / f"stylize-video-server-{pid}.json").write_text("{}")
+    (tmp_path / "stylize-server-notapid").mkdir()
+    _remove_leftovers(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"stylize-server-{living}", f"stylize-video-server-{living}.json", "stylize-server-notapid"])
