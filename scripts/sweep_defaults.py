@@ -158,6 +158,17 @@ def interval(values: list[float]) -> tuple[float, float] | None:
     return i["mean"], (0.0 if i["low"] is None else i["high"] - i["mean"])
 
 
+def cpu_label(row: dict) -> str:
+    """The row's CPU and what `auto` trained in there: bf16 on its AMX or AVX512_BF16 units, fp32
+    on a CPU with neither (the kernels, and tiny runs' outcomes, differ between them)."""
+    cpu = row.get("cpu", "unrecorded")
+    cpu = "Intel Xeon" if cpu.startswith("Intel") else cpu
+    units = row.get("bf16_units")
+    if units is None:
+        return cpu
+    return f"{cpu} ({'AMX' if 'amx_bf16' in units else 'AVX512_BF16' if units else 'fp32'})"
+
+
 def report(out: Path, *, as_json: bool, markdown: bool = False) -> None:
     rows = [json.loads(p.read_text()) for p in sorted((out / "rows").glob("*.json"))]
     groups: dict[tuple[str, str], list[dict]] = {}
@@ -165,8 +176,7 @@ def report(out: Path, *, as_json: bool, markdown: bool = False) -> None:
         groups.setdefault((r["config"], r["style"]), []).append(r)
     table = []
     for (config, style), rs in sorted(groups.items()):
-        entry = {"config": config, "style": style, "seeds": len(rs),
-                 "cpus": sorted({r.get("cpu", "unrecorded") for r in rs})}
+        entry = {"config": config, "style": style, "seeds": len(rs), "cpus": sorted({cpu_label(r) for r in rs})}
         for k in KEYS:
             entry[k] = interval([r[k] for r in rs if k in r])
             entry[f"{k}_runs"] = sum(k in r for r in rs)
@@ -192,8 +202,7 @@ def report(out: Path, *, as_json: bool, markdown: bool = False) -> None:
                              else f"{m:.3g}" if k == "content_distance"
                              else f"{m:+.1f}" + (f" ± {h:.1f}" if pm else "") if k.startswith(("excess", "locked"))
                              else f"{m:.1f}" + (f" ± {h:.1f}" if pm else ""))
-            cpus = ", ".join("Intel Xeon (AMX)" if c.startswith("Intel") else c for c in e["cpus"])
-            print(f"| {e['style']} | {e['config']} | {e['seeds']} | " + " | ".join(cells) + f" | {cpus} |")
+            print(f"| {e['style']} | {e['config']} | {e['seeds']} | " + " | ".join(cells) + f" | {', '.join(e['cpus'])} |")
         return
     print(f"{len(rows)} runs; mean ± 95% interval over seeds; each row names the CPUs its runs were on "
           "(bf16 kernels differ between them)")
