@@ -33,8 +33,9 @@ def test_compiled_training_gives_the_same_losses_as_eager(tmp_path, vgg19):
         for k in ("loss", "content", "style"):
             assert b[k] == pytest.approx(a[k], rel=1e-3), (k, a, b)
         # The TV term is ~1e-5 of the loss: Adam's normalised steps carry the fused kernels'
-        # rounding into it a little more, still far below any real change.
-        assert b["tv"] == pytest.approx(a["tv"], rel=2e-2), (a, b)
+        # rounding into it a little more, still far below any real change (2.1% at step 4 on an
+        # AMD EPYC without AVX-512, whose kernels differ from the AVX-512 ones measured before).
+        assert b["tv"] == pytest.approx(a["tv"], rel=5e-2), (a, b)
     # Adam moves near-zero-gradient weights by ~lr whatever the gradient's size, so compare
     # what the networks do: their stylisations of a photo. Adam's first steps are nearly
     # lr * sign(gradient), so rounding flips whole steps of weights whose gradient is ~0; how
