@@ -61,7 +61,9 @@ def test_a_short_soak_loses_nothing(tmp_path):
     assert rows["lost (not ended)"] == (0, 0) and rows["run twice (two training processes at once)"][0] == 0
     assert rows["events missing"][0] == 0 and rows["events duplicated (one change, two event ids)"][0] == 0
     # Seed 18 draws its first fault 0.8 s in, and it is the store stopped for 2.3 s (the faults
-    # have a generator of their own); at least three land within the 15 s.
+    # have a generator of their own); the second lands at about 14 s, and whether a third still
+    # lands within the 15 s depends on the machine (it did not on an AMD EPYC without AVX-512
+    # under the whole suite).
     assert result["faults"][0]["fault"] == "stop the store for a while", result["faults"]
-    assert len(result["faults"]) >= 3 and result["ok"] is True
+    assert len(result["faults"]) >= 2 and result["ok"] is True
     assert list(tmp_path.iterdir()) == []  # its server's data and its Redis lived in temporary folders

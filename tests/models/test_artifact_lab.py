@@ -102,9 +102,9 @@ def test_the_other_end_max_pooling_in_the_loss_teaches_a_resize_nearest_network_
     scores = {}
     for pooling, net in (("max", vgg19), ("avg", build_loss_network("vgg19", pooling="avg"))):
         # The old defaults' encoder, no stability term, and the filters cut off at their Nyquist
-        # frequency as when this was measured (on an AMD EPYC without AVX-512: 11.3 dB between the
-        # two; today's 0.85 cutoff left 5.6, plain ReLUs 8.1: tiny runs, whose gap moves with the
-        # network). In fp32: the
+        # frequency as when this was measured. The gap is a tiny run's and moves with the kernels:
+        # on an AMD EPYC without AVX-512, 11.3 dB with two threads and 6.7 with one (the suite's);
+        # today's 0.85 cutoff left 5.6, plain ReLUs 8.1. In fp32: the
         # claim is about the loss, and this tiny run's outcome moves with bf16 kernels, which
         # differ between CPUs (on an Intel Xeon with AMX-BF16, bf16 left 5.5 dB between them).
         train(TrainConfig(size=32, batch=1, steps=30, decoder="resize-nearest", loss_pooling=pooling, log_every=10,
@@ -115,4 +115,4 @@ def test_the_other_end_max_pooling_in_the_loss_teaches_a_resize_nearest_network_
         trained, _ = load_network(tmp_path / pooling / "last.ckpt")
         with torch.no_grad():
             scores[pooling] = checkerboard_score(trained.eval()(photo()[None])[0])
-    assert scores["max"][4] > scores["avg"][4] + 8, scores
+    assert scores["max"][4] > scores["avg"][4] + 3, scores
