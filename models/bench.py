@@ -402,16 +402,15 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
 
 
-def bench_tiling(sizes: Sequence[tuple[int, int]] = ((1024, 1024), (4096, 3072)), *, tile: int = 512,
-                 whole_up_to: int = 2048 * 2048, device: str = "cpu", seed: int = 0,
+def bench_tiling(net: TransformerNet, sizes: Sequence[tuple[int, int]] = ((1024, 1024), (4096, 3072)), *,
+                 tile: int = 512, whole_up_to: int = 2048 * 2048, device: str = "cpu", seed: int = 0,
                  precision: str = "32") -> list[TilingRow]:
-    """Time and peak memory of stylising one image whole and in tiles; whole only up to
-    `whole_up_to` pixels (a 4096x3072 image whole needs many GiB)."""
+    """Time and peak memory of stylising one image with `net` whole and in tiles; whole only
+    up to `whole_up_to` pixels (a 4096x3072 image whole needs many GiB)."""
     from models.tiling import stylize_tiled
 
     dev = torch.device("cuda" if device in ("gpu", "cuda") else device)
-    torch.manual_seed(seed)
-    net = TransformerNet().to(dev).eval()
+    net = net.to(dev).eval()
     rows = []
     for w, h in sizes:
         image = (torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(seed)) * 255).to(dev)

@@ -332,7 +332,7 @@ def bench(
                               repeats=steps, as_json=as_json)
     resolved = resolve_precision(precision, accelerator)
     if tiling:
-        return _bench_tiling(tiling, tile=tile, accelerator=accelerator, precision=resolved, as_json=as_json)
+        return _bench_tiling(tiling, tile=tile, accelerator=accelerator, precision=precision, as_json=as_json)
     if reference:
         try:
             sides = [int(v) for v in infer_sizes.split()]
@@ -412,12 +412,7 @@ def _bench_stylize(sizes: str, *, checkpoint: Optional[Path], accelerator: str, 
         net, info = load_network(checkpoint)
         network = f"{checkpoint} ({info.config.decoder}, step {info.step})"
     else:
-        import torch
-
-        from models.transformer_net import TransformerNet
-
-        torch.manual_seed(0)  # untrained: the same arithmetic as a trained one, so the same speed
-        net, network = TransformerNet.for_config(DEFAULTS).eval(), "an untrained network of today's defaults"
+        net, network = _untrained_default_network()
     from models.stylize import stylize_precision
 
     precision = stylize_precision(precision, "cuda" if accelerator == "gpu" else "cpu", net)
@@ -444,20 +439,35 @@ def _bench_stylize(sizes: str, *, checkpoint: Optional[Path], accelerator: str, 
                   f"median speed-up {statistics.median(speedups):.2f}x", highlight=False)
 
 
+def _untrained_default_network():
+    """The network `checkerless train` trains by default, untrained: the same arithmetic as a
+    trained one, so the same speed (its outputs say little)."""
+    import torch
+
+    from models.transformer_net import TransformerNet
+
+    torch.manual_seed(0)
+    return TransformerNet.for_config(DEFAULTS).eval(), "an untrained network of today's defaults"
+
+
 def _bench_tiling(sizes: str, *, tile: int, accelerator: str, precision: str, as_json: bool) -> None:
     from models.bench import bench_tiling
+    from models.stylize import stylize_precision
     from models.tiling import check_tile
 
     parsed = _sizes(sizes, "--tiling")
     check_tile(tile)
     gpu = accelerator == "gpu"
-    rows = bench_tiling(parsed, tile=tile, device="cuda" if gpu else "cpu", precision=precision)
+    net, network = _untrained_default_network()
+    precision = stylize_precision(precision, "cuda" if gpu else "cpu", net)  # as `checkerless stylize` resolves it
+    rows = bench_tiling(net, parsed, tile=tile, device="cuda" if gpu else "cpu", precision=precision)
     where = _where(accelerator)
     if as_json:
-        print(json.dumps({"device": where, "precision": precision, "rows": [r.as_dict() for r in rows]}, indent=2))
+        print(json.dumps({"device": where, "network": network, "precision": precision,
+                          "rows": [r.as_dict() for r in rows]}, indent=2))
         return
     table = Table("image", "mode", "seconds", "peak MiB", "PSNR vs whole",
-                  title=f"{where}; {_arith(precision)}; default network, resize-nearest", title_justify="left")
+                  title=f"{where}; {_arith(precision)}; {network}", title_justify="left")
     for r in rows:
         table.add_row(r.size, r.mode, f"{r.seconds:.1f}", f"{r.peak_mib:.0f}", "" if r.psnr_db is None else f"{r.psnr_db:.1f} dB")
     out.print(table)

@@ -267,3 +267,15 @@ def test_bench_stylize_reports_ratios_against_fp32_measured_in_the_same_run():
     for base, other in zip(rows[::2], rows[1::2]):
         assert base["ratio"] == 1.0 and base["psnr_db"] is None and base["size"] == "64x48"
         assert other["ratio"] == pytest.approx(other["ms"] / base["ms"]) and other["psnr_db"] > 0
+
+
+def test_bench_tiling_times_the_default_network_at_the_precision_stylize_would_pick():
+    """`bench --tiling` stylises with the network `checkerless train` trains by default, and
+    resolves auto as `checkerless stylize` does: fp32 on a CPU for a network with low-pass
+    filters. Tiles and the whole image agree to float rounding."""
+    p = cli("bench", "--tiling", "160x128", "--tile", "64", "--device", "cpu", "--json")
+    assert p.returncode == 0, p.stderr
+    result = json.loads(p.stdout)
+    assert result["network"] == "an untrained network of today's defaults" and result["precision"] == "32"
+    (tiles, whole) = result["rows"]
+    assert (tiles["mode"], whole["mode"]) == ("tiles of 64 px", "whole") and tiles["psnr_db"] > 60
