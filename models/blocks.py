@@ -282,15 +282,19 @@ class LowpassUpsample(nn.Module):
         self.register_buffer("kernel", (k[:, None] * k[None, :])[None, None], persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        r, c = self.reach, x.shape[1]
-        h, w = x.shape[-2:]
         # In float32 whatever the autocast: CPUs run depthwise convolutions in bf16 about 6x
         # slower than in float32 (a fixed filter has nothing for the matrix units to do).
         with torch.autocast("cpu", enabled=False):
-            y = replicate_pad(x.float(), r)
-            # repeat, not expand: a weight with stride 0 trips torch.compile's layout checks
-            y = F.conv_transpose2d(y, self.kernel.repeat(c, 1, 1, 1), stride=2, groups=c)
-        return y[..., 4 * r:4 * r + 2 * h, 4 * r:4 * r + 2 * w].to(x.dtype)
+            return self.float32(x.float()).to(x.dtype)
+
+    def float32(self, x: torch.Tensor) -> torch.Tensor:
+        """forward's work on a float32 x, for a caller that has turned the CPU's autocast off."""
+        r, c = self.reach, x.shape[1]
+        h, w = x.shape[-2:]
+        y = replicate_pad(x, r)
+        # repeat, not expand: a weight with stride 0 trips torch.compile's layout checks
+        y = F.conv_transpose2d(y, self.kernel.repeat(c, 1, 1, 1), stride=2, groups=c)
+        return y[..., 4 * r:4 * r + 2 * h, 4 * r:4 * r + 2 * w]
 
 
 class LowpassDownsample(nn.Module):
@@ -310,6 +314,10 @@ class LowpassDownsample(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return lowpass_downsample(x, self.kernel, self.reach)
 
+    def float32(self, x: torch.Tensor) -> torch.Tensor:
+        """As LowpassUpsample's."""
+        return _downsample_float32(x, self.kernel, self.reach)
+
 
 def downsample_kernel(reach: int, cutoff: float) -> torch.Tensor:
     """(1, 1, n, n): LowpassDownsample's 2-D filter."""
@@ -319,11 +327,13 @@ def downsample_kernel(reach: int, cutoff: float) -> torch.Tensor:
 
 def lowpass_downsample(x: torch.Tensor, kernel: torch.Tensor, reach: int) -> torch.Tensor:
     """LowpassDownsample's work, for layers that hold its kernel as their own buffer."""
-    c = x.shape[1]
     with torch.autocast("cpu", enabled=False):  # float32: as LowpassUpsample
-        y = replicate_pad(x.float(), 2 * reach)
-        y = F.conv2d(y, kernel.repeat(c, 1, 1, 1), stride=2, groups=c)
-    return y.to(x.dtype)
+        return _downsample_float32(x.float(), kernel, reach).to(x.dtype)
+
+
+def _downsample_float32(x: torch.Tensor, kernel: torch.Tensor, reach: int) -> torch.Tensor:
+    c = x.shape[1]
+    return F.conv2d(replicate_pad(x, 2 * reach), kernel.repeat(c, 1, 1, 1), stride=2, groups=c)
 
 
 class FilteredReLU(nn.Module):
@@ -338,7 +348,11 @@ class FilteredReLU(nn.Module):
         self.up, self.down = LowpassUpsample(), LowpassDownsample()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(F.relu(self.up(x)))
+        # Float32 from the first filter to the last, the ReLU between them included: under a
+        # bf16 autocast, converting the map at twice the resolution to bf16 and back cost more
+        # than the ReLU (1.2x this layer's time on an Intel Xeon with AMX; docs/performance.md).
+        with torch.autocast("cpu", enabled=False):
+            return self.down.float32(F.relu(self.up.float32(x.float()))).to(x.dtype)
 
 
 def runs_fp32_filters(net: nn.Module) -> bool:
