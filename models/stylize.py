@@ -94,8 +94,9 @@ def stylize_precision(precision: str, device: torch.device | str, net: nn.Module
     """"bf16" or "32": what `precision` (auto, 32 or bf16) means for stylising `net` on `device`.
     auto: bf16 on a CUDA GPU; on a CPU with bf16 matrix units, bf16 unless the network has
     low-pass filters (filtered ReLUs, resize-lowpass: today's defaults), which stay in float32
-    there (models/blocks.py) and whose conversions cost more than bf16 saves: such a network
-    stylised at 0.91x fp32's speed on an Intel Xeon with AMX (docs/performance.md); else fp32."""
+    there (models/blocks.py) and whose conversions cost about what bf16 saves: such a network
+    stylised at 0.91x fp32's speed on an Intel Xeon with AMX, 1.03x since the filtered ReLUs
+    convert once (docs/performance.md); else fp32."""
     on_cpu = torch.device(device).type != "cuda"
     resolved = resolve_precision(precision, "cpu" if on_cpu else "gpu")
     if precision == "auto" and on_cpu and net is not None and runs_fp32_filters(net):
