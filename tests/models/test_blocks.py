@@ -203,6 +203,19 @@ def test_a_filtered_relu_folds_back_far_less_of_its_harmonics():
         assert 10 * math.log10(power["plain"][folded] / power["filtered"][folded]) > 10, (b, power)
 
 
+def test_a_filtered_relu_under_bf16_autocast_is_its_float32_self_rounded_once():
+    """Under the CPU's bf16 autocast the filters run in float32, and so does the ReLU at twice
+    the resolution between them: one conversion in, one out, nothing rounded in between."""
+    from models.blocks import FilteredReLU
+
+    act = FilteredReLU()
+    x = torch.randn(2, 8, 12, 16, generator=torch.Generator().manual_seed(0)).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = act(x)
+    assert y.dtype == torch.bfloat16
+    assert torch.equal(y, act(x.float()).bfloat16())
+
+
 def test_filtered_relus_change_no_weight_and_travel_with_the_config():
     """TrainConfig.filtered_relu: the same state_dict under a seed (the filters are fixed), any
     size in and out, and a stored config that never named it means plain ReLUs."""
