@@ -75,6 +75,8 @@ def test_children_are_forked_warm_report_their_ends_and_die_with_their_server(tm
 def test_a_server_that_dies_before_it_is_ready_leaves_the_job_a_cold_child(tmp_path, monkeypatch):
     monkeypatch.setenv("CHECKERLESS_TEST_FRESH_SERVER", str(tmp_path))  # a new environment: a new server
     server = fork_server()
+    # The pool's thread lives until the cold child is checked: a child dies with the thread that
+    # started it (PR_SET_PDEATHSIG), as a worker's task thread outlives its child.
     with ThreadPoolExecutor(1) as pool:
         job = pool.submit(spawn, "train", _spec(tmp_path, "ihc", steps=10_000), tmp_path / "a")
         deadline = time.monotonic() + 30
@@ -84,9 +86,10 @@ def test_a_server_that_dies_before_it_is_ready_leaves_the_job_a_cold_child(tmp_p
         assert not server._ready
         server.proc.kill()  # ...and the server dies, as the OOM killer might kill it while it imports
         cold = job.result(timeout=60)
-    assert isinstance(cold, subprocess.Popen) and _parent(cold.pid) == os.getpid()
-    assert "-m workers.child train" in _cmdline(cold.pid)
-    stop_now(cold)
-    assert cold.returncode == -signal.SIGKILL
+        assert isinstance(cold, subprocess.Popen) and _parent(cold.pid) == os.getpid()
+        assert "-m workers.child train" in _cmdline(cold.pid)
+        assert cold.poll() is None  # it trains
+        stop_now(cold)
+        assert cold.returncode == -signal.SIGKILL
     warm = spawn("train", _spec(tmp_path, "ihc"), tmp_path / "b")  # the next job: a new server
     assert isinstance(warm, ForkedChild) and warm.wait(timeout=120) == protocol.EXIT_OK
