@@ -37,8 +37,16 @@ def _alive(pid: int) -> bool:
 
 
 def _cmdline(pid: int) -> str:
-    with open(f"/proc/{pid}/cmdline", "rb") as f:
-        return f.read().replace(b"\0", b" ").decode()
+    """The process's command line. Read once, it can be empty just after Popen returns: Popen
+    returns when exec closes its pipe, before the kernel has set up the new program's
+    arguments (twice in CI on an Intel Xeon)."""
+    deadline = time.monotonic() + 10
+    while True:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            line = f.read().replace(b"\0", b" ").decode()
+        if line or time.monotonic() > deadline:
+            return line
+        time.sleep(0.01)
 
 
 def test_children_are_forked_warm_report_their_ends_and_die_with_their_server(tmp_path):
@@ -76,7 +84,7 @@ def test_a_server_that_dies_before_it_is_ready_leaves_the_job_a_cold_child(tmp_p
     monkeypatch.setenv("CHECKERLESS_TEST_FRESH_SERVER", str(tmp_path))  # a new environment: a new server
     server = fork_server()
     # The pool's thread lives until the cold child is checked: a child dies with the thread that
-    # started it (PR_SET_PDEATHSIG), as a worker's task thread outlives its child.
+    # started it (PR_SET_PDEATHSIG), and a worker's task thread outlives its child.
     with ThreadPoolExecutor(1) as pool:
         job = pool.submit(spawn, "train", _spec(tmp_path, "ihc", steps=10_000), tmp_path / "a")
         deadline = time.monotonic() + 30
